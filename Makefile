@@ -1,0 +1,86 @@
+# mome - one build entry point.
+#   make            build build/mome and build/libmome.a
+#   make test       install what is missing, fetch the model, build, run every test
+#                   (plain build and the ASan+UBSan build of the unit tests)
+#   make demo       install what is missing, fetch the model, run the main job
+#   make asan       sanitizer build of the unit tests only
+#   make bench      engine benchmark against llama.cpp (builds the reference)
+CC      ?= gcc
+OPT     ?= -O2
+WERROR  ?= -Werror
+CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
+              -Wno-unused-parameter -fopenmp -Iinclude -Isrc -MMD -MP
+SIMD_FLAGS  = -mavx2 -mfma -mf16c
+LDLIBS      = -lpcre2-8 -lcjson -lm -lpthread -fopenmp
+
+SRC        := $(wildcard src/*.c)
+SRC_SIMD   := $(filter %_avx2.c,$(SRC))
+SRC_PLAIN  := $(filter-out %_avx2.c,$(SRC))
+TEST_SRC   := $(wildcard tests/test_*.c)
+
+B  = build
+BA = build/asan
+
+OBJ      := $(SRC_PLAIN:src/%.c=$(B)/obj/%.o) $(SRC_SIMD:src/%.c=$(B)/obj/%.o)
+OBJ_ASAN := $(SRC_PLAIN:src/%.c=$(BA)/obj/%.o) $(SRC_SIMD:src/%.c=$(BA)/obj/%.o)
+TESTS      := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+TESTS_ASAN := $(TEST_SRC:tests/%.c=$(BA)/tests/%)
+ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
+
+.PHONY: all test asan demo deps model bench clean unit check-tests
+all: $(B)/mome $(B)/libmome.a
+
+$(B)/obj/%_avx2.o: src/%_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(SIMD_FLAGS) -c $< -o $@
+$(B)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) -c $< -o $@
+$(B)/libmome.a: $(OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+$(B)/mome: tools/mome.c $(B)/libmome.a
+	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
+$(B)/tests/%: tests/%.c tests/test.h $(B)/libmome.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
+
+$(BA)/obj/%_avx2.o: src/%_avx2.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(SIMD_FLAGS) $(ASAN_FLAGS) -c $< -o $@
+$(BA)/obj/%.o: src/%.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -c $< -o $@
+$(BA)/libmome.a: $(OBJ_ASAN)
+	@rm -f $@
+	ar rcs $@ $^
+$(BA)/tests/%: tests/%.c tests/test.h $(BA)/libmome.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $< $(BA)/libmome.a $(LDLIBS) -o $@
+$(BA)/mome: tools/mome.c $(BA)/libmome.a
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $< $(BA)/libmome.a $(LDLIBS) -o $@
+
+deps:
+	@sh tools/setup.sh deps
+model:
+	@sh tools/setup.sh model
+
+unit: all $(TESTS)
+asan: $(TESTS_ASAN) $(BA)/mome
+
+# Everything: the plain build, then the sanitizer build; run_tests.sh prints
+# one closing "N passed, N failed, N skipped" line for the whole suite.
+test: deps model
+	@$(MAKE) --no-print-directory all $(TESTS) $(TESTS_ASAN) $(BA)/mome
+	@sh tests/run_tests.sh
+
+demo: deps model all
+	@sh tools/demo.sh
+
+bench: deps model all
+	@sh bench/bench_engine.sh
+
+clean:
+	rm -rf build
+
+-include $(OBJ:.o=.d) $(OBJ_ASAN:.o=.d)

@@ -1,0 +1,120 @@
+/* chat.c - render a conversation with the model's chat template.
+ *
+ * GGUF files carry a Jinja template (tokenizer.chat_template). Rather than
+ * embed a Jinja interpreter, mome does what llama.cpp's built-in templates
+ * do: recognise the template family from marker strings and render that
+ * family's format. Supported: ChatML (<|im_start|>, SmolLM2, Qwen), Llama-3
+ * (<|start_header_id|>), Llama-2 ([INST]), Gemma (<start_of_turn>), Phi-3
+ * (<|end|>). A model without a template gets ChatML, as in llama.cpp.
+ * Like llama.cpp, a default system message written inside a template's Jinja
+ * code is not injected.
+ */
+#include <stdarg.h>
+#include <string.h>
+
+#include "model.h"
+#include "util.h"
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_put(sbuf *b, const char *s) {
+    size_t k = strlen(s);
+    if (b->oom) return;
+    if (b->n + k + 1 > b->cap) {
+        size_t nc = (b->cap ? b->cap * 2 : 256);
+        while (nc < b->n + k + 1) nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, s, k);
+    b->n += k;
+    b->p[b->n] = 0;
+}
+
+enum chat_family { CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA2, CHAT_GEMMA, CHAT_PHI3 };
+
+static enum chat_family detect(const char *t) {
+    if (!t) return CHAT_CHATML;
+    if (strstr(t, "<|im_start|>")) return CHAT_CHATML;
+    if (strstr(t, "<|start_header_id|>")) return CHAT_LLAMA3;
+    if (strstr(t, "<start_of_turn>")) return CHAT_GEMMA;
+    if (strstr(t, "<|end|>") && strstr(t, "<|assistant|>")) return CHAT_PHI3;
+    if (strstr(t, "[INST]")) return CHAT_LLAMA2;
+    return CHAT_CHATML;
+}
+
+char *mome_chat_format(const mome_model *m, const mome_chat_msg *msgs, int n, int add_assistant) {
+    sbuf b = {0};
+    enum chat_family fam = detect(m->chat_template);
+    sb_put(&b, "");
+    for (int i = 0; i < n; i++) {
+        const char *role = msgs[i].role ? msgs[i].role : "user";
+        const char *content = msgs[i].content ? msgs[i].content : "";
+        switch (fam) {
+        case CHAT_CHATML:
+            sb_put(&b, "<|im_start|>"); sb_put(&b, role); sb_put(&b, "\n");
+            sb_put(&b, content); sb_put(&b, "<|im_end|>\n");
+            break;
+        case CHAT_LLAMA3:
+            sb_put(&b, "<|start_header_id|>"); sb_put(&b, role); sb_put(&b, "<|end_header_id|>\n\n");
+            sb_put(&b, content); sb_put(&b, "<|eot_id|>");
+            break;
+        case CHAT_PHI3:
+            sb_put(&b, "<|"); sb_put(&b, role); sb_put(&b, "|>\n"); sb_put(&b, content); sb_put(&b, "<|end|>\n");
+            break;
+        case CHAT_GEMMA:
+            if (strcmp(role, "system") == 0) {
+                /* Gemma has no system role: it is prepended to the next user turn */
+                sb_put(&b, "<start_of_turn>user\n"); sb_put(&b, content); sb_put(&b, "\n\n");
+                if (i + 1 < n && msgs[i + 1].role && strcmp(msgs[i + 1].role, "user") == 0) {
+                    sb_put(&b, msgs[i + 1].content ? msgs[i + 1].content : "");
+                    i++;
+                }
+                sb_put(&b, "<end_of_turn>\n");
+            } else {
+                sb_put(&b, "<start_of_turn>");
+                sb_put(&b, strcmp(role, "assistant") == 0 ? "model" : role);
+                sb_put(&b, "\n"); sb_put(&b, content); sb_put(&b, "<end_of_turn>\n");
+            }
+            break;
+        case CHAT_LLAMA2:
+            if (strcmp(role, "system") == 0) {
+                sb_put(&b, "[INST] <<SYS>>\n"); sb_put(&b, content); sb_put(&b, "\n<</SYS>>\n\n");
+                if (i + 1 < n && msgs[i + 1].role && strcmp(msgs[i + 1].role, "user") == 0) {
+                    sb_put(&b, msgs[i + 1].content ? msgs[i + 1].content : "");
+                    i++;
+                }
+                sb_put(&b, " [/INST]");
+            } else if (strcmp(role, "user") == 0) {
+                sb_put(&b, "[INST] "); sb_put(&b, content); sb_put(&b, " [/INST]");
+            } else {
+                sb_put(&b, " "); sb_put(&b, content); sb_put(&b, " </s>");
+            }
+            break;
+        }
+    }
+    if (add_assistant) {
+        switch (fam) {
+        case CHAT_CHATML: sb_put(&b, "<|im_start|>assistant\n"); break;
+        case CHAT_LLAMA3: sb_put(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n"); break;
+        case CHAT_PHI3: sb_put(&b, "<|assistant|>\n"); break;
+        case CHAT_GEMMA: sb_put(&b, "<start_of_turn>model\n"); break;
+        case CHAT_LLAMA2: break;
+        }
+    }
+    if (b.oom) {
+        free(b.p);
+        mome_seterr_code(MOME_ERR_NOMEM, "out of memory formatting the chat");
+        return NULL;
+    }
+    return b.p;
+}

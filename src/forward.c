@@ -1,0 +1,336 @@
+/* forward.c - the llama forward pass on the CPU: context, KV cache, decode.
+ *
+ * One OpenMP parallel region per batch chunk. Inside it every thread walks
+ * the same sequence of stages and takes its share of each: rows of a matrix
+ * product (quant_matmul on [r0, r1)), tokens for norms and activation
+ * quantization, (token, head) pairs for attention; `omp barrier` separates
+ * the stages. This keeps fork/join cost to one per decode call, which
+ * matters for 1-token generation where a layer is only ~10 us of work.
+ *
+ * Per block: x += Wo·attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x));
+ *            x += Wdown·(silu(Wgate·n(x)) * Wup·n(x)), n = RMSNorm.
+ * The residual add is fused into the next norm. RoPE is llama's "normal"
+ * mode (adjacent pairs), with cos/sin tables computed like ggml (theta
+ * multiplied by base^(-2/n_rot) step by step, in float). The KV cache is f32,
+ * laid out (L, n_ctx, Hkv*D), so one position of one layer is contiguous.
+ * Activations are quantized once per matrix input to the weight's
+ * vec_dot type (as llama.cpp does), then integer dot products run.
+ */
+#include <math.h>
+#include <omp.h>
+#include <string.h>
+
+#include "model.h"
+#include "util.h"
+
+mome_ctx_params mome_ctx_default_params(void) {
+    mome_ctx_params p = {0};
+    return p;
+}
+
+static void free_bufs(mome_ctx *c) {
+    free(c->k_cache); free(c->v_cache); free(c->x); free(c->xn); free(c->q); free(c->k);
+    free(c->v); free(c->att); free(c->gate); free(c->up); free(c->scores); free(c->aq);
+    free(c->rope_cos); free(c->rope_sin); free(c->logits);
+}
+
+void mome_ctx_free(mome_ctx *c) {
+    if (!c) return;
+    free_bufs(c);
+    free(c);
+}
+
+static void rope_tables(mome_ctx *c) {
+    const llama_hparams *hp = &c->m->hp;
+    const int half = hp->n_rot / 2;
+    const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
+    const float freq_scale = 1.0f / hp->rope_scale;
+    for (int32_t p = 0; p < c->n_ctx; p++) {
+        float theta = (float)p * freq_scale;
+        for (int i = 0; i < half; i++) {
+            c->rope_cos[(size_t)p * half + i] = cosf(theta);
+            c->rope_sin[(size_t)p * half + i] = sinf(theta);
+            theta *= theta_scale;
+        }
+    }
+}
+
+int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
+    *out = NULL;
+    const llama_hparams *hp = &m->hp;
+    mome_ctx *c = calloc(1, sizeof *c);
+    if (!c) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    c->m = m;
+    c->n_ctx = (p && p->n_ctx > 0) ? p->n_ctx : (hp->n_ctx_train < 4096 ? hp->n_ctx_train : 4096);
+    c->n_batch = (p && p->n_batch > 0) ? p->n_batch : 512;
+    if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
+    c->n_threads = (p && p->n_threads > 0) ? p->n_threads : m->n_threads;
+    if (c->n_ctx > (1 << 22)) {
+        free(c);
+        return mome_seterr_code(MOME_ERR_ARG, "context of %d tokens is too large", (int)c->n_ctx);
+    }
+    const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ff, HD = (size_t)hp->n_head * hp->head_dim;
+    const size_t KV = (size_t)hp->n_head_kv * hp->head_dim, T = (size_t)c->n_batch, L = (size_t)hp->n_layer;
+    size_t maxin = C > F ? C : F;
+    if (HD > maxin) maxin = HD;
+    c->aq_row = maxin * sizeof(float) + 64;
+    /* calloc: untouched cache pages cost no RSS until a position is used */
+    c->k_cache = calloc(L * (size_t)c->n_ctx * KV, sizeof(float));
+    c->v_cache = calloc(L * (size_t)c->n_ctx * KV, sizeof(float));
+    c->x = mome_aligned_alloc(T * C * sizeof(float));
+    c->xn = mome_aligned_alloc(T * (C > HD ? C : HD) * sizeof(float));
+    c->q = mome_aligned_alloc(T * HD * sizeof(float));
+    c->k = mome_aligned_alloc(T * KV * sizeof(float));
+    c->v = mome_aligned_alloc(T * KV * sizeof(float));
+    c->att = mome_aligned_alloc(T * HD * sizeof(float));
+    c->gate = mome_aligned_alloc(T * F * sizeof(float));
+    c->up = mome_aligned_alloc(T * F * sizeof(float));
+    c->scores = mome_aligned_alloc((size_t)c->n_threads * (size_t)c->n_ctx * sizeof(float));
+    c->aq = mome_aligned_alloc(T * c->aq_row);
+    c->rope_cos = mome_aligned_alloc((size_t)c->n_ctx * (size_t)(hp->n_rot / 2) * sizeof(float));
+    c->rope_sin = mome_aligned_alloc((size_t)c->n_ctx * (size_t)(hp->n_rot / 2) * sizeof(float));
+    c->n_logits_cap = 1;
+    c->logits = mome_aligned_alloc((size_t)hp->n_vocab * sizeof(float));
+    if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
+        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits) {
+        mome_ctx_free(c);
+        return mome_seterr_code(MOME_ERR_NOMEM, "out of memory allocating a context of %d tokens", (int)c->n_ctx);
+    }
+    rope_tables(c);
+    *out = c;
+    return MOME_OK;
+}
+
+int32_t mome_ctx_n_past(const mome_ctx *c) { return c->n_past; }
+
+const float *mome_get_logits(const mome_ctx *c, int i) {
+    if (c->n_logits == 0) return NULL;
+    if (i < 0) i = c->n_logits - 1;
+    if (i >= c->n_logits) return NULL;
+    return c->logits + (size_t)i * c->m->hp.n_vocab;
+}
+
+/* Splits [0, n) into nth parts; part ith is [*a, *b). Rows go in multiples
+ * of 4 so SIMD kernels that tile rows see whole tiles. */
+static void split(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
+    int64_t per = (n + nth - 1) / nth;
+    per = (per + 3) & ~(int64_t)3;
+    *a = per * ith;
+    *b = *a + per;
+    if (*a > n) *a = n;
+    if (*b > n) *b = n;
+}
+
+static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
+    float ss = 0.0f;
+    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
+    /* ggml sums in double-free float order too; keep it simple and exact enough */
+    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
+}
+
+/* Y(T, W.n_out) = W · A for this thread's rows; A already quantized. */
+static void mm(const qmat *W, const mome_ctx *c, int T, float *Y, int ith, int nth) {
+    int64_t r0, r1;
+    split(W->n_out, ith, nth, &r0, &r1);
+    if (r0 >= r1) return;
+    quant_matmul(W->type, W->n_in, W->data, W->row_bytes, c->aq, c->aq_row, T, Y, W->n_out, r0, r1);
+}
+
+/* Quantize rows [t0, t1) of X (row stride n) for weight type wt into aq. */
+static void quant_rows(mome_ctx *c, enum mome_dtype wt, const float *X, int64_t n, int t0, int t1) {
+    for (int t = t0; t < t1; t++)
+        quant_quantize_act(wt, X + (size_t)t * n, (char *)c->aq + (size_t)t * c->aq_row, n);
+}
+
+static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth) {
+    const llama_hparams *hp = &c->m->hp;
+    const int H = hp->n_head, D = hp->head_dim, G = hp->n_head / hp->n_head_kv;
+    const size_t KV = (size_t)hp->n_head_kv * D;
+    const float scale = 1.0f / sqrtf((float)D);
+    float *sc = c->scores + (size_t)ith * c->n_ctx;
+    const float *kc = c->k_cache + (size_t)l * c->n_ctx * KV;
+    const float *vc = c->v_cache + (size_t)l * c->n_ctx * KV;
+    for (int64_t job = ith; job < (int64_t)T * H; job += nth) {
+        const int t = (int)(job / H), h = (int)(job % H), kvh = h / G;
+        const int32_t np = pos0 + t + 1; /* causal: positions 0..pos0+t */
+        const float *q = c->q + (size_t)t * H * D + (size_t)h * D;
+        float mx = -INFINITY;
+        for (int32_t p = 0; p < np; p++) {
+            const float *k = kc + (size_t)p * KV + (size_t)kvh * D;
+            float s = 0.0f;
+            for (int d = 0; d < D; d++) s += q[d] * k[d];
+            s *= scale;
+            sc[p] = s;
+            if (s > mx) mx = s;
+        }
+        float sum = 0.0f;
+        for (int32_t p = 0; p < np; p++) {
+            sc[p] = expf(sc[p] - mx);
+            sum += sc[p];
+        }
+        const float inv = 1.0f / sum;
+        float *o = c->att + (size_t)t * H * D + (size_t)h * D;
+        for (int d = 0; d < D; d++) o[d] = 0.0f;
+        for (int32_t p = 0; p < np; p++) {
+            const float w = sc[p] * inv;
+            const float *v = vc + (size_t)p * KV + (size_t)kvh * D;
+            for (int d = 0; d < D; d++) o[d] += w * v[d];
+        }
+    }
+}
+
+static void rope_row(float *x, int nh, int D, int n_rot, const float *cs, const float *sn) {
+    for (int h = 0; h < nh; h++) {
+        float *v = x + (size_t)h * D;
+        for (int i = 0; i < n_rot / 2; i++) {
+            const float x0 = v[2 * i], x1 = v[2 * i + 1];
+            v[2 * i] = x0 * cs[i] - x1 * sn[i];
+            v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
+        }
+    }
+}
+
+/* One chunk of T <= n_batch tokens at positions pos0.. . Logit rows go to
+ * c->logits + out_row * V (all T rows if all_logits, else only the last). */
+static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, int logits_mode, int out_row) {
+    const int all_logits = logits_mode == 2;
+    const mome_model *m = c->m;
+    const llama_hparams *hp = &m->hp;
+    const int64_t C = hp->n_embd, F = hp->n_ff, D = hp->head_dim;
+    const int64_t HD = (int64_t)hp->n_head * D, KV = (int64_t)hp->n_head_kv * D;
+    const int half = hp->n_rot / 2;
+    const float eps = hp->rms_eps;
+
+#pragma omp parallel num_threads(c->n_threads)
+    {
+        const int ith = omp_get_thread_num(), nth = omp_get_num_threads();
+        int64_t ta, tb;
+        /* tokens split evenly, not in fours */
+        ta = (int64_t)T * ith / nth;
+        tb = (int64_t)T * (ith + 1) / nth;
+
+        for (int64_t t = ta; t < tb; t++)
+            quant_dequantize_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
+                                 c->x + t * C, C);
+
+        for (int l = 0; l < hp->n_layer; l++) {
+            const llama_layer *L = &m->layers[l];
+            for (int64_t t = ta; t < tb; t++) {
+                if (l > 0) {
+                    float *x = c->x + t * C, *d = c->xn + t * C;
+                    for (int64_t i = 0; i < C; i++) x[i] += d[i];
+                }
+                rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
+            }
+            for (int64_t t = ta; t < tb; t++) quant_quantize_act(L->wq.type, c->xn + t * C, (char *)c->aq + t * c->aq_row, C);
+#pragma omp barrier
+            mm(&L->wq, c, T, c->q, ith, nth);
+            if (quant_get_traits(L->wk.type)->vec_dot_type != quant_get_traits(L->wq.type)->vec_dot_type) {
+                /* rare: mixed types within a block need their own activation format */
+#pragma omp barrier
+                if (ith == 0) quant_rows(c, L->wk.type, c->xn, C, 0, T);
+#pragma omp barrier
+            }
+            mm(&L->wk, c, T, c->k, ith, nth);
+            if (quant_get_traits(L->wv.type)->vec_dot_type != quant_get_traits(L->wk.type)->vec_dot_type) {
+#pragma omp barrier
+                if (ith == 0) quant_rows(c, L->wv.type, c->xn, C, 0, T);
+#pragma omp barrier
+            }
+            mm(&L->wv, c, T, c->v, ith, nth);
+#pragma omp barrier
+            for (int64_t t = ta; t < tb; t++) {
+                const size_t p = (size_t)(pos0 + t);
+                rope_row(c->q + t * HD, hp->n_head, (int)D, hp->n_rot, c->rope_cos + p * half, c->rope_sin + p * half);
+                rope_row(c->k + t * KV, hp->n_head_kv, (int)D, hp->n_rot, c->rope_cos + p * half, c->rope_sin + p * half);
+                const size_t off = ((size_t)l * c->n_ctx + p) * (size_t)KV;
+                memcpy(c->k_cache + off, c->k + t * KV, (size_t)KV * sizeof(float));
+                memcpy(c->v_cache + off, c->v + t * KV, (size_t)KV * sizeof(float));
+            }
+#pragma omp barrier
+            attention(c, l, T, pos0, ith, nth);
+#pragma omp barrier
+            for (int64_t t = ta; t < tb; t++) quant_quantize_act(L->wo.type, c->att + t * HD, (char *)c->aq + t * c->aq_row, HD);
+#pragma omp barrier
+            mm(&L->wo, c, T, c->xn, ith, nth);
+#pragma omp barrier
+            for (int64_t t = ta; t < tb; t++) {
+                float *x = c->x + t * C, *d = c->xn + t * C;
+                for (int64_t i = 0; i < C; i++) x[i] += d[i];
+                rmsnorm(c->xn + t * C, x, L->ffn_norm, C, eps);
+                quant_quantize_act(L->w_gate.type, c->xn + t * C, (char *)c->aq + t * c->aq_row, C);
+            }
+#pragma omp barrier
+            mm(&L->w_gate, c, T, c->gate, ith, nth);
+            if (quant_get_traits(L->w_up.type)->vec_dot_type != quant_get_traits(L->w_gate.type)->vec_dot_type) {
+#pragma omp barrier
+                if (ith == 0) quant_rows(c, L->w_up.type, c->xn, C, 0, T);
+#pragma omp barrier
+            }
+            mm(&L->w_up, c, T, c->up, ith, nth);
+#pragma omp barrier
+            for (int64_t t = ta; t < tb; t++) {
+                float *g = c->gate + t * F, *u = c->up + t * F;
+                for (int64_t i = 0; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+                quant_quantize_act(L->w_down.type, g, (char *)c->aq + t * c->aq_row, F);
+            }
+#pragma omp barrier
+            mm(&L->w_down, c, T, c->xn, ith, nth);
+#pragma omp barrier
+        }
+        /* final residual add, norm, output head */
+        const int t_first = all_logits ? 0 : T - 1;
+        for (int64_t t = ta; t < tb; t++) {
+            float *x = c->x + t * C, *d = c->xn + t * C;
+            for (int64_t i = 0; i < C; i++) x[i] += d[i];
+            if (logits_mode && t >= t_first) {
+                rmsnorm(d, x, m->output_norm, C, eps);
+                quant_quantize_act(m->output.type, d, (char *)c->aq + (t - t_first) * c->aq_row, C);
+            }
+        }
+#pragma omp barrier
+        if (logits_mode) {
+            int64_t r0, r1;
+            const int64_t V = hp->n_vocab;
+            split(V, ith, nth, &r0, &r1);
+            if (r0 < r1)
+                quant_matmul(m->output.type, C, m->output.data, m->output.row_bytes, c->aq, c->aq_row, T - t_first,
+                             c->logits + (size_t)out_row * V, V, r0, r1);
+        }
+    }
+}
+
+int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all_logits) {
+    const llama_hparams *hp = &c->m->hp;
+    if (n <= 0) return mome_seterr_code(MOME_ERR_ARG, "mome_decode: no tokens");
+    if (pos0 < 0 || pos0 > c->n_past)
+        return mome_seterr_code(MOME_ERR_ARG, "mome_decode: position %d is past the %d cached tokens", pos0, c->n_past);
+    if ((int64_t)pos0 + n > c->n_ctx)
+        return mome_seterr_code(MOME_ERR_ARG, "context full: %d + %d tokens exceed the context size %d (use a larger --ctx)",
+                                pos0, n, c->n_ctx);
+    for (int i = 0; i < n; i++)
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return mome_seterr_code(MOME_ERR_ARG, "token id %d at index %d is out of range [0, %d)", tokens[i], i,
+                                    hp->n_vocab);
+    int32_t rows = all_logits ? n : 1;
+    if (rows > c->n_logits_cap) {
+        float *nl = mome_aligned_alloc((size_t)rows * hp->n_vocab * sizeof(float));
+        if (!nl) return MOME_ERR_NOMEM;
+        free(c->logits);
+        c->logits = nl;
+        c->n_logits_cap = rows;
+    }
+    c->n_past = pos0;
+    for (int done = 0; done < n;) {
+        int T = n - done < c->n_batch ? n - done : c->n_batch;
+        int last = done + T == n;
+        if (all_logits) forward_chunk(c, tokens + done, T, pos0 + done, 2, done);
+        else forward_chunk(c, tokens + done, T, pos0 + done, last ? 1 : 0, 0);
+        done += T;
+        c->n_past = pos0 + done;
+    }
+    c->n_logits = rows;
+    c->logits_all = all_logits;
+    return MOME_OK;
+}

@@ -1,0 +1,96 @@
+/* model.h - internal layout of a loaded llama-family model and its context.
+ *
+ * A model is a GGUF mapping plus pointers into it: weights are used in
+ * place, in whatever type the file stores (no conversion, no copy), except
+ * the small norm vectors, which are converted to f32 once. Shapes use the
+ * project's letters: C = n_embd, F = n_ff, H = n_head, Hkv = n_head_kv,
+ * D = head_dim, V = n_vocab, L = n_layer, T = tokens in a batch.
+ */
+#ifndef MOME_MODEL_H
+#define MOME_MODEL_H
+
+#include "gguf.h"
+#include "mome.h"
+#include "quant.h"
+#include "tokenizer.h"
+
+typedef struct llama_hparams {
+    int32_t n_vocab;     /* V */
+    int32_t n_ctx_train;
+    int32_t n_embd;      /* C */
+    int32_t n_layer;     /* L */
+    int32_t n_head;      /* H */
+    int32_t n_head_kv;   /* Hkv */
+    int32_t head_dim;    /* D = C / H */
+    int32_t n_ff;        /* F */
+    int32_t n_rot;       /* rotary dims per head (<= D) */
+    float rope_base;
+    float rope_scale;    /* linear position scaling factor (1 = none) */
+    float rms_eps;
+} llama_hparams;
+
+/* A matrix W of shape (n_out, n_in): n_out rows of n_in elements, row r at
+ * data + r * row_bytes, in type `type`. y = W x. */
+typedef struct qmat {
+    const void *data;
+    enum mome_dtype type;
+    int64_t n_in;
+    int64_t n_out;
+    size_t row_bytes;
+} qmat;
+
+typedef struct llama_layer {
+    float *attn_norm;    /* (C) */
+    qmat wq;             /* (H*D, C) */
+    qmat wk;             /* (Hkv*D, C) */
+    qmat wv;             /* (Hkv*D, C) */
+    qmat wo;             /* (C, H*D) */
+    float *ffn_norm;     /* (C) */
+    qmat w_gate;         /* (F, C) */
+    qmat w_up;           /* (F, C) */
+    qmat w_down;         /* (C, F) */
+} llama_layer;
+
+struct mome_model {
+    char *path;
+    gguf_file *gguf;
+    tokenizer *tok;
+    llama_hparams hp;
+    qmat tok_embd;       /* (V, C) */
+    float *output_norm;  /* (C) */
+    qmat output;         /* (V, C); the embedding when tied */
+    llama_layer *layers; /* (L) */
+    int n_threads;
+    char *chat_template; /* NUL-terminated copy, or NULL */
+    char *name;          /* general.name or file name */
+};
+
+struct mome_ctx {
+    mome_model *m;
+    int32_t n_ctx;       /* cache capacity, tokens */
+    int32_t n_batch;     /* max T per decode call */
+    int32_t n_past;      /* tokens in the cache */
+    int n_threads;
+    float *k_cache;      /* (L, n_ctx, Hkv*D) */
+    float *v_cache;      /* (L, n_ctx, Hkv*D) */
+    /* activations for one batch of T <= n_batch tokens */
+    float *x;            /* (T, C) residual stream */
+    float *xn;           /* (T, C) normed input of a block */
+    float *q;            /* (T, H*D) */
+    float *k;            /* (T, Hkv*D) */
+    float *v;            /* (T, Hkv*D) */
+    float *att;          /* (T, H*D) attention output */
+    float *gate;         /* (T, F) */
+    float *up;           /* (T, F) */
+    float *scores;       /* (n_threads, n_ctx) attention scratch */
+    void *aq;            /* quantized activations, (T, act row bytes) */
+    size_t aq_row;       /* bytes per quantized activation row */
+    float *rope_cos;     /* (n_ctx, n_rot/2) */
+    float *rope_sin;     /* (n_ctx, n_rot/2) */
+    float *logits;       /* (n_logits_cap, V) */
+    int32_t n_logits_cap;
+    int32_t n_logits;    /* rows valid from the last decode */
+    int logits_all;      /* whether the rows are for every token */
+};
+
+#endif

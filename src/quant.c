@@ -1,0 +1,901 @@
+/* quant.c - type traits, scalar reference (de)quantizers and dot products,
+ * kernel selection and the matmul driver. See quant.h.
+ *
+ * The scalar code follows ggml's reference implementations (ggml-quants.c
+ * *_ref quantizers, dequantize_row_*, and the generic ggml_vec_dot_*): the
+ * integer parts are identical and the float formulas are the same, so results
+ * track llama.cpp's. This file is compiled without -mfma, so no FMA
+ * contraction changes the float results of dequantization.
+ */
+#include "quant.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+/* ------------------------------------------------------------------ traits */
+
+static const quant_traits g_traits[MOME_DTYPE_COUNT] = {
+    [MOME_DTYPE_F32] = {.name = "f32", .blck = 1, .type_size = 4, .supported = 1,
+                        .vec_dot_type = MOME_DTYPE_F32},
+    [MOME_DTYPE_F16] = {.name = "f16", .blck = 1, .type_size = 2, .supported = 1,
+                        .vec_dot_type = MOME_DTYPE_F32},
+    [MOME_DTYPE_BF16] = {.name = "bf16", .blck = 1, .type_size = 2, .supported = 1,
+                         .vec_dot_type = MOME_DTYPE_F32},
+    [MOME_DTYPE_Q4_0] = {.name = "q4_0", .blck = QK4_0, .type_size = sizeof(block_q4_0),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_0},
+    [MOME_DTYPE_Q4_1] = {.name = "q4_1", .blck = QK4_1, .type_size = sizeof(block_q4_1),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_1},
+    [MOME_DTYPE_Q5_0] = {.name = "q5_0", .blck = QK5_0, .type_size = sizeof(block_q5_0),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_0},
+    [MOME_DTYPE_Q5_1] = {.name = "q5_1", .blck = QK5_1, .type_size = sizeof(block_q5_1),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_1},
+    [MOME_DTYPE_Q8_0] = {.name = "q8_0", .blck = QK8_0, .type_size = sizeof(block_q8_0),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_0},
+    [MOME_DTYPE_Q8_1] = {.name = "q8_1", .blck = QK8_1, .type_size = sizeof(block_q8_1),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_1},
+    [MOME_DTYPE_Q2_K] = {.name = "q2_K", .blck = QK_K, .type_size = sizeof(block_q2_K),
+                         .supported = 0, .vec_dot_type = MOME_DTYPE_Q8_K},
+    [MOME_DTYPE_Q3_K] = {.name = "q3_K", .blck = QK_K, .type_size = sizeof(block_q3_K),
+                         .supported = 0, .vec_dot_type = MOME_DTYPE_Q8_K},
+    [MOME_DTYPE_Q4_K] = {.name = "q4_K", .blck = QK_K, .type_size = sizeof(block_q4_K),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_K},
+    [MOME_DTYPE_Q5_K] = {.name = "q5_K", .blck = QK_K, .type_size = sizeof(block_q5_K),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_K},
+    [MOME_DTYPE_Q6_K] = {.name = "q6_K", .blck = QK_K, .type_size = sizeof(block_q6_K),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_K},
+    [MOME_DTYPE_Q8_K] = {.name = "q8_K", .blck = QK_K, .type_size = sizeof(block_q8_K),
+                         .supported = 1, .vec_dot_type = MOME_DTYPE_Q8_K},
+};
+
+const quant_traits *quant_get_traits(uint32_t type) {
+    if (type >= MOME_DTYPE_COUNT || g_traits[type].name == NULL) return NULL;
+    return &g_traits[type];
+}
+
+size_t quant_row_size(enum mome_dtype t, int64_t n) {
+    const quant_traits *tr = quant_get_traits((uint32_t)t);
+    if (!tr || n < 0 || n % tr->blck != 0) return 0;
+    uint64_t nb = (uint64_t)(n / tr->blck);
+    if (nb > SIZE_MAX / tr->type_size) return 0;
+    return (size_t)nb * tr->type_size;
+}
+
+/* ------------------------------------------------------------- half floats */
+
+float quant_f16_to_f32(uint16_t h) { return qi_f16_to_f32(h); }
+uint16_t quant_f32_to_f16(float f) { return qi_f32_to_f16(f); }
+float quant_bf16_to_f32(uint16_t h) { return qi_bf16_to_f32(h); }
+uint16_t quant_f32_to_bf16(float f) { return qi_f32_to_bf16(f); }
+
+/* --------------------------------------------------------- dequantization */
+
+static void deq_q4_0(const block_q4_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d);
+        for (int j = 0; j < QK4_0 / 2; j++) {
+            const int x0 = (x[i].qs[j] & 0x0F) - 8;
+            const int x1 = (x[i].qs[j] >> 4) - 8;
+            y[i * QK4_0 + j] = x0 * d;
+            y[i * QK4_0 + j + QK4_0 / 2] = x1 * d;
+        }
+    }
+}
+
+static void deq_q4_1(const block_q4_1 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d), m = QI_FP16(x[i].m);
+        for (int j = 0; j < QK4_1 / 2; j++) {
+            const int x0 = x[i].qs[j] & 0x0F;
+            const int x1 = x[i].qs[j] >> 4;
+            y[i * QK4_1 + j] = x0 * d + m;
+            y[i * QK4_1 + j + QK4_1 / 2] = x1 * d + m;
+        }
+    }
+}
+
+static void deq_q5_0(const block_q5_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        for (int j = 0; j < QK5_0 / 2; j++) {
+            const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
+            const uint8_t xh_1 = (uint8_t)(((qh >> (j + 12))) & 0x10);
+            const int32_t x0 = ((x[i].qs[j] & 0x0F) | xh_0) - 16;
+            const int32_t x1 = ((x[i].qs[j] >> 4) | xh_1) - 16;
+            y[i * QK5_0 + j] = x0 * d;
+            y[i * QK5_0 + j + QK5_0 / 2] = x1 * d;
+        }
+    }
+}
+
+static void deq_q5_1(const block_q5_1 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d), m = QI_FP16(x[i].m);
+        uint32_t qh;
+        memcpy(&qh, x[i].qh, 4);
+        for (int j = 0; j < QK5_1 / 2; j++) {
+            const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
+            const uint8_t xh_1 = (uint8_t)(((qh >> (j + 12))) & 0x10);
+            const int x0 = (x[i].qs[j] & 0x0F) | xh_0;
+            const int x1 = (x[i].qs[j] >> 4) | xh_1;
+            y[i * QK5_1 + j] = x0 * d + m;
+            y[i * QK5_1 + j + QK5_1 / 2] = x1 * d + m;
+        }
+    }
+}
+
+static void deq_q8_0(const block_q8_0 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d);
+        for (int j = 0; j < QK8_0; j++) y[i * QK8_0 + j] = x[i].qs[j] * d;
+    }
+}
+
+static void deq_q8_1(const block_q8_1 *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d);
+        for (int j = 0; j < QK8_1; j++) y[i * QK8_1 + j] = x[i].qs[j] * d;
+    }
+}
+
+static void deq_q4_K(const block_q4_K *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *q = x[i].qs;
+        const float d = QI_FP16(x[i].d), min = QI_FP16(x[i].dmin);
+        int is = 0;
+        uint8_t sc, m;
+        for (int j = 0; j < QK_K; j += 64) {
+            qi_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            qi_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
+            q += 32;
+            is += 2;
+        }
+    }
+}
+
+static void deq_q5_K(const block_q5_K *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *ql = x[i].qs, *qh = x[i].qh;
+        const float d = QI_FP16(x[i].d), min = QI_FP16(x[i].dmin);
+        int is = 0;
+        uint8_t sc, m, u1 = 1, u2 = 2;
+        for (int j = 0; j < QK_K; j += 64) {
+            qi_scale_min_k4(is + 0, x[i].scales, &sc, &m);
+            const float d1 = d * sc, m1 = min * m;
+            qi_scale_min_k4(is + 1, x[i].scales, &sc, &m);
+            const float d2 = d * sc, m2 = min * m;
+            for (int l = 0; l < 32; ++l) *y++ = d1 * ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
+            for (int l = 0; l < 32; ++l) *y++ = d2 * ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) - m2;
+            ql += 32;
+            is += 2;
+            u1 = (uint8_t)(u1 << 2);
+            u2 = (uint8_t)(u2 << 2);
+        }
+    }
+}
+
+static void deq_q6_K(const block_q6_K *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        const float d = QI_FP16(x[i].d);
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales;
+        for (int n = 0; n < QK_K; n += 128) {
+            for (int l = 0; l < 32; ++l) {
+                int is = l / 16;
+                const int8_t q1 = (int8_t)((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int8_t q2 = (int8_t)((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int8_t q3 = (int8_t)((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int8_t q4 = (int8_t)((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                y[l + 0] = d * sc[is + 0] * q1;
+                y[l + 32] = d * sc[is + 2] * q2;
+                y[l + 64] = d * sc[is + 4] * q3;
+                y[l + 96] = d * sc[is + 6] * q4;
+            }
+            y += 128;
+            ql += 64;
+            qh += 32;
+            sc += 8;
+        }
+    }
+}
+
+static void deq_q8_K(const block_q8_K *x, float *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++)
+        for (int j = 0; j < QK_K; ++j) *y++ = x[i].d * x[i].qs[j];
+}
+
+void quant_dequantize_row(enum mome_dtype t, const void *src, float *dst, int64_t n) {
+    const quant_traits *tr = quant_get_traits((uint32_t)t);
+    if (!tr || !tr->supported || n <= 0 || n % tr->blck) return;
+    const int64_t nb = n / tr->blck;
+    switch (t) {
+    case MOME_DTYPE_F32: memmove(dst, src, (size_t)n * 4); break;
+    case MOME_DTYPE_F16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = qi_f16_to_f32(s[i]);
+        break;
+    }
+    case MOME_DTYPE_BF16: {
+        const uint16_t *s = src;
+        for (int64_t i = 0; i < n; i++) dst[i] = qi_bf16_to_f32(s[i]);
+        break;
+    }
+    case MOME_DTYPE_Q4_0: deq_q4_0(src, dst, nb); break;
+    case MOME_DTYPE_Q4_1: deq_q4_1(src, dst, nb); break;
+    case MOME_DTYPE_Q5_0: deq_q5_0(src, dst, nb); break;
+    case MOME_DTYPE_Q5_1: deq_q5_1(src, dst, nb); break;
+    case MOME_DTYPE_Q8_0: deq_q8_0(src, dst, nb); break;
+    case MOME_DTYPE_Q8_1: deq_q8_1(src, dst, nb); break;
+    case MOME_DTYPE_Q4_K: deq_q4_K(src, dst, nb); break;
+    case MOME_DTYPE_Q5_K: deq_q5_K(src, dst, nb); break;
+    case MOME_DTYPE_Q6_K: deq_q6_K(src, dst, nb); break;
+    case MOME_DTYPE_Q8_K: deq_q8_K(src, dst, nb); break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------- reference quantizers */
+
+static void qz_q4_0(const float *x, block_q4_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK4_0; j++) {
+            const float v = x[i * QK4_0 + j];
+            if (amax < fabsf(v)) { amax = fabsf(v); max = v; }
+        }
+        const float d = max / -8;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qi_f32_to_f16(d);
+        for (int j = 0; j < QK4_0 / 2; ++j) {
+            const float x0 = x[i * QK4_0 + 0 + j] * id;
+            const float x1 = x[i * QK4_0 + QK4_0 / 2 + j] * id;
+            int8_t a = (int8_t)(x0 + 8.5f), b = (int8_t)(x1 + 8.5f);
+            const uint8_t xi0 = (uint8_t)(a < 15 ? a : 15);
+            const uint8_t xi1 = (uint8_t)(b < 15 ? b : 15);
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+static void qz_q4_1(const float *x, block_q4_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        float min = INFINITY, max = -INFINITY;
+        for (int j = 0; j < QK4_1; j++) {
+            const float v = x[i * QK4_1 + j];
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        const float d = (max - min) / ((1 << 4) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qi_f32_to_f16(d);
+        y[i].m = qi_f32_to_f16(min);
+        for (int j = 0; j < QK4_1 / 2; ++j) {
+            const float x0 = (x[i * QK4_1 + 0 + j] - min) * id;
+            const float x1 = (x[i * QK4_1 + QK4_1 / 2 + j] - min) * id;
+            int8_t a = (int8_t)(x0 + 0.5f), b = (int8_t)(x1 + 0.5f);
+            const uint8_t xi0 = (uint8_t)(a < 15 ? a : 15);
+            const uint8_t xi1 = (uint8_t)(b < 15 ? b : 15);
+            y[i].qs[j] = (uint8_t)(xi0 | (xi1 << 4));
+        }
+    }
+}
+
+static void qz_q5_0(const float *x, block_q5_0 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f, max = 0.0f;
+        for (int j = 0; j < QK5_0; j++) {
+            const float v = x[i * QK5_0 + j];
+            if (amax < fabsf(v)) { amax = fabsf(v); max = v; }
+        }
+        const float d = max / -16;
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qi_f32_to_f16(d);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK5_0 / 2; ++j) {
+            const float x0 = x[i * QK5_0 + 0 + j] * id;
+            const float x1 = x[i * QK5_0 + QK5_0 / 2 + j] * id;
+            int8_t a = (int8_t)(x0 + 16.5f), b = (int8_t)(x1 + 16.5f);
+            const uint8_t xi0 = (uint8_t)(a < 31 ? a : 31);
+            const uint8_t xi1 = (uint8_t)(b < 31 ? b : 31);
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((xi1 & 0x10u) >> 4) << (j + QK5_0 / 2);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
+
+static void qz_q5_1(const float *x, block_q5_1 *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++) {
+        float min = INFINITY, max = -INFINITY;
+        for (int j = 0; j < QK5_1; j++) {
+            const float v = x[i * QK5_1 + j];
+            if (v < min) min = v;
+            if (v > max) max = v;
+        }
+        const float d = (max - min) / ((1 << 5) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qi_f32_to_f16(d);
+        y[i].m = qi_f32_to_f16(min);
+        uint32_t qh = 0;
+        for (int j = 0; j < QK5_1 / 2; ++j) {
+            const float x0 = (x[i * QK5_1 + 0 + j] - min) * id;
+            const float x1 = (x[i * QK5_1 + QK5_1 / 2 + j] - min) * id;
+            const uint8_t xi0 = (uint8_t)(x0 + 0.5f);
+            const uint8_t xi1 = (uint8_t)(x1 + 0.5f);
+            y[i].qs[j] = (uint8_t)((xi0 & 0x0F) | ((xi1 & 0x0F) << 4));
+            qh |= ((xi0 & 0x10u) >> 4) << (j + 0);
+            qh |= ((xi1 & 0x10u) >> 4) << (j + QK5_1 / 2);
+        }
+        memcpy(y[i].qh, &qh, 4);
+    }
+}
+
+static void qz_q8_0(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    const int64_t nb = n / QK8_0;
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_0; j++) {
+            const float v = fabsf(x[i * QK8_0 + j]);
+            amax = amax > v ? amax : v;
+        }
+        const float d = amax / ((1 << 7) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qi_f32_to_f16(d);
+        for (int j = 0; j < QK8_0; ++j) y[i].qs[j] = (int8_t)roundf(x[i * QK8_0 + j] * id);
+    }
+}
+
+static void qz_q8_1(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    const int64_t nb = n / QK8_1;
+    for (int64_t i = 0; i < nb; i++) {
+        float amax = 0.0f;
+        for (int j = 0; j < QK8_1; j++) {
+            const float v = fabsf(x[i * QK8_1 + j]);
+            amax = amax > v ? amax : v;
+        }
+        const float d = amax / ((1 << 7) - 1);
+        const float id = d ? 1.0f / d : 0.0f;
+        y[i].d = qi_f32_to_f16(d);
+        int sum = 0;
+        for (int j = 0; j < QK8_1 / 2; ++j) {
+            const float v0 = x[i * QK8_1 + j] * id;
+            const float v1 = x[i * QK8_1 + QK8_1 / 2 + j] * id;
+            y[i].qs[j] = (int8_t)roundf(v0);
+            y[i].qs[QK8_1 / 2 + j] = (int8_t)roundf(v1);
+            sum += y[i].qs[j];
+            sum += y[i].qs[QK8_1 / 2 + j];
+        }
+        y[i].s = qi_f32_to_f16(sum * d);
+    }
+}
+
+static inline int nearest_int(float fval) {
+    float val = fval + 12582912.f;
+    int i;
+    memcpy(&i, &val, sizeof(int));
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+static void qz_q8_K(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    const int64_t nb = n / QK_K;
+    for (int64_t i = 0; i < nb; i++) {
+        float max = 0, amax = 0;
+        for (int j = 0; j < QK_K; ++j) {
+            float ax = fabsf(x[j]);
+            if (ax > amax) { amax = ax; max = x[j]; }
+        }
+        if (!amax) {
+            y[i].d = 0;
+            memset(y[i].qs, 0, QK_K);
+            memset(y[i].bsums, 0, sizeof y[i].bsums);
+            x += QK_K;
+            continue;
+        }
+        const float iscale = -127.f / max;
+        for (int j = 0; j < QK_K; ++j) {
+            int v = nearest_int(iscale * x[j]);
+            y[i].qs[j] = (int8_t)(v < 127 ? v : 127);
+        }
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int ii = 0; ii < 16; ++ii) sum += y[i].qs[j * 16 + ii];
+            y[i].bsums[j] = (int16_t)sum;
+        }
+        y[i].d = 1 / iscale;
+        x += QK_K;
+    }
+}
+
+/* Simple (not ggml's iterative) Q4_K quantizer: per 32-element sub-block a
+ * scale and a non-negative offset, stored as 6-bit multiples of d / dmin. */
+static void qz_q4_K(const float *x, block_q4_K *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float sc[8], mn[8], maxsc = 0, maxmn = 0;
+        for (int j = 0; j < 8; j++) {
+            float lo = 0, hi = 0;  /* include 0 so the offset is >= 0 */
+            for (int l = 0; l < 32; l++) {
+                float v = x[32 * j + l];
+                if (v < lo) lo = v;
+                if (v > hi) hi = v;
+            }
+            sc[j] = (hi - lo) / 15;
+            mn[j] = -lo;
+            if (sc[j] > maxsc) maxsc = sc[j];
+            if (mn[j] > maxmn) maxmn = mn[j];
+        }
+        const float d = maxsc / 63, dmin = maxmn / 63;
+        y[i].d = qi_f32_to_f16(d);
+        y[i].dmin = qi_f32_to_f16(dmin);
+        const float dq = qi_f16_to_f32(y[i].d), dmq = qi_f16_to_f32(y[i].dmin);
+        uint8_t ls[8], lm[8];
+        for (int j = 0; j < 8; j++) {
+            int a = dq > 0 ? (int)lrintf(sc[j] / dq) : 0;
+            int b = dmq > 0 ? (int)lrintf(mn[j] / dmq) : 0;
+            ls[j] = (uint8_t)(a < 0 ? 0 : a > 63 ? 63 : a);
+            lm[j] = (uint8_t)(b < 0 ? 0 : b > 63 ? 63 : b);
+        }
+        memset(y[i].scales, 0, K_SCALE_SIZE);
+        for (int j = 0; j < 8; ++j) {
+            if (j < 4) {
+                y[i].scales[j] = ls[j];
+                y[i].scales[j + 4] = lm[j];
+            } else {
+                y[i].scales[j + 4] = (uint8_t)((ls[j] & 0xF) | ((lm[j] & 0xF) << 4));
+                y[i].scales[j - 4] |= (uint8_t)((ls[j] >> 4) << 6);
+                y[i].scales[j - 0] |= (uint8_t)((lm[j] >> 4) << 6);
+            }
+        }
+        uint8_t L[QK_K];
+        for (int j = 0; j < 8; j++) {
+            const float ds = dq * ls[j], ms = dmq * lm[j];
+            for (int l = 0; l < 32; l++) {
+                int q = ds > 0 ? (int)lrintf((x[32 * j + l] + ms) / ds) : 0;
+                L[32 * j + l] = (uint8_t)(q < 0 ? 0 : q > 15 ? 15 : q);
+            }
+        }
+        uint8_t *q = y[i].qs;
+        for (int j = 0; j < QK_K; j += 64) {
+            for (int l = 0; l < 32; ++l) q[l] = (uint8_t)(L[j + l] | (L[j + l + 32] << 4));
+            q += 32;
+        }
+    }
+}
+
+/* Simple Q6_K quantizer: per 16-element group an int8 scale of d. */
+static void qz_q6_K(const float *x, block_q6_K *y, int64_t nb) {
+    for (int64_t i = 0; i < nb; i++, x += QK_K) {
+        float s[16], maxs = 0;
+        for (int j = 0; j < 16; j++) {
+            float amax = 0;
+            for (int l = 0; l < 16; l++) {
+                float v = fabsf(x[16 * j + l]);
+                if (v > amax) amax = v;
+            }
+            s[j] = amax / 31;
+            if (s[j] > maxs) maxs = s[j];
+        }
+        const float d = maxs / 127;
+        y[i].d = qi_f32_to_f16(d);
+        const float dq = qi_f16_to_f32(y[i].d);
+        uint8_t L[QK_K];
+        for (int j = 0; j < 16; j++) {
+            int sc = dq > 0 ? (int)lrintf(s[j] / dq) : 0;
+            sc = sc > 127 ? 127 : sc;
+            y[i].scales[j] = (int8_t)sc;
+            const float ds = dq * sc;
+            for (int l = 0; l < 16; l++) {
+                int q = ds > 0 ? (int)lrintf(x[16 * j + l] / ds) : 0;
+                q = q < -32 ? -32 : q > 31 ? 31 : q;
+                L[16 * j + l] = (uint8_t)(q + 32);
+            }
+        }
+        uint8_t *ql = y[i].ql, *qh = y[i].qh;
+        for (int j = 0; j < QK_K; j += 128) {
+            for (int l = 0; l < 32; ++l) {
+                const uint8_t q1 = L[j + l + 0] & 0xF, q2 = L[j + l + 32] & 0xF;
+                const uint8_t q3 = L[j + l + 64] & 0xF, q4 = L[j + l + 96] & 0xF;
+                ql[l + 0] = (uint8_t)(q1 | (q3 << 4));
+                ql[l + 32] = (uint8_t)(q2 | (q4 << 4));
+                qh[l] = (uint8_t)((L[j + l] >> 4) | ((L[j + l + 32] >> 4) << 2) |
+                                  ((L[j + l + 64] >> 4) << 4) | ((L[j + l + 96] >> 4) << 6));
+            }
+            ql += 64;
+            qh += 32;
+        }
+    }
+}
+
+void quant_quantize_row(enum mome_dtype t, const float *src, void *dst, int64_t n) {
+    const quant_traits *tr = quant_get_traits((uint32_t)t);
+    if (!tr || n <= 0 || n % tr->blck) return;
+    const int64_t nb = n / tr->blck;
+    switch (t) {
+    case MOME_DTYPE_F32: memmove(dst, src, (size_t)n * 4); break;
+    case MOME_DTYPE_F16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = qi_f32_to_f16(src[i]);
+        break;
+    }
+    case MOME_DTYPE_BF16: {
+        uint16_t *d = dst;
+        for (int64_t i = 0; i < n; i++) d[i] = qi_f32_to_bf16(src[i]);
+        break;
+    }
+    case MOME_DTYPE_Q4_0: qz_q4_0(src, dst, nb); break;
+    case MOME_DTYPE_Q4_1: qz_q4_1(src, dst, nb); break;
+    case MOME_DTYPE_Q5_0: qz_q5_0(src, dst, nb); break;
+    case MOME_DTYPE_Q5_1: qz_q5_1(src, dst, nb); break;
+    case MOME_DTYPE_Q8_0: qz_q8_0(src, dst, n); break;
+    case MOME_DTYPE_Q8_1: qz_q8_1(src, dst, n); break;
+    case MOME_DTYPE_Q8_K: qz_q8_K(src, dst, n); break;
+    case MOME_DTYPE_Q4_K: qz_q4_K(src, dst, nb); break;
+    case MOME_DTYPE_Q6_K: qz_q6_K(src, dst, nb); break;
+    default: break;
+    }
+}
+
+/* ------------------------------------------------ scalar dot products */
+
+static float vd_f32(int64_t n, const void *vw, const void *va) {
+    const float *w = vw, *a = va;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)w[i] * a[i];
+    return (float)s;
+}
+
+static float vd_f16(int64_t n, const void *vw, const void *va) {
+    const uint16_t *w = vw;
+    const float *a = va;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)qi_f16_to_f32(w[i]) * a[i];
+    return (float)s;
+}
+
+static float vd_bf16(int64_t n, const void *vw, const void *va) {
+    const uint16_t *w = vw;
+    const float *a = va;
+    double s = 0;
+    for (int64_t i = 0; i < n; i++) s += (double)qi_bf16_to_f32(w[i]) * a[i];
+    return (float)s;
+}
+
+static float vd_q4_0(int64_t n, const void *vw, const void *va) {
+    const block_q4_0 *x = vw;
+    const block_q8_0 *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK8_0; ib++) {
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK8_0 / 2; j++) {
+            const int v0 = (x[ib].qs[j] & 0x0F) - 8;
+            const int v1 = (x[ib].qs[j] >> 4) - 8;
+            sumi0 += v0 * y[ib].qs[j];
+            sumi1 += v1 * y[ib].qs[j + QK8_0 / 2];
+        }
+        int sumi = sumi0 + sumi1;
+        sumf += sumi * QI_FP16(x[ib].d) * QI_FP16(y[ib].d);
+    }
+    return sumf;
+}
+
+static float vd_q4_1(int64_t n, const void *vw, const void *va) {
+    const block_q4_1 *x = vw;
+    const block_q8_1 *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK8_1; ib++) {
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK8_1 / 2; j++) {
+            const int v0 = x[ib].qs[j] & 0x0F;
+            const int v1 = x[ib].qs[j] >> 4;
+            sumi0 += v0 * y[ib].qs[j];
+            sumi1 += v1 * y[ib].qs[j + QK8_1 / 2];
+        }
+        int sumi = sumi0 + sumi1;
+        sumf += (QI_FP16(x[ib].d) * QI_FP16(y[ib].d)) * sumi + QI_FP16(x[ib].m) * QI_FP16(y[ib].s);
+    }
+    return sumf;
+}
+
+static float vd_q5_0(int64_t n, const void *vw, const void *va) {
+    const block_q5_0 *x = vw;
+    const block_q8_0 *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK8_0; ib++) {
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, 4);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK8_0 / 2; j++) {
+            const uint8_t xh_0 = (uint8_t)(((qh & (1u << (j + 0))) >> (j + 0)) << 4);
+            const uint8_t xh_1 = (uint8_t)(((qh & (1u << (j + 16))) >> (j + 12)));
+            const int32_t x0 = (int8_t)(((x[ib].qs[j] & 0x0F) | xh_0) - 16);
+            const int32_t x1 = (int8_t)(((x[ib].qs[j] >> 4) | xh_1) - 16);
+            sumi0 += x0 * y[ib].qs[j];
+            sumi1 += x1 * y[ib].qs[j + QK8_0 / 2];
+        }
+        int sumi = sumi0 + sumi1;
+        sumf += (QI_FP16(x[ib].d) * QI_FP16(y[ib].d)) * sumi;
+    }
+    return sumf;
+}
+
+static float vd_q5_1(int64_t n, const void *vw, const void *va) {
+    const block_q5_1 *x = vw;
+    const block_q8_1 *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK8_1; ib++) {
+        uint32_t qh;
+        memcpy(&qh, x[ib].qh, 4);
+        int sumi0 = 0, sumi1 = 0;
+        for (int j = 0; j < QK8_1 / 2; j++) {
+            const uint8_t xh_0 = (uint8_t)(((qh >> (j + 0)) << 4) & 0x10);
+            const uint8_t xh_1 = (uint8_t)(((qh >> (j + 12))) & 0x10);
+            const int32_t x0 = (x[ib].qs[j] & 0xF) | xh_0;
+            const int32_t x1 = (x[ib].qs[j] >> 4) | xh_1;
+            sumi0 += x0 * y[ib].qs[j];
+            sumi1 += x1 * y[ib].qs[j + QK8_1 / 2];
+        }
+        int sumi = sumi0 + sumi1;
+        sumf += (QI_FP16(x[ib].d) * QI_FP16(y[ib].d)) * sumi + QI_FP16(x[ib].m) * QI_FP16(y[ib].s);
+    }
+    return sumf;
+}
+
+static float vd_q8_0(int64_t n, const void *vw, const void *va) {
+    const block_q8_0 *x = vw;
+    const block_q8_0 *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK8_0; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK8_0; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        sumf += sumi * (QI_FP16(x[ib].d) * QI_FP16(y[ib].d));
+    }
+    return sumf;
+}
+
+/* Q8_1 weights x Q8_1 activations (ggml has no such pairing; for completeness) */
+static float vd_q8_1(int64_t n, const void *vw, const void *va) {
+    const block_q8_1 *x = vw;
+    const block_q8_1 *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK8_1; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK8_1; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        sumf += sumi * (QI_FP16(x[ib].d) * QI_FP16(y[ib].d));
+    }
+    return sumf;
+}
+
+static float vd_q8_K(int64_t n, const void *vw, const void *va) {
+    const block_q8_K *x = vw;
+    const block_q8_K *y = va;
+    float sumf = 0;
+    for (int64_t ib = 0; ib < n / QK_K; ib++) {
+        int sumi = 0;
+        for (int j = 0; j < QK_K; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
+        sumf += sumi * (x[ib].d * y[ib].d);
+    }
+    return sumf;
+}
+
+/* K-quants: per block sumf += d*dy * sum_j scale_j*dot_j - dmin*dy * sum_j min_j*bsum_j
+ * (ggml's generic kernels compute the same integers). */
+static float vd_q4_K(int64_t n, const void *vw, const void *va) {
+    const block_q4_K *x = vw;
+    const block_q8_K *y = va;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        int32_t sumi = 0, summ = 0;
+        for (int j = 0; j < QK_K / 64; j++) {
+            uint8_t sc0, m0, sc1, m1;
+            qi_scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
+            qi_scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                s0 += (q4[l] & 0xF) * q8[l];
+                s1 += (q4[l] >> 4) * q8[l + 32];
+            }
+            sumi += sc0 * s0 + sc1 * s1;
+            summ += m0 * (y[i].bsums[4 * j + 0] + y[i].bsums[4 * j + 1]) +
+                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+            q4 += 32;
+            q8 += 64;
+        }
+        const float d = QI_FP16(x[i].d) * y[i].d;
+        const float dmin = QI_FP16(x[i].dmin) * y[i].d;
+        sumf += d * sumi - dmin * summ;
+    }
+    return sumf;
+}
+
+static float vd_q5_K(int64_t n, const void *vw, const void *va) {
+    const block_q5_K *x = vw;
+    const block_q8_K *y = va;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *ql = x[i].qs, *qh = x[i].qh;
+        const int8_t *q8 = y[i].qs;
+        int32_t sumi = 0, summ = 0;
+        uint8_t u1 = 1, u2 = 2;
+        for (int j = 0; j < QK_K / 64; j++) {
+            uint8_t sc0, m0, sc1, m1;
+            qi_scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
+            qi_scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
+            int s0 = 0, s1 = 0;
+            for (int l = 0; l < 32; l++) {
+                s0 += ((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) * q8[l];
+                s1 += ((ql[l] >> 4) + (qh[l] & u2 ? 16 : 0)) * q8[l + 32];
+            }
+            sumi += sc0 * s0 + sc1 * s1;
+            summ += m0 * (y[i].bsums[4 * j + 0] + y[i].bsums[4 * j + 1]) +
+                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
+            ql += 32;
+            q8 += 64;
+            u1 = (uint8_t)(u1 << 2);
+            u2 = (uint8_t)(u2 << 2);
+        }
+        const float d = QI_FP16(x[i].d) * y[i].d;
+        const float dmin = QI_FP16(x[i].dmin) * y[i].d;
+        sumf += d * sumi - dmin * summ;
+    }
+    return sumf;
+}
+
+static float vd_q6_K(int64_t n, const void *vw, const void *va) {
+    const block_q6_K *x = vw;
+    const block_q8_K *y = va;
+    float sumf = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales, *q8 = y[i].qs;
+        int32_t sumi = 0;
+        for (int c = 0; c < QK_K; c += 128) {
+            int s[8] = {0};
+            for (int l = 0; l < 32; ++l) {
+                const int q1 = ((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                const int is = l / 16;
+                s[is + 0] += q1 * q8[l + 0];
+                s[is + 2] += q2 * q8[l + 32];
+                s[is + 4] += q3 * q8[l + 64];
+                s[is + 6] += q4 * q8[l + 96];
+            }
+            for (int k = 0; k < 8; k++) sumi += sc[k] * s[k];
+            ql += 64;
+            qh += 32;
+            sc += 8;
+            q8 += 128;
+        }
+        sumf += QI_FP16(x[i].d) * y[i].d * sumi;
+    }
+    return sumf;
+}
+
+/* --------------------------------------------------------- kernel table */
+
+static quant_kernels g_scalar, g_avx2;
+static quant_kernels *g_active; /* accessed with __atomic builtins */
+static int g_avx2_ok;
+static pthread_once_t g_once = PTHREAD_ONCE_INIT;
+
+static void fill_scalar(quant_kernels *k) {
+    memset(k, 0, sizeof *k);
+    k->name = "scalar";
+    k->vec_dot[MOME_DTYPE_F32] = vd_f32;
+    k->vec_dot[MOME_DTYPE_F16] = vd_f16;
+    k->vec_dot[MOME_DTYPE_BF16] = vd_bf16;
+    k->vec_dot[MOME_DTYPE_Q4_0] = vd_q4_0;
+    k->vec_dot[MOME_DTYPE_Q4_1] = vd_q4_1;
+    k->vec_dot[MOME_DTYPE_Q5_0] = vd_q5_0;
+    k->vec_dot[MOME_DTYPE_Q5_1] = vd_q5_1;
+    k->vec_dot[MOME_DTYPE_Q8_0] = vd_q8_0;
+    k->vec_dot[MOME_DTYPE_Q8_1] = vd_q8_1;
+    k->vec_dot[MOME_DTYPE_Q4_K] = vd_q4_K;
+    k->vec_dot[MOME_DTYPE_Q5_K] = vd_q5_K;
+    k->vec_dot[MOME_DTYPE_Q6_K] = vd_q6_K;
+    k->vec_dot[MOME_DTYPE_Q8_K] = vd_q8_K;
+    k->quant_act[MOME_DTYPE_Q8_0] = qz_q8_0;
+    k->quant_act[MOME_DTYPE_Q8_1] = qz_q8_1;
+    k->quant_act[MOME_DTYPE_Q8_K] = qz_q8_K;
+}
+
+static void init_tables(void) {
+    fill_scalar(&g_scalar);
+    fill_scalar(&g_avx2);
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    g_avx2_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                __builtin_cpu_supports("f16c");
+#endif
+    if (g_avx2_ok) quant_avx2_fill(&g_avx2);
+    quant_kernels *exp = NULL;
+    /* lazy default: best available, unless quant_init already chose */
+    __atomic_compare_exchange_n(&g_active, &exp, g_avx2_ok ? &g_avx2 : &g_scalar, 0,
+                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+
+void quant_init(int force_scalar) {
+    pthread_once(&g_once, init_tables);
+    __atomic_store_n(&g_active, (force_scalar || !g_avx2_ok) ? &g_scalar : &g_avx2,
+                     __ATOMIC_RELEASE);
+}
+
+static inline const quant_kernels *kernels(void) {
+    quant_kernels *k = __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
+    if (k) return k;
+    pthread_once(&g_once, init_tables);
+    return __atomic_load_n(&g_active, __ATOMIC_ACQUIRE);
+}
+
+const char *quant_kernel_name(void) { return kernels()->name; }
+
+/* ------------------------------------------------------------ activations */
+
+size_t quant_act_row_size(enum mome_dtype wt, int64_t n) {
+    const quant_traits *tr = quant_get_traits((uint32_t)wt);
+    if (!tr || !tr->supported) return 0;
+    return quant_row_size(tr->vec_dot_type, n);
+}
+
+void quant_quantize_act(enum mome_dtype wt, const float *src, void *dst, int64_t n) {
+    const quant_traits *tr = quant_get_traits((uint32_t)wt);
+    if (!tr || !tr->supported || n <= 0) return;
+    const enum mome_dtype at = tr->vec_dot_type;
+    if (n % g_traits[at].blck) return;
+    if (at == MOME_DTYPE_F32) {
+        if (dst != src) memmove(dst, src, (size_t)n * 4);
+        return;
+    }
+    kernels()->quant_act[at](src, dst, n);
+}
+
+float quant_vec_dot(enum mome_dtype wt, int64_t n, const void *w, const void *a) {
+    const quant_traits *tr = quant_get_traits((uint32_t)wt);
+    if (!tr || !tr->supported || n <= 0 || n % tr->blck) return 0.0f;
+    return kernels()->vec_dot[wt](n, w, a);
+}
+
+void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
+                  const void *A, size_t a_stride, int nt, float *Y, int64_t ldy,
+                  int64_t r0, int64_t r1) {
+    const quant_traits *tr = quant_get_traits((uint32_t)wt);
+    if (!tr || !tr->supported || n <= 0 || n % tr->blck || nt <= 0) return;
+    const quant_kernels *k = kernels();
+    const qk_vec_dot_fn vd = k->vec_dot[wt];
+    const qk_dot4_fn d4 = k->dot4[wt];
+    const char *w = (const char *)W;
+    const char *a = (const char *)A;
+    if (nt == 1 || !d4) {
+        for (int64_t r = r0; r < r1; r++) {
+            const void *wr = w + (size_t)r * w_stride;
+            for (int t = 0; t < nt; t++)
+                Y[(int64_t)t * ldy + r] = vd(n, wr, a + (size_t)t * a_stride);
+        }
+        return;
+    }
+    for (int64_t r = r0; r < r1; r++) {
+        const void *wr = w + (size_t)r * w_stride;
+        int t = 0;
+        for (; t + 4 <= nt; t += 4) {
+            float out[4];
+            d4(n, wr, a + (size_t)t * a_stride, a_stride, out);
+            for (int j = 0; j < 4; j++) Y[(int64_t)(t + j) * ldy + r] = out[j];
+        }
+        for (; t < nt; t++) Y[(int64_t)t * ldy + r] = vd(n, wr, a + (size_t)t * a_stride);
+    }
+}

@@ -1,0 +1,92 @@
+/* quant.h - tensor element types, (de)quantization and dot-product kernels.
+ *
+ * Type ids and block layouts are those of ggml/GGUF (bit-exact), so weights
+ * are used straight from the memory-mapped file. For matrix products the
+ * activations are quantized once per row to the weight type's "vec_dot type"
+ * (as llama.cpp does: Q4_0/Q8_0 -> Q8_0, Q4_1 -> Q8_1, K-quants -> Q8_K,
+ * F32/F16/BF16 -> F32), then integer dot products run block by block.
+ *
+ * Kernels are chosen once at start-up (quant_init): AVX2+FMA+F16C when the CPU
+ * has them, else the scalar reference. The scalar code is the spec; the SIMD
+ * versions are tested against it.
+ */
+#ifndef MOME_QUANT_H
+#define MOME_QUANT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* ggml's numbering (GGUF tensor type field). */
+enum mome_dtype {
+    MOME_DTYPE_F32 = 0,
+    MOME_DTYPE_F16 = 1,
+    MOME_DTYPE_Q4_0 = 2,
+    MOME_DTYPE_Q4_1 = 3,
+    MOME_DTYPE_Q5_0 = 6,
+    MOME_DTYPE_Q5_1 = 7,
+    MOME_DTYPE_Q8_0 = 8,
+    MOME_DTYPE_Q8_1 = 9,
+    MOME_DTYPE_Q2_K = 10,
+    MOME_DTYPE_Q3_K = 11,
+    MOME_DTYPE_Q4_K = 12,
+    MOME_DTYPE_Q5_K = 13,
+    MOME_DTYPE_Q6_K = 14,
+    MOME_DTYPE_Q8_K = 15,
+    MOME_DTYPE_BF16 = 30,
+    MOME_DTYPE_COUNT = 40,
+};
+
+/* Static facts about a type. blck: elements per block; type_size: bytes per
+ * block. supported: we can dequantize and matmul it. */
+typedef struct quant_traits {
+    const char *name;
+    int64_t blck;
+    size_t type_size;
+    int supported;
+    enum mome_dtype vec_dot_type;  /* activation format for matmul */
+} quant_traits;
+
+/* Traits for a type id from a file; NULL if the id is unknown/invalid. */
+const quant_traits *quant_get_traits(uint32_t type);
+
+/* Bytes of a row of n elements; 0 if n is not a multiple of the block size
+ * or the type is unknown. */
+size_t quant_row_size(enum mome_dtype t, int64_t n);
+
+/* Pick SIMD or scalar kernels (idempotent). force_scalar: for tests. */
+void quant_init(int force_scalar);
+/* "avx2" or "scalar" */
+const char *quant_kernel_name(void);
+
+/* Row conversion: n elements of src (type t) -> f32. n multiple of blck. */
+void quant_dequantize_row(enum mome_dtype t, const void *src, float *dst, int64_t n);
+/* f32 -> type t (reference quantizers, used by tests and writers). Supported
+ * targets: F32, F16, BF16, Q8_0, Q8_1, Q4_0, Q4_1, Q8_K, Q4_K, Q6_K. */
+void quant_quantize_row(enum mome_dtype t, const float *src, void *dst, int64_t n);
+
+/* Activation quantization for a weight of type wt: f32 row of n -> the
+ * vec_dot_type of wt, into dst (quant_act_row_size(wt, n) bytes). */
+size_t quant_act_row_size(enum mome_dtype wt, int64_t n);
+void quant_quantize_act(enum mome_dtype wt, const float *src, void *dst, int64_t n);
+
+/* dot(weight row w of type wt, activation row a already quantized by
+ * quant_quantize_act for wt) over n elements. */
+float quant_vec_dot(enum mome_dtype wt, int64_t n, const void *w, const void *a);
+
+/* Matrix product on a slice of output rows:
+ *   Y[t*ldy + r] = dot(W row r, A row t)  for r in [r0, r1), t in [0, nt)
+ * W: rows of quant_row_size(wt, n) bytes, row r at W + r*w_stride.
+ * A: nt activation rows quantized for wt, row t at A + t*a_stride.
+ * Blocks over several rows and tokens so each weight block is loaded once
+ * per group of tokens. Called by each thread with its own [r0, r1). */
+void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
+                  const void *A, size_t a_stride, int nt, float *Y, int64_t ldy,
+                  int64_t r0, int64_t r1);
+
+/* half <-> float (IEEE binary16 and bfloat16) */
+float quant_f16_to_f32(uint16_t h);
+uint16_t quant_f32_to_f16(float f);
+float quant_bf16_to_f32(uint16_t h);
+uint16_t quant_f32_to_bf16(float f);
+
+#endif

@@ -1,0 +1,474 @@
+/* quant_avx2.c - AVX2/FMA/F16C kernels (compiled with -mavx2 -mfma -mf16c;
+ * only called after quant_init checked the CPU).
+ *
+ * Accelerated: vec_dot for F32, F16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; 1-row x
+ * 4-token "dot4" tiles for F32, Q4_0, Q4_1, Q8_0 (weight blocks are loaded
+ * and unpacked once per 4 tokens); activation quantization to Q8_0/Q8_1
+ * (same arithmetic as ggml's AVX2 quantize_row_q8_0/q8_1: id = 127/amax,
+ * round-half-even) and Q8_K (bit-identical to the reference quantizer, which
+ * is what ggml uses on x86). Integer sums are exact; only the order of the
+ * float accumulation differs from the scalar code.
+ */
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+static inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+static inline float hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+static inline int hsum_i32_8(__m256i a) {
+    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(a), _mm256_extracti128_si256(a, 1));
+    s = _mm_add_epi32(s, _mm_unpackhi_epi64(s, s));
+    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0xb1));
+    return _mm_cvtsi128_si32(s);
+}
+
+static inline float hmax8(__m256 x) {
+    __m128 m = _mm_max_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_movehdup_ps(m));
+    return _mm_cvtss_f32(m);
+}
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: low nibbles then high nibbles */
+static inline __m256i nibbles32(const uint8_t *p) {
+    const __m128i t = _mm_loadu_si128((const __m128i *)p);
+    const __m256i b = _mm256_insertf128_si256(_mm256_castsi128_si256(t), _mm_srli_epi16(t, 4), 1);
+    return _mm256_and_si256(b, _mm256_set1_epi8(0x0F));
+}
+
+/* unsigned bytes x signed bytes -> 8 int32 sums of 4 products */
+static inline __m256i dot_us8(__m256i ux, __m256i sy) {
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(ux, sy), _mm256_set1_epi16(1));
+}
+
+static inline __m256i dot_ss8(__m256i x, __m256i y) {
+    return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+/* ---------------------------------------------------------------- F32/F16 */
+
+static float vd_f32(int64_t n, const void *vw, const void *va) {
+    const float *w = vw, *a = va;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+        s1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 8), _mm256_loadu_ps(a + i + 8), s1);
+        s2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 16), _mm256_loadu_ps(a + i + 16), s2);
+        s3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i + 24), _mm256_loadu_ps(a + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(_mm256_loadu_ps(w + i), _mm256_loadu_ps(a + i), s0);
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += w[i] * a[i];
+    return s;
+}
+
+static void d4_f32(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const float *w = vw;
+    const float *a0 = va, *a1 = (const float *)((const char *)va + as),
+                *a2 = (const float *)((const char *)va + 2 * as),
+                *a3 = (const float *)((const char *)va + 3 * as);
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    __m256 u0 = s0, u1 = s0, u2 = s0, u3 = s0;
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 w0 = _mm256_loadu_ps(w + i), w1 = _mm256_loadu_ps(w + i + 8);
+        s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a0 + i), s0);
+        s1 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a1 + i), s1);
+        s2 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a2 + i), s2);
+        s3 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a3 + i), s3);
+        u0 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a0 + i + 8), u0);
+        u1 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a1 + i + 8), u1);
+        u2 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a2 + i + 8), u2);
+        u3 = _mm256_fmadd_ps(w1, _mm256_loadu_ps(a3 + i + 8), u3);
+    }
+    for (; i + 8 <= n; i += 8) {
+        const __m256 w0 = _mm256_loadu_ps(w + i);
+        s0 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a0 + i), s0);
+        s1 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a1 + i), s1);
+        s2 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a2 + i), s2);
+        s3 = _mm256_fmadd_ps(w0, _mm256_loadu_ps(a3 + i), s3);
+    }
+    out[0] = hsum8(_mm256_add_ps(s0, u0));
+    out[1] = hsum8(_mm256_add_ps(s1, u1));
+    out[2] = hsum8(_mm256_add_ps(s2, u2));
+    out[3] = hsum8(_mm256_add_ps(s3, u3));
+    for (; i < n; i++) {
+        out[0] += w[i] * a0[i];
+        out[1] += w[i] * a1[i];
+        out[2] += w[i] * a2[i];
+        out[3] += w[i] * a3[i];
+    }
+}
+
+static float vd_f16(int64_t n, const void *vw, const void *va) {
+    const uint16_t *w = vw;
+    const float *a = va;
+    __m256 s0 = _mm256_setzero_ps(), s1 = s0, s2 = s0, s3 = s0;
+    int64_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+#define W16(k) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(w + i + (k))))
+        s0 = _mm256_fmadd_ps(W16(0), _mm256_loadu_ps(a + i), s0);
+        s1 = _mm256_fmadd_ps(W16(8), _mm256_loadu_ps(a + i + 8), s1);
+        s2 = _mm256_fmadd_ps(W16(16), _mm256_loadu_ps(a + i + 16), s2);
+        s3 = _mm256_fmadd_ps(W16(24), _mm256_loadu_ps(a + i + 24), s3);
+    }
+    for (; i + 8 <= n; i += 8) s0 = _mm256_fmadd_ps(W16(0), _mm256_loadu_ps(a + i), s0);
+#undef W16
+    float s = hsum8(_mm256_add_ps(_mm256_add_ps(s0, s1), _mm256_add_ps(s2, s3)));
+    for (; i < n; i++) s += f16(w[i]) * a[i];
+    return s;
+}
+
+/* ------------------------------------------------------------ Q4_0 x Q8_0 */
+
+static float vd_q4_0(int64_t n, const void *vw, const void *va) {
+    const block_q4_0 *x = vw;
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        const __m256i q0 = _mm256_sub_epi8(nibbles32(x[ib].qs), off);
+        const __m256i q1 = _mm256_sub_epi8(nibbles32(x[ib + 1].qs), off);
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_ss8(q0, _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_ss8(q1, _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib + 1].d) * f16(y[ib + 1].d)), p1, acc1);
+    }
+    for (; ib < nb; ib++) {
+        const __m256i q0 = _mm256_sub_epi8(nibbles32(x[ib].qs), off);
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_ss8(q0, _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+static void d4_q4_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q4_0 *x = vw;
+    const block_q8_0 *y[4];
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_0 *)((const char *)va + t * as);
+    const int64_t nb = n / QK8_0;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_sub_epi8(nibbles32(x[ib].qs), off);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dx = f16(x[ib].d);
+        for (int t = 0; t < 4; t++) {
+            const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][ib].qs), q);
+            const __m256 p = _mm256_cvtepi32_ps(dot_us8(aq, sy));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][ib].d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
+}
+
+/* ------------------------------------------------------------ Q4_1 x Q8_1 */
+
+static float vd_q4_1(int64_t n, const void *vw, const void *va) {
+    const block_q4_1 *x = vw;
+    const block_q8_1 *y = va;
+    const int64_t nb = n / QK8_1;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    float summs = 0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        summs += f16(x[ib].m) * f16(y[ib].s) + f16(x[ib + 1].m) * f16(y[ib + 1].s);
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x[ib].qs), _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x[ib + 1].qs), _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib + 1].d) * f16(y[ib + 1].d)), p1, acc1);
+    }
+    for (; ib < nb; ib++) {
+        summs += f16(x[ib].m) * f16(y[ib].s);
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x[ib].qs), _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1)) + summs;
+}
+
+static void d4_q4_1(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q4_1 *x = vw;
+    const block_q8_1 *y0 = va, *y1 = (const block_q8_1 *)((const char *)va + as),
+                     *y2 = (const block_q8_1 *)((const char *)va + 2 * as),
+                     *y3 = (const block_q8_1 *)((const char *)va + 3 * as);
+    const int64_t nb = n / QK8_1;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    /* sum over blocks of m_x * s_y for 4 tokens, kept in one vector */
+    __m128 ms = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = nibbles32(x[ib].qs);
+        const __m128 dx = _mm_set1_ps(f16(x[ib].d));
+        const __m128 mx = _mm_set1_ps(f16(x[ib].m));
+        /* (d, s) of the 4 tokens: fp16 pairs -> 4 floats each */
+        uint32_t ds0, ds1, ds2, ds3;
+        memcpy(&ds0, &y0[ib].d, 4);
+        memcpy(&ds1, &y1[ib].d, 4);
+        memcpy(&ds2, &y2[ib].d, 4);
+        memcpy(&ds3, &y3[ib].d, 4);
+        const __m128 dsv = _mm_cvtph_ps(_mm_set_epi32(ds3, ds2, ds1, ds0)) /* d0 s0 d1 s1 */;
+        const __m128 dsw = _mm_cvtph_ps(_mm_srli_si128(_mm_set_epi32(ds3, ds2, ds1, ds0), 8));
+        const __m128 dy = _mm_shuffle_ps(dsv, dsw, _MM_SHUFFLE(2, 0, 2, 0));
+        const __m128 sy = _mm_shuffle_ps(dsv, dsw, _MM_SHUFFLE(3, 1, 3, 1));
+        ms = _mm_fmadd_ps(mx, sy, ms);
+        const __m128 dd = _mm_mul_ps(dx, dy);
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_us8(q, _mm256_loadu_si256((const __m256i *)y0[ib].qs)));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_us8(q, _mm256_loadu_si256((const __m256i *)y1[ib].qs)));
+        const __m256 p2 = _mm256_cvtepi32_ps(dot_us8(q, _mm256_loadu_si256((const __m256i *)y2[ib].qs)));
+        const __m256 p3 = _mm256_cvtepi32_ps(dot_us8(q, _mm256_loadu_si256((const __m256i *)y3[ib].qs)));
+        const __m256 dd8 = _mm256_set_m128(dd, dd);
+        a0 = _mm256_fmadd_ps(_mm256_permute_ps(dd8, 0x00), p0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_permute_ps(dd8, 0x55), p1, a1);
+        a2 = _mm256_fmadd_ps(_mm256_permute_ps(dd8, 0xAA), p2, a2);
+        a3 = _mm256_fmadd_ps(_mm256_permute_ps(dd8, 0xFF), p3, a3);
+    }
+    float m[4];
+    _mm_storeu_ps(m, ms);
+    out[0] = hsum8(a0) + m[0];
+    out[1] = hsum8(a1) + m[1];
+    out[2] = hsum8(a2) + m[2];
+    out[3] = hsum8(a3) + m[3];
+}
+
+/* ------------------------------------------------------------ Q8_0 x Q8_0 */
+
+static float vd_q8_0(int64_t n, const void *vw, const void *va) {
+    const block_q8_0 *x = vw;
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[ib].qs),
+                                                     _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[ib + 1].qs),
+                                                     _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib + 1].d) * f16(y[ib + 1].d)), p1, acc1);
+    }
+    for (; ib < nb; ib++) {
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[ib].qs),
+                                                     _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+static void d4_q8_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q8_0 *x = vw;
+    const block_q8_0 *y[4];
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_0 *)((const char *)va + t * as);
+    const int64_t nb = n / QK8_0;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_loadu_si256((const __m256i *)x[ib].qs);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dx = f16(x[ib].d);
+        for (int t = 0; t < 4; t++) {
+            const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][ib].qs), q);
+            const __m256 p = _mm256_cvtepi32_ps(dot_us8(aq, sy));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][ib].d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
+}
+
+/* ------------------------------------------------------------ Q4_K x Q8_K */
+
+static float vd_q4_K(int64_t n, const void *vw, const void *va) {
+    const block_q4_K *x = vw;
+    const block_q8_K *y = va;
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    float accm = 0;
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        for (int j = 0; j < 8; j++) qi_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
+        int summ = 0;
+        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
+        const uint8_t *q4 = x[i].qs;
+        const int8_t *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < QK_K / 64; j++) {
+            const __m256i q4bits = _mm256_loadu_si256((const __m256i *)q4);
+            q4 += 32;
+            const __m256i q4l = _mm256_and_si256(q4bits, m4);
+            const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
+            const __m256i q8l = _mm256_loadu_si256((const __m256i *)q8);
+            const __m256i q8h = _mm256_loadu_si256((const __m256i *)(q8 + 32));
+            q8 += 64;
+            const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(q4l, q8l));
+            const __m256i ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), _mm256_maddubs_epi16(q4h, q8h));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+        }
+        const float d = f16(x[i].d) * y[i].d;
+        const float dmin = f16(x[i].dmin) * y[i].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        accm -= dmin * summ;
+    }
+    return hsum8(acc) + accm;
+}
+
+/* ------------------------------------------------------------ Q6_K x Q8_K */
+
+static float vd_q6_K(int64_t n, const void *vw, const void *va) {
+    const block_q6_K *x = vw;
+    const block_q8_K *y = va;
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    const __m256i m32 = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales, *q8 = y[i].qs;
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < QK_K / 128; c++) {
+            const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+            const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+            const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+            ql += 64;
+            qh += 32;
+            __m256i q[4];
+            q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+            q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+            for (int k = 0; k < 4; k++) {
+                const __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
+                const __m256i s32 = _mm256_maddubs_epi16(m32, y8);
+                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), s32);
+                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv, p));
+            }
+            q8 += 128;
+            sc += 8;
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return hsum8(acc);
+}
+
+/* ------------------------------------------------- activation quantizers */
+
+/* 32 floats -> rounded int32 x4 vectors scaled by id; returns amax */
+static inline float amax32(const float *x, __m256 v[4]) {
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int k = 0; k < 4; k++) v[k] = _mm256_loadu_ps(x + 8 * k);
+    __m256 m = _mm256_max_ps(_mm256_max_ps(_mm256_andnot_ps(sign, v[0]), _mm256_andnot_ps(sign, v[1])),
+                             _mm256_max_ps(_mm256_andnot_ps(sign, v[2]), _mm256_andnot_ps(sign, v[3])));
+    return hmax8(m);
+}
+
+static inline __m256i pack32(__m256i i0, __m256i i1, __m256i i2, __m256i i3) {
+    i0 = _mm256_packs_epi32(i0, i1);
+    i2 = _mm256_packs_epi32(i2, i3);
+    i0 = _mm256_packs_epi16(i0, i2);
+    return _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+static void qa_q8_0(const float *x, void *vy, int64_t n) {
+    block_q8_0 *y = vy;
+    for (int64_t i = 0; i < n / QK8_0; i++, x += QK8_0) {
+        __m256 v[4];
+        const float amax = amax32(x, v);
+        const float d = amax / 127.f;
+        y[i].d = qi_f32_to_f16(d);
+        const __m256 mul = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        _mm256_storeu_si256((__m256i *)y[i].qs, pack32(q[0], q[1], q[2], q[3]));
+    }
+}
+
+static void qa_q8_1(const float *x, void *vy, int64_t n) {
+    block_q8_1 *y = vy;
+    for (int64_t i = 0; i < n / QK8_1; i++, x += QK8_1) {
+        __m256 v[4];
+        const float amax = amax32(x, v);
+        const float d = amax / 127.f;
+        y[i].d = qi_f32_to_f16(d);
+        const __m256 mul = _mm256_set1_ps(amax != 0.0f ? 127.f / amax : 0.0f);
+        __m256i q[4];
+        for (int k = 0; k < 4; k++)
+            q[k] = _mm256_cvtps_epi32(_mm256_round_ps(_mm256_mul_ps(v[k], mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+        const int sum = hsum_i32_8(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        y[i].s = qi_f32_to_f16(d * sum);
+        _mm256_storeu_si256((__m256i *)y[i].qs, pack32(q[0], q[1], q[2], q[3]));
+    }
+}
+
+/* bit-identical to the scalar reference quantize_row_q8_K */
+static void qa_q8_K(const float *x, void *vy, int64_t n) {
+    block_q8_K *y = vy;
+    const __m256 sign = _mm256_set1_ps(-0.0f);
+    for (int64_t i = 0; i < n / QK_K; i++, x += QK_K) {
+        __m256 m = _mm256_setzero_ps();
+        for (int j = 0; j < QK_K; j += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + j)));
+        const float amax = hmax8(m);
+        if (!(amax > 0)) {
+            memset(&y[i], 0, sizeof y[i]);
+            continue;
+        }
+        float max = 0;
+        for (int j = 0; j < QK_K; j++)
+            if (fabsf(x[j]) == amax) { max = x[j]; break; }
+        const float iscale = -127.f / max;
+        const __m256 mul = _mm256_set1_ps(iscale);
+        const __m256i lim = _mm256_set1_epi32(127);
+        for (int j = 0; j < QK_K; j += 32) {
+            __m256i q[4];
+            for (int k = 0; k < 4; k++)
+                q[k] = _mm256_min_epi32(lim, _mm256_cvtps_epi32(_mm256_round_ps(
+                    _mm256_mul_ps(_mm256_loadu_ps(x + j + 8 * k), mul), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)));
+            const __m256i packed = pack32(q[0], q[1], q[2], q[3]);
+            _mm256_storeu_si256((__m256i *)(y[i].qs + j), packed);
+            /* bsums of the two 16-element groups */
+            const __m256i s16 = _mm256_maddubs_epi16(_mm256_set1_epi8(1), packed);
+            const __m256i s32 = _mm256_madd_epi16(s16, _mm256_set1_epi16(1));
+            /* s32 lanes 0..3 -> group 2*(j/32), lanes 4..7 -> group +1 */
+            __m128i lo = _mm256_castsi256_si128(s32), hi = _mm256_extracti128_si256(s32, 1);
+            lo = _mm_add_epi32(lo, _mm_unpackhi_epi64(lo, lo));
+            lo = _mm_add_epi32(lo, _mm_shuffle_epi32(lo, 0xb1));
+            hi = _mm_add_epi32(hi, _mm_unpackhi_epi64(hi, hi));
+            hi = _mm_add_epi32(hi, _mm_shuffle_epi32(hi, 0xb1));
+            y[i].bsums[j / 16] = (int16_t)_mm_cvtsi128_si32(lo);
+            y[i].bsums[j / 16 + 1] = (int16_t)_mm_cvtsi128_si32(hi);
+        }
+        y[i].d = 1 / iscale;
+    }
+}
+
+void quant_avx2_fill(quant_kernels *k) {
+    k->name = "avx2";
+    k->vec_dot[MOME_DTYPE_F32] = vd_f32;
+    k->vec_dot[MOME_DTYPE_F16] = vd_f16;
+    k->vec_dot[MOME_DTYPE_Q4_0] = vd_q4_0;
+    k->vec_dot[MOME_DTYPE_Q4_1] = vd_q4_1;
+    k->vec_dot[MOME_DTYPE_Q8_0] = vd_q8_0;
+    k->vec_dot[MOME_DTYPE_Q4_K] = vd_q4_K;
+    k->vec_dot[MOME_DTYPE_Q6_K] = vd_q6_K;
+    k->dot4[MOME_DTYPE_F32] = d4_f32;
+    k->dot4[MOME_DTYPE_Q4_0] = d4_q4_0;
+    k->dot4[MOME_DTYPE_Q4_1] = d4_q4_1;
+    k->dot4[MOME_DTYPE_Q8_0] = d4_q8_0;
+    k->quant_act[MOME_DTYPE_Q8_0] = qa_q8_0;
+    k->quant_act[MOME_DTYPE_Q8_1] = qa_q8_1;
+    k->quant_act[MOME_DTYPE_Q8_K] = qa_q8_K;
+}

@@ -1,0 +1,130 @@
+/* quant_impl.h - private to quant.c and quant_avx2.c: ggml block layouts,
+ * scalar half-precision helpers and the kernel table.
+ *
+ * Block structs are byte-for-byte those of ggml (ggml-common.h); the
+ * static_asserts pin their sizes. fp16 fields are stored as raw uint16_t.
+ */
+#ifndef MOME_QUANT_IMPL_H
+#define MOME_QUANT_IMPL_H
+
+#include <assert.h>
+#include <stdint.h>
+#include <string.h>
+#include "quant.h"
+
+#define QK4_0 32
+#define QK4_1 32
+#define QK5_0 32
+#define QK5_1 32
+#define QK8_0 32
+#define QK8_1 32
+#define QK_K 256
+#define K_SCALE_SIZE 12
+
+typedef struct { uint16_t d; uint8_t qs[QK4_0 / 2]; } block_q4_0;
+typedef struct { uint16_t d, m; uint8_t qs[QK4_1 / 2]; } block_q4_1;
+typedef struct { uint16_t d; uint8_t qh[4]; uint8_t qs[QK5_0 / 2]; } block_q5_0;
+typedef struct { uint16_t d, m; uint8_t qh[4]; uint8_t qs[QK5_1 / 2]; } block_q5_1;
+typedef struct { uint16_t d; int8_t qs[QK8_0]; } block_q8_0;
+/* s = d * sum(qs) */
+typedef struct { uint16_t d, s; int8_t qs[QK8_1]; } block_q8_1;
+/* y = d * (scales & 15) * q - dmin * (scales >> 4) */
+typedef struct { uint8_t scales[QK_K / 16]; uint8_t qs[QK_K / 4]; uint16_t d, dmin; } block_q2_K;
+typedef struct { uint8_t hmask[QK_K / 8]; uint8_t qs[QK_K / 4]; uint8_t scales[12]; uint16_t d; } block_q3_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qs[QK_K / 2]; } block_q4_K;
+typedef struct { uint16_t d, dmin; uint8_t scales[K_SCALE_SIZE]; uint8_t qh[QK_K / 8]; uint8_t qs[QK_K / 2]; } block_q5_K;
+typedef struct { uint8_t ql[QK_K / 2]; uint8_t qh[QK_K / 4]; int8_t scales[QK_K / 16]; uint16_t d; } block_q6_K;
+typedef struct { float d; int8_t qs[QK_K]; int16_t bsums[QK_K / 16]; } block_q8_K;
+
+static_assert(sizeof(block_q4_0) == 18, "block_q4_0 size");
+static_assert(sizeof(block_q4_1) == 20, "block_q4_1 size");
+static_assert(sizeof(block_q5_0) == 22, "block_q5_0 size");
+static_assert(sizeof(block_q5_1) == 24, "block_q5_1 size");
+static_assert(sizeof(block_q8_0) == 34, "block_q8_0 size");
+static_assert(sizeof(block_q8_1) == 36, "block_q8_1 size");
+static_assert(sizeof(block_q2_K) == 84, "block_q2_K size");
+static_assert(sizeof(block_q3_K) == 110, "block_q3_K size");
+static_assert(sizeof(block_q4_K) == 144, "block_q4_K size");
+static_assert(sizeof(block_q5_K) == 176, "block_q5_K size");
+static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
+static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
+
+/* ---- scalar half conversions (exact; round-to-nearest-even) ---- */
+
+static inline uint32_t qi_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
+static inline float qi_bits_f32(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
+
+static inline float qi_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t e = (h >> 10) & 0x1f, m = h & 0x3ff;
+    if (e == 0) {
+        if (m == 0) return qi_bits_f32(sign);
+        /* subnormal: m * 2^-24, exact in f32 */
+        float v = (float)m * 0x1p-24f;
+        return sign ? -v : v;
+    }
+    if (e == 31) return qi_bits_f32(sign | 0x7f800000u | (m << 13));
+    return qi_bits_f32(sign | ((e + 112) << 23) | (m << 13));
+}
+
+static inline uint16_t qi_f32_to_f16(float f) {
+    uint32_t x = qi_f32_bits(f);
+    uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    x &= 0x7fffffffu;
+    if (x > 0x7f800000u) return sign | 0x7e00;            /* NaN -> quiet NaN */
+    if (x >= 0x477ff000u) return sign | 0x7c00;           /* >= 65520 -> inf */
+    if (x >= 0x38800000u) {                               /* normal half */
+        uint32_t r = x - 0x38000000u;
+        r += 0xfffu + ((r >> 13) & 1);
+        return (uint16_t)(sign | (r >> 13));
+    }
+    if (x <= 0x33000000u) return sign;                    /* <= 2^-25 -> 0 */
+    uint32_t e = x >> 23, m = (x & 0x7fffffu) | 0x800000u;
+    uint32_t shift = 126 - e;                             /* 14..24 */
+    uint32_t r = m >> shift, rem = m & ((1u << shift) - 1), half = 1u << (shift - 1);
+    if (rem > half || (rem == half && (r & 1))) r++;
+    return (uint16_t)(sign | r);
+}
+
+static inline float qi_bf16_to_f32(uint16_t h) { return qi_bits_f32((uint32_t)h << 16); }
+
+static inline uint16_t qi_f32_to_bf16(float f) {
+    uint32_t u = qi_f32_bits(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 64); /* quiet NaN */
+    return (uint16_t)((u + (0x7fffu + ((u >> 16) & 1))) >> 16);
+}
+
+#define QI_FP16(h) qi_f16_to_f32(h)
+
+/* K-quant 6-bit scale/min unpacking (ggml get_scale_min_k4). */
+static inline void qi_scale_min_k4(int j, const uint8_t *q, uint8_t *d, uint8_t *m) {
+    if (j < 4) {
+        *d = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *d = (uint8_t)((q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4));
+        *m = (uint8_t)((q[j + 4] >> 4) | ((q[j - 0] >> 6) << 4));
+    }
+}
+
+/* ---- kernel table ---- */
+
+/* dot of one weight row (n elements) with one activation row */
+typedef float (*qk_vec_dot_fn)(int64_t n, const void *w, const void *a);
+/* f32 row -> activation format */
+typedef void (*qk_quant_fn)(const float *x, void *y, int64_t n);
+/* one weight row against 4 activation rows a, a+as, a+2as, a+3as -> out[4] */
+typedef void (*qk_dot4_fn)(int64_t n, const void *w, const void *a, size_t as, float out[4]);
+
+typedef struct quant_kernels {
+    const char *name;
+    qk_vec_dot_fn vec_dot[MOME_DTYPE_COUNT];    /* by weight type */
+    qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
+    qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
+} quant_kernels;
+
+/* quant_avx2.c: overwrite the entries it accelerates. Only call when the CPU
+ * has AVX2, FMA and F16C. */
+void quant_avx2_fill(quant_kernels *k);
+
+#endif

@@ -1,0 +1,629 @@
+/* mome.c - the command-line tool: info, tokenize, run, chat, bench.
+ *
+ * Only this file decides to exit: library calls return a status and the
+ * message from mome_errmsg() is printed as one line "mome: error: ...".
+ * Generated text goes to stdout; everything else (timings, progress,
+ * diagnostics) goes to stderr, so `mome run ... > out.txt` captures exactly
+ * the continuation.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "gguf.h"
+#include "mome.h"
+#include "quant.h"
+#include "util.h"
+
+static void die(const char *fmt, ...) MOME_PRINTF(1, 2);
+static void die(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "mome: error: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    exit(1);
+}
+
+static void die_lib(const char *what) { die("%s: %s", what, mome_errmsg()); }
+
+/* ------------------------------------------------------------ arguments */
+
+typedef struct args {
+    int argc;
+    char **argv;
+    int i;
+    const char *cmd;
+} args;
+
+static int arg_is(args *a, const char *s1, const char *s2) {
+    const char *x = a->argv[a->i];
+    return strcmp(x, s1) == 0 || (s2 && strcmp(x, s2) == 0);
+}
+
+static const char *arg_val(args *a) {
+    if (a->i + 1 >= a->argc) die("%s: option %s needs a value (see mome %s --help)", a->cmd, a->argv[a->i], a->cmd);
+    return a->argv[++a->i];
+}
+
+static long arg_long(args *a, long lo, long hi) {
+    const char *opt = a->argv[a->i];
+    const char *v = arg_val(a);
+    char *end;
+    errno = 0;
+    long x = strtol(v, &end, 10);
+    if (errno || end == v || *end || x < lo || x > hi)
+        die("%s: %s expects an integer in [%ld, %ld], got '%s'", a->cmd, opt, lo, hi, v);
+    return x;
+}
+
+static double arg_double(args *a, double lo, double hi) {
+    const char *opt = a->argv[a->i];
+    const char *v = arg_val(a);
+    char *end;
+    errno = 0;
+    double x = strtod(v, &end);
+    if (errno || end == v || *end || !(x >= lo && x <= hi))
+        die("%s: %s expects a number in [%g, %g], got '%s'", a->cmd, opt, lo, hi, v);
+    return x;
+}
+
+static void unknown(args *a) {
+    die("%s: unknown option '%s' (see mome %s --help)", a->cmd, a->argv[a->i], a->cmd);
+}
+
+static char *read_file(const char *path, size_t *len) {
+    FILE *f = fopen(path, "rb");
+    if (!f) die("%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 16, n = 0;
+    char *buf = malloc(cap);
+    if (!buf) die("out of memory");
+    size_t k;
+    while ((k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (cap - n - 1 == 0) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            if (!buf) die("out of memory reading %s", path);
+        }
+    }
+    if (ferror(f)) die("%s: read error", path);
+    fclose(f);
+    buf[n] = 0;
+    if (len) *len = n;
+    return buf;
+}
+
+static const char *default_model_path(void) {
+    static char buf[PATH_MAX];
+    const char *e = getenv("MOME_MODELS");
+    snprintf(buf, sizeof buf, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", (e && *e) ? e : "models");
+    return buf;
+}
+
+static mome_model *load_model(const char *path, int threads) {
+    if (!path) {
+        path = default_model_path();
+        if (access(path, R_OK) != 0)
+            die("no model given: pass -m MODEL.gguf (the default model %s is absent; `make model` fetches it)", path);
+    }
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = threads;
+    mome_model *m;
+    if (mome_model_load(path, &mp, &m)) die("%s", mome_errmsg());
+    return m;
+}
+
+/* Tokenize into a malloc'd array. */
+static int32_t *tokenize(mome_model *m, const char *text, int add_special, int parse_special, int *n) {
+    size_t len = strlen(text);
+    int cap = (int)(len + 16 < 1 << 20 ? len + 16 : 1 << 20);
+    int32_t *ids = malloc((size_t)cap * sizeof *ids);
+    if (!ids) die("out of memory");
+    int k = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
+    if (k < 0) die_lib("tokenize");
+    if (k > cap) {
+        cap = k;
+        ids = realloc(ids, (size_t)cap * sizeof *ids);
+        if (!ids) die("out of memory");
+        k = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
+        if (k < 0) die_lib("tokenize");
+    }
+    *n = k;
+    return ids;
+}
+
+static void print_piece(mome_model *m, int32_t tok, FILE *out) {
+    char buf[256];
+    int k = mome_token_to_piece(m, tok, buf, sizeof buf, 0);
+    if (k > (int)sizeof buf) {
+        char *big = malloc((size_t)k);
+        if (!big) return;
+        k = mome_token_to_piece(m, tok, big, k, 0);
+        if (k > 0) fwrite(big, 1, (size_t)k, out);
+        free(big);
+        return;
+    }
+    if (k > 0) fwrite(buf, 1, (size_t)k, out);
+}
+
+/* ----------------------------------------------------------------- info */
+
+static int cmd_info(int argc, char **argv) {
+    const char *path = NULL;
+    args a = {argc, argv, 0, "info"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome info MODEL.gguf\n\n"
+                   "Print the GGUF header, every metadata key/value and the tensor table\n"
+                   "(name, type, shape, bytes, offset). Validates the whole file first.\n");
+            return 0;
+        } else if (arg_is(&a, "-m", "--model")) path = arg_val(&a);
+        else if (argv[a.i][0] == '-') unknown(&a);
+        else path = argv[a.i];
+    }
+    if (!path) die("info: no file given (usage: mome info MODEL.gguf)");
+    gguf_file *f;
+    if (gguf_open(path, &f)) die("%s", mome_errmsg());
+    printf("file: %s\nsize: %zu bytes\nGGUF version: %u\nalignment: %u\ndata offset: %zu\n", path, f->size,
+           f->version, f->alignment, f->data_offset);
+    printf("\nmetadata (%" PRIu64 " keys):\n", f->n_kv);
+    char val[1024];
+    for (uint64_t i = 0; i < f->n_kv; i++) {
+        const gguf_kv *kv = &f->kv[i];
+        gguf_format_value(kv, val, sizeof val);
+        printf("  %-44.*s %-4s %s\n", (int)(kv->key.len > 200 ? 200 : kv->key.len), kv->key.ptr,
+               gguf_type_name(kv->type), val);
+    }
+    printf("\ntensors (%" PRIu64 "):\n", f->n_tensors);
+    printf("  %-4s %-32s %-6s %-24s %12s %12s\n", "#", "name", "type", "shape", "bytes", "offset");
+    size_t total = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        const quant_traits *tr = quant_get_traits(t->type);
+        char shape[64];
+        int p = 0;
+        for (uint32_t d = 0; d < t->n_dims; d++)
+            p += snprintf(shape + p, sizeof shape - (size_t)p, d ? " x %" PRId64 : "%" PRId64, t->ne[d]);
+        printf("  %-4" PRIu64 " %-32.*s %-6s %-24s %12zu %12" PRIu64 "\n", i, (int)t->name.len, t->name.ptr,
+               tr ? tr->name : "?", shape, t->nbytes, t->offset);
+        total += t->nbytes;
+    }
+    printf("\ntotal tensor data: %zu bytes (%.1f MiB)\n", total, (double)total / (1 << 20));
+    gguf_close(f);
+    return 0;
+}
+
+/* ------------------------------------------------------------- tokenize */
+
+static int cmd_tokenize(int argc, char **argv) {
+    const char *model = NULL, *prompt = NULL, *file = NULL;
+    int bos = 1, special = 1, pieces = 0;
+    args a = {argc, argv, 0, "tokenize"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos] [--no-parse-special] [--pieces]\n\n"
+                   "Print the token ids of TEXT as the model is fed them, space-separated:\n"
+                   "with BOS when the model's metadata asks for it (tokenizer.ggml.add_bos_token).\n"
+                   "  -m, --model PATH      GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+                   "  -p, --prompt TEXT     text to tokenize\n"
+                   "  -f, --file PATH       read the text from a file\n"
+                   "  --no-bos              never add BOS\n"
+                   "  --no-parse-special    treat special-token text such as <|im_end|> as plain text\n"
+                   "  --pieces              print one 'id<TAB>piece' line per token instead\n");
+            return 0;
+        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
+        else if (arg_is(&a, "-p", "--prompt")) prompt = arg_val(&a);
+        else if (arg_is(&a, "-f", "--file")) file = arg_val(&a);
+        else if (arg_is(&a, "--no-bos", NULL)) bos = 0;
+        else if (arg_is(&a, "--no-parse-special", NULL)) special = 0;
+        else if (arg_is(&a, "--pieces", NULL)) pieces = 1;
+        else unknown(&a);
+    }
+    char *text = NULL;
+    if (file) text = read_file(file, NULL);
+    else if (prompt) text = strdup(prompt);
+    else die("tokenize: give the text with -p TEXT or -f FILE");
+    mome_model *m = load_model(model, 1);
+    int n;
+    int32_t *ids = tokenize(m, text, bos, special, &n);
+    for (int i = 0; i < n; i++) {
+        if (pieces) {
+            char buf[512];
+            int k = mome_token_to_piece(m, ids[i], buf, sizeof buf - 1, 1);
+            if (k < 0 || k > (int)sizeof buf - 1) k = 0;
+            buf[k] = 0;
+            printf("%d\t%s\n", ids[i], buf);
+        } else printf(i ? " %d" : "%d", ids[i]);
+    }
+    if (!pieces) printf("\n");
+    free(ids);
+    free(text);
+    mome_model_free(m);
+    return 0;
+}
+
+/* ------------------------------------------------------------- run/chat */
+
+typedef struct gen_opts {
+    const char *model;
+    const char *prompt;
+    const char *file;
+    const char *system;
+    int n_predict;
+    int threads;
+    int n_ctx;
+    int chat;
+    int verbose;
+    int ignore_eos;
+    mome_sampler_params sp;
+} gen_opts;
+
+static const char *GEN_HELP =
+    "  -m, --model PATH       GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+    "  -n, --n-predict N      tokens to generate (default 256; -1 = until end of turn or full context)\n"
+    "  -t, --threads N        threads (default: all cores)\n"
+    "  -c, --ctx N            context size in tokens (default: min(train ctx, 4096))\n"
+    "  --temp T               temperature; 0 = greedy (default 0.8)\n"
+    "  --top-k K              keep the K most likely tokens (default 40; 0 = off)\n"
+    "  --top-p P              nucleus sampling (default 0.95; 1 = off)\n"
+    "  --min-p P              drop tokens below P x the best one's probability (default 0.05; 0 = off)\n"
+    "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
+    "  -s, --seed S           random seed (default: from the clock)\n"
+    "  --system TEXT          system message (chat)\n"
+    "  -v, --verbose          timings and settings on stderr\n";
+
+/* Parses the options shared by run and chat; returns 1 if handled. */
+static int gen_opt(args *a, gen_opts *o) {
+    if (arg_is(a, "-m", "--model")) o->model = arg_val(a);
+    else if (arg_is(a, "-n", "--n-predict")) o->n_predict = (int)arg_long(a, -1, 1 << 24);
+    else if (arg_is(a, "-t", "--threads")) o->threads = (int)arg_long(a, 1, 256);
+    else if (arg_is(a, "-c", "--ctx")) o->n_ctx = (int)arg_long(a, 8, 1 << 22);
+    else if (arg_is(a, "--temp", NULL)) o->sp.temp = (float)arg_double(a, 0, 100);
+    else if (arg_is(a, "--top-k", NULL)) o->sp.top_k = (int)arg_long(a, 0, INT_MAX);
+    else if (arg_is(a, "--top-p", NULL)) o->sp.top_p = (float)arg_double(a, 0, 1);
+    else if (arg_is(a, "--min-p", NULL)) o->sp.min_p = (float)arg_double(a, 0, 1);
+    else if (arg_is(a, "--repeat-penalty", NULL)) o->sp.repeat_penalty = (float)arg_double(a, 0.01, 100);
+    else if (arg_is(a, "-s", "--seed")) o->sp.seed = (uint64_t)arg_long(a, 0, LONG_MAX);
+    else if (arg_is(a, "--system", NULL)) o->system = arg_val(a);
+    else if (arg_is(a, "-v", "--verbose")) o->verbose = 1;
+    else return 0;
+    return 1;
+}
+
+static void gen_defaults(gen_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->n_predict = 256;
+    o->sp = mome_sampler_default_params();
+    o->sp.seed = (uint64_t)(mome_time_s() * 1e6) ^ (uint64_t)getpid();
+}
+
+/* Generates from the cached state after `prompt` (already decoded, logits of
+ * its last token available). Streams pieces to stdout, returns the count. */
+static int generate(mome_model *m, mome_ctx *c, mome_sampler *s, int n_predict, int ignore_eos, int32_t **out_ids,
+                    int *out_n) {
+    int n = 0;
+    int32_t tok;
+    int cap = 256;
+    int32_t *ids = out_ids ? malloc((size_t)cap * sizeof *ids) : NULL;
+    for (;;) {
+        if (n_predict >= 0 && n >= n_predict) break;
+        const float *lg = mome_get_logits(c, -1);
+        tok = mome_sampler_sample(s, lg);
+        if (!ignore_eos && mome_token_is_eog(m, tok)) break;
+        print_piece(m, tok, stdout);
+        fflush(stdout);
+        if (ids) {
+            if (n == cap) {
+                cap *= 2;
+                ids = realloc(ids, (size_t)cap * sizeof *ids);
+                if (!ids) die("out of memory");
+            }
+            ids[n] = tok;
+        }
+        n++;
+        if (mome_ctx_n_past(c) + 1 > 0 && mome_decode(c, &tok, 1, mome_ctx_n_past(c), 0)) {
+            fprintf(stderr, "\nmome: stopping: %s\n", mome_errmsg());
+            break;
+        }
+    }
+    if (out_ids) *out_ids = ids;
+    if (out_n) *out_n = n;
+    return n;
+}
+
+static int cmd_run(int argc, char **argv) {
+    gen_opts o;
+    gen_defaults(&o);
+    args a = {argc, argv, 0, "run"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome run [-m MODEL] [-p PROMPT | -f FILE] [--chat] [options]\n\n"
+                   "Generate a continuation of PROMPT and print only the generated text to stdout.\n"
+                   "With --chat the prompt is a user message wrapped in the model's chat template,\n"
+                   "and generation stops at the end of the assistant's turn.\n\n"
+                   "  -p, --prompt TEXT      the prompt (default: empty, i.e. BOS only)\n"
+                   "  -f, --file PATH        read the prompt from a file\n"
+                   "  --chat                 use the chat template\n"
+                   "  --ignore-eos           keep generating past end-of-generation tokens\n"
+                   "%s", GEN_HELP);
+            return 0;
+        } else if (gen_opt(&a, &o)) {
+        } else if (arg_is(&a, "-p", "--prompt")) o.prompt = arg_val(&a);
+        else if (arg_is(&a, "-f", "--file")) o.file = arg_val(&a);
+        else if (arg_is(&a, "--chat", NULL)) o.chat = 1;
+        else if (arg_is(&a, "--ignore-eos", NULL)) o.ignore_eos = 1;
+        else unknown(&a);
+    }
+    char *text = o.file ? read_file(o.file, NULL) : strdup(o.prompt ? o.prompt : "");
+    mome_model *m = load_model(o.model, o.threads);
+    char *full = text;
+    if (o.chat) {
+        mome_chat_msg msgs[2];
+        int nm = 0;
+        if (o.system) msgs[nm++] = (mome_chat_msg){"system", o.system};
+        msgs[nm++] = (mome_chat_msg){"user", text};
+        full = mome_chat_format(m, msgs, nm, 1);
+        if (!full) die_lib("chat template");
+    }
+    int n;
+    int32_t *ids = tokenize(m, full, 1, o.chat, &n);
+    if (n == 0) {
+        int32_t bos = mome_token_bos(m);
+        if (bos < 0) die("run: empty prompt and the model has no BOS token: give a prompt with -p");
+        ids[0] = bos;
+        n = 1;
+    }
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = o.n_ctx;
+    cp.n_threads = o.threads;
+    mome_ctx *c;
+    if (mome_ctx_init(m, &cp, &c)) die_lib("context");
+    mome_sampler *s;
+    if (mome_sampler_init(&o.sp, mome_model_n_vocab(m), &s)) die_lib("sampler");
+    double t0 = mome_time_s();
+    if (mome_decode(c, ids, n, 0, 0)) die_lib("prompt");
+    double t1 = mome_time_s();
+    int gen = generate(m, c, s, o.n_predict, o.ignore_eos, NULL, NULL);
+    double t2 = mome_time_s();
+    printf("\n");
+    if (o.verbose)
+        fprintf(stderr, "mome: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); kernels %s\n",
+                n, t1 - t0, n / (t1 - t0), gen, t2 - t1, gen > 0 ? gen / (t2 - t1) : 0.0, quant_kernel_name());
+    mome_sampler_free(s);
+    mome_ctx_free(c);
+    if (full != text) free(full);
+    free(text);
+    free(ids);
+    mome_model_free(m);
+    return 0;
+}
+
+static int cmd_chat(int argc, char **argv) {
+    gen_opts o;
+    gen_defaults(&o);
+    o.n_predict = -1;
+    args a = {argc, argv, 0, "chat"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome chat [-m MODEL] [options]\n\n"
+                   "Interactive chat with the model's chat template. Type a message and press\n"
+                   "Enter; an empty line or end of input (Ctrl-D) quits; /reset clears the history.\n"
+                   "The KV cache is reused across turns, so only new text is processed.\n\n%s",
+                   GEN_HELP);
+            return 0;
+        } else if (gen_opt(&a, &o)) {
+        } else unknown(&a);
+    }
+    mome_model *m = load_model(o.model, o.threads);
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = o.n_ctx;
+    cp.n_threads = o.threads;
+    mome_ctx *c;
+    if (mome_ctx_init(m, &cp, &c)) die_lib("context");
+    mome_sampler *s;
+    if (mome_sampler_init(&o.sp, mome_model_n_vocab(m), &s)) die_lib("sampler");
+    int tty = isatty(0);
+    int cap_msgs = 64, n_msgs = 0;
+    mome_chat_msg *msgs = calloc((size_t)cap_msgs, sizeof *msgs);
+    if (o.system) msgs[n_msgs++] = (mome_chat_msg){"system", strdup(o.system)};
+    int32_t *cached = NULL;
+    int n_cached = 0;
+    char line[65536];
+    if (tty) fprintf(stderr, "mome chat: %s. Empty line or Ctrl-D quits, /reset clears.\n", mome_model_n_layer(m) ? "ready" : "");
+    for (;;) {
+        if (tty) { fprintf(stderr, "> "); fflush(stderr); }
+        if (!fgets(line, sizeof line, stdin)) break;
+        size_t len = strlen(line);
+        while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) break;
+        if (strcmp(line, "/reset") == 0) {
+            for (int i = o.system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
+            n_msgs = o.system ? 1 : 0;
+            n_cached = 0;
+            continue;
+        }
+        if (n_msgs + 2 > cap_msgs) {
+            cap_msgs *= 2;
+            msgs = realloc(msgs, (size_t)cap_msgs * sizeof *msgs);
+            if (!msgs) die("out of memory");
+        }
+        msgs[n_msgs++] = (mome_chat_msg){"user", strdup(line)};
+        char *full = mome_chat_format(m, msgs, n_msgs, 1);
+        if (!full) die_lib("chat template");
+        int n;
+        int32_t *ids = tokenize(m, full, 1, 1, &n);
+        free(full);
+        /* reuse the cached prefix */
+        int common = 0;
+        while (common < n && common < n_cached && ids[common] == cached[common]) common++;
+        if (common == n) common = n - 1;
+        if (mome_decode(c, ids + common, n - common, common, 0)) {
+            fprintf(stderr, "mome: %s; clearing the history\n", mome_errmsg());
+            n_cached = 0;
+            free(ids);
+            for (int i = o.system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
+            n_msgs = o.system ? 1 : 0;
+            continue;
+        }
+        int32_t *gen;
+        int ng;
+        generate(m, c, s, o.n_predict, 0, &gen, &ng);
+        printf("\n");
+        fflush(stdout);
+        /* the answer as text becomes the assistant message */
+        size_t alen = 0, acap = 256;
+        char *ans = malloc(acap);
+        for (int i = 0; i < ng; i++) {
+            char buf[256];
+            int k = mome_token_to_piece(m, gen[i], buf, sizeof buf, 0);
+            if (k < 0 || k > (int)sizeof buf) continue;
+            if (alen + (size_t)k + 1 > acap) {
+                acap = 2 * (alen + (size_t)k + 1);
+                ans = realloc(ans, acap);
+                if (!ans) die("out of memory");
+            }
+            memcpy(ans + alen, buf, (size_t)k);
+            alen += (size_t)k;
+        }
+        ans[alen] = 0;
+        msgs[n_msgs++] = (mome_chat_msg){"assistant", ans};
+        free(cached);
+        cached = malloc((size_t)(n + ng) * sizeof *cached);
+        memcpy(cached, ids, (size_t)n * sizeof *ids);
+        memcpy(cached + n, gen, (size_t)ng * sizeof *gen);
+        n_cached = n + ng;
+        free(gen);
+        free(ids);
+    }
+    for (int i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
+    free(msgs);
+    free(cached);
+    mome_sampler_free(s);
+    mome_ctx_free(c);
+    mome_model_free(m);
+    return 0;
+}
+
+/* ----------------------------------------------------------------- bench */
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static int cmd_bench(int argc, char **argv) {
+    const char *model = NULL;
+    int pp = 128, tg = 128, threads = 0, reps = 5, json = 0;
+    args a = {argc, argv, 0, "bench"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome bench [-m MODEL] [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
+                   "Measure prompt processing (one batch of N tokens from an empty cache) and\n"
+                   "generation (N tokens one at a time from an empty cache), like llama-bench's\n"
+                   "pp and tg tests, after one warm-up run. Prints tokens/s per repetition and the median.\n"
+                   "  -p N      prompt tokens (default 128; 0 = skip)\n"
+                   "  -n N      generated tokens (default 128; 0 = skip)\n"
+                   "  -t N      threads (default: all cores)\n"
+                   "  -r N      repetitions (default 5)\n"
+                   "  --json    one JSON object on stdout\n");
+            return 0;
+        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
+        else if (arg_is(&a, "-p", NULL)) pp = (int)arg_long(&a, 0, 1 << 16);
+        else if (arg_is(&a, "-n", NULL)) tg = (int)arg_long(&a, 0, 1 << 16);
+        else if (arg_is(&a, "-t", "--threads")) threads = (int)arg_long(&a, 1, 256);
+        else if (arg_is(&a, "-r", "--reps")) reps = (int)arg_long(&a, 1, 1000);
+        else if (arg_is(&a, "--json", NULL)) json = 1;
+        else unknown(&a);
+    }
+    mome_model *m = load_model(model, threads);
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = (pp > tg ? pp : tg) + 16;
+    cp.n_batch = pp > 0 ? pp : 1;
+    cp.n_threads = threads;
+    mome_ctx *c;
+    if (mome_ctx_init(m, &cp, &c)) die_lib("context");
+    int V = mome_model_n_vocab(m);
+    int32_t *toks = malloc(sizeof(int32_t) * (size_t)(pp > 0 ? pp : 1));
+    uint64_t st = 12345;
+    for (int i = 0; i < pp; i++) {
+        st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+        toks[i] = (int32_t)((st >> 33) % (uint64_t)V);
+    }
+    double *pps = calloc((size_t)reps, sizeof(double)), *tgs = calloc((size_t)reps, sizeof(double));
+    for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
+        if (pp > 0) {
+            double t0 = mome_time_s();
+            if (mome_decode(c, toks, pp, 0, 0)) die_lib("bench");
+            double dt = mome_time_s() - t0;
+            if (r >= 0) pps[r] = pp / dt;
+        }
+        if (tg > 0) {
+            int32_t t = mome_token_bos(m) >= 0 ? mome_token_bos(m) : 0;
+            double t0 = mome_time_s();
+            for (int i = 0; i < tg; i++)
+                if (mome_decode(c, &t, 1, i, 0)) die_lib("bench");
+            double dt = mome_time_s() - t0;
+            if (r >= 0) tgs[r] = tg / dt;
+        }
+    }
+    int nth = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (json) {
+        printf("{\"model\": \"%s\", \"threads\": %d, \"pp_tokens\": %d, \"tg_tokens\": %d, \"pp_tps\": [", model ? model : default_model_path(), nth, pp, tg);
+        for (int r = 0; r < reps && pp > 0; r++) printf(r ? ", %.3f" : "%.3f", pps[r]);
+        printf("], \"tg_tps\": [");
+        for (int r = 0; r < reps && tg > 0; r++) printf(r ? ", %.3f" : "%.3f", tgs[r]);
+        printf("], \"kernels\": \"%s\"}\n", quant_kernel_name());
+    } else {
+        qsort(pps, (size_t)reps, sizeof(double), cmp_double);
+        qsort(tgs, (size_t)reps, sizeof(double), cmp_double);
+        printf("model: %s\nthreads: %d, kernels: %s, repetitions: %d\n", model ? model : default_model_path(), nth,
+               quant_kernel_name(), reps);
+        if (pp > 0) printf("pp%-5d %10.2f tok/s (median; min %.2f, max %.2f)\n", pp, pps[reps / 2], pps[0], pps[reps - 1]);
+        if (tg > 0) printf("tg%-5d %10.2f tok/s (median; min %.2f, max %.2f)\n", tg, tgs[reps / 2], tgs[0], tgs[reps - 1]);
+    }
+    free(pps);
+    free(tgs);
+    free(toks);
+    mome_ctx_free(c);
+    mome_model_free(m);
+    return 0;
+}
+
+/* ------------------------------------------------------------------ main */
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: mome COMMAND [options]   (mome COMMAND --help for details)\n\n"
+               "commands:\n"
+               "  info       print a GGUF file's metadata and tensor table\n"
+               "  tokenize   print the token ids of a text\n"
+               "  run        generate text from a prompt (--chat for the chat template)\n"
+               "  chat       interactive chat\n"
+               "  bench      prompt-processing and generation speed\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return 1;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "-h") || !strcmp(cmd, "--help") || !strcmp(cmd, "help")) {
+        usage(stdout);
+        return 0;
+    }
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
+    if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    fprintf(stderr, "mome: error: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return 1;
+}

