@@ -87,7 +87,7 @@ def bench_mome(model, p, n, t, r):
            "-t", str(t), "-r", str(r), "--json"]
     res = {"cmd": cmd, "rss_kib": None, "wall_s": None, "pp": None, "tg": None, "error": None}
     if not os.access(MOME, os.X_OK):
-        res["error"] = f"{MOME.relative_to(ROOT)} not found (build it with `make`); mome column left empty"
+        res["error"] = f"{MOME} not found or not executable (build it with `make`); mome column left empty"
         return res
     rc, out, err, rss, wall = run_child(cmd)
     res.update(rss_kib=rss, wall_s=wall)
@@ -121,15 +121,20 @@ def fmt(x, nd=2):
 
 
 def main():
+    global MOME, LLAMA_BENCH
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-m", "--model", default=str(DEFAULT_MODEL))
     ap.add_argument("-p", type=int, default=128)
     ap.add_argument("-n", type=int, default=128)
     ap.add_argument("-t", "--threads", default="1,2")
     ap.add_argument("-r", "--reps", type=int, default=5)
+    ap.add_argument("--mome", default=str(MOME), help="mome binary (default build/mome)")
+    ap.add_argument("--llama-bench", default=str(LLAMA_BENCH), help="llama-bench binary")
     ap.add_argument("-o", "--out", default=str(ROOT / "bench" / "out" / "engine.md"))
     a = ap.parse_args()
 
+    MOME = pathlib.Path(a.mome).resolve()
+    LLAMA_BENCH = pathlib.Path(a.llama_bench).resolve()
     model = pathlib.Path(a.model).resolve()
     if not model.is_file():
         sys.exit(f"model not found: {model}")
@@ -157,6 +162,7 @@ def main():
         if t == threads[0]:
             llama_cmd, mome_cmd = ll["cmd"], mo["cmd"]
             llama_build = ll.get("build")
+            mome_kernels = mo.get("kernels")
 
     def rel(cmd):
         return " ".join(shlex.quote(os.path.relpath(c, ROOT) if c.startswith(str(ROOT)) else c) for c in cmd)
@@ -167,8 +173,10 @@ def main():
     lines.append(f"- machine: {lscpu_model()}, nproc={os.cpu_count()}, {platform.system()} {platform.release()}")
     lines.append(f"- date: {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
     lines.append(f"- llama.cpp: llama-cpp-python 0.3.36 vendored llama.cpp, build {llama_build}")
+    lines.append(f"- mome kernels: {mome_kernels}")
     lines.append(f"- repetitions: {a.reps}; t/s = median of per-repetition samples; ratio = mome / llama.cpp")
-    lines.append(f"- command: `bench/bench_engine.sh {' '.join(shlex.quote(x) for x in sys.argv[1:])}`".rstrip())
+    cmdline = " ".join(["bench/bench_engine.sh"] + [shlex.quote(x) for x in sys.argv[1:]])
+    lines.append(f"- command: `{cmdline}`")
     lines.append(f"  - llama.cpp (per T): `{rel(llama_cmd)}`")
     lines.append(f"  - mome (per T): `{rel(mome_cmd)}`")
     lines.append("")

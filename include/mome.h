@@ -75,6 +75,9 @@ typedef struct mome_ctx_params {
     int32_t n_ctx;       /* KV cache length in tokens (0 = min(train ctx, 4096)) */
     int32_t n_batch;     /* max tokens per mome_decode call (0 = 512) */
     int n_threads;       /* 0 = model default */
+    int f32_matmul;      /* 1: dequantize weights and keep activations in f32
+                          * (slow reference mode); 0: quantize activations to
+                          * the weight's dot type, as llama.cpp does */
 } mome_ctx_params;
 
 mome_ctx_params mome_ctx_default_params(void);

@@ -31,7 +31,7 @@ mome_ctx_params mome_ctx_default_params(void) {
 static void free_bufs(mome_ctx *c) {
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xn); free(c->q); free(c->k);
     free(c->v); free(c->att); free(c->gate); free(c->up); free(c->scores); free(c->aq);
-    free(c->rope_cos); free(c->rope_sin); free(c->logits);
+    free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->wrow);
 }
 
 void mome_ctx_free(mome_ctx *c) {
@@ -66,8 +66,9 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     if (c->n_batch > c->n_ctx) c->n_batch = c->n_ctx;
     c->n_threads = (p && p->n_threads > 0) ? p->n_threads : m->n_threads;
     if (c->n_ctx > (1 << 22)) {
+        int32_t nc = c->n_ctx;
         free(c);
-        return mome_seterr_code(MOME_ERR_ARG, "context of %d tokens is too large", (int)c->n_ctx);
+        return mome_seterr_code(MOME_ERR_ARG, "context of %d tokens is too large", (int)nc);
     }
     const size_t C = (size_t)hp->n_embd, F = (size_t)hp->n_ff, HD = (size_t)hp->n_head * hp->head_dim;
     const size_t KV = (size_t)hp->n_head_kv * hp->head_dim, T = (size_t)c->n_batch, L = (size_t)hp->n_layer;
@@ -87,14 +88,18 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->up = mome_aligned_alloc(T * F * sizeof(float));
     c->scores = mome_aligned_alloc((size_t)c->n_threads * (size_t)c->n_ctx * sizeof(float));
     c->aq = mome_aligned_alloc(T * c->aq_row);
+    c->f32_matmul = p ? p->f32_matmul : 0;
+    c->wrow_len = maxin;
+    c->wrow = mome_aligned_alloc((size_t)c->n_threads * maxin * sizeof(float));
     c->rope_cos = mome_aligned_alloc((size_t)c->n_ctx * (size_t)(hp->n_rot / 2) * sizeof(float));
     c->rope_sin = mome_aligned_alloc((size_t)c->n_ctx * (size_t)(hp->n_rot / 2) * sizeof(float));
     c->n_logits_cap = 1;
     c->logits = mome_aligned_alloc((size_t)hp->n_vocab * sizeof(float));
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
-        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits) {
+        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow) {
+        int32_t nc = c->n_ctx;
         mome_ctx_free(c);
-        return mome_seterr_code(MOME_ERR_NOMEM, "out of memory allocating a context of %d tokens", (int)c->n_ctx);
+        return mome_seterr_code(MOME_ERR_NOMEM, "out of memory allocating a context of %d tokens", (int)nc);
     }
     rope_tables(c);
     *out = c;
@@ -129,18 +134,45 @@ static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
-/* Y(T, W.n_out) = W · A for this thread's rows; A already quantized. */
+/* Activation row t of the next matrix input: quantized to the vec-dot type
+ * of wt, or copied as f32 in f32 mode. */
+static void qact(const mome_ctx *c, enum mome_dtype wt, const float *x, int64_t t, int64_t n) {
+    char *dst = (char *)c->aq + (size_t)t * c->aq_row;
+    if (c->f32_matmul) memcpy(dst, x, (size_t)n * sizeof(float));
+    else quant_quantize_act(wt, x, dst, n);
+}
+
+/* Y[t*ldy + r] = W row r · activation row t, rows [r0, r1), tokens [0, T). */
+static void matmul_rows(const mome_ctx *c, enum mome_dtype wt, const void *W, size_t row_bytes, int64_t n, int T,
+                        float *Y, int64_t ldy, int64_t r0, int64_t r1, int ith) {
+    if (!c->f32_matmul) {
+        quant_matmul(wt, n, W, row_bytes, c->aq, c->aq_row, T, Y, ldy, r0, r1);
+        return;
+    }
+    float *w = c->wrow + (size_t)ith * c->wrow_len;
+    for (int64_t r = r0; r < r1; r++) {
+        quant_dequantize_row(wt, (const char *)W + (size_t)r * row_bytes, w, n);
+        for (int t = 0; t < T; t++) {
+            const float *a = (const float *)((const char *)c->aq + (size_t)t * c->aq_row);
+            float s = 0.0f;
+            for (int64_t i = 0; i < n; i++) s += w[i] * a[i];
+            Y[(int64_t)t * ldy + r] = s;
+        }
+    }
+}
+
+/* Y(T, W.n_out) = W · A for this thread's rows; A already prepared by qact. */
 static void mm(const qmat *W, const mome_ctx *c, int T, float *Y, int ith, int nth) {
     int64_t r0, r1;
     split(W->n_out, ith, nth, &r0, &r1);
     if (r0 >= r1) return;
-    quant_matmul(W->type, W->n_in, W->data, W->row_bytes, c->aq, c->aq_row, T, Y, W->n_out, r0, r1);
+    matmul_rows(c, W->type, W->data, W->row_bytes, W->n_in, T, Y, W->n_out, r0, r1, ith);
 }
 
 /* Quantize rows [t0, t1) of X (row stride n) for weight type wt into aq. */
 static void quant_rows(mome_ctx *c, enum mome_dtype wt, const float *X, int64_t n, int t0, int t1) {
     for (int t = t0; t < t1; t++)
-        quant_quantize_act(wt, X + (size_t)t * n, (char *)c->aq + (size_t)t * c->aq_row, n);
+        qact(c, wt, X + (size_t)t * n, t, n);
 }
 
 static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth) {
@@ -223,7 +255,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
                 }
                 rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
             }
-            for (int64_t t = ta; t < tb; t++) quant_quantize_act(L->wq.type, c->xn + t * C, (char *)c->aq + t * c->aq_row, C);
+            for (int64_t t = ta; t < tb; t++) qact(c, L->wq.type, c->xn + t * C, t, C);
 #pragma omp barrier
             mm(&L->wq, c, T, c->q, ith, nth);
             if (quant_get_traits(L->wk.type)->vec_dot_type != quant_get_traits(L->wq.type)->vec_dot_type) {
@@ -251,7 +283,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
 #pragma omp barrier
             attention(c, l, T, pos0, ith, nth);
 #pragma omp barrier
-            for (int64_t t = ta; t < tb; t++) quant_quantize_act(L->wo.type, c->att + t * HD, (char *)c->aq + t * c->aq_row, HD);
+            for (int64_t t = ta; t < tb; t++) qact(c, L->wo.type, c->att + t * HD, t, HD);
 #pragma omp barrier
             mm(&L->wo, c, T, c->xn, ith, nth);
 #pragma omp barrier
@@ -259,7 +291,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
                 float *x = c->x + t * C, *d = c->xn + t * C;
                 for (int64_t i = 0; i < C; i++) x[i] += d[i];
                 rmsnorm(c->xn + t * C, x, L->ffn_norm, C, eps);
-                quant_quantize_act(L->w_gate.type, c->xn + t * C, (char *)c->aq + t * c->aq_row, C);
+                qact(c, L->w_gate.type, c->xn + t * C, t, C);
             }
 #pragma omp barrier
             mm(&L->w_gate, c, T, c->gate, ith, nth);
@@ -273,7 +305,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
             for (int64_t t = ta; t < tb; t++) {
                 float *g = c->gate + t * F, *u = c->up + t * F;
                 for (int64_t i = 0; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
-                quant_quantize_act(L->w_down.type, g, (char *)c->aq + t * c->aq_row, F);
+                qact(c, L->w_down.type, g, t, F);
             }
 #pragma omp barrier
             mm(&L->w_down, c, T, c->xn, ith, nth);
@@ -286,7 +318,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
             for (int64_t i = 0; i < C; i++) x[i] += d[i];
             if (logits_mode && t >= t_first) {
                 rmsnorm(d, x, m->output_norm, C, eps);
-                quant_quantize_act(m->output.type, d, (char *)c->aq + (t - t_first) * c->aq_row, C);
+                qact(c, m->output.type, d, t - t_first, C);
             }
         }
 #pragma omp barrier
@@ -295,8 +327,8 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
             const int64_t V = hp->n_vocab;
             split(V, ith, nth, &r0, &r1);
             if (r0 < r1)
-                quant_matmul(m->output.type, C, m->output.data, m->output.row_bytes, c->aq, c->aq_row, T - t_first,
-                             c->logits + (size_t)out_row * V, V, r0, r1);
+                matmul_rows(c, m->output.type, m->output.data, m->output.row_bytes, C, T - t_first,
+                            c->logits + (size_t)out_row * V, V, r0, r1, ith);
         }
     }
 }

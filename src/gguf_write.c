@@ -564,7 +564,7 @@ typedef struct sink {
 static int write_all(sink *s, const void *p, size_t n) {
     const uint8_t *b = p;
     while (n > 0) {
-        size_t chunk = n > (1u << 30) ? (1u << 30) : n;
+        size_t chunk = n > (8u << 20) ? (8u << 20) : n;
         ssize_t r = write(s->fd, b, chunk);
         if (r < 0) {
             if (errno == EINTR) continue;

@@ -87,6 +87,9 @@ struct mome_ctx {
     size_t aq_row;       /* bytes per quantized activation row */
     float *rope_cos;     /* (n_ctx, n_rot/2) */
     float *rope_sin;     /* (n_ctx, n_rot/2) */
+    int f32_matmul;      /* dequantize weights, f32 activations (reference mode) */
+    float *wrow;         /* (n_threads, wrow_len) dequantized weight row scratch */
+    size_t wrow_len;
     float *logits;       /* (n_logits_cap, V) */
     int32_t n_logits_cap;
     int32_t n_logits;    /* rows valid from the last decode */

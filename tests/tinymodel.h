@@ -36,6 +36,7 @@
 #include "gguf_write.h"
 #include "mome.h"
 #include "quant.h"
+#include "util.h"
 
 typedef struct tinymodel_params {
     int n_vocab;          /* >= 259 (3 specials + 256 bytes + word pieces) */

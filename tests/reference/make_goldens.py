@@ -273,7 +273,7 @@ class Context:
 
 # --------------------------------------------------------------------------- helpers
 def read_inp(path: pathlib.Path) -> list[str]:
-    data = path.read_text(encoding="utf-8")
+    data = path.read_bytes().decode("utf-8")  # no newline translation (strings contain \r)
     parts = data.split(SEP)
     assert parts[-1] == "", "inp file must end with the separator"
     return parts[:-1]
@@ -389,6 +389,37 @@ def gen_smol_chat(smol: Model):
     return tmpl
 
 
+def crosscheck_cli():
+    """Re-tokenize every golden string with the llama-tokenize CLI (a second llama.cpp code path)."""
+    import tempfile
+    exe = LIBDIR / "llama-tokenize"
+    n = 0
+    with tempfile.TemporaryDirectory() as td:
+        fpath = pathlib.Path(td) / "s.txt"
+
+        def cli(model, text, special):
+            fpath.write_bytes(text.encode("utf-8"))
+            cmd = [str(exe), "-m", str(model), "-f", str(fpath), "--ids", "--no-bos",
+                   "--no-escape", "--log-disable"] + ([] if special else ["--no-parse-special"])
+            out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout.strip()
+            return json.loads(out.splitlines()[-1]) if out else []
+
+        for model, stem in ((SMOL, "tok_smollm2"), (STORIES, "tok_stories260K")):
+            strings = read_inp(GOLDEN / f"{stem}.inp")
+            outs = (GOLDEN / f"{stem}.out").read_text(encoding="utf-8").split("\n")
+            for s, o in zip(strings, outs):
+                want = [int(x) for x in o.split()]
+                got = cli(model, s, special=False)
+                assert got == want, f"{stem}: CLI mismatch on {s!r}: {got} vs {want}"
+                n += 1
+        for line in (GOLDEN / "tok_smollm2_special.jsonl").read_text(encoding="utf-8").splitlines():
+            o = json.loads(line)
+            got = cli(SMOL, o["text"], special=True)
+            assert got == o["ids"], f"special CLI mismatch on {o['text']!r}: {got}"
+            n += 1
+    log(f"cross-check: llama-tokenize CLI agrees on all {n} tokenizer vectors")
+
+
 def build_info() -> dict:
     info = {"llama_cpp_python": llama_cpp.__version__}
     try:
@@ -406,6 +437,7 @@ def build_info() -> dict:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--skip-harness-check", action="store_true")
+    ap.add_argument("--skip-cli-check", action="store_true")
     args = ap.parse_args()
     GOLDEN.mkdir(parents=True, exist_ok=True)
     L.llama_backend_init()
@@ -425,6 +457,8 @@ def main():
         nll.append(-(x[ids[i + 1]] - mx - np.log(np.sum(np.exp(x - mx)))))
     log(f"smollm2 GPL-3 600 tok: mean NLL {np.mean(nll):.4f} ppl {np.exp(np.mean(nll)):.3f}")
     gen_smol_chat(smol)
+    if not args.skip_cli_check:
+        crosscheck_cli()
     log("build info:", json.dumps(build_info()))
 
 

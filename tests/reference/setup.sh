@@ -51,9 +51,8 @@ mkdir -p "$REF/dl"
 SDIST="$REF/dl/llama_cpp_python-$LCP_VERSION.tar.gz"
 if [ ! -f "$SDIST" ]; then
     log "downloading llama-cpp-python==$LCP_VERSION sdist"
+    # (pip prepares the sdist's metadata, pulling scikit-build-core into an isolated env)
     "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
-        --no-build-isolation "llama-cpp-python==$LCP_VERSION" -d "$REF/dl" \
-    || "$PY" -m pip download -q --disable-pip-version-check --no-deps --no-binary :all: \
         "llama-cpp-python==$LCP_VERSION" -d "$REF/dl"
 fi
 echo "$LCP_SDIST_SHA256  $SDIST" | sha256sum -c --quiet - \
