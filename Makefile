@@ -27,7 +27,7 @@ TESTS      := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_ASAN := $(TEST_SRC:tests/%.c=$(BA)/tests/%)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 
-.PHONY: all test asan demo deps model bench clean unit check-tests
+.PHONY: all test asan demo deps model bench clean unit fuzz
 all: $(B)/mome $(B)/libmome.a
 
 $(B)/obj/%_avx2.o: src/%_avx2.c
@@ -84,3 +84,9 @@ clean:
 	rm -rf build
 
 -include $(OBJ:.o=.d) $(OBJ_ASAN:.o=.d)
+
+# libFuzzer harness for the GGUF reader (clang; quant objects come from the gcc build)
+$(B)/fuzz_gguf: fuzz/fuzz_gguf.c src/gguf.c src/util.c $(B)/obj/quant.o $(B)/obj/quant_avx2.o
+	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $^ -lm -lpthread -o $@
+fuzz: $(B)/fuzz_gguf
+	mkdir -p $(B)/fuzz_corpus && $(B)/fuzz_gguf -max_len=4096 -max_total_time=180 -dict=fuzz/gguf.dict $(B)/fuzz_corpus

@@ -302,9 +302,11 @@ static int parse(gguf_file *f) {
     {
         gguf_tensor **v = malloc((size_t)f->n_tensors * sizeof *v);
         if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-        for (uint64_t i = 0; i < f->n_tensors; i++) v[i] = &f->tensors[i];
-        qsort(v, (size_t)f->n_tensors, sizeof *v, cmp_tensor_off);
-        for (uint64_t i = 1; i < f->n_tensors; i++) {
+        size_t m = 0; /* empty tensors occupy no bytes and may share an offset */
+        for (uint64_t i = 0; i < f->n_tensors; i++)
+            if (f->tensors[i].nbytes) v[m++] = &f->tensors[i];
+        qsort(v, m, sizeof *v, cmp_tensor_off);
+        for (size_t i = 1; i < m; i++) {
             if (v[i - 1]->offset + v[i - 1]->nbytes > v[i]->offset) {
                 char kb2[96];
                 mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: data of tensors '%s' and '%s' overlap",
@@ -319,8 +321,9 @@ static int parse(gguf_file *f) {
 }
 
 static int finish_open(gguf_file *f, gguf_file **out) {
-    if (parse(f)) {
-        int code = MOME_ERR_FORMAT;
+    int rc = parse(f);
+    if (rc) {
+        int code = rc < -1 ? rc : MOME_ERR_FORMAT;
         gguf_close(f);
         *out = NULL;
         return code;

@@ -32,8 +32,14 @@ static const char *test_cur_name;
 
 #define REQUIRE(cond, ...)                                                    \
     do {                                                                      \
-        CHECK(cond, __VA_ARGS__);                                             \
-        if (!(cond)) return;                                                  \
+        if (!(cond)) {                                                        \
+            test_cur_failed = 1;                                              \
+            fprintf(stderr, "  FAIL %s (%s:%d): %s: ", test_cur_name,         \
+                    __FILE__, __LINE__, #cond);                               \
+            fprintf(stderr, __VA_ARGS__);                                     \
+            fprintf(stderr, "\n");                                            \
+            return;                                                           \
+        }                                                                     \
     } while (0)
 
 #define SKIP(...)                                                             \
