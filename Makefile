@@ -11,7 +11,7 @@ WERROR  ?= -Werror
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
               -Wno-unused-parameter -fopenmp -Iinclude -Isrc -MMD -MP
 SIMD_FLAGS  = -mavx2 -mfma -mf16c
-LDLIBS      = -lpcre2-8 -lcjson -lm -lpthread -fopenmp
+LDLIBS      = -lpcre2-8 -lcjson -lopenblas -lm -lpthread -fopenmp
 
 SRC        := $(wildcard src/*.c)
 SRC_SIMD   := $(filter %_avx2.c,$(SRC))

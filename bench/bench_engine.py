@@ -133,8 +133,8 @@ def main():
     ap.add_argument("-o", "--out", default=str(ROOT / "bench" / "out" / "engine.md"))
     a = ap.parse_args()
 
-    MOME = pathlib.Path(a.mome).resolve()
-    LLAMA_BENCH = pathlib.Path(a.llama_bench).resolve()
+    MOME = pathlib.Path(a.mome).absolute()
+    LLAMA_BENCH = pathlib.Path(a.llama_bench).absolute()
     model = pathlib.Path(a.model).resolve()
     if not model.is_file():
         sys.exit(f"model not found: {model}")

@@ -55,6 +55,120 @@ int32_t mome_token_eos(const mome_model *m);
 /* End-of-generation test: EOS, EOT, <|im_end|>, ... */
 int mome_token_is_eog(const mome_model *m, int32_t tok);
 
+/* SHA-256 of the model file as 64 hex digits (computed once, then cached);
+ * NULL on a read error. */
+const char *mome_model_sha256(mome_model *m);
+/* End-of-turn token of the model's chat template (<|im_end|> for ChatML),
+ * falling back to EOS. */
+int32_t mome_token_eot(const mome_model *m);
+
+/* ---------------------------------------------------------------- memory */
+
+/* A mixture of memory experts tuned for one base model (see memory.h). */
+typedef struct mome_memory mome_memory;
+
+/* Load a memory file. If m is given, a memory made for another base model
+ * (different SHA-256 or shape) is refused with an error. */
+int mome_memory_load(const char *path, mome_model *m, mome_memory **out);
+void mome_memory_free(mome_memory *mem);
+/* Number of trained experts. */
+int64_t mome_memory_n_trained(const mome_memory *mem);
+
+/* ---------------------------------------------------------------- tuning */
+
+enum mome_tune_method { MOME_TUNE_MOME = 0, MOME_TUNE_LORA = 1 };
+
+typedef struct mome_tune_progress {
+    int64_t step;          /* optimizer steps so far */
+    int32_t n_facts;
+    int32_t n_memorized;
+    float mean_loss;       /* mean answer loss of all facts (last seen) */
+    double elapsed_s;
+    double facts_per_s;    /* memorized per second */
+    double eta_s;          /* < 0: unknown */
+    const char *phase;     /* "prepare", "train", "verify", "done" */
+} mome_tune_progress;
+
+typedef struct mome_tune_params {
+    const char *facts_path;
+    const char *out_path;
+    const char *init_memory;   /* add to this memory (NULL: start empty) */
+    int method;                /* enum mome_tune_method */
+    int on_conflict;           /* 0: error, 1: keep first, 2: keep last */
+    /* memory layout (new memories only) */
+    int log2_experts;          /* N = 2^log2_experts, even, 4..32 (default 20) */
+    int top_k;                 /* experts per token (32) */
+    int rank;                  /* expert rank r (1) */
+    int train_top;             /* experts trained per fact position (4) */
+    int key_dim;               /* query dims per product-key half (64) */
+    int layer;                 /* block the memory feeds (-1: 4/5 of depth) */
+    float gate_lo, gate_hi;    /* anchor gate ramp on cosine (0.8, 0.9) */
+    /* optimisation */
+    float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
+    float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
+    int batch;                 /* facts per step (32) */
+    int64_t max_steps;         /* 0: no limit */
+    double max_minutes;        /* 0: no limit */
+    int n_threads;             /* 0: all cores */
+    uint64_t seed;
+    int resume;                /* continue from out_path.ckpt */
+    double checkpoint_s;       /* seconds between checkpoints (60) */
+    int lora_rank;             /* LoRA baseline rank (8) */
+    float lora_alpha;          /* LoRA scale alpha (16) */
+    int verbose;
+    void (*progress)(const mome_tune_progress *p, void *user);
+    void *user;
+} mome_tune_params;
+
+typedef struct mome_tune_report {
+    int32_t n_facts;
+    int32_t n_memorized;       /* verified by greedy decoding with the memory */
+    int64_t steps;
+    double seconds;
+    int64_t n_trained_experts;
+    double mean_loss;
+} mome_tune_report;
+
+mome_tune_params mome_tune_default_params(void);
+/* Memory-tune m on the facts and write the memory (or LoRA adapters) to
+ * p->out_path. Checkpoints to out_path.ckpt while it runs. */
+int mome_tune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep);
+
+/* ------------------------------------------------------------ evaluation */
+
+typedef struct mome_eval_params {
+    const char *facts_path;    /* NULL: no fact evaluation */
+    const char *text_path;     /* NULL: no perplexity */
+    int64_t text_max_bytes;    /* use only the first bytes of the text (0: all) */
+    int32_t ppl_ctx;           /* perplexity window in tokens (512) */
+    int32_t max_new_tokens;    /* answer length limit (64) */
+    int64_t max_facts;         /* evaluate only the first facts (0: all) */
+    int on_conflict;           /* as in tuning */
+    int n_threads;
+    /* called after each fact with its outcome (may be NULL) */
+    void (*on_fact)(int index, int n, const char *question, const char *output, int exact, int contains,
+                    int abstained, void *user);
+    void *user;
+} mome_eval_params;
+
+typedef struct mome_eval_result {
+    int32_t n_facts;
+    int32_t n_exact;           /* greedy answer == an expected answer (normalized) */
+    int32_t n_contains;        /* an expected answer appears in the output */
+    int32_t n_abstain;         /* "I don't know" and similar */
+    int32_t n_hallucinated;    /* neither correct nor an abstention */
+    int32_t n_paraphrases;
+    int32_t n_paraphrase_exact;
+    double recall, contains_recall, hallucination_rate, paraphrase_recall; /* -1: not measured */
+    double perplexity;         /* -1: not measured */
+    int64_t ppl_tokens;
+    double seconds;
+} mome_eval_result;
+
+mome_eval_params mome_eval_default_params(void);
+/* Evaluates the model (with mem attached if not NULL). */
+int mome_eval(mome_model *m, mome_memory *mem, const mome_eval_params *p, mome_eval_result *r);
+
 /* ------------------------------------------------------------ tokenizer */
 
 /* Tokenize UTF-8 text. add_special: prepend BOS when the model asks for it.
@@ -91,6 +205,9 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
 /* Logits of the i-th token of the last decode (i = -1: last). (V,) */
 const float *mome_get_logits(const mome_ctx *c, int i);
 int32_t mome_ctx_n_past(const mome_ctx *c);
+/* Attach a memory (NULL detaches). The memory must outlive the context's use
+ * of it; one memory may be shared by several contexts used one at a time. */
+int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem);
 
 /* -------------------------------------------------------------- sampling */
 

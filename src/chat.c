@@ -118,3 +118,21 @@ char *mome_chat_format(const mome_model *m, const mome_chat_msg *msgs, int n, in
     }
     return b.p;
 }
+
+int32_t mome_token_eot(const mome_model *m) {
+    static const char *const names[] = {"<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", NULL};
+    const char *want = NULL;
+    switch (detect(m->chat_template)) {
+    case CHAT_CHATML: want = names[0]; break;
+    case CHAT_LLAMA3: want = names[1]; break;
+    case CHAT_PHI3: want = names[2]; break;
+    case CHAT_GEMMA: want = names[3]; break;
+    case CHAT_LLAMA2: break;
+    }
+    if (want) {
+        int32_t id = tokenizer_find(m->tok, want);
+        if (id >= 0) return id;
+    }
+    int32_t e = tokenizer_eot(m->tok);
+    return e >= 0 ? e : tokenizer_eos(m->tok);
+}

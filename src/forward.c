@@ -20,7 +20,9 @@
 #include <omp.h>
 #include <string.h>
 
+#include "memory.h"
 #include "model.h"
+#include "quant_impl.h"
 #include "util.h"
 
 mome_ctx_params mome_ctx_default_params(void) {
@@ -45,11 +47,13 @@ static void rope_tables(mome_ctx *c) {
     const int half = hp->n_rot / 2;
     const float theta_scale = powf(hp->rope_base, -2.0f / (float)hp->n_rot);
     const float freq_scale = 1.0f / hp->rope_scale;
+    /* ggml_rope_cache_init: theta starts at the position, is multiplied by
+     * theta_scale step by step, and scaled by freq_scale when used */
     for (int32_t p = 0; p < c->n_ctx; p++) {
-        float theta = (float)p * freq_scale;
+        float theta = (float)p;
         for (int i = 0; i < half; i++) {
-            c->rope_cos[(size_t)p * half + i] = cosf(theta);
-            c->rope_sin[(size_t)p * half + i] = sinf(theta);
+            c->rope_cos[(size_t)p * half + i] = cosf(freq_scale * theta);
+            c->rope_sin[(size_t)p * half + i] = sinf(freq_scale * theta);
             theta *= theta_scale;
         }
     }
@@ -89,6 +93,7 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->scores = mome_aligned_alloc((size_t)c->n_threads * (size_t)c->n_ctx * sizeof(float));
     c->aq = mome_aligned_alloc(T * c->aq_row);
     c->f32_matmul = p ? p->f32_matmul : 0;
+    c->capture_layer = -1;
     c->wrow_len = maxin;
     c->wrow = mome_aligned_alloc((size_t)c->n_threads * maxin * sizeof(float));
     c->rope_cos = mome_aligned_alloc((size_t)c->n_ctx * (size_t)(hp->n_rot / 2) * sizeof(float));
@@ -108,6 +113,25 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
 
 int32_t mome_ctx_n_past(const mome_ctx *c) { return c->n_past; }
 
+int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
+    if (mem) {
+        const llama_hparams *hp = &c->m->hp;
+        if (mem->n_embd != hp->n_embd || mem->n_layer != hp->n_layer || mem->n_vocab != hp->n_vocab)
+            return mome_seterr_code(MOME_ERR_ARG, "memory does not fit this model (n_embd %d/%d, n_layer %d/%d)",
+                                    mem->n_embd, hp->n_embd, mem->n_layer, hp->n_layer);
+        if (mome_memory_alloc_scratch(mem, c->n_threads)) return MOME_ERR_NOMEM;
+    }
+    c->mem = mem;
+    return MOME_OK;
+}
+
+/* Adds every memory bank that feeds block l to one token's residual row. */
+static void memory_hook(const mome_ctx *c, int l, float *x, int ith) {
+    const mome_memory *mem = c->mem;
+    for (int b = 0; b < mem->n_banks; b++)
+        if (mem->banks[b].cfg.layer == l) mem_apply_row(&mem->banks[b], x, &mem->scratch[ith]);
+}
+
 const float *mome_get_logits(const mome_ctx *c, int i) {
     if (c->n_logits == 0) return NULL;
     if (i < 0) i = c->n_logits - 1;
@@ -126,11 +150,14 @@ static void split(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
     if (*b > n) *b = n;
 }
 
+/* ggml_compute_forward_rms_norm_f32 (+ the weight multiply): squares are
+ * rounded to float, summed in double, mean = sum/n rounded to float; then
+ * y = (x * scale) * w. */
 static void rmsnorm(float *out, const float *x, const float *w, int64_t n, float eps) {
-    float ss = 0.0f;
-    for (int64_t i = 0; i < n; i++) ss += x[i] * x[i];
-    /* ggml sums in double-free float order too; keep it simple and exact enough */
-    const float scale = 1.0f / sqrtf(ss / (float)n + eps);
+    double ss = 0.0;
+    for (int64_t i = 0; i < n; i++) ss += (double)(x[i] * x[i]);
+    const float mean = (float)(ss / (double)n);
+    const float scale = 1.0f / sqrtf(mean + eps);
     for (int64_t i = 0; i < n; i++) out[i] = x[i] * scale * w[i];
 }
 
@@ -175,12 +202,21 @@ static void quant_rows(mome_ctx *c, enum mome_dtype wt, const float *X, int64_t 
         qact(c, wt, X + (size_t)t * n, t, n);
 }
 
+/* Causal GQA attention, in llama.cpp's order of operations (f32 cache, no
+ * flash attention): kq = ggml_vec_dot_f32(k, q) (qm_dot_f32), scaled,
+ * softmax with ggml's exp and a double sum, weights multiplied by
+ * (float)(1/sum); kqv = V^T kq, which llama.cpp runs with llamafile's
+ * tinyBLAS for batches (per-lane chains of period 16) and with
+ * ggml_vec_dot_f32 for one token (period 64). */
+#define ATT_MAX_D 256
 static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth) {
     const llama_hparams *hp = &c->m->hp;
     const int H = hp->n_head, D = hp->head_dim, G = hp->n_head / hp->n_head_kv;
     const size_t KV = (size_t)hp->n_head_kv * D;
     const float scale = 1.0f / sqrtf((float)D);
+    const int period = T == 1 ? 64 : 16;
     float *sc = c->scores + (size_t)ith * c->n_ctx;
+    float acc[64 * ATT_MAX_D];
     const float *kc = c->k_cache + (size_t)l * c->n_ctx * KV;
     const float *vc = c->v_cache + (size_t)l * c->n_ctx * KV;
     for (int64_t job = ith; job < (int64_t)T * H; job += nth) {
@@ -189,38 +225,28 @@ static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth)
         const float *q = c->q + (size_t)t * H * D + (size_t)h * D;
         float mx = -INFINITY;
         for (int32_t p = 0; p < np; p++) {
-            const float *k = kc + (size_t)p * KV + (size_t)kvh * D;
-            float s = 0.0f;
-            for (int d = 0; d < D; d++) s += q[d] * k[d];
-            s *= scale;
+            const float s = qm_dot_f32(D, kc + (size_t)p * KV + (size_t)kvh * D, q) * scale;
             sc[p] = s;
             if (s > mx) mx = s;
         }
-        float sum = 0.0f;
-        for (int32_t p = 0; p < np; p++) {
-            sc[p] = expf(sc[p] - mx);
-            sum += sc[p];
-        }
-        const float inv = 1.0f / sum;
+        const double sum = qm_softmax_exp(np, sc, mx);
+        const float inv = (float)(1.0 / sum);
+        for (int32_t p = 0; p < np; p++) sc[p] *= inv;
         float *o = c->att + (size_t)t * H * D + (size_t)h * D;
-        for (int d = 0; d < D; d++) o[d] = 0.0f;
-        for (int32_t p = 0; p < np; p++) {
-            const float w = sc[p] * inv;
-            const float *v = vc + (size_t)p * KV + (size_t)kvh * D;
-            for (int d = 0; d < D; d++) o[d] += w * v[d];
+        if (D <= ATT_MAX_D) {
+            qm_kqv(np, sc, vc + (size_t)kvh * D, KV, D, period, o, acc);
+        } else {
+            for (int d = 0; d < D; d++) o[d] = 0.0f;
+            for (int32_t p = 0; p < np; p++) {
+                const float *v = vc + (size_t)p * KV + (size_t)kvh * D;
+                for (int d = 0; d < D; d++) o[d] += sc[p] * v[d];
+            }
         }
     }
 }
 
 static void rope_row(float *x, int nh, int D, int n_rot, const float *cs, const float *sn) {
-    for (int h = 0; h < nh; h++) {
-        float *v = x + (size_t)h * D;
-        for (int i = 0; i < n_rot / 2; i++) {
-            const float x0 = v[2 * i], x1 = v[2 * i + 1];
-            v[2 * i] = x0 * cs[i] - x1 * sn[i];
-            v[2 * i + 1] = x0 * sn[i] + x1 * cs[i];
-        }
-    }
+    for (int h = 0; h < nh; h++) qm_rope(n_rot / 2, x + (size_t)h * D, cs, sn);
 }
 
 /* One chunk of T <= n_batch tokens at positions pos0.. . Logit rows go to
@@ -253,6 +279,9 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
                     float *x = c->x + t * C, *d = c->xn + t * C;
                     for (int64_t i = 0; i < C; i++) x[i] += d[i];
                 }
+                if (l == c->capture_layer && c->capture)
+                    memcpy(c->capture + t * C, c->x + t * C, (size_t)C * sizeof(float));
+                if (c->mem) memory_hook(c, l, c->x + t * C, ith);
                 rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
             }
             for (int64_t t = ta; t < tb; t++) qact(c, L->wq.type, c->xn + t * C, t, C);
@@ -304,7 +333,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
 #pragma omp barrier
             for (int64_t t = ta; t < tb; t++) {
                 float *g = c->gate + t * F, *u = c->up + t * F;
-                for (int64_t i = 0; i < F; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+                qm_swiglu(F, g, u);
                 qact(c, L->w_down.type, g, t, F);
             }
 #pragma omp barrier

@@ -278,3 +278,11 @@ int mome_tokenize(const mome_model *m, const char *text, size_t len, int32_t *id
 int mome_token_to_piece(const mome_model *m, int32_t tok, char *buf, int cap, int render_special) {
     return tokenizer_token_to_piece(m->tok, tok, buf, cap, render_special);
 }
+
+const char *mome_model_sha256(mome_model *m) {
+    if (!m->sha256[0] && mome_sha256_file(m->path, m->sha256) != MOME_OK) {
+        m->sha256[0] = 0;
+        return NULL;
+    }
+    return m->sha256;
+}

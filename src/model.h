@@ -63,6 +63,7 @@ struct mome_model {
     int n_threads;
     char *chat_template; /* NUL-terminated copy, or NULL */
     char *name;          /* general.name or file name */
+    char sha256[65];     /* "" until computed */
 };
 
 struct mome_ctx {
@@ -94,6 +95,9 @@ struct mome_ctx {
     int32_t n_logits_cap;
     int32_t n_logits;    /* rows valid from the last decode */
     int logits_all;      /* whether the rows are for every token */
+    mome_memory *mem;    /* attached memory or NULL */
+    int capture_layer;   /* copy the input of this block to capture, or -1 */
+    float *capture;      /* (n_batch, C) */
 };
 
 #endif

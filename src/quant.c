@@ -787,6 +787,84 @@ static float vd_q6_K(int64_t n, const void *vw, const void *va) {
     return sumf;
 }
 
+/* ------------------------------------- f32 math in ggml's order (scalar) */
+
+float qm_expf(float x) {
+    const float r = 0x1.8p23f;
+    const float z = fmaf(x, 0x1.715476p+0f, r);
+    const float n = z - r;
+    const float b = fmaf(-n, 0x1.7f7d1cp-20f, fmaf(-n, 0x1.62e4p-1f, x));
+    const float u = b * b;
+    const float j = fmaf(fmaf(fmaf(0x1.0e4020p-7f, b, 0x1.573e2ep-5f), u, fmaf(0x1.555e66p-3f, b, 0x1.fffdb6p-2f)), u,
+                         fmaf(0x1.ffffecp-1f, b, 1.0f));
+    if (fabsf(n) > 192.0f) return n <= 0.0f ? 0.0f : INFINITY;
+    /* scalef(j, n): one correctly rounded multiply by 2^n, as ldexpf */
+    return ldexpf(j, (int)n);
+}
+
+static void sc_swiglu(int64_t n, float *g, const float *u) {
+    const int64_t n16 = n & ~(int64_t)15;
+    int64_t i = 0;
+    for (; i < n16; i++) g[i] = g[i] / (1.0f + qm_expf(0.0f - g[i])) * u[i];
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* _mm512_reduce_add_ps: (v[j] + v[j+8]) then (.. + ..[+4]), then ([0]+[2]) + ([1]+[3]) */
+static float reduce16(const float v[16]) {
+    float t3[8], t6[4];
+    for (int j = 0; j < 8; j++) t3[j] = v[j + 8] + v[j];
+    for (int j = 0; j < 4; j++) t6[j] = t3[j + 4] + t3[j];
+    return (t6[0] + t6[2]) + (t6[1] + t6[3]);
+}
+
+static float sc_dot_f32(int64_t n, const float *x, const float *y) {
+    const int64_t np = n & ~(int64_t)63;
+    float a[64] = {0};
+    for (int64_t i = 0; i < np; i += 64)
+        for (int k = 0; k < 64; k++) a[k] = fmaf(x[i + k], y[i + k], a[k]);
+    float v[16];
+    for (int l = 0; l < 16; l++) v[l] = (a[l] + a[32 + l]) + (a[16 + l] + a[48 + l]);
+    float s = reduce16(v);
+    for (int64_t i = np; i < n; i++) s = fmaf(x[i], y[i], s);
+    return s;
+}
+
+static double sc_softmax_exp(int64_t n, float *x, float max) {
+    double sum = 0.0;
+    for (int64_t i = 0; i < n; i += 16) {
+        float v[16];
+        for (int l = 0; l < 16; l++) v[l] = i + l < n ? (x[i + l] = qm_expf(x[i + l] - max)) : 0.0f;
+        sum += (double)reduce16(v);
+    }
+    return sum;
+}
+
+static void sc_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
+                   float *acc) {
+    memset(acc, 0, sizeof(float) * (size_t)period * (size_t)D);
+    for (int64_t p = 0; p < np; p++) {
+        float *a = acc + (size_t)(p % period) * (size_t)D;
+        const float *vp = v + (size_t)p * v_stride;
+        for (int64_t d = 0; d < D; d++) a[d] = fmaf(w[p], vp[d], a[d]);
+    }
+    for (int64_t d = 0; d < D; d++) {
+        float l16[16];
+        for (int l = 0; l < 16; l++) {
+            const float *c = acc + (size_t)l * (size_t)D + d;
+            l16[l] = period == 16 ? c[0] : (c[0] + c[32 * D]) + (c[16 * D] + c[48 * D]);
+        }
+        out[d] = reduce16(l16);
+    }
+}
+
+static void sc_rope(int64_t npairs, float *x, const float *cs, const float *sn) {
+    for (int64_t i = 0; i < npairs; i++) {
+        const float x0 = x[2 * i], x1 = x[2 * i + 1], c = cs[i], s = sn[i];
+        x[2 * i] = fmaf(x0, c, -(x1 * s));
+        x[2 * i + 1] = fmaf(x0, s, x1 * c);
+    }
+}
+
 /* --------------------------------------------------------- kernel table */
 
 static quant_kernels g_scalar, g_avx2;
@@ -813,6 +891,11 @@ static void fill_scalar(quant_kernels *k) {
     k->quant_act[MOME_DTYPE_Q8_0] = qz_q8_0;
     k->quant_act[MOME_DTYPE_Q8_1] = qz_q8_1;
     k->quant_act[MOME_DTYPE_Q8_K] = qz_q8_K;
+    k->swiglu = sc_swiglu;
+    k->dot_f32 = sc_dot_f32;
+    k->softmax_exp = sc_softmax_exp;
+    k->kqv = sc_kqv;
+    k->rope = sc_rope;
 }
 
 static void init_tables(void) {
@@ -900,3 +983,14 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
         for (; t < nt; t++) Y[(int64_t)t * ldy + r] = vd(n, wr, a + (size_t)t * a_stride);
     }
 }
+
+/* ---------------------------------------------- f32 math, dispatched */
+
+void qm_swiglu(int64_t n, float *g, const float *u) { kernels()->swiglu(n, g, u); }
+float qm_dot_f32(int64_t n, const float *x, const float *y) { return kernels()->dot_f32(n, x, y); }
+double qm_softmax_exp(int64_t n, float *x, float max) { return kernels()->softmax_exp(n, x, max); }
+void qm_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
+            float *acc) {
+    kernels()->kqv(np, w, v, v_stride, D, period, out, acc);
+}
+void qm_rope(int64_t npairs, float *x, const float *cs, const float *sn) { kernels()->rope(npairs, x, cs, sn); }

@@ -176,26 +176,23 @@ static void d4_q4_0(int64_t n, const void *vw, const void *va, size_t as, float 
 
 /* ------------------------------------------------------------ Q4_1 x Q8_1 */
 
+/* Same arithmetic as ggml's AVX2 ggml_vec_dot_q4_1_q8_1 (as GCC compiles it
+ * with -ffp-contract=fast): one 8-lane accumulator, acc = fma(dx*dy, p, acc)
+ * block by block, summs = fma(m_x, s_y, summs), result hsum(acc) + summs.
+ * d4_q4_1 below does exactly the same per token, so batched and one-token
+ * products are bit-identical. */
 static float vd_q4_1(int64_t n, const void *vw, const void *va) {
     const block_q4_1 *x = vw;
     const block_q8_1 *y = va;
     const int64_t nb = n / QK8_1;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    float summs = 0;
-    int64_t ib = 0;
-    for (; ib + 2 <= nb; ib += 2) {
-        summs += f16(x[ib].m) * f16(y[ib].s) + f16(x[ib + 1].m) * f16(y[ib + 1].s);
+    __m256 acc = _mm256_setzero_ps();
+    __m128 summs = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        summs = _mm_fmadd_ss(_mm_set_ss(f16(x[ib].m)), _mm_set_ss(f16(y[ib].s)), summs);
         const __m256 p0 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x[ib].qs), _mm256_loadu_si256((const __m256i *)y[ib].qs)));
-        const __m256 p1 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x[ib + 1].qs), _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib + 1].d) * f16(y[ib + 1].d)), p1, acc1);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc);
     }
-    for (; ib < nb; ib++) {
-        summs += f16(x[ib].m) * f16(y[ib].s);
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x[ib].qs), _mm256_loadu_si256((const __m256i *)y[ib].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1)) + summs;
+    return hsum8(acc) + _mm_cvtss_f32(summs);
 }
 
 static void d4_q4_1(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
@@ -243,26 +240,19 @@ static void d4_q4_1(int64_t n, const void *vw, const void *va, size_t as, float 
 
 /* ------------------------------------------------------------ Q8_0 x Q8_0 */
 
+/* ggml_vec_dot_q8_0_q8_0 (AVX2) and llamafile's tinyBLAS_Q0_AVX (batches):
+ * one accumulator, acc = fma(dx*dy, p, acc), then hsum. */
 static float vd_q8_0(int64_t n, const void *vw, const void *va) {
     const block_q8_0 *x = vw;
     const block_q8_0 *y = va;
     const int64_t nb = n / QK8_0;
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-    int64_t ib = 0;
-    for (; ib + 2 <= nb; ib += 2) {
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
         const __m256 p0 = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[ib].qs),
                                                      _mm256_loadu_si256((const __m256i *)y[ib].qs)));
-        const __m256 p1 = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[ib + 1].qs),
-                                                     _mm256_loadu_si256((const __m256i *)y[ib + 1].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib + 1].d) * f16(y[ib + 1].d)), p1, acc1);
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc);
     }
-    for (; ib < nb; ib++) {
-        const __m256 p0 = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[ib].qs),
-                                                     _mm256_loadu_si256((const __m256i *)y[ib].qs)));
-        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
-    }
-    return hsum8(_mm256_add_ps(acc0, acc1));
+    return hsum8(acc);
 }
 
 static void d4_q8_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
@@ -455,6 +445,160 @@ static void qa_q8_K(const float *x, void *vy, int64_t n) {
     }
 }
 
+/* ------------------------------------------ f32 math in ggml's order */
+
+/* ggml_v_expf, AVX-512 variant (polynomial, then scalef(j, n)); lanes whose
+ * 2^n is not a normal float take the scalar path (ldexpf rounds once, as
+ * scalef does). Bit-identical to qm_expf. */
+static inline __m256 expf512(__m256 x) {
+    const __m256 r = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(x, _mm256_set1_ps(0x1.715476p+0f), r);
+    const __m256 n = _mm256_sub_ps(z, r);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), x));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(_mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+                        _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_fmadd_ps(_mm256_set1_ps(0x1.ffffecp-1f), b, _mm256_set1_ps(1.0f)));
+    const __m256 an = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    if (_mm256_movemask_ps(_mm256_cmp_ps(an, _mm256_set1_ps(126.0f), _CMP_NLE_UQ)) == 0) {
+        const __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+        return _mm256_mul_ps(j, _mm256_castsi256_ps(e));
+    }
+    float jv[8], nv[8];
+    _mm256_storeu_ps(jv, j);
+    _mm256_storeu_ps(nv, n);
+    for (int l = 0; l < 8; l++)
+        jv[l] = fabsf(nv[l]) > 192.0f ? (nv[l] <= 0.0f ? 0.0f : INFINITY) : ldexpf(jv[l], (int)nv[l]);
+    return _mm256_loadu_ps(jv);
+}
+
+static void av_swiglu(int64_t n, float *g, const float *u) {
+    const int64_t n16 = n & ~(int64_t)15;
+    const __m256 one = _mm256_set1_ps(1.0f);
+    int64_t i = 0;
+    for (; i < n16; i += 8) {
+        const __m256 x = _mm256_loadu_ps(g + i);
+        const __m256 e = expf512(_mm256_sub_ps(_mm256_setzero_ps(), x));
+        _mm256_storeu_ps(g + i, _mm256_mul_ps(_mm256_div_ps(x, _mm256_add_ps(one, e)), _mm256_loadu_ps(u + i)));
+    }
+    for (; i < n; i++) g[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
+}
+
+/* _mm512_reduce_add_ps of the 16 lanes lo (0..7), hi (8..15) */
+static inline float reduce16(__m256 lo, __m256 hi) { return hsum8(_mm256_add_ps(hi, lo)); }
+
+static float av_dot_f32(int64_t n, const float *x, const float *y) {
+    const int64_t np = n & ~(int64_t)63;
+    __m256 a[8];
+    for (int k = 0; k < 8; k++) a[k] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < np; i += 64)
+        for (int k = 0; k < 8; k++) a[k] = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8 * k), _mm256_loadu_ps(y + i + 8 * k), a[k]);
+    /* 16-lane accumulators: acc_m = (a[2m], a[2m+1]) */
+    const __m256 lo = _mm256_add_ps(_mm256_add_ps(a[0], a[4]), _mm256_add_ps(a[2], a[6]));
+    const __m256 hi = _mm256_add_ps(_mm256_add_ps(a[1], a[5]), _mm256_add_ps(a[3], a[7]));
+    float s = reduce16(lo, hi);
+    for (int64_t i = np; i < n; i++) s = fmaf(x[i], y[i], s);
+    return s;
+}
+
+static double av_softmax_exp(int64_t n, float *x, float max) {
+    double sum = 0.0;
+    const __m256 mx = _mm256_set1_ps(max);
+    int64_t i = 0;
+    for (; i + 16 <= n; i += 16) {
+        const __m256 lo = expf512(_mm256_sub_ps(_mm256_loadu_ps(x + i), mx));
+        const __m256 hi = expf512(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), mx));
+        _mm256_storeu_ps(x + i, lo);
+        _mm256_storeu_ps(x + i + 8, hi);
+        sum += (double)reduce16(lo, hi);
+    }
+    if (i < n) {
+        float v[16];
+        for (int l = 0; l < 16; l++) v[l] = i + l < n ? x[i + l] : max;
+        __m256 lo = expf512(_mm256_sub_ps(_mm256_loadu_ps(v), mx));
+        __m256 hi = expf512(_mm256_sub_ps(_mm256_loadu_ps(v + 8), mx));
+        _mm256_storeu_ps(v, lo);
+        _mm256_storeu_ps(v + 8, hi);
+        for (int l = 0; l < 16; l++) {
+            if (i + l < n) x[i + l] = v[l];
+            else v[l] = 0.0f; /* masked positions: exp(-inf) = 0 */
+        }
+        sum += (double)reduce16(_mm256_loadu_ps(v), _mm256_loadu_ps(v + 8));
+    }
+    return sum;
+}
+
+static void av_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
+                   float *acc) {
+    if (D % 8) {
+        /* not a shape llama models have; same arithmetic, scalar */
+        memset(acc, 0, sizeof(float) * (size_t)period * (size_t)D);
+        for (int64_t p = 0; p < np; p++) {
+            float *a = acc + (size_t)(p % period) * (size_t)D;
+            for (int64_t d = 0; d < D; d++) a[d] = fmaf(w[p], v[(size_t)p * v_stride + d], a[d]);
+        }
+        for (int64_t d = 0; d < D; d++) {
+            float l16[16], t3[8], t6[4];
+            for (int l = 0; l < 16; l++) {
+                const float *c = acc + (size_t)l * (size_t)D + d;
+                l16[l] = period == 16 ? c[0] : (c[0] + c[32 * D]) + (c[16 * D] + c[48 * D]);
+            }
+            for (int j = 0; j < 8; j++) t3[j] = l16[j + 8] + l16[j];
+            for (int j = 0; j < 4; j++) t6[j] = t3[j + 4] + t3[j];
+            out[d] = (t6[0] + t6[2]) + (t6[1] + t6[3]);
+        }
+        return;
+    }
+    const int64_t used = np < period ? np : period;
+    for (int64_t p = 0; p < used; p++) {
+        const __m256 wp = _mm256_set1_ps(w[p]);
+        float *a = acc + (size_t)p * (size_t)D;
+        const float *vp = v + (size_t)p * v_stride;
+        for (int64_t d = 0; d < D; d += 8) _mm256_storeu_ps(a + d, _mm256_mul_ps(wp, _mm256_loadu_ps(vp + d)));
+    }
+    for (int64_t p = used; p < period; p++) memset(acc + (size_t)p * (size_t)D, 0, sizeof(float) * (size_t)D);
+    for (int64_t p = period; p < np; p++) {
+        const __m256 wp = _mm256_set1_ps(w[p]);
+        float *a = acc + (size_t)(p % period) * (size_t)D;
+        const float *vp = v + (size_t)p * v_stride;
+        for (int64_t d = 0; d < D; d += 8)
+            _mm256_storeu_ps(a + d, _mm256_fmadd_ps(wp, _mm256_loadu_ps(vp + d), _mm256_loadu_ps(a + d)));
+    }
+    for (int64_t d = 0; d < D; d += 8) {
+        __m256 l[16];
+        for (int k = 0; k < 16; k++) {
+            const float *c = acc + (size_t)k * (size_t)D + d;
+            l[k] = period == 16 ? _mm256_loadu_ps(c)
+                                : _mm256_add_ps(_mm256_add_ps(_mm256_loadu_ps(c), _mm256_loadu_ps(c + 32 * D)),
+                                                _mm256_add_ps(_mm256_loadu_ps(c + 16 * D), _mm256_loadu_ps(c + 48 * D)));
+        }
+        __m256 t3[8], t6[4];
+        for (int j = 0; j < 8; j++) t3[j] = _mm256_add_ps(l[j + 8], l[j]);
+        for (int j = 0; j < 4; j++) t6[j] = _mm256_add_ps(t3[j + 4], t3[j]);
+        _mm256_storeu_ps(out + d, _mm256_add_ps(_mm256_add_ps(t6[0], t6[2]), _mm256_add_ps(t6[1], t6[3])));
+    }
+}
+
+static void av_rope(int64_t npairs, float *x, const float *cs, const float *sn) {
+    int64_t i = 0;
+    for (; i + 4 <= npairs; i += 4) {
+        const __m256 v = _mm256_loadu_ps(x + 2 * i);                        /* x0 x1 x0 x1 ... */
+        const __m128 c4 = _mm_loadu_ps(cs + i), s4 = _mm_loadu_ps(sn + i);
+        const __m256 csv = _mm256_set_m128(_mm_unpackhi_ps(c4, s4), _mm_unpacklo_ps(c4, s4)); /* c s */
+        const __m256 scv = _mm256_permute_ps(csv, 0xB1);                    /* s c */
+        /* even: fma(x0, c, -(x1*s)), odd: fma(x0, s, x1*c) */
+        _mm256_storeu_ps(x + 2 * i, _mm256_fmaddsub_ps(_mm256_moveldup_ps(v), csv,
+                                                       _mm256_mul_ps(_mm256_movehdup_ps(v), scv)));
+    }
+    for (; i < npairs; i++) {
+        const float x0 = x[2 * i], x1 = x[2 * i + 1], c = cs[i], s = sn[i];
+        x[2 * i] = fmaf(x0, c, -(x1 * s));
+        x[2 * i + 1] = fmaf(x0, s, x1 * c);
+    }
+}
+
 void quant_avx2_fill(quant_kernels *k) {
     k->name = "avx2";
     k->vec_dot[MOME_DTYPE_F32] = vd_f32;
@@ -471,4 +615,9 @@ void quant_avx2_fill(quant_kernels *k) {
     k->quant_act[MOME_DTYPE_Q8_0] = qa_q8_0;
     k->quant_act[MOME_DTYPE_Q8_1] = qa_q8_1;
     k->quant_act[MOME_DTYPE_Q8_K] = qa_q8_K;
+    k->swiglu = av_swiglu;
+    k->dot_f32 = av_dot_f32;
+    k->softmax_exp = av_softmax_exp;
+    k->kqv = av_kqv;
+    k->rope = av_rope;
 }

@@ -121,7 +121,43 @@ typedef struct quant_kernels {
     qk_vec_dot_fn vec_dot[MOME_DTYPE_COUNT];    /* by weight type */
     qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
     qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
+    /* f32 math of the forward pass, in ggml's order (see qm_* below) */
+    void (*swiglu)(int64_t n, float *g, const float *u);
+    float (*dot_f32)(int64_t n, const float *x, const float *y);
+    double (*softmax_exp)(int64_t n, float *x, float max);
+    void (*kqv)(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
+                float *acc);
+    void (*rope)(int64_t npairs, float *x, const float *cs, const float *sn);
 } quant_kernels;
+
+/* ---- f32 math that reproduces llama.cpp's CPU arithmetic bit for bit ----
+ *
+ * llama.cpp (GGML_NATIVE on an AVX-512 x86, -ffp-contract=fast) computes:
+ *   qm_swiglu:      g[i] = silu(g[i]) * u[i], silu(x) = x / (1 + e(0 - x)),
+ *                   e = ggml_v_expf (AVX-512 variant: polynomial + scalef),
+ *                   16-wide; the n % 16 tail uses libm expf.
+ *   qm_dot_f32:     ggml_vec_dot_f32: 4 accumulators of 16 lanes (FMA),
+ *                   step 64, reduced (a0+a2)+(a1+a3) then _mm512_reduce_add_ps;
+ *                   the n % 64 tail is fma'ed into the float result.
+ *   qm_softmax_exp: x[i] = e(x[i] - max) for i < n; returns the double sum
+ *                   of the 16-element chunk sums (each summed like
+ *                   _mm512_reduce_add_ps), as ggml_vec_soft_max_f32 does.
+ *   qm_kqv:         out[d] = sum_p w[p] * v[p*v_stride + d], p < np, with
+ *                   per-lane FMA chains: period 16 = llamafile tinyBLAS f32
+ *                   (batches: lane p % 16, then reduce_add), period 64 =
+ *                   ggml_vec_dot_f32 (one token: lane p % 64, folded as
+ *                   above). acc: scratch of period * D floats.
+ *   qm_rope:        pairs (x0, x1) -> (fma(x0, c, -(x1*s)), fma(x0, s, x1*c)),
+ *                   as GCC vectorizes ggml's rotate_pairs.
+ * The scalar code is the reference; the AVX2 code gives identical bits. */
+void qm_swiglu(int64_t n, float *g, const float *u);
+float qm_dot_f32(int64_t n, const float *x, const float *y);
+double qm_softmax_exp(int64_t n, float *x, float max);
+void qm_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
+            float *acc);
+void qm_rope(int64_t npairs, float *x, const float *cs, const float *sn);
+/* one value of ggml_v_expf (AVX-512 variant), scalar */
+float qm_expf(float x);
 
 /* quant_avx2.c: overwrite the entries it accelerates. Only call when the CPU
  * has AVX2, FMA and F16C. */

@@ -107,6 +107,14 @@ static const char *default_model_path(void) {
     return buf;
 }
 
+static mome_memory *attach_memory(mome_model *m, mome_ctx *c, const char *path) {
+    if (!path) return NULL;
+    mome_memory *mem;
+    if (mome_memory_load(path, m, &mem)) die("%s", mome_errmsg());
+    if (mome_ctx_set_memory(c, mem)) die("%s", mome_errmsg());
+    return mem;
+}
+
 static mome_model *load_model(const char *path, int threads) {
     if (!path) {
         path = default_model_path();
@@ -262,6 +270,7 @@ typedef struct gen_opts {
     int chat;
     int verbose;
     int ignore_eos;
+    const char *memory;
     mome_sampler_params sp;
 } gen_opts;
 
@@ -277,6 +286,7 @@ static const char *GEN_HELP =
     "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
     "  -s, --seed S           random seed (default: from the clock)\n"
     "  --system TEXT          system message (chat)\n"
+    "  --memory FILE          attach a memory made by mome tune\n"
     "  -v, --verbose          timings and settings on stderr\n";
 
 /* Parses the options shared by run and chat; returns 1 if handled. */
@@ -292,6 +302,7 @@ static int gen_opt(args *a, gen_opts *o) {
     else if (arg_is(a, "--repeat-penalty", NULL)) o->sp.repeat_penalty = (float)arg_double(a, 0.01, 100);
     else if (arg_is(a, "-s", "--seed")) o->sp.seed = (uint64_t)arg_long(a, 0, LONG_MAX);
     else if (arg_is(a, "--system", NULL)) o->system = arg_val(a);
+    else if (arg_is(a, "--memory", NULL)) o->memory = arg_val(a);
     else if (arg_is(a, "-v", "--verbose")) o->verbose = 1;
     else return 0;
     return 1;
@@ -385,6 +396,7 @@ static int cmd_run(int argc, char **argv) {
     cp.n_threads = o.threads;
     mome_ctx *c;
     if (mome_ctx_init(m, &cp, &c)) die_lib("context");
+    mome_memory *mem = attach_memory(m, c, o.memory);
     mome_sampler *s;
     if (mome_sampler_init(&o.sp, mome_model_n_vocab(m), &s)) die_lib("sampler");
     double t0 = mome_time_s();
@@ -398,6 +410,7 @@ static int cmd_run(int argc, char **argv) {
                 n, t1 - t0, n / (t1 - t0), gen, t2 - t1, gen > 0 ? gen / (t2 - t1) : 0.0, quant_kernel_name());
     mome_sampler_free(s);
     mome_ctx_free(c);
+    mome_memory_free(mem);
     if (full != text) free(full);
     free(text);
     free(ids);
@@ -427,6 +440,7 @@ static int cmd_chat(int argc, char **argv) {
     cp.n_threads = o.threads;
     mome_ctx *c;
     if (mome_ctx_init(m, &cp, &c)) die_lib("context");
+    mome_memory *mem = attach_memory(m, c, o.memory);
     mome_sampler *s;
     if (mome_sampler_init(&o.sp, mome_model_n_vocab(m), &s)) die_lib("sampler");
     int tty = isatty(0);
@@ -507,6 +521,7 @@ static int cmd_chat(int argc, char **argv) {
     free(cached);
     mome_sampler_free(s);
     mome_ctx_free(c);
+    mome_memory_free(mem);
     mome_model_free(m);
     return 0;
 }
@@ -596,6 +611,237 @@ static int cmd_bench(int argc, char **argv) {
     return 0;
 }
 
+/* ------------------------------------------------------------ tune/eval */
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (s < 0) { snprintf(buf, n, "?"); return; }
+    int t = (int)(s + 0.5);
+    if (t >= 3600) snprintf(buf, n, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, n, "%d:%02d", t / 60, t % 60);
+}
+
+typedef struct prog_state {
+    int tty;
+    double last_line;
+    const char *last_phase;
+} prog_state;
+
+static void tune_progress(const mome_tune_progress *p, void *user) {
+    prog_state *ps = user;
+    char el[32], eta[32];
+    fmt_time(p->elapsed_s, el, sizeof el);
+    fmt_time(p->eta_s, eta, sizeof eta);
+    const int done = strcmp(p->phase, "done") == 0;
+    if (ps->tty) {
+        int w = 30, fill = p->n_facts ? (int)((int64_t)w * p->n_memorized / p->n_facts) : 0;
+        char bar[64];
+        for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
+        bar[w] = 0;
+        if (strcmp(p->phase, "prepare") == 0)
+            fprintf(stderr, "\r\033[Kpreparing [%s] %d/%d facts cached  %s", bar, p->n_memorized, p->n_facts, el);
+        else
+            fprintf(stderr, "\r\033[K%-7s [%s] %d/%d memorized  loss %.4f  %.1f facts/s  step %lld  %s  ETA %s",
+                    p->phase, bar, p->n_memorized, p->n_facts, p->mean_loss, p->facts_per_s, (long long)p->step, el,
+                    eta);
+        if (done) fprintf(stderr, "\n");
+        fflush(stderr);
+    } else {
+        double now = mome_time_s();
+        if (!done && ps->last_phase == p->phase && now - ps->last_line < 10) return;
+        ps->last_line = now;
+        ps->last_phase = p->phase;
+        fprintf(stderr, "tune: %s %d/%d memorized, mean loss %.4f, %.1f facts/s, step %lld, elapsed %s, ETA %s\n",
+                p->phase, p->n_memorized, p->n_facts, p->mean_loss, p->facts_per_s, (long long)p->step, el, eta);
+    }
+}
+
+static int parse_conflict(const char *v) {
+    if (!strcmp(v, "error")) return 0;
+    if (!strcmp(v, "first")) return 1;
+    if (!strcmp(v, "last")) return 2;
+    die("--on-conflict expects error, first or last, got '%s'", v);
+    return 0;
+}
+
+static int cmd_tune(int argc, char **argv) {
+    const char *model = NULL;
+    mome_tune_params p = mome_tune_default_params();
+    args a = {argc, argv, 0, "tune"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome tune -m MODEL --facts FILE -o OUT.mome [options]\n\n"
+                   "Memory-tune a frozen model: attach a mixture of memory experts and train only the\n"
+                   "experts each fact selects until greedy decoding states every fact exactly.\n"
+                   "FILE: JSONL {\"question\", \"answer\" (or a list; the first is trained)}, chat JSONL\n"
+                   "{\"messages\": [...]}, or CSV with a question,answer header.\n\n"
+                   "  -m, --model PATH       base model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+                   "  --facts FILE           the facts\n"
+                   "  -o, --out FILE         the memory file to write\n"
+                   "  --memory OLD.mome      add the facts to an existing memory (old facts stay)\n"
+                   "  --method mome|lora     memory experts (default) or the LoRA baseline\n"
+                   "  --on-conflict error|first|last  a question repeated with another answer\n"
+                   "  --experts-log2 N       N = 2^N experts (even; default 20)\n"
+                   "  --top-k K              experts per token (default 32)\n"
+                   "  --rank R               expert rank (default 1)\n"
+                   "  --train-top M          experts trained per fact position (default 4)\n"
+                   "  --layer L              block the memory feeds (default: 4/5 of the depth)\n"
+                   "  --gate LO,HI           anchor gate cosine ramp (default 0.8,0.9)\n"
+                   "  --lr X                 Adam learning rate (default 0.02; LoRA 0.001)\n"
+                   "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
+                   "  --batch B              facts per step (default 32)\n"
+                   "  --max-steps N          stop after N steps (a checkpoint allows --resume)\n"
+                   "  --max-minutes M        stop after M minutes\n"
+                   "  --resume               continue from OUT.mome.ckpt\n"
+                   "  --checkpoint-s S       seconds between checkpoints (default 60)\n"
+                   "  --lora-rank R          LoRA baseline rank (default 8)\n"
+                   "  -t, --threads N        threads (default: all cores)\n"
+                   "  -s, --seed S           seed (default 1234): same seed and threads, same result\n");
+            return 0;
+        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
+        else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
+        else if (arg_is(&a, "-o", "--out")) p.out_path = arg_val(&a);
+        else if (arg_is(&a, "--memory", NULL)) p.init_memory = arg_val(&a);
+        else if (arg_is(&a, "--method", NULL)) {
+            const char *v = arg_val(&a);
+            if (!strcmp(v, "mome")) p.method = MOME_TUNE_MOME;
+            else if (!strcmp(v, "lora")) p.method = MOME_TUNE_LORA;
+            else die("tune: --method expects mome or lora, got '%s'", v);
+        } else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
+        else if (arg_is(&a, "--experts-log2", NULL)) p.log2_experts = (int)arg_long(&a, 4, 32);
+        else if (arg_is(&a, "--top-k", NULL)) p.top_k = (int)arg_long(&a, 1, 128);
+        else if (arg_is(&a, "--rank", NULL)) p.rank = (int)arg_long(&a, 1, 64);
+        else if (arg_is(&a, "--train-top", NULL)) p.train_top = (int)arg_long(&a, 1, 128);
+        else if (arg_is(&a, "--layer", NULL)) p.layer = (int)arg_long(&a, 0, 4095);
+        else if (arg_is(&a, "--gate", NULL)) {
+            const char *v = arg_val(&a);
+            if (sscanf(v, "%f,%f", &p.gate_lo, &p.gate_hi) != 2) die("tune: --gate expects LO,HI, got '%s'", v);
+        } else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
+        else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
+        else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);
+        else if (arg_is(&a, "--max-steps", NULL)) p.max_steps = arg_long(&a, 1, LONG_MAX);
+        else if (arg_is(&a, "--max-minutes", NULL)) p.max_minutes = arg_double(&a, 0.001, 1e6);
+        else if (arg_is(&a, "--resume", NULL)) p.resume = 1;
+        else if (arg_is(&a, "--checkpoint-s", NULL)) p.checkpoint_s = arg_double(&a, 0, 1e6);
+        else if (arg_is(&a, "--lora-rank", NULL)) p.lora_rank = (int)arg_long(&a, 1, 256);
+        else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
+        else if (arg_is(&a, "-s", "--seed")) p.seed = (uint64_t)arg_long(&a, 0, LONG_MAX);
+        else unknown(&a);
+    }
+    if (!p.facts_path) die("tune: give the facts with --facts FILE");
+    if (!p.out_path) die("tune: give the output file with -o OUT.mome");
+    mome_model *m = load_model(model, p.n_threads);
+    prog_state ps = {isatty(2), 0, NULL};
+    p.progress = tune_progress;
+    p.user = &ps;
+    mome_tune_report rep;
+    if (mome_tune(m, &p, &rep)) {
+        if (ps.tty) fprintf(stderr, "\n");
+        die("%s", mome_errmsg());
+    }
+    fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained; wrote %s\n",
+            rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
+            p.out_path);
+    if (rep.n_memorized < rep.n_facts)
+        fprintf(stderr, "tune: stopped before every fact was memorized; continue with --resume\n");
+    mome_model_free(m);
+    return 0;
+}
+
+typedef struct eval_cb {
+    int verbose, tty;
+    double last;
+} eval_cb;
+
+static void eval_on_fact(int i, int n, const char *q, const char *out, int ex, int co, int ab, void *user) {
+    eval_cb *cb = user;
+    if (cb->verbose) fprintf(stderr, "[%s] %s -> %s\n", ex ? "exact" : co ? "contains" : ab ? "abstain" : "WRONG", q, out);
+    else if (cb->tty) {
+        fprintf(stderr, "\r\033[Keval: %d/%d facts", i + 1, n);
+        if (i + 1 == n) fprintf(stderr, "\n");
+    } else if (mome_time_s() - cb->last > 10 || i + 1 == n) {
+        cb->last = mome_time_s();
+        fprintf(stderr, "eval: %d/%d facts\n", i + 1, n);
+    }
+}
+
+static int cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *memory = NULL;
+    int json = 0;
+    eval_cb cb = {0, isatty(2), 0};
+    mome_eval_params p = mome_eval_default_params();
+    args a = {argc, argv, 0, "eval"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome eval -m MODEL [--memory MEM] --facts FILE [--text HELDOUT.txt] [--json]\n\n"
+                   "Greedy answers to every question (chat template), scored against the expected answers:\n"
+                   "  recall              output == an expected answer (trimmed, final period dropped)\n"
+                   "  contains_recall     an expected answer appears in the output\n"
+                   "  hallucination_rate  neither correct nor an abstention (\"I don't know\", \"I'm not sure\", ...)\n"
+                   "  paraphrase_recall   exact recall on the facts' \"paraphrases\" (never trained on)\n"
+                   "  perplexity          of --text, in windows of --ppl-ctx tokens\n\n"
+                   "  --memory FILE        attach a memory\n"
+                   "  --text FILE          held-out text for perplexity\n"
+                   "  --text-bytes N       only the first N bytes of the text\n"
+                   "  --ppl-ctx N          perplexity window (default 512)\n"
+                   "  --max-facts N        only the first N facts\n"
+                   "  --max-new N          answer length limit in tokens (default 64)\n"
+                   "  --on-conflict error|first|last\n"
+                   "  --json               one JSON object on stdout\n"
+                   "  -v, --verbose        print every question and answer\n"
+                   "  -t, --threads N\n");
+            return 0;
+        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
+        else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
+        else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
+        else if (arg_is(&a, "--text", NULL)) p.text_path = arg_val(&a);
+        else if (arg_is(&a, "--text-bytes", NULL)) p.text_max_bytes = arg_long(&a, 1, LONG_MAX);
+        else if (arg_is(&a, "--ppl-ctx", NULL)) p.ppl_ctx = (int)arg_long(&a, 2, 1 << 16);
+        else if (arg_is(&a, "--max-facts", NULL)) p.max_facts = arg_long(&a, 1, LONG_MAX);
+        else if (arg_is(&a, "--max-new", NULL)) p.max_new_tokens = (int)arg_long(&a, 1, 4096);
+        else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
+        else if (arg_is(&a, "--json", NULL)) json = 1;
+        else if (arg_is(&a, "-v", "--verbose")) cb.verbose = 1;
+        else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
+        else unknown(&a);
+    }
+    if (!p.facts_path && !p.text_path) die("eval: give --facts FILE and/or --text FILE");
+    mome_model *m = load_model(model, p.n_threads);
+    mome_memory *mem = NULL;
+    if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
+    p.on_fact = eval_on_fact;
+    p.user = &cb;
+    mome_eval_result r;
+    if (mome_eval(m, mem, &p, &r)) die("%s", mome_errmsg());
+    if (json) {
+        printf("{\"model\": \"%s\", \"memory\": %s%s%s", model ? model : default_model_path(), memory ? "\"" : "",
+               memory ? memory : "null", memory ? "\"" : "");
+        if (p.facts_path)
+            printf(", \"n_facts\": %d, \"recall\": %.6f, \"contains_recall\": %.6f, \"hallucination_rate\": %.6f, "
+                   "\"abstentions\": %d",
+                   r.n_facts, r.recall, r.contains_recall, r.hallucination_rate, r.n_abstain);
+        if (r.n_paraphrases) printf(", \"n_paraphrases\": %d, \"paraphrase_recall\": %.6f", r.n_paraphrases, r.paraphrase_recall);
+        if (p.text_path) printf(", \"perplexity\": %.6f, \"ppl_tokens\": %lld", r.perplexity, (long long)r.ppl_tokens);
+        printf(", \"seconds\": %.2f}\n", r.seconds);
+    } else {
+        printf("model: %s%s%s\n", model ? model : default_model_path(), memory ? "  memory: " : "", memory ? memory : "");
+        if (p.facts_path) {
+            printf("facts: %d\n", r.n_facts);
+            printf("recall (exact):      %6.2f%%  (%d)\n", 100 * r.recall, r.n_exact);
+            printf("contains_recall:     %6.2f%%  (%d)\n", 100 * r.contains_recall, r.n_contains);
+            printf("hallucination_rate:  %6.2f%%  (%d; abstentions %d)\n", 100 * r.hallucination_rate, r.n_hallucinated,
+                   r.n_abstain);
+            if (r.n_paraphrases)
+                printf("paraphrase_recall:   %6.2f%%  (%d of %d)\n", 100 * r.paraphrase_recall, r.n_paraphrase_exact,
+                       r.n_paraphrases);
+        }
+        if (p.text_path) printf("perplexity:          %.4f  (%lld tokens)\n", r.perplexity, (long long)r.ppl_tokens);
+        printf("time: %.1f s\n", r.seconds);
+    }
+    mome_memory_free(mem);
+    mome_model_free(m);
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(FILE *f) {
@@ -605,7 +851,9 @@ static void usage(FILE *f) {
                "  tokenize   print the token ids of a text\n"
                "  run        generate text from a prompt (--chat for the chat template)\n"
                "  chat       interactive chat\n"
-               "  bench      prompt-processing and generation speed\n");
+               "  bench      prompt-processing and generation speed\n"
+               "  tune       memory-tune a model on a file of facts\n"
+               "  eval       recall, hallucination rate, paraphrases, perplexity\n");
 }
 
 int main(int argc, char **argv) {
@@ -623,6 +871,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
+    if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "mome: error: unknown command '%s'\n", cmd);
     usage(stderr);
     return 1;

@@ -7,7 +7,7 @@ set -eu
 MODEL_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MODELS_DIR=${MOME_MODELS:-models}
-PKGS="gcc make libc6-dev libpcre2-dev libcjson-dev python3 python3-pip unzip"
+PKGS="gcc make libc6-dev libpcre2-dev libcjson-dev libopenblas-dev iso-codes python3 python3-pip unzip"
 
 need_pkgs() {
     missing=""

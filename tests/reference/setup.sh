@@ -87,7 +87,7 @@ if [ "$need_build" = 1 ]; then
         -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF \
         -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON >"$REF/cmake-configure.log" 2>&1 \
         || { tail -40 "$REF/cmake-configure.log"; exit 1; }
-    log "building $TARGETS (-j$JOBS; ~10-15 min on 2 cores)"
+    log "building $TARGETS (-j$JOBS; ~6 min on 2 cores)"
     # shellcheck disable=SC2086
     cmake --build "$BUILD" --config Release -j"$JOBS" --target $TARGETS >"$REF/cmake-build.log" 2>&1 \
         || { tail -60 "$REF/cmake-build.log"; exit 1; }

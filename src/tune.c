@@ -1,0 +1,796 @@
+/* tune.c - Memory Tuning: train the experts each fact selects until the
+ * model states every fact exactly.
+ *
+ * 1. prepare: every fact becomes prompt = chat template(question) and
+ *    targets = answer tokens + end-of-turn. One pass of the quantized engine
+ *    over prompt+answer caches, per fact, the input of the memory layer at
+ *    the trained rows (the last prompt token and each answer token) and the
+ *    K/V of the earlier positions for the layers above: nothing below the
+ *    memory layer ever changes, so it is never recomputed.
+ * 2. select: each trained row's query picks its top-k experts; the best
+ *    train_top of them that are not frozen (from an earlier memory) become
+ *    the row's own, trainable experts, and the row's query becomes an anchor
+ *    of each. Selection and gates are then fixed for the whole run.
+ * 3. train: batches of not-yet-memorized facts run the layers above in f32
+ *    (train_stack.c); the gradient reaching the memory layer updates only the
+ *    batch's own experts (sparse Adam: state exists only for trained slots).
+ *    A fact counts as memorized when every target is the argmax and its mean
+ *    answer loss is below target_loss; memorized facts leave the pool.
+ * 4. verify: every fact is decoded greedily with the real engine and the
+ *    memory attached; a fact whose answer is not reproduced exactly returns
+ *    to the pool with a 4x lower loss target.
+ * A checkpoint (memory + optimizer + per-fact state, written atomically) is
+ * taken every checkpoint_s seconds; --resume continues from it.
+ */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "facts.h"
+#include "gguf.h"
+#include "gguf_write.h"
+#include "memory.h"
+#include "model.h"
+#include "train_stack.h"
+#include "util.h"
+
+mome_tune_params mome_tune_default_params(void) {
+    mome_tune_params p;
+    memset(&p, 0, sizeof p);
+    p.method = MOME_TUNE_MOME;
+    p.log2_experts = 20;
+    p.top_k = 32;
+    p.rank = 1;
+    p.train_top = 4;
+    p.key_dim = 64;
+    p.layer = -1;
+    p.gate_lo = 0.80f;
+    p.gate_hi = 0.90f;
+    p.lr = 0.0f; /* method default */
+    p.target_loss = 0.01f;
+    p.batch = 32;
+    p.seed = 1234;
+    p.checkpoint_s = 60;
+    p.lora_rank = 8;
+    p.lora_alpha = 16;
+    return p;
+}
+
+typedef struct fact_rt {
+    int32_t *prompt;       /* (P) */
+    int P;
+    int32_t *target;       /* (T) answer tokens then end-of-turn */
+    int T;                 /* trained rows: positions P-1 .. P+T-2 */
+    float *h;              /* (T, C) input of the memory layer */
+    float *kpre, *vpre;    /* (L - layer, P-1, KV) */
+    int use0, use1;        /* range in the row-usage arrays, per row via row_use */
+    int *row_use;          /* (T+1) offsets into use_* */
+    float loss, target_loss;
+    int ok;
+    int state;             /* 0 training, 1 memorized (training check), 2 verified */
+    int64_t steps;
+} fact_rt;
+
+typedef struct tuner {
+    mome_model *m;
+    const mome_tune_params *p;
+    fact_set *fs;
+    fact_rt *f;
+    int n;
+    mome_memory *mem;
+    mem_bank *bank;
+    int32_t n_frozen;      /* slots that came from an earlier memory */
+    /* row usage: experts read by a row, coefficient w*g, trainable flag */
+    int32_t *use_slot;
+    float *use_coef;
+    uint8_t *use_train;
+    int64_t n_use, cap_use;
+    /* optimizer state, per slot: (S, r*C) for A and B */
+    float *mA, *vA, *mB, *vB;
+    int32_t *tstep;        /* (S) Adam steps taken by the slot */
+    int32_t cap_opt;
+    tstack st;
+    int64_t step;
+    double t0, t_prev;     /* elapsed time before this run (resume) */
+} tuner;
+
+static void progress(tuner *t, const char *phase) {
+    if (!t->p->progress) return;
+    mome_tune_progress pr;
+    memset(&pr, 0, sizeof pr);
+    pr.step = t->step;
+    pr.n_facts = t->n;
+    double ls = 0;
+    for (int i = 0; i < t->n; i++) {
+        pr.n_memorized += t->f[i].state > 0;
+        ls += t->f[i].loss;
+    }
+    pr.mean_loss = t->n ? (float)(ls / t->n) : 0;
+    pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
+    pr.facts_per_s = pr.elapsed_s > 0 ? pr.n_memorized / pr.elapsed_s : 0;
+    pr.eta_s = pr.facts_per_s > 0 ? (pr.n_facts - pr.n_memorized) / pr.facts_per_s : -1;
+    pr.phase = phase;
+    t->p->progress(&pr, t->p->user);
+}
+
+static int tokenize_alloc(const mome_model *m, const char *text, int add_special, int parse_special, int32_t **out) {
+    size_t len = strlen(text);
+    int cap = (int)len + 8;
+    int32_t *ids = mome_malloc((size_t)cap * sizeof(int32_t));
+    if (!ids) return MOME_ERR_NOMEM;
+    int n = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
+    if (n > cap) {
+        free(ids);
+        ids = mome_malloc((size_t)n * sizeof(int32_t));
+        if (!ids) return MOME_ERR_NOMEM;
+        n = mome_tokenize(m, text, len, ids, n, add_special, parse_special);
+    }
+    if (n < 0) {
+        free(ids);
+        return n;
+    }
+    *out = ids;
+    return n;
+}
+
+/* Tokenize every fact; error (with file:line) if one does not fit. */
+static int prepare_tokens(tuner *t, int n_ctx) {
+    const int32_t eot = mome_token_eot(t->m);
+    for (int i = 0; i < t->n; i++) {
+        const fact *fa = &t->fs->v[i];
+        fact_rt *r = &t->f[i];
+        mome_chat_msg msgs[2];
+        int nm = 0;
+        if (fa->system) msgs[nm++] = (mome_chat_msg){"system", fa->system};
+        msgs[nm++] = (mome_chat_msg){"user", fa->question};
+        char *prompt = mome_chat_format(t->m, msgs, nm, 1);
+        if (!prompt) return MOME_ERR_NOMEM;
+        int np = tokenize_alloc(t->m, prompt, 1, 1, &r->prompt);
+        free(prompt);
+        if (np < 0) return np;
+        int32_t *ans;
+        int na = tokenize_alloc(t->m, fa->answers[0], 0, 0, &ans);
+        if (na < 0) return na;
+        if (np < 1 || na < 1) {
+            free(ans);
+            return mome_seterr_code(MOME_ERR_ARG, "%s:%d: the question or answer tokenizes to nothing", t->fs->path,
+                                    fa->line);
+        }
+        r->P = np;
+        r->T = na + 1;
+        r->target = mome_malloc((size_t)r->T * sizeof(int32_t));
+        if (!r->target) { free(ans); return MOME_ERR_NOMEM; }
+        memcpy(r->target, ans, (size_t)na * sizeof(int32_t));
+        r->target[na] = eot;
+        free(ans);
+        if (np + na + 8 > n_ctx)
+            return mome_seterr_code(MOME_ERR_ARG, "%s:%d: the fact is %d tokens long, longer than the %d-token context",
+                                    t->fs->path, fa->line, np + na, n_ctx);
+        r->target_loss = t->p->target_loss;
+    }
+    return 0;
+}
+
+/* Engine pass over prompt + answer (with the memory as it is now): caches
+ * the memory layer's input at the trained rows and the K/V of the prefix for
+ * the layers at and above it. */
+static int base_pass(tuner *t, mome_ctx *c) {
+    const llama_hparams *hp = &t->m->hp;
+    const int C = hp->n_embd, layer = t->bank->cfg.layer, NL = hp->n_layer - layer;
+    const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
+    int32_t *seq = mome_malloc((size_t)c->n_ctx * sizeof(int32_t));
+    if (!seq) return MOME_ERR_NOMEM;
+    c->capture_layer = layer;
+    double last = mome_time_s();
+    for (int i = 0; i < t->n; i++) {
+        fact_rt *r = &t->f[i];
+        const int n = r->P + r->T - 1;
+        memcpy(seq, r->prompt, (size_t)r->P * sizeof(int32_t));
+        memcpy(seq + r->P, r->target, (size_t)(r->T - 1) * sizeof(int32_t));
+        int rc = mome_decode(c, seq, n, 0, 0);
+        if (rc) { free(seq); return rc; }
+        r->h = mome_malloc((size_t)r->T * C * sizeof(float));
+        const int np = r->P - 1;
+        r->kpre = mome_malloc((size_t)NL * (np ? np : 1) * KV * sizeof(float));
+        r->vpre = mome_malloc((size_t)NL * (np ? np : 1) * KV * sizeof(float));
+        if (!r->h || !r->kpre || !r->vpre) { free(seq); return MOME_ERR_NOMEM; }
+        memcpy(r->h, c->capture + (size_t)(r->P - 1) * C, (size_t)r->T * C * sizeof(float));
+        for (int l = 0; l < NL; l++) {
+            const size_t src = ((size_t)(layer + l) * c->n_ctx) * KV;
+            memcpy(r->kpre + (size_t)l * np * KV, c->k_cache + src, (size_t)np * KV * sizeof(float));
+            memcpy(r->vpre + (size_t)l * np * KV, c->v_cache + src, (size_t)np * KV * sizeof(float));
+        }
+        if (mome_time_s() - last > 0.5) {
+            last = mome_time_s();
+            if (t->p->progress) {
+                mome_tune_progress pr = {0};
+                pr.n_facts = t->n;
+                pr.n_memorized = i + 1;
+                pr.elapsed_s = t->t_prev + last - t->t0;
+                pr.eta_s = -1;
+                pr.phase = "prepare";
+                t->p->progress(&pr, t->p->user);
+            }
+        }
+    }
+    c->capture_layer = -1;
+    free(seq);
+    return 0;
+}
+
+static int push_use(tuner *t, int32_t slot, float coef, int train) {
+    if (t->n_use == t->cap_use) {
+        int64_t nc = t->cap_use ? 2 * t->cap_use : 4096;
+        int32_t *a = realloc(t->use_slot, (size_t)nc * sizeof(int32_t));
+        if (a) t->use_slot = a;
+        float *b = realloc(t->use_coef, (size_t)nc * sizeof(float));
+        if (b) t->use_coef = b;
+        uint8_t *c = realloc(t->use_train, (size_t)nc);
+        if (c) t->use_train = c;
+        if (!a || !b || !c) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+        t->cap_use = nc;
+    }
+    t->use_slot[t->n_use] = slot;
+    t->use_coef[t->n_use] = coef;
+    t->use_train[t->n_use] = (uint8_t)train;
+    t->n_use++;
+    return 0;
+}
+
+/* Selects experts for every trained row; creates own slots and anchors,
+ * then records each row's (slot, coefficient) list with the final gates. */
+static int select_experts(tuner *t) {
+    mem_bank *b = t->bank;
+    const int C = b->C, Q = 2 * b->cfg.dk;
+    mem_scratch *sc = &t->mem->scratch[0];
+    mem_sel sel;
+    /* pass 1: own slots and anchors */
+    for (int i = 0; i < t->n; i++) {
+        fact_rt *r = &t->f[i];
+        for (int row = 0; row < r->T; row++) {
+            mem_rms_normalize(r->h + (size_t)row * C, sc->xhat, C);
+            mem_query(b, sc->xhat, sc->q, sc);
+            mem_select(b, sc->q, &sel, sc);
+            int own = 0;
+            for (int j = 0; j < sel.k && own < b->cfg.train_top; j++) {
+                int32_t s = mem_find_slot(b, sel.id[j]);
+                if (s >= 0 && s < t->n_frozen) continue; /* belongs to an earlier memory */
+                s = mem_get_slot(b, sel.id[j]);
+                if (s < 0) return MOME_ERR_NOMEM;
+                if (mem_add_anchor(b, s, sc->q)) return MOME_ERR_NOMEM;
+                own++;
+            }
+        }
+    }
+    /* pass 2: what each row reads, with gates from the complete anchor set */
+    t->n_use = 0;
+    for (int i = 0; i < t->n; i++) {
+        fact_rt *r = &t->f[i];
+        free(r->row_use);
+        r->row_use = mome_malloc((size_t)(r->T + 1) * sizeof(int));
+        if (!r->row_use) return MOME_ERR_NOMEM;
+        for (int row = 0; row < r->T; row++) {
+            r->row_use[row] = (int)t->n_use;
+            mem_rms_normalize(r->h + (size_t)row * C, sc->xhat, C);
+            mem_query(b, sc->xhat, sc->q, sc);
+            mem_select(b, sc->q, &sel, sc);
+            int own = 0;
+            for (int j = 0; j < sel.k; j++) {
+                int32_t s = mem_find_slot(b, sel.id[j]);
+                if (s < 0) continue;
+                int trainable = 0;
+                if (s >= t->n_frozen && own < b->cfg.train_top) {
+                    trainable = 1;
+                    own++;
+                }
+                float g = mem_gate(b, s, sc->q);
+                if (g == 0.0f && !trainable) continue;
+                if (push_use(t, s, sel.w[j] * g, trainable)) return MOME_ERR_NOMEM;
+            }
+        }
+        r->row_use[r->T] = (int)t->n_use;
+    }
+    (void)Q;
+    return 0;
+}
+
+static int grow_opt(tuner *t) {
+    const int32_t S = t->bank->n_slots;
+    if (S <= t->cap_opt) return 0;
+    const size_t rc = (size_t)t->bank->cfg.rank * t->bank->C;
+    float **arr[4] = {&t->mA, &t->vA, &t->mB, &t->vB};
+    for (int i = 0; i < 4; i++) {
+        float *p = realloc(*arr[i], (size_t)S * rc * sizeof(float));
+        if (!p) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory for optimizer state");
+        memset(p + (size_t)t->cap_opt * rc, 0, (size_t)(S - t->cap_opt) * rc * sizeof(float));
+        *arr[i] = p;
+    }
+    int32_t *ts = realloc(t->tstep, (size_t)S * sizeof(int32_t));
+    if (!ts) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    memset(ts + t->cap_opt, 0, (size_t)(S - t->cap_opt) * sizeof(int32_t));
+    t->tstep = ts;
+    t->cap_opt = S;
+    return 0;
+}
+
+/* One optimizer step on facts idx[0..nb). */
+static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_seq *seqs, float *loss, int *ok,
+                      float *gA, float *gB, int32_t *touch, int32_t *touched, float *xhat_buf) {
+    mem_bank *b = t->bank;
+    const int C = b->C, r = b->cfg.rank;
+    const size_t rc = (size_t)r * C;
+    int R = 0;
+    for (int k = 0; k < nb; k++) {
+        fact_rt *f = &t->f[idx[k]];
+        seqs[k].n_prefix = f->P - 1;
+        seqs[k].kpre = f->kpre;
+        seqs[k].vpre = f->vpre;
+        seqs[k].T = f->T;
+        seqs[k].row0 = R;
+        seqs[k].target = f->target;
+        for (int row = 0; row < f->T; row++, R++) {
+            float *x = X + (size_t)R * C, *xh = xhat_buf + (size_t)R * C;
+            memcpy(x, f->h + (size_t)row * C, (size_t)C * sizeof(float));
+            mem_rms_normalize(x, xh, C);
+            for (int u = f->row_use[row]; u < f->row_use[row + 1]; u++) {
+                const int32_t s = t->use_slot[u];
+                const float coef = t->use_coef[u];
+                const float *A = b->A + (size_t)s * rc, *B = b->B + (size_t)s * rc;
+                for (int j = 0; j < r; j++) {
+                    float uj = 0;
+                    for (int c = 0; c < C; c++) uj += A[(size_t)j * C + c] * xh[c];
+                    uj *= coef;
+                    for (int c = 0; c < C; c++) x[c] += B[(size_t)c * r + j] * uj;
+                }
+            }
+        }
+    }
+    int rc2 = tstack_step(&t->st, seqs, nb, X, dX, loss, ok, 1);
+    if (rc2) return rc2;
+    /* gradients of the trainable experts, gathered in a compact buffer */
+    int nt = 0;
+    R = 0;
+    for (int k = 0; k < nb; k++) {
+        fact_rt *f = &t->f[idx[k]];
+        for (int row = 0; row < f->T; row++, R++) {
+            const float *dx = dX + (size_t)R * C, *xh = xhat_buf + (size_t)R * C;
+            for (int u = f->row_use[row]; u < f->row_use[row + 1]; u++) {
+                if (!t->use_train[u]) continue;
+                const int32_t s = t->use_slot[u];
+                const float coef = t->use_coef[u];
+                if (touch[s] < 0) {
+                    touch[s] = nt;
+                    touched[nt] = s;
+                    memset(gA + (size_t)nt * rc, 0, rc * sizeof(float));
+                    memset(gB + (size_t)nt * rc, 0, rc * sizeof(float));
+                    nt++;
+                }
+                float *ga = gA + (size_t)touch[s] * rc, *gb = gB + (size_t)touch[s] * rc;
+                const float *A = b->A + (size_t)s * rc, *B = b->B + (size_t)s * rc;
+                for (int j = 0; j < r; j++) {
+                    float uj = 0, vj = 0;
+                    for (int c = 0; c < C; c++) {
+                        uj += A[(size_t)j * C + c] * xh[c];
+                        vj += B[(size_t)c * r + j] * dx[c];
+                    }
+                    uj *= coef;
+                    vj *= coef;
+                    for (int c = 0; c < C; c++) {
+                        gb[(size_t)c * r + j] += dx[c] * uj;
+                        ga[(size_t)j * C + c] += vj * xh[c];
+                    }
+                }
+            }
+        }
+    }
+    /* sparse Adam on the touched slots */
+    const float lr = t->p->lr, b1 = 0.9f, b2 = 0.999f, eps = 1e-8f;
+    for (int i = 0; i < nt; i++) {
+        const int32_t s = touched[i];
+        touch[s] = -1;
+        const int32_t ts = ++t->tstep[s];
+        const float c1 = 1.0f / (1.0f - powf(b1, (float)ts)), c2 = 1.0f / (1.0f - powf(b2, (float)ts));
+        float *P[2] = {b->A + (size_t)s * rc, b->B + (size_t)s * rc};
+        float *Mm[2] = {t->mA + (size_t)s * rc, t->mB + (size_t)s * rc};
+        float *Vv[2] = {t->vA + (size_t)s * rc, t->vB + (size_t)s * rc};
+        const float *G[2] = {gA + (size_t)i * rc, gB + (size_t)i * rc};
+        for (int w = 0; w < 2; w++)
+            for (size_t j = 0; j < rc; j++) {
+                const float g = G[w][j];
+                Mm[w][j] = b1 * Mm[w][j] + (1 - b1) * g;
+                Vv[w][j] = b2 * Vv[w][j] + (1 - b2) * g * g;
+                P[w][j] -= lr * (Mm[w][j] * c1) / (sqrtf(Vv[w][j] * c2) + eps);
+            }
+    }
+    return 0;
+}
+
+/* Greedy decoding with the real engine and the memory; 1 if the answer
+ * tokens and then an end-of-generation token come out. */
+static int verify_fact(tuner *t, mome_ctx *c, const fact_rt *r) {
+    if (mome_decode(c, r->prompt, r->P, 0, 0)) return -1;
+    const int V = t->m->hp.n_vocab;
+    for (int i = 0; i < r->T; i++) {
+        const float *lg = mome_get_logits(c, -1);
+        int32_t best = 0;
+        for (int32_t v = 1; v < V; v++)
+            if (lg[v] > lg[best]) best = v;
+        if (i == r->T - 1) return mome_token_is_eog(t->m, best) ? 1 : 0;
+        if (best != r->target[i]) return 0;
+        if (mome_decode(c, &best, 1, r->P + i, 0)) return -1;
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------- checkpointing */
+
+static int save_checkpoint(tuner *t, const char *path) {
+    /* the memory itself, then the optimizer and per-fact state beside it */
+    char mpath[4096];
+    snprintf(mpath, sizeof mpath, "%s.mem", path);
+    if (mem_save(t->mem, mpath)) return -1;
+    gguf_writer *w;
+    int rc = gguf_writer_init(&w);
+    if (rc) return rc;
+    const size_t rc_ = (size_t)t->bank->cfg.rank * t->bank->C;
+    const int32_t S = t->bank->n_slots;
+    int32_t *st = malloc((size_t)(t->n ? t->n : 1) * sizeof(int32_t));
+    float *tl = malloc((size_t)(t->n ? t->n : 1) * sizeof(float));
+    if (!st || !tl) { free(st); free(tl); gguf_writer_free(w); return MOME_ERR_NOMEM; }
+    for (int i = 0; i < t->n; i++) { st[i] = t->f[i].state; tl[i] = t->f[i].target_loss; }
+    double elapsed = t->t_prev + mome_time_s() - t->t0;
+#define CK(x) do { if ((rc = (x)) != 0) goto done; } while (0)
+    CK(gguf_writer_add_str(w, "general.architecture", "mome-checkpoint"));
+    CK(gguf_writer_add_u32(w, "ckpt.version", 1));
+    CK(gguf_writer_add_i64(w, "ckpt.step", t->step));
+    CK(gguf_writer_add_f64(w, "ckpt.elapsed_s", elapsed));
+    CK(gguf_writer_add_i32(w, "ckpt.n_facts", t->n));
+    CK(gguf_writer_add_i32(w, "ckpt.n_slots", S));
+    CK(gguf_writer_add_i32(w, "ckpt.n_frozen", t->n_frozen));
+    CK(gguf_writer_add_arr(w, "ckpt.fact_state", GGUF_TYPE_INT32, st, (uint64_t)t->n));
+    CK(gguf_writer_add_arr(w, "ckpt.fact_target", GGUF_TYPE_FLOAT32, tl, (uint64_t)t->n));
+    if (S > 0) {
+        CK(gguf_writer_add_arr(w, "ckpt.slot_steps", GGUF_TYPE_INT32, t->tstep, (uint64_t)S));
+        int64_t ne[2] = {(int64_t)rc_, S};
+        CK(gguf_writer_add_tensor(w, "opt.mA", 2, ne, MOME_DTYPE_F32, t->mA, rc_ * S * 4, GGUF_WRITER_REF));
+        CK(gguf_writer_add_tensor(w, "opt.vA", 2, ne, MOME_DTYPE_F32, t->vA, rc_ * S * 4, GGUF_WRITER_REF));
+        CK(gguf_writer_add_tensor(w, "opt.mB", 2, ne, MOME_DTYPE_F32, t->mB, rc_ * S * 4, GGUF_WRITER_REF));
+        CK(gguf_writer_add_tensor(w, "opt.vB", 2, ne, MOME_DTYPE_F32, t->vB, rc_ * S * 4, GGUF_WRITER_REF));
+    }
+    rc = gguf_writer_write_file(w, path);
+done:
+#undef CK
+    gguf_writer_free(w);
+    free(st);
+    free(tl);
+    return rc;
+}
+
+/* Restores optimizer and fact state; the memory was loaded from path.mem. */
+static int load_checkpoint(tuner *t, const char *path) {
+    gguf_file *f;
+    int rc = gguf_open(path, &f);
+    if (rc) return rc;
+    rc = MOME_ERR_FORMAT;
+    int32_t n, S, nf;
+    int64_t step = 0;
+    const gguf_kv *st, *tl, *ss = NULL;
+    gguf_str arch;
+    if (gguf_get_str(f, "general.architecture", &arch) != 1 || !gguf_str_eq(arch, "mome-checkpoint") ||
+        gguf_get_i32(f, "ckpt.n_facts", &n) != 1 || gguf_get_i32(f, "ckpt.n_slots", &S) != 1 ||
+        gguf_get_i32(f, "ckpt.n_frozen", &nf) != 1 || gguf_get_arr(f, "ckpt.fact_state", GGUF_TYPE_INT32, &st) != 1 ||
+        gguf_get_arr(f, "ckpt.fact_target", GGUF_TYPE_FLOAT32, &tl) != 1) {
+        mome_seterr_code(MOME_ERR_FORMAT, "%s: not a mome checkpoint (or damaged)", path);
+        goto done;
+    }
+    {
+        const gguf_kv *kv = gguf_get_kv(f, "ckpt.step");
+        if (kv) step = (int64_t)gguf_arr_get_num(kv, 0);
+        kv = gguf_get_kv(f, "ckpt.elapsed_s");
+        if (kv) t->t_prev = gguf_arr_get_num(kv, 0);
+    }
+    if (n != t->n || (uint64_t)n != st->n || (uint64_t)n != tl->n) {
+        mome_seterr_code(MOME_ERR_ARG, "%s: the checkpoint holds %d facts, the fact file %d: resume with the same facts",
+                         path, n, t->n);
+        goto done;
+    }
+    if (S != t->bank->n_slots || nf != t->n_frozen) {
+        mome_seterr_code(MOME_ERR_FORMAT, "%s: checkpoint and memory disagree (%d vs %d experts)", path, S,
+                         t->bank->n_slots);
+        goto done;
+    }
+    if (grow_opt(t)) goto done;
+    if (S > 0) {
+        if (gguf_get_arr(f, "ckpt.slot_steps", GGUF_TYPE_INT32, &ss) != 1 || ss->n != (uint64_t)S) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: slot_steps missing", path);
+            goto done;
+        }
+        memcpy(t->tstep, ss->data, (size_t)S * 4);
+        const size_t rc_ = (size_t)t->bank->cfg.rank * t->bank->C;
+        const char *names[4] = {"opt.mA", "opt.vA", "opt.mB", "opt.vB"};
+        float *dst[4] = {t->mA, t->vA, t->mB, t->vB};
+        for (int i = 0; i < 4; i++) {
+            const gguf_tensor *ten = gguf_find_tensor(f, names[i]);
+            if (!ten || ten->type != MOME_DTYPE_F32 || ten->nbytes != rc_ * S * 4) {
+                mome_seterr_code(MOME_ERR_FORMAT, "%s: optimizer tensor %s missing or wrong size", path, names[i]);
+                goto done;
+            }
+            memcpy(dst[i], ten->data, ten->nbytes);
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        int32_t s;
+        float tg;
+        memcpy(&s, st->data + 4 * (size_t)i, 4);
+        memcpy(&tg, tl->data + 4 * (size_t)i, 4);
+        t->f[i].state = s == 2 ? 1 : (s < 0 || s > 2 ? 0 : s);
+        t->f[i].target_loss = tg > 0 && tg < 100 ? tg : t->p->target_loss;
+    }
+    t->step = step;
+    rc = 0;
+done:
+    gguf_close(f);
+    return rc;
+}
+
+/* --------------------------------------------------------------- driver */
+
+static void tuner_free(tuner *t) {
+    if (t->f)
+        for (int i = 0; i < t->n; i++) {
+            free(t->f[i].prompt); free(t->f[i].target); free(t->f[i].h); free(t->f[i].kpre);
+            free(t->f[i].vpre); free(t->f[i].row_use);
+        }
+    free(t->f);
+    free(t->use_slot); free(t->use_coef); free(t->use_train);
+    free(t->mA); free(t->vA); free(t->mB); free(t->vB); free(t->tstep);
+    tstack_free(&t->st);
+    mome_memory_free(t->mem);
+    facts_free(t->fs);
+}
+
+static int new_memory(tuner *t) {
+    const mome_tune_params *p = t->p;
+    const llama_hparams *hp = &t->m->hp;
+    mem_config cfg = mem_default_config();
+    if (p->log2_experts < 4 || p->log2_experts > 32 || p->log2_experts % 2)
+        return mome_seterr_code(MOME_ERR_ARG, "--experts-log2 must be an even number in [4, 32], got %d", p->log2_experts);
+    cfg.n_sub = 1u << (p->log2_experts / 2);
+    cfg.k = p->top_k;
+    cfg.rank = p->rank;
+    cfg.train_top = p->train_top;
+    cfg.dk = p->key_dim;
+    cfg.layer = p->layer >= 0 ? p->layer : (hp->n_layer * 4) / 5;
+    cfg.gate_lo = p->gate_lo;
+    cfg.gate_hi = p->gate_hi;
+    cfg.seed = p->seed;
+    if (mem_config_check(&cfg, hp->n_embd, hp->n_layer)) return MOME_ERR_ARG;
+    mome_memory *mem = calloc(1, sizeof *mem);
+    if (!mem) return MOME_ERR_NOMEM;
+    const char *sha = mome_model_sha256(t->m);
+    if (!sha) { free(mem); return MOME_ERR_IO; }
+    memcpy(mem->base_sha256, sha, 65);
+    mem->base_name = strdup(t->m->name ? t->m->name : t->m->path);
+    mem->n_embd = hp->n_embd;
+    mem->n_layer = hp->n_layer;
+    mem->n_vocab = hp->n_vocab;
+    mem->n_banks = 1;
+    mem->banks = calloc(1, sizeof(mem_bank));
+    if (!mem->banks || mem_bank_init(&mem->banks[0], &cfg, hp->n_embd)) {
+        mome_memory_free(mem);
+        return MOME_ERR_NOMEM;
+    }
+    t->mem = mem;
+    return 0;
+}
+
+int mome_tune_lora(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs);
+
+int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep) {
+    mome_tune_params p = *p_in;
+    memset(rep, 0, sizeof *rep);
+    if (!p.facts_path || !p.out_path) return mome_seterr_code(MOME_ERR_ARG, "tune: facts and output paths are required");
+    tuner t;
+    memset(&t, 0, sizeof t);
+    t.m = m;
+    t.p = &p;
+    t.t0 = mome_time_s();
+    int rc = facts_load(p.facts_path, (enum facts_conflict)p.on_conflict, &t.fs);
+    if (rc) return rc;
+    if (p.method == MOME_TUNE_LORA) {
+        rc = mome_tune_lora(m, &p, rep, t.fs);
+        facts_free(t.fs);
+        return rc;
+    }
+    if (p.lr <= 0) p.lr = 0.02f;
+    t.n = t.fs->n;
+    t.f = mome_calloc((size_t)t.n, sizeof(fact_rt));
+    if (!t.f) { tuner_free(&t); return MOME_ERR_NOMEM; }
+    char ckpt[4096], ckpt_mem[4096];
+    snprintf(ckpt, sizeof ckpt, "%s.ckpt", p.out_path);
+    snprintf(ckpt_mem, sizeof ckpt_mem, "%s.ckpt.mem", p.out_path);
+    int resumed = 0;
+    if (p.resume && access(ckpt, R_OK) == 0 && access(ckpt_mem, R_OK) == 0) {
+        if ((rc = mome_memory_load(ckpt_mem, m, &t.mem))) goto out;
+        resumed = 1;
+    } else if (p.resume) {
+        rc = mome_seterr_code(MOME_ERR_IO, "--resume: no checkpoint at %s (and %s)", ckpt, ckpt_mem);
+        goto out;
+    } else if (p.init_memory) {
+        if ((rc = mome_memory_load(p.init_memory, m, &t.mem))) goto out;
+    } else if ((rc = new_memory(&t))) goto out;
+    t.bank = &t.mem->banks[0];
+    if ((rc = mome_memory_alloc_scratch(t.mem, m->n_threads > 0 ? m->n_threads : 1))) goto out;
+
+    const int n_ctx = m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048;
+    if ((rc = prepare_tokens(&t, n_ctx))) goto out;
+    int max_pos = 8, max_T = 1;
+    for (int i = 0; i < t.n; i++) {
+        if (t.f[i].P + t.f[i].T > max_pos) max_pos = t.f[i].P + t.f[i].T;
+        if (t.f[i].T > max_T) max_T = t.f[i].T;
+    }
+    /* frozen slots: those that came with an earlier memory (not the checkpoint's own) */
+    if (resumed) {
+        /* the checkpoint records how many were frozen */
+        gguf_file *cf;
+        if ((rc = gguf_open(ckpt, &cf))) goto out;
+        int32_t nf = 0;
+        gguf_get_i32(cf, "ckpt.n_frozen", &nf);
+        gguf_close(cf);
+        t.n_frozen = nf;
+    } else t.n_frozen = t.bank->n_slots;
+    {
+        mome_ctx_params cp = mome_ctx_default_params();
+        cp.n_ctx = max_pos + 8;
+        cp.n_batch = max_pos + 8;
+        cp.n_threads = p.n_threads;
+        mome_ctx *c;
+        if ((rc = mome_ctx_init(m, &cp, &c))) goto out;
+        c->capture = mome_malloc((size_t)c->n_batch * m->hp.n_embd * sizeof(float));
+        if (!c->capture) { mome_ctx_free(c); rc = MOME_ERR_NOMEM; goto out; }
+        if (t.bank->n_slots) mome_ctx_set_memory(c, t.mem);
+        progress(&t, "prepare");
+        rc = base_pass(&t, c);
+        free(c->capture);
+        c->capture = NULL;
+        mome_ctx_free(c);
+        if (rc) goto out;
+    }
+    if (!resumed && !p.init_memory) {
+        /* fit the query's centering and scale to the rows that will be trained */
+        int64_t nrows = 0;
+        for (int i = 0; i < t.n; i++) nrows += t.f[i].T;
+        float *all = mome_malloc((size_t)nrows * m->hp.n_embd * sizeof(float));
+        if (!all) { rc = MOME_ERR_NOMEM; goto out; }
+        int64_t o = 0;
+        for (int i = 0; i < t.n; i++) {
+            memcpy(all + o * m->hp.n_embd, t.f[i].h, (size_t)t.f[i].T * m->hp.n_embd * sizeof(float));
+            o += t.f[i].T;
+        }
+        mem_bank_fit_query(t.bank, all, nrows);
+        free(all);
+    }
+    if ((rc = select_experts(&t)) || (rc = grow_opt(&t))) goto out;
+    if (resumed && (rc = load_checkpoint(&t, ckpt))) goto out;
+    const int B = p.batch > 0 ? p.batch : 32;
+    if ((rc = tstack_init(&t.st, m, t.bank->cfg.layer, max_pos + 8, B * max_T))) goto out;
+
+    {
+        const int C = m->hp.n_embd, R = B * max_T;
+        const size_t rcs = (size_t)t.bank->cfg.rank * C;
+        /* most slots a batch can touch */
+        int64_t max_touch = 0;
+        for (int i = 0; i < t.n; i++) {
+            int64_t nt = 0;
+            for (int u = t.f[i].row_use[0]; u < t.f[i].row_use[t.f[i].T]; u++) nt += t.use_train[u];
+            if (nt > max_touch) max_touch = nt;
+        }
+        max_touch *= B;
+        float *X = mome_malloc((size_t)R * C * 4), *dX = mome_malloc((size_t)R * C * 4);
+        float *xh = mome_malloc((size_t)R * C * 4);
+        float *gA = mome_malloc((size_t)(max_touch ? max_touch : 1) * rcs * 4);
+        float *gB = mome_malloc((size_t)(max_touch ? max_touch : 1) * rcs * 4);
+        int32_t *touch = mome_malloc((size_t)(t.bank->n_slots ? t.bank->n_slots : 1) * 4);
+        int32_t *touched = mome_malloc((size_t)(max_touch ? max_touch : 1) * 4);
+        ts_seq *seqs = mome_malloc((size_t)B * sizeof(ts_seq));
+        float *loss = mome_malloc((size_t)B * 4);
+        int *ok = mome_malloc((size_t)B * sizeof(int));
+        int *idx = mome_malloc((size_t)(t.n ? t.n : 1) * sizeof(int));
+        mome_ctx *vc = NULL;
+        mome_ctx_params cp = mome_ctx_default_params();
+        cp.n_ctx = max_pos + 8;
+        cp.n_batch = max_pos + 8;
+        cp.n_threads = p.n_threads;
+        if (!X || !dX || !xh || !gA || !gB || !touch || !touched || !seqs || !loss || !ok || !idx ||
+            mome_ctx_init(m, &cp, &vc)) {
+            rc = MOME_ERR_NOMEM;
+        } else {
+            for (int32_t s = 0; s < t.bank->n_slots; s++) touch[s] = -1;
+            mome_ctx_set_memory(vc, t.mem);
+            double last_ckpt = mome_time_s(), last_prog = 0;
+            int cursor = 0, stop = 0;
+            while (!stop) {
+                /* the pool: facts not yet memorized */
+                int np = 0;
+                for (int i = 0; i < t.n; i++)
+                    if (t.f[i].state == 0) idx[np++] = i;
+                if (np == 0) {
+                    /* verify every fact with the real engine */
+                    progress(&t, "verify");
+                    int bad = 0;
+                    for (int i = 0; i < t.n; i++) {
+                        if (t.f[i].state == 2) continue;
+                        int v = verify_fact(&t, vc, &t.f[i]);
+                        if (v < 0) { rc = -1; stop = 1; break; }
+                        if (v) t.f[i].state = 2;
+                        else {
+                            t.f[i].state = 0;
+                            t.f[i].target_loss *= 0.25f;
+                            bad++;
+                        }
+                    }
+                    if (rc || bad == 0) break;
+                    /* a verified fact may have been disturbed by later training of
+                     * shared experts: check again after the next round */
+                    for (int i = 0; i < t.n; i++)
+                        if (t.f[i].state == 2) t.f[i].state = 1;
+                    continue;
+                }
+                if (cursor >= np) cursor = 0;
+                int nb = np - cursor < B ? np - cursor : B;
+                if ((rc = train_step(&t, idx + cursor, nb, X, dX, seqs, loss, ok, gA, gB, touch, touched, xh))) break;
+                t.step++;
+                for (int k = 0; k < nb; k++) {
+                    fact_rt *f = &t.f[idx[cursor + k]];
+                    f->loss = loss[k];
+                    f->ok = ok[k];
+                    f->steps++;
+                    if (ok[k] && loss[k] < f->target_loss) f->state = 1;
+                }
+                cursor += nb;
+                const double now = mome_time_s();
+                if (now - last_prog > 0.25) {
+                    progress(&t, "train");
+                    last_prog = now;
+                }
+                if (p.checkpoint_s > 0 && now - last_ckpt > p.checkpoint_s) {
+                    if ((rc = save_checkpoint(&t, ckpt))) break;
+                    last_ckpt = mome_time_s();
+                }
+                if (p.max_steps > 0 && t.step >= p.max_steps) stop = 1;
+                if (p.max_minutes > 0 && (t.t_prev + now - t.t0) > 60.0 * p.max_minutes) stop = 1;
+            }
+            if (!rc && stop) {
+                /* limits reached: save a checkpoint so the run can be resumed */
+                rc = save_checkpoint(&t, ckpt);
+            }
+        }
+        free(X); free(dX); free(xh); free(gA); free(gB); free(touch); free(touched); free(seqs); free(loss); free(ok);
+        free(idx);
+        mome_ctx_free(vc);
+        if (rc) goto out;
+    }
+    if ((rc = mem_save(t.mem, p.out_path))) goto out;
+    {
+        int all_done = 1;
+        for (int i = 0; i < t.n; i++) all_done &= t.f[i].state == 2;
+        if (all_done) {
+            unlink(ckpt);
+            unlink(ckpt_mem);
+        }
+    }
+    progress(&t, "done");
+    rep->n_facts = t.n;
+    for (int i = 0; i < t.n; i++) {
+        rep->n_memorized += t.f[i].state == 2;
+        rep->mean_loss += t.f[i].loss;
+    }
+    rep->mean_loss = t.n ? rep->mean_loss / t.n : 0;
+    rep->steps = t.step;
+    rep->seconds = t.t_prev + mome_time_s() - t.t0;
+    rep->n_trained_experts = t.bank->n_slots;
+out:
+    tuner_free(&t);
+    return rc;
+}
