@@ -10,6 +10,7 @@
  */
 #include "memory.h"
 
+#include <cblas.h>
 #include <math.h>
 #include <string.h>
 
@@ -113,29 +114,73 @@ void mem_bank_free(mem_bank *b) {
     memset(b, 0, sizeof *b);
 }
 
-void mem_rms_normalize(const float *h, float *xhat, int32_t C) {
+float mem_rms_normalize(const float *h, float *xhat, int32_t C) {
     double ss = 0;
     for (int i = 0; i < C; i++) ss += (double)h[i] * h[i];
-    float r = (float)(1.0 / sqrt(ss / C + 1e-6));
+    const double rms = sqrt(ss / C + 1e-6);
+    const float r = (float)(1.0 / rms);
     for (int i = 0; i < C; i++) xhat[i] = h[i] * r;
+    return (float)rms;
 }
 
+/* Fits the query to the rows that will be trained: centering mu and a
+ * whitening W = (Sigma + lambda I)^(-1/2) folded into the random projection,
+ * so that the small differences between facts that share a template
+ * position (the last prompt token of every question looks alike) become as
+ * large as the differences between positions, and facts select different
+ * experts. Sigma^(-1/2) by Newton-Schulz iterations (GEMMs only).
+ * lambda = 0.1 * mean eigenvalue keeps directions the samples never varied
+ * in from being blown up. */
 void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n) {
-    const int C = b->C;
+    const int C = b->C, Q = 2 * b->cfg.dk;
     if (n < 2) return;
-    double *s = calloc((size_t)C, sizeof(double)), *s2 = calloc((size_t)C, sizeof(double));
-    float *x = malloc((size_t)C * sizeof(float));
-    if (!s || !s2 || !x) { free(s); free(s2); free(x); return; }
+    float *X = malloc((size_t)n * C * sizeof(float));
+    double *mu = calloc((size_t)C, sizeof(double));
+    float *S = malloc((size_t)C * C * sizeof(float)), *Y = malloc((size_t)C * C * sizeof(float));
+    float *Z = malloc((size_t)C * C * sizeof(float)), *T = malloc((size_t)C * C * sizeof(float));
+    float *U = malloc((size_t)C * C * sizeof(float)), *W = malloc((size_t)Q * C * sizeof(float));
+    if (!X || !mu || !S || !Y || !Z || !T || !U || !W) goto done;
     for (int64_t r = 0; r < n; r++) {
-        mem_rms_normalize(h + (size_t)r * C, x, C);
-        for (int i = 0; i < C; i++) { s[i] += x[i]; s2[i] += (double)x[i] * x[i]; }
+        mem_rms_normalize(h + (size_t)r * C, X + (size_t)r * C, C);
+        for (int i = 0; i < C; i++) mu[i] += X[(size_t)r * C + i];
     }
     for (int i = 0; i < C; i++) {
-        double m = s[i] / n, var = s2[i] / n - m * m;
-        b->mu[i] = (float)m;
-        b->inv_sd[i] = (float)(1.0 / sqrt(var > 1e-8 ? var : 1e-8));
+        mu[i] /= (double)n;
+        b->mu[i] = (float)mu[i];
+        b->inv_sd[i] = 1.0f;
     }
-    free(s); free(s2); free(x);
+    for (int64_t r = 0; r < n; r++)
+        for (int i = 0; i < C; i++) X[(size_t)r * C + i] -= b->mu[i];
+    /* S = X^T X / n + lambda I */
+    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, (int)n, 1.0f / (float)n, X, C, X, C, 0.0f, S, C);
+    double tr = 0;
+    for (int i = 0; i < C; i++) tr += S[(size_t)i * C + i];
+    const float lambda = (float)(0.1 * tr / C);
+    for (int i = 0; i < C; i++) S[(size_t)i * C + i] += lambda;
+    /* Newton-Schulz: Y -> A^(1/2), Z -> A^(-1/2) for A = S / ||S||_F */
+    double fn = 0;
+    for (size_t i = 0; i < (size_t)C * C; i++) fn += (double)S[i] * S[i];
+    fn = sqrt(fn);
+    for (size_t i = 0; i < (size_t)C * C; i++) {
+        Y[i] = (float)(S[i] / fn);
+        Z[i] = 0.0f;
+    }
+    for (int i = 0; i < C; i++) Z[(size_t)i * C + i] = 1.0f;
+    for (int it = 0; it < 40; it++) {
+        /* T = (3I - Z Y) / 2 */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, C, C, -0.5f, Z, C, Y, C, 0.0f, T, C);
+        for (int i = 0; i < C; i++) T[(size_t)i * C + i] += 1.5f;
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, C, C, 1.0f, Y, C, T, C, 0.0f, U, C);
+        memcpy(Y, U, (size_t)C * C * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, C, C, C, 1.0f, T, C, Z, C, 0.0f, U, C);
+        memcpy(Z, U, (size_t)C * C * sizeof(float));
+    }
+    /* S^(-1/2) = Z / sqrt(fn); fold into the projection, keeping its scale */
+    const float zs = (float)(1.0 / sqrt(fn));
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Q, C, C, zs, b->wq, C, Z, C, 0.0f, W, C);
+    memcpy(b->wq, W, (size_t)Q * C * sizeof(float));
+done:
+    free(X); free(mu); free(S); free(Y); free(Z); free(T); free(U); free(W);
 }
 
 void mem_query(const mem_bank *b, const float *xhat, float *q, mem_scratch *sc) {
@@ -336,7 +381,7 @@ float mem_gate(const mem_bank *b, int32_t slot, const float *q) {
 void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc) {
     if (b->n_slots == 0) return; /* empty memory: exactly the base model */
     const int C = b->C, r = b->cfg.rank;
-    mem_rms_normalize(h, sc->xhat, C);
+    const float rms = mem_rms_normalize(h, sc->xhat, C);
     mem_query(b, sc->xhat, sc->q, sc);
     mem_sel sel;
     mem_select(b, sc->q, &sel, sc);
@@ -350,7 +395,7 @@ void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc) {
             const float *aj = A + (size_t)j * C;
             float u = 0;
             for (int c = 0; c < C; c++) u += aj[c] * sc->xhat[c];
-            sc->u[j] = u * sel.w[i] * g;
+            sc->u[j] = u * sel.w[i] * g * rms;
         }
         for (int c = 0; c < C; c++) {
             const float *bc = B + (size_t)c * r;

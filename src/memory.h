@@ -18,7 +18,10 @@
  * that is 1 near an anchor and exactly 0 far from all of them, so text unlike
  * any trained fact reaches no expert at all.
  *
- *   h += sum_{i in top-k, i trained} w_i * g_i * B_i (A_i x̂)
+ *   h += rms(h) * sum_{i in top-k, i trained} w_i * g_i * B_i (A_i x̂)
+ *
+ * The factor rms(h) makes an expert's output relative to the scale of the
+ * residual stream it joins, so one learning rate suits every layer.
  *
  * Shapes: C = n_embd, Q = 2*dk query dims, S = trained slots, NA = anchors.
  */
@@ -107,8 +110,8 @@ void mem_bank_free(mem_bank *b);
  * (n rows of C). The projection and sub-keys stay random. */
 void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n);
 
-/* x̂ = h * rsqrt(mean(h^2) + eps) */
-void mem_rms_normalize(const float *h, float *xhat, int32_t C);
+/* x̂ = h / rms(h), rms(h) = sqrt(mean(h^2) + eps); returns rms(h). */
+float mem_rms_normalize(const float *h, float *xhat, int32_t C);
 /* Query from x̂ (unit halves). */
 void mem_query(const mem_bank *b, const float *xhat, float *q, mem_scratch *sc);
 /* Top-k experts for query q. */

@@ -316,7 +316,7 @@ static int grow_opt(tuner *t) {
 
 /* One optimizer step on facts idx[0..nb). */
 static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_seq *seqs, float *loss, int *ok,
-                      float *gA, float *gB, int32_t *touch, int32_t *touched, float *xhat_buf) {
+                      float *gA, float *gB, int32_t *touch, int32_t *touched, float *xhat_buf, float *rms_buf) {
     mem_bank *b = t->bank;
     const int C = b->C, r = b->cfg.rank;
     const size_t rc = (size_t)r * C;
@@ -332,10 +332,11 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
         for (int row = 0; row < f->T; row++, R++) {
             float *x = X + (size_t)R * C, *xh = xhat_buf + (size_t)R * C;
             memcpy(x, f->h + (size_t)row * C, (size_t)C * sizeof(float));
-            mem_rms_normalize(x, xh, C);
+            const float rms = mem_rms_normalize(x, xh, C);
+            rms_buf[R] = rms;
             for (int u = f->row_use[row]; u < f->row_use[row + 1]; u++) {
                 const int32_t s = t->use_slot[u];
-                const float coef = t->use_coef[u];
+                const float coef = t->use_coef[u] * rms;
                 const float *A = b->A + (size_t)s * rc, *B = b->B + (size_t)s * rc;
                 for (int j = 0; j < r; j++) {
                     float uj = 0;
@@ -358,7 +359,7 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
             for (int u = f->row_use[row]; u < f->row_use[row + 1]; u++) {
                 if (!t->use_train[u]) continue;
                 const int32_t s = t->use_slot[u];
-                const float coef = t->use_coef[u];
+                const float coef = t->use_coef[u] * rms_buf[R];
                 if (touch[s] < 0) {
                     touch[s] = nt;
                     touched[nt] = s;
@@ -688,7 +689,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         }
         max_touch *= B;
         float *X = mome_malloc((size_t)R * C * 4), *dX = mome_malloc((size_t)R * C * 4);
-        float *xh = mome_malloc((size_t)R * C * 4);
+        float *xh = mome_malloc((size_t)R * C * 4), *rmsb = mome_malloc((size_t)R * 4);
         float *gA = mome_malloc((size_t)(max_touch ? max_touch : 1) * rcs * 4);
         float *gB = mome_malloc((size_t)(max_touch ? max_touch : 1) * rcs * 4);
         int32_t *touch = mome_malloc((size_t)(t.bank->n_slots ? t.bank->n_slots : 1) * 4);
@@ -702,7 +703,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         cp.n_ctx = max_pos + 8;
         cp.n_batch = max_pos + 8;
         cp.n_threads = p.n_threads;
-        if (!X || !dX || !xh || !gA || !gB || !touch || !touched || !seqs || !loss || !ok || !idx ||
+        if (!X || !dX || !xh || !rmsb || !gA || !gB || !touch || !touched || !seqs || !loss || !ok || !idx ||
             mome_ctx_init(m, &cp, &vc)) {
             rc = MOME_ERR_NOMEM;
         } else {
@@ -725,6 +726,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                         if (v < 0) { rc = -1; stop = 1; break; }
                         if (v) t.f[i].state = 2;
                         else {
+                            if (getenv("MOME_DEBUG")) fprintf(stderr, "verify failed: fact %d loss %g target %g\n", i, t.f[i].loss, t.f[i].target_loss);
                             t.f[i].state = 0;
                             t.f[i].target_loss *= 0.25f;
                             bad++;
@@ -739,7 +741,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                 }
                 if (cursor >= np) cursor = 0;
                 int nb = np - cursor < B ? np - cursor : B;
-                if ((rc = train_step(&t, idx + cursor, nb, X, dX, seqs, loss, ok, gA, gB, touch, touched, xh))) break;
+                if ((rc = train_step(&t, idx + cursor, nb, X, dX, seqs, loss, ok, gA, gB, touch, touched, xh, rmsb))) break;
                 t.step++;
                 for (int k = 0; k < nb; k++) {
                     fact_rt *f = &t.f[idx[cursor + k]];
@@ -766,7 +768,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                 rc = save_checkpoint(&t, ckpt);
             }
         }
-        free(X); free(dX); free(xh); free(gA); free(gB); free(touch); free(touched); free(seqs); free(loss); free(ok);
+        free(X); free(dX); free(xh); free(rmsb); free(gA); free(gB); free(touch); free(touched); free(seqs); free(loss); free(ok);
         free(idx);
         mome_ctx_free(vc);
         if (rc) goto out;
