@@ -116,6 +116,8 @@ typedef struct mome_tune_params {
     int lora_rank;             /* LoRA baseline rank (8) */
     float lora_alpha;          /* LoRA scale alpha (16) */
     int verbose;
+    const char *ppl_text;      /* LoRA: held-out text for perplexity before/after */
+    int64_t ppl_text_bytes;    /* only the first bytes of it (0: all) */
     void (*progress)(const mome_tune_progress *p, void *user);
     void *user;
 } mome_tune_params;
@@ -127,6 +129,7 @@ typedef struct mome_tune_report {
     double seconds;
     int64_t n_trained_experts;
     double mean_loss;
+    double ppl_before, ppl_after;  /* LoRA with ppl_text: f32 perplexity (else -1) */
 } mome_tune_report;
 
 mome_tune_params mome_tune_default_params(void);

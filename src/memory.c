@@ -378,9 +378,45 @@ float mem_gate(const mem_bank *b, int32_t slot, const float *q) {
     return g <= 0.0f ? 0.0f : g >= 1.0f ? 1.0f : g;
 }
 
+void mem_expert_forward(const mem_bank *b, int32_t slot, float coef, const float *xhat, float *x, float *u) {
+    const int C = b->C, r = b->cfg.rank;
+    const float *A = b->A + (size_t)slot * r * C, *B = b->B + (size_t)slot * r * C;
+    for (int j = 0; j < r; j++) {
+        const float *aj = A + (size_t)j * C;
+        float acc = 0;
+        for (int c = 0; c < C; c++) acc += aj[c] * xhat[c];
+        u[j] = acc * coef;
+    }
+    for (int c = 0; c < C; c++) {
+        const float *bc = B + (size_t)c * r;
+        float acc = 0;
+        for (int j = 0; j < r; j++) acc += bc[j] * u[j];
+        x[c] += acc;
+    }
+}
+
+void mem_expert_backward(const mem_bank *b, int32_t slot, float coef, const float *xhat, const float *dx, float *gA,
+                         float *gB) {
+    const int C = b->C, r = b->cfg.rank;
+    const float *A = b->A + (size_t)slot * r * C, *B = b->B + (size_t)slot * r * C;
+    for (int j = 0; j < r; j++) {
+        float u = 0, v = 0;
+        for (int c = 0; c < C; c++) {
+            u += A[(size_t)j * C + c] * xhat[c];
+            v += B[(size_t)c * r + j] * dx[c];
+        }
+        u *= coef;
+        v *= coef;
+        for (int c = 0; c < C; c++) {
+            gB[(size_t)c * r + j] += dx[c] * u;
+            gA[(size_t)j * C + c] += v * xhat[c];
+        }
+    }
+}
+
 void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc) {
     if (b->n_slots == 0) return; /* empty memory: exactly the base model */
-    const int C = b->C, r = b->cfg.rank;
+    const int C = b->C;
     const float rms = mem_rms_normalize(h, sc->xhat, C);
     mem_query(b, sc->xhat, sc->q, sc);
     mem_sel sel;
@@ -390,19 +426,7 @@ void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc) {
         if (s < 0) continue;
         float g = mem_gate(b, s, sc->q);
         if (g == 0.0f) continue;
-        const float *A = b->A + (size_t)s * r * C, *B = b->B + (size_t)s * r * C;
-        for (int j = 0; j < r; j++) {
-            const float *aj = A + (size_t)j * C;
-            float u = 0;
-            for (int c = 0; c < C; c++) u += aj[c] * sc->xhat[c];
-            sc->u[j] = u * sel.w[i] * g * rms;
-        }
-        for (int c = 0; c < C; c++) {
-            const float *bc = B + (size_t)c * r;
-            float acc = 0;
-            for (int j = 0; j < r; j++) acc += bc[j] * sc->u[j];
-            h[c] += acc;
-        }
+        mem_expert_forward(b, s, sel.w[i] * g * rms, sc->xhat, h, sc->u);
     }
 }
 

@@ -126,6 +126,14 @@ int mem_add_anchor(mem_bank *b, int32_t slot, const float *q);
 /* Gate of a slot for query q. */
 float mem_gate(const mem_bank *b, int32_t slot, const float *q);
 
+/* One expert on one row: x (C) += coef * B (A xhat). u (r) receives A xhat.
+ * coef = w * g * rms(h). */
+void mem_expert_forward(const mem_bank *b, int32_t slot, float coef, const float *xhat, float *x, float *u);
+/* Its gradients given dx = dLoss/dx (C): gA (r, C) += coef (B^T dx) xhat^T,
+ * gB (C, r) += coef dx (A xhat)^T. */
+void mem_expert_backward(const mem_bank *b, int32_t slot, float coef, const float *xhat, const float *dx, float *gA,
+                         float *gB);
+
 /* Add the memory's output for one token to h (C), in place. */
 void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc);
 

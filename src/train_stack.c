@@ -67,7 +67,8 @@ static size_t total_ws(const tstack *s, int R) {
     n += 4 * R * mx;               /* scratch gradients */
     n += (size_t)R * s->max_pos;   /* attention row scratch */
     if (s->lora) n += 2 * (size_t)R * s->lora_rank;
-    return n + 64;
+    /* take() rounds every slice up to 16 floats */
+    return n + 64 + 15 * ((size_t)(s->L - s->l0) * (14 + TS_NPROJ) + 12);
 }
 
 int tstack_init(tstack *s, const mome_model *m, int l0, int max_pos, int max_rows) {

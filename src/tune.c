@@ -320,6 +320,7 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
     mem_bank *b = t->bank;
     const int C = b->C, r = b->cfg.rank;
     const size_t rc = (size_t)r * C;
+    float ubuf[MEM_MAX_RANK];
     int R = 0;
     for (int k = 0; k < nb; k++) {
         fact_rt *f = &t->f[idx[k]];
@@ -337,13 +338,7 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
             for (int u = f->row_use[row]; u < f->row_use[row + 1]; u++) {
                 const int32_t s = t->use_slot[u];
                 const float coef = t->use_coef[u] * rms;
-                const float *A = b->A + (size_t)s * rc, *B = b->B + (size_t)s * rc;
-                for (int j = 0; j < r; j++) {
-                    float uj = 0;
-                    for (int c = 0; c < C; c++) uj += A[(size_t)j * C + c] * xh[c];
-                    uj *= coef;
-                    for (int c = 0; c < C; c++) x[c] += B[(size_t)c * r + j] * uj;
-                }
+                mem_expert_forward(b, s, coef, xh, x, ubuf);
             }
         }
     }
@@ -367,21 +362,7 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
                     memset(gB + (size_t)nt * rc, 0, rc * sizeof(float));
                     nt++;
                 }
-                float *ga = gA + (size_t)touch[s] * rc, *gb = gB + (size_t)touch[s] * rc;
-                const float *A = b->A + (size_t)s * rc, *B = b->B + (size_t)s * rc;
-                for (int j = 0; j < r; j++) {
-                    float uj = 0, vj = 0;
-                    for (int c = 0; c < C; c++) {
-                        uj += A[(size_t)j * C + c] * xh[c];
-                        vj += B[(size_t)c * r + j] * dx[c];
-                    }
-                    uj *= coef;
-                    vj *= coef;
-                    for (int c = 0; c < C; c++) {
-                        gb[(size_t)c * r + j] += dx[c] * uj;
-                        ga[(size_t)j * C + c] += vj * xh[c];
-                    }
-                }
+                mem_expert_backward(b, s, coef, xh, dx, gA + (size_t)touch[s] * rc, gB + (size_t)touch[s] * rc);
             }
         }
     }

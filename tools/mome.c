@@ -534,7 +534,7 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int cmd_bench(int argc, char **argv) {
-    const char *model = NULL;
+    const char *model = NULL, *memory = NULL;
     int pp = 128, tg = 128, threads = 0, reps = 5, json = 0;
     args a = {argc, argv, 0, "bench"};
     for (a.i = 1; a.i < argc; a.i++) {
@@ -547,6 +547,7 @@ static int cmd_bench(int argc, char **argv) {
                    "  -n N      generated tokens (default 128; 0 = skip)\n"
                    "  -t N      threads (default: all cores)\n"
                    "  -r N      repetitions (default 5)\n"
+                   "  --memory FILE  attach a memory (to measure its cost)\n"
                    "  --json    one JSON object on stdout\n");
             return 0;
         } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
@@ -555,6 +556,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (arg_is(&a, "-t", "--threads")) threads = (int)arg_long(&a, 1, 256);
         else if (arg_is(&a, "-r", "--reps")) reps = (int)arg_long(&a, 1, 1000);
         else if (arg_is(&a, "--json", NULL)) json = 1;
+        else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
         else unknown(&a);
     }
     mome_model *m = load_model(model, threads);
@@ -564,6 +566,7 @@ static int cmd_bench(int argc, char **argv) {
     cp.n_threads = threads;
     mome_ctx *c;
     if (mome_ctx_init(m, &cp, &c)) die_lib("context");
+    mome_memory *mem = attach_memory(m, c, memory);
     int V = mome_model_n_vocab(m);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(pp > 0 ? pp : 1));
     uint64_t st = 12345;
@@ -607,6 +610,7 @@ static int cmd_bench(int argc, char **argv) {
     free(tgs);
     free(toks);
     mome_ctx_free(c);
+    mome_memory_free(mem);
     mome_model_free(m);
     return 0;
 }
@@ -694,6 +698,9 @@ static int cmd_tune(int argc, char **argv) {
                    "  --resume               continue from OUT.mome.ckpt\n"
                    "  --checkpoint-s S       seconds between checkpoints (default 60)\n"
                    "  --lora-rank R          LoRA baseline rank (default 8)\n"
+                   "  --lora-alpha A         LoRA scale alpha (default 16)\n"
+                   "  --ppl-text FILE        LoRA: perplexity of this text before and after (f32)\n"
+                   "  --ppl-text-bytes N     only its first N bytes\n"
                    "  -t, --threads N        threads (default: all cores)\n"
                    "  -s, --seed S           seed (default 1234): same seed and threads, same result\n");
             return 0;
@@ -723,6 +730,9 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--resume", NULL)) p.resume = 1;
         else if (arg_is(&a, "--checkpoint-s", NULL)) p.checkpoint_s = arg_double(&a, 0, 1e6);
         else if (arg_is(&a, "--lora-rank", NULL)) p.lora_rank = (int)arg_long(&a, 1, 256);
+        else if (arg_is(&a, "--lora-alpha", NULL)) p.lora_alpha = (float)arg_double(&a, 1e-6, 1e6);
+        else if (arg_is(&a, "--ppl-text", NULL)) p.ppl_text = arg_val(&a);
+        else if (arg_is(&a, "--ppl-text-bytes", NULL)) p.ppl_text_bytes = arg_long(&a, 1, LONG_MAX);
         else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
         else if (arg_is(&a, "-s", "--seed")) p.seed = (uint64_t)arg_long(&a, 0, LONG_MAX);
         else unknown(&a);
@@ -741,8 +751,12 @@ static int cmd_tune(int argc, char **argv) {
     fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained; wrote %s\n",
             rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
             p.out_path);
+    if (rep.ppl_before > 0)
+        fprintf(stderr, "tune: perplexity of %s: %.4f before, %.4f after (%+.2f%%)\n", p.ppl_text, rep.ppl_before,
+                rep.ppl_after, 100 * (rep.ppl_after / rep.ppl_before - 1));
     if (rep.n_memorized < rep.n_facts)
-        fprintf(stderr, "tune: stopped before every fact was memorized; continue with --resume\n");
+        fprintf(stderr, "tune: stopped before every fact was memorized%s\n",
+                p.method == MOME_TUNE_MOME ? "; continue with --resume" : "");
     mome_model_free(m);
     return 0;
 }

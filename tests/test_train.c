@@ -1,0 +1,569 @@
+/* test_train.c - the training gradients of train_stack.c (and of the memory
+ * experts and LoRA adapters feeding it) are correct:
+ *
+ *  - against finite differences of the loss tstack_step computes, on a tiny
+ *    random F32 model (layers 1..2 of 3 and the head trained through, two
+ *    sequences, one with a cached prefix, one ignored target): dLoss/dX,
+ *    the A/B gradients of memory experts (mem_expert_forward/backward), the
+ *    LoRA adapters' gA/gB;
+ *  - against the JAX golden tests/golden/grad_case.{gguf,json} (see
+ *    tests/golden/README.md): loss and every gradient value.
+ *
+ * The finite differences use the 4-point stencil
+ *   f'(x) ~ (8 (f(x+h) - f(x-h)) - (f(x+2h) - f(x-2h))) / 12h   (error O(h^4))
+ * of the objective in double (sum of the per-sequence losses), so a fairly
+ * large h keeps the float32 rounding noise of the forward pass small.
+ */
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "test.h"
+#include "tinymodel.h"
+#include "gguf.h"
+#include "memory.h"
+#include "model.h"
+#include "train_stack.h"
+
+/* finite-difference tolerance: relative error <= FD_REL or absolute <= FD_ABS */
+#define FD_REL 2e-2
+#define FD_ABS 1e-4
+/* finite-difference step (parameters and inputs are O(0.1..1)) */
+#ifndef FD_H
+#define FD_H 2e-2
+#endif
+/* golden tolerance per array: max |c - golden| <= GOLD_REL * max |golden| + GOLD_ABS */
+#define GOLD_REL 1e-3
+#define GOLD_ABS 1e-6
+#define GOLDEN_GGUF "tests/golden/grad_case.gguf"
+#define GOLDEN_JSON "tests/golden/grad_case.json"
+
+static uint64_t g_rng = 0x7E577A1Dull;
+static float urand(float a) { return a * tinymodel_unif(&g_rng); }
+static int irand(int n) { return (int)(tinymodel_rng(&g_rng) % (uint64_t)n); }
+
+/* ------------------------------------------------------------ the fixture */
+
+#define NSEQ 2
+#define MAXPOS 8
+typedef struct fixture {
+    char dir[64], path[128];
+    mome_model *m;
+    tstack s;
+    ts_seq seqs[NSEQ];
+    int R, C;
+    float *X, *kpre, *vpre;
+    int32_t target[8];
+} fixture;
+
+static void fixture_free(fixture *f) {
+    tstack_free(&f->s);
+    if (f->m) mome_model_free(f->m);
+    free(f->X); free(f->kpre); free(f->vpre);
+    if (f->path[0]) remove(f->path);
+    if (f->dir[0]) rmdir(f->dir);
+    memset(f, 0, sizeof *f);
+}
+
+/* Tiny F32 model (V 300, C 32, 3 layers, 4 heads, 2 kv heads, F 48), l0 = 1;
+ * sequence 0: 3 prefix positions, 3 rows, the last one without a target;
+ * sequence 1: no prefix, 2 rows. Random X, prefix K/V, targets. */
+static int fixture_init(fixture *f) {
+    memset(f, 0, sizeof *f);
+    snprintf(f->dir, sizeof f->dir, "/tmp/mome_test_train_XXXXXX");
+    if (!mkdtemp(f->dir)) { f->dir[0] = 0; return -1; }
+    snprintf(f->path, sizeof f->path, "%s/tiny.gguf", f->dir);
+    tinymodel_params p = tinymodel_default_params();
+    p.n_vocab = 300; p.n_embd = 32; p.n_layer = 3; p.n_head = 4; p.n_head_kv = 2; p.n_ff = 48;
+    p.n_ctx = 64; p.wtype = MOME_DTYPE_F32; p.seed = 99;
+    if (tinymodel_write(f->path, &p) != MOME_OK) return -1;
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = 1;
+    if (mome_model_load(f->path, &mp, &f->m) != MOME_OK) return -1;
+    const int l0 = 1, NL = p.n_layer - l0, KV = p.n_head_kv * (p.n_embd / p.n_head);
+    f->C = p.n_embd;
+    f->R = 5;
+    if (tstack_init(&f->s, f->m, l0, MAXPOS, f->R) != MOME_OK) return -1;
+    const int np0 = 3;
+    f->kpre = malloc((size_t)NL * np0 * KV * sizeof(float));
+    f->vpre = malloc((size_t)NL * np0 * KV * sizeof(float));
+    f->X = malloc((size_t)f->R * f->C * sizeof(float));
+    if (!f->kpre || !f->vpre || !f->X) return -1;
+    for (int i = 0; i < NL * np0 * KV; i++) { f->kpre[i] = urand(1.5f); f->vpre[i] = urand(1.0f); }
+    for (int i = 0; i < f->R * f->C; i++) f->X[i] = urand(1.0f);
+    for (int i = 0; i < f->R; i++) f->target[i] = irand(p.n_vocab);
+    f->target[2] = -1;   /* last row of sequence 0: no loss, so its dX is 0 */
+    f->seqs[0] = (ts_seq){.n_prefix = np0, .kpre = f->kpre, .vpre = f->vpre, .T = 3, .row0 = 0, .target = f->target};
+    f->seqs[1] = (ts_seq){.n_prefix = 0, .kpre = NULL, .vpre = NULL, .T = 2, .row0 = 3, .target = f->target + 3};
+    return 0;
+}
+
+/* The objective: sum over sequences of their mean loss (forward only). */
+static double objective(fixture *f, const float *X) {
+    float loss[NSEQ];
+    if (tstack_step(&f->s, f->seqs, NSEQ, X, NULL, loss, NULL, 0) != MOME_OK) return NAN;
+    double L = 0;
+    for (int i = 0; i < NSEQ; i++) L += loss[i];
+    return L;
+}
+
+/* ---------------------------------------------------- finite differences */
+
+typedef struct fdstat {
+    int n, bad;
+    double max_abs, max_rel;    /* max_rel over entries with |g| > 1e-3 */
+} fdstat;
+
+/* 4-point central difference of eval() in the float *p, then restores it. */
+typedef double (*eval_fn)(void *ctx);
+static double fd_deriv(float *p, double h, eval_fn eval, void *ctx) {
+    const float p0 = *p;
+    double fv[4];
+    const double off[4] = {h, -h, 2 * h, -2 * h};
+    for (int i = 0; i < 4; i++) {
+        *p = (float)(p0 + off[i]);
+        fv[i] = eval(ctx);
+    }
+    *p = p0;
+    return (8.0 * (fv[0] - fv[1]) - (fv[2] - fv[3])) / (12.0 * h);
+}
+
+static void fd_check(fdstat *st, const char *what, int idx, double fd, double an) {
+    const double d = fabs(fd - an), mag = fmax(fabs(fd), fabs(an));
+    const double rel = mag > 0 ? d / mag : 0;
+    st->n++;
+    if (d > st->max_abs) st->max_abs = d;
+    if (mag > 1e-3 && rel > st->max_rel) st->max_rel = rel;
+    const int ok = isfinite(fd) && isfinite(an) && (d <= FD_ABS || rel <= FD_REL);
+    if (!ok) st->bad++;
+    CHECK(ok, "%s[%d]: finite difference %.6g, analytic %.6g (abs %.3g, rel %.3g)", what, idx, fd, an, d, rel);
+}
+
+static void fd_report(const char *name, const fdstat *st) {
+    printf("  %-12s %3d entries: max abs err %.3g, max rel err %.3g (|g| > 1e-3)\n", name, st->n, st->max_abs,
+           st->max_rel);
+}
+
+/* ------------------------------------------------------ (a) dLoss / dX */
+
+static double eval_x(void *ctx) {
+    fixture *f = ctx;
+    return objective(f, f->X);
+}
+
+static void test_grad_x(void) {
+    fixture f;
+    if (fixture_init(&f)) {
+        CHECK(0, "fixture: %s", mome_errmsg());
+        fixture_free(&f);
+        return;
+    }
+    const int R = f.R, C = f.C;
+    float *dX = malloc((size_t)R * C * sizeof(float));
+    float loss[NSEQ];
+    int ok[NSEQ];
+    if (!dX) {
+        CHECK(0, "oom");
+        fixture_free(&f);
+        return;
+    }
+    CHECK(tstack_step(&f.s, f.seqs, NSEQ, f.X, dX, loss, ok, 1) == MOME_OK, "%s", mome_errmsg());
+    for (int i = 0; i < NSEQ; i++) CHECK(isfinite(loss[i]) && loss[i] > 0, "loss[%d] = %g", i, loss[i]);
+    /* the forward-only step gives the same loss */
+    const double L = objective(&f, f.X);
+    CHECK(fabs(L - ((double)loss[0] + loss[1])) <= 1e-6 * fabs(L), "loss %g vs %g", L, (double)loss[0] + loss[1]);
+    /* row 2 (no target, last row of its sequence) reaches no loss */
+    double mx2 = 0;
+    for (int c = 0; c < C; c++) mx2 = fmax(mx2, fabs(dX[2 * C + c]));
+    CHECK(mx2 == 0.0, "dX of the row without a target: max %g", mx2);
+    fdstat st = {0};
+    for (int k = 0; k < 40; k++) {
+        const int i = k < 4 ? 2 * C + irand(C) : irand(R * C);  /* a few entries of the ignored row too */
+        const double h = FD_H * fmax(1.0, fabs(f.X[i]));
+        fd_check(&st, "dX", i, fd_deriv(&f.X[i], h, eval_x, &f), dX[i]);
+    }
+    fd_report("dX", &st);
+    free(dX);
+    fixture_free(&f);
+}
+
+/* ---------------------------------------------- (b) memory experts A, B */
+
+typedef struct memctx {
+    fixture *f;
+    mem_bank *b;
+    const float *h, *xhat;
+    const float *coef;   /* (nslot, R); 0 = the slot does not apply to the row */
+    const int32_t *slot;
+    int nslot;
+    float *X;
+} memctx;
+
+static void mem_build_x(memctx *mc) {
+    const int R = mc->f->R, C = mc->f->C;
+    float u[MEM_MAX_RANK];
+    memcpy(mc->X, mc->h, (size_t)R * C * sizeof(float));
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < mc->nslot; k++)
+            if (mc->coef[k * R + i] != 0.0f)
+                mem_expert_forward(mc->b, mc->slot[k], mc->coef[k * R + i], mc->xhat + (size_t)i * C,
+                                   mc->X + (size_t)i * C, u);
+}
+
+static double eval_mem(void *ctx) {
+    memctx *mc = ctx;
+    mem_build_x(mc);
+    return objective(mc->f, mc->X);
+}
+
+static void test_grad_memory(void) {
+    fixture f;
+    mem_bank b;
+    memset(&b, 0, sizeof b);
+    if (fixture_init(&f)) {
+        CHECK(0, "fixture: %s", mome_errmsg());
+        fixture_free(&f);
+        return;
+    }
+    const int R = f.R, C = f.C;
+    mem_config cfg = mem_default_config();
+    cfg.n_sub = 8; cfg.k = 4; cfg.rank = 2; cfg.dk = 8; cfg.layer = 1; cfg.train_top = 4;
+    CHECK(mem_config_check(&cfg, C, f.s.L) == MOME_OK, "%s", mome_errmsg());
+    CHECK(mem_bank_init(&b, &cfg, C) == MOME_OK, "%s", mome_errmsg());
+    const int r = cfg.rank;
+    int32_t slot[2] = {mem_get_slot(&b, 5), mem_get_slot(&b, 42)};
+    CHECK(slot[0] >= 0 && slot[1] >= 0 && slot[0] != slot[1], "slots %d %d", slot[0], slot[1]);
+    if (slot[0] < 0 || slot[1] < 0) {
+        mem_bank_free(&b);
+        fixture_free(&f);
+        return;
+    }
+    /* B starts at zero by design: random values for the check */
+    for (int k = 0; k < 2; k++) {
+        float *B = b.B + (size_t)slot[k] * r * C;
+        for (int i = 0; i < r * C; i++) {
+            CHECK(B[i] == 0.0f, "new slot's B is not zero");
+            B[i] = urand(0.5f);
+        }
+    }
+    float *h = malloc((size_t)R * C * sizeof(float)), *xhat = malloc((size_t)R * C * sizeof(float));
+    float *X = malloc((size_t)R * C * sizeof(float)), *dX = malloc((size_t)R * C * sizeof(float));
+    float *gA = calloc((size_t)2 * r * C, sizeof(float)), *gB = calloc((size_t)2 * r * C, sizeof(float));
+    float coef[2 * 8] = {0};
+    if (!h || !xhat || !X || !dX || !gA || !gB) {
+        CHECK(0, "oom");
+        goto done;
+    }
+    memcpy(h, f.X, (size_t)R * C * sizeof(float));
+    /* slot 0 on rows 0, 1, 3, 4; slot 1 on rows 1, 2, 4 (two experts on rows 1 and 4) */
+    static const int on[2][5] = {{1, 1, 0, 1, 1}, {0, 1, 1, 0, 1}};
+    for (int i = 0; i < R; i++) {
+        const float rms = mem_rms_normalize(h + (size_t)i * C, xhat + (size_t)i * C, C);
+        for (int k = 0; k < 2; k++)
+            if (on[k][i]) coef[k * R + i] = (0.3f + 0.35f * (1.0f + urand(1.0f))) * rms; /* w * g * rms */
+    }
+    memctx mc = {.f = &f, .b = &b, .h = h, .xhat = xhat, .coef = coef, .slot = slot, .nslot = 2, .X = X};
+    mem_build_x(&mc);
+    float loss[NSEQ];
+    CHECK(tstack_step(&f.s, f.seqs, NSEQ, X, dX, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
+    for (int i = 0; i < R; i++)
+        for (int k = 0; k < 2; k++)
+            if (coef[k * R + i] != 0.0f)
+                mem_expert_backward(&b, slot[k], coef[k * R + i], xhat + (size_t)i * C, dX + (size_t)i * C,
+                                    gA + (size_t)k * r * C, gB + (size_t)k * r * C);
+    fdstat sa = {0}, sb = {0};
+    for (int k = 0; k < 2; k++) {
+        float *A = b.A + (size_t)slot[k] * r * C, *B = b.B + (size_t)slot[k] * r * C;
+        for (int n = 0; n < 12; n++) {
+            const int i = irand(r * C);
+            fd_check(&sa, "mem gA", k * r * C + i, fd_deriv(&A[i], FD_H, eval_mem, &mc), gA[(size_t)k * r * C + i]);
+            const int j = irand(r * C);
+            fd_check(&sb, "mem gB", k * r * C + j, fd_deriv(&B[j], FD_H, eval_mem, &mc), gB[(size_t)k * r * C + j]);
+        }
+    }
+    fd_report("mem gA", &sa);
+    fd_report("mem gB", &sb);
+done:
+    free(h); free(xhat); free(X); free(dX); free(gA); free(gB);
+    mem_bank_free(&b);
+    fixture_free(&f);
+}
+
+/* --------------------------------------------------------- (c) LoRA A, B */
+
+static void test_grad_lora(void) {
+    fixture f;
+    if (fixture_init(&f)) {
+        CHECK(0, "fixture: %s", mome_errmsg());
+        fixture_free(&f);
+        return;
+    }
+    const int rank = 2;
+    if (tstack_add_lora(&f.s, rank, 4.0f, 7) != MOME_OK) {
+        CHECK(0, "%s", mome_errmsg());
+        fixture_free(&f);
+        return;
+    }
+    const int NA = (f.s.L - f.s.l0) * TS_NPROJ;
+    for (int i = 0; i < NA; i++) {
+        ts_lora *lo = &f.s.lora[i];
+        for (int j = 0; j < lo->n_out * rank; j++) {
+            CHECK(lo->B[j] == 0.0f, "new adapter's B is not zero");
+            lo->B[j] = urand(0.2f);
+        }
+        memset(lo->gA, 0, (size_t)rank * lo->n_in * sizeof(float));
+        memset(lo->gB, 0, (size_t)lo->n_out * rank * sizeof(float));
+    }
+    float loss[NSEQ];
+    CHECK(tstack_step(&f.s, f.seqs, NSEQ, f.X, NULL, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
+    static const char *const pn[TS_NPROJ] = {"q", "k", "v", "o", "gate", "up", "down"};
+    fdstat sa = {0}, sb = {0};
+    char what[64];
+    for (int i = 0; i < NA; i++) {
+        ts_lora *lo = &f.s.lora[i];
+        snprintf(what, sizeof what, "lora l%d %s", f.s.l0 + i / TS_NPROJ, pn[i % TS_NPROJ]);
+        for (int n = 0; n < 3; n++) {
+            const int a = irand(rank * lo->n_in), bb = irand(lo->n_out * rank);
+            fd_check(&sa, what, a, fd_deriv(&lo->A[a], FD_H, eval_x, &f), lo->gA[a]);
+            fd_check(&sb, what, bb, fd_deriv(&lo->B[bb], FD_H, eval_x, &f), lo->gB[bb]);
+        }
+    }
+    fd_report("lora gA", &sa);
+    fd_report("lora gB", &sb);
+    /* gradients accumulate: a second step adds the same again */
+    ts_lora *lo = &f.s.lora[0];
+    const float a0 = lo->gA[0], b0 = lo->gB[0];
+    CHECK(tstack_step(&f.s, f.seqs, NSEQ, f.X, NULL, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
+    CHECK(fabsf(lo->gA[0] - 2 * a0) <= 1e-5f * fabsf(a0) + 1e-9f && fabsf(lo->gB[0] - 2 * b0) <= 1e-5f * fabsf(b0) + 1e-9f,
+          "gA/gB do not accumulate: %g -> %g, %g -> %g", a0, lo->gA[0], b0, lo->gB[0]);
+    fixture_free(&f);
+}
+
+/* ------------------------------------------------------ (d) JAX golden */
+
+static char *read_all(const char *path) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return NULL;
+    fseek(fp, 0, SEEK_END);
+    long n = ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    char *buf = n >= 0 ? malloc((size_t)n + 1) : NULL;
+    if (buf && fread(buf, 1, (size_t)n, fp) != (size_t)n) { free(buf); buf = NULL; }
+    if (buf) buf[n] = 0;
+    fclose(fp);
+    return buf;
+}
+
+/* F32 tensor of the case file with exactly n elements, or NULL. */
+static const float *case_tensor(const gguf_file *g, const char *name, size_t n) {
+    const gguf_tensor *t = gguf_find_tensor(g, name);
+    if (!t || t->type != MOME_DTYPE_F32 || t->nbytes != n * sizeof(float)) return NULL;
+    return t->data;
+}
+
+static const gguf_kv *case_arr(const gguf_file *g, const char *key, uint64_t n) {
+    const gguf_kv *kv = NULL;
+    if (gguf_get_arr(g, key, GGUF_TYPE_INT32, &kv) != 1 || kv->n != n) return NULL;
+    return kv;
+}
+
+/* Compares n values with the golden's {"shape", "values"} object. */
+static void gold_cmp(const cJSON *obj, const float *v, size_t n, const char *what) {
+    const cJSON *vals = cJSON_GetObjectItemCaseSensitive(obj, "values");
+    CHECK(cJSON_IsArray(vals) && (size_t)cJSON_GetArraySize(vals) == n, "%s: golden has %d values, expected %zu", what,
+          cJSON_IsArray(vals) ? cJSON_GetArraySize(vals) : -1, n);
+    if (!cJSON_IsArray(vals) || (size_t)cJSON_GetArraySize(vals) != n) return;
+    double mg = 0, md = 0;
+    size_t i = 0, worst = 0;
+    const cJSON *e;
+    cJSON_ArrayForEach(e, vals) {
+        const double g = e->valuedouble, d = fabs(g - (double)v[i]);
+        mg = fmax(mg, fabs(g));
+        if (d > md || !isfinite(v[i])) { md = isfinite(v[i]) ? d : INFINITY; worst = i; }
+        i++;
+    }
+    printf("  %-22s %4zu values: max |d| %.3g, max |g| %.3g (rel %.3g)\n", what, n, md, mg, mg > 0 ? md / mg : md);
+    CHECK(md <= GOLD_REL * mg + GOLD_ABS, "%s: max |c - golden| %.3g at %zu (max |golden| %.3g)", what, md, worst, mg);
+}
+
+/* REQUIRE that cleans up */
+#define GREQ(cond, ...)      \
+    do {                     \
+        if (!(cond)) {       \
+            CHECK(cond, __VA_ARGS__); \
+            goto done;       \
+        }                    \
+    } while (0)
+
+static void test_grad_golden(void) {
+    gguf_file *g = NULL;
+    mome_model *m = NULL;
+    tstack s;
+    mem_bank b;
+    memset(&s, 0, sizeof s);
+    memset(&b, 0, sizeof b);
+    char *js = read_all(GOLDEN_JSON);
+    cJSON *root = js ? cJSON_Parse(js) : NULL;
+    float *X = NULL, *dX = NULL, *gA = NULL, *gB = NULL;
+    ts_seq seqs[8];
+    const float *kv_pre[8][2] = {{0}};
+    int32_t *target = NULL;
+    /* committed files: missing is a failure, not a skip */
+    CHECK(js != NULL, "%s: %s", GOLDEN_JSON, strerror(errno));
+    CHECK(root != NULL, "%s: not JSON", GOLDEN_JSON);
+    CHECK(gguf_open(GOLDEN_GGUF, &g) == MOME_OK, "%s", mome_errmsg());
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = 1;
+    CHECK(mome_model_load(GOLDEN_GGUF, &mp, &m) == MOME_OK, "%s", mome_errmsg());
+    if (!root || !g || !m) goto done;
+
+    uint32_t l0 = 0, lrank = 0;
+    float lalpha = 0;
+    const gguf_kv *kn = NULL, *kt = NULL, *ktg, *kll = NULL, *klp = NULL;
+    GREQ(gguf_get_u32(g, "case.l0", &l0) == 1, "case.l0");
+    GREQ(gguf_get_arr(g, "case.n_prefix", GGUF_TYPE_INT32, &kn) == 1 &&
+             gguf_get_arr(g, "case.T", GGUF_TYPE_INT32, &kt) == 1 && kn->n == kt->n && kn->n >= 1 && kn->n <= 8,
+         "case.n_prefix / case.T");
+    const int ns = (int)kn->n, C = m->hp.n_embd, KV = m->hp.n_head_kv * m->hp.head_dim;
+    int R = 0, maxpos = 0;
+    for (int i = 0; i < ns; i++) {
+        const int np = (int)gguf_arr_get_num(kn, i), T = (int)gguf_arr_get_num(kt, i);
+        GREQ(np >= 0 && T >= 1 && np + T <= 64, "sequence %d: prefix %d, T %d", i, np, T);
+        seqs[i] = (ts_seq){.n_prefix = np, .T = T, .row0 = R};
+        R += T;
+        if (np + T > maxpos) maxpos = np + T;
+    }
+    GREQ(l0 < (uint32_t)m->hp.n_layer, "l0 %u", l0);
+    const int NL = m->hp.n_layer - (int)l0;
+    GREQ((ktg = case_arr(g, "case.target", (uint64_t)R)) != NULL, "case.target");
+    target = malloc((size_t)R * sizeof(int32_t));
+    GREQ(target, "oom");
+    for (int i = 0; i < R; i++) target[i] = (int32_t)gguf_arr_get_num(ktg, i);
+    char nm[64];
+    for (int i = 0; i < ns; i++) {
+        seqs[i].target = target + seqs[i].row0;
+        if (!seqs[i].n_prefix) continue;
+        const size_t n = (size_t)NL * seqs[i].n_prefix * KV;
+        snprintf(nm, sizeof nm, "case.kpre.%d", i);
+        kv_pre[i][0] = case_tensor(g, nm, n);
+        snprintf(nm, sizeof nm, "case.vpre.%d", i);
+        kv_pre[i][1] = case_tensor(g, nm, n);
+        GREQ(kv_pre[i][0] && kv_pre[i][1], "prefix K/V of sequence %d", i);
+        seqs[i].kpre = kv_pre[i][0];
+        seqs[i].vpre = kv_pre[i][1];
+    }
+
+    /* memory expert: X = h + coef * B (A xhat) */
+    const float *h = case_tensor(g, "case.h", (size_t)R * C), *xhat = case_tensor(g, "case.xhat", (size_t)R * C);
+    const float *coef = case_tensor(g, "case.mem.coef", (size_t)R);
+    const gguf_tensor *tA = gguf_find_tensor(g, "case.mem.A");
+    GREQ(h && xhat && coef && tA && tA->n_dims == 2 && tA->ne[0] == C, "memory tensors");
+    const int mr = (int)tA->ne[1];
+    const float *mA = case_tensor(g, "case.mem.A", (size_t)mr * C), *mB = case_tensor(g, "case.mem.B", (size_t)C * mr);
+    GREQ(mA && mB, "memory A/B");
+    mem_config cfg = mem_default_config();
+    cfg.n_sub = 8; cfg.k = 4; cfg.rank = mr; cfg.dk = 8; cfg.layer = (int32_t)l0; cfg.train_top = 4;
+    GREQ(mem_config_check(&cfg, C, m->hp.n_layer) == MOME_OK, "%s", mome_errmsg());
+    GREQ(mem_bank_init(&b, &cfg, C) == MOME_OK, "%s", mome_errmsg());
+    const int32_t slot = mem_get_slot(&b, 7);
+    GREQ(slot >= 0, "slot");
+    memcpy(b.A + (size_t)slot * mr * C, mA, (size_t)mr * C * sizeof(float));
+    memcpy(b.B + (size_t)slot * mr * C, mB, (size_t)mr * C * sizeof(float));
+
+    /* the stack with the case's LoRA adapters (the others keep B = 0) */
+    GREQ(tstack_init(&s, m, (int)l0, maxpos, R) == MOME_OK, "%s", mome_errmsg());
+    CHECK(gguf_get_u32(g, "case.lora.rank", &lrank) == 1 && gguf_get_f32(g, "case.lora.alpha", &lalpha) == 1,
+          "case.lora.rank/alpha");
+    GREQ(gguf_get_arr(g, "case.lora.layer", GGUF_TYPE_INT32, &kll) == 1 &&
+                gguf_get_arr(g, "case.lora.proj", GGUF_TYPE_STRING, &klp) == 1 && kll->n == klp->n,
+            "case.lora.layer/proj");
+    GREQ(lrank >= 1 && lrank <= 16 && tstack_add_lora(&s, (int)lrank, lalpha, 1) == MOME_OK, "lora: %s",
+            mome_errmsg());
+    static const char *const pnames[TS_NPROJ] = {"attn_q", "attn_k", "attn_v", "attn_output",
+                                                 "ffn_gate", "ffn_up", "ffn_down"};
+    const int nlo = (int)kll->n;
+    int lidx[16];
+    GREQ(nlo <= 16, "too many adapters");
+    for (int i = 0; i < nlo; i++) {
+        const int layer = (int)gguf_arr_get_num(kll, i);
+        int pj = -1;
+        for (int j = 0; j < TS_NPROJ; j++)
+            if (gguf_str_eq(klp->strs[i], pnames[j])) pj = j;
+        GREQ(pj >= 0 && layer >= (int)l0 && layer < m->hp.n_layer, "adapter %d", i);
+        ts_lora *lo = &s.lora[(layer - (int)l0) * TS_NPROJ + pj];
+        lidx[i] = (layer - (int)l0) * TS_NPROJ + pj;
+        snprintf(nm, sizeof nm, "case.lora.%d.A", i);
+        const float *a = case_tensor(g, nm, (size_t)lrank * lo->n_in);
+        snprintf(nm, sizeof nm, "case.lora.%d.B", i);
+        const float *bb = case_tensor(g, nm, (size_t)lo->n_out * lrank);
+        GREQ(a && bb, "adapter %d tensors", i);
+        memcpy(lo->A, a, (size_t)lrank * lo->n_in * sizeof(float));
+        memcpy(lo->B, bb, (size_t)lo->n_out * lrank * sizeof(float));
+    }
+
+    X = malloc((size_t)R * C * sizeof(float));
+    dX = malloc((size_t)R * C * sizeof(float));
+    gA = calloc((size_t)mr * C, sizeof(float));
+    gB = calloc((size_t)mr * C, sizeof(float));
+    GREQ(X && dX && gA && gB, "oom");
+    float u[MEM_MAX_RANK];
+    memcpy(X, h, (size_t)R * C * sizeof(float));
+    for (int i = 0; i < R; i++) mem_expert_forward(&b, slot, coef[i], xhat + (size_t)i * C, X + (size_t)i * C, u);
+    float loss[8];
+    GREQ(tstack_step(&s, seqs, ns, X, dX, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
+    for (int i = 0; i < R; i++)
+        mem_expert_backward(&b, slot, coef[i], xhat + (size_t)i * C, dX + (size_t)i * C, gA, gB);
+
+    /* compare */
+    const cJSON *jl = cJSON_GetObjectItemCaseSensitive(root, "loss");
+    const cJSON *jls = cJSON_GetObjectItemCaseSensitive(root, "loss_per_seq");
+    GREQ(cJSON_IsNumber(jl) && cJSON_IsArray(jls) && cJSON_GetArraySize(jls) == ns, "golden loss");
+    double Lc = 0;
+    for (int i = 0; i < ns; i++) {
+        const double lg = cJSON_GetArrayItem(jls, i)->valuedouble;
+        CHECK(fabs(loss[i] - lg) <= 1e-5 * fabs(lg) + 1e-6, "loss[%d] %.8g vs golden %.8g", i, loss[i], lg);
+        Lc += loss[i];
+    }
+    printf("  loss %.8f vs golden %.8f: |d| %.3g\n", Lc, jl->valuedouble, fabs(Lc - jl->valuedouble));
+    CHECK(fabs(Lc - jl->valuedouble) <= 1e-5 * fabs(jl->valuedouble), "loss %.8g vs golden %.8g", Lc, jl->valuedouble);
+    gold_cmp(cJSON_GetObjectItemCaseSensitive(root, "dX"), dX, (size_t)R * C, "dX");
+    const cJSON *jm = cJSON_GetObjectItemCaseSensitive(root, "mem");
+    gold_cmp(cJSON_GetObjectItemCaseSensitive(jm, "gA"), gA, (size_t)mr * C, "mem gA");
+    gold_cmp(cJSON_GetObjectItemCaseSensitive(jm, "gB"), gB, (size_t)mr * C, "mem gB");
+    const cJSON *jlo = cJSON_GetObjectItemCaseSensitive(root, "lora");
+    GREQ(cJSON_IsArray(jlo) && cJSON_GetArraySize(jlo) == nlo, "golden lora entries");
+    for (int i = 0; i < nlo; i++) {
+        const cJSON *e = cJSON_GetArrayItem(jlo, i);
+        const ts_lora *lo = &s.lora[lidx[i]];
+        const cJSON *jly = cJSON_GetObjectItemCaseSensitive(e, "layer");
+        const cJSON *jpr = cJSON_GetObjectItemCaseSensitive(e, "proj");
+        CHECK(cJSON_IsNumber(jly) && jly->valueint == (int)gguf_arr_get_num(kll, i) && cJSON_IsString(jpr) &&
+                  gguf_str_eq(klp->strs[i], jpr->valuestring),
+              "golden lora entry %d names another adapter", i);
+        char what[64];
+        snprintf(what, sizeof what, "lora %d %s gA", (int)gguf_arr_get_num(kll, i), pnames[lidx[i] % TS_NPROJ]);
+        gold_cmp(cJSON_GetObjectItemCaseSensitive(e, "gA"), lo->gA, (size_t)lrank * lo->n_in, what);
+        snprintf(what, sizeof what, "lora %d %s gB", (int)gguf_arr_get_num(kll, i), pnames[lidx[i] % TS_NPROJ]);
+        gold_cmp(cJSON_GetObjectItemCaseSensitive(e, "gB"), lo->gB, (size_t)lo->n_out * lrank, what);
+    }
+done:
+    free(X); free(dX); free(gA); free(gB); free(target);
+    mem_bank_free(&b);
+    tstack_free(&s);
+    if (m) mome_model_free(m);
+    if (g) gguf_close(g);
+    cJSON_Delete(root);
+    free(js);
+}
+
+int main(void) {
+    RUN(test_grad_x);
+    RUN(test_grad_memory);
+    RUN(test_grad_lora);
+    RUN(test_grad_golden);
+    return test_summary();
+}
