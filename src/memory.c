@@ -17,6 +17,7 @@
 #include "gguf.h"
 #include "gguf_write.h"
 #include "model.h"
+#include "quant.h"
 #include "util.h"
 
 static uint64_t mix64(uint64_t z) {
@@ -483,8 +484,10 @@ void mome_memory_free(mome_memory *m) {
 #define MEM_ARCH "mome-memory"
 #define MEM_VERSION 1
 
-int mem_save(const mome_memory *m, const char *path) {
+int mem_save(const mome_memory *m, const char *path, int f16) {
     gguf_writer *w;
+    uint16_t *h16[3 * 64] = {0};
+    int nh = 0;
     int rc = gguf_writer_init(&w);
     if (rc) return rc;
     char key[128];
@@ -530,32 +533,67 @@ int mem_save(const mome_memory *m, const char *path) {
         TENSOR("inv_sd", 1, C, 1, 1, b->inv_sd, C);
         TENSOR("wq", 2, C, Q, 1, b->wq, C * Q);
         TENSOR("keys", 3, c->dk, c->n_sub, 2, b->keys, (int64_t)c->dk * c->n_sub * 2);
+        /* the trained weights: f32, or f16 to halve the file (the default for
+         * finished memories; checkpoints stay f32 so a resume is exact) */
+#define TENSOR_W(nm, nd, ne0, ne1, ne2, ptr, cnt)                                                      \
+        do {                                                                                           \
+            if (!f16) { TENSOR(nm, nd, ne0, ne1, ne2, ptr, cnt); break; }                              \
+            int64_t ne[3] = {ne0, ne1, ne2};                                                           \
+            size_t cn = (size_t)(cnt);                                                                 \
+            uint16_t *hp = malloc(cn * sizeof(uint16_t));                                              \
+            if (!hp) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto done; }            \
+            h16[nh++] = hp;                                                                            \
+            for (size_t q = 0; q < cn; q++) hp[q] = quant_f32_to_f16((ptr)[q]);                        \
+            snprintf(tn, sizeof tn, "mem.%d." nm, bi);                                                 \
+            CK(gguf_writer_add_tensor(w, tn, nd, ne, MOME_DTYPE_F16, hp, cn * sizeof(uint16_t), GGUF_WRITER_REF)); \
+        } while (0)
         if (b->n_slots) {
-            TENSOR("A", 3, C, r, b->n_slots, b->A, C * r * b->n_slots);
-            TENSOR("B", 3, r, C, b->n_slots, b->B, C * r * b->n_slots);
+            TENSOR_W("A", 3, C, r, b->n_slots, b->A, C * r * b->n_slots);
+            TENSOR_W("B", 3, r, C, b->n_slots, b->B, C * r * b->n_slots);
         }
-        if (b->n_anchors) TENSOR("anchors", 2, Q, b->n_anchors, 1, b->anchors, Q * b->n_anchors);
+        if (b->n_anchors) TENSOR_W("anchors", 2, Q, b->n_anchors, 1, b->anchors, Q * b->n_anchors);
+#undef TENSOR_W
 #undef TENSOR
     }
     rc = gguf_writer_write_file(w, path);
 done:
     gguf_writer_free(w);
+    for (int i = 0; i < nh; i++) free(h16[i]);
     return rc;
 #undef CK
 }
 
-static const gguf_tensor *need_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, int64_t ne2) {
+static const gguf_tensor *need_tensor_t(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, int64_t ne2,
+                                        int allow_f16) {
     const gguf_tensor *t = gguf_find_tensor(f, name);
     if (!t) {
         mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor '%s' is missing", f->path, name);
         return NULL;
     }
-    if (t->type != MOME_DTYPE_F32 || t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != ne2 || t->ne[3] != 1) {
+    if (!(t->type == MOME_DTYPE_F32 || (allow_f16 && t->type == MOME_DTYPE_F16)) || t->ne[0] != ne0 || t->ne[1] != ne1 || t->ne[2] != ne2 || t->ne[3] != 1) {
         mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor '%s' has the wrong type or shape (expected f32 [%lld, %lld, %lld])",
                          f->path, name, (long long)ne0, (long long)ne1, (long long)ne2);
         return NULL;
     }
     return t;
+}
+
+static const gguf_tensor *need_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_t ne1, int64_t ne2) {
+    return need_tensor_t(f, name, ne0, ne1, ne2, 0);
+}
+
+/* n floats from an f32 or f16 tensor into a new buffer */
+static float *tensor_floats(const gguf_tensor *t, size_t n) {
+    float *v = mome_malloc(n * sizeof(float));
+    if (!v) return NULL;
+    if (t->type == MOME_DTYPE_F32) memcpy(v, t->data, n * sizeof(float));
+    else
+        for (size_t i = 0; i < n; i++) {
+            uint16_t h;
+            memcpy(&h, (const char *)t->data + 2 * i, 2);
+            v[i] = quant_f16_to_f32(h);
+        }
+    return v;
 }
 
 static int get_req_u32(const gguf_file *f, const char *k, uint32_t *v) {
@@ -614,40 +652,54 @@ static int load_bank(const gguf_file *f, int bi, mem_bank *b, int32_t C, int32_t
     memcpy(b->wq, t->data, (size_t)(C * Q) * 4);
     if (!(t = T("keys", c.dk, c.n_sub, 2))) return -1;
     memcpy(b->keys, t->data, (size_t)c.dk * c.n_sub * 2 * 4);
-    const float *A = NULL, *B = NULL, *anc = NULL;
+    float *A = NULL, *B = NULL, *anc = NULL;
+    int rc = -1;
+#define TW(nm, a, bb, cc) (snprintf(tn, sizeof tn, "mem.%d." nm, bi), need_tensor_t(f, tn, a, bb, cc, 1))
     if (n_trained) {
-        if (!(t = T("A", C, r, n_trained))) return -1;
-        A = t->data;
-        if (!(t = T("B", r, C, n_trained))) return -1;
-        B = t->data;
+        if (!(t = TW("A", C, r, n_trained)) || !(A = tensor_floats(t, (size_t)C * r * n_trained))) goto out;
+        if (!(t = TW("B", r, C, n_trained)) || !(B = tensor_floats(t, (size_t)C * r * n_trained))) goto out;
     }
     if (n_anch) {
-        if (!(t = T("anchors", Q, n_anch, 1))) return -1;
-        anc = t->data;
+        if (!(t = TW("anchors", Q, n_anch, 1)) || !(anc = tensor_floats(t, (size_t)Q * n_anch))) goto out;
     }
+#undef TW
 #undef T
     const uint64_t N = (uint64_t)c.n_sub * c.n_sub;
     for (uint32_t s = 0; s < n_trained; s++) {
         uint32_t id;
         memcpy(&id, ids->data + 4 * (size_t)s, 4);
-        if (id >= N) return mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: expert id %u >= N = %llu", f->path, bi, id,
-                                             (unsigned long long)N);
-        if (mem_find_slot(b, id) >= 0)
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: expert %u appears twice", f->path, bi, id);
-        if (add_slot(b, id, A + (size_t)s * r * C, B + (size_t)s * r * C) < 0) return -1;
+        if (id >= N) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: expert id %u >= N = %llu", f->path, bi, id,
+                             (unsigned long long)N);
+            goto out;
+        }
+        if (mem_find_slot(b, id) >= 0) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: expert %u appears twice", f->path, bi, id);
+            goto out;
+        }
+        if (add_slot(b, id, A + (size_t)s * r * C, B + (size_t)s * r * C) < 0) goto out;
     }
     for (uint32_t a = 0; a < n_anch; a++) {
         int32_t s;
         memcpy(&s, aslot->data + 4 * (size_t)a, 4);
-        if (s < 0 || (uint32_t)s >= n_trained)
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: anchor %u names slot %d of %u", f->path, bi, a, s, n_trained);
-        if (push_anchor(b, s, anc + (size_t)a * Q)) return -1;
+        if (s < 0 || (uint32_t)s >= n_trained) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: anchor %u names slot %d of %u", f->path, bi, a, s, n_trained);
+            goto out;
+        }
+        if (push_anchor(b, s, anc + (size_t)a * Q)) goto out;
     }
     /* every float must be finite: a NaN would poison every answer */
     for (size_t i = 0; i < (size_t)n_trained * r * C; i++)
-        if (!isfinite(b->A[i]) || !isfinite(b->B[i]))
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: expert weights contain NaN/Inf", f->path, bi);
-    return 0;
+        if (!isfinite(b->A[i]) || !isfinite(b->B[i])) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: bank %d: expert weights contain NaN/Inf", f->path, bi);
+            goto out;
+        }
+    rc = 0;
+out:
+    free(A);
+    free(B);
+    free(anc);
+    return rc;
 }
 
 int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {

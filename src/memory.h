@@ -140,7 +140,8 @@ void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc);
 /* Scratch for n threads. */
 int mome_memory_alloc_scratch(mome_memory *m, int n);
 
-/* Save / load (GGUF). load checks the file against the model. */
-int mem_save(const mome_memory *m, const char *path);
+/* Save (GGUF, atomic). f16: store the trained weights and anchors as f16
+ * (finished memories); f32 keeps them exact (checkpoints). */
+int mem_save(const mome_memory *m, const char *path, int f16);
 
 #endif

@@ -68,7 +68,9 @@ typedef struct fact_rt {
     int *row_use;          /* (T+1) offsets into use_* */
     float loss, target_loss;
     int ok;
-    int state;             /* 0 training, 1 memorized (training check), 2 verified */
+    int state;             /* 0 training, 1 memorized (training check), 2 verified, 3 given up */
+    int n_fail;            /* failed verifications */
+    int64_t ver_step;      /* step at which it was verified */
     int64_t steps;
 } fact_rt;
 
@@ -89,6 +91,7 @@ typedef struct tuner {
     /* optimizer state, per slot: (S, r*C) for A and B */
     float *mA, *vA, *mB, *vB;
     int32_t *tstep;        /* (S) Adam steps taken by the slot */
+    int64_t *mod_step;     /* (S) step of the slot's last update */
     int32_t cap_opt;
     tstack st;
     int64_t step;
@@ -310,6 +313,10 @@ static int grow_opt(tuner *t) {
     if (!ts) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     memset(ts + t->cap_opt, 0, (size_t)(S - t->cap_opt) * sizeof(int32_t));
     t->tstep = ts;
+    int64_t *ms = realloc(t->mod_step, (size_t)S * sizeof(int64_t));
+    if (!ms) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    memset(ms + t->cap_opt, 0, (size_t)(S - t->cap_opt) * sizeof(int64_t));
+    t->mod_step = ms;
     t->cap_opt = S;
     return 0;
 }
@@ -371,6 +378,7 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
     for (int i = 0; i < nt; i++) {
         const int32_t s = touched[i];
         touch[s] = -1;
+        t->mod_step[s] = t->step + 1;
         const int32_t ts = ++t->tstep[s];
         const float c1 = 1.0f / (1.0f - powf(b1, (float)ts)), c2 = 1.0f / (1.0f - powf(b2, (float)ts));
         float *P[2] = {b->A + (size_t)s * rc, b->B + (size_t)s * rc};
@@ -411,7 +419,7 @@ static int save_checkpoint(tuner *t, const char *path) {
     /* the memory itself, then the optimizer and per-fact state beside it */
     char mpath[4096];
     snprintf(mpath, sizeof mpath, "%s.mem", path);
-    if (mem_save(t->mem, mpath)) return -1;
+    if (mem_save(t->mem, mpath, 0)) return -1;
     gguf_writer *w;
     int rc = gguf_writer_init(&w);
     if (rc) return rc;
@@ -506,7 +514,7 @@ static int load_checkpoint(tuner *t, const char *path) {
         float tg;
         memcpy(&s, st->data + 4 * (size_t)i, 4);
         memcpy(&tg, tl->data + 4 * (size_t)i, 4);
-        t->f[i].state = s == 2 ? 1 : (s < 0 || s > 2 ? 0 : s);
+        t->f[i].state = s == 2 ? 1 : (s < 0 || s > 2 ? 0 : s); /* re-verified after resume */
         t->f[i].target_loss = tg > 0 && tg < 100 ? tg : t->p->target_loss;
     }
     t->step = step;
@@ -526,7 +534,7 @@ static void tuner_free(tuner *t) {
         }
     free(t->f);
     free(t->use_slot); free(t->use_coef); free(t->use_train);
-    free(t->mA); free(t->vA); free(t->mB); free(t->vB); free(t->tstep);
+    free(t->mA); free(t->vA); free(t->mB); free(t->vB); free(t->tstep); free(t->mod_step);
     tstack_free(&t->st);
     mome_memory_free(t->mem);
     facts_free(t->fs);
@@ -698,26 +706,35 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                 for (int i = 0; i < t.n; i++)
                     if (t.f[i].state == 0) idx[np++] = i;
                 if (np == 0) {
-                    /* verify every fact with the real engine */
+                    /* verify with the real engine every fact not verified yet, and
+                     * every verified fact that reads an expert trained since */
                     progress(&t, "verify");
                     int bad = 0;
                     for (int i = 0; i < t.n; i++) {
-                        if (t.f[i].state == 2) continue;
-                        int v = verify_fact(&t, vc, &t.f[i]);
+                        fact_rt *f = &t.f[i];
+                        if (f->state == 3) continue;
+                        if (f->state == 2) {
+                            int dirty = 0;
+                            for (int u = f->row_use[0]; u < f->row_use[f->T] && !dirty; u++)
+                                dirty = t.mod_step[t.use_slot[u]] > f->ver_step;
+                            if (!dirty) continue;
+                        }
+                        int v = verify_fact(&t, vc, f);
                         if (v < 0) { rc = -1; stop = 1; break; }
-                        if (v) t.f[i].state = 2;
-                        else {
-                            if (getenv("MOME_DEBUG")) fprintf(stderr, "verify failed: fact %d loss %g target %g\n", i, t.f[i].loss, t.f[i].target_loss);
-                            t.f[i].state = 0;
-                            t.f[i].target_loss *= 0.25f;
+                        if (v) {
+                            f->state = 2;
+                            f->ver_step = t.step;
+                        } else if (++f->n_fail >= 6) {
+                            f->state = 3; /* give up: reported as not memorized */
+                        } else {
+                            /* train it further: a lower loss target widens the margin
+                             * that must survive the quantized engine */
+                            f->state = 0;
+                            f->target_loss *= 0.25f;
                             bad++;
                         }
                     }
                     if (rc || bad == 0) break;
-                    /* a verified fact may have been disturbed by later training of
-                     * shared experts: check again after the next round */
-                    for (int i = 0; i < t.n; i++)
-                        if (t.f[i].state == 2) t.f[i].state = 1;
                     continue;
                 }
                 if (cursor >= np) cursor = 0;
@@ -754,7 +771,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         mome_ctx_free(vc);
         if (rc) goto out;
     }
-    if ((rc = mem_save(t.mem, p.out_path))) goto out;
+    if ((rc = mem_save(t.mem, p.out_path, 1))) goto out;
     {
         int all_done = 1;
         for (int i = 0; i < t.n; i++) all_done &= t.f[i].state == 2;

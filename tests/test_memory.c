@@ -140,7 +140,7 @@ static void test_empty_memory_is_exact(void) {
     /* save / load round trip */
     char mp[96];
     snprintf(mp, sizeof mp, "/tmp/mome_test_mem_%d.mome", (int)getpid());
-    REQUIRE(mem_save(mem, mp) == 0, "save: %s", mome_errmsg());
+    REQUIRE(mem_save(mem, mp, 0) == 0, "save: %s", mome_errmsg());
     mome_memory *back = NULL;
     REQUIRE(mome_memory_load(mp, m, &back) == 0, "load: %s", mome_errmsg());
     const mem_bank *x = &mem->banks[0], *y = &back->banks[0];
