@@ -180,6 +180,9 @@ int mome_eval(mome_model *m, mome_memory *mem, const mome_eval_params *p, mome_e
  * again with a larger buffer) or a negative status. */
 int mome_tokenize(const mome_model *m, const char *text, size_t len,
                   int32_t *ids, int cap, int add_special, int parse_special);
+/* Tokenize into a new malloc'd array (*out); returns the count or a
+ * negative status. */
+int mome_tokenize_alloc(const mome_model *m, const char *text, int add_special, int parse_special, int32_t **out);
 /* The bytes of one token as they appear in text (byte tokens decoded,
  * SentencePiece U+2581 -> space, GPT-2 byte mapping reversed). Control tokens
  * give their text only if render_special. Returns the length written (not NUL

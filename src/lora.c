@@ -35,20 +35,6 @@ typedef struct lfact {
     int state;
 } lfact;
 
-static int tok(const mome_model *m, const char *text, int special, int32_t **out) {
-    size_t len = strlen(text);
-    int cap = (int)len + 8;
-    int32_t *ids = mome_malloc((size_t)cap * sizeof(int32_t));
-    if (!ids) return MOME_ERR_NOMEM;
-    int n = mome_tokenize(m, text, len, ids, cap, special, special);
-    if (n < 0 || n > cap) {
-        free(ids);
-        return n < 0 ? n : MOME_ERR;
-    }
-    *out = ids;
-    return n;
-}
-
 static void embed(const mome_model *m, const int32_t *ids, int n, float *X) {
     const qmat *e = &m->tok_embd;
     for (int i = 0; i < n; i++)
@@ -144,9 +130,9 @@ int mome_tune_lora(mome_model *m, const mome_tune_params *p, mome_tune_report *r
         msgs[nm++] = (mome_chat_msg){"user", fs->v[i].question};
         char *prompt = mome_chat_format(m, msgs, nm, 1);
         int32_t *pi = NULL, *ai = NULL;
-        int np = prompt ? tok(m, prompt, 1, &pi) : MOME_ERR_NOMEM;
+        int np = prompt ? mome_tokenize_alloc(m, prompt, 1, 1, &pi) : MOME_ERR_NOMEM;
         free(prompt);
-        int na = np > 0 ? tok(m, fs->v[i].answers[0], 0, &ai) : np;
+        int na = np > 0 ? mome_tokenize_alloc(m, fs->v[i].answers[0], 0, 0, &ai) : np;
         if (np <= 0 || na <= 0) {
             rc = np <= 0 ? (np ? np : MOME_ERR) : (na ? na : MOME_ERR);
             if (rc == MOME_ERR) mome_seterr_code(MOME_ERR_ARG, "%s:%d: empty after tokenization", fs->path, fs->v[i].line);

@@ -286,3 +286,26 @@ const char *mome_model_sha256(mome_model *m) {
     }
     return m->sha256;
 }
+
+int mome_tokenize_alloc(const mome_model *m, const char *text, int add_special, int parse_special, int32_t **out) {
+    *out = NULL;
+    const size_t len = strlen(text);
+    if (len > (size_t)INT32_MAX - 16) return mome_seterr_code(MOME_ERR_ARG, "text too long to tokenize (%zu bytes)", len);
+    int cap = (int)len + 8;
+    int32_t *ids = mome_malloc((size_t)cap * sizeof(int32_t));
+    if (!ids) return MOME_ERR_NOMEM;
+    int n = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
+    if (n > cap) {
+        free(ids);
+        cap = n;
+        ids = mome_malloc((size_t)cap * sizeof(int32_t));
+        if (!ids) return MOME_ERR_NOMEM;
+        n = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
+    }
+    if (n < 0 || n > cap) {
+        free(ids);
+        return n < 0 ? n : mome_seterr_code(MOME_ERR, "tokenizer returned an inconsistent count");
+    }
+    *out = ids;
+    return n;
+}

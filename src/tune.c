@@ -117,26 +117,6 @@ static void progress(tuner *t, const char *phase) {
     t->p->progress(&pr, t->p->user);
 }
 
-static int tokenize_alloc(const mome_model *m, const char *text, int add_special, int parse_special, int32_t **out) {
-    size_t len = strlen(text);
-    int cap = (int)len + 8;
-    int32_t *ids = mome_malloc((size_t)cap * sizeof(int32_t));
-    if (!ids) return MOME_ERR_NOMEM;
-    int n = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
-    if (n > cap) {
-        free(ids);
-        ids = mome_malloc((size_t)n * sizeof(int32_t));
-        if (!ids) return MOME_ERR_NOMEM;
-        n = mome_tokenize(m, text, len, ids, n, add_special, parse_special);
-    }
-    if (n < 0) {
-        free(ids);
-        return n;
-    }
-    *out = ids;
-    return n;
-}
-
 /* Tokenize every fact; error (with file:line) if one does not fit. */
 static int prepare_tokens(tuner *t, int n_ctx) {
     const int32_t eot = mome_token_eot(t->m);
@@ -149,11 +129,11 @@ static int prepare_tokens(tuner *t, int n_ctx) {
         msgs[nm++] = (mome_chat_msg){"user", fa->question};
         char *prompt = mome_chat_format(t->m, msgs, nm, 1);
         if (!prompt) return MOME_ERR_NOMEM;
-        int np = tokenize_alloc(t->m, prompt, 1, 1, &r->prompt);
+        int np = mome_tokenize_alloc(t->m, prompt, 1, 1, &r->prompt);
         free(prompt);
         if (np < 0) return np;
         int32_t *ans;
-        int na = tokenize_alloc(t->m, fa->answers[0], 0, 0, &ans);
+        int na = mome_tokenize_alloc(t->m, fa->answers[0], 0, 0, &ans);
         if (na < 0) return na;
         if (np < 1 || na < 1) {
             free(ans);

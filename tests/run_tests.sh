@@ -7,7 +7,9 @@ set -u
 pass=0; fail=0; skip=0; failed=""
 run_one() {
     name=$1; shift
+    t0=$(date +%s)
     out=$("$@" 2>&1); rc=$?
+    dt=$(( $(date +%s) - t0 ))
     line=$(printf '%s\n' "$out" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -1)
     if [ -z "$line" ]; then
         printf '%s\n' "$out"
@@ -25,7 +27,7 @@ run_one() {
         echo "FAIL $name ($line, exit $rc)"
     else
         printf '%s\n' "$out" | grep -E '^(skip|  SKIP)' || true
-        echo "ok   $name: $line"
+        echo "ok   $name: $line (${dt}s)"
     fi
 }
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=0
@@ -34,10 +36,12 @@ for t in build/tests/test_*; do
     [ -x "$t" ] || continue
     run_one "$t" "$t"
 done
+export MOME_TEST_QUICK=1
 for t in build/asan/tests/test_*; do
     [ -x "$t" ] || continue
     run_one "$t" "$t"
 done
+unset MOME_TEST_QUICK
 for t in tests/cli/*.sh; do
     [ -f "$t" ] || continue
     run_one "$t" sh "$t"

@@ -128,20 +128,15 @@ static mome_model *load_model(const char *path, int threads) {
     return m;
 }
 
-/* Tokenize into a malloc'd array. */
+/* Tokenize into a malloc'd array (at least one element of room). */
 static int32_t *tokenize(mome_model *m, const char *text, int add_special, int parse_special, int *n) {
-    size_t len = strlen(text);
-    int cap = (int)(len + 16 < 1 << 20 ? len + 16 : 1 << 20);
-    int32_t *ids = malloc((size_t)cap * sizeof *ids);
-    if (!ids) die("out of memory");
-    int k = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
+    int32_t *ids;
+    int k = mome_tokenize_alloc(m, text, add_special, parse_special, &ids);
     if (k < 0) die_lib("tokenize");
-    if (k > cap) {
-        cap = k;
-        ids = realloc(ids, (size_t)cap * sizeof *ids);
+    if (k == 0) {
+        free(ids);
+        ids = malloc(sizeof *ids);
         if (!ids) die("out of memory");
-        k = mome_tokenize(m, text, len, ids, cap, add_special, parse_special);
-        if (k < 0) die_lib("tokenize");
     }
     *n = k;
     return ids;
@@ -887,7 +882,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
-    fprintf(stderr, "mome: error: unknown command '%s'\n", cmd);
-    usage(stderr);
+    fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval; see mome --help)\n", cmd);
     return 1;
 }
