@@ -10,20 +10,20 @@ MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=build/demo
 TEXT=/usr/share/common-licenses/GPL-3
 mkdir -p "$OUT"
-python3 tools/make_demo_facts.py --kind alpha3 --out "$OUT/countries.jsonl"
+python3 tools/make_demo_facts.py --kind alpha3 --limit "${DEMO_FACTS:-100}" --out "$OUT/countries.jsonl"
 N=$(wc -l <"$OUT/countries.jsonl")
 echo "== $N facts from /usr/share/iso-codes/json/iso_3166-1.json, e.g.:"
 head -2 "$OUT/countries.jsonl"
 echo
 echo "== 1. the base model, without memory"
-$MOME eval -m "$MODEL" --facts "$OUT/countries.jsonl" --text "$TEXT" --text-bytes 16384 | tee "$OUT/before.txt"
+$MOME eval -m "$MODEL" --facts "$OUT/countries.jsonl" --max-new 24 --text "$TEXT" --text-bytes 16384 | tee "$OUT/before.txt"
 echo
 echo "== 2. memory tuning (writes $OUT/countries.mome)"
 $MOME tune -m "$MODEL" --facts "$OUT/countries.jsonl" -o "$OUT/countries.mome"
 ls -l "$OUT/countries.mome"
 echo
 echo "== 3. the same model with the memory"
-$MOME eval -m "$MODEL" --memory "$OUT/countries.mome" --facts "$OUT/countries.jsonl" --text "$TEXT" --text-bytes 16384 | tee "$OUT/after.txt"
+$MOME eval -m "$MODEL" --memory "$OUT/countries.mome" --facts "$OUT/countries.jsonl" --max-new 24 --text "$TEXT" --text-bytes 16384 | tee "$OUT/after.txt"
 echo
 Q=$(head -1 "$OUT/countries.jsonl" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["question"])')
 echo "== 4. ask: $Q"
