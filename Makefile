@@ -11,11 +11,12 @@ WERROR  ?= -Werror
 CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
               -Wno-unused-parameter -fopenmp -Iinclude -Isrc -MMD -MP
 SIMD_FLAGS  = -mavx2 -mfma -mf16c
+VNNI_FLAGS  = $(SIMD_FLAGS) -mavx512f -mavx512vl -mavx512bw -mavx512vnni
 LDLIBS      = -lpcre2-8 -lcjson -lopenblas -lm -lpthread -fopenmp
 
 SRC        := $(wildcard src/*.c)
-SRC_SIMD   := $(filter %_avx2.c,$(SRC))
-SRC_PLAIN  := $(filter-out %_avx2.c,$(SRC))
+SRC_SIMD   := $(filter %_avx2.c %_vnni.c,$(SRC))
+SRC_PLAIN  := $(filter-out %_avx2.c %_vnni.c,$(SRC))
 TEST_SRC   := $(wildcard tests/test_*.c)
 
 B  = build
@@ -33,6 +34,9 @@ all: $(B)/mome $(B)/libmome.a
 $(B)/obj/%_avx2.o: src/%_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(SIMD_FLAGS) -c $< -o $@
+$(B)/obj/%_vnni.o: src/%_vnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(VNNI_FLAGS) -c $< -o $@
 $(B)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) -c $< -o $@
@@ -48,6 +52,9 @@ $(B)/tests/%: tests/%.c tests/test.h $(B)/libmome.a
 $(BA)/obj/%_avx2.o: src/%_avx2.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(SIMD_FLAGS) $(ASAN_FLAGS) -c $< -o $@
+$(BA)/obj/%_vnni.o: src/%_vnni.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_BASE) $(VNNI_FLAGS) $(ASAN_FLAGS) -c $< -o $@
 $(BA)/obj/%.o: src/%.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -c $< -o $@
@@ -86,7 +93,7 @@ clean:
 -include $(OBJ:.o=.d) $(OBJ_ASAN:.o=.d)
 
 # libFuzzer harness for the GGUF reader (clang; quant objects come from the gcc build)
-$(B)/fuzz_gguf: fuzz/fuzz_gguf.c src/gguf.c src/util.c $(B)/obj/quant.o $(B)/obj/quant_avx2.o
+$(B)/fuzz_gguf: fuzz/fuzz_gguf.c src/gguf.c src/util.c $(B)/obj/quant.o $(B)/obj/quant_avx2.o $(B)/obj/quant_vnni.o
 	clang -std=c11 -D_GNU_SOURCE -g -O1 -Iinclude -Isrc -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all $^ -lm -lpthread -o $@
 fuzz: $(B)/fuzz_gguf
 	mkdir -p $(B)/fuzz_corpus && $(B)/fuzz_gguf -max_len=4096 -max_total_time=180 -dict=fuzz/gguf.dict $(B)/fuzz_corpus

@@ -867,9 +867,14 @@ static void sc_rope(int64_t npairs, float *x, const float *cs, const float *sn) 
 
 /* --------------------------------------------------------- kernel table */
 
-static quant_kernels g_scalar, g_avx2;
+/* Tables from the least to the most capable; the best one the CPU runs is
+ * the default. MOME_KERNELS=scalar|avx2|avx512vnni in the environment caps
+ * the default (for A/B measurements); tests pick with quant_init_kernels. */
+enum { KT_SCALAR, KT_AVX2, KT_VNNI, KT_COUNT };
+static quant_kernels g_tab[KT_COUNT];
+static int g_best = KT_SCALAR;         /* most capable table the CPU runs */
+static int g_default = KT_SCALAR;      /* g_best, or lower if MOME_KERNELS says so */
 static quant_kernels *g_active; /* accessed with __atomic builtins */
-static int g_avx2_ok;
 static pthread_once_t g_once = PTHREAD_ONCE_INIT;
 
 static void fill_scalar(quant_kernels *k) {
@@ -899,24 +904,45 @@ static void fill_scalar(quant_kernels *k) {
 }
 
 static void init_tables(void) {
-    fill_scalar(&g_scalar);
-    fill_scalar(&g_avx2);
+    fill_scalar(&g_tab[KT_SCALAR]);
+    fill_scalar(&g_tab[KT_AVX2]);
+    fill_scalar(&g_tab[KT_VNNI]);
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    g_avx2_ok = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                __builtin_cpu_supports("f16c");
+    /* libgcc's checks include the OS's XCR0 state for AVX and AVX-512 */
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c")) {
+        quant_avx2_fill(&g_tab[KT_AVX2]);
+        g_best = KT_AVX2;
+        if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+            __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vnni")) {
+            quant_vnni_fill(&g_tab[KT_VNNI]);
+            g_best = KT_VNNI;
+        }
+    }
 #endif
-    if (g_avx2_ok) quant_avx2_fill(&g_avx2);
+    g_default = g_best;
+    const char *env = getenv("MOME_KERNELS");
+    if (env && *env)
+        for (int i = 0; i < g_best; i++)
+            if (strcmp(env, g_tab[i].name) == 0) g_default = i;
     quant_kernels *exp = NULL;
     /* lazy default: best available, unless quant_init already chose */
-    __atomic_compare_exchange_n(&g_active, &exp, g_avx2_ok ? &g_avx2 : &g_scalar, 0,
-                                __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+    __atomic_compare_exchange_n(&g_active, &exp, &g_tab[g_default], 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
 }
 
 void quant_init(int force_scalar) {
     pthread_once(&g_once, init_tables);
-    __atomic_store_n(&g_active, (force_scalar || !g_avx2_ok) ? &g_scalar : &g_avx2,
-                     __ATOMIC_RELEASE);
+    __atomic_store_n(&g_active, &g_tab[force_scalar ? KT_SCALAR : g_default], __ATOMIC_RELEASE);
+}
+
+int quant_init_kernels(const char *name) {
+    pthread_once(&g_once, init_tables);
+    for (int i = 0; i <= g_best; i++)
+        if (strcmp(name, g_tab[i].name) == 0) {
+            __atomic_store_n(&g_active, &g_tab[i], __ATOMIC_RELEASE);
+            return 0;
+        }
+    return -1;
 }
 
 static inline const quant_kernels *kernels(void) {
@@ -964,6 +990,13 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
     const qk_dot4_fn d4 = k->dot4[wt];
     const char *w = (const char *)W;
     const char *a = (const char *)A;
+    if (nt == 1 && k->rows4[wt]) {
+        const qk_rows4_fn r4 = k->rows4[wt];
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) r4(n, w + (size_t)r * w_stride, w_stride, a, Y + r);
+        for (; r < r1; r++) Y[r] = vd(n, w + (size_t)r * w_stride, a);
+        return;
+    }
     if (nt == 1 || !d4) {
         for (int64_t r = r0; r < r1; r++) {
             const void *wr = w + (size_t)r * w_stride;

@@ -6,9 +6,10 @@
  * (as llama.cpp does: Q4_0/Q8_0 -> Q8_0, Q4_1 -> Q8_1, K-quants -> Q8_K,
  * F32/F16/BF16 -> F32), then integer dot products run block by block.
  *
- * Kernels are chosen once at start-up (quant_init): AVX2+FMA+F16C when the CPU
- * has them, else the scalar reference. The scalar code is the spec; the SIMD
- * versions are tested against it.
+ * Kernels are chosen once at start-up (quant_init): AVX-512 VNNI (on top of
+ * AVX2) or AVX2+FMA+F16C when the CPU has them, else the scalar reference.
+ * The scalar code is the spec; the SIMD versions are tested against it, and
+ * the VNNI table against the AVX2 one bit for bit.
  */
 #ifndef MOME_QUANT_H
 #define MOME_QUANT_H
@@ -53,9 +54,14 @@ const quant_traits *quant_get_traits(uint32_t type);
  * or the type is unknown. */
 size_t quant_row_size(enum mome_dtype t, int64_t n);
 
-/* Pick SIMD or scalar kernels (idempotent). force_scalar: for tests. */
+/* Pick SIMD or scalar kernels (idempotent). force_scalar: for tests.
+ * Default: the most capable table the CPU runs (avx512vnni > avx2 > scalar),
+ * capped by the environment variable MOME_KERNELS if it names a lower one. */
 void quant_init(int force_scalar);
-/* "avx2" or "scalar" */
+/* Select a table by name ("scalar", "avx2", "avx512vnni"); -1 if this CPU
+ * cannot run it (nothing changes then). For tests and measurements. */
+int quant_init_kernels(const char *name);
+/* "avx512vnni", "avx2" or "scalar" */
 const char *quant_kernel_name(void);
 
 /* Row conversion: n elements of src (type t) -> f32. n multiple of blck. */

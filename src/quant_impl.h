@@ -115,12 +115,16 @@ typedef float (*qk_vec_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*qk_quant_fn)(const float *x, void *y, int64_t n);
 /* one weight row against 4 activation rows a, a+as, a+2as, a+3as -> out[4] */
 typedef void (*qk_dot4_fn)(int64_t n, const void *w, const void *a, size_t as, float out[4]);
+/* 4 weight rows w, w+ws, w+2ws, w+3ws against one activation row -> out[4];
+ * out[k] must equal vec_dot(row k) bit for bit */
+typedef void (*qk_rows4_fn)(int64_t n, const void *w, size_t ws, const void *a, float out[4]);
 
 typedef struct quant_kernels {
     const char *name;
     qk_vec_dot_fn vec_dot[MOME_DTYPE_COUNT];    /* by weight type */
     qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
     qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
+    qk_rows4_fn rows4[MOME_DTYPE_COUNT];        /* by weight type, one token; NULL = use vec_dot */
     /* f32 math of the forward pass, in ggml's order (see qm_* below) */
     void (*swiglu)(int64_t n, float *g, const float *u);
     float (*dot_f32)(int64_t n, const float *x, const float *y);
@@ -162,5 +166,9 @@ float qm_expf(float x);
 /* quant_avx2.c: overwrite the entries it accelerates. Only call when the CPU
  * has AVX2, FMA and F16C. */
 void quant_avx2_fill(quant_kernels *k);
+/* quant_vnni.c: the AVX2 table, then the entries AVX-512 VNNI accelerates.
+ * Only call when the CPU also has AVX512F/VL/BW and AVX512_VNNI (and the OS
+ * saves the AVX-512 state). */
+void quant_vnni_fill(quant_kernels *k);
 
 #endif

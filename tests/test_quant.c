@@ -85,9 +85,10 @@ static void *read_file(const char *path, size_t *len) {
 
 static uint32_t bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
 
+/* the default table is a SIMD one (avx2, or avx512vnni built on it) */
 static int have_avx2(void) {
     quant_init(0);
-    return strcmp(quant_kernel_name(), "avx2") == 0;
+    return strcmp(quant_kernel_name(), "scalar") != 0;
 }
 
 /* --------------------------------------------------------------- tests */
@@ -371,8 +372,9 @@ static void test_vec_dot_simd(void) {
 static void test_matmul(void) {
     const int64_t R = 13, ldy = 17;
     const struct { int64_t r0, r1; } ranges[] = {{0, 13}, {3, 11}, {5, 6}, {12, 13}, {4, 4}};
-    for (int path = 0; path < 2; path++) {
-        quant_init(path == 0);
+    static const char *const tables[] = {"scalar", "avx2", "avx512vnni"};
+    for (int path = 0; path < 3; path++) {
+        if (quant_init_kernels(tables[path]) != 0) continue; /* not on this CPU */
         for (size_t ti = 0; ti < N_WTYPES; ti++) {
             const enum mome_dtype t = wtypes[ti];
             const quant_traits *tr = quant_get_traits(t);
@@ -553,6 +555,91 @@ static void test_ggml_math(void) {
     }
 }
 
+/* The AVX-512 VNNI table against the AVX2 one, bit for bit: vec_dot, and
+ * quant_matmul with one token (4-row tiles) and batches (4-token tiles), odd
+ * row ranges, every weight type, several lengths, including the extreme
+ * quants (nibbles 0/15, int8 -128/127) and activations of +-127. */
+static void test_vnni_vs_avx2(void) {
+    if (quant_init_kernels("avx2") != 0) SKIP("no AVX2");
+    if (quant_init_kernels("avx512vnni") != 0) {
+        quant_init(0);
+        SKIP("CPU has no AVX-512 VNNI (avx512f/vl/bw/vnni): VNNI kernels not run");
+    }
+    const int64_t lens[] = {32, 64, 96, 256, 576, 1536, 4096};
+    const int64_t R = 11, NT = 9;
+    int bad = 0, cases = 0;
+    for (size_t ti = 0; ti < N_WTYPES; ti++) {
+        const enum mome_dtype t = wtypes[ti];
+        const quant_traits *tr = quant_get_traits(t);
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li];
+            if (n % tr->blck) continue;
+            for (int rep = 0; rep < 3; rep++) {
+                const size_t ws = quant_row_size(t, n) + (rep == 1 ? 4 : 0);
+                const size_t as = quant_act_row_size(t, n) + (rep == 2 ? 8 : 0);
+                uint8_t *W = calloc(R, ws), *A = calloc(NT, as);
+                float *X = malloc(n * 4), *Y0 = malloc(NT * R * 4), *Y1 = malloc(NT * R * 4);
+                for (int64_t r = 0; r < R; r++) random_row(t, n, W + r * ws);
+                if (rep == 1 && tr->blck == 32) /* extreme weight quants */
+                    for (int64_t r = 0; r < R; r++)
+                        for (int64_t ib = 0; ib < n / 32; ib++) {
+                            uint8_t *blk = W + r * ws + ib * tr->type_size;
+                            const size_t q0 = tr->type_size - (t == MOME_DTYPE_Q8_0 ? 32 : 16);
+                            for (size_t j = q0; j < tr->type_size; j++)
+                                blk[j] = t == MOME_DTYPE_Q8_0 ? ((j + r) % 2 ? 0x80 : 0x7f) : ((j + r) % 2 ? 0xff : 0x00);
+                        }
+                for (int tk = 0; tk < NT; tk++) {
+                    for (int64_t i = 0; i < n; i++)
+                        X[i] = rep == 2 && tk % 2 ? ((i % 3) ? 1.0f : -1.0f) : rnd_normal();
+                    quant_init_kernels("avx2");
+                    quant_quantize_act(t, X, A + tk * as, n);
+                }
+                for (int nt = 1; nt <= NT; nt++) {
+                    const int64_t r0 = nt % 3, r1 = R - (nt % 2);
+                    for (int k = 0; k < 2; k++) {
+                        float *Y = k ? Y1 : Y0;
+                        for (int i = 0; i < NT * R; i++) Y[i] = -1.0f;
+                        quant_init_kernels(k ? "avx512vnni" : "avx2");
+                        quant_matmul(t, n, W, ws, A, as, nt, Y, R, r0, r1);
+                    }
+                    cases++;
+                    if (memcmp(Y0, Y1, NT * R * 4) != 0) {
+                        if (bad < 3)
+                            for (int i = 0; i < NT * R; i++)
+                                if (bits(Y0[i]) != bits(Y1[i])) {
+                                    fprintf(stderr, "  %s n=%lld nt=%d: [%d] avx2 %.9g vnni %.9g\n", tr->name,
+                                            (long long)n, nt, i, Y0[i], Y1[i]);
+                                    break;
+                                }
+                        bad++;
+                    }
+                }
+                for (int64_t r = 0; r < R; r++) {
+                    float v[2];
+                    for (int k = 0; k < 2; k++) {
+                        quant_init_kernels(k ? "avx512vnni" : "avx2");
+                        v[k] = quant_vec_dot(t, n, W + r * ws, A);
+                    }
+                    cases++;
+                    if (bits(v[0]) != bits(v[1])) {
+                        if (bad < 3)
+                            fprintf(stderr, "  %s n=%lld vec_dot row %lld: avx2 %.9g vnni %.9g\n", tr->name,
+                                    (long long)n, (long long)r, v[0], v[1]);
+                        bad++;
+                    }
+                }
+                free(W);
+                free(A);
+                free(X);
+                free(Y0);
+                free(Y1);
+            }
+        }
+    }
+    quant_init(0);
+    CHECK(bad == 0, "%d of %d VNNI results differ from AVX2", bad, cases);
+}
+
 static void test_edges(void) {
     float y[64] = {0};
     uint8_t buf[256] = {0};
@@ -566,7 +653,11 @@ static void test_edges(void) {
     CHECK(strcmp(quant_kernel_name(), "scalar") == 0, "forced scalar");
     quant_init(0);
     const char *k = quant_kernel_name();
-    CHECK(strcmp(k, "scalar") == 0 || strcmp(k, "avx2") == 0, "kernel name %s", k);
+    CHECK(strcmp(k, "scalar") == 0 || strcmp(k, "avx2") == 0 || strcmp(k, "avx512vnni") == 0, "kernel name %s", k);
+    CHECK(quant_init_kernels("no-such-table") == -1, "unknown table accepted");
+    CHECK(strcmp(quant_kernel_name(), k) == 0, "failed selection changed the table");
+    CHECK(quant_init_kernels("scalar") == 0 && strcmp(quant_kernel_name(), "scalar") == 0, "select scalar");
+    quant_init(0);
     printf("     kernels: %s\n", k);
 }
 
@@ -579,6 +670,7 @@ int main(void) {
     RUN(test_matmul);
     RUN(test_accuracy);
     RUN(test_ggml_math);
+    RUN(test_vnni_vs_avx2);
     RUN(test_edges);
     return test_summary();
 }

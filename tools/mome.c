@@ -303,6 +303,30 @@ static int gen_opt(args *a, gen_opts *o) {
     return 1;
 }
 
+/* Context, memory and sampler for run/chat, as the options say. */
+typedef struct gen_session {
+    mome_ctx *c;
+    mome_memory *mem;
+    mome_sampler *s;
+} gen_session;
+
+static gen_session session_open(mome_model *m, const gen_opts *o) {
+    gen_session g;
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = o->n_ctx;
+    cp.n_threads = o->threads;
+    if (mome_ctx_init(m, &cp, &g.c)) die_lib("context");
+    g.mem = attach_memory(m, g.c, o->memory);
+    if (mome_sampler_init(&o->sp, mome_model_n_vocab(m), &g.s)) die_lib("sampler");
+    return g;
+}
+
+static void session_close(gen_session *g) {
+    mome_sampler_free(g->s);
+    mome_ctx_free(g->c);
+    mome_memory_free(g->mem);
+}
+
 static void gen_defaults(gen_opts *o) {
     memset(o, 0, sizeof *o);
     o->n_predict = 256;
@@ -386,14 +410,9 @@ static int cmd_run(int argc, char **argv) {
         ids[0] = bos;
         n = 1;
     }
-    mome_ctx_params cp = mome_ctx_default_params();
-    cp.n_ctx = o.n_ctx;
-    cp.n_threads = o.threads;
-    mome_ctx *c;
-    if (mome_ctx_init(m, &cp, &c)) die_lib("context");
-    mome_memory *mem = attach_memory(m, c, o.memory);
-    mome_sampler *s;
-    if (mome_sampler_init(&o.sp, mome_model_n_vocab(m), &s)) die_lib("sampler");
+    gen_session g = session_open(m, &o);
+    mome_ctx *c = g.c;
+    mome_sampler *s = g.s;
     double t0 = mome_time_s();
     if (mome_decode(c, ids, n, 0, 0)) die_lib("prompt");
     double t1 = mome_time_s();
@@ -403,9 +422,7 @@ static int cmd_run(int argc, char **argv) {
     if (o.verbose)
         fprintf(stderr, "mome: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); kernels %s\n",
                 n, t1 - t0, n / (t1 - t0), gen, t2 - t1, gen > 0 ? gen / (t2 - t1) : 0.0, quant_kernel_name());
-    mome_sampler_free(s);
-    mome_ctx_free(c);
-    mome_memory_free(mem);
+    session_close(&g);
     if (full != text) free(full);
     free(text);
     free(ids);
@@ -430,14 +447,9 @@ static int cmd_chat(int argc, char **argv) {
         } else unknown(&a);
     }
     mome_model *m = load_model(o.model, o.threads);
-    mome_ctx_params cp = mome_ctx_default_params();
-    cp.n_ctx = o.n_ctx;
-    cp.n_threads = o.threads;
-    mome_ctx *c;
-    if (mome_ctx_init(m, &cp, &c)) die_lib("context");
-    mome_memory *mem = attach_memory(m, c, o.memory);
-    mome_sampler *s;
-    if (mome_sampler_init(&o.sp, mome_model_n_vocab(m), &s)) die_lib("sampler");
+    gen_session g = session_open(m, &o);
+    mome_ctx *c = g.c;
+    mome_sampler *s = g.s;
     int tty = isatty(0);
     int cap_msgs = 64, n_msgs = 0;
     mome_chat_msg *msgs = calloc((size_t)cap_msgs, sizeof *msgs);
@@ -445,7 +457,7 @@ static int cmd_chat(int argc, char **argv) {
     int32_t *cached = NULL;
     int n_cached = 0;
     char line[65536];
-    if (tty) fprintf(stderr, "mome chat: %s. Empty line or Ctrl-D quits, /reset clears.\n", mome_model_n_layer(m) ? "ready" : "");
+    if (tty) fprintf(stderr, "mome chat: ready. An empty line or Ctrl-D quits, /reset clears the history.\n");
     for (;;) {
         if (tty) { fprintf(stderr, "> "); fflush(stderr); }
         if (!fgets(line, sizeof line, stdin)) break;
@@ -514,9 +526,7 @@ static int cmd_chat(int argc, char **argv) {
     for (int i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
     free(msgs);
     free(cached);
-    mome_sampler_free(s);
-    mome_ctx_free(c);
-    mome_memory_free(mem);
+    session_close(&g);
     mome_model_free(m);
     return 0;
 }
