@@ -1,0 +1,285 @@
+/* quant_vnni.c - AVX-512 VNNI kernels (compiled with -mavx2 -mfma -mf16c
+ * -mavx512f -mavx512vl -mavx512bw -mavx512vnni; only called after quant_init
+ * checked the CPU). They start from the AVX2 table and replace the integer dot
+ * products of Q4_0, Q4_1 and Q8_0:
+ *
+ *   - vpdpbusd (u8 x s8, four products summed into int32) instead of
+ *     vpmaddubsw + vpmaddwd. The int32 lane sums are the same integers (the
+ *     AVX2 int16 pair sums cannot saturate for these types: nibbles 0..15 or
+ *     |q| <= 128 times activations in [-127, 127]), and this is what
+ *     llama.cpp's mul_sum_us8_pairs_float compiles to on such a CPU.
+ *   - rows4: 4 weight rows x 1 token (the whole of one-token decoding). Each
+ *     row keeps its own accumulators and updates them block by block exactly
+ *     as vec_dot does, so the result of every row is bit-identical to
+ *     vec_dot's; the activation block is loaded once for the four rows and
+ *     the four dependency chains overlap.
+ *
+ * The float accumulation order per row (ggml's: one 8-lane accumulator,
+ * acc = fma(dx*dy, p, acc), then hsum; for Q4_1 a scalar fma chain of m*s)
+ * is unchanged, so every kernel here gives the same bits as quant_avx2.c.
+ */
+#include <immintrin.h>
+#include <string.h>
+
+#include "quant_impl.h"
+
+static inline float f16(uint16_t h) { return _cvtsh_ss(h); }
+
+/* exactly quant_avx2.c's hsum8 */
+static inline float hsum8(__m256 x) {
+    __m128 r = _mm_add_ps(_mm256_extractf128_ps(x, 1), _mm256_castps256_ps128(x));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
+}
+
+/* 16 bytes of nibbles -> 32 bytes 0..15: low nibbles then high nibbles.
+ * One broadcast load and a per-lane shift (no cross-lane shuffle). */
+static inline __m256i nib32(const uint8_t *p) {
+    const __m256i b = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)p));
+    return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_setr_epi64x(0, 0, 4, 4)), _mm256_set1_epi8(0x0F));
+}
+
+static inline __m256i ld32(const int8_t *p) { return _mm256_loadu_si256((const __m256i *)p); }
+
+/* u8 x s8 -> 8 int32 sums of 4 products */
+static inline __m256 dp_us(__m256i ux, __m256i sy) {
+    return _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(_mm256_setzero_si256(), ux, sy));
+}
+
+/* s8 x s8 -> 8 int32 sums of 4 products (llama.cpp: sign trick, then dpbusd) */
+static inline __m256 dp_ss(__m256i x, __m256i y) {
+    return dp_us(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+int g_pf_dist = 4, g_pf_step = 128; /* TEMP tuning */
+#define ROW(base, k, ws, T) ((const T *)((const char *)(base) + (size_t)(k) * (ws)))
+
+/* ------------------------------------------------------------ Q4_0 x Q8_0 */
+
+/* quant_avx2.c's vd_q4_0 order: two accumulators (even / odd blocks) */
+static float vd_q4_0(int64_t n, const void *vw, const void *va) {
+    const block_q4_0 *x = vw;
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+    int64_t ib = 0;
+    for (; ib + 2 <= nb; ib += 2) {
+        const __m256 p0 = dp_ss(_mm256_sub_epi8(nib32(x[ib].qs), off), ld32(y[ib].qs));
+        const __m256 p1 = dp_ss(_mm256_sub_epi8(nib32(x[ib + 1].qs), off), ld32(y[ib + 1].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib + 1].d) * f16(y[ib + 1].d)), p1, acc1);
+    }
+    for (; ib < nb; ib++) {
+        const __m256 p0 = dp_ss(_mm256_sub_epi8(nib32(x[ib].qs), off), ld32(y[ib].qs));
+        acc0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc0);
+    }
+    return hsum8(_mm256_add_ps(acc0, acc1));
+}
+
+static void d4_q4_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q4_0 *x = vw;
+    const block_q8_0 *y[4];
+    for (int t = 0; t < 4; t++) y[t] = ROW(va, t, as, block_q8_0);
+    const int64_t nb = n / QK8_0;
+    const __m256i off = _mm256_set1_epi8(8);
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = _mm256_sub_epi8(nib32(x[ib].qs), off);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dx = f16(x[ib].d);
+        for (int t = 0; t < 4; t++) {
+            const __m256 p = dp_us(aq, _mm256_sign_epi8(ld32(y[t][ib].qs), q));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][ib].d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
+}
+
+/* ------------------------------------------------------------ Q4_1 x Q8_1 */
+
+/* ggml_vec_dot_q4_1_q8_1 (AVX2 + AVX512VNNI/VL build): acc = fma(dx*dy, p,
+ * acc), summs = fma(m, s, summs), hsum(acc) + summs. */
+static float vd_q4_1(int64_t n, const void *vw, const void *va) {
+    const block_q4_1 *x = vw;
+    const block_q8_1 *y = va;
+    const int64_t nb = n / QK8_1;
+    __m256 acc = _mm256_setzero_ps();
+    __m128 summs = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        summs = _mm_fmadd_ss(_mm_set_ss(f16(x[ib].m)), _mm_set_ss(f16(y[ib].s)), summs);
+        const __m256 p0 = dp_us(nib32(x[ib].qs), ld32(y[ib].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc);
+    }
+    return hsum8(acc) + _mm_cvtss_f32(summs);
+}
+
+/* 4 rows x 1 token; row k is what vd_q4_1 gives for it. */
+static void r4_q4_1(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q4_1 *x0 = vw, *x1 = ROW(vw, 1, ws, block_q4_1), *x2 = ROW(vw, 2, ws, block_q4_1),
+                     *x3 = ROW(vw, 3, ws, block_q4_1);
+    const block_q8_1 *y = va;
+    const int64_t nb = n / QK8_1;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m128 ms = _mm_setzero_ps(); /* lane k: row k's fma chain of m*s */
+    const char *pf = (const char *)vw + (size_t)g_pf_dist * ws;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        _mm_prefetch(pf + ib * g_pf_step, _MM_HINT_T0);
+        _mm_prefetch(pf + ib * g_pf_step + 64, _MM_HINT_T0);
+        const __m256i qy = ld32(y[ib].qs);
+        uint32_t ys;
+        memcpy(&ys, &y[ib].d, 4);
+        const __m128 dsy = _mm_cvtph_ps(_mm_cvtsi32_si128((int)ys)); /* dy sy . . */
+        const __m128 dy = _mm_broadcastss_ps(dsy);
+        const __m128 sy = _mm_permute_ps(dsy, 0x55);
+        uint32_t w0, w1, w2, w3;
+        memcpy(&w0, &x0[ib].d, 4);
+        memcpy(&w1, &x1[ib].d, 4);
+        memcpy(&w2, &x2[ib].d, 4);
+        memcpy(&w3, &x3[ib].d, 4);
+        const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32((int)w0, (int)w1, (int)w2, (int)w3)); /* d0 m0 d1 m1 .. */
+        const __m256 dmp = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        const __m128 dx = _mm256_castps256_ps128(dmp), mx = _mm256_extractf128_ps(dmp, 1);
+        ms = _mm_fmadd_ps(mx, sy, ms);
+        const __m128 dd = _mm_mul_ps(dx, dy);
+        const __m256 p0 = dp_us(nib32(x0[ib].qs), qy);
+        const __m256 p1 = dp_us(nib32(x1[ib].qs), qy);
+        const __m256 p2 = dp_us(nib32(x2[ib].qs), qy);
+        const __m256 p3 = dp_us(nib32(x3[ib].qs), qy);
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), p0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0x55)), p1, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xAA)), p2, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xFF)), p3, a3);
+    }
+    float m[4];
+    _mm_storeu_ps(m, ms);
+    out[0] = hsum8(a0) + m[0];
+    out[1] = hsum8(a1) + m[1];
+    out[2] = hsum8(a2) + m[2];
+    out[3] = hsum8(a3) + m[3];
+}
+
+/* 1 row x 4 tokens; token t is what vd_q4_1 gives for it (quant_avx2.c's d4_q4_1) */
+static void d4_q4_1(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q4_1 *x = vw;
+    const block_q8_1 *y0 = va, *y1 = ROW(va, 1, as, block_q8_1), *y2 = ROW(va, 2, as, block_q8_1),
+                     *y3 = ROW(va, 3, as, block_q8_1);
+    const int64_t nb = n / QK8_1;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m128 ms = _mm_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = nib32(x[ib].qs);
+        uint32_t xdm;
+        memcpy(&xdm, &x[ib].d, 4);
+        const __m128 dmx = _mm_cvtph_ps(_mm_cvtsi32_si128((int)xdm));
+        const __m128 dx = _mm_broadcastss_ps(dmx), mx = _mm_permute_ps(dmx, 0x55);
+        uint32_t ds0, ds1, ds2, ds3;
+        memcpy(&ds0, &y0[ib].d, 4);
+        memcpy(&ds1, &y1[ib].d, 4);
+        memcpy(&ds2, &y2[ib].d, 4);
+        memcpy(&ds3, &y3[ib].d, 4);
+        const __m256 ds = _mm256_cvtph_ps(_mm_setr_epi32((int)ds0, (int)ds1, (int)ds2, (int)ds3));
+        const __m256 dsp = _mm256_permutevar8x32_ps(ds, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        const __m128 dy = _mm256_castps256_ps128(dsp), sy = _mm256_extractf128_ps(dsp, 1);
+        ms = _mm_fmadd_ps(mx, sy, ms);
+        const __m128 dd = _mm_mul_ps(dx, dy);
+        const __m256 p0 = dp_us(q, ld32(y0[ib].qs));
+        const __m256 p1 = dp_us(q, ld32(y1[ib].qs));
+        const __m256 p2 = dp_us(q, ld32(y2[ib].qs));
+        const __m256 p3 = dp_us(q, ld32(y3[ib].qs));
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), p0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0x55)), p1, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xAA)), p2, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xFF)), p3, a3);
+    }
+    float m[4];
+    _mm_storeu_ps(m, ms);
+    out[0] = hsum8(a0) + m[0];
+    out[1] = hsum8(a1) + m[1];
+    out[2] = hsum8(a2) + m[2];
+    out[3] = hsum8(a3) + m[3];
+}
+
+/* ------------------------------------------------------------ Q8_0 x Q8_0 */
+
+static float vd_q8_0(int64_t n, const void *vw, const void *va) {
+    const block_q8_0 *x = vw;
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 p0 = dp_ss(ld32(x[ib].qs), ld32(y[ib].qs));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc);
+    }
+    return hsum8(acc);
+}
+
+/* 4 rows x 1 token. Signed x signed as (x + 128) x y - 128 * (sum of y over
+ * each group of 4): the same int32 lane sums, with the y term computed once
+ * per block for the four rows. */
+static void r4_q8_0(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q8_0 *x0 = vw, *x1 = ROW(vw, 1, ws, block_q8_0), *x2 = ROW(vw, 2, ws, block_q8_0),
+                     *x3 = ROW(vw, 3, ws, block_q8_0);
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    const __m256i b128 = _mm256_set1_epi8((char)0x80);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const char *pf = (const char *)vw + (size_t)g_pf_dist * ws;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        _mm_prefetch(pf + ib * g_pf_step, _MM_HINT_T0);
+        _mm_prefetch(pf + ib * g_pf_step + 64, _MM_HINT_T0);
+        const __m256i qy = ld32(y[ib].qs);
+        const __m256i corr = _mm256_sub_epi32(_mm256_setzero_si256(),
+                                              _mm256_dpbusd_epi32(_mm256_setzero_si256(), b128, qy));
+        const __m128 dy = _mm_set1_ps(f16(y[ib].d));
+        const __m128i dxi = _mm_setr_epi16((short)x0[ib].d, (short)x1[ib].d, (short)x2[ib].d, (short)x3[ib].d, 0, 0, 0, 0);
+        const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(dxi), dy);
+        const __m256 p0 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, _mm256_xor_si256(ld32(x0[ib].qs), b128), qy));
+        const __m256 p1 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, _mm256_xor_si256(ld32(x1[ib].qs), b128), qy));
+        const __m256 p2 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, _mm256_xor_si256(ld32(x2[ib].qs), b128), qy));
+        const __m256 p3 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, _mm256_xor_si256(ld32(x3[ib].qs), b128), qy));
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), p0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0x55)), p1, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xAA)), p2, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xFF)), p3, a3);
+    }
+    out[0] = hsum8(a0);
+    out[1] = hsum8(a1);
+    out[2] = hsum8(a2);
+    out[3] = hsum8(a3);
+}
+
+static void d4_q8_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q8_0 *x = vw;
+    const block_q8_0 *y[4];
+    for (int t = 0; t < 4; t++) y[t] = ROW(va, t, as, block_q8_0);
+    const int64_t nb = n / QK8_0;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = ld32(x[ib].qs);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dx = f16(x[ib].d);
+        for (int t = 0; t < 4; t++) {
+            const __m256 p = dp_us(aq, _mm256_sign_epi8(ld32(y[t][ib].qs), q));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][ib].d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
+}
+
+#include <stdlib.h>
+void quant_vnni_fill(quant_kernels *k) {
+    if (getenv("PFD")) g_pf_dist = atoi(getenv("PFD"));
+    if (getenv("PFS")) g_pf_step = atoi(getenv("PFS"));
+    quant_avx2_fill(k);
+    k->name = "avx512vnni";
+    k->vec_dot[MOME_DTYPE_Q4_0] = vd_q4_0;
+    k->vec_dot[MOME_DTYPE_Q4_1] = vd_q4_1;
+    k->vec_dot[MOME_DTYPE_Q8_0] = vd_q8_0;
+    k->dot4[MOME_DTYPE_Q4_0] = d4_q4_0;
+    k->dot4[MOME_DTYPE_Q4_1] = d4_q4_1;
+    k->dot4[MOME_DTYPE_Q8_0] = d4_q8_0;
+    k->rows4[MOME_DTYPE_Q4_1] = r4_q4_1;
+    k->rows4[MOME_DTYPE_Q8_0] = r4_q8_0;
+}
