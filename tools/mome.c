@@ -753,9 +753,13 @@ static int cmd_tune(int argc, char **argv) {
         if (ps.tty) fprintf(stderr, "\n");
         die("%s", mome_errmsg());
     }
-    fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained; wrote %s\n",
-            rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
-            p.out_path);
+    if (p.method == MOME_TUNE_LORA)
+        fprintf(stderr, "tune: %d/%d facts memorized (teacher-forced greedy check in the f32 stack) in %.1f s, %lld steps; wrote %s\n",
+                rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, p.out_path);
+    else
+        fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained; wrote %s\n",
+                rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
+                p.out_path);
     if (rep.ppl_before > 0)
         fprintf(stderr, "tune: perplexity of %s: %.4f before, %.4f after (%+.2f%%)\n", p.ppl_text, rep.ppl_before,
                 rep.ppl_after, 100 * (rep.ppl_after / rep.ppl_before - 1));
