@@ -78,7 +78,7 @@ asan: $(TESTS_ASAN) $(BA)/mome
 # Everything: the plain build, then the sanitizer build; run_tests.sh prints
 # one closing "N passed, N failed, N skipped" line for the whole suite.
 test: deps model
-	@$(MAKE) --no-print-directory all $(TESTS) $(TESTS_ASAN) $(BA)/mome
+	@$(MAKE) --no-print-directory -j$$(nproc) all $(TESTS) $(TESTS_ASAN) $(BA)/mome
 	@sh tests/run_tests.sh
 
 demo: deps model all
