@@ -3,7 +3,8 @@
  *
  * Accelerated: vec_dot for F32, F16, Q4_0, Q4_1, Q8_0, Q4_K, Q6_K; 1-row x
  * 4-token "dot4" tiles for F32, Q4_0, Q4_1, Q8_0 (weight blocks are loaded
- * and unpacked once per 4 tokens); activation quantization to Q8_0/Q8_1
+ * and unpacked once per 4 tokens); 4-row x 1-token "rows4" tiles with weight
+ * prefetch for Q4_1, Q8_0 (one-token decoding); activation quantization to Q8_0/Q8_1
  * (same arithmetic as ggml's AVX2 quantize_row_q8_0/q8_1: id = 127/amax,
  * round-half-even) and Q8_K (bit-identical to the reference quantizer, which
  * is what ggml uses on x86). Integer sums are exact; only the order of the
@@ -53,6 +54,15 @@ static inline __m256i dot_us8(__m256i ux, __m256i sy) {
 static inline __m256i dot_ss8(__m256i x, __m256i y) {
     return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 }
+
+/* Software prefetch for the 4-row one-token kernels (see quant_vnni.c for
+ * the measurements behind the distance): one-token decoding streams all the
+ * weights with little arithmetic per byte. Prefetches never fault. */
+#define PF_AHEAD 8192
+#define PF_LINES(p, bytes)                                                                    \
+    do {                                                                                      \
+        for (int o_ = 0; o_ < (bytes); o_ += 64) _mm_prefetch((const char *)(p) + o_, _MM_HINT_T0); \
+    } while (0)
 
 /* ---------------------------------------------------------------- F32/F16 */
 
@@ -238,6 +248,49 @@ static void d4_q4_1(int64_t n, const void *vw, const void *va, size_t as, float 
     out[3] = hsum8(a3) + m[3];
 }
 
+/* 4 rows x 1 token; row k is bit-identical to vd_q4_1 on it (same
+ * per-row accumulators and order). The activation block is loaded once for
+ * the four rows, the four dependency chains overlap, and the weights are
+ * prefetched. */
+static void r4_q4_1(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q4_1 *x0 = vw, *x1 = (const block_q4_1 *)((const char *)vw + ws),
+                     *x2 = (const block_q4_1 *)((const char *)vw + 2 * ws),
+                     *x3 = (const block_q4_1 *)((const char *)vw + 3 * ws);
+    const block_q8_1 *y = va;
+    const int64_t nb = n / QK8_1;
+    const char *pf = (const char *)vw + PF_AHEAD;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    __m128 ms = _mm_setzero_ps(); /* lane k: row k's fma chain of m*s */
+    for (int64_t ib = 0; ib < nb; ib++) {
+        PF_LINES(pf + ib * 4 * sizeof(block_q4_1), 4 * (int)sizeof(block_q4_1));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        const __m128 dy = _mm_set1_ps(f16(y[ib].d)), sy = _mm_set1_ps(f16(y[ib].s));
+        uint32_t w0, w1, w2, w3;
+        memcpy(&w0, &x0[ib].d, 4);
+        memcpy(&w1, &x1[ib].d, 4);
+        memcpy(&w2, &x2[ib].d, 4);
+        memcpy(&w3, &x3[ib].d, 4);
+        const __m256 dm = _mm256_cvtph_ps(_mm_setr_epi32((int)w0, (int)w1, (int)w2, (int)w3)); /* d0 m0 d1 m1 .. */
+        const __m256 dmp = _mm256_permutevar8x32_ps(dm, _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7));
+        ms = _mm_fmadd_ps(_mm256_extractf128_ps(dmp, 1), sy, ms);
+        const __m128 dd = _mm_mul_ps(_mm256_castps256_ps128(dmp), dy);
+        const __m256 p0 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x0[ib].qs), qy));
+        const __m256 p1 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x1[ib].qs), qy));
+        const __m256 p2 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x2[ib].qs), qy));
+        const __m256 p3 = _mm256_cvtepi32_ps(dot_us8(nibbles32(x3[ib].qs), qy));
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), p0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0x55)), p1, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xAA)), p2, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xFF)), p3, a3);
+    }
+    float m[4];
+    _mm_storeu_ps(m, ms);
+    out[0] = hsum8(a0) + m[0];
+    out[1] = hsum8(a1) + m[1];
+    out[2] = hsum8(a2) + m[2];
+    out[3] = hsum8(a3) + m[3];
+}
+
 /* ------------------------------------------------------------ Q8_0 x Q8_0 */
 
 /* ggml_vec_dot_q8_0_q8_0 (AVX2) and llamafile's tinyBLAS_Q0_AVX (batches):
@@ -253,6 +306,26 @@ static float vd_q8_0(int64_t n, const void *vw, const void *va) {
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p0, acc);
     }
     return hsum8(acc);
+}
+
+/* 4 rows x 1 token; row k is bit-identical to vd_q8_0 on it. */
+static void r4_q8_0(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q8_0 *x[4];
+    for (int k = 0; k < 4; k++) x[k] = (const block_q8_0 *)((const char *)vw + k * ws);
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    const char *pf = (const char *)vw + PF_AHEAD;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        PF_LINES(pf + ib * 4 * sizeof(block_q8_0), 4 * (int)sizeof(block_q8_0));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        const float dy = f16(y[ib].d);
+        for (int k = 0; k < 4; k++) {
+            const __m256 p = _mm256_cvtepi32_ps(dot_ss8(_mm256_loadu_si256((const __m256i *)x[k][ib].qs), qy));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[k][ib].d) * dy), p, acc[k]);
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = hsum8(acc[k]);
 }
 
 static void d4_q8_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
@@ -612,6 +685,8 @@ void quant_avx2_fill(quant_kernels *k) {
     k->dot4[MOME_DTYPE_Q4_0] = d4_q4_0;
     k->dot4[MOME_DTYPE_Q4_1] = d4_q4_1;
     k->dot4[MOME_DTYPE_Q8_0] = d4_q8_0;
+    k->rows4[MOME_DTYPE_Q4_1] = r4_q4_1;
+    k->rows4[MOME_DTYPE_Q8_0] = r4_q8_0;
     k->quant_act[MOME_DTYPE_Q8_0] = qa_q8_0;
     k->quant_act[MOME_DTYPE_Q8_1] = qa_q8_1;
     k->quant_act[MOME_DTYPE_Q8_K] = qa_q8_K;
