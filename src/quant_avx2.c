@@ -55,15 +55,6 @@ static inline __m256i dot_ss8(__m256i x, __m256i y) {
     return dot_us8(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
 }
 
-/* Software prefetch for the 4-row one-token kernels (see quant_vnni.c for
- * the measurements behind the distance): one-token decoding streams all the
- * weights with little arithmetic per byte. Prefetches never fault. */
-#define PF_AHEAD 8192
-#define PF_LINES(p, bytes)                                                                    \
-    do {                                                                                      \
-        for (int o_ = 0; o_ < (bytes); o_ += 64) _mm_prefetch((const char *)(p) + o_, _MM_HINT_T0); \
-    } while (0)
-
 /* ---------------------------------------------------------------- F32/F16 */
 
 static float vd_f32(int64_t n, const void *vw, const void *va) {

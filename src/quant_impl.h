@@ -171,4 +171,15 @@ void quant_avx2_fill(quant_kernels *k);
  * saves the AVX-512 state). */
 void quant_vnni_fill(quant_kernels *k);
 
+/* Software prefetch for the 4-row one-token kernels of quant_avx2.c and
+ * quant_vnni.c: one-token decoding streams all the weights with little
+ * arithmetic per byte (distance measured in quant_vnni.c). Prefetches never
+ * fault, so running past the end of a matrix is harmless. Only files built
+ * with SIMD flags expand it (_mm_prefetch comes from <immintrin.h>). */
+#define PF_AHEAD 8192
+#define PF_LINES(p, bytes)                                                                    \
+    do {                                                                                      \
+        for (int o_ = 0; o_ < (bytes); o_ += 64) _mm_prefetch((const char *)(p) + o_, _MM_HINT_T0); \
+    } while (0)
+
 #endif

@@ -60,12 +60,8 @@ static inline __m256 dp_ss(__m256i x, __m256i y) {
  * into L2 instead of L1: 3-4% slower). The rows of a 4-row group are
  * contiguous, so prefetching the bytes of one block of 4 rows per block
  * step covers the matrix once, a few groups ahead. Prefetches never fault,
- * so running past the end of the matrix is harmless. */
-#define PF_AHEAD 8192
-#define PF_LINES(p, bytes)                                                                    \
-    do {                                                                                      \
-        for (int o_ = 0; o_ < (bytes); o_ += 64) _mm_prefetch((const char *)(p) + o_, _MM_HINT_T0); \
-    } while (0)
+ * so running past the end of the matrix is harmless. (PF_AHEAD, PF_LINES:
+ * quant_impl.h, shared with quant_avx2.c.) */
 #define ROW(base, k, ws, T) ((const T *)((const char *)(base) + (size_t)(k) * (ws)))
 
 /* ------------------------------------------------------------ Q4_0 x Q8_0 */
