@@ -112,26 +112,10 @@ static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mom
 }
 
 static int eval_ppl(mome_model *m, mome_ctx *c, const mome_eval_params *p, mome_eval_result *r) {
-    FILE *f = fopen(p->text_path, "rb");
-    if (!f) return mome_seterr_code(MOME_ERR_IO, "%s: cannot open the text", p->text_path);
-    size_t cap = 1 << 20, n = 0;
-    char *buf = mome_malloc(cap);
-    size_t k;
-    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (p->text_max_bytes > 0 && n >= (size_t)p->text_max_bytes) { n = (size_t)p->text_max_bytes; break; }
-        if (n + 1 == cap) {
-            char *nb = realloc(buf, cap *= 2);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
-        }
-    }
-    fclose(f);
-    if (!buf) return MOME_ERR_NOMEM;
-    /* do not cut a UTF-8 sequence in half */
-    while (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80) n--;
-    if (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0xC0) n--;
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    int rc = mome_read_text(p->text_path, p->text_max_bytes, &buf, &n);
+    if (rc) return rc;
     int tcap = (int)n + 8;
     int32_t *ids = mome_malloc((size_t)tcap * sizeof(int32_t));
     if (!ids) { free(buf); return MOME_ERR_NOMEM; }

@@ -44,20 +44,9 @@ static void embed(const mome_model *m, const int32_t *ids, int n, float *X) {
 
 /* Perplexity of the text in the f32 stack (with or without adapters). */
 static double stack_ppl(const mome_model *m, tstack *st, const char *path, int64_t max_bytes, float *X) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return -1;
-    size_t cap = 1 << 20, n = 0, k;
-    char *buf = malloc(cap);
-    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += k;
-        if (max_bytes > 0 && n >= (size_t)max_bytes) { n = (size_t)max_bytes; break; }
-        if (n + 1 == cap) { char *nb = realloc(buf, cap *= 2); if (!nb) { free(buf); buf = NULL; } else buf = nb; }
-    }
-    fclose(f);
-    if (!buf) return -1;
-    while (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0x80) n--;
-    if (n > 0 && ((unsigned char)buf[n - 1] & 0xC0) == 0xC0) n--;
-    buf[n] = 0;
+    char *buf;
+    size_t n;
+    if (mome_read_text(path, max_bytes, &buf, &n)) return -1;
     int32_t *ids = malloc((n + 8) * sizeof(int32_t));
     int nt = ids ? mome_tokenize(m, buf, n, ids, (int)n + 8, 1, 0) : -1;
     free(buf);

@@ -53,6 +53,43 @@ void *mome_aligned_alloc(size_t n) {
     return p;
 }
 
+int mome_read_text(const char *path, int64_t max_bytes, char **out, size_t *len) {
+    *out = NULL;
+    FILE *f = fopen(path, "rb");
+    if (!f) return mome_seterr_code(MOME_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    size_t cap = 1 << 20, n = 0, k;
+    char *buf = malloc(cap);
+    while (buf && (k = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += k;
+        if (max_bytes > 0 && n >= (size_t)max_bytes) {
+            n = (size_t)max_bytes;
+            /* drop a sequence the limit cut: back up to its lead byte, keep it
+             * only if all its continuation bytes are there */
+            size_t i = n, cont = 0;
+            while (i > 0 && cont < 3 && ((unsigned char)buf[i - 1] & 0xC0) == 0x80) i--, cont++;
+            if (i > 0) {
+                const unsigned char lead = (unsigned char)buf[i - 1];
+                const size_t need = lead >= 0xF0 ? 3 : lead >= 0xE0 ? 2 : lead >= 0xC0 ? 1 : 0;
+                if (need > cont) n = i - 1;
+            }
+            break;
+        }
+        if (n + 1 == cap) {
+            char *nb = realloc(buf, cap *= 2);
+            if (!nb) { free(buf); buf = NULL; }
+            else buf = nb;
+        }
+    }
+    int bad = ferror(f);
+    fclose(f);
+    if (!buf) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory reading the text", path);
+    if (bad) { free(buf); return mome_seterr_code(MOME_ERR_IO, "%s: read error", path); }
+    buf[n] = 0;
+    *out = buf;
+    *len = n;
+    return MOME_OK;
+}
+
 double mome_time_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -55,6 +55,11 @@ void *mome_calloc(size_t n, size_t sz);
 /* 64-byte aligned allocation (free with free()). */
 void *mome_aligned_alloc(size_t n);
 
+/* Reads a text file, or only its first max_bytes (> 0), into a new
+ * NUL-terminated buffer; a UTF-8 sequence cut by the limit is dropped.
+ * Returns MOME_OK with *out and *len, or an error naming the file. */
+int mome_read_text(const char *path, int64_t max_bytes, char **out, size_t *len);
+
 /* Monotonic time in seconds. */
 double mome_time_s(void);
 
