@@ -34,6 +34,7 @@ static void free_bufs(mome_ctx *c) {
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xn); free(c->q); free(c->k);
     free(c->v); free(c->att); free(c->gate); free(c->up); free(c->scores); free(c->aq);
     free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->wrow);
+    mem_scratch_free(c->msc, c->n_msc);
 }
 
 void mome_ctx_free(mome_ctx *c) {
@@ -119,7 +120,12 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
         if (mem->n_embd != hp->n_embd || mem->n_layer != hp->n_layer || mem->n_vocab != hp->n_vocab)
             return mome_seterr_code(MOME_ERR_ARG, "memory does not fit this model (n_embd %d/%d, n_layer %d/%d)",
                                     mem->n_embd, hp->n_embd, mem->n_layer, hp->n_layer);
-        if (mome_memory_alloc_scratch(mem, c->n_threads)) return MOME_ERR_NOMEM;
+        const int n = c->n_threads > 1 ? c->n_threads : 2;
+        mem_scratch *sc = mem_scratch_new(mem, n);
+        if (!sc) return MOME_ERR_NOMEM;
+        mem_scratch_free(c->msc, c->n_msc);
+        c->msc = sc;
+        c->n_msc = n;
     }
     c->mem = mem;
     return MOME_OK;
@@ -129,7 +135,14 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
 static void memory_hook(const mome_ctx *c, int l, float *x, int ith) {
     const mome_memory *mem = c->mem;
     for (int b = 0; b < mem->n_banks; b++)
-        if (mem->banks[b].cfg.layer == l) mem_apply_row(&mem->banks[b], x, &mem->scratch[ith]);
+        if (mem->banks[b].cfg.layer == l) mem_apply_row(&mem->banks[b], x, &c->msc[ith]);
+}
+
+/* 1 if a non-empty memory bank feeds block l. */
+static int memory_at(const mome_ctx *c, int l) {
+    for (int b = 0; b < c->mem->n_banks; b++)
+        if (c->mem->banks[b].cfg.layer == l && c->mem->banks[b].n_slots > 0) return 1;
+    return 0;
 }
 
 const float *mome_get_logits(const mome_ctx *c, int i) {
@@ -274,6 +287,26 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
 
         for (int l = 0; l < hp->n_layer; l++) {
             const llama_layer *L = &m->layers[l];
+            if (T == 1 && nth >= 2 && c->mem && memory_at(c, l)) {
+                /* one token: two threads share the memory's query and
+                 * sub-key scoring (the costly, serial part), one per half */
+                const int own = nth - 1; /* the thread that owns token 0 */
+                float *x = c->x;
+                if (ith == own) {
+                    if (l > 0)
+                        for (int64_t i = 0; i < C; i++) x[i] += c->xn[i];
+                    if (l == c->capture_layer && c->capture) memcpy(c->capture, x, (size_t)C * sizeof(float));
+                }
+                for (int b = 0; b < c->mem->n_banks; b++) {
+                    const mem_bank *bk = &c->mem->banks[b];
+                    if (bk->cfg.layer != l || bk->n_slots == 0) continue;
+#pragma omp barrier
+                    if (ith < 2) mem_row_half(bk, x, ith, &c->msc[ith]);
+#pragma omp barrier
+                    if (ith == own) mem_row_finish(bk, x, &c->msc[0], &c->msc[1]);
+                }
+                if (ith == own) rmsnorm(c->xn, x, L->attn_norm, C, eps);
+            } else
             for (int64_t t = ta; t < tb; t++) {
                 if (l > 0) {
                     float *x = c->x + t * C, *d = c->xn + t * C;

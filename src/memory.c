@@ -38,18 +38,10 @@ static float gauss(uint64_t seed, uint64_t stream, uint64_t i) {
 
 enum { STREAM_WQ = 1, STREAM_KEYS = 2, STREAM_A = 3 };
 
-/* Dot product with 8 independent partial sums: the compiler may keep them in
- * one vector register (no reassociation needed), ~4-8x a plain loop. The
- * memory runs for every token, so its query and key scoring must be cheap. */
-static float dot(const float *a, const float *b, int n) {
-    float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        for (int j = 0; j < 8; j++) acc[j] += a[i + j] * b[i + j];
-    float s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-    for (; i < n; i++) s += a[i] * b[i];
-    return s;
-}
+/* The memory runs for every token, so its query and key scoring use the
+ * dispatched SIMD dot (FMA, 64 lanes), whose bits do not depend on the CPU:
+ * a memory tuned on one machine selects the same experts on another. */
+static float dot(const float *a, const float *b, int n) { return quant_dot_f32(n, a, b); }
 
 mem_config mem_default_config(void) {
     mem_config c;
@@ -197,13 +189,22 @@ done:
     free(X); free(mu); free(S); free(Y); free(Z); free(T); free(U); free(W);
 }
 
-void mem_query(const mem_bank *b, const float *xhat, float *q, mem_scratch *sc) {
+/* xc = (x̂ - mu) * inv_sd: the input of the query projection. */
+static void query_input(const mem_bank *b, const float *xhat, float *xc) {
+    for (int i = 0; i < b->C; i++) xc[i] = (xhat[i] - b->mu[i]) * b->inv_sd[i];
+}
+
+/* Half h of the query (dk values at qh), L2-normalised. */
+static void query_half(const mem_bank *b, const float *xc, int h, float *qh) {
     const int C = b->C, dk = b->cfg.dk;
-    float *xc = sc->xc;
-    for (int i = 0; i < C; i++) xc[i] = (xhat[i] - b->mu[i]) * b->inv_sd[i];
-    for (int j = 0; j < 2 * dk; j++) q[j] = dot(b->wq + (size_t)j * C, xc, C);
-    normalize(q, dk);
-    normalize(q + dk, dk);
+    for (int j = 0; j < dk; j++) qh[j] = dot(b->wq + (size_t)(h * dk + j) * C, xc, C);
+    normalize(qh, dk);
+}
+
+void mem_query(const mem_bank *b, const float *xhat, float *q, mem_scratch *sc) {
+    query_input(b, xhat, sc->xc);
+    query_half(b, sc->xc, 0, q);
+    query_half(b, sc->xc, 1, q + b->cfg.dk);
 }
 
 /* Indices of the k largest of v[0..n), sorted descending (ties: lower index). */
@@ -223,20 +224,22 @@ static void topk(const float *v, uint32_t n, int k, uint32_t *idx, float *val) {
     }
 }
 
-void mem_select(const mem_bank *b, const float *q, mem_sel *sel, mem_scratch *sc) {
-    const int dk = b->cfg.dk, k = b->cfg.k;
+/* The k best sub-keys of half h for query half qh (s: n_sub scores). */
+static void select_half(const mem_bank *b, const float *qh, int h, float *s, uint32_t *idx, float *val) {
+    const int dk = b->cfg.dk;
     const uint32_t ns = b->cfg.n_sub;
-    for (int h = 0; h < 2; h++) {
-        const float *K = b->keys + (size_t)h * ns * dk, *qh = q + h * dk;
-        float *s = h ? sc->s2 : sc->s1;
-        for (uint32_t a = 0; a < ns; a++) s[a] = dot(K + (size_t)a * dk, qh, dk);
-    }
-    uint32_t i1[MEM_MAX_K], i2[MEM_MAX_K];
-    float v1[MEM_MAX_K], v2[MEM_MAX_K];
-    topk(sc->s1, ns, k, i1, v1);
-    topk(sc->s2, ns, k, i2, v2);
-    /* best k of the k*k sums; both lists are sorted, so row a can stop as
-     * soon as v1[a] + v2[0] cannot enter the current top-k */
+    const float *K = b->keys + (size_t)h * ns * dk;
+    for (uint32_t a = 0; a < ns; a++) s[a] = dot(K + (size_t)a * dk, qh, dk);
+    topk(s, ns, b->cfg.k, idx, val);
+}
+
+/* The best k of the k*k sums of two sorted halves, and their mixing weights. */
+static void select_merge(const mem_bank *b, const uint32_t *i1, const float *v1, const uint32_t *i2, const float *v2,
+                         mem_sel *sel) {
+    const int k = b->cfg.k;
+    const uint32_t ns = b->cfg.n_sub;
+    /* both lists are sorted, so row a can stop as soon as v1[a] + v2[0]
+     * cannot enter the current top-k */
     int m = 0;
     for (int a = 0; a < k; a++) {
         if (m == k && !(v1[a] + v2[0] > sel->score[m - 1])) break;
@@ -261,6 +264,14 @@ void mem_select(const mem_bank *b, const float *q, mem_sel *sel, mem_scratch *sc
         sum += sel->w[i];
     }
     for (int i = 0; i < m; i++) sel->w[i] /= sum;
+}
+
+void mem_select(const mem_bank *b, const float *q, mem_sel *sel, mem_scratch *sc) {
+    uint32_t i1[MEM_MAX_K], i2[MEM_MAX_K];
+    float v1[MEM_MAX_K], v2[MEM_MAX_K];
+    select_half(b, q, 0, sc->s1, i1, v1);
+    select_half(b, q + b->cfg.dk, 1, sc->s2, i2, v2);
+    select_merge(b, i1, v1, i2, v2, sel);
 }
 
 static uint32_t hash_id(uint32_t id) { return (uint32_t)mix64(id); }
@@ -414,37 +425,60 @@ void mem_expert_backward(const mem_bank *b, int32_t slot, float coef, const floa
     }
 }
 
+void mem_row_half(const mem_bank *b, const float *h, int half, mem_scratch *sc) {
+    const int dk = b->cfg.dk;
+    sc->rms = mem_rms_normalize(h, sc->xhat, b->C);
+    query_input(b, sc->xhat, sc->xc);
+    query_half(b, sc->xc, half, sc->q + half * dk);
+    select_half(b, sc->q + half * dk, half, half ? sc->s2 : sc->s1, sc->hidx, sc->hval);
+}
+
+void mem_row_finish(const mem_bank *b, float *h, mem_scratch *sc0, const mem_scratch *sc1) {
+    mem_sel sel;
+    if (sc0 != sc1) memcpy(sc0->q + b->cfg.dk, sc1->q + b->cfg.dk, (size_t)b->cfg.dk * sizeof(float));
+    select_merge(b, sc0->hidx, sc0->hval, sc1->hidx, sc1->hval, &sel);
+    for (int i = 0; i < sel.k; i++) {
+        int32_t s = mem_find_slot(b, sel.id[i]);
+        if (s < 0) continue;
+        float g = mem_gate(b, s, sc0->q);
+        if (g == 0.0f) continue;
+        mem_expert_forward(b, s, sel.w[i] * g * sc0->rms, sc0->xhat, h, sc0->u);
+    }
+}
+
 void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc) {
     if (b->n_slots == 0) return; /* empty memory: exactly the base model */
-    const int C = b->C;
-    const float rms = mem_rms_normalize(h, sc->xhat, C);
-    mem_query(b, sc->xhat, sc->q, sc);
+    const int dk = b->cfg.dk;
+    sc->rms = mem_rms_normalize(h, sc->xhat, b->C);
+    query_input(b, sc->xhat, sc->xc);
+    query_half(b, sc->xc, 0, sc->q);
+    query_half(b, sc->xc, 1, sc->q + dk);
+    uint32_t i1[MEM_MAX_K];
+    float v1[MEM_MAX_K];
+    select_half(b, sc->q, 0, sc->s1, i1, v1);
+    select_half(b, sc->q + dk, 1, sc->s2, sc->hidx, sc->hval);
     mem_sel sel;
-    mem_select(b, sc->q, &sel, sc);
+    select_merge(b, i1, v1, sc->hidx, sc->hval, &sel);
     for (int i = 0; i < sel.k; i++) {
         int32_t s = mem_find_slot(b, sel.id[i]);
         if (s < 0) continue;
         float g = mem_gate(b, s, sc->q);
         if (g == 0.0f) continue;
-        mem_expert_forward(b, s, sel.w[i] * g * rms, sc->xhat, h, sc->u);
+        mem_expert_forward(b, s, sel.w[i] * g * sc->rms, sc->xhat, h, sc->u);
     }
 }
 
-static void free_scratch(mome_memory *m) {
-    for (int i = 0; i < m->n_scratch; i++) {
-        mem_scratch *s = &m->scratch[i];
-        free(s->xhat); free(s->xc); free(s->q); free(s->s1); free(s->s2); free(s->u);
+void mem_scratch_free(mem_scratch *s, int n) {
+    if (!s) return;
+    for (int i = 0; i < n; i++) {
+        free(s[i].xhat); free(s[i].xc); free(s[i].q); free(s[i].s1); free(s[i].s2); free(s[i].u);
     }
-    free(m->scratch);
-    m->scratch = NULL;
-    m->n_scratch = 0;
+    free(s);
 }
 
-int mome_memory_alloc_scratch(mome_memory *m, int n) {
-    if (m->n_scratch >= n) return 0;
-    free_scratch(m);
-    m->scratch = calloc((size_t)n, sizeof(mem_scratch));
-    if (!m->scratch) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+mem_scratch *mem_scratch_new(const mome_memory *m, int n) {
+    mem_scratch *sc = calloc((size_t)(n > 0 ? n : 1), sizeof(mem_scratch));
+    if (!sc) { mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); return NULL; }
     uint32_t ns = 0;
     int Q = 0, r = 0;
     for (int i = 0; i < m->n_banks; i++) {
@@ -452,9 +486,8 @@ int mome_memory_alloc_scratch(mome_memory *m, int n) {
         if (2 * m->banks[i].cfg.dk > Q) Q = 2 * m->banks[i].cfg.dk;
         if (m->banks[i].cfg.rank > r) r = m->banks[i].cfg.rank;
     }
-    m->n_scratch = n;
     for (int i = 0; i < n; i++) {
-        mem_scratch *s = &m->scratch[i];
+        mem_scratch *s = &sc[i];
         s->xhat = malloc((size_t)m->n_embd * sizeof(float));
         s->xc = malloc((size_t)m->n_embd * sizeof(float));
         s->q = malloc((size_t)(Q ? Q : 1) * sizeof(float));
@@ -462,18 +495,18 @@ int mome_memory_alloc_scratch(mome_memory *m, int n) {
         s->s2 = malloc((size_t)(ns ? ns : 1) * sizeof(float));
         s->u = malloc((size_t)(r ? r : 1) * sizeof(float));
         if (!s->xhat || !s->xc || !s->q || !s->s1 || !s->s2 || !s->u) {
-            free_scratch(m);
-            return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+            mem_scratch_free(sc, n);
+            mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+            return NULL;
         }
     }
-    return 0;
+    return sc;
 }
 
 void mome_memory_free(mome_memory *m) {
     if (!m) return;
     for (int i = 0; i < m->n_banks; i++) mem_bank_free(&m->banks[i]);
     free(m->banks);
-    free_scratch(m);
     free(m->base_name);
     free(m);
 }

@@ -80,13 +80,18 @@ typedef struct mem_sel {
     float w[MEM_MAX_K];
 } mem_sel;
 
-/* Per-thread scratch for selection and application. */
+/* Per-thread scratch for selection and application; owned by whoever runs
+ * the memory (a context, the tuner), so one memory can serve many contexts. */
 typedef struct mem_scratch {
     float *xhat;          /* (C) */
     float *xc;            /* (C) */
     float *q;             /* (Q) */
     float *s1, *s2;       /* (n_sub) */
     float *u;             /* (r) */
+    float rms;            /* rms(h) of the row in xhat */
+    /* one half's sub-key top-k (mem_row_half) */
+    uint32_t hidx[MEM_MAX_K];
+    float hval[MEM_MAX_K];
 } mem_scratch;
 
 struct mome_memory {
@@ -95,8 +100,6 @@ struct mome_memory {
     int32_t n_embd, n_layer, n_vocab;
     int32_t n_banks;
     mem_bank *banks;      /* (n_banks) */
-    int n_scratch;
-    mem_scratch *scratch; /* (n_scratch) */
 };
 
 mem_config mem_default_config(void);
@@ -116,6 +119,14 @@ float mem_rms_normalize(const float *h, float *xhat, int32_t C);
 void mem_query(const mem_bank *b, const float *xhat, float *q, mem_scratch *sc);
 /* Top-k experts for query q. */
 void mem_select(const mem_bank *b, const float *q, mem_sel *sel, mem_scratch *sc);
+
+/* mem_apply_row split in two for a single token on two threads: thread
+ * `half` (0 or 1) calls mem_row_half with its own scratch (x̂, query half
+ * `half` and that half's sub-key top-k), then one thread calls
+ * mem_row_finish(b, h, sc0, sc1), which merges and adds the experts. The
+ * result is bit-identical to mem_apply_row (test_memory). */
+void mem_row_half(const mem_bank *b, const float *h, int half, mem_scratch *sc);
+void mem_row_finish(const mem_bank *b, float *h, mem_scratch *sc0, const mem_scratch *sc1);
 
 /* Slot of expert id or -1. */
 int32_t mem_find_slot(const mem_bank *b, uint32_t id);
@@ -138,7 +149,9 @@ void mem_expert_backward(const mem_bank *b, int32_t slot, float coef, const floa
 void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc);
 
 /* Scratch for n threads. */
-int mome_memory_alloc_scratch(mome_memory *m, int n);
+/* n scratch sets sized for every bank of m; NULL (error set) on OOM. */
+mem_scratch *mem_scratch_new(const mome_memory *m, int n);
+void mem_scratch_free(mem_scratch *s, int n);
 
 /* Save (GGUF, atomic). f16: store the trained weights and anchors as f16
  * (finished memories); f32 keeps them exact (checkpoints). */

@@ -96,6 +96,8 @@ struct mome_ctx {
     int32_t n_logits;    /* rows valid from the last decode */
     int logits_all;      /* whether the rows are for every token */
     mome_memory *mem;    /* attached memory or NULL */
+    struct mem_scratch *msc; /* (n_msc) the memory's per-thread scratch */
+    int n_msc;
     int capture_layer;   /* copy the input of this block to capture, or -1 */
     float *capture;      /* (n_batch, C) */
 };

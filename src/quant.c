@@ -1021,6 +1021,7 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
 
 void qm_swiglu(int64_t n, float *g, const float *u) { kernels()->swiglu(n, g, u); }
 float qm_dot_f32(int64_t n, const float *x, const float *y) { return kernels()->dot_f32(n, x, y); }
+float quant_dot_f32(int64_t n, const float *x, const float *y) { return kernels()->dot_f32(n, x, y); }
 double qm_softmax_exp(int64_t n, float *x, float max) { return kernels()->softmax_exp(n, x, max); }
 void qm_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
             float *acc) {

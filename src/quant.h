@@ -90,6 +90,10 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
                   int64_t r0, int64_t r1);
 
 /* half <-> float (IEEE binary16 and bfloat16) */
+/* sum x[i] * y[i] with the dispatched f32 kernel (ggml_vec_dot_f32 order;
+ * identical bits under every kernel set). */
+float quant_dot_f32(int64_t n, const float *x, const float *y);
+
 float quant_f16_to_f32(uint16_t h);
 uint16_t quant_f32_to_f16(float f);
 float quant_bf16_to_f32(uint16_t h);

@@ -94,6 +94,7 @@ typedef struct tuner {
     int64_t *mod_step;     /* (S) step of the slot's last update */
     int32_t cap_opt;
     tstack st;
+    int lcp;               /* prompt tokens every fact shares (the chat template's head) */
     int64_t step;
     double t0, t_prev;     /* elapsed time before this run (resume) */
 } tuner;
@@ -166,19 +167,25 @@ static int base_pass(tuner *t, mome_ctx *c) {
     if (!seq) return MOME_ERR_NOMEM;
     c->capture_layer = layer;
     double last = mome_time_s();
+    /* the shared head is decoded once; every fact continues from it */
+    const int lcp = t->lcp;
+    if (lcp > 0 && t->n > 0) {
+        int rc = mome_decode(c, t->f[0].prompt, lcp, 0, 0);
+        if (rc) { free(seq); return rc; }
+    }
     for (int i = 0; i < t->n; i++) {
         fact_rt *r = &t->f[i];
         const int n = r->P + r->T - 1;
         memcpy(seq, r->prompt, (size_t)r->P * sizeof(int32_t));
         memcpy(seq + r->P, r->target, (size_t)(r->T - 1) * sizeof(int32_t));
-        int rc = mome_decode(c, seq, n, 0, 0);
+        int rc = mome_decode(c, seq + lcp, n - lcp, lcp, 0);
         if (rc) { free(seq); return rc; }
         r->h = mome_malloc((size_t)r->T * C * sizeof(float));
         const int np = r->P - 1;
         r->kpre = mome_malloc((size_t)NL * (np ? np : 1) * KV * sizeof(float));
         r->vpre = mome_malloc((size_t)NL * (np ? np : 1) * KV * sizeof(float));
         if (!r->h || !r->kpre || !r->vpre) { free(seq); return MOME_ERR_NOMEM; }
-        memcpy(r->h, c->capture + (size_t)(r->P - 1) * C, (size_t)r->T * C * sizeof(float));
+        memcpy(r->h, c->capture + (size_t)(r->P - 1 - lcp) * C, (size_t)r->T * C * sizeof(float));
         for (int l = 0; l < NL; l++) {
             const size_t src = ((size_t)(layer + l) * c->n_ctx) * KV;
             memcpy(r->kpre + (size_t)l * np * KV, c->k_cache + src, (size_t)np * KV * sizeof(float));
@@ -225,8 +232,10 @@ static int push_use(tuner *t, int32_t slot, float coef, int train) {
  * then records each row's (slot, coefficient) list with the final gates. */
 static int select_experts(tuner *t) {
     mem_bank *b = t->bank;
-    const int C = b->C, Q = 2 * b->cfg.dk;
-    mem_scratch *sc = &t->mem->scratch[0];
+    const int C = b->C;
+    mem_scratch *sc = mem_scratch_new(t->mem, 1);
+    if (!sc) return MOME_ERR_NOMEM;
+    int rc = MOME_ERR_NOMEM;
     mem_sel sel;
     /* pass 1: own slots and anchors */
     for (int i = 0; i < t->n; i++) {
@@ -240,8 +249,7 @@ static int select_experts(tuner *t) {
                 int32_t s = mem_find_slot(b, sel.id[j]);
                 if (s >= 0 && s < t->n_frozen) continue; /* belongs to an earlier memory */
                 s = mem_get_slot(b, sel.id[j]);
-                if (s < 0) return MOME_ERR_NOMEM;
-                if (mem_add_anchor(b, s, sc->q)) return MOME_ERR_NOMEM;
+                if (s < 0 || mem_add_anchor(b, s, sc->q)) goto done;
                 own++;
             }
         }
@@ -252,7 +260,7 @@ static int select_experts(tuner *t) {
         fact_rt *r = &t->f[i];
         free(r->row_use);
         r->row_use = mome_malloc((size_t)(r->T + 1) * sizeof(int));
-        if (!r->row_use) return MOME_ERR_NOMEM;
+        if (!r->row_use) goto done;
         for (int row = 0; row < r->T; row++) {
             r->row_use[row] = (int)t->n_use;
             mem_rms_normalize(r->h + (size_t)row * C, sc->xhat, C);
@@ -269,13 +277,15 @@ static int select_experts(tuner *t) {
                 }
                 float g = mem_gate(b, s, sc->q);
                 if (g == 0.0f && !trainable) continue;
-                if (push_use(t, s, sel.w[j] * g, trainable)) return MOME_ERR_NOMEM;
+                if (push_use(t, s, sel.w[j] * g, trainable)) goto done;
             }
         }
         r->row_use[r->T] = (int)t->n_use;
     }
-    (void)Q;
-    return 0;
+    rc = 0;
+done:
+    mem_scratch_free(sc, 1);
+    return rc;
 }
 
 static int grow_opt(tuner *t) {
@@ -377,9 +387,11 @@ static int train_step(tuner *t, const int *idx, int nb, float *X, float *dX, ts_
 }
 
 /* Greedy decoding with the real engine and the memory; 1 if the answer
- * tokens and then an end-of-generation token come out. */
+ * tokens and then an end-of-generation token come out. The first t->lcp
+ * prompt tokens must already be in c's cache (decoded with the memory as it
+ * is now): splitting a prompt gives bit-identical results (test_model). */
 static int verify_fact(tuner *t, mome_ctx *c, const fact_rt *r) {
-    if (mome_decode(c, r->prompt, r->P, 0, 0)) return -1;
+    if (mome_decode(c, r->prompt + t->lcp, r->P - t->lcp, t->lcp, 0)) return -1;
     const int V = t->m->hp.n_vocab;
     for (int i = 0; i < r->T; i++) {
         const float *lg = mome_get_logits(c, -1);
@@ -591,10 +603,17 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         if ((rc = mome_memory_load(p.init_memory, m, &t.mem))) goto out;
     } else if ((rc = new_memory(&t))) goto out;
     t.bank = &t.mem->banks[0];
-    if ((rc = mome_memory_alloc_scratch(t.mem, m->n_threads > 0 ? m->n_threads : 1))) goto out;
 
     const int n_ctx = m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048;
     if ((rc = prepare_tokens(&t, n_ctx))) goto out;
+    /* the longest prompt head all facts share, leaving each at least one token */
+    t.lcp = t.n ? t.f[0].P - 1 : 0;
+    for (int i = 1; i < t.n && t.lcp > 0; i++) {
+        int k = 0;
+        const int lim = t.lcp < t.f[i].P - 1 ? t.lcp : t.f[i].P - 1;
+        while (k < lim && t.f[i].prompt[k] == t.f[0].prompt[k]) k++;
+        t.lcp = k;
+    }
     int max_pos = 8, max_T = 1;
     for (int i = 0; i < t.n; i++) {
         if (t.f[i].P + t.f[i].T > max_pos) max_pos = t.f[i].P + t.f[i].T;
@@ -690,6 +709,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                      * every verified fact that reads an expert trained since */
                     progress(&t, "verify");
                     int bad = 0;
+                    if (t.lcp > 0 && mome_decode(vc, t.f[0].prompt, t.lcp, 0, 0)) { rc = -1; break; }
                     for (int i = 0; i < t.n; i++) {
                         fact_rt *f = &t.f[i];
                         if (f->state == 3) continue;

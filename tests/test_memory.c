@@ -1,7 +1,7 @@
 /* test_memory.c - the memory layer: product-key top-k against brute force,
  * an empty memory is exactly the base model, save/load round trips, a memory
  * for another base model is refused, damaged memory files are rejected, and
- * a tiny end-to-end tune reaches exact recall.
+ * the two-thread single-token path equals the one-thread one bit for bit.
  */
 #include <math.h>
 #include <unistd.h>
@@ -32,7 +32,6 @@ static mome_memory *new_mem(mome_model *m, const mem_config *c) {
     mem->n_banks = 1;
     mem->banks = calloc(1, sizeof(mem_bank));
     if (mem_bank_init(&mem->banks[0], c, m->hp.n_embd)) return NULL;
-    mome_memory_alloc_scratch(mem, 4);
     return mem;
 }
 
@@ -44,8 +43,8 @@ static void test_topk_brute_force(void) {
     holder.n_embd = 48;
     holder.n_banks = 1;
     holder.banks = &b;
-    REQUIRE(mome_memory_alloc_scratch(&holder, 1) == 0, "scratch");
-    mem_scratch *sc = &holder.scratch[0];
+    mem_scratch *sc = mem_scratch_new(&holder, 1);
+    REQUIRE(sc, "scratch");
     uint64_t st = 7;
     int bad = 0;
     for (int trial = 0; trial < 200; trial++) {
@@ -83,11 +82,7 @@ static void test_topk_brute_force(void) {
         free(all);
     }
     CHECK(bad == 0, "%d selections differ from brute force", bad);
-    holder.banks = NULL;
-    holder.n_banks = 0;
-    mome_memory *hp = malloc(sizeof holder);
-    memcpy(hp, &holder, sizeof holder);
-    mome_memory_free(hp);
+    mem_scratch_free(sc, 1);
     mem_bank_free(&b);
 }
 
@@ -196,8 +191,85 @@ static void test_empty_memory_is_exact(void) {
     unlink(path);
 }
 
+/* With every expert trained and open, the memory's two-thread single-token
+ * path (mem_row_half + mem_row_finish) gives the same bits as the one-thread
+ * path (mem_apply_row), token by token and against a batched prompt. */
+static void test_split_row_is_exact(void) {
+    const char *path = tiny_path();
+    REQUIRE(path, "tiny model: %s", mome_errmsg());
+    mome_model *m = NULL;
+    REQUIRE(mome_model_load(path, NULL, &m) == 0, "load: %s", mome_errmsg());
+    mem_config c = small_cfg(1);
+    c.gate_lo = -3.0f; /* every anchored slot fully open: cos >= -1 */
+    c.gate_hi = -2.0f;
+    mome_memory *mem = new_mem(m, &c);
+    REQUIRE(mem, "memory");
+    mem_bank *bk = &mem->banks[0];
+    const int C = m->hp.n_embd;
+    float q[64] = {0};
+    q[0] = 1;
+    q[c.dk] = 1;
+    uint64_t st = 11;
+    for (uint32_t id = 0; id < c.n_sub * c.n_sub; id++) {
+        int32_t s = mem_get_slot(bk, id);
+        REQUIRE(s >= 0 && mem_add_anchor(bk, s, q) == 0, "slot");
+        for (int i = 0; i < C * c.rank; i++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            bk->B[(size_t)s * C * c.rank + i] = ((float)((st >> 33) % 2000) / 1000.0f - 1.0f) * 0.05f;
+        }
+    }
+    /* the row functions directly */
+    mem_scratch *sc = mem_scratch_new(mem, 3);
+    REQUIRE(sc, "scratch");
+    int diff = 0;
+    for (int trial = 0; trial < 50; trial++) {
+        float h0[512], h1[512];
+        REQUIRE(C <= 512, "width");
+        for (int i = 0; i < C; i++) {
+            st = st * 6364136223846793005ULL + 1442695040888963407ULL;
+            h0[i] = h1[i] = (float)((st >> 33) % 2000) / 1000.0f - 1.0f;
+        }
+        mem_apply_row(bk, h0, &sc[0]);
+        mem_row_half(bk, h1, 0, &sc[1]);
+        mem_row_half(bk, h1, 1, &sc[2]);
+        mem_row_finish(bk, h1, &sc[1], &sc[2]);
+        diff += memcmp(h0, h1, sizeof(float) * (size_t)C) != 0;
+    }
+    CHECK(diff == 0, "%d of 50 rows differ between the split and the one-thread path", diff);
+    mem_scratch_free(sc, 3);
+    /* the engine, one token at a time: one thread (mem_apply_row) vs two
+     * (the split path); and the open experts must change the logits */
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 64;
+    cp.n_threads = 1;
+    mome_ctx *a, *b, *base;
+    REQUIRE(mome_ctx_init(m, &cp, &a) == 0 && mome_ctx_init(m, &cp, &base) == 0, "ctx");
+    cp.n_threads = 2;
+    REQUIRE(mome_ctx_init(m, &cp, &b) == 0, "ctx");
+    REQUIRE(mome_ctx_set_memory(a, mem) == 0 && mome_ctx_set_memory(b, mem) == 0, "attach: %s", mome_errmsg());
+    int32_t ids[12] = {1, 300, 301, 302, 40, 50, 60, 70, 80, 90, 100, 110};
+    const int V = m->hp.n_vocab;
+    int bad = 0, changed = 0;
+    for (int t = 0; t < 12; t++) {
+        REQUIRE(mome_decode(a, ids + t, 1, t, 0) == 0 && mome_decode(b, ids + t, 1, t, 0) == 0 &&
+                    mome_decode(base, ids + t, 1, t, 0) == 0,
+                "decode");
+        bad += memcmp(mome_get_logits(a, -1), mome_get_logits(b, -1), sizeof(float) * (size_t)V) != 0;
+        changed += memcmp(mome_get_logits(a, -1), mome_get_logits(base, -1), sizeof(float) * (size_t)V) != 0;
+    }
+    CHECK(bad == 0, "%d of 12 positions differ between one- and two-thread single-token decoding", bad);
+    CHECK(changed == 12, "the open experts changed only %d of 12 positions: the test would prove little", changed);
+    mome_ctx_free(a);
+    mome_ctx_free(b);
+    mome_ctx_free(base);
+    mome_memory_free(mem);
+    mome_model_free(m);
+    unlink(path);
+}
+
 int main(void) {
     RUN(test_topk_brute_force);
     RUN(test_empty_memory_is_exact);
+    RUN(test_split_row_is_exact);
     return test_summary();
 }
