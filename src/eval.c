@@ -28,8 +28,17 @@ mome_eval_params mome_eval_default_params(void) {
     return p;
 }
 
+/* The prompt whose K/V is in the context: the next prompt decodes only
+ * what follows the part it shares with it (the chat template's head), as
+ * llama.cpp's server does; splitting a prompt gives identical bits. */
+typedef struct prompt_cache {
+    int32_t *ids;
+    int n, cap;
+} prompt_cache;
+
 /* Greedy answer to one user message; returns malloc'd text or NULL. */
-static char *answer(mome_model *m, mome_ctx *c, const char *system, const char *question, int max_new) {
+static char *answer(mome_model *m, mome_ctx *c, prompt_cache *pc, const char *system, const char *question,
+                    int max_new) {
     mome_chat_msg msgs[2];
     int nm = 0;
     if (system) msgs[nm++] = (mome_chat_msg){"system", system};
@@ -49,7 +58,18 @@ static char *answer(mome_model *m, mome_ctx *c, const char *system, const char *
         free(ids); free(out);
         return NULL;
     }
-    if (mome_decode(c, ids, n, 0, 0)) { free(ids); free(out); return NULL; }
+    int keep = 0;
+    while (keep < pc->n && keep < n - 1 && pc->ids[keep] == ids[keep]) keep++;
+    pc->n = 0; /* invalid until the decode succeeds */
+    if (mome_decode(c, ids + keep, n - keep, keep, 0)) { free(ids); free(out); return NULL; }
+    if (n > pc->cap) {
+        int32_t *nc = realloc(pc->ids, (size_t)n * sizeof(int32_t));
+        if (!nc) { free(ids); free(out); mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); return NULL; }
+        pc->ids = nc;
+        pc->cap = n;
+    }
+    memcpy(pc->ids, ids, (size_t)n * sizeof(int32_t));
+    pc->n = n;
     const int V = m->hp.n_vocab;
     for (int i = 0; i < max_new; i++) {
         const float *lg = mome_get_logits(c, -1);
@@ -82,10 +102,11 @@ static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mom
     if (rc) return rc;
     int n = fs->n;
     if (p->max_facts > 0 && p->max_facts < n) n = (int)p->max_facts;
+    prompt_cache pc = {0};
     for (int i = 0; i < n; i++) {
         const fact *f = &fs->v[i];
-        char *out = answer(m, c, f->system, f->question, p->max_new_tokens);
-        if (!out) { facts_free(fs); return MOME_ERR; }
+        char *out = answer(m, c, &pc, f->system, f->question, p->max_new_tokens);
+        if (!out) { facts_free(fs); free(pc.ids); return MOME_ERR; }
         int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
         int ab = !co && facts_is_abstention(out);
         r->n_facts++;
@@ -96,14 +117,15 @@ static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mom
         if (p->on_fact) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
         free(out);
         for (int j = 0; j < f->n_paraphrases; j++) {
-            char *po = answer(m, c, f->system, f->paraphrases[j], p->max_new_tokens);
-            if (!po) { facts_free(fs); return MOME_ERR; }
+            char *po = answer(m, c, &pc, f->system, f->paraphrases[j], p->max_new_tokens);
+            if (!po) { facts_free(fs); free(pc.ids); return MOME_ERR; }
             r->n_paraphrases++;
             r->n_paraphrase_exact += facts_answer_matches(f, po);
             free(po);
         }
     }
     facts_free(fs);
+    free(pc.ids);
     r->recall = r->n_facts ? (double)r->n_exact / r->n_facts : 0;
     r->contains_recall = r->n_facts ? (double)r->n_contains / r->n_facts : 0;
     r->hallucination_rate = r->n_facts ? (double)r->n_hallucinated / r->n_facts : 0;
