@@ -17,8 +17,9 @@
  *    A fact counts as memorized when every target is the argmax and its mean
  *    answer loss is below target_loss; memorized facts leave the pool.
  * 4. verify: every fact is decoded greedily with the real engine and the
- *    memory attached; a fact whose answer is not reproduced exactly returns
- *    to the pool with a 4x lower loss target.
+ *    memory attached, its weights rounded to f16 as the file will hold them;
+ *    a fact whose answer is not reproduced exactly returns to the pool with a
+ *    4x lower loss target (after 6 failures it is given up and reported).
  * A checkpoint (memory + optimizer + per-fact state, written atomically) is
  * taken every checkpoint_s seconds; --resume continues from it.
  */
@@ -32,6 +33,7 @@
 #include "gguf_write.h"
 #include "memory.h"
 #include "model.h"
+#include "quant.h"
 #include "train_stack.h"
 #include "util.h"
 
@@ -95,6 +97,7 @@ typedef struct tuner {
     int32_t cap_opt;
     tstack st;
     int lcp;               /* prompt tokens every fact shares (the chat template's head) */
+    float *f32_keep;       /* f32 expert weights and anchors while verifying in f16 */
     int64_t step;
     double t0, t_prev;     /* elapsed time before this run (resume) */
 } tuner;
@@ -405,6 +408,31 @@ static int verify_fact(tuner *t, mome_ctx *c, const fact_rt *r) {
     return 0;
 }
 
+/* The finished memory stores experts and anchors in f16, so verification
+ * must decode with exactly those values: f16_swap(t, 1) keeps the f32
+ * originals in t->f32_keep and rounds in place; f16_swap(t, 0) restores
+ * them. Checkpoints are written between rounds, in f32, so a resume is exact. */
+static int f16_swap(tuner *t, int round) {
+    mem_bank *b = t->bank;
+    const size_t nw = (size_t)b->n_slots * b->cfg.rank * b->C, na = (size_t)b->n_anchors * 2 * b->cfg.dk;
+    float *arr[3] = {b->A, b->B, b->anchors};
+    const size_t cnt[3] = {nw, nw, na};
+    if (round) {
+        float *keep = realloc(t->f32_keep, (2 * nw + na + 1) * sizeof(float));
+        if (!keep) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory (f32 copy of %zu expert weights)", 2 * nw);
+        t->f32_keep = keep;
+    }
+    float *k = t->f32_keep;
+    for (int a = 0; a < 3; a++) {
+        if (round) {
+            memcpy(k, arr[a], cnt[a] * sizeof(float));
+            for (size_t i = 0; i < cnt[a]; i++) arr[a][i] = quant_f16_to_f32(quant_f32_to_f16(arr[a][i]));
+        } else memcpy(arr[a], k, cnt[a] * sizeof(float));
+        k += cnt[a];
+    }
+    return 0;
+}
+
 /* ------------------------------------------------------- checkpointing */
 
 static int save_checkpoint(tuner *t, const char *path) {
@@ -526,7 +554,7 @@ static void tuner_free(tuner *t) {
         }
     free(t->f);
     free(t->use_slot); free(t->use_coef); free(t->use_train);
-    free(t->mA); free(t->vA); free(t->mB); free(t->vB); free(t->tstep); free(t->mod_step);
+    free(t->mA); free(t->vA); free(t->mB); free(t->vB); free(t->tstep); free(t->mod_step); free(t->f32_keep);
     tstack_free(&t->st);
     mome_memory_free(t->mem);
     facts_free(t->fs);
@@ -709,8 +737,9 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                      * every verified fact that reads an expert trained since */
                     progress(&t, "verify");
                     int bad = 0;
-                    if (t.lcp > 0 && mome_decode(vc, t.f[0].prompt, t.lcp, 0, 0)) { rc = -1; break; }
-                    for (int i = 0; i < t.n; i++) {
+                    if ((rc = f16_swap(&t, 1))) break;
+                    if (t.lcp > 0 && mome_decode(vc, t.f[0].prompt, t.lcp, 0, 0)) rc = -1;
+                    for (int i = 0; i < t.n && !rc; i++) {
                         fact_rt *f = &t.f[i];
                         if (f->state == 3) continue;
                         if (f->state == 2) {
@@ -720,7 +749,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                             if (!dirty) continue;
                         }
                         int v = verify_fact(&t, vc, f);
-                        if (v < 0) { rc = -1; stop = 1; break; }
+                        if (v < 0) { rc = -1; break; }
                         if (v) {
                             f->state = 2;
                             f->ver_step = t.step;
@@ -734,6 +763,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                             bad++;
                         }
                     }
+                    f16_swap(&t, 0);
                     if (rc || bad == 0) break;
                     continue;
                 }

@@ -15,6 +15,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "gguf.h"
 #include "mome.h"
 #include "quant.h"
@@ -745,6 +746,7 @@ static int cmd_tune(int argc, char **argv) {
     if (!p.facts_path) die("tune: give the facts with --facts FILE");
     if (!p.out_path) die("tune: give the output file with -o OUT.mome");
     mome_model *m = load_model(model, p.n_threads);
+    fprintf(stderr, "tune: SIMD kernels %s, OpenBLAS core %s\n", quant_kernel_name(), blas_core_name());
     prog_state ps = {isatty(2), 0, NULL};
     p.progress = tune_progress;
     p.user = &ps;
@@ -894,7 +896,13 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tune")) return cmd_tune(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tune")) {
+        /* training runs on OpenBLAS GEMMs: if it fell back to generic kernels
+         * on a CPU it does not know, restart once with the right ones (blas.c) */
+        const char *core = blas_better_core();
+        if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
+        return cmd_tune(argc - 1, argv + 1); /* exec failed: slower, still correct */
+    }
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval; see mome --help)\n", cmd);
     return 1;

@@ -1,6 +1,6 @@
 #!/bin/sh
 # test_tune.sh - memory tuning end to end on the default model (SmolLM2):
-# exact recall after tuning, same seed = same file, checkpoint + resume,
+# exact recall after tuning, the stop rule, same seed = same file, checkpoint + resume,
 # kill -9 during tuning, incremental tuning keeps old facts, conflicts,
 # a memory for another base model is refused, the LoRA baseline runs.
 # The facts are random ticket prefixes (tests/data/facts/projects_*.jsonl),
@@ -28,6 +28,16 @@ if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 2>"$tmp/log" && grep 
 r=$(recall "$tmp/a.mome" $A)
 if [ "$r" = "1.000000" ]; then ok "eval with memory: recall 1.0"; else bad "eval with memory: recall $r"; fi
 [ -f "$tmp/a.mome.ckpt" ] && bad "checkpoint left behind after success" || ok "no checkpoint left after success"
+# the stop rule: the run ends with every fact's answer loss under the target
+# (0.01 nats), and a looser target stops in fewer steps
+steps() { sed -n 's/.* in [0-9.]* s, \([0-9]*\) steps.*/\1/p' "$1"; }
+ml=$(sed -n 's/.*done .*mean loss \([0-9.]*\).*/\1/p' "$tmp/log" | tail -1)
+s1=$(steps "$tmp/log")
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/loose.mome" -t 2 --target-loss 1.0 2>"$tmp/log2"
+s2=$(steps "$tmp/log2")
+if [ -n "$ml" ] && awk "BEGIN { exit !($ml < 0.01) }" && [ -n "$s2" ] && [ "$s2" -lt "$s1" ]; then
+    ok "stop rule: mean loss $ml < 0.01; target 1.0 stops after $s2 steps, 0.01 after $s1"
+else bad "stop rule: mean loss '$ml', steps loose '$s2' vs default '$s1'"; fi
 
 $MOME tune -m "$MODEL" --facts $A -o "$tmp/a2.mome" -t 2 2>/dev/null
 if cmp -s "$tmp/a.mome" "$tmp/a2.mome"; then ok "same seed and threads: identical memory file"; else bad "tuning is not deterministic"; fi
