@@ -9,11 +9,13 @@
 #     trained): time to >= 99.9% recall; resumable (re-run the script to continue).
 # Usage: bench/bench_memory.sh [N_FACTS]   (needs ../shared or MOME_SHARED)
 #   SECTIONS="1 2 3" picks sections (default "1 2 3"; 4 takes about an hour here);
-#   ROUNDS=5 sets the interleaved rounds of section 3.
+#   ROUNDS=5 sets the interleaved rounds of section 3; TUNE_ARGS adds options to the
+#   memory tunes of sections 1 and 4 (e.g. TUNE_ARGS="--whiten-reg 0.01").
 set -eu
 N=${1:-1000}
 SECTIONS=${SECTIONS:-1 2 3}
 ROUNDS=${ROUNDS:-5}
+TUNE_ARGS=${TUNE_ARGS:-}
 has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 MOME=build/mome
 MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -27,7 +29,7 @@ CAP="$SHARED/data/facts/capitals.jsonl"
 echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%F)"
 if has 1; then
 echo "## 1. $N facts"
-/usr/bin/time -v $MOME tune -m "$MODEL" --facts "$OUT/facts.jsonl" -o "$OUT/mem.mome" 2>"$OUT/tune.log" || { tail "$OUT/tune.log"; exit 1; }
+/usr/bin/time -v $MOME tune -m "$MODEL" --facts "$OUT/facts.jsonl" -o "$OUT/mem.mome" $TUNE_ARGS 2>"$OUT/tune.log" || { tail "$OUT/tune.log"; exit 1; }
 grep -E "^tune: [0-9]+/" "$OUT/tune.log"
 grep -E "Maximum resident|Elapsed" "$OUT/tune.log"
 ls -l "$OUT/mem.mome" | awk '{print "memory file: " $5 " bytes"}'
@@ -49,7 +51,7 @@ for L in 20 22; do
     $MOME tune -m "$MODEL" --facts "$OUT/facts100.jsonl" -o "$OUT/mem_n$L.mome" --experts-log2 $L 2>/dev/null
 done
 : >"$OUT/tg.txt"
-# 20, 22: 100 facts at N = 2^20, 2^22; 1k: section 1's 1,000-fact memory (many anchors), if present
+# 20, 22: 100 facts at N = 2^20, 2^22; 1k: section 1's 1,000-fact memory (11k experts), if present
 CONFIGS="none 20 22"
 [ -f "$OUT/mem.mome" ] && CONFIGS="$CONFIGS 1k"
 r=0
@@ -75,7 +77,7 @@ echo "## 4. 10,000 facts"
 NQ=$((10000 - $(wc -l <"$SHARED/data/facts/languages.jsonl")))
 { cat "$SHARED/data/facts/languages.jsonl"; head -n "$NQ" "$SHARED/data/facts/NQ-open.dev.jsonl"; } >"$OUT/facts10k.jsonl"
 if [ -f "$OUT/mem10k.mome.ckpt" ]; then resume=--resume; else resume=; fi
-/usr/bin/time -v $MOME tune -m "$MODEL" --facts "$OUT/facts10k.jsonl" -o "$OUT/mem10k.mome" --on-conflict first $resume \
+/usr/bin/time -v $MOME tune -m "$MODEL" --facts "$OUT/facts10k.jsonl" -o "$OUT/mem10k.mome" --on-conflict first $TUNE_ARGS $resume \
     2>"$OUT/tune10k.log" || { tail "$OUT/tune10k.log"; exit 1; }
 grep -E "^tune: [0-9]+/" "$OUT/tune10k.log"
 grep -E "Maximum resident|Elapsed" "$OUT/tune10k.log"

@@ -103,6 +103,7 @@ typedef struct mome_tune_params {
     int key_dim;               /* query dims per product-key half (64) */
     int layer;                 /* block the memory feeds (-1: 4/5 of depth) */
     float gate_lo, gate_hi;    /* anchor gate ramp on cosine (0.8, 0.9) */
+    float whiten_reg;          /* query whitening: lambda = whiten_reg * mean eigenvalue (0.1) */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
@@ -130,6 +131,8 @@ typedef struct mome_tune_report {
     int64_t n_trained_experts;
     double mean_loss;
     double ppl_before, ppl_after;  /* LoRA with ppl_text: f32 perplexity (else -1) */
+    int32_t n_missing_lines;   /* the fact-file lines of the first (up to 32) facts not memorized */
+    int32_t missing_lines[32];
 } mome_tune_report;
 
 mome_tune_params mome_tune_default_params(void);

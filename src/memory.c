@@ -135,9 +135,9 @@ float mem_rms_normalize(const float *h, float *xhat, int32_t C) {
  * position (the last prompt token of every question looks alike) become as
  * large as the differences between positions, and facts select different
  * experts. Sigma^(-1/2) by Newton-Schulz iterations (GEMMs only).
- * lambda = 0.1 * mean eigenvalue keeps directions the samples never varied
+ * lambda = reg (0.1) * mean eigenvalue keeps directions the samples never varied
  * in from being blown up. */
-void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n) {
+void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n, float reg) {
     const int C = b->C, Q = 2 * b->cfg.dk;
     if (n < 2) return;
     float *X = malloc((size_t)n * C * sizeof(float));
@@ -161,7 +161,7 @@ void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n) {
     cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, C, C, (int)n, 1.0f / (float)n, X, C, X, C, 0.0f, S, C);
     double tr = 0;
     for (int i = 0; i < C; i++) tr += S[(size_t)i * C + i];
-    const float lambda = (float)(0.1 * tr / C);
+    const float lambda = (float)(reg * tr / C);
     for (int i = 0; i < C; i++) S[(size_t)i * C + i] += lambda;
     /* Newton-Schulz: Y -> A^(1/2), Z -> A^(-1/2) for A = S / ||S||_F */
     double fn = 0;

@@ -111,7 +111,7 @@ void mem_bank_free(mem_bank *b);
 
 /* Fit the query centering and scaling to samples of the residual stream
  * (n rows of C). The projection and sub-keys stay random. */
-void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n);
+void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n, float reg);
 
 /* x̂ = h / rms(h), rms(h) = sqrt(mean(h^2) + eps); returns rms(h). */
 float mem_rms_normalize(const float *h, float *xhat, int32_t C);

@@ -49,6 +49,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.layer = -1;
     p.gate_lo = 0.80f;
     p.gate_hi = 0.90f;
+    p.whiten_reg = 0.1f;
     p.lr = 0.0f; /* method default */
     p.target_loss = 0.01f;
     p.batch = 32;
@@ -116,7 +117,10 @@ static void progress(tuner *t, const char *phase) {
     pr.mean_loss = t->n ? (float)(ls / t->n) : 0;
     pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
     pr.facts_per_s = pr.elapsed_s > 0 ? pr.n_memorized / pr.elapsed_s : 0;
-    pr.eta_s = pr.facts_per_s > 0 ? (pr.n_facts - pr.n_memorized) / pr.facts_per_s : -1;
+    /* facts are memorized late in a run (each needs several passes), so an
+     * ETA from the average rate is wildly long at first: shown from 10% on */
+    pr.eta_s = pr.facts_per_s > 0 && pr.n_memorized * 10 >= pr.n_facts
+                   ? (pr.n_facts - pr.n_memorized) / pr.facts_per_s : -1;
     pr.phase = phase;
     t->p->progress(&pr, t->p->user);
 }
@@ -685,7 +689,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
             memcpy(all + o * m->hp.n_embd, t.f[i].h, (size_t)t.f[i].T * m->hp.n_embd * sizeof(float));
             o += t.f[i].T;
         }
-        mem_bank_fit_query(t.bank, all, nrows);
+        mem_bank_fit_query(t.bank, all, nrows, p.whiten_reg > 0 ? p.whiten_reg : 0.1f);
         free(all);
     }
     if ((rc = select_experts(&t)) || (rc = grow_opt(&t))) goto out;
@@ -815,6 +819,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     for (int i = 0; i < t.n; i++) {
         rep->n_memorized += t.f[i].state == 2;
         rep->mean_loss += t.f[i].loss;
+        if (t.f[i].state != 2 && rep->n_missing_lines < 32) rep->missing_lines[rep->n_missing_lines++] = t.fs->v[i].line;
     }
     rep->mean_loss = t.n ? rep->mean_loss / t.n : 0;
     rep->steps = t.step;

@@ -696,6 +696,7 @@ static int cmd_tune(int argc, char **argv) {
                    "  --train-top M          experts trained per fact position (default 4)\n"
                    "  --layer L              block the memory feeds (default: 4/5 of the depth)\n"
                    "  --gate LO,HI           anchor gate cosine ramp (default 0.8,0.9)\n"
+                   "  --whiten-reg X         query whitening regularizer, x mean eigenvalue (default 0.1)\n"
                    "  --lr X                 Adam learning rate (default 0.02; LoRA 0.001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
@@ -728,7 +729,8 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--gate", NULL)) {
             const char *v = arg_val(&a);
             if (sscanf(v, "%f,%f", &p.gate_lo, &p.gate_hi) != 2) die("tune: --gate expects LO,HI, got '%s'", v);
-        } else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
+        } else if (arg_is(&a, "--whiten-reg", NULL)) p.whiten_reg = (float)arg_double(&a, 1e-6, 100);
+        else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
         else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
         else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);
         else if (arg_is(&a, "--max-steps", NULL)) p.max_steps = arg_long(&a, 1, LONG_MAX);
@@ -765,9 +767,15 @@ static int cmd_tune(int argc, char **argv) {
     if (rep.ppl_before > 0)
         fprintf(stderr, "tune: perplexity of %s: %.4f before, %.4f after (%+.2f%%)\n", p.ppl_text, rep.ppl_before,
                 rep.ppl_after, 100 * (rep.ppl_after / rep.ppl_before - 1));
-    if (rep.n_memorized < rep.n_facts)
+    if (rep.n_memorized < rep.n_facts) {
         fprintf(stderr, "tune: stopped before every fact was memorized%s\n",
                 p.method == MOME_TUNE_MOME ? "; continue with --resume" : "");
+        if (rep.n_missing_lines > 0) {
+            fprintf(stderr, "tune: not memorized: %s line", p.facts_path);
+            for (int i = 0; i < rep.n_missing_lines; i++) fprintf(stderr, "%s %d", i ? "," : "", rep.missing_lines[i]);
+            fprintf(stderr, "%s\n", rep.n_facts - rep.n_memorized > rep.n_missing_lines ? ", ..." : "");
+        }
+    }
     mome_model_free(m);
     return 0;
 }
