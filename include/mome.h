@@ -103,7 +103,7 @@ typedef struct mome_tune_params {
     int key_dim;               /* query dims per product-key half (64) */
     int layer;                 /* block the memory feeds (-1: 4/5 of depth) */
     float gate_lo, gate_hi;    /* anchor gate ramp on cosine (0.8, 0.9) */
-    float whiten_reg;          /* query whitening: lambda = whiten_reg * mean eigenvalue (0.1) */
+    float whiten_reg;          /* query whitening: lambda = whiten_reg * mean eigenvalue (0: auto) */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */

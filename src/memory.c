@@ -135,7 +135,7 @@ float mem_rms_normalize(const float *h, float *xhat, int32_t C) {
  * position (the last prompt token of every question looks alike) become as
  * large as the differences between positions, and facts select different
  * experts. Sigma^(-1/2) by Newton-Schulz iterations (GEMMs only).
- * lambda = reg (0.1) * mean eigenvalue keeps directions the samples never varied
+ * lambda = reg (tune default 0.01) * mean eigenvalue keeps directions the samples never varied
  * in from being blown up. */
 void mem_bank_fit_query(mem_bank *b, const float *h, int64_t n, float reg) {
     const int C = b->C, Q = 2 * b->cfg.dk;
