@@ -433,39 +433,35 @@ void mem_row_half(const mem_bank *b, const float *h, int half, mem_scratch *sc) 
     select_half(b, sc->q + half * dk, half, half ? sc->s2 : sc->s1, sc->hidx, sc->hval);
 }
 
+/* h += the selected trained experts, gated by the full query in sc->q. */
+static void add_experts(const mem_bank *b, float *h, const mem_sel *sel, mem_scratch *sc) {
+    for (int i = 0; i < sel->k; i++) {
+        int32_t s = mem_find_slot(b, sel->id[i]);
+        if (s < 0) continue;
+        float g = mem_gate(b, s, sc->q);
+        if (g == 0.0f) continue;
+        mem_expert_forward(b, s, sel->w[i] * g * sc->rms, sc->xhat, h, sc->u);
+    }
+}
+
 void mem_row_finish(const mem_bank *b, float *h, mem_scratch *sc0, const mem_scratch *sc1) {
     mem_sel sel;
     if (sc0 != sc1) memcpy(sc0->q + b->cfg.dk, sc1->q + b->cfg.dk, (size_t)b->cfg.dk * sizeof(float));
     select_merge(b, sc0->hidx, sc0->hval, sc1->hidx, sc1->hval, &sel);
-    for (int i = 0; i < sel.k; i++) {
-        int32_t s = mem_find_slot(b, sel.id[i]);
-        if (s < 0) continue;
-        float g = mem_gate(b, s, sc0->q);
-        if (g == 0.0f) continue;
-        mem_expert_forward(b, s, sel.w[i] * g * sc0->rms, sc0->xhat, h, sc0->u);
-    }
+    add_experts(b, h, &sel, sc0);
 }
 
 void mem_apply_row(const mem_bank *b, float *h, mem_scratch *sc) {
     if (b->n_slots == 0) return; /* empty memory: exactly the base model */
-    const int dk = b->cfg.dk;
-    sc->rms = mem_rms_normalize(h, sc->xhat, b->C);
-    query_input(b, sc->xhat, sc->xc);
+    /* half 1 as a thread of the split path would do it, half 0 beside it */
+    mem_row_half(b, h, 1, sc);
     query_half(b, sc->xc, 0, sc->q);
-    query_half(b, sc->xc, 1, sc->q + dk);
     uint32_t i1[MEM_MAX_K];
     float v1[MEM_MAX_K];
     select_half(b, sc->q, 0, sc->s1, i1, v1);
-    select_half(b, sc->q + dk, 1, sc->s2, sc->hidx, sc->hval);
     mem_sel sel;
     select_merge(b, i1, v1, sc->hidx, sc->hval, &sel);
-    for (int i = 0; i < sel.k; i++) {
-        int32_t s = mem_find_slot(b, sel.id[i]);
-        if (s < 0) continue;
-        float g = mem_gate(b, s, sc->q);
-        if (g == 0.0f) continue;
-        mem_expert_forward(b, s, sel.w[i] * g * sc->rms, sc->xhat, h, sc->u);
-    }
+    add_experts(b, h, &sel, sc);
 }
 
 void mem_scratch_free(mem_scratch *s, int n) {
