@@ -86,7 +86,10 @@ typedef struct mome_tune_progress {
     double elapsed_s;
     double facts_per_s;    /* memorized per second */
     double eta_s;          /* < 0: unknown */
-    const char *phase;     /* "prepare", "train", "verify", "done" */
+    const char *phase;     /* "prepare", "train", "verify", "bank" (a new bank was added), "done" */
+    int32_t n_banks;       /* memory banks so far */
+    int32_t n_stage_facts; /* "bank": facts the new bank was fitted to */
+    int64_t n_stage_rows;  /* "bank": their trained rows */
 } mome_tune_progress;
 
 typedef struct mome_tune_params {
@@ -104,6 +107,9 @@ typedef struct mome_tune_params {
     int layer;                 /* block the memory feeds (-1: 4/5 of depth) */
     float gate_lo, gate_hi;    /* anchor gate ramp on cosine (0.8, 0.9) */
     float whiten_reg;          /* query whitening: lambda = whiten_reg * mean eigenvalue (0: auto) */
+    int patience;              /* passes over the facts still training without a newly memorized
+                                  one before a new bank is fitted to them (50; <0: never) */
+    int max_banks;             /* banks a memory may have (8) */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
@@ -129,6 +135,7 @@ typedef struct mome_tune_report {
     int64_t steps;
     double seconds;
     int64_t n_trained_experts;
+    int32_t n_banks;
     double mean_loss;
     double ppl_before, ppl_after;  /* LoRA with ppl_text: f32 perplexity (else -1) */
     int32_t n_missing_lines;   /* the fact-file lines of the first (up to 32) facts not memorized */

@@ -50,6 +50,8 @@ mome_tune_params mome_tune_default_params(void) {
     p.gate_lo = 0.80f;
     p.gate_hi = 0.90f;
     p.whiten_reg = 0.0f; /* auto, see below */
+    p.patience = 50;
+    p.max_banks = 8;
     p.lr = 0.0f; /* method default */
     p.target_loss = 0.01f;
     p.batch = 32;
@@ -73,6 +75,8 @@ typedef struct fact_rt {
     int ok;
     int state;             /* 0 training, 1 memorized (training check), 2 verified, 3 given up */
     int n_fail;            /* failed verifications */
+    int stage;             /* the bank the fact owns experts in */
+    int trainable;         /* it has trainable experts in the current bank */
     int64_t ver_step;      /* step at which it was verified */
     int64_t steps;
 } fact_rt;
@@ -101,6 +105,10 @@ typedef struct tuner {
     float *f32_keep;       /* f32 expert weights and anchors while verifying in f16 */
     int64_t step;
     double t0, t_prev;     /* elapsed time before this run (resume) */
+    /* stall detection: the most facts ever memorized in this bank, and how
+     * many fact-steps were trained since that count last rose */
+    int best_done;
+    int64_t since_best;
 } tuner;
 
 static void progress(tuner *t, const char *phase) {
@@ -110,16 +118,19 @@ static void progress(tuner *t, const char *phase) {
     pr.step = t->step;
     pr.n_facts = t->n;
     double ls = 0;
+    /* while verifying, the count is of facts verified so far */
+    const int verifying = strcmp(phase, "verify") == 0;
     for (int i = 0; i < t->n; i++) {
-        pr.n_memorized += t->f[i].state > 0;
+        pr.n_memorized += verifying ? t->f[i].state == 2 : t->f[i].state == 1 || t->f[i].state == 2;
         ls += t->f[i].loss;
     }
+    pr.n_banks = t->mem ? t->mem->n_banks : 0;
     pr.mean_loss = t->n ? (float)(ls / t->n) : 0;
     pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
     pr.facts_per_s = pr.elapsed_s > 0 ? pr.n_memorized / pr.elapsed_s : 0;
     /* facts are memorized late in a run (each needs several passes), so an
      * ETA from the average rate is wildly long at first: shown from 10% on */
-    pr.eta_s = pr.facts_per_s > 0 && pr.n_memorized * 10 >= pr.n_facts
+    pr.eta_s = !verifying && pr.facts_per_s > 0 && pr.n_memorized * 10 >= pr.n_facts
                    ? (pr.n_facts - pr.n_memorized) / pr.facts_per_s : -1;
     pr.phase = phase;
     t->p->progress(&pr, t->p->user);
@@ -235,36 +246,50 @@ static int push_use(tuner *t, int32_t slot, float coef, int train) {
     return 0;
 }
 
-/* Selects experts for every trained row; creates own slots and anchors,
- * then records each row's (slot, coefficient) list with the final gates. */
+static int grow_opt(tuner *t);
+static int f16_swap(tuner *t, int round);
+
+/* Own slots and anchors for the rows of fact r in the current bank. */
+static int own_experts(tuner *t, const fact_rt *r, mem_scratch *sc) {
+    mem_bank *b = t->bank;
+    mem_sel sel;
+    for (int row = 0; row < r->T; row++) {
+        mem_rms_normalize(r->h + (size_t)row * b->C, sc->xhat, b->C);
+        mem_query(b, sc->xhat, sc->q, sc);
+        mem_select(b, sc->q, &sel, sc);
+        int own = 0;
+        for (int j = 0; j < sel.k && own < b->cfg.train_top; j++) {
+            int32_t s = mem_find_slot(b, sel.id[j]);
+            if (s >= 0 && s < t->n_frozen) continue; /* belongs to an earlier memory */
+            s = mem_get_slot(b, sel.id[j]);
+            if (s < 0 || mem_add_anchor(b, s, sc->q)) return MOME_ERR_NOMEM;
+            own++;
+        }
+    }
+    return 0;
+}
+
+/* Selects experts for every trained row in the current bank (the last):
+ * the facts of its stage get own slots and anchors; then every fact's row
+ * records what it reads, (slot, coefficient), with gates from the complete
+ * anchor set, and whether the fact can be trained in this bank at all.
+ * (Facts of earlier stages do not get slots here: this bank's query is
+ * fitted to its own facts, and measured on 10,000 facts, earlier facts
+ * trained in it collided and disturbed each other; if this bank disturbs
+ * one, it fails verification and the next stage takes it.) */
 static int select_experts(tuner *t) {
     mem_bank *b = t->bank;
-    const int C = b->C;
+    const int C = b->C, cur = t->mem->n_banks - 1;
     mem_scratch *sc = mem_scratch_new(t->mem, 1);
     if (!sc) return MOME_ERR_NOMEM;
     int rc = MOME_ERR_NOMEM;
     mem_sel sel;
-    /* pass 1: own slots and anchors */
-    for (int i = 0; i < t->n; i++) {
-        fact_rt *r = &t->f[i];
-        for (int row = 0; row < r->T; row++) {
-            mem_rms_normalize(r->h + (size_t)row * C, sc->xhat, C);
-            mem_query(b, sc->xhat, sc->q, sc);
-            mem_select(b, sc->q, &sel, sc);
-            int own = 0;
-            for (int j = 0; j < sel.k && own < b->cfg.train_top; j++) {
-                int32_t s = mem_find_slot(b, sel.id[j]);
-                if (s >= 0 && s < t->n_frozen) continue; /* belongs to an earlier memory */
-                s = mem_get_slot(b, sel.id[j]);
-                if (s < 0 || mem_add_anchor(b, s, sc->q)) goto done;
-                own++;
-            }
-        }
-    }
-    /* pass 2: what each row reads, with gates from the complete anchor set */
+    for (int i = 0; i < t->n; i++)
+        if (t->f[i].stage == cur && own_experts(t, &t->f[i], sc)) goto done;
     t->n_use = 0;
     for (int i = 0; i < t->n; i++) {
         fact_rt *r = &t->f[i];
+        r->trainable = 0;
         free(r->row_use);
         r->row_use = mome_malloc((size_t)(r->T + 1) * sizeof(int));
         if (!r->row_use) goto done;
@@ -278,8 +303,9 @@ static int select_experts(tuner *t) {
                 int32_t s = mem_find_slot(b, sel.id[j]);
                 if (s < 0) continue;
                 int trainable = 0;
-                if (s >= t->n_frozen && own < b->cfg.train_top) {
+                if (r->stage == cur && s >= t->n_frozen && own < b->cfg.train_top) {
                     trainable = 1;
+                    r->trainable = 1;
                     own++;
                 }
                 float g = mem_gate(b, s, sc->q);
@@ -292,6 +318,134 @@ static int select_experts(tuner *t) {
     rc = 0;
 done:
     mem_scratch_free(sc, 1);
+    return rc;
+}
+
+/* Fits the current bank's query to the trained rows of the facts of its
+ * stage. The regulariser, unless given: with few rows (fewer than
+ * dimensions) the covariance is rank-deficient and a weak lambda blows up
+ * directions the rows never varied in, so queries move with noise and
+ * verification fails (10 facts at 0.01: one fact never verified); with many
+ * rows a weak lambda is what keeps near-identical questions apart (10,000
+ * facts: 96.5% at 0.1, 98.7% at 0.01; 1,000 facts: 100% at both, ppl
+ * unchanged). So: 0.1 below 4C rows, 0.01 from there on. (A smooth 0.4C/rows
+ * in between took 1,000 facts longer than either.) */
+static int fit_bank(tuner *t, int64_t *rows_out) {
+    const int C = t->bank->C, cur = t->mem->n_banks - 1;
+    int64_t nrows = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->f[i].stage == cur) nrows += t->f[i].T;
+    *rows_out = nrows;
+    float *all = mome_malloc((size_t)(nrows ? nrows : 1) * C * sizeof(float));
+    if (!all) return MOME_ERR_NOMEM;
+    int64_t o = 0;
+    for (int i = 0; i < t->n; i++) {
+        if (t->f[i].stage != cur) continue;
+        memcpy(all + o * C, t->f[i].h, (size_t)t->f[i].T * C * sizeof(float));
+        o += t->f[i].T;
+    }
+    float reg = t->p->whiten_reg;
+    if (reg <= 0) reg = nrows < 4 * (int64_t)C ? 0.1f : 0.01f;
+    mem_bank_fit_query(t->bank, all, nrows, reg);
+    free(all);
+    return 0;
+}
+
+/* Adds bank b's output to every fact's rows (b is frozen from now on), with
+ * the engine's own code, so the next bank trains on the input it will see. */
+static int bake_bank(tuner *t, const mem_bank *b) {
+    mem_scratch *sc = mem_scratch_new(t->mem, 1);
+    if (!sc) return MOME_ERR_NOMEM;
+    for (int i = 0; i < t->n; i++)
+        for (int row = 0; row < t->f[i].T; row++) mem_apply_row(b, t->f[i].h + (size_t)row * b->C, sc);
+    mem_scratch_free(sc, 1);
+    return 0;
+}
+
+/* Appends an empty bank at the same layer, after the others (the engine
+ * applies them in order), sized for the rows it will train (at least 16
+ * experts per wanted slot, at most the first bank's N) with its own seed. */
+static int add_bank(tuner *t, int64_t nrows) {
+    mome_memory *m = t->mem;
+    if (m->n_banks >= 64) return mome_seterr_code(MOME_ERR_ARG, "tune: a memory holds at most 64 banks");
+    mem_bank *nb = realloc(m->banks, (size_t)(m->n_banks + 1) * sizeof *nb);
+    if (!nb) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    m->banks = nb;
+    mem_config cfg = m->banks[m->n_banks - 1].cfg;
+    const uint32_t cap = m->banks[0].cfg.n_sub;
+    const uint64_t want = (uint64_t)(nrows > 0 ? nrows : 1) * (uint64_t)cfg.train_top * 16;
+    uint32_t ns = 64;
+    while ((uint64_t)ns * ns < want && ns < cap) ns *= 2;
+    cfg.n_sub = ns < cap ? ns : cap;
+    if ((uint32_t)cfg.k > cfg.n_sub) cfg.k = (int32_t)cfg.n_sub;
+    cfg.seed = t->p->seed + 0x9e3779b97f4a7c15ULL * (uint64_t)m->n_banks;
+    if (mem_bank_init(&m->banks[m->n_banks], &cfg, m->n_embd)) return MOME_ERR_NOMEM;
+    m->n_banks++;
+    t->bank = &m->banks[m->n_banks - 1];
+    t->n_frozen = 0;
+    return 0;
+}
+
+/* Trained rows of the facts that will own experts in bank `stage`. */
+static int64_t stage_rows(const tuner *t, int stage) {
+    int64_t n = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->f[i].stage == stage) n += t->f[i].T;
+    return n;
+}
+
+/* A new stage: the facts still training (stalled, or given up) get a bank of
+ * their own, whose query is whitened over their rows alone, so the small
+ * directions in which they differ from each other, which a query fitted
+ * to all facts flattens, separate them. The current bank is frozen, rounded
+ * to f16 as the file stores it, and baked into every row's input. */
+static int new_stage(tuner *t) {
+    if (f16_swap(t, 1)) return MOME_ERR_NOMEM; /* rounded for good: not restored */
+    if (bake_bank(t, t->bank)) return MOME_ERR_NOMEM;
+    const int next = t->mem->n_banks;
+    int nf = 0;
+    for (int i = 0; i < t->n; i++) {
+        fact_rt *f = &t->f[i];
+        if (f->state == 2) {
+            /* verified, but an expert it reads changed since: verify again
+             * (the new bank's usage lists no longer see this bank's changes) */
+            for (int u = f->row_use[0]; u < f->row_use[f->T]; u++)
+                if (t->mod_step[t->use_slot[u]] > f->ver_step) {
+                    f->state = 1;
+                    break;
+                }
+            continue;
+        }
+        if (f->state == 1) continue; /* memorized, waiting for verification */
+        f->stage = next;
+        f->state = 0;
+        f->n_fail = 0;
+        f->target_loss = t->p->target_loss;
+        nf++;
+    }
+    int64_t nrows = stage_rows(t, next);
+    int rc = add_bank(t, nrows);
+    if (!rc) rc = fit_bank(t, &nrows);
+    /* optimizer state belongs to the bank being trained */
+    t->cap_opt = 0;
+    if (!rc) rc = select_experts(t);
+    if (!rc) rc = grow_opt(t);
+    t->best_done = 0;
+    t->since_best = 0;
+    if (!rc && t->p->progress) {
+        mome_tune_progress pr;
+        memset(&pr, 0, sizeof pr);
+        pr.step = t->step;
+        pr.n_facts = t->n;
+        for (int i = 0; i < t->n; i++) pr.n_memorized += t->f[i].state == 2;
+        pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
+        pr.eta_s = -1;
+        pr.phase = "bank";
+        pr.n_banks = t->mem->n_banks;
+        pr.n_stage_facts = nf;
+        pr.n_stage_rows = nrows;
+        t->p->progress(&pr, t->p->user);
+    }
     return rc;
 }
 
@@ -450,9 +604,20 @@ static int save_checkpoint(tuner *t, const char *path) {
     const size_t rc_ = (size_t)t->bank->cfg.rank * t->bank->C;
     const int32_t S = t->bank->n_slots;
     int32_t *st = malloc((size_t)(t->n ? t->n : 1) * sizeof(int32_t));
+    int32_t *sg = malloc((size_t)(t->n ? t->n : 1) * sizeof(int32_t));
+    int64_t *vs = malloc((size_t)(t->n ? t->n : 1) * sizeof(int64_t));
     float *tl = malloc((size_t)(t->n ? t->n : 1) * sizeof(float));
-    if (!st || !tl) { free(st); free(tl); gguf_writer_free(w); return MOME_ERR_NOMEM; }
-    for (int i = 0; i < t->n; i++) { st[i] = t->f[i].state; tl[i] = t->f[i].target_loss; }
+    if (!st || !sg || !vs || !tl) {
+        free(st); free(sg); free(vs); free(tl);
+        gguf_writer_free(w);
+        return MOME_ERR_NOMEM;
+    }
+    for (int i = 0; i < t->n; i++) {
+        st[i] = t->f[i].state;
+        sg[i] = t->f[i].stage;
+        vs[i] = t->f[i].ver_step;
+        tl[i] = t->f[i].target_loss;
+    }
     double elapsed = t->t_prev + mome_time_s() - t->t0;
 #define CK(x) do { if ((rc = (x)) != 0) goto done; } while (0)
     CK(gguf_writer_add_str(w, "general.architecture", "mome-checkpoint"));
@@ -464,8 +629,13 @@ static int save_checkpoint(tuner *t, const char *path) {
     CK(gguf_writer_add_i32(w, "ckpt.n_frozen", t->n_frozen));
     CK(gguf_writer_add_arr(w, "ckpt.fact_state", GGUF_TYPE_INT32, st, (uint64_t)t->n));
     CK(gguf_writer_add_arr(w, "ckpt.fact_target", GGUF_TYPE_FLOAT32, tl, (uint64_t)t->n));
+    CK(gguf_writer_add_arr(w, "ckpt.fact_stage", GGUF_TYPE_INT32, sg, (uint64_t)t->n));
+    /* when each verified fact was verified and each slot last changed: a
+     * resumed run verifies again only what changed since */
+    CK(gguf_writer_add_arr(w, "ckpt.fact_ver_step", GGUF_TYPE_INT64, vs, (uint64_t)t->n));
     if (S > 0) {
         CK(gguf_writer_add_arr(w, "ckpt.slot_steps", GGUF_TYPE_INT32, t->tstep, (uint64_t)S));
+        CK(gguf_writer_add_arr(w, "ckpt.slot_mod_step", GGUF_TYPE_INT64, t->mod_step, (uint64_t)S));
         int64_t ne[2] = {(int64_t)rc_, S};
         CK(gguf_writer_add_tensor(w, "opt.mA", 2, ne, MOME_DTYPE_F32, t->mA, rc_ * S * 4, GGUF_WRITER_REF));
         CK(gguf_writer_add_tensor(w, "opt.vA", 2, ne, MOME_DTYPE_F32, t->vA, rc_ * S * 4, GGUF_WRITER_REF));
@@ -477,7 +647,36 @@ done:
 #undef CK
     gguf_writer_free(w);
     free(st);
+    free(sg);
+    free(vs);
     free(tl);
+    return rc;
+}
+
+/* The bank each fact owns experts in, from a checkpoint (before expert
+ * selection); a checkpoint without it (one bank) leaves them as they are. */
+static int load_checkpoint_stages(tuner *t, const char *path) {
+    gguf_file *f;
+    int rc = gguf_open(path, &f);
+    if (rc) return rc;
+    const gguf_kv *sg;
+    int got = gguf_get_arr(f, "ckpt.fact_stage", GGUF_TYPE_INT32, &sg);
+    rc = 0;
+    if (got == 1) {
+        if (sg->n != (uint64_t)t->n) {
+            rc = mome_seterr_code(MOME_ERR_ARG, "%s: the checkpoint holds %llu facts, the fact file %d: resume with the same facts",
+                                  path, (unsigned long long)sg->n, t->n);
+        } else {
+            for (int i = 0; i < t->n && !rc; i++) {
+                int32_t v;
+                memcpy(&v, sg->data + 4 * (size_t)i, 4);
+                if (v < 0 || v >= t->mem->n_banks)
+                    rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %d names bank %d of %d", path, i, v, t->mem->n_banks);
+                else t->f[i].stage = v;
+            }
+        }
+    } else if (got < 0) rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: ckpt.fact_stage is not an int32 array", path);
+    gguf_close(f);
     return rc;
 }
 
@@ -489,6 +688,7 @@ static int load_checkpoint(tuner *t, const char *path) {
     rc = MOME_ERR_FORMAT;
     int32_t n, S, nf;
     int64_t step = 0;
+    int keep_verified = 1;
     const gguf_kv *st, *tl, *ss = NULL;
     gguf_str arch;
     if (gguf_get_str(f, "general.architecture", &arch) != 1 || !gguf_str_eq(arch, "mome-checkpoint") ||
@@ -521,6 +721,10 @@ static int load_checkpoint(tuner *t, const char *path) {
             goto done;
         }
         memcpy(t->tstep, ss->data, (size_t)S * 4);
+        const gguf_kv *ms;
+        if (gguf_get_arr(f, "ckpt.slot_mod_step", GGUF_TYPE_INT64, &ms) == 1 && ms->n == (uint64_t)S)
+            memcpy(t->mod_step, ms->data, (size_t)S * 8);
+        else keep_verified = 0;
         const size_t rc_ = (size_t)t->bank->cfg.rank * t->bank->C;
         const char *names[4] = {"opt.mA", "opt.vA", "opt.mB", "opt.vB"};
         float *dst[4] = {t->mA, t->vA, t->mB, t->vB};
@@ -533,12 +737,21 @@ static int load_checkpoint(tuner *t, const char *path) {
             memcpy(dst[i], ten->data, ten->nbytes);
         }
     }
+    const gguf_kv *vs;
+    if (gguf_get_arr(f, "ckpt.fact_ver_step", GGUF_TYPE_INT64, &vs) != 1 || vs->n != (uint64_t)n) keep_verified = 0;
     for (int i = 0; i < n; i++) {
         int32_t s;
         float tg;
         memcpy(&s, st->data + 4 * (size_t)i, 4);
         memcpy(&tg, tl->data + 4 * (size_t)i, 4);
-        t->f[i].state = s == 2 ? 1 : (s < 0 || s > 2 ? 0 : s); /* re-verified after resume */
+        if (s < 0 || s > 2) s = 0; /* given up (3): tried again */
+        if (s == 2 && keep_verified) {
+            /* stays verified unless an expert it reads changes later */
+            int64_t v;
+            memcpy(&v, vs->data + 8 * (size_t)i, 8);
+            t->f[i].ver_step = v >= 0 && v <= step ? v : 0;
+        } else if (s == 2) s = 1; /* an old checkpoint: verified again after resume */
+        t->f[i].state = s;
         t->f[i].target_loss = tg > 0 && tg < 100 ? tg : t->p->target_loss;
     }
     t->step = step;
@@ -549,6 +762,36 @@ done:
 }
 
 /* --------------------------------------------------------------- driver */
+
+/* Gradient buffers for the slots one batch can touch in the current bank. */
+typedef struct touch_buf {
+    float *gA, *gB;        /* (max_touch, r*C) */
+    int32_t *touch;        /* (S) slot -> row in gA/gB, or -1 */
+    int32_t *touched;      /* (max_touch) */
+} touch_buf;
+
+static int touch_size(tuner *t, int B, touch_buf *tb) {
+    const size_t rcs = (size_t)t->bank->cfg.rank * t->bank->C;
+    int64_t max_touch = 0;
+    for (int i = 0; i < t->n; i++) {
+        int64_t nt = 0;
+        for (int u = t->f[i].row_use[0]; u < t->f[i].row_use[t->f[i].T]; u++) nt += t->use_train[u];
+        if (nt > max_touch) max_touch = nt;
+    }
+    max_touch = max_touch * B + 1;
+    const int32_t S = t->bank->n_slots + 1;
+    float *a = realloc(tb->gA, (size_t)max_touch * rcs * 4);
+    if (a) tb->gA = a;
+    float *b = realloc(tb->gB, (size_t)max_touch * rcs * 4);
+    if (b) tb->gB = b;
+    int32_t *c = realloc(tb->touched, (size_t)max_touch * 4);
+    if (c) tb->touched = c;
+    int32_t *d = realloc(tb->touch, (size_t)S * 4);
+    if (d) tb->touch = d;
+    if (!a || !b || !c || !d) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory for gradients");
+    for (int32_t s = 0; s < S; s++) tb->touch[s] = -1;
+    return 0;
+}
 
 static void tuner_free(tuner *t) {
     if (t->f)
@@ -634,10 +877,12 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     } else if (p.init_memory) {
         if ((rc = mome_memory_load(p.init_memory, m, &t.mem))) goto out;
     } else if ((rc = new_memory(&t))) goto out;
-    t.bank = &t.mem->banks[0];
+    /* the bank being trained is the last; the ones before it are frozen */
+    t.bank = &t.mem->banks[t.mem->n_banks - 1];
 
     const int n_ctx = m->hp.n_ctx_train < 2048 ? m->hp.n_ctx_train : 2048;
     if ((rc = prepare_tokens(&t, n_ctx))) goto out;
+    for (int i = 0; i < t.n; i++) t.f[i].stage = t.mem->n_banks - 1;
     /* the longest prompt head all facts share, leaving each at least one token */
     t.lcp = t.n ? t.f[0].P - 1 : 0;
     for (int i = 1; i < t.n && t.lcp > 0; i++) {
@@ -660,6 +905,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         gguf_get_i32(cf, "ckpt.n_frozen", &nf);
         gguf_close(cf);
         t.n_frozen = nf;
+        if ((rc = load_checkpoint_stages(&t, ckpt))) goto out;
     } else t.n_frozen = t.bank->n_slots;
     {
         mome_ctx_params cp = mome_ctx_default_params();
@@ -670,7 +916,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         if ((rc = mome_ctx_init(m, &cp, &c))) goto out;
         c->capture = mome_malloc((size_t)c->n_batch * m->hp.n_embd * sizeof(float));
         if (!c->capture) { mome_ctx_free(c); rc = MOME_ERR_NOMEM; goto out; }
-        if (t.bank->n_slots) mome_ctx_set_memory(c, t.mem);
+        if (mome_memory_n_trained(t.mem) > 0) mome_ctx_set_memory(c, t.mem);
         progress(&t, "prepare");
         rc = base_pass(&t, c);
         free(c->capture);
@@ -678,29 +924,21 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         mome_ctx_free(c);
         if (rc) goto out;
     }
-    if (!resumed && !p.init_memory) {
-        /* fit the query's centering and scale to the rows that will be trained */
+    /* an earlier memory with several banks: its banks all stay as they are
+     * and the new facts get a bank of their own after them */
+    const int append = !resumed && p.init_memory && t.mem->n_banks > 1;
+    /* the rows enter the trained bank with what the banks before it add */
+    for (int b = 0; b < t.mem->n_banks - (append ? 0 : 1); b++)
+        if ((rc = bake_bank(&t, &t.mem->banks[b]))) goto out;
+    if (append) {
         int64_t nrows = 0;
         for (int i = 0; i < t.n; i++) nrows += t.f[i].T;
-        float *all = mome_malloc((size_t)nrows * m->hp.n_embd * sizeof(float));
-        if (!all) { rc = MOME_ERR_NOMEM; goto out; }
-        int64_t o = 0;
-        for (int i = 0; i < t.n; i++) {
-            memcpy(all + o * m->hp.n_embd, t.f[i].h, (size_t)t.f[i].T * m->hp.n_embd * sizeof(float));
-            o += t.f[i].T;
-        }
-        /* the whitening regulariser, unless given: with few rows (fewer than
-         * dimensions) the covariance is rank-deficient and a weak lambda blows
-         * up directions the rows never varied in, so queries move with noise and
-         * verification fails (10 facts at 0.01: one fact never verified); with
-         * many rows a weak lambda is what keeps near-identical questions apart
-         * (10,000 facts: 96.5% at 0.1, 98.7% at 0.01; 1,000 facts: 100% at
-         * both, ppl unchanged). So: 0.1 below 4C rows, 0.01 from there on. (A
-         * smooth 0.4C/rows in between took 1,000 facts longer than either.) */
-        float reg = p.whiten_reg;
-        if (reg <= 0) reg = nrows < 4 * (int64_t)m->hp.n_embd ? 0.1f : 0.01f;
-        mem_bank_fit_query(t.bank, all, nrows, reg);
-        free(all);
+        if ((rc = add_bank(&t, nrows))) goto out;
+        for (int i = 0; i < t.n; i++) t.f[i].stage = t.mem->n_banks - 1;
+    }
+    if (!resumed && (!p.init_memory || append)) {
+        int64_t nrows;
+        if ((rc = fit_bank(&t, &nrows))) goto out;
     }
     if ((rc = select_experts(&t)) || (rc = grow_opt(&t))) goto out;
     if (resumed && (rc = load_checkpoint(&t, ckpt))) goto out;
@@ -709,21 +947,9 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
 
     {
         const int C = m->hp.n_embd, R = B * max_T;
-        const size_t rcs = (size_t)t.bank->cfg.rank * C;
-        /* most slots a batch can touch */
-        int64_t max_touch = 0;
-        for (int i = 0; i < t.n; i++) {
-            int64_t nt = 0;
-            for (int u = t.f[i].row_use[0]; u < t.f[i].row_use[t.f[i].T]; u++) nt += t.use_train[u];
-            if (nt > max_touch) max_touch = nt;
-        }
-        max_touch *= B;
+        touch_buf tb = {0};
         float *X = mome_malloc((size_t)R * C * 4), *dX = mome_malloc((size_t)R * C * 4);
         float *xh = mome_malloc((size_t)R * C * 4), *rmsb = mome_malloc((size_t)R * 4);
-        float *gA = mome_malloc((size_t)(max_touch ? max_touch : 1) * rcs * 4);
-        float *gB = mome_malloc((size_t)(max_touch ? max_touch : 1) * rcs * 4);
-        int32_t *touch = mome_malloc((size_t)(t.bank->n_slots ? t.bank->n_slots : 1) * 4);
-        int32_t *touched = mome_malloc((size_t)(max_touch ? max_touch : 1) * 4);
         ts_seq *seqs = mome_malloc((size_t)B * sizeof(ts_seq));
         float *loss = mome_malloc((size_t)B * 4);
         int *ok = mome_malloc((size_t)B * sizeof(int));
@@ -733,11 +959,10 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         cp.n_ctx = max_pos + 8;
         cp.n_batch = max_pos + 8;
         cp.n_threads = p.n_threads;
-        if (!X || !dX || !xh || !rmsb || !gA || !gB || !touch || !touched || !seqs || !loss || !ok || !idx ||
+        if (!X || !dX || !xh || !rmsb || !seqs || !loss || !ok || !idx || touch_size(&t, B, &tb) ||
             mome_ctx_init(m, &cp, &vc)) {
             rc = MOME_ERR_NOMEM;
         } else {
-            for (int32_t s = 0; s < t.bank->n_slots; s++) touch[s] = -1;
             mome_ctx_set_memory(vc, t.mem);
             double last_ckpt = mome_time_s(), last_prog = 0;
             int cursor = 0, stop = 0;
@@ -762,6 +987,10 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                                 dirty = t.mod_step[t.use_slot[u]] > f->ver_step;
                             if (!dirty) continue;
                         }
+                        if (mome_time_s() - last_prog > 0.5) {
+                            progress(&t, "verify");
+                            last_prog = mome_time_s();
+                        }
                         int v = verify_fact(&t, vc, f);
                         if (v < 0) { rc = -1; break; }
                         if (v) {
@@ -778,12 +1007,45 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                         }
                     }
                     f16_swap(&t, 0);
-                    if (rc || bad == 0) break;
+                    if (rc) break;
+                    if (bad == 0) {
+                        /* facts given up after repeated failed verifications get a
+                         * bank of their own, while banks are allowed */
+                        int given_up = 0;
+                        for (int i = 0; i < t.n; i++) given_up += t.f[i].state == 3;
+                        if (given_up == 0 || p.patience <= 0 || t.mem->n_banks >= p.max_banks) break;
+                        if ((rc = new_stage(&t)) || (rc = touch_size(&t, B, &tb)) ||
+                            (rc = mome_ctx_set_memory(vc, t.mem)))
+                            break;
+                        cursor = 0;
+                    }
                     continue;
+                }
+                /* stalled: no fact newly memorized for `patience` passes over the
+                 * pool, or no fact of the pool has a trainable expert (it failed
+                 * verification after a later bank disturbed it): the pool gets a
+                 * bank of its own; when no bank is left, it is given up */
+                {
+                    int ntr = 0;
+                    for (int k = 0; k < np; k++) ntr += t.f[idx[k]].trainable;
+                    if (ntr == 0 || (p.patience > 0 && t.since_best >= (int64_t)p.patience * np)) {
+                        if (p.patience > 0 && t.mem->n_banks < p.max_banks) {
+                            if ((rc = new_stage(&t)) || (rc = touch_size(&t, B, &tb)) ||
+                                (rc = mome_ctx_set_memory(vc, t.mem)))
+                                break;
+                        } else {
+                            for (int k = 0; k < np; k++) t.f[idx[k]].state = 3;
+                            t.since_best = 0;
+                        }
+                        cursor = 0;
+                        continue;
+                    }
                 }
                 if (cursor >= np) cursor = 0;
                 int nb = np - cursor < B ? np - cursor : B;
-                if ((rc = train_step(&t, idx + cursor, nb, X, dX, seqs, loss, ok, gA, gB, touch, touched, xh, rmsb))) break;
+                if ((rc = train_step(&t, idx + cursor, nb, X, dX, seqs, loss, ok, tb.gA, tb.gB, tb.touch, tb.touched, xh,
+                                     rmsb)))
+                    break;
                 t.step++;
                 for (int k = 0; k < nb; k++) {
                     fact_rt *f = &t.f[idx[cursor + k]];
@@ -793,6 +1055,15 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                     if (ok[k] && loss[k] < f->target_loss) f->state = 1;
                 }
                 cursor += nb;
+                /* progress: the most facts memorized so far, for the stall test */
+                {
+                    int done = 0;
+                    for (int i = 0; i < t.n; i++) done += t.f[i].state == 1 || t.f[i].state == 2;
+                    if (done > t.best_done) {
+                        t.best_done = done;
+                        t.since_best = 0;
+                    } else t.since_best += nb;
+                }
                 const double now = mome_time_s();
                 if (now - last_prog > 0.25) {
                     progress(&t, "train");
@@ -810,7 +1081,8 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                 rc = save_checkpoint(&t, ckpt);
             }
         }
-        free(X); free(dX); free(xh); free(rmsb); free(gA); free(gB); free(touch); free(touched); free(seqs); free(loss); free(ok);
+        free(X); free(dX); free(xh); free(rmsb); free(tb.gA); free(tb.gB); free(tb.touch); free(tb.touched); free(seqs);
+        free(loss); free(ok);
         free(idx);
         mome_ctx_free(vc);
         if (rc) goto out;
@@ -834,7 +1106,8 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     rep->mean_loss = t.n ? rep->mean_loss / t.n : 0;
     rep->steps = t.step;
     rep->seconds = t.t_prev + mome_time_s() - t.t0;
-    rep->n_trained_experts = t.bank->n_slots;
+    rep->n_trained_experts = mome_memory_n_trained(t.mem);
+    rep->n_banks = t.mem->n_banks;
 out:
     tuner_free(&t);
     return rc;

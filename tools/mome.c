@@ -641,7 +641,13 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
     char el[32], eta[32];
     fmt_time(p->elapsed_s, el, sizeof el);
     fmt_time(p->eta_s, eta, sizeof eta);
-    const int done = strcmp(p->phase, "done") == 0;
+    const int done = strcmp(p->phase, "done") == 0, verifying = strcmp(p->phase, "verify") == 0;
+    if (strcmp(p->phase, "bank") == 0) {
+        fprintf(stderr, "%stune: %d facts stalled or failed verification at step %lld: memory bank %d, whitened on their "
+                        "%lld rows alone, now trains them (earlier banks frozen)\n",
+                ps->tty ? "\r\033[K" : "", p->n_stage_facts, (long long)p->step, p->n_banks, (long long)p->n_stage_rows);
+        return;
+    }
     if (ps->tty) {
         int w = 30, fill = p->n_facts ? (int)((int64_t)w * p->n_memorized / p->n_facts) : 0;
         char bar[64];
@@ -650,9 +656,9 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
         if (strcmp(p->phase, "prepare") == 0)
             fprintf(stderr, "\r\033[Kpreparing [%s] %d/%d facts cached  %s", bar, p->n_memorized, p->n_facts, el);
         else
-            fprintf(stderr, "\r\033[K%-7s [%s] %d/%d memorized  loss %.4f  %.1f facts/s  step %lld  %s  ETA %s",
-                    p->phase, bar, p->n_memorized, p->n_facts, p->mean_loss, p->facts_per_s, (long long)p->step, el,
-                    eta);
+            fprintf(stderr, "\r\033[K%-7s [%s] %d/%d %s  loss %.4f  %.1f facts/s  step %lld  %s  ETA %s",
+                    p->phase, bar, p->n_memorized, p->n_facts, verifying ? "verified" : "memorized", p->mean_loss,
+                    p->facts_per_s, (long long)p->step, el, eta);
         if (done) fprintf(stderr, "\n");
         fflush(stderr);
     } else {
@@ -660,8 +666,9 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
         if (!done && ps->last_phase == p->phase && now - ps->last_line < 10) return;
         ps->last_line = now;
         ps->last_phase = p->phase;
-        fprintf(stderr, "tune: %s %d/%d memorized, mean loss %.4f, %.1f facts/s, step %lld, elapsed %s, ETA %s\n",
-                p->phase, p->n_memorized, p->n_facts, p->mean_loss, p->facts_per_s, (long long)p->step, el, eta);
+        fprintf(stderr, "tune: %s %d/%d %s, mean loss %.4f, %.1f facts/s, step %lld, elapsed %s, ETA %s\n", p->phase,
+                p->n_memorized, p->n_facts, verifying ? "verified" : "memorized", p->mean_loss, p->facts_per_s,
+                (long long)p->step, el, eta);
     }
 }
 
@@ -698,6 +705,10 @@ static int cmd_tune(int argc, char **argv) {
                    "  --gate LO,HI           anchor gate cosine ramp (default 0.8,0.9)\n"
                    "  --whiten-reg X         query whitening regularizer, x mean eigenvalue\n"
                    "                         (default: 0.1 below 4 x n_embd trained rows, else 0.01)\n"
+                   "  --patience P           passes over the facts still training with none newly\n"
+                   "                         memorized before they get a new bank of their own\n"
+                   "                         (default 50; 0: never)\n"
+                   "  --max-banks N          banks a memory may grow to (default 8)\n"
                    "  --lr X                 Adam learning rate (default 0.02; LoRA 0.001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
@@ -731,6 +742,8 @@ static int cmd_tune(int argc, char **argv) {
             const char *v = arg_val(&a);
             if (sscanf(v, "%f,%f", &p.gate_lo, &p.gate_hi) != 2) die("tune: --gate expects LO,HI, got '%s'", v);
         } else if (arg_is(&a, "--whiten-reg", NULL)) p.whiten_reg = (float)arg_double(&a, 1e-6, 100);
+        else if (arg_is(&a, "--patience", NULL)) p.patience = (int)arg_long(&a, 0, 1000000);
+        else if (arg_is(&a, "--max-banks", NULL)) p.max_banks = (int)arg_long(&a, 1, 64);
         else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
         else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
         else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);
@@ -762,9 +775,10 @@ static int cmd_tune(int argc, char **argv) {
         fprintf(stderr, "tune: %d/%d facts memorized (teacher-forced greedy check in the f32 stack) in %.1f s, %lld steps; wrote %s\n",
                 rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, p.out_path);
     else
-        fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained; wrote %s\n",
+        fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained"
+                        " in %d bank%s; wrote %s\n",
                 rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
-                p.out_path);
+                rep.n_banks, rep.n_banks == 1 ? "" : "s", p.out_path);
     if (rep.ppl_before > 0)
         fprintf(stderr, "tune: perplexity of %s: %.4f before, %.4f after (%+.2f%%)\n", p.ppl_text, rep.ppl_before,
                 rep.ppl_after, 100 * (rep.ppl_after / rep.ppl_before - 1));
