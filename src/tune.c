@@ -400,7 +400,7 @@ static int64_t stage_rows(const tuner *t, int stage) {
  * to all facts flattens, separate them. The current bank is frozen, rounded
  * to f16 as the file stores it, and baked into every row's input. */
 static int new_stage(tuner *t) {
-    if (f16_swap(t, 1)) return MOME_ERR_NOMEM; /* rounded for good: not restored */
+    f16_swap(t, 2); /* rounded for good: this bank never trains again */
     if (bake_bank(t, t->bank)) return MOME_ERR_NOMEM;
     const int next = t->mem->n_banks;
     int nf = 0;
@@ -569,13 +569,14 @@ static int verify_fact(tuner *t, mome_ctx *c, const fact_rt *r) {
 /* The finished memory stores experts and anchors in f16, so verification
  * must decode with exactly those values: f16_swap(t, 1) keeps the f32
  * originals in t->f32_keep and rounds in place; f16_swap(t, 0) restores
- * them. Checkpoints are written between rounds, in f32, so a resume is exact. */
+ * them; f16_swap(t, 2) rounds for good (a bank frozen for a new stage).
+ * Checkpoints are written between rounds, in f32, so a resume is exact. */
 static int f16_swap(tuner *t, int round) {
     mem_bank *b = t->bank;
     const size_t nw = (size_t)b->n_slots * b->cfg.rank * b->C, na = (size_t)b->n_anchors * 2 * b->cfg.dk;
     float *arr[3] = {b->A, b->B, b->anchors};
     const size_t cnt[3] = {nw, nw, na};
-    if (round) {
+    if (round == 1) {
         float *keep = realloc(t->f32_keep, (2 * nw + na + 1) * sizeof(float));
         if (!keep) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory (f32 copy of %zu expert weights)", 2 * nw);
         t->f32_keep = keep;
@@ -583,10 +584,10 @@ static int f16_swap(tuner *t, int round) {
     float *k = t->f32_keep;
     for (int a = 0; a < 3; a++) {
         if (round) {
-            memcpy(k, arr[a], cnt[a] * sizeof(float));
+            if (round == 1) memcpy(k, arr[a], cnt[a] * sizeof(float));
             for (size_t i = 0; i < cnt[a]; i++) arr[a][i] = quant_f16_to_f32(quant_f32_to_f16(arr[a][i]));
         } else memcpy(arr[a], k, cnt[a] * sizeof(float));
-        k += cnt[a];
+        if (round != 2) k += cnt[a];
     }
     return 0;
 }
@@ -1021,25 +1022,33 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                     }
                     continue;
                 }
-                /* stalled: no fact newly memorized for `patience` passes over the
-                 * pool, or no fact of the pool has a trainable expert (it failed
-                 * verification after a later bank disturbed it): the pool gets a
-                 * bank of its own; when no bank is left, it is given up */
+                /* Only facts with trainable experts in this bank are trained; the
+                 * others (they failed verification after a later bank disturbed
+                 * them) wait for a bank of their own. Stalled: no fact newly
+                 * memorized for `patience` passes over the trainable pool (a
+                 * fifth of that while facts wait), or nothing trainable: the
+                 * pool gets a new bank. */
                 {
                     int ntr = 0;
-                    for (int k = 0; k < np; k++) ntr += t.f[idx[k]].trainable;
-                    if (ntr == 0 || (p.patience > 0 && t.since_best >= (int64_t)p.patience * np)) {
-                        if (p.patience > 0 && t.mem->n_banks < p.max_banks) {
+                    for (int k = 0; k < np; k++)
+                        if (t.f[idx[k]].trainable) idx[ntr++] = idx[k];
+                    const int64_t pat = ntr < np && p.patience >= 5 ? p.patience / 5 : p.patience;
+                    const int can_bank = p.patience > 0 && t.mem->n_banks < p.max_banks;
+                    if (ntr == 0 || (can_bank && t.since_best >= pat * ntr)) {
+                        if (can_bank) {
                             if ((rc = new_stage(&t)) || (rc = touch_size(&t, B, &tb)) ||
                                 (rc = mome_ctx_set_memory(vc, t.mem)))
                                 break;
                         } else {
-                            for (int k = 0; k < np; k++) t.f[idx[k]].state = 3;
-                            t.since_best = 0;
+                            /* no bank left and nothing trainable: the waiting facts are
+                             * given up (trainable facts train on, up to the limits) */
+                            for (int i = 0; i < t.n; i++)
+                                if (t.f[i].state == 0) t.f[i].state = 3;
                         }
                         cursor = 0;
                         continue;
                     }
+                    np = ntr;
                 }
                 if (cursor >= np) cursor = 0;
                 int nb = np - cursor < B ? np - cursor : B;
