@@ -54,11 +54,14 @@ done
 # 20, 22: 100 facts at N = 2^20, 2^22; 1k: section 1's 1,000-fact memory (11k experts), if present
 CONFIGS="none 20 22"
 [ -f "$OUT/mem.mome" ] && CONFIGS="$CONFIGS 1k"
+# 10k: section 4's 10,000-fact memory (several banks), if present
+[ -f "$OUT/mem10k.mome" ] && CONFIGS="$CONFIGS 10k"
 r=0
 while [ $r -lt "$ROUNDS" ]; do
     r=$((r + 1))
     for mem in $CONFIGS; do
-        case $mem in none) arg="" ;; 1k) arg="--memory $OUT/mem.mome" ;; *) arg="--memory $OUT/mem_n$mem.mome" ;; esac
+        case $mem in none) arg="" ;; 1k) arg="--memory $OUT/mem.mome" ;; 10k) arg="--memory $OUT/mem10k.mome" ;;
+            *) arg="--memory $OUT/mem_n$mem.mome" ;; esac
         v=$($MOME bench -m "$MODEL" -p 0 -n 128 -r 3 $arg | sed -n 's/^tg128 *\([0-9.]*\).*/\1/p')
         echo "round $r memory=$mem tg128 $v tok/s"
         echo "$mem $v" >>"$OUT/tg.txt"
