@@ -108,7 +108,7 @@ typedef struct mome_tune_params {
     float gate_lo, gate_hi;    /* anchor gate ramp on cosine (0.8, 0.9) */
     float whiten_reg;          /* query whitening: lambda = whiten_reg * mean eigenvalue (0: auto) */
     int patience;              /* passes over the facts still training without a newly memorized
-                                  one before a new bank is fitted to them (50; <0: never) */
+                                  one before a new bank is fitted to them (50; 0: never) */
     int max_banks;             /* banks a memory may have (8) */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */

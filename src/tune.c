@@ -109,6 +109,9 @@ typedef struct tuner {
      * many fact-steps were trained since that count last rose */
     int best_done;
     int64_t since_best;
+    /* the last stage: facts that own experts in the newest bank, their rows */
+    int stage_facts;
+    int64_t stage_rows;
 } tuner;
 
 static void progress(tuner *t, const char *phase) {
@@ -125,6 +128,8 @@ static void progress(tuner *t, const char *phase) {
         ls += t->f[i].loss;
     }
     pr.n_banks = t->mem ? t->mem->n_banks : 0;
+    pr.n_stage_facts = t->stage_facts;
+    pr.n_stage_rows = t->stage_rows;
     pr.mean_loss = t->n ? (float)(ls / t->n) : 0;
     pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
     pr.facts_per_s = pr.elapsed_s > 0 ? pr.n_memorized / pr.elapsed_s : 0;
@@ -249,6 +254,13 @@ static int push_use(tuner *t, int32_t slot, float coef, int train) {
 static int grow_opt(tuner *t);
 static int f16_swap(tuner *t, int round);
 
+/* 1 if an expert fact f reads in the current bank changed after f was verified. */
+static int fact_dirty(const tuner *t, const fact_rt *f) {
+    for (int u = f->row_use[0]; u < f->row_use[f->T]; u++)
+        if (t->mod_step[t->use_slot[u]] > f->ver_step) return 1;
+    return 0;
+}
+
 /* Own slots and anchors for the rows of fact r in the current bank. */
 static int own_experts(tuner *t, const fact_rt *r, mem_scratch *sc) {
     mem_bank *b = t->bank;
@@ -321,6 +333,14 @@ done:
     return rc;
 }
 
+/* Trained rows of the facts that will own experts in bank `stage`. */
+static int64_t stage_rows(const tuner *t, int stage) {
+    int64_t n = 0;
+    for (int i = 0; i < t->n; i++)
+        if (t->f[i].stage == stage) n += t->f[i].T;
+    return n;
+}
+
 /* Fits the current bank's query to the trained rows of the facts of its
  * stage. The regulariser, unless given: with few rows (fewer than
  * dimensions) the covariance is rank-deficient and a weak lambda blows up
@@ -330,12 +350,9 @@ done:
  * facts: 96.5% at 0.1, 98.7% at 0.01; 1,000 facts: 100% at both, ppl
  * unchanged). So: 0.1 below 4C rows, 0.01 from there on. (A smooth 0.4C/rows
  * in between took 1,000 facts longer than either.) */
-static int fit_bank(tuner *t, int64_t *rows_out) {
+static int fit_bank(tuner *t) {
     const int C = t->bank->C, cur = t->mem->n_banks - 1;
-    int64_t nrows = 0;
-    for (int i = 0; i < t->n; i++)
-        if (t->f[i].stage == cur) nrows += t->f[i].T;
-    *rows_out = nrows;
+    const int64_t nrows = stage_rows(t, cur);
     float *all = mome_malloc((size_t)(nrows ? nrows : 1) * C * sizeof(float));
     if (!all) return MOME_ERR_NOMEM;
     int64_t o = 0;
@@ -386,14 +403,6 @@ static int add_bank(tuner *t, int64_t nrows) {
     return 0;
 }
 
-/* Trained rows of the facts that will own experts in bank `stage`. */
-static int64_t stage_rows(const tuner *t, int stage) {
-    int64_t n = 0;
-    for (int i = 0; i < t->n; i++)
-        if (t->f[i].stage == stage) n += t->f[i].T;
-    return n;
-}
-
 /* A new stage: the facts still training (stalled, or given up) get a bank of
  * their own, whose query is whitened over their rows alone, so the small
  * directions in which they differ from each other, which a query fitted
@@ -409,11 +418,7 @@ static int new_stage(tuner *t) {
         if (f->state == 2) {
             /* verified, but an expert it reads changed since: verify again
              * (the new bank's usage lists no longer see this bank's changes) */
-            for (int u = f->row_use[0]; u < f->row_use[f->T]; u++)
-                if (t->mod_step[t->use_slot[u]] > f->ver_step) {
-                    f->state = 1;
-                    break;
-                }
+            if (fact_dirty(t, f)) f->state = 1;
             continue;
         }
         if (f->state == 1) continue; /* memorized, waiting for verification */
@@ -423,29 +428,17 @@ static int new_stage(tuner *t) {
         f->target_loss = t->p->target_loss;
         nf++;
     }
-    int64_t nrows = stage_rows(t, next);
-    int rc = add_bank(t, nrows);
-    if (!rc) rc = fit_bank(t, &nrows);
+    t->stage_facts = nf;
+    t->stage_rows = stage_rows(t, next);
+    int rc = add_bank(t, t->stage_rows);
+    if (!rc) rc = fit_bank(t);
     /* optimizer state belongs to the bank being trained */
     t->cap_opt = 0;
     if (!rc) rc = select_experts(t);
     if (!rc) rc = grow_opt(t);
     t->best_done = 0;
     t->since_best = 0;
-    if (!rc && t->p->progress) {
-        mome_tune_progress pr;
-        memset(&pr, 0, sizeof pr);
-        pr.step = t->step;
-        pr.n_facts = t->n;
-        for (int i = 0; i < t->n; i++) pr.n_memorized += t->f[i].state == 2;
-        pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
-        pr.eta_s = -1;
-        pr.phase = "bank";
-        pr.n_banks = t->mem->n_banks;
-        pr.n_stage_facts = nf;
-        pr.n_stage_rows = nrows;
-        t->p->progress(&pr, t->p->user);
-    }
+    if (!rc) progress(t, "bank");
     return rc;
 }
 
@@ -654,12 +647,16 @@ done:
     return rc;
 }
 
-/* The bank each fact owns experts in, from a checkpoint (before expert
- * selection); a checkpoint without it (one bank) leaves them as they are. */
+/* What expert selection needs from a checkpoint: how many slots of the
+ * trained bank came from an earlier memory, and the bank each fact owns
+ * experts in (a checkpoint without it, one bank, leaves them as they are). */
 static int load_checkpoint_stages(tuner *t, const char *path) {
     gguf_file *f;
     int rc = gguf_open(path, &f);
     if (rc) return rc;
+    int32_t nf = 0;
+    gguf_get_i32(f, "ckpt.n_frozen", &nf);
+    t->n_frozen = nf;
     const gguf_kv *sg;
     int got = gguf_get_arr(f, "ckpt.fact_stage", GGUF_TYPE_INT32, &sg);
     rc = 0;
@@ -794,6 +791,15 @@ static int touch_size(tuner *t, int B, touch_buf *tb) {
     return 0;
 }
 
+/* A new stage from the training loop: the bank, the gradient buffers sized
+ * for it, and the verification context's memory scratch. */
+static int start_stage(tuner *t, int B, touch_buf *tb, mome_ctx *vc) {
+    int rc = new_stage(t);
+    if (!rc) rc = touch_size(t, B, tb);
+    if (!rc) rc = mome_ctx_set_memory(vc, t->mem);
+    return rc;
+}
+
 static void tuner_free(tuner *t) {
     if (t->f)
         for (int i = 0; i < t->n; i++) {
@@ -899,13 +905,6 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     }
     /* frozen slots: those that came with an earlier memory (not the checkpoint's own) */
     if (resumed) {
-        /* the checkpoint records how many were frozen */
-        gguf_file *cf;
-        if ((rc = gguf_open(ckpt, &cf))) goto out;
-        int32_t nf = 0;
-        gguf_get_i32(cf, "ckpt.n_frozen", &nf);
-        gguf_close(cf);
-        t.n_frozen = nf;
         if ((rc = load_checkpoint_stages(&t, ckpt))) goto out;
     } else t.n_frozen = t.bank->n_slots;
     {
@@ -932,15 +931,10 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     for (int b = 0; b < t.mem->n_banks - (append ? 0 : 1); b++)
         if ((rc = bake_bank(&t, &t.mem->banks[b]))) goto out;
     if (append) {
-        int64_t nrows = 0;
-        for (int i = 0; i < t.n; i++) nrows += t.f[i].T;
-        if ((rc = add_bank(&t, nrows))) goto out;
-        for (int i = 0; i < t.n; i++) t.f[i].stage = t.mem->n_banks - 1;
+        for (int i = 0; i < t.n; i++) t.f[i].stage = t.mem->n_banks; /* the bank about to be added */
+        if ((rc = add_bank(&t, stage_rows(&t, t.mem->n_banks)))) goto out;
     }
-    if (!resumed && (!p.init_memory || append)) {
-        int64_t nrows;
-        if ((rc = fit_bank(&t, &nrows))) goto out;
-    }
+    if (!resumed && (!p.init_memory || append) && (rc = fit_bank(&t))) goto out;
     if ((rc = select_experts(&t)) || (rc = grow_opt(&t))) goto out;
     if (resumed && (rc = load_checkpoint(&t, ckpt))) goto out;
     const int B = p.batch > 0 ? p.batch : 32;
@@ -982,12 +976,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                     for (int i = 0; i < t.n && !rc; i++) {
                         fact_rt *f = &t.f[i];
                         if (f->state == 3) continue;
-                        if (f->state == 2) {
-                            int dirty = 0;
-                            for (int u = f->row_use[0]; u < f->row_use[f->T] && !dirty; u++)
-                                dirty = t.mod_step[t.use_slot[u]] > f->ver_step;
-                            if (!dirty) continue;
-                        }
+                        if (f->state == 2 && !fact_dirty(&t, f)) continue;
                         if (mome_time_s() - last_prog > 0.5) {
                             progress(&t, "verify");
                             last_prog = mome_time_s();
@@ -1015,9 +1004,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                         int given_up = 0;
                         for (int i = 0; i < t.n; i++) given_up += t.f[i].state == 3;
                         if (given_up == 0 || p.patience <= 0 || t.mem->n_banks >= p.max_banks) break;
-                        if ((rc = new_stage(&t)) || (rc = touch_size(&t, B, &tb)) ||
-                            (rc = mome_ctx_set_memory(vc, t.mem)))
-                            break;
+                        if ((rc = start_stage(&t, B, &tb, vc))) break;
                         cursor = 0;
                     }
                     continue;
@@ -1036,9 +1023,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                     const int can_bank = p.patience > 0 && t.mem->n_banks < p.max_banks;
                     if (ntr == 0 || (can_bank && t.since_best >= pat * ntr)) {
                         if (can_bank) {
-                            if ((rc = new_stage(&t)) || (rc = touch_size(&t, B, &tb)) ||
-                                (rc = mome_ctx_set_memory(vc, t.mem)))
-                                break;
+                            if ((rc = start_stage(&t, B, &tb, vc))) break;
                         } else {
                             /* no bank left and nothing trainable: the waiting facts are
                              * given up (trainable facts train on, up to the limits) */
