@@ -1,9 +1,13 @@
-/* facts.c - fact files (JSON lines, chat JSON lines, CSV) and answer matching.
+/* facts.c - fact files (JSON lines, JSON arrays, CSV; native, chat, zsRE and
+ * CounterFact objects) and answer matching.
  *
  * One pass checks the whole buffer for valid UTF-8 and NUL bytes (so every
  * later string is clean text), then a format-specific pass turns records into
  * facts: JSON lines are split with memchr and each line is handed to cJSON
- * (copied into a NUL-terminated scratch buffer); CSV goes through a
+ * (copied into a NUL-terminated scratch buffer); a JSON array is cut into its
+ * elements by one scan that tracks strings and nesting (so each element keeps
+ * the line it starts on) and each element goes to cJSON the same way; every
+ * object is then read by its keys (fact_from_object); CSV goes through a
  * byte-at-a-time RFC 4180 state machine. Each fact goes through add_fact(),
  * which finds an earlier fact with the same (question, system) in an
  * open-addressing hash table and applies the duplicate/conflict policy.
@@ -94,8 +98,9 @@ typedef struct parser {
     uint64_t *hashes;       /* per fact, parallel to fs->v */
     int32_t *slots;         /* open addressing: index into fs->v, or -1 */
     size_t nslots;          /* power of two */
-    char *scratch;          /* NUL-terminated copy of one JSON line */
+    char *scratch;          /* NUL-terminated copy of one JSON line / element */
     size_t scratch_cap;
+    int array_line;         /* line of the '[' that opens a JSON array */
 } parser;
 
 /* "NAME:LINE: message" (or "NAME: message" when line is 0). */
@@ -117,6 +122,10 @@ static void fact_clear(fact *f) {
     for (int i = 0; i < f->n_paraphrases; i++) free(f->paraphrases[i]);
     free(f->paraphrases);
     free(f->system);
+    for (int i = 0; i < f->n_neighbors; i++) free(f->neighbors[i]);
+    free(f->neighbors);
+    for (int i = 0; i < f->n_train_wordings; i++) free(f->train_wordings[i]);
+    free(f->train_wordings);
     memset(f, 0, sizeof *f);
 }
 
@@ -317,16 +326,17 @@ static const char *json_type_name(const cJSON *v) {
     return "an unknown value";
 }
 
-/* A key that is absent: say so, with a hint when a near miss is there. */
+/* A key that is absent: say so, with a hint when a near miss is there (else
+ * the general hint, if any). */
 static int missing_field(const parser *p, int line, const cJSON *obj, const char *key,
-                         const char *plural) {
+                         const char *plural, const char *hint) {
     for (const cJSON *c = obj->child; c; c = c->next) {
         if (!c->string) continue;
         if (strcasecmp(c->string, key) == 0 || (plural && strcasecmp(c->string, plural) == 0))
             return perr(p, line, "field '%s': missing (found '%s'; the key is '%s')", key,
                         c->string, key);
     }
-    return perr(p, line, "field '%s': missing", key);
+    return perr(p, line, "field '%s': missing%s", key, hint ? hint : "");
 }
 
 static int string_field(const parser *p, int line, const char *field, const cJSON *v,
@@ -337,9 +347,10 @@ static int string_field(const parser *p, int line, const char *field, const cJSO
     return take_string(p, line, field, v->valuestring, strlen(v->valuestring), allow_empty, out);
 }
 
-/* A string or (if allow_list) a non-empty list of strings. */
-static int string_list_field(const parser *p, int line, const char *field, const cJSON *v,
-                             int allow_single, char ***out, int *n_out) {
+/* A list of strings, appended to *out; with allow_single also one string, and
+ * then (unless empty_ok) the list must not be empty. */
+static int string_list_field_x(const parser *p, int line, const char *field, const cJSON *v,
+                               int allow_single, int empty_ok, char ***out, int *n_out) {
     char name[64];
     char *s;
     int rc;
@@ -352,8 +363,8 @@ static int string_list_field(const parser *p, int line, const char *field, const
                     allow_single ? "a string or a list of strings" : "a list of strings",
                     json_type_name(v));
     int n = cJSON_GetArraySize(v);
-    if (n == 0 && allow_single) return perr(p, line, "field '%s': empty list", field);
-    if (n > FACTS_MAX_LIST)
+    if (n == 0 && allow_single && !empty_ok) return perr(p, line, "field '%s': empty list", field);
+    if (n > FACTS_MAX_LIST || *n_out + n > FACTS_MAX_LIST)
         return perr(p, line, "field '%s': %d items, more than the limit of %d", field, n,
                     FACTS_MAX_LIST);
     int i = 0;
@@ -364,8 +375,29 @@ static int string_list_field(const parser *p, int line, const char *field, const
     }
     return MOME_OK;
 }
+static int string_list_field(const parser *p, int line, const char *field, const cJSON *v,
+                             int allow_single, char ***out, int *n_out) {
+    return string_list_field_x(p, line, field, v, allow_single, 0, out, n_out);
+}
 
-static const char *KNOWN_KEYS[] = {"question", "answer", "paraphrases", "system", "messages"};
+/* An optional list field (absent or null: nothing). */
+static int optional_list(const parser *p, int line, const cJSON *obj, const char *key,
+                         int allow_single, char ***out, int *n_out) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
+    if (!v || cJSON_IsNull(v)) return MOME_OK;
+    return string_list_field_x(p, line, key, v, allow_single, 1, out, n_out);
+}
+
+static const char *KNOWN_KEYS[] = {
+    "question", "answer", "paraphrases", "system", "messages", "neighbors", "train_wordings",
+    "src", "alt", "rephrase", "loc",                                     /* zsRE */
+    "prompt", "target_new", "rephrase_prompt", "locality_prompt",        /* CounterFact */
+};
+static const char *ZSRE_KEYS[] = {"src", "alt", "loc"};
+static const char *CF_KEYS[] = {"prompt", "target_new", "rephrase_prompt", "locality_prompt"};
+#define MISSING_QUESTION_HINT                                                               \
+    " (a fact is {\"question\", \"answer\"}, {\"messages\": [...]}, zsRE {\"src\", \"alt\"} " \
+    "or CounterFact {\"prompt\", \"target_new\"})"
 
 static int parse_qa(const parser *p, int line, const cJSON *obj, fact *f) {
     const cJSON *q = cJSON_GetObjectItemCaseSensitive(obj, "question");
@@ -373,9 +405,9 @@ static int parse_qa(const parser *p, int line, const cJSON *obj, fact *f) {
     const cJSON *ph = cJSON_GetObjectItemCaseSensitive(obj, "paraphrases");
     const cJSON *sys = cJSON_GetObjectItemCaseSensitive(obj, "system");
     int rc;
-    if (!q) return missing_field(p, line, obj, "question", "questions");
+    if (!q) return missing_field(p, line, obj, "question", "questions", MISSING_QUESTION_HINT);
     if ((rc = string_field(p, line, "question", q, 0, &f->question)) != MOME_OK) return rc;
-    if (!a) return missing_field(p, line, obj, "answer", "answers");
+    if (!a) return missing_field(p, line, obj, "answer", "answers", NULL);
     if ((rc = string_list_field(p, line, "answer", a, 1, &f->answers, &f->n_answers)) != MOME_OK)
         return rc;
     if (ph && !cJSON_IsNull(ph) &&
@@ -385,7 +417,81 @@ static int parse_qa(const parser *p, int line, const cJSON *obj, fact *f) {
     if (sys && !cJSON_IsNull(sys) &&
         (rc = string_field(p, line, "system", sys, 1, &f->system)) != MOME_OK)
         return rc;
+    if ((rc = optional_list(p, line, obj, "neighbors", 0, &f->neighbors, &f->n_neighbors)) != MOME_OK)
+        return rc;
+    return optional_list(p, line, obj, "train_wordings", 0, &f->train_wordings, &f->n_train_wordings);
+}
+
+#define SKIP_RECORD 1 /* a record with nothing to learn: counted in n_skipped */
+
+/* zsRE: src = question, alt = the answer, rephrase = paraphrase(s),
+ * loc = neighbour question(s) without the leading "nq question:". A record
+ * whose alt is an empty string (the published sets have a few: no edit to
+ * make) returns SKIP_RECORD. */
+static int parse_zsre(const parser *p, int line, const cJSON *obj, fact *f) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(obj, "src");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "alt");
+    char *s;
+    int rc;
+    if (!q) return missing_field(p, line, obj, "src", NULL, " (a zsRE record needs \"src\" and \"alt\")");
+    if ((rc = string_field(p, line, "src", q, 0, &f->question)) != MOME_OK) return rc;
+    if (!a) return missing_field(p, line, obj, "alt", NULL, " (a zsRE record needs \"src\" and \"alt\")");
+    if ((rc = string_field(p, line, "alt", a, 1, &s)) != MOME_OK) return rc;
+    if (!s) return SKIP_RECORD;
+    if ((rc = list_push(&f->answers, &f->n_answers, s)) != MOME_OK) return rc;
+    if ((rc = optional_list(p, line, obj, "rephrase", 1, &f->paraphrases, &f->n_paraphrases)) != MOME_OK)
+        return rc;
+    if ((rc = optional_list(p, line, obj, "loc", 1, &f->neighbors, &f->n_neighbors)) != MOME_OK) return rc;
+    static const char PREFIX[] = "nq question:";
+    const size_t np = sizeof PREFIX - 1;
+    for (int i = 0; i < f->n_neighbors; i++) {
+        char *t = f->neighbors[i];
+        if (strncmp(t, PREFIX, np) != 0) continue;
+        size_t k = np;
+        while (t[k] && is_ws((unsigned char)t[k])) k++;
+        if (!t[k]) {
+            if (cJSON_IsString(cJSON_GetObjectItemCaseSensitive(obj, "loc")))
+                return perr(p, line, "field 'loc': empty after its \"nq question:\" prefix");
+            return perr(p, line, "field 'loc[%d]': empty after its \"nq question:\" prefix", i);
+        }
+        memmove(t, t + k, strlen(t + k) + 1);
+    }
     return MOME_OK;
+}
+
+/* CounterFact: prompt = question, target_new = answer (a string or
+ * {"str": ...}), rephrase_prompt = paraphrase(s), locality_prompt =
+ * neighbour question(s). */
+static int parse_counterfact(const parser *p, int line, const cJSON *obj, fact *f) {
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(obj, "prompt");
+    const cJSON *a = cJSON_GetObjectItemCaseSensitive(obj, "target_new");
+    char *s;
+    int rc;
+    static const char HINT[] = " (a CounterFact record needs \"prompt\" and \"target_new\")";
+    if (!q) return missing_field(p, line, obj, "prompt", NULL, HINT);
+    if ((rc = string_field(p, line, "prompt", q, 0, &f->question)) != MOME_OK) return rc;
+    if (!a) return missing_field(p, line, obj, "target_new", NULL, HINT);
+    if (cJSON_IsObject(a)) {
+        const cJSON *str = cJSON_GetObjectItemCaseSensitive(a, "str");
+        if (!str) return perr(p, line, "field 'target_new.str': missing");
+        if ((rc = string_field(p, line, "target_new.str", str, 0, &s)) != MOME_OK) return rc;
+    } else if (cJSON_IsString(a)) {
+        if ((rc = string_field(p, line, "target_new", a, 0, &s)) != MOME_OK) return rc;
+    } else {
+        return perr(p, line, "field 'target_new': expected a string or an object {\"str\": ...}, found %s",
+                    json_type_name(a));
+    }
+    if ((rc = list_push(&f->answers, &f->n_answers, s)) != MOME_OK) return rc;
+    if ((rc = optional_list(p, line, obj, "rephrase_prompt", 1, &f->paraphrases, &f->n_paraphrases)) !=
+        MOME_OK)
+        return rc;
+    return optional_list(p, line, obj, "locality_prompt", 1, &f->neighbors, &f->n_neighbors);
+}
+
+static int has_any_key(const cJSON *obj, const char *const *keys, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (cJSON_GetObjectItemCaseSensitive(obj, keys[i])) return 1;
+    return 0;
 }
 
 static int parse_chat(const parser *p, int line, const cJSON *msgs, fact *f) {
@@ -467,13 +573,10 @@ static int check_nul_escape(const parser *p, int line, const char *s, size_t n) 
     return MOME_OK;
 }
 
-static int parse_json_line(parser *p, const char *s, size_t n, int line) {
-    char near[80];
-    int rc;
-    if (n > FACTS_MAX_RECORD)
-        return perr(p, line, "line of %zu bytes, more than the limit of %zu bytes (8 MiB) for one fact",
-                    n, (size_t)FACTS_MAX_RECORD);
-    if ((rc = check_nul_escape(p, line, s, n)) != MOME_OK) return rc;
+/* Copy s[0..n) into the NUL-terminated scratch buffer and parse it with
+ * cJSON: *obj is the value (NULL on a syntax error) and *stop the offset
+ * where cJSON stopped (after the value, or at the error). */
+static int scratch_parse(parser *p, const char *s, size_t n, cJSON **obj, size_t *stop) {
     if (n + 1 > p->scratch_cap) {
         size_t nc = p->scratch_cap ? p->scratch_cap : 4096;
         while (nc < n + 1) nc *= 2;
@@ -485,40 +588,16 @@ static int parse_json_line(parser *p, const char *s, size_t n, int line) {
     memcpy(p->scratch, s, n);
     p->scratch[n] = 0;
     const char *end = NULL;
-    cJSON *obj = cJSON_ParseWithLengthOpts(p->scratch, n, &end, 0);
-    if (!obj) {
-        size_t col = end && end >= p->scratch && end <= p->scratch + n ? (size_t)(end - p->scratch) : 0;
-        size_t first = 0;
-        while (first < n && is_ws((unsigned char)s[first])) first++;
-        const char *hint = (first < n && s[first] != '{')
-                               ? " (each line must hold one JSON object: {\"question\": ..., \"answer\": ...})"
-                               : "";
-        size_t rest = n - col, last = n;
-        while (rest && is_ws((unsigned char)s[col + rest - 1])) rest--;
-        while (last && is_ws((unsigned char)s[last - 1])) last--;
-        if (rest == 0 || (col + 1 >= last && json_unfinished(s, n)))
-            return perr(p, line,
-                        "malformed JSON: the line ends at column %zu inside an unfinished string, "
-                        "list or object (one fact per line; objects cannot span lines)%s",
-                        col + 1, hint);
-        excerpt(near, sizeof near, s + col, rest, 24);
-        size_t prev = col;
-        while (prev && is_ws((unsigned char)s[prev - 1])) prev--;
-        if (s[col] == '\'')
-            hint = " (JSON strings and keys need double quotes)";
-        else if ((s[col] == '}' || s[col] == ']') && prev && s[prev - 1] == ',')
-            hint = " (a trailing comma?)";
-        return perr(p, line, "malformed JSON at column %zu: cannot parse the text starting %s%s",
-                    col + 1, near, hint);
-    }
-    size_t off = (size_t)(end - p->scratch);
-    while (off < n && is_ws((unsigned char)s[off])) off++;
-    if (off < n) {
-        excerpt(near, sizeof near, s + off, n - off, 24);
-        cJSON_Delete(obj);
-        return perr(p, line, "malformed JSON: unexpected text after the object at column %zu: %s "
-                    "(one fact per line)", off + 1, near);
-    }
+    *obj = cJSON_ParseWithLengthOpts(p->scratch, n, &end, 0);
+    *stop = end && end >= p->scratch && end <= p->scratch + n ? (size_t)(end - p->scratch) : 0;
+    return MOME_OK;
+}
+
+/* Read one JSON object into a fact and add it (obj is deleted). The object's
+ * keys choose the format: "messages" chat, "question" native, zsRE keys,
+ * CounterFact keys; anything else is reported as a missing 'question'. */
+static int fact_from_object(parser *p, int line, cJSON *obj) {
+    int rc;
     if (!cJSON_IsObject(obj)) {
         rc = perr(p, line, "expected a JSON object, found %s", json_type_name(obj));
         cJSON_Delete(obj);
@@ -547,15 +626,71 @@ static int parse_json_line(parser *p, const char *s, size_t n, int line) {
                                "use one of the two formats per line");
         else
             rc = parse_chat(p, line, msgs, &f);
+    } else if (cJSON_GetObjectItemCaseSensitive(obj, "question")) {
+        rc = parse_qa(p, line, obj, &f);
+    } else if (has_any_key(obj, ZSRE_KEYS, sizeof ZSRE_KEYS / sizeof *ZSRE_KEYS)) {
+        rc = parse_zsre(p, line, obj, &f);
+    } else if (has_any_key(obj, CF_KEYS, sizeof CF_KEYS / sizeof *CF_KEYS)) {
+        rc = parse_counterfact(p, line, obj, &f);
     } else {
         rc = parse_qa(p, line, obj, &f);
     }
     cJSON_Delete(obj);
+    if (rc == SKIP_RECORD) {
+        p->fs->n_skipped++;
+        fact_clear(&f);
+        return MOME_OK;
+    }
     if (rc != MOME_OK) {
         fact_clear(&f);
         return rc;
     }
     return add_fact(p, &f);
+}
+
+static int parse_json_line(parser *p, const char *s, size_t n, int line) {
+    char near[80];
+    int rc;
+    if (n > FACTS_MAX_RECORD)
+        return perr(p, line, "line of %zu bytes, more than the limit of %zu bytes (8 MiB) for one fact",
+                    n, (size_t)FACTS_MAX_RECORD);
+    if ((rc = check_nul_escape(p, line, s, n)) != MOME_OK) return rc;
+    cJSON *obj;
+    size_t col;
+    if ((rc = scratch_parse(p, s, n, &obj, &col)) != MOME_OK) return rc;
+    if (!obj) {
+        size_t first = 0;
+        while (first < n && is_ws((unsigned char)s[first])) first++;
+        const char *hint = (first < n && s[first] != '{')
+                               ? " (each line must hold one JSON object: {\"question\": ..., \"answer\": ...})"
+                               : "";
+        size_t rest = n - col, last = n;
+        while (rest && is_ws((unsigned char)s[col + rest - 1])) rest--;
+        while (last && is_ws((unsigned char)s[last - 1])) last--;
+        if (rest == 0 || (col + 1 >= last && json_unfinished(s, n)))
+            return perr(p, line,
+                        "malformed JSON: the line ends at column %zu inside an unfinished string, "
+                        "list or object (one fact per line; objects cannot span lines)%s",
+                        col + 1, hint);
+        excerpt(near, sizeof near, s + col, rest, 24);
+        size_t prev = col;
+        while (prev && is_ws((unsigned char)s[prev - 1])) prev--;
+        if (s[col] == '\'')
+            hint = " (JSON strings and keys need double quotes)";
+        else if ((s[col] == '}' || s[col] == ']') && prev && s[prev - 1] == ',')
+            hint = " (a trailing comma?)";
+        return perr(p, line, "malformed JSON at column %zu: cannot parse the text starting %s%s",
+                    col + 1, near, hint);
+    }
+    size_t off = col;
+    while (off < n && is_ws((unsigned char)s[off])) off++;
+    if (off < n) {
+        excerpt(near, sizeof near, s + off, n - off, 24);
+        cJSON_Delete(obj);
+        return perr(p, line, "malformed JSON: unexpected text after the object at column %zu: %s "
+                    "(one fact per line)", off + 1, near);
+    }
+    return fact_from_object(p, line, obj);
 }
 
 static int parse_jsonl(parser *p, const char *buf, size_t len) {
@@ -572,12 +707,148 @@ static int parse_jsonl(parser *p, const char *buf, size_t len) {
             /* A JSON array instead of JSON lines. */
             if (s[k] == '[' && p->fs->n == 0)
                 return perr(p, line,
-                            "the file is a JSON array; facts must be JSON lines, one object "
-                            "per line (convert with: jq -c '.[]' FILE > FILE.jsonl)");
+                            "the file is a JSON array; a .jsonl file must be JSON lines, one "
+                            "object per line (name it .json, or convert with: jq -c '.[]' FILE > "
+                            "FILE.jsonl)");
             if ((rc = parse_json_line(p, s, n, line)) != MOME_OK) return rc;
         }
         line++;
         pos = end + 1;
+    }
+    return MOME_OK;
+}
+
+/* Advance *line over the newlines in buf[from..to). */
+static void count_lines(const char *buf, size_t from, size_t to, int *line) {
+    const char *q = buf + from, *e = buf + to;
+    while (q < e && (q = memchr(q, '\n', (size_t)(e - q))) != NULL) {
+        (*line)++;
+        q++;
+    }
+}
+
+/* Line and column (1-based) of byte `at` of the buffer, given that byte
+ * `from` is on line `line`. */
+static void line_col(const char *buf, size_t from, int line, size_t at, int *out_line, size_t *out_col) {
+    count_lines(buf, from, at, &line);
+    size_t k = at;
+    while (k > 0 && buf[k - 1] != '\n') k--;
+    *out_line = line;
+    *out_col = at - k + 1;
+}
+
+/* End (exclusive) of the JSON value starting at buf[i]: the matching close of
+ * an object/list, the closing quote of a string, else the end of a scalar.
+ * When an object, list or string runs to the end of the buffer unfinished it
+ * returns len and sets *open_str to where the string left open starts (or
+ * len when none is); otherwise *open_str is 0. */
+static size_t value_end(const char *buf, size_t len, size_t i, size_t *open_str) {
+    char c = buf[i];
+    *open_str = 0;
+    if (c == '{' || c == '[' || c == '"') {
+        long depth = 0;
+        size_t str_at = 0;
+        int in_str = 0;
+        for (size_t j = i; j < len; j++) {
+            char d = buf[j];
+            if (in_str) {
+                if (d == '\\') j++;
+                else if (d == '"') {
+                    in_str = 0;
+                    if (depth == 0) return j + 1;
+                }
+            } else if (d == '"') in_str = 1, str_at = j;
+            else if (d == '{' || d == '[') depth++;
+            else if ((d == '}' || d == ']') && --depth == 0) return j + 1;
+        }
+        *open_str = in_str ? str_at : len;
+        return len;
+    }
+    size_t j = i;
+    while (j < len && buf[j] != ',' && buf[j] != ']' && buf[j] != '}' && !is_ws((unsigned char)buf[j])) j++;
+    return j;
+}
+
+/* A JSON array of fact objects: buf[start] is '[' on line `line`. */
+static int parse_json_array(parser *p, const char *buf, size_t len, size_t start, int line) {
+    char near[80];
+    int rc;
+    size_t i = start + 1;
+    int n_el = 0;
+    for (;;) {
+        /* skip whitespace, counting lines */
+        while (i < len && is_ws((unsigned char)buf[i])) {
+            if (buf[i] == '\n') line++;
+            i++;
+        }
+        if (i == len)
+            return perr(p, line, "the JSON array opened on line %d is not closed (no final ']')",
+                        p->array_line);
+        if (buf[i] == ']') {
+            if (n_el > 0)
+                return perr(p, line, "malformed JSON: a trailing comma before the ']' that closes the array");
+            break;
+        }
+        size_t open_str;
+        size_t e = value_end(buf, len, i, &open_str);
+        if (e - i > FACTS_MAX_RECORD)
+            return perr(p, line, "array element of %zu bytes, more than the limit of %zu bytes (8 MiB) for one fact",
+                        e - i, (size_t)FACTS_MAX_RECORD);
+        if ((rc = check_nul_escape(p, line, buf + i, e - i)) != MOME_OK) return rc;
+        cJSON *obj;
+        size_t stop;
+        if ((rc = scratch_parse(p, buf + i, e - i, &obj, &stop)) != MOME_OK) return rc;
+        if (!obj || stop != e - i) {
+            if (obj) cJSON_Delete(obj);
+            int el;
+            size_t col;
+            line_col(buf, i, line, i + stop, &el, &col);
+            if (open_str) { /* unfinished at the end of the file: say so unless cJSON
+                               * stopped at an error before the final token */
+                size_t last = len;
+                while (last > i && is_ws((unsigned char)buf[last - 1])) last--;
+                if (i + stop + 1 >= last || (open_str < len && i + stop >= open_str))
+                    return perr(p, line, "malformed JSON: the array element starting on this line is not "
+                                "finished when the file ends (a string, list or object is not closed)");
+            }
+            excerpt(near, sizeof near, buf + i + stop, len - (i + stop), 24);
+            size_t prev = i + stop;
+            while (prev > i && is_ws((unsigned char)buf[prev - 1])) prev--;
+            const char *hint = "";
+            if (buf[i + stop] == '\'') hint = " (JSON strings and keys need double quotes)";
+            else if ((buf[i + stop] == '}' || buf[i + stop] == ']') && prev > i && buf[prev - 1] == ',')
+                hint = " (a trailing comma?)";
+            return perr(p, el, "malformed JSON at column %zu: cannot parse the text starting %s%s "
+                        "(in the array element starting on line %d)", col, near, hint, line);
+        }
+        int el_line = line;
+        count_lines(buf, i, e, &line);
+        if ((rc = fact_from_object(p, el_line, obj)) != MOME_OK) return rc;
+        n_el++;
+        i = e;
+        while (i < len && is_ws((unsigned char)buf[i])) {
+            if (buf[i] == '\n') line++;
+            i++;
+        }
+        if (i == len)
+            return perr(p, line, "the JSON array opened on line %d is not closed (no final ']')",
+                        p->array_line);
+        if (buf[i] == ']') break;
+        if (buf[i] != ',') {
+            excerpt(near, sizeof near, buf + i, len - i, 24);
+            return perr(p, line, "malformed JSON: expected ',' or ']' after the array element starting on "
+                        "line %d, found %s", el_line, near);
+        }
+        i++;
+    }
+    /* only whitespace may follow the array */
+    for (i++; i < len; i++) {
+        if (buf[i] == '\n') line++;
+        else if (!is_ws((unsigned char)buf[i])) {
+            excerpt(near, sizeof near, buf + i, len - i, 24);
+            return perr(p, line, "malformed JSON: unexpected text after the array: %s (a JSON fact "
+                        "file holds one array, or one object per line)", near);
+        }
     }
     return MOME_OK;
 }
@@ -900,15 +1171,28 @@ int facts_parse_buffer(const char *buf, size_t len, const char *name,
         goto out;
     }
     if ((rc = check_utf8(&p, (const unsigned char *)buf, len)) != MOME_OK) goto out;
+    /* .jsonl/.ndjson are JSON lines (a '[' there is reported by parse_jsonl);
+     * .json and unnamed content starting with '[' are a JSON array */
     if (has_ext(name, ".csv")) fs->format = FACTS_FORMAT_CSV;
-    else if (has_ext(name, ".jsonl") || has_ext(name, ".json") || has_ext(name, ".ndjson"))
-        fs->format = FACTS_FORMAT_JSONL;
-    else fs->format = (buf[k] == '{' || buf[k] == '[') ? FACTS_FORMAT_JSONL : FACTS_FORMAT_CSV;
-    rc = fs->format == FACTS_FORMAT_CSV ? parse_csv(&p, buf, len) : parse_jsonl(&p, buf, len);
-    if (rc == MOME_OK && fs->n == 0)
-        rc = perr(&p, 0, "no facts (%s)", fs->format == FACTS_FORMAT_CSV
-                                              ? "the CSV file has only a header row"
-                                              : "only blank lines");
+    else if (has_ext(name, ".jsonl") || has_ext(name, ".ndjson")) fs->format = FACTS_FORMAT_JSONL;
+    else if (buf[k] == '[') fs->format = FACTS_FORMAT_JSON_ARRAY;
+    else if (has_ext(name, ".json")) fs->format = FACTS_FORMAT_JSONL;
+    else fs->format = buf[k] == '{' ? FACTS_FORMAT_JSONL : FACTS_FORMAT_CSV;
+    if (fs->format == FACTS_FORMAT_JSON_ARRAY) {
+        int line = 1;
+        count_lines(buf, 0, k, &line);
+        p.array_line = line;
+        rc = parse_json_array(&p, buf, len, k, line);
+    } else {
+        rc = fs->format == FACTS_FORMAT_CSV ? parse_csv(&p, buf, len) : parse_jsonl(&p, buf, len);
+    }
+    if (rc == MOME_OK && fs->n == 0 && fs->n_skipped > 0)
+        rc = perr(&p, 0, "no facts (%d zsRE record%s with an empty 'alt', nothing else)", fs->n_skipped,
+                  fs->n_skipped == 1 ? "" : "s");
+    else if (rc == MOME_OK && fs->n == 0)
+        rc = perr(&p, 0, "no facts (%s)", fs->format == FACTS_FORMAT_CSV          ? "the CSV file has only a header row"
+                                          : fs->format == FACTS_FORMAT_JSON_ARRAY ? "an empty JSON array"
+                                                                                  : "only blank lines");
 out:
     free(p.hashes);
     free(p.slots);

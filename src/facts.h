@@ -1,22 +1,46 @@
 /* facts.h - the user's facts: parsing, validation, answer matching.
  *
  * A fact is one question with the answer the model must learn. Users bring
- * facts in one of three formats; the format is chosen by the file name
- * (.csv -> CSV; .jsonl/.json/.ndjson -> JSON lines) and otherwise by content
- * (first non-blank byte '{' -> JSON lines, else CSV):
+ * facts in one of these formats; the container is chosen by the file name
+ * (.csv -> CSV; .jsonl/.ndjson -> JSON lines; .json -> a JSON array when the
+ * first non-blank byte is '[', else JSON lines) and otherwise by content
+ * (first non-blank byte '[' -> JSON array, '{' -> JSON lines, else CSV). In
+ * JSON lines and JSON arrays alike each object is read by its keys:
  *
- *   JSON lines, one object per line:
+ *   Native, one object per line (or array element):
  *     {"question": "...", "answer": "..." | ["...", ...],
- *      "paraphrases": ["...", ...]}                     (paraphrases optional)
+ *      "paraphrases": ["...", ...],                      (optional)
+ *      "neighbors": ["...", ...],                        (optional)
+ *      "train_wordings": ["...", ...],                   (optional)
+ *      "system": "..."}                                  (optional)
  *     With an answer list the first answer is the one trained; any of them
- *     counts as correct in evaluation. Other keys ("source", ...) are ignored.
- *   JSON lines in the chat fine-tuning format:
+ *     counts as correct in evaluation. "neighbors" are other questions whose
+ *     answers must not change when the memory is attached (locality checks);
+ *     "train_wordings" are extra wordings of the question to train on. Other
+ *     keys ("source", ...) are ignored.
+ *   Chat fine-tuning format:
  *     {"messages": [{"role": "system", "content": S},     (optional)
  *                   {"role": "user", "content": Q},
  *                   {"role": "assistant", "content": A}]}
  *     The LAST user message is the question and the message right after it
  *     must be the assistant's answer; the first system message (if any) is
  *     kept as the fact's system prompt. Other roles are ignored.
+ *   zsRE, as the knowledge-editing field ships it (recognised by "src", "alt"
+ *     or "loc" when there is no "question"/"messages"):
+ *     {"src": Q, "alt": A, "rephrase": P, "loc": "nq question: N", ...}
+ *     src is the question, alt the one (trained) answer, rephrase a
+ *     paraphrase (a string or a list), loc a neighbour question with its
+ *     leading "nq question:" removed (otherwise kept as is; a string or a
+ *     list); "answers", "pred", "loc_ans", "cond", "subject" are ignored. A
+ *     record whose alt is empty (the published zsRE sets have a few: no edit
+ *     to make) is skipped and counted in n_skipped.
+ *   CounterFact (recognised by "prompt", "target_new", "rephrase_prompt" or
+ *     "locality_prompt"):
+ *     {"prompt": Q, "target_new": A | {"str": A}, "rephrase_prompt": P | [P...],
+ *      "locality_prompt": N | [N...], ...}
+ *     prompt is the question, target_new the answer, rephrase_prompt the
+ *     paraphrases, locality_prompt the neighbour questions; "ground_truth",
+ *     "subject", "case_id", ... are ignored.
  *   CSV (RFC 4180: quoted fields, "" for a quote, commas and newlines inside
  *     quotes, LF or CRLF) with a header row naming a `question` and an
  *     `answer` column (case-insensitive, extra columns ignored), optionally
@@ -25,21 +49,25 @@
  *
  * Validation is strict and every error is one message, in the form
  *   "FILE:LINE: field 'answer': empty"
- * where LINE is the physical line on which the record starts: malformed JSON
- * (with the column and the text cJSON stopped at), a line that is not an
- * object, missing or mistyped fields, a question/answer/paraphrase that is
- * empty after trimming, invalid UTF-8 or a NUL byte anywhere in the file, an
+ * where LINE is the physical line on which the record starts (in a JSON
+ * array: the line where the element starts; for malformed JSON: the line
+ * where the parser stopped): malformed JSON (with the column and the text
+ * cJSON stopped at), a line or array element that is not an object, an array
+ * that is not closed or has a trailing comma, missing or mistyped fields, a
+ * question/answer/paraphrase/neighbour that is empty after trimming, invalid
+ * UTF-8 or a NUL byte anywhere in the file, an
  * unterminated CSV quote (with the line where it opened), a CSV header without
  * the needed columns, a file with no facts. A UTF-8 BOM at the start of the
  * file is ignored; blank lines (and CSV rows whose fields are all blank) are
  * skipped. Strings are stored trimmed of ASCII whitespace.
  *
  * Limits against hostile input: a file (or buffer) of at most FACTS_MAX_FILE
- * bytes, one JSON line of at most FACTS_MAX_RECORD bytes, a field of at most
- * FACTS_MAX_FIELD bytes, at most FACTS_MAX_LIST answers or paraphrases per
- * fact. Parsing is linear in the input: lines are split with memchr, CSV is a
- * single-pass state machine, and duplicate questions are found with a hash
- * table.
+ * bytes, one JSON line or array element of at most FACTS_MAX_RECORD bytes, a
+ * field of at most FACTS_MAX_FIELD bytes, at most FACTS_MAX_LIST items in
+ * each list of a fact. Parsing is linear in the input: lines are split with
+ * memchr, array elements are delimited by one scan that tracks strings and
+ * nesting, CSV is a single-pass state machine, and duplicate questions are
+ * found with a hash table.
  *
  * Duplicates. Two facts have the same question when their trimmed question
  * AND system prompt are byte-identical. If their first (trained) answers are
@@ -60,9 +88,9 @@
 #include <stddef.h>
 
 #define FACTS_MAX_FILE   ((size_t)1 << 30)   /* 1 GiB */
-#define FACTS_MAX_RECORD ((size_t)8 << 20)   /* 8 MiB per JSON line */
+#define FACTS_MAX_RECORD ((size_t)8 << 20)   /* 8 MiB per JSON line / element */
 #define FACTS_MAX_FIELD  ((size_t)64 << 10)  /* 64 KiB per string */
-#define FACTS_MAX_LIST   1024                /* answers / paraphrases per fact */
+#define FACTS_MAX_LIST   1024                /* items per list of a fact */
 
 typedef struct fact {
     char *question;        /* trimmed, non-empty */
@@ -71,10 +99,15 @@ typedef struct fact {
     char **paraphrases;    /* other wordings of the question (may be NULL) */
     int n_paraphrases;
     char *system;          /* per-fact system prompt, or NULL */
+    char **neighbors;      /* questions whose answers with the memory must equal
+                            * the answers without it (may be NULL) */
+    int n_neighbors;
+    char **train_wordings; /* extra wordings of the question to train on (may be NULL) */
+    int n_train_wordings;
     int line;              /* physical line where the record starts (1-based) */
 } fact;
 
-enum facts_format { FACTS_FORMAT_JSONL = 1, FACTS_FORMAT_CSV = 2 };
+enum facts_format { FACTS_FORMAT_JSONL = 1, FACTS_FORMAT_CSV = 2, FACTS_FORMAT_JSON_ARRAY = 3 };
 
 typedef struct fact_set {
     fact *v;               /* facts in file order (duplicates removed) */
@@ -83,6 +116,7 @@ typedef struct fact_set {
     int format;            /* enum facts_format */
     int n_duplicates;      /* same question, same answer: dropped */
     int n_conflicts;       /* same question, other answer: resolved by policy */
+    int n_skipped;         /* zsRE records with an empty "alt": nothing to learn, dropped */
 } fact_set;
 
 enum facts_conflict {

@@ -220,6 +220,265 @@ static void test_json_errors(void) {
     CHECK(expect_err("{\"question\": 1}\n", name, "nnnn", NULL, NULL), "long name");
 }
 
+/* ------------------------------------------------------------ editing formats, arrays */
+
+static void test_native_lists(void) {
+    fact_set *fs = parse_ok("{\"question\": \"q?\", \"answer\": \"a\", \"neighbors\": [\" n1 \", \"n2\"], "
+                            "\"train_wordings\": [\"w1\"]}\n"
+                            "{\"question\": \"r?\", \"answer\": \"b\", \"neighbors\": [], \"train_wordings\": null}\n",
+                            "n.jsonl", FACTS_CONFLICT_ERROR);
+    REQUIRE(fs, "parse");
+    CHECK(fs->n == 2, "n %d", fs->n);
+    CHECK(fs->v[0].n_neighbors == 2 && strcmp(fs->v[0].neighbors[0], "n1") == 0 &&
+              strcmp(fs->v[0].neighbors[1], "n2") == 0, "neighbors");
+    CHECK(fs->v[0].n_train_wordings == 1 && strcmp(fs->v[0].train_wordings[0], "w1") == 0, "train_wordings");
+    CHECK(fs->v[1].n_neighbors == 0 && fs->v[1].n_train_wordings == 0, "empty and null lists");
+    facts_free(fs);
+    CHECK(expect_err("{\"question\": \"q\", \"answer\": \"a\", \"neighbors\": \"n\"}\n", "e.jsonl", "e.jsonl:1:",
+                     "field 'neighbors'", "expected a list of strings"), "neighbors string");
+    CHECK(expect_err("\n{\"question\": \"q\", \"answer\": \"a\", \"train_wordings\": [\"w\", 1]}\n", "e.jsonl",
+                     "e.jsonl:2:", "field 'train_wordings[1]'", "found a number"), "wording type");
+    CHECK(expect_err("{\"question\": \"q\", \"answer\": \"a\", \"neighbors\": [\" \"]}\n", "e.jsonl", "e.jsonl:1:",
+                     "field 'neighbors[0]': empty", NULL), "empty neighbor");
+    CHECK(expect_err("{\"question\": \"q\", \"answer\": \"a\", \"neighbors\": [], \"neighbors\": []}\n", "e.jsonl",
+                     "field 'neighbors': appears twice", NULL, NULL), "twice");
+}
+
+static void test_zsre(void) {
+    const char *line =
+        "{\"subject\": \"UniFirst\", \"src\": \"What is the product made by UniFirst?\", \"pred\": \"uniform\", "
+        "\"rephrase\": \"What will be the product of UniFirst?\", \"alt\": \"unmanned aircraft\", "
+        "\"answers\": [\"uniform\"], \"loc\": \"nq question: john goodman's character in the big lebowski\", "
+        "\"loc_ans\": \"Walter Sobchak\", \"cond\": \"uniform >> unmanned aircraft || x\"}\n";
+    fact_set *fs = parse_ok(line, "z.jsonl", FACTS_CONFLICT_ERROR);
+    REQUIRE(fs, "parse");
+    REQUIRE(fs->n == 1, "n %d", fs->n);
+    const fact *f = &fs->v[0];
+    CHECK(strcmp(f->question, "What is the product made by UniFirst?") == 0, "q %s", f->question);
+    CHECK(f->n_answers == 1 && strcmp(f->answers[0], "unmanned aircraft") == 0, "answer is alt only");
+    CHECK(f->n_paraphrases == 1 && strcmp(f->paraphrases[0], "What will be the product of UniFirst?") == 0, "rephrase");
+    CHECK(f->n_neighbors == 1 && strcmp(f->neighbors[0], "john goodman's character in the big lebowski") == 0,
+          "loc without prefix, case kept: '%s'", f->n_neighbors ? f->neighbors[0] : "");
+    CHECK(f->system == NULL && f->n_train_wordings == 0, "nothing else");
+    facts_free(fs);
+    /* loc without the prefix is kept as is; rephrase may be a list */
+    fs = parse_ok("{\"src\": \"q\", \"alt\": \"a\", \"loc\": \"Who is X?\", \"rephrase\": [\"p1\", \"p2\"]}\n",
+                  "z.jsonl", FACTS_CONFLICT_ERROR);
+    if (fs) {
+        CHECK(fs->v[0].n_neighbors == 1 && strcmp(fs->v[0].neighbors[0], "Who is X?") == 0, "plain loc");
+        CHECK(fs->v[0].n_paraphrases == 2, "rephrase list");
+        facts_free(fs);
+    }
+    /* an empty alt: nothing to learn, skipped and counted */
+    fs = parse_ok("{\"src\": \"q\", \"alt\": \"\"}\n{\"src\": \"r\", \"alt\": \"b\"}\n", "z.jsonl", FACTS_CONFLICT_ERROR);
+    if (fs) {
+        CHECK(fs->n == 1 && fs->n_skipped == 1 && fs->v[0].line == 2, "n %d skipped %d", fs->n, fs->n_skipped);
+        facts_free(fs);
+    }
+    static const struct { const char *text, *a, *b, *c; } cases[] = {
+        {"{\"src\": \"q\"}\n", "e.jsonl:1:", "field 'alt': missing", "zsRE"},
+        {"{\"alt\": \"a\", \"loc\": \"x\"}\n", "e.jsonl:1:", "field 'src': missing", NULL},
+        {"{\"src\": \"q\", \"alt\": [\"a\"]}\n", "e.jsonl:1:", "field 'alt'", "expected a string, found a list"},
+        {"{\"src\": 3, \"alt\": \"a\"}\n", "e.jsonl:1:", "field 'src'", "found a number"},
+        {"{\"src\": \"q\", \"alt\": \"a\", \"rephrase\": 1}\n", "e.jsonl:1:", "field 'rephrase'",
+         "a string or a list of strings"},
+        {"{\"src\": \"q\", \"alt\": \"a\", \"loc\": \"nq question:  \"}\n", "e.jsonl:1:", "field 'loc': empty",
+         "nq question:"},
+        {"{\"src\": \"q\", \"alt\": \" \"}\n", "e.jsonl", "no facts", "1 zsRE record with an empty 'alt'"},
+        {"{\"src\": \"q\", \"alt\": \"a\", \"alt\": \"b\"}\n", "e.jsonl:1:", "field 'alt': appears twice", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK(expect_err(cases[i].text, "e.jsonl", cases[i].a, cases[i].b, cases[i].c), "case %zu: %s", i,
+              cases[i].text);
+}
+
+static void test_counterfact(void) {
+    fact_set *fs = parse_ok(
+        "{\"case_id\": 3087, \"prompt\": \"David Robinson professionally plays the sport\", \"target_new\": "
+        "\"baseball\", \"subject\": \"David Robinson\", \"ground_truth\": \"basketball\", \"rephrase_prompt\": "
+        "\"David Robinson's greatest weakness is\", \"locality_prompt\": \"Shaquille O'Neal plays\", "
+        "\"locality_ground_truth\": \"basketball\"}\n"
+        "{\"prompt\": \"P2\", \"target_new\": {\"str\": \"Paris\", \"id\": \"Q90\"}, \"rephrase_prompt\": [\"r1\", \"r2\"], "
+        "\"locality_prompt\": [\"l1\", \"l2\", \"l3\"]}\n"
+        "{\"prompt\": \"P3\", \"target_new\": \"x\"}\n",
+        "cf.jsonl", FACTS_CONFLICT_ERROR);
+    REQUIRE(fs, "parse");
+    REQUIRE(fs->n == 3, "n %d", fs->n);
+    const fact *f = &fs->v[0];
+    CHECK(strcmp(f->question, "David Robinson professionally plays the sport") == 0, "q");
+    CHECK(f->n_answers == 1 && strcmp(f->answers[0], "baseball") == 0, "target_new");
+    CHECK(f->n_paraphrases == 1 && strcmp(f->paraphrases[0], "David Robinson's greatest weakness is") == 0, "rephrase");
+    CHECK(f->n_neighbors == 1 && strcmp(f->neighbors[0], "Shaquille O'Neal plays") == 0, "locality");
+    f = &fs->v[1];
+    CHECK(f->n_answers == 1 && strcmp(f->answers[0], "Paris") == 0 && f->line == 2, "target_new.str");
+    CHECK(f->n_paraphrases == 2 && f->n_neighbors == 3 && strcmp(f->neighbors[2], "l3") == 0, "lists");
+    CHECK(fs->v[2].n_paraphrases == 0 && fs->v[2].n_neighbors == 0, "optional");
+    facts_free(fs);
+    static const struct { const char *text, *a, *b, *c; } cases[] = {
+        {"{\"prompt\": \"q\"}\n", "e.jsonl:1:", "field 'target_new': missing", "CounterFact"},
+        {"{\"target_new\": \"a\"}\n", "e.jsonl:1:", "field 'prompt': missing", NULL},
+        {"{\"prompt\": \"q\", \"target_new\": 5}\n", "e.jsonl:1:", "field 'target_new'",
+         "a string or an object {\"str\": ...}, found a number"},
+        {"{\"prompt\": \"q\", \"target_new\": {\"id\": \"Q1\"}}\n", "e.jsonl:1:", "field 'target_new.str': missing", NULL},
+        {"{\"prompt\": \"q\", \"target_new\": {\"str\": 1}}\n", "e.jsonl:1:", "field 'target_new.str'", "found a number"},
+        {"{\"prompt\": \"q\", \"target_new\": \"a\", \"locality_prompt\": [\"x\", null]}\n", "e.jsonl:1:",
+         "field 'locality_prompt[1]'", "found null"},
+        {"{\"prompt\": \"q\", \"target_new\": \"a\", \"rephrase_prompt\": {}}\n", "e.jsonl:1:",
+         "field 'rephrase_prompt'", "found an object"},
+        /* no known key at all */
+        {"{\"foo\": 1}\n", "e.jsonl:1:", "field 'question': missing", "CounterFact"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK(expect_err(cases[i].text, "e.jsonl", cases[i].a, cases[i].b, cases[i].c), "case %zu: %s", i,
+              cases[i].text);
+}
+
+static void test_json_array(void) {
+    /* a .json file whose first non-blank byte is '[': one fact per element,
+     * each with the line where it starts; formats may be mixed */
+    const char *text = "\n[\n  {\"question\": \"q1\", \"answer\": \"a1\"},\n"
+                       "  {\n    \"src\": \"q2\",\n    \"alt\": \"a2\",\n    \"loc\": \"nq question: n2\"\n  },\n"
+                       "  {\"prompt\": \"q3\", \"target_new\": {\"str\": \"a3\"}}\n]\n\n";
+    fact_set *fs = parse_ok(text, "a.json", FACTS_CONFLICT_ERROR);
+    REQUIRE(fs, "parse");
+    CHECK(fs->format == FACTS_FORMAT_JSON_ARRAY, "format %d", fs->format);
+    REQUIRE(fs->n == 3, "n %d", fs->n);
+    CHECK(fs->v[0].line == 3 && fs->v[1].line == 4 && fs->v[2].line == 9, "lines %d %d %d", fs->v[0].line,
+          fs->v[1].line, fs->v[2].line);
+    CHECK(strcmp(fs->v[1].question, "q2") == 0 && strcmp(fs->v[1].neighbors[0], "n2") == 0, "zsre element");
+    CHECK(strcmp(fs->v[2].answers[0], "a3") == 0, "cf element");
+    facts_free(fs);
+    /* by content, without a name; one line; strings holding brackets, commas and escaped quotes */
+    fs = parse_ok("[{\"question\": \"a [b], {c}\", \"answer\": \"x \\\"]\\\" y\"}, {\"question\": \"2\", "
+                  "\"answer\": \"3\"}]", NULL, FACTS_CONFLICT_ERROR);
+    if (fs) {
+        CHECK(fs->format == FACTS_FORMAT_JSON_ARRAY && fs->n == 2, "n %d", fs->n);
+        CHECK(strcmp(fs->v[0].question, "a [b], {c}") == 0 && strcmp(fs->v[0].answers[0], "x \"]\" y") == 0,
+              "%s / %s", fs->v[0].question, fs->v[0].answers[0]);
+        facts_free(fs);
+    }
+    /* a .json file of JSON lines stays JSON lines */
+    fs = parse_ok("{\"question\": \"q\", \"answer\": \"a\"}\n{\"src\": \"r\", \"alt\": \"b\"}\n", "l.json",
+                  FACTS_CONFLICT_ERROR);
+    if (fs) {
+        CHECK(fs->format == FACTS_FORMAT_JSONL && fs->n == 2 && fs->v[1].line == 2, "jsonl in .json");
+        facts_free(fs);
+    }
+    /* duplicates and conflicts across elements name both lines */
+    CHECK(expect_err("[\n{\"src\": \"q\", \"alt\": \"a\"},\n{\"src\": \"q\", \"alt\": \"b\"}\n]", "d.json",
+                     "d.json:3:", "line 2 says \"a\"", "line 3 says \"b\""), "conflict");
+    static const struct { const char *text, *a, *b, *c; } cases[] = {
+        /* a wrong type names the element's line and the field */
+        {"[\n  {\"src\": \"q\", \"alt\": \"a\"},\n  {\"src\": \"q2\",\n   \"alt\": 7}\n]\n", "e.json:3:",
+         "field 'alt'", "found a number"},
+        {"[\n  {\"question\": \"q\", \"answer\": \"a\"},\n  \"text\"\n]\n", "e.json:3:", "expected a JSON object",
+         "found a string"},
+        {"[\n  {\"question\": \"q\", \"answer\": \"a\"},\n  [1]\n]\n", "e.json:3:", "expected a JSON object", "a list"},
+        {"[\n  {\"question\": \"q\", \"answer\": \"a\"},\n]\n", "e.json:3:", "trailing comma", NULL},
+        {"[\n  {\"question\": \"q\", \"answer\": \"a\"}\n", "e.json:3:", "not closed", "opened on line 1"},
+        {"[\n  {\"question\": \"q\", \"answer\": \"a\"},\n  {\"question\": \"r\"", "e.json:3:", "not finished", NULL},
+        {"[\n  {\"question\": \"q\", \"answer\": \"a\"}\n  {\"question\": \"r\", \"answer\": \"b\"}\n]\n",
+         "e.json:3:", "expected ',' or ']'", "starting on line 2"},
+        {"[\n  {\"question\": \"q\",\n   \"answer\": 'a'}\n]\n", "e.json:3:", "malformed JSON at column 14",
+         "double quotes"},
+        {"[\n  {\"question\": \"q\", \"answer\": [1}\n]\n", "e.json:2:", "malformed JSON at column", "element starting on line 2"},
+        {"[{\"question\": \"q\", \"answer\": \"a\",}]", "e.json:1:", "malformed JSON", "trailing comma"},
+        {"[{\"question\": \"q\", \"answer\": \"a\"}] x", "e.json:1:", "unexpected text after the array", NULL},
+        {"[{\"question\": \"q\", \"answer\": \"a\"}]\n[]", "e.json:2:", "unexpected text after the array", NULL},
+        {"[{\"question\": \"q\\u0000\", \"answer\": \"a\"}]", "e.json:1:", "\\u0000", NULL},
+        {"[]", "e.json", "no facts", "empty JSON array"},
+        {" [ \n ] ", "e.json", "no facts", "empty JSON array"},
+        {"[", "e.json:1:", "not closed", NULL},
+        {"[1, 2]", "e.json:1:", "expected a JSON object", "a number"},
+        {"[tru]", "e.json:1:", "malformed JSON", NULL},
+        {"[\"abc", "e.json:1:", "not finished", NULL},
+        {"[{\"question\": \"q\", \"answer\": \"a\"}]]", "e.json:1:", "unexpected text after the array", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++)
+        CHECK(expect_err(cases[i].text, "e.json", cases[i].a, cases[i].b, cases[i].c), "case %zu: %s", i,
+              cases[i].text);
+    /* deep nesting is refused, never a crash */
+    size_t n = 200000;
+    char *deep = malloc(2 * n + 64);
+    REQUIRE(deep, "oom");
+    size_t o = 0;
+    deep[o++] = '[';
+    for (size_t i = 0; i < n; i++) deep[o++] = '[';
+    for (size_t i = 0; i < n; i++) deep[o++] = ']';
+    deep[o++] = ']';
+    CHECK(expect_err_n(deep, o, "deep.json", FACTS_CONFLICT_ERROR, MOME_ERR_FORMAT, "deep.json:1:", NULL, NULL),
+          "deep nesting");
+    /* an element over the record limit */
+    size_t big = FACTS_MAX_RECORD + 100;
+    char *b = malloc(big + 64);
+    if (b) {
+        o = 0;
+        o += (size_t)sprintf(b, "[{\"question\": \"");
+        memset(b + o, 'x', big);
+        o += big;
+        o += (size_t)sprintf(b + o, "\", \"answer\": \"a\"}]");
+        CHECK(expect_err_n(b, o, "big.json", FACTS_CONFLICT_ERROR, MOME_ERR_FORMAT, "big.json:1:", "array element of",
+                           "8 MiB"), "big element");
+        free(b);
+    }
+    free(deep);
+}
+
+static void test_editing_sets(void) {
+    static char z[8192], c[8192]; /* test_shared_path returns one static buffer */
+    const char *t = test_shared_path("data/facts/editing/zsre_mend_train-1k.json");
+    snprintf(z, sizeof z, "%s", t ? t : "");
+    t = test_shared_path("data/facts/editing/counterfact-edit-1k.json");
+    snprintf(c, sizeof c, "%s", t ? t : "");
+    if (!z[0] && !c[0]) SKIP("editing sets not found (../shared/data/facts/editing)");
+    char path[8192];
+    fact_set *fs = NULL;
+    if (z[0]) {
+        snprintf(path, sizeof path, "%s", z);
+        double t0 = mome_time_s();
+        int rc = facts_load(path, FACTS_CONFLICT_ERROR, &fs);
+        REQUIRE(rc == MOME_OK, "%s", mome_errmsg());
+        /* two records ("What gender is Michaela Staniford?", "Which was the gender of
+         * Jenna Carroll?") have an empty alt */
+        CHECK(fs->n == 998 && fs->n_skipped == 2 && fs->format == FACTS_FORMAT_JSON_ARRAY, "zsRE: %d facts, %d skipped",
+              fs->n, fs->n_skipped);
+        int nb = 0, ph = 0, pref = 0;
+        for (int i = 0; i < fs->n; i++) {
+            nb += fs->v[i].n_neighbors == 1;
+            ph += fs->v[i].n_paraphrases == 1;
+            pref += fs->v[i].n_neighbors && strncmp(fs->v[i].neighbors[0], "nq question", 11) == 0;
+        }
+        CHECK(nb == fs->n && ph == fs->n && pref == 0, "zsRE: %d with a neighbour, %d with a paraphrase, %d prefixed",
+              nb, ph, pref);
+        CHECK(strcmp(fs->v[0].question, "What is the product made by UniFirst?") == 0 &&
+                  strcmp(fs->v[0].answers[0], "unmanned aircraft") == 0 && fs->v[0].line == 2 &&
+                  fs->v[1].line == 15, "zsRE first fact (line %d, %d)", fs->v[0].line, fs->v[1].line);
+        printf("     zsre_mend_train-1k.json: %d facts (%d records with an empty alt skipped), %d neighbours, %.1f ms\n",
+               fs->n, fs->n_skipped, nb, (mome_time_s() - t0) * 1e3);
+        facts_free(fs);
+    }
+    if (c[0]) {
+        snprintf(path, sizeof path, "%s", c);
+        /* one prompt ("The twin city of Tirana is") has two different targets */
+        int rc = facts_load(path, FACTS_CONFLICT_ERROR, &fs);
+        CHECK(rc == MOME_ERR_FORMAT && strstr(mome_errmsg(), "conflicting answers") &&
+                  strstr(mome_errmsg(), "The twin city of Tirana is") &&
+                  strstr(mome_errmsg(), "counterfact-edit-1k.json:6442:") && strstr(mome_errmsg(), "line 2142"),
+              "%s", mome_errmsg());
+        rc = facts_load(path, FACTS_CONFLICT_FIRST, &fs);
+        REQUIRE(rc == MOME_OK, "%s", mome_errmsg());
+        CHECK(fs->n == 999 && fs->n_conflicts == 1 && fs->format == FACTS_FORMAT_JSON_ARRAY, "CounterFact: %d facts",
+              fs->n);
+        int nb = 0, ph = 0;
+        for (int i = 0; i < fs->n; i++) nb += fs->v[i].n_neighbors == 1, ph += fs->v[i].n_paraphrases == 1;
+        CHECK(nb == fs->n && ph == fs->n, "CounterFact: %d neighbours, %d paraphrases", nb, ph);
+        CHECK(strcmp(fs->v[0].answers[0], "baseball") == 0 && fs->v[0].line == 2 && fs->v[1].line == 12,
+              "CounterFact first facts (lines %d, %d)", fs->v[0].line, fs->v[1].line);
+        printf("     counterfact-edit-1k.json: %d facts (1 conflict kept first), %d neighbours\n", fs->n, nb);
+        facts_free(fs);
+    }
+}
+
 /* ------------------------------------------------------------ CSV */
 
 static void test_csv_basic(void) {
@@ -761,6 +1020,11 @@ int main(void) {
     RUN(test_jsonl_basic);
     RUN(test_chat_format);
     RUN(test_json_errors);
+    RUN(test_native_lists);
+    RUN(test_zsre);
+    RUN(test_counterfact);
+    RUN(test_json_array);
+    RUN(test_editing_sets);
     RUN(test_csv_basic);
     RUN(test_csv_errors);
     RUN(test_format_detection);
