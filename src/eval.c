@@ -3,7 +3,8 @@
  * perplexity of held-out text (locality: it must not move).
  *
  * Each question is wrapped in the chat template and answered greedily until
- * an end-of-generation token (or max_new_tokens). Scoring uses facts.c:
+ * an end-of-generation token (or max_new_tokens): ans_greedy() in answer.c,
+ * the same decode the tuner verifies with. Scoring uses facts.c:
  * exact = the output equals an expected answer after trimming whitespace and
  * one final period; contains = an expected answer appears in the output
  * (fairer to a chatty base model); an abstention ("I don't know", "I'm not
@@ -16,6 +17,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "answer.h"
 #include "facts.h"
 #include "model.h"
 #include "util.h"
@@ -28,72 +30,15 @@ mome_eval_params mome_eval_default_params(void) {
     return p;
 }
 
-/* The prompt whose K/V is in the context: the next prompt decodes only
- * what follows the part it shares with it (the chat template's head), as
- * llama.cpp's server does; splitting a prompt gives identical bits. */
-typedef struct prompt_cache {
-    int32_t *ids;
-    int n, cap;
-} prompt_cache;
-
-/* Greedy answer to one user message; returns malloc'd text or NULL. */
-static char *answer(mome_model *m, mome_ctx *c, prompt_cache *pc, const char *system, const char *question,
+/* Greedy answer to one user message (answer.c); returns malloc'd text or NULL. */
+static char *answer(mome_model *m, mome_ctx *c, ans_cache *pc, const char *system, const char *question,
                     int max_new) {
     mome_chat_msg msgs[2];
     int nm = 0;
     if (system) msgs[nm++] = (mome_chat_msg){"system", system};
     msgs[nm++] = (mome_chat_msg){"user", question};
-    char *prompt = mome_chat_format(m, msgs, nm, 1);
-    if (!prompt) return NULL;
-    size_t len = strlen(prompt);
-    int cap = (int)len + 8;
-    int32_t *ids = mome_malloc((size_t)cap * sizeof(int32_t));
-    char *out = mome_malloc(256);
-    size_t on = 0, ocap = 256;
-    if (!ids || !out) { free(prompt); free(ids); free(out); return NULL; }
-    int n = mome_tokenize(m, prompt, len, ids, cap, 1, 1);
-    free(prompt);
-    if (n < 0 || n > cap || n + max_new > c->n_ctx) {
-        if (n >= 0) mome_seterr_code(MOME_ERR_ARG, "question too long for the context");
-        free(ids); free(out);
-        return NULL;
-    }
-    int keep = 0;
-    while (keep < pc->n && keep < n - 1 && pc->ids[keep] == ids[keep]) keep++;
-    pc->n = 0; /* invalid until the decode succeeds */
-    if (mome_decode(c, ids + keep, n - keep, keep, 0)) { free(ids); free(out); return NULL; }
-    if (n > pc->cap) {
-        int32_t *nc = realloc(pc->ids, (size_t)n * sizeof(int32_t));
-        if (!nc) { free(ids); free(out); mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); return NULL; }
-        pc->ids = nc;
-        pc->cap = n;
-    }
-    memcpy(pc->ids, ids, (size_t)n * sizeof(int32_t));
-    pc->n = n;
-    const int V = m->hp.n_vocab;
-    for (int i = 0; i < max_new; i++) {
-        const float *lg = mome_get_logits(c, -1);
-        int32_t best = 0;
-        for (int32_t v = 1; v < V; v++)
-            if (lg[v] > lg[best]) best = v;
-        if (mome_token_is_eog(m, best)) break;
-        char piece[256];
-        int k = mome_token_to_piece(m, best, piece, sizeof piece, 0);
-        if (k > 0 && k <= (int)sizeof piece) {
-            if (on + (size_t)k + 1 > ocap) {
-                ocap = 2 * (on + (size_t)k + 1);
-                char *no = realloc(out, ocap);
-                if (!no) { free(ids); free(out); return NULL; }
-                out = no;
-            }
-            memcpy(out + on, piece, (size_t)k);
-            on += (size_t)k;
-        }
-        if (mome_decode(c, &best, 1, n + i, 0)) { free(ids); free(out); return NULL; }
-    }
-    out[on] = 0;
-    free(ids);
-    return out;
+    char *out;
+    return ans_greedy(m, c, pc, msgs, nm, max_new, &out, NULL, NULL) == MOME_OK ? out : NULL;
 }
 
 static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mome_eval_result *r) {
@@ -102,11 +47,11 @@ static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mom
     if (rc) return rc;
     int n = fs->n;
     if (p->max_facts > 0 && p->max_facts < n) n = (int)p->max_facts;
-    prompt_cache pc = {0};
+    ans_cache pc = {0};
     for (int i = 0; i < n; i++) {
         const fact *f = &fs->v[i];
         char *out = answer(m, c, &pc, f->system, f->question, p->max_new_tokens);
-        if (!out) { facts_free(fs); free(pc.ids); return MOME_ERR; }
+        if (!out) { facts_free(fs); ans_cache_free(&pc); return MOME_ERR; }
         int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
         int ab = !co && facts_is_abstention(out);
         r->n_facts++;
@@ -118,14 +63,14 @@ static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mom
         free(out);
         for (int j = 0; j < f->n_paraphrases; j++) {
             char *po = answer(m, c, &pc, f->system, f->paraphrases[j], p->max_new_tokens);
-            if (!po) { facts_free(fs); free(pc.ids); return MOME_ERR; }
+            if (!po) { facts_free(fs); ans_cache_free(&pc); return MOME_ERR; }
             r->n_paraphrases++;
             r->n_paraphrase_exact += facts_answer_matches(f, po);
             free(po);
         }
     }
     facts_free(fs);
-    free(pc.ids);
+    ans_cache_free(&pc);
     r->recall = r->n_facts ? (double)r->n_exact / r->n_facts : 0;
     r->contains_recall = r->n_facts ? (double)r->n_contains / r->n_facts : 0;
     r->hallucination_rate = r->n_facts ? (double)r->n_hallucinated / r->n_facts : 0;
