@@ -154,10 +154,19 @@ typedef struct mome_eval_params {
     const char *text_path;     /* NULL: no perplexity */
     int64_t text_max_bytes;    /* use only the first bytes of the text (0: all) */
     int32_t ppl_ctx;           /* perplexity window in tokens (512) */
-    int32_t max_new_tokens;    /* answer length limit (64) */
+    int32_t max_new_tokens;    /* answer length limit (24) */
     int64_t max_facts;         /* evaluate only the first facts (0: all) */
     int on_conflict;           /* as in tuning */
     int n_threads;
+    /* context_recall: the built-in system prompts and earlier exchange (see
+     * eval.c), plus these system prompts */
+    const char *const *systems;
+    int n_systems;
+    int no_context;            /* 1: skip context_recall */
+    int no_variants;           /* 1: skip variant_recall */
+    const char *neighbors_path;/* more neighbour questions: the questions of this fact file
+                                  (answers ignored); NULL: only the facts' own */
+    const char *outputs_path;  /* write one JSON line per question asked (NULL: none) */
     /* called after each fact with its outcome (may be NULL) */
     void (*on_fact)(int index, int n, const char *question, const char *output, int exact, int contains,
                     int abstained, void *user);
@@ -172,7 +181,16 @@ typedef struct mome_eval_result {
     int32_t n_hallucinated;    /* neither correct nor an abstention */
     int32_t n_paraphrases;
     int32_t n_paraphrase_exact;
+    int32_t n_context;         /* questions asked in other contexts (facts x contexts) */
+    int32_t n_context_exact;
+    int32_t n_variants;        /* lower-case / extra-space / unpunctuated wordings asked */
+    int32_t n_variant_exact;
+    int32_t n_neighbors;       /* neighbour questions asked with and without the memory */
+    int32_t n_neighbors_same;  /* ... whose answers were byte-identical */
     double recall, contains_recall, hallucination_rate, paraphrase_recall; /* -1: not measured */
+    double context_recall, variant_recall; /* -1: not measured */
+    double locality;           /* n_neighbors_same / n_neighbors; -1: not measured (no memory
+                                  or no neighbour questions) */
     double perplexity;         /* -1: not measured */
     int64_t ppl_tokens;
     double seconds;

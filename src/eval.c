@@ -1,19 +1,80 @@
-/* eval.c - what a user checks before trusting a memory: exact recall,
- * containment, hallucination rate, recall on unseen paraphrases, and
- * perplexity of held-out text (locality: it must not move).
+/* eval.c - what a user checks before trusting a memory: exact recall (in the
+ * trained wording, in other surroundings, in surface variants, in
+ * paraphrases), containment, hallucination rate, locality (neighbour
+ * questions answered as without the memory), and perplexity of held-out text.
  *
  * Each question is wrapped in the chat template and answered greedily until
- * an end-of-generation token (or max_new_tokens): ans_greedy() in answer.c,
- * the same decode the tuner verifies with. Scoring uses facts.c:
+ * an end-of-generation token or max_new_tokens (24 by default): ans_greedy()
+ * in answer.c, the same decode the tuner verifies with. Scoring uses facts.c:
  * exact = the output equals an expected answer after trimming whitespace and
  * one final period; contains = an expected answer appears in the output
  * (fairer to a chatty base model); an abstention ("I don't know", "I'm not
  * sure", ... see facts_is_abstention) is not a hallucination; every other
- * wrong answer is. Perplexity: the text is tokenized once (BOS as the model
- * asks) and cut into non-overlapping windows of ppl_ctx tokens; every token
- * of a window after its first is scored; ppl = exp(mean NLL).
+ * wrong answer is.
+ *
+ * The measures, per fact of the file (the first max_facts):
+ *   recall             the trained question with the fact's own system prompt
+ *                      (if any); also contains_recall and hallucination_rate.
+ *   context_recall     the trained question in surroundings the fact never
+ *                      had, each context once per fact:
+ *                        - behind each built-in system prompt (replacing the
+ *                          fact's own), eval_builtin_systems below:
+ *                            "You are a helpful assistant."
+ *                            "You are the support assistant of ACME Corp. Answer
+ *                             the user's questions briefly and accurately."
+ *                            "You are a knowledgeable assistant. Keep your
+ *                             answers short."
+ *                        - behind each system prompt of params.systems
+ *                          (`mome eval --system TEXT`, repeatable);
+ *                        - after one earlier, unrelated exchange (behind the
+ *                          fact's own system prompt, if any): user "Hi! Can
+ *                          you help me with a few questions?", assistant "Of
+ *                          course! What would you like to know?".
+ *                      = exact answers / (facts x contexts).
+ *   variant_recall     the trained question in lower case, with every space
+ *                      doubled and a trailing space, and without its final
+ *                      '?', '.' or '!' (eval_variants; a variant identical to
+ *                      the question is not asked) = exact / variants asked.
+ *   paraphrase_recall  exact recall over the facts' paraphrases (never trained
+ *                      on), with the fact's system prompt.
+ *   locality           only with a memory: the share of neighbour questions
+ *                      whose greedy answer with the memory is byte-identical
+ *                      to the answer without it. Neighbours are the facts'
+ *                      own ("neighbors", zsRE "loc", CounterFact
+ *                      "locality_prompt"; asked with the fact's system
+ *                      prompt) and every question of params.neighbors_path
+ *                      (any fact file; answers ignored; with its own system
+ *                      prompts). The two answers come from two contexts, one
+ *                      with the memory attached and one without, so each
+ *                      keeps its own prompt-prefix cache.
+ * Measures not taken (no_context, no_variants, no paraphrases, no memory or
+ * no neighbours) are -1.
+ *
+ * outputs_path: one JSON object per line, per question asked, in the order
+ * asked (per fact: recall, paraphrases, variants, contexts, neighbours; then
+ * the neighbour file's questions):
+ *   {"fact": I (0-based index among the facts evaluated; null for a question
+ *    of the neighbour file), "line": L (line of the fact or neighbour record),
+ *    "kind": "recall"|"paraphrase"|"variant"|"context"|"neighbor",
+ *    "variant": "lower"|"spaces"|"no_punct" (variants only),
+ *    "context": "system"|"exchange" (contexts only),
+ *    "question": ..., "system": ... or null, "answer": the output (with the
+ *    memory, if any), "base": the output without the memory (neighbours only;
+ *    null for the other kinds, which are not asked twice), "exact": the answer
+ *    matches an expected answer (neighbours: answer == base, byte for byte)}.
+ *    Strings are written as valid UTF-8: an answer cut inside a character
+ *    (max_new_tokens, or a token holding part of one) shows U+FFFD there.
+ *
+ * Perplexity: the text is tokenized once (BOS as the model asks) and cut into
+ * non-overlapping windows of ppl_ctx tokens; every token of a window after
+ * its first is scored; ppl = exp(mean NLL).
  */
+#include "eval.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -22,60 +83,274 @@
 #include "model.h"
 #include "util.h"
 
+const char *const eval_builtin_systems[] = {
+    "You are a helpful assistant.",
+    "You are the support assistant of ACME Corp. Answer the user's questions briefly and accurately.",
+    "You are a knowledgeable assistant. Keep your answers short.",
+};
+const int eval_n_builtin_systems = (int)(sizeof eval_builtin_systems / sizeof *eval_builtin_systems);
+const char eval_exchange_user[] = "Hi! Can you help me with a few questions?";
+const char eval_exchange_assistant[] = "Of course! What would you like to know?";
+
 mome_eval_params mome_eval_default_params(void) {
     mome_eval_params p;
     memset(&p, 0, sizeof p);
     p.ppl_ctx = 512;
-    p.max_new_tokens = 64;
+    p.max_new_tokens = 24;
     return p;
 }
 
-/* Greedy answer to one user message (answer.c); returns malloc'd text or NULL. */
-static char *answer(mome_model *m, mome_ctx *c, ans_cache *pc, const char *system, const char *question,
-                    int max_new) {
-    mome_chat_msg msgs[2];
-    int nm = 0;
-    if (system) msgs[nm++] = (mome_chat_msg){"system", system};
-    msgs[nm++] = (mome_chat_msg){"user", question};
-    char *out;
-    return ans_greedy(m, c, pc, msgs, nm, max_new, &out, NULL, NULL) == MOME_OK ? out : NULL;
+int eval_variants(const char *q, char *out[EVAL_N_VARIANTS], const char *kinds[EVAL_N_VARIANTS]) {
+    int n = 0;
+    for (int k = 0; k < EVAL_N_VARIANTS; k++) out[k] = NULL, kinds[k] = NULL;
+    if (!q) return 0;
+    size_t len = strlen(q), spaces = 0;
+    for (size_t i = 0; i < len; i++) spaces += q[i] == ' ';
+    for (int k = 0; k < EVAL_N_VARIANTS; k++) {
+        size_t cap = k == 1 ? len + spaces + 2 : len + 1;
+        char *v = malloc(cap);
+        if (!v) {
+            for (int j = 0; j < n; j++) free(out[j]), out[j] = NULL, kinds[j] = NULL;
+            return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+        }
+        size_t o = 0;
+        if (k == 0) {
+            for (size_t i = 0; i < len; i++) v[o++] = (q[i] >= 'A' && q[i] <= 'Z') ? (char)(q[i] + 32) : q[i];
+        } else if (k == 1) {
+            for (size_t i = 0; i < len; i++) {
+                v[o++] = q[i];
+                if (q[i] == ' ') v[o++] = ' ';
+            }
+            v[o++] = ' ';
+        } else {
+            memcpy(v, q, len);
+            o = len;
+            if (o && (v[o - 1] == '?' || v[o - 1] == '.' || v[o - 1] == '!')) o--;
+        }
+        v[o] = 0;
+        if (o == 0 || strcmp(v, q) == 0) {
+            free(v);
+            continue;
+        }
+        static const char *const names[EVAL_N_VARIANTS] = {"lower", "spaces", "no_punct"};
+        out[n] = v;
+        kinds[n] = names[k];
+        n++;
+    }
+    return n;
 }
 
-static int eval_facts(mome_model *m, mome_ctx *c, const mome_eval_params *p, mome_eval_result *r) {
-    fact_set *fs;
-    int rc = facts_load(p->facts_path, (enum facts_conflict)p->on_conflict, &fs);
-    if (rc) return rc;
-    int n = fs->n;
-    if (p->max_facts > 0 && p->max_facts < n) n = (int)p->max_facts;
-    ans_cache pc = {0};
-    for (int i = 0; i < n; i++) {
-        const fact *f = &fs->v[i];
-        char *out = answer(m, c, &pc, f->system, f->question, p->max_new_tokens);
-        if (!out) { facts_free(fs); ans_cache_free(&pc); return MOME_ERR; }
-        int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
-        int ab = !co && facts_is_abstention(out);
-        r->n_facts++;
-        r->n_exact += ex;
-        r->n_contains += co;
-        r->n_abstain += ab;
-        r->n_hallucinated += !co && !ab;
-        if (p->on_fact) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
-        free(out);
-        for (int j = 0; j < f->n_paraphrases; j++) {
-            char *po = answer(m, c, &pc, f->system, f->paraphrases[j], p->max_new_tokens);
-            if (!po) { facts_free(fs); ans_cache_free(&pc); return MOME_ERR; }
-            r->n_paraphrases++;
-            r->n_paraphrase_exact += facts_answer_matches(f, po);
-            free(po);
+/* ------------------------------------------------------------ asking */
+
+typedef struct evalr {
+    mome_model *m;
+    mome_ctx *c;               /* with the memory (if any) */
+    mome_ctx *c0;              /* without it (for neighbours; made when first needed) */
+    ans_cache pc, pc0;
+    mome_memory *mem;
+    const mome_ctx_params *cp;
+    const mome_eval_params *p;
+    mome_eval_result *r;
+    FILE *out;                 /* outputs_path, or NULL */
+} evalr;
+
+/* One question: the optional system prompt, the optional earlier exchange,
+ * then the question; base = 1 asks the context without the memory. */
+static int ask(evalr *e, int base, const char *system, int exchange, const char *question, char **text) {
+    mome_chat_msg msgs[4];
+    int n = 0;
+    if (system) msgs[n++] = (mome_chat_msg){"system", system};
+    if (exchange) {
+        msgs[n++] = (mome_chat_msg){"user", eval_exchange_user};
+        msgs[n++] = (mome_chat_msg){"assistant", eval_exchange_assistant};
+    }
+    msgs[n++] = (mome_chat_msg){"user", question};
+    if (base && !e->c0) {
+        int rc = mome_ctx_init(e->m, e->cp, &e->c0);
+        if (rc) return rc;
+    }
+    return ans_greedy(e->m, base ? e->c0 : e->c, base ? &e->pc0 : &e->pc, msgs, n, e->p->max_new_tokens, text,
+                      NULL, NULL);
+}
+
+/* A copy of s that is valid UTF-8: an answer cut at max_new tokens (or a
+ * token that is part of a character) may end inside a character; each
+ * invalid byte becomes U+FFFD. */
+static char *utf8_valid(const char *s) {
+    size_t n = strlen(s);
+    char *d = malloc(3 * n + 1);
+    if (!d) return NULL;
+    size_t o = 0, i = 0;
+    const unsigned char *u = (const unsigned char *)s;
+    while (i < n) {
+        unsigned char c = u[i];
+        size_t need = 0;
+        uint32_t cp = 0, min = 0;
+        if (c < 0x80) { d[o++] = (char)c; i++; continue; }
+        if (c >= 0xC2 && c <= 0xDF) need = 1, cp = c & 0x1F, min = 0x80;
+        else if (c >= 0xE0 && c <= 0xEF) need = 2, cp = c & 0x0F, min = 0x800;
+        else if (c >= 0xF0 && c <= 0xF4) need = 3, cp = c & 0x07, min = 0x10000;
+        int ok = need > 0 && n - i > need;
+        for (size_t k = 1; ok && k <= need; k++) {
+            if ((u[i + k] & 0xC0) != 0x80) ok = 0;
+            else cp = (cp << 6) | (u[i + k] & 0x3F);
+        }
+        if (ok && (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))) ok = 0;
+        if (ok) {
+            memcpy(d + o, s + i, need + 1);
+            o += need + 1;
+            i += need + 1;
+        } else {
+            memcpy(d + o, "\xEF\xBF\xBD", 3);
+            o += 3;
+            i++;
         }
     }
+    d[o] = 0;
+    return d;
+}
+
+static cJSON *add_text(cJSON *o, const char *key, const char *s) {
+    if (!s) return cJSON_AddNullToObject(o, key);
+    char *v = utf8_valid(s);
+    if (!v) return NULL;
+    cJSON *r = cJSON_AddStringToObject(o, key, v);
+    free(v);
+    return r;
+}
+
+/* One line of the outputs file. fact < 0: null. */
+static int record(evalr *e, int fact, int line, const char *kind, const char *detail_key, const char *detail,
+                  const char *question, const char *system, const char *answer, const char *base, int exact) {
+    if (!e->out) return MOME_OK;
+    cJSON *o = cJSON_CreateObject();
+    if (!o) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    int ok = 1;
+    ok &= (fact >= 0 ? cJSON_AddNumberToObject(o, "fact", fact) : cJSON_AddNullToObject(o, "fact")) != NULL;
+    ok &= cJSON_AddNumberToObject(o, "line", line) != NULL;
+    ok &= cJSON_AddStringToObject(o, "kind", kind) != NULL;
+    if (detail_key) ok &= cJSON_AddStringToObject(o, detail_key, detail) != NULL;
+    ok &= add_text(o, "question", question) != NULL;
+    ok &= add_text(o, "system", system) != NULL;
+    ok &= add_text(o, "answer", answer) != NULL;
+    ok &= add_text(o, "base", base) != NULL;
+    ok &= cJSON_AddBoolToObject(o, "exact", exact) != NULL;
+    char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
+    cJSON_Delete(o);
+    if (!s) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    int w = fputs(s, e->out) >= 0 && fputc('\n', e->out) != EOF;
+    free(s);
+    if (!w) return mome_seterr_code(MOME_ERR_IO, "%s: write error: %s", e->p->outputs_path, strerror(errno));
+    return MOME_OK;
+}
+
+/* Ask a question with the fact's scoring; counts into *n / *n_exact. */
+static int ask_scored(evalr *e, const fact *f, int idx, const char *kind, const char *dkey, const char *dval,
+                      const char *system, int exchange, const char *question, int32_t *n, int32_t *n_exact) {
+    char *out;
+    int rc = ask(e, 0, system, exchange, question, &out);
+    if (rc) return rc;
+    int ex = facts_answer_matches(f, out);
+    (*n)++;
+    *n_exact += ex;
+    rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex);
+    free(out);
+    return rc;
+}
+
+/* A neighbour question: asked with and without the memory. */
+static int ask_neighbor(evalr *e, int idx, int line, const char *system, const char *question) {
+    char *with, *without;
+    int rc = ask(e, 0, system, 0, question, &with);
+    if (rc) return rc;
+    if ((rc = ask(e, 1, system, 0, question, &without))) {
+        free(with);
+        return rc;
+    }
+    int same = strcmp(with, without) == 0;
+    e->r->n_neighbors++;
+    e->r->n_neighbors_same += same;
+    rc = record(e, idx, line, "neighbor", NULL, NULL, question, system, with, without, same);
+    free(with);
+    free(without);
+    return rc;
+}
+
+static int eval_fact(evalr *e, const fact *f, int i, int n) {
+    const mome_eval_params *p = e->p;
+    mome_eval_result *r = e->r;
+    char *out;
+    int rc = ask(e, 0, f->system, 0, f->question, &out);
+    if (rc) return rc;
+    int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
+    int ab = !co && facts_is_abstention(out);
+    r->n_facts++;
+    r->n_exact += ex;
+    r->n_contains += co;
+    r->n_abstain += ab;
+    r->n_hallucinated += !co && !ab;
+    if (p->on_fact) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
+    rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex);
+    free(out);
+    if (rc) return rc;
+    for (int j = 0; j < f->n_paraphrases; j++)
+        if ((rc = ask_scored(e, f, i, "paraphrase", NULL, NULL, f->system, 0, f->paraphrases[j], &r->n_paraphrases,
+                             &r->n_paraphrase_exact)))
+            return rc;
+    if (!p->no_variants) {
+        char *v[EVAL_N_VARIANTS];
+        const char *kinds[EVAL_N_VARIANTS];
+        int nv = eval_variants(f->question, v, kinds);
+        if (nv < 0) return nv;
+        for (int j = 0; j < nv && !rc; j++)
+            rc = ask_scored(e, f, i, "variant", "variant", kinds[j], f->system, 0, v[j], &r->n_variants,
+                            &r->n_variant_exact);
+        for (int j = 0; j < nv; j++) free(v[j]);
+        if (rc) return rc;
+    }
+    if (!p->no_context) {
+        for (int j = 0; j < eval_n_builtin_systems + p->n_systems; j++) {
+            const char *s = j < eval_n_builtin_systems ? eval_builtin_systems[j] : p->systems[j - eval_n_builtin_systems];
+            if ((rc = ask_scored(e, f, i, "context", "context", "system", s, 0, f->question, &r->n_context,
+                                 &r->n_context_exact)))
+                return rc;
+        }
+        if ((rc = ask_scored(e, f, i, "context", "context", "exchange", f->system, 1, f->question, &r->n_context,
+                             &r->n_context_exact)))
+            return rc;
+    }
+    if (e->mem)
+        for (int j = 0; j < f->n_neighbors; j++)
+            if ((rc = ask_neighbor(e, i, f->line, f->system, f->neighbors[j]))) return rc;
+    return MOME_OK;
+}
+
+static int eval_facts(evalr *e) {
+    const mome_eval_params *p = e->p;
+    mome_eval_result *r = e->r;
+    fact_set *fs = NULL, *nb = NULL;
+    int rc = MOME_OK;
+    if (p->facts_path && (rc = facts_load(p->facts_path, (enum facts_conflict)p->on_conflict, &fs))) return rc;
+    /* the neighbour file's answers are ignored: conflicts there do not matter */
+    if (p->neighbors_path && e->mem && (rc = facts_load(p->neighbors_path, FACTS_CONFLICT_FIRST, &nb))) goto out;
+    int n = fs ? fs->n : 0;
+    if (p->max_facts > 0 && p->max_facts < n) n = (int)p->max_facts;
+    for (int i = 0; i < n && !rc; i++) rc = eval_fact(e, &fs->v[i], i, n);
+    for (int i = 0; nb && i < nb->n && !rc; i++) rc = ask_neighbor(e, -1, nb->v[i].line, nb->v[i].system, nb->v[i].question);
+    if (rc) goto out;
+    if (fs) {
+        r->recall = r->n_facts ? (double)r->n_exact / r->n_facts : 0;
+        r->contains_recall = r->n_facts ? (double)r->n_contains / r->n_facts : 0;
+        r->hallucination_rate = r->n_facts ? (double)r->n_hallucinated / r->n_facts : 0;
+        r->paraphrase_recall = r->n_paraphrases ? (double)r->n_paraphrase_exact / r->n_paraphrases : -1;
+        r->context_recall = r->n_context ? (double)r->n_context_exact / r->n_context : -1;
+        r->variant_recall = r->n_variants ? (double)r->n_variant_exact / r->n_variants : -1;
+    }
+    r->locality = r->n_neighbors ? (double)r->n_neighbors_same / r->n_neighbors : -1;
+out:
     facts_free(fs);
-    ans_cache_free(&pc);
-    r->recall = r->n_facts ? (double)r->n_exact / r->n_facts : 0;
-    r->contains_recall = r->n_facts ? (double)r->n_contains / r->n_facts : 0;
-    r->hallucination_rate = r->n_facts ? (double)r->n_hallucinated / r->n_facts : 0;
-    r->paraphrase_recall = r->n_paraphrases ? (double)r->n_paraphrase_exact / r->n_paraphrases : -1;
-    return 0;
+    facts_free(nb);
+    return rc;
 }
 
 static int eval_ppl(mome_model *m, mome_ctx *c, const mome_eval_params *p, mome_eval_result *r) {
@@ -114,21 +389,52 @@ static int eval_ppl(mome_model *m, mome_ctx *c, const mome_eval_params *p, mome_
 }
 
 int mome_eval(mome_model *m, mome_memory *mem, const mome_eval_params *p, mome_eval_result *r) {
+    if (!r) return mome_seterr_code(MOME_ERR_ARG, "mome_eval: result is NULL");
     memset(r, 0, sizeof *r);
     r->recall = r->contains_recall = r->hallucination_rate = r->paraphrase_recall = r->perplexity = -1;
+    r->context_recall = r->variant_recall = r->locality = -1;
+    if (!m || !p) return mome_seterr_code(MOME_ERR_ARG, "mome_eval: model or params is NULL");
+    if (p->n_systems < 0 || (p->n_systems > 0 && !p->systems))
+        return mome_seterr_code(MOME_ERR_ARG, "mome_eval: bad system prompt list");
+    for (int i = 0; i < p->n_systems; i++)
+        if (!p->systems[i]) return mome_seterr_code(MOME_ERR_ARG, "mome_eval: system prompt %d is NULL", i);
+    if (p->max_new_tokens < 1) return mome_seterr_code(MOME_ERR_ARG, "mome_eval: max_new_tokens must be >= 1");
     double t0 = mome_time_s();
     mome_ctx_params cp = mome_ctx_default_params();
     cp.n_ctx = 1024;
     if (p->ppl_ctx > 0 && p->ppl_ctx > cp.n_ctx) cp.n_ctx = p->ppl_ctx;
     cp.n_batch = 512;
     cp.n_threads = p->n_threads;
-    mome_ctx *c;
-    int rc = mome_ctx_init(m, &cp, &c);
+    evalr e = {0};
+    e.m = m;
+    e.mem = mem;
+    e.cp = &cp;
+    e.p = p;
+    e.r = r;
+    int rc = mome_ctx_init(m, &cp, &e.c);
     if (rc) return rc;
-    if (mem && (rc = mome_ctx_set_memory(c, mem))) { mome_ctx_free(c); return rc; }
-    if (p->facts_path && (rc = eval_facts(m, c, p, r))) { mome_ctx_free(c); return rc; }
-    if (p->text_path && (rc = eval_ppl(m, c, p, r))) { mome_ctx_free(c); return rc; }
-    mome_ctx_free(c);
-    r->seconds = mome_time_s() - t0;
-    return 0;
+    if (mem && (rc = mome_ctx_set_memory(e.c, mem))) goto out;
+    if (p->outputs_path && (p->facts_path || (p->neighbors_path && mem))) {
+        e.out = fopen(p->outputs_path, "w");
+        if (!e.out) {
+            rc = mome_seterr_code(MOME_ERR_IO, "%s: cannot write the outputs file: %s", p->outputs_path,
+                                  strerror(errno));
+            goto out;
+        }
+    }
+    if ((p->facts_path || (p->neighbors_path && mem)) && (rc = eval_facts(&e))) goto out;
+    if (p->text_path && (rc = eval_ppl(m, e.c, p, r))) goto out;
+out:
+    if (e.out) {
+        int bad = ferror(e.out);
+        if (fclose(e.out) != 0 || bad)
+            if (rc == MOME_OK)
+                rc = mome_seterr_code(MOME_ERR_IO, "%s: write error: %s", p->outputs_path, strerror(errno));
+    }
+    ans_cache_free(&e.pc);
+    ans_cache_free(&e.pc0);
+    mome_ctx_free(e.c);
+    if (e.c0) mome_ctx_free(e.c0);
+    if (rc == MOME_OK) r->seconds = mome_time_s() - t0;
+    return rc;
 }

@@ -812,35 +812,81 @@ static void eval_on_fact(int i, int n, const char *q, const char *out, int ex, i
     }
 }
 
+/* A measure for the text report: "NN.NN%  (k of n)" or "not measured". */
+static void print_measure(const char *name, double v, int k, int n, const char *why_not) {
+    if (v < 0) printf("%-20s not measured (%s)\n", name, why_not);
+    else printf("%-20s %6.2f%%  (%d of %d)\n", name, 100 * v, k, n);
+}
+
 static int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *memory = NULL;
     int json = 0;
     eval_cb cb = {0, isatty(2), 0};
     mome_eval_params p = mome_eval_default_params();
+    const char **systems = NULL;
+    int n_systems = 0;
     args a = {argc, argv, 0, "eval"};
     for (a.i = 1; a.i < argc; a.i++) {
         if (arg_is(&a, "-h", "--help")) {
             printf("usage: mome eval -m MODEL [--memory MEM] --facts FILE [--text HELDOUT.txt] [--json]\n\n"
-                   "Greedy answers to every question (chat template), scored against the expected answers:\n"
-                   "  recall              output == an expected answer (trimmed, final period dropped)\n"
+                   "Greedy answers (chat template, at most --max-new tokens) scored against the expected answers:\n"
+                   "  recall              output == an expected answer (trimmed, final period dropped), for the\n"
+                   "                      trained question with the fact's own system prompt\n"
                    "  contains_recall     an expected answer appears in the output\n"
                    "  hallucination_rate  neither correct nor an abstention (\"I don't know\", \"I'm not sure\", ...)\n"
-                   "  paraphrase_recall   exact recall on the facts' \"paraphrases\" (never trained on)\n"
-                   "  perplexity          of --text, in windows of --ppl-ctx tokens\n\n"
+                   "  context_recall      the trained question in surroundings the fact never had, once per fact\n"
+                   "                      and context: behind each built-in system prompt\n"
+                   "                        \"You are a helpful assistant.\"\n"
+                   "                        \"You are the support assistant of ACME Corp. Answer the user's\n"
+                   "                         questions briefly and accurately.\"\n"
+                   "                        \"You are a knowledgeable assistant. Keep your answers short.\"\n"
+                   "                      and each --system prompt (these replace the fact's own), and after one\n"
+                   "                      earlier exchange (user \"Hi! Can you help me with a few questions?\",\n"
+                   "                      assistant \"Of course! What would you like to know?\")\n"
+                   "  variant_recall      the trained question in lower case, with every space doubled plus a\n"
+                   "                      trailing space, and without its final ?/./! (variants equal to the\n"
+                   "                      question are not asked)\n"
+                   "  paraphrase_recall   exact recall on the facts' paraphrases (never trained on)\n"
+                   "  locality            with --memory only: the share of neighbour questions (the facts'\n"
+                   "                      \"neighbors\", zsRE \"loc\", CounterFact \"locality_prompt\", and every\n"
+                   "                      question of --neighbors FILE) answered byte for byte as without it\n"
+                   "  perplexity          of --text, in windows of --ppl-ctx tokens\n"
+                   "A measure not taken is reported as -1 in --json.\n\n"
                    "  --memory FILE        attach a memory\n"
+                   "  --neighbors FILE     more neighbour questions: the questions of this fact file\n"
+                   "                       (answers ignored)\n"
+                   "  --system TEXT        one more system prompt for context_recall (repeatable)\n"
+                   "  --no-context         skip context_recall\n"
+                   "  --no-variants        skip variant_recall\n"
+                   "  --outputs FILE       write one JSON line per question asked: {\"fact\", \"line\", \"kind\"\n"
+                   "                       (recall|paraphrase|variant|context|neighbor), \"question\", \"system\",\n"
+                   "                       \"answer\", \"base\" (the answer without the memory; neighbours only,\n"
+                   "                       else null), \"exact\"}\n"
                    "  --text FILE          held-out text for perplexity\n"
                    "  --text-bytes N       only the first N bytes of the text\n"
                    "  --ppl-ctx N          perplexity window (default 512)\n"
                    "  --max-facts N        only the first N facts\n"
-                   "  --max-new N          answer length limit in tokens (default 64)\n"
+                   "  --max-new N          answer length limit in tokens (default 24; it was 64 before)\n"
                    "  --on-conflict error|first|last\n"
                    "  --json               one JSON object on stdout\n"
-                   "  -v, --verbose        print every question and answer\n"
+                   "  -v, --verbose        print every trained question and its answer\n"
                    "  -t, --threads N\n");
+            free(systems);
             return 0;
         } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
         else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
         else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
+        else if (arg_is(&a, "--neighbors", NULL)) p.neighbors_path = arg_val(&a);
+        else if (arg_is(&a, "--system", NULL)) {
+            const char *v = arg_val(&a);
+            if (!*v) die("eval: --system expects a non-empty system prompt");
+            const char **ns = realloc(systems, (size_t)(n_systems + 1) * sizeof *ns);
+            if (!ns) die("out of memory");
+            systems = ns;
+            systems[n_systems++] = v;
+        } else if (arg_is(&a, "--no-context", NULL)) p.no_context = 1;
+        else if (arg_is(&a, "--no-variants", NULL)) p.no_variants = 1;
+        else if (arg_is(&a, "--outputs", NULL)) p.outputs_path = arg_val(&a);
         else if (arg_is(&a, "--text", NULL)) p.text_path = arg_val(&a);
         else if (arg_is(&a, "--text-bytes", NULL)) p.text_max_bytes = arg_long(&a, 1, LONG_MAX);
         else if (arg_is(&a, "--ppl-ctx", NULL)) p.ppl_ctx = (int)arg_long(&a, 2, 1 << 16);
@@ -853,6 +899,10 @@ static int cmd_eval(int argc, char **argv) {
         else unknown(&a);
     }
     if (!p.facts_path && !p.text_path) die("eval: give --facts FILE and/or --text FILE");
+    if (p.neighbors_path && !memory)
+        fprintf(stderr, "eval: --neighbors is used only with --memory (locality compares answers with and without it)\n");
+    p.systems = systems;
+    p.n_systems = n_systems;
     mome_model *m = load_model(model, p.n_threads);
     mome_memory *mem = NULL;
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
@@ -865,9 +915,12 @@ static int cmd_eval(int argc, char **argv) {
                memory ? memory : "null", memory ? "\"" : "");
         if (p.facts_path)
             printf(", \"n_facts\": %d, \"recall\": %.6f, \"contains_recall\": %.6f, \"hallucination_rate\": %.6f, "
-                   "\"abstentions\": %d",
-                   r.n_facts, r.recall, r.contains_recall, r.hallucination_rate, r.n_abstain);
-        if (r.n_paraphrases) printf(", \"n_paraphrases\": %d, \"paraphrase_recall\": %.6f", r.n_paraphrases, r.paraphrase_recall);
+                   "\"abstentions\": %d, \"n_context\": %d, \"context_recall\": %.6f, \"n_variants\": %d, "
+                   "\"variant_recall\": %.6f, \"n_paraphrases\": %d, \"paraphrase_recall\": %.6f",
+                   r.n_facts, r.recall, r.contains_recall, r.hallucination_rate, r.n_abstain, r.n_context,
+                   r.context_recall, r.n_variants, r.variant_recall, r.n_paraphrases, r.paraphrase_recall);
+        if (p.facts_path || p.neighbors_path)
+            printf(", \"n_neighbors\": %d, \"locality\": %.6f", r.n_neighbors, r.locality);
         if (p.text_path) printf(", \"perplexity\": %.6f, \"ppl_tokens\": %lld", r.perplexity, (long long)r.ppl_tokens);
         printf(", \"seconds\": %.2f}\n", r.seconds);
     } else {
@@ -878,13 +931,21 @@ static int cmd_eval(int argc, char **argv) {
             printf("contains_recall:     %6.2f%%  (%d)\n", 100 * r.contains_recall, r.n_contains);
             printf("hallucination_rate:  %6.2f%%  (%d; abstentions %d)\n", 100 * r.hallucination_rate, r.n_hallucinated,
                    r.n_abstain);
-            if (r.n_paraphrases)
-                printf("paraphrase_recall:   %6.2f%%  (%d of %d)\n", 100 * r.paraphrase_recall, r.n_paraphrase_exact,
-                       r.n_paraphrases);
+            print_measure("context_recall:", r.context_recall, r.n_context_exact, r.n_context,
+                          p.no_context ? "--no-context" : "no facts");
+            print_measure("variant_recall:", r.variant_recall, r.n_variant_exact, r.n_variants,
+                          p.no_variants ? "--no-variants" : "no question has a variant");
+            print_measure("paraphrase_recall:", r.paraphrase_recall, r.n_paraphrase_exact, r.n_paraphrases,
+                          "no paraphrases");
         }
+        if (p.facts_path || p.neighbors_path)
+            print_measure("locality:", r.locality, r.n_neighbors_same, r.n_neighbors,
+                          memory ? "no neighbour questions" : "no memory");
         if (p.text_path) printf("perplexity:          %.4f  (%lld tokens)\n", r.perplexity, (long long)r.ppl_tokens);
+        if (p.outputs_path && (p.facts_path || (p.neighbors_path && memory))) printf("outputs: %s\n", p.outputs_path);
         printf("time: %.1f s\n", r.seconds);
     }
+    free(systems);
     mome_memory_free(mem);
     mome_model_free(m);
     return 0;
@@ -901,7 +962,8 @@ static void usage(FILE *f) {
                "  chat       interactive chat\n"
                "  bench      prompt-processing and generation speed\n"
                "  tune       memory-tune a model on a file of facts\n"
-               "  eval       recall, hallucination rate, paraphrases, perplexity\n");
+               "  eval       recall (trained, other contexts, variants, paraphrases), locality,\n"
+               "             hallucination rate, perplexity\n");
 }
 
 int main(int argc, char **argv) {

@@ -1,0 +1,111 @@
+#!/bin/sh
+# test_eval.sh - mome eval as a user meets it: --help names every measure,
+# one-line errors, the --json fields (each in [0,1], locality -1 without a
+# memory), the --outputs file (valid JSON lines, one per question asked), and
+# locality with a tuned memory: unrelated neighbour questions answered byte
+# for byte as without it. Needs the default model (SmolLM2); the model parts
+# are skipped when it is absent.
+set -u
+pass=0; fail=0; skip=0
+ok() { pass=$((pass + 1)); echo "ok   $1"; }
+bad() { fail=$((fail + 1)); echo "FAIL $1"; }
+sk() { skip=$((skip + 1)); echo "skip $1"; }
+MOME=${MOME:-build/mome}
+MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+
+if $MOME eval --help >"$tmp/h" 2>&1 && grep -q "usage: mome eval" "$tmp/h"; then
+    miss=""
+    for w in recall context_recall variant_recall paraphrase_recall locality "--system TEXT" "--neighbors FILE" \
+             "--outputs FILE" "--no-context" "--no-variants" "default 24" "You are a helpful assistant." \
+             "Hi! Can you help me with a few questions?"; do
+        grep -q -e "$w" "$tmp/h" || miss="$miss '$w'"
+    done
+    if [ -z "$miss" ]; then ok "eval --help documents the measures and options"; else bad "eval --help lacks$miss"; fi
+else bad "eval --help"; fi
+
+check_err() { # name, expected substring, command...
+    name=$1; want=$2; shift 2
+    "$@" >"$tmp/o" 2>"$tmp/e"; rc=$?
+    lines=$(wc -l <"$tmp/e")
+    if [ $rc -eq 1 ] && [ "$lines" -eq 1 ] && grep -q -e "$want" "$tmp/e"; then ok "$name"
+    else bad "$name (rc=$rc, stderr: $(head -c 300 "$tmp/e"))"; fi
+}
+check_err "error empty --system" "non-empty system prompt" $MOME eval --system "" --facts x.jsonl
+check_err "error --max-new 0" "expects an integer" $MOME eval --max-new 0 --facts x.jsonl
+
+if [ ! -f "$MODEL" ]; then
+    sk "SmolLM2 tests ($MODEL absent)"
+    echo "$pass passed, $fail failed, $skip skipped"
+    [ $fail -eq 0 ]; exit
+fi
+if command -v python3 >/dev/null 2>&1; then PY=python3; else PY=""; fi
+
+printf '[\n  {"src": "q", "alt": "a"},\n  {"src": "r",\n   "alt": 7}\n]\n' >"$tmp/bad.json"
+check_err "error in a JSON array names the element's line and field" "bad.json:3: field 'alt'" \
+    $MOME eval -m "$MODEL" --facts "$tmp/bad.json"
+check_err "error unwritable --outputs" "cannot write the outputs file" \
+    $MOME eval -m "$MODEL" --facts tests/data/facts/basic.jsonl --outputs "$tmp/no/dir/o.jsonl"
+
+# the base model: every fact measure in [0,1], locality not measured (-1)
+field() { sed -n "s/.*\"$1\": \\(-\\{0,1\\}[0-9.]*\\).*/\\1/p" "$2"; }
+in01() { [ -n "$1" ] && awk "BEGIN { exit !($1 >= 0 && $1 <= 1) }"; }
+$MOME eval -m "$MODEL" --facts tests/data/facts/basic.jsonl --max-facts 2 --max-new 8 -t 2 --json \
+    --system "Answer briefly." --outputs "$tmp/o.jsonl" >"$tmp/j" 2>"$tmp/e"
+rc=$?
+allok=1; vals=""
+for f in recall contains_recall hallucination_rate context_recall variant_recall paraphrase_recall; do
+    v=$(field $f "$tmp/j"); vals="$vals $f=$v"
+    in01 "$v" || allok=0
+done
+if [ $rc -eq 0 ] && [ $allok = 1 ] && [ "$(field locality "$tmp/j")" = "-1.000000" ]; then
+    ok "eval --json: measures in [0,1], locality -1 without a memory"
+else bad "eval --json (rc=$rc):$vals locality=$(field locality "$tmp/j") $(tail -1 "$tmp/e")"; fi
+# 2 facts: recall 2, paraphrases 2 (Hamlet's), variants 3 + 3, contexts 2 x (3 built-in + 1 --system + exchange)
+nc=$(field n_context "$tmp/j"); nv=$(field n_variants "$tmp/j"); np=$(field n_paraphrases "$tmp/j")
+want=$((2 + np + nv + nc))
+lines=$(wc -l <"$tmp/o.jsonl")
+if [ "$nc" = 10 ] && [ "$nv" = 6 ] && [ "$np" = 2 ] && [ "$lines" -eq "$want" ]; then
+    ok "--outputs: $lines lines (2 recall + $np paraphrases + $nv variants + $nc contexts)"
+else bad "--outputs: $lines lines, n_context '$nc' n_variants '$nv' n_paraphrases '$np'"; fi
+if [ -n "$PY" ]; then
+    if $PY - "$tmp/o.jsonl" <<'EOF'
+import json, sys
+kinds = {"recall", "paraphrase", "variant", "context", "neighbor"}
+for line in open(sys.argv[1], encoding="utf-8"):
+    o = json.loads(line)
+    assert o["kind"] in kinds and isinstance(o["exact"], bool) and isinstance(o["answer"], str)
+    assert o["base"] is None and isinstance(o["fact"], int) and "system" in o and "question" in o
+EOF
+    then ok "--outputs: valid JSON lines with the documented keys"; else bad "--outputs: invalid JSON lines"; fi
+else sk "--outputs JSON check (python3 absent)"; fi
+
+# a memory: the trained facts recalled, unrelated neighbour questions unchanged
+A=tests/data/facts/projects_a.jsonl
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 2>"$tmp/log"; then
+    $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --max-facts 2 --no-context --no-variants -t 2 \
+        --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/m.jsonl" --json >"$tmp/j" 2>"$tmp/e"
+    rc=$?
+    r=$(field recall "$tmp/j"); l=$(field locality "$tmp/j"); nn=$(field n_neighbors "$tmp/j")
+    if [ $rc -eq 0 ] && [ "$r" = "1.000000" ] && [ "$l" = "1.000000" ] && [ "$nn" = 4 ]; then
+        ok "memory: recall $r, locality $l over $nn unrelated questions"
+    else bad "memory (rc=$rc): recall '$r' locality '$l' n_neighbors '$nn' $(tail -1 "$tmp/e")"; fi
+    [ "$(field context_recall "$tmp/j")" = "-1.000000" ] && [ "$(field variant_recall "$tmp/j")" = "-1.000000" ] &&
+        ok "--no-context --no-variants: -1" || bad "--no-context --no-variants: $(cat "$tmp/j")"
+    check_err "error missing --neighbors file" "nope.jsonl: cannot open" \
+        $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --neighbors "$tmp/nope.jsonl"
+    if [ -n "$PY" ]; then
+        if $PY - "$tmp/m.jsonl" <<'EOF'
+import json, sys
+n = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+nb = [o for o in n if o["kind"] == "neighbor"]
+assert len(nb) == 4 and all(o["fact"] is None and isinstance(o["base"], str) for o in nb)
+assert all(o["exact"] == (o["answer"] == o["base"]) for o in nb)
+assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
+EOF
+        then ok "--outputs with a memory: neighbour lines carry the base answer"; else bad "--outputs with a memory"; fi
+    fi
+else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
+
+echo "$pass passed, $fail failed, $skip skipped"
+[ $fail -eq 0 ]
