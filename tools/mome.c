@@ -721,7 +721,8 @@ static int cmd_tune(int argc, char **argv) {
                    "  --ppl-text FILE        LoRA: perplexity of this text before and after (f32)\n"
                    "  --ppl-text-bytes N     only its first N bytes\n"
                    "  -t, --threads N        threads (default: all cores)\n"
-                   "  -s, --seed S           seed (default 1234): same seed and threads, same result\n");
+                   "  -s, --seed S           seed (default 1234): same seed and threads, same result\n"
+                   "\nExit status: 0 all facts memorized, 1 error, 3 stopped with facts not memorized\n");
             return 0;
         } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
         else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
@@ -792,7 +793,7 @@ static int cmd_tune(int argc, char **argv) {
         }
     }
     mome_model_free(m);
-    return 0;
+    return rep.n_memorized < rep.n_facts ? 3 : 0; /* exit status 3: documented in --help */
 }
 
 typedef struct eval_cb {

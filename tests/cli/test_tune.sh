@@ -45,7 +45,9 @@ if cmp -s "$tmp/a.mome" "$tmp/a2.mome"; then ok "same seed and threads: identica
 
 # stop early, then resume
 $MOME tune -m "$MODEL" --facts $A -o "$tmp/r.mome" -t 2 --max-steps 1 2>"$tmp/log"
+rc=$?
 if [ -f "$tmp/r.mome.ckpt" ] && grep -q "resume" "$tmp/log"; then ok "max-steps leaves a checkpoint"; else bad "no checkpoint: $(tail -1 "$tmp/log")"; fi
+if [ $rc -eq 3 ]; then ok "stopped with facts not memorized: exit status 3"; else bad "stopped early: exit status $rc, want 3"; fi
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/r.mome" -t 2 --resume 2>"$tmp/log" && grep -q "10/10 facts memorized" "$tmp/log"; then
     ok "resume completes"; else bad "resume: $(tail -2 "$tmp/log")"; fi
 
@@ -103,7 +105,9 @@ if [ -f "$STORIES" ]; then
 else skip=$((skip + 1)); echo "skip foreign-memory test ($STORIES absent)"; fi
 
 # the LoRA baseline runs and writes its adapters
-if $MOME tune -m "$MODEL" --method lora --facts $A -o "$tmp/l.gguf" -t 2 --max-steps 3 2>"$tmp/log" && $MOME info "$tmp/l.gguf" | grep -q "lora_b"; then
+$MOME tune -m "$MODEL" --method lora --facts $A -o "$tmp/l.gguf" -t 2 --max-steps 3 2>"$tmp/log"
+rc=$? # 3 steps may stop before every fact is memorized: exit status 3
+if { [ $rc -eq 0 ] || [ $rc -eq 3 ]; } && $MOME info "$tmp/l.gguf" | grep -q "lora_b"; then
     ok "LoRA baseline runs"; else bad "LoRA: $(tail -2 "$tmp/log")"; fi
 echo "$pass passed, $fail failed, $skip skipped"
 [ $fail -eq 0 ]
