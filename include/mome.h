@@ -71,8 +71,11 @@ typedef struct mome_memory mome_memory;
  * (different SHA-256 or shape) is refused with an error. */
 int mome_memory_load(const char *path, mome_model *m, mome_memory **out);
 void mome_memory_free(mome_memory *mem);
-/* Number of trained experts. */
+/* Number of facts it holds. */
 int64_t mome_memory_n_trained(const mome_memory *mem);
+/* Overrides the selection threshold and the pooled key's weight (for
+ * measuring the trade-off between rewordings and locality); < 0 keeps one. */
+void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
 
 /* ---------------------------------------------------------------- tuning */
 
@@ -86,10 +89,7 @@ typedef struct mome_tune_progress {
     double elapsed_s;
     double facts_per_s;    /* memorized per second */
     double eta_s;          /* < 0: unknown */
-    const char *phase;     /* "prepare", "train", "verify", "bank" (a new bank was added), "done" */
-    int32_t n_banks;       /* memory banks so far */
-    int32_t n_stage_facts; /* "bank": facts the new bank was fitted to */
-    int64_t n_stage_rows;  /* "bank": their trained rows */
+    const char *phase;     /* "prepare", "train", "verify", "done" */
 } mome_tune_progress;
 
 typedef struct mome_tune_params {
@@ -99,17 +99,12 @@ typedef struct mome_tune_params {
     int method;                /* enum mome_tune_method */
     int on_conflict;           /* 0: error, 1: keep first, 2: keep last */
     /* memory layout (new memories only) */
-    int log2_experts;          /* N = 2^log2_experts, even, 4..32 (default 20) */
-    int top_k;                 /* experts per token (32) */
-    int rank;                  /* expert rank r (1) */
-    int train_top;             /* experts trained per fact position (4) */
-    int key_dim;               /* query dims per product-key half (64) */
-    int layer;                 /* block the memory feeds (-1: 4/5 of depth) */
-    float gate_lo, gate_hi;    /* anchor gate ramp on cosine (0.8, 0.9) */
-    float whiten_reg;          /* query whitening: lambda = whiten_reg * mean eigenvalue (0: auto) */
-    int patience;              /* passes over the facts still training without a newly memorized
-                                  one before a new bank is fitted to them (50; 0: never) */
-    int max_banks;             /* banks a memory may have (8) */
+    int key_layer;             /* block whose input gives the pooled question key (-1: 1/5 of depth) */
+    int layer;                 /* block whose input the values join (-1: 4/5 of depth) */
+    float route_threshold;     /* selection threshold on the key score (default 0.55) */
+    float w_pool;              /* weight of the pooled key in the score (0.7) */
+    int augment;               /* extra training contexts per fact, generated (system prompts,
+                                  an earlier exchange, lower case); 0: the wording alone */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
@@ -134,8 +129,7 @@ typedef struct mome_tune_report {
     int32_t n_memorized;       /* verified by greedy decoding with the memory */
     int64_t steps;
     double seconds;
-    int64_t n_trained_experts;
-    int32_t n_banks;
+    int64_t n_trained_experts; /* value rows (one expert per answer row of a fact) */
     double mean_loss;
     double ppl_before, ppl_after;  /* LoRA with ppl_text: f32 perplexity (else -1) */
     int32_t n_missing_lines;   /* the fact-file lines of the first (up to 32) facts not memorized */
@@ -242,6 +236,10 @@ int32_t mome_ctx_n_past(const mome_ctx *c);
 /* Attach a memory (NULL detaches). The memory must outlive the context's use
  * of it; one memory may be shared by several contexts used one at a time. */
 int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem);
+/* The memory's last decision in the last mome_decode: the position of the
+ * decision row (the end of the assistant header after a user turn), the fact
+ * selected (-1: none) and its score. Returns 0 if there was none. */
+int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score);
 
 /* -------------------------------------------------------------- sampling */
 

@@ -34,7 +34,7 @@ static void free_bufs(mome_ctx *c) {
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xn); free(c->q); free(c->k);
     free(c->v); free(c->att); free(c->gate); free(c->up); free(c->scores); free(c->aq);
     free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->wrow);
-    mem_scratch_free(c->msc, c->n_msc);
+    free(c->mpos); free(c->mrows); free(c->mscratch); free(c->tokens);
 }
 
 void mome_ctx_free(mome_ctx *c) {
@@ -101,8 +101,10 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->rope_sin = mome_aligned_alloc((size_t)c->n_ctx * (size_t)(hp->n_rot / 2) * sizeof(float));
     c->n_logits_cap = 1;
     c->logits = mome_aligned_alloc((size_t)hp->n_vocab * sizeof(float));
+    c->tokens = mome_malloc((size_t)c->n_ctx * sizeof(int32_t));
+    c->dec_pos = c->dec_fact = -1;
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
-        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow) {
+        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow || !c->tokens) {
         int32_t nc = c->n_ctx;
         mome_ctx_free(c);
         return mome_seterr_code(MOME_ERR_NOMEM, "out of memory allocating a context of %d tokens", (int)nc);
@@ -120,29 +122,73 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
         if (mem->n_embd != hp->n_embd || mem->n_layer != hp->n_layer || mem->n_vocab != hp->n_vocab)
             return mome_seterr_code(MOME_ERR_ARG, "memory does not fit this model (n_embd %d/%d, n_layer %d/%d)",
                                     mem->n_embd, hp->n_embd, mem->n_layer, hp->n_layer);
-        const int n = c->n_threads > 1 ? c->n_threads : 2;
-        mem_scratch *sc = mem_scratch_new(mem, n);
-        if (!sc) return MOME_ERR_NOMEM;
-        mem_scratch_free(c->msc, c->n_msc);
-        c->msc = sc;
-        c->n_msc = n;
+        if ((mem->mk.n_head == 0 || !mem->blank) && mem_bind_model(mem, c->m)) return MOME_ERR;
+        if (!c->mpos) {
+            c->mpos = mome_malloc((size_t)c->n_ctx * sizeof(mem_pos));
+            c->mrows = mome_malloc((size_t)c->n_ctx * hp->n_embd * sizeof(float));
+            c->mscratch = mome_malloc((size_t)4 * hp->n_embd * sizeof(float));
+            if (!c->mpos || !c->mrows || !c->mscratch) {
+                free(c->mpos); free(c->mrows); free(c->mscratch);
+                c->mpos = NULL; c->mrows = NULL; c->mscratch = NULL;
+                return MOME_ERR_NOMEM;
+            }
+        }
+        if (mem != c->mem_last) c->mem_valid = 0;
+        c->mem_last = mem;
     }
     c->mem = mem;
     return MOME_OK;
 }
 
-/* Adds every memory bank that feeds block l to one token's residual row. */
-static void memory_hook(const mome_ctx *c, int l, float *x, int ith) {
-    const mome_memory *mem = c->mem;
-    for (int b = 0; b < mem->n_banks; b++)
-        if (mem->banks[b].cfg.layer == l) mem_apply_row(&mem->banks[b], x, &c->msc[ith]);
+int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score) {
+    if (pos) *pos = c->dec_pos;
+    if (fact) *fact = c->dec_fact;
+    if (score) *score = c->dec_score;
+    return c->dec_pos >= 0;
 }
 
-/* 1 if a non-empty memory bank feeds block l. */
-static int memory_at(const mome_ctx *c, int l) {
-    for (int b = 0; b < c->mem->n_banks; b++)
-        if (c->mem->banks[b].cfg.layer == l && c->mem->banks[b].n_slots > 0) return 1;
-    return 0;
+/* The memory at the input of its value block for the T rows of a chunk, in
+ * token order: the routing state of each position, the selection at a
+ * decision row, and the selected expert's value. */
+static void memory_rows(mome_ctx *c, const int32_t *tok, int T, int32_t pos0) {
+    const mome_memory *mem = c->mem;
+    const int C = mem->n_embd;
+    float *pool = c->mscratch, *last = pool + C, *q = last + C;
+    for (int t = 0; t < T; t++) {
+        const int32_t pos = pos0 + t;
+        mem_pos *ps = &c->mpos[pos];
+        float *x = c->x + (size_t)t * C;
+        if (mem_pos_next(mem, c->mpos, pos, tok[t], ps)) {
+            /* keys: the mean x̂ of the user's content at the key block, and
+             * x̂ of this row */
+            for (int i = 0; i < C; i++) pool[i] = 0.0f;
+            int np = 0;
+            for (int32_t p = ps->span0; p < ps->span1; p++) {
+                if (mem->blank[c->tokens[p]] && ps->span1 - ps->span0 > 1) continue; /* extra spaces */
+                mem_rms_normalize(c->mrows + (size_t)p * C, last, C);
+                for (int i = 0; i < C; i++) pool[i] += last[i];
+                np++;
+            }
+            const float inv = np ? 1.0f / (float)np : 0.0f;
+            for (int i = 0; i < C; i++) pool[i] *= inv;
+            mem_rms_normalize(x, last, C);
+            float score = -INFINITY;
+            int f = mem_best(mem, pool, last, q, &score);
+            c->dec_pos = pos;
+            c->dec_score = score;
+            c->dec_fact = f;
+            if (c->dec_keys) {
+                memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
+                memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));
+            }
+            if (f >= 0 && score >= mem->tau && !c->mem_route_off) {
+                ps->fact = f;
+                ps->row = 0;
+            } else
+                c->dec_fact = -1;
+        }
+        if (ps->fact >= 0) mem_apply_value(mem, ps->fact, ps->row, x);
+    }
 }
 
 const float *mome_get_logits(const mome_ctx *c, int i) {
@@ -287,26 +333,6 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
 
         for (int l = 0; l < hp->n_layer; l++) {
             const llama_layer *L = &m->layers[l];
-            if (T == 1 && nth >= 2 && c->mem && memory_at(c, l)) {
-                /* one token: two threads share the memory's query and
-                 * sub-key scoring (the costly, serial part), one per half */
-                const int own = nth - 1; /* the thread that owns token 0 */
-                float *x = c->x;
-                if (ith == own) {
-                    if (l > 0)
-                        for (int64_t i = 0; i < C; i++) x[i] += c->xn[i];
-                    if (l == c->capture_layer && c->capture) memcpy(c->capture, x, (size_t)C * sizeof(float));
-                }
-                for (int b = 0; b < c->mem->n_banks; b++) {
-                    const mem_bank *bk = &c->mem->banks[b];
-                    if (bk->cfg.layer != l || bk->n_slots == 0) continue;
-#pragma omp barrier
-                    if (ith < 2) mem_row_half(bk, x, ith, &c->msc[ith]);
-#pragma omp barrier
-                    if (ith == own) mem_row_finish(bk, x, &c->msc[0], &c->msc[1]);
-                }
-                if (ith == own) rmsnorm(c->xn, x, L->attn_norm, C, eps);
-            } else
             for (int64_t t = ta; t < tb; t++) {
                 if (l > 0) {
                     float *x = c->x + t * C, *d = c->xn + t * C;
@@ -314,9 +340,17 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
                 }
                 if (l == c->capture_layer && c->capture)
                     memcpy(c->capture + t * C, c->x + t * C, (size_t)C * sizeof(float));
-                if (c->mem) memory_hook(c, l, c->x + t * C, ith);
-                rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
+                if (c->mem && l == c->mem->key_layer)
+                    memcpy(c->mrows + (size_t)(pos0 + t) * C, c->x + t * C, (size_t)C * sizeof(float));
             }
+            if (c->mem && l == c->mem->value_layer) {
+                /* routing runs in token order on one thread; it is a few
+                 * vector operations per token and one search per question */
+#pragma omp barrier
+                if (ith == 0) memory_rows(c, tok, T, pos0);
+#pragma omp barrier
+            }
+            for (int64_t t = ta; t < tb; t++) rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
             for (int64_t t = ta; t < tb; t++) qact(c, L->wq.type, c->xn + t * C, t, C);
 #pragma omp barrier
             mm(&L->wq, c, T, c->q, ith, nth);
@@ -415,15 +449,32 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
         c->logits = nl;
         c->n_logits_cap = rows;
     }
+    c->dec_pos = -1;
+    c->dec_fact = -1;
+    if (c->mem && c->mem_valid < pos0) {
+        /* the memory's routing states stop before pos0 (it was attached
+         * later): decode the cached tokens again to build them (bit-identical
+         * K/V: splitting a prompt does not change its bits) */
+        const int32_t from = c->mem_valid;
+        c->n_past = from;
+        for (int done = 0; done < pos0 - from;) {
+            int T = pos0 - from - done < c->n_batch ? pos0 - from - done : c->n_batch;
+            forward_chunk(c, c->tokens + from + done, T, from + done, 0, 0);
+            done += T;
+        }
+    }
+    memcpy(c->tokens + pos0, tokens, (size_t)n * sizeof(int32_t));
     c->n_past = pos0;
     for (int done = 0; done < n;) {
         int T = n - done < c->n_batch ? n - done : c->n_batch;
         int last = done + T == n;
-        if (all_logits) forward_chunk(c, tokens + done, T, pos0 + done, 2, done);
-        else forward_chunk(c, tokens + done, T, pos0 + done, last ? 1 : 0, 0);
+        if (all_logits) forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, 2, done);
+        else forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, last ? 1 : 0, 0);
         done += T;
         c->n_past = pos0 + done;
     }
+    if (c->mem) c->mem_valid = pos0 + n;
+    else if (c->mem_valid > pos0) c->mem_valid = pos0;
     c->n_logits = rows;
     c->logits_all = all_logits;
     return MOME_OK;

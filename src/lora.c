@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "adam.h"
 #include "facts.h"
 #include "gguf_write.h"
 #include "model.h"
@@ -193,21 +194,12 @@ int mome_tune_lora(mome_model *m, const mome_tune_params *p, mome_tune_report *r
             }
             if ((rc = tstack_step(&st, seqs, nb, X, NULL, loss, ok, 1))) break;
             step++;
-            const float b1 = 0.9f, b2 = 0.999f, c1 = 1.0f / (1.0f - powf(b1, (float)step)),
-                        c2 = 1.0f / (1.0f - powf(b2, (float)step));
+            const adam_cfg ac = adam_default(lr);
             for (int i = 0; i < NP; i++) {
                 ts_lora *lo = &st.lora[i];
-                float *P[2] = {lo->A, lo->B}, *G[2] = {lo->gA, lo->gB};
-                size_t len[2] = {(size_t)lo->n_in * st.lora_rank, (size_t)lo->n_out * st.lora_rank};
-                for (int w = 0; w < 2; w++) {
-                    float *M = mstate[4 * i + 2 * w], *V = mstate[4 * i + 2 * w + 1];
-                    for (size_t j = 0; j < len[w]; j++) {
-                        const float g = G[w][j];
-                        M[j] = b1 * M[j] + (1 - b1) * g;
-                        V[j] = b2 * V[j] + (1 - b2) * g * g;
-                        P[w][j] -= lr * (M[j] * c1) / (sqrtf(V[j] * c2) + 1e-8f);
-                    }
-                }
+                const size_t na = (size_t)lo->n_in * st.lora_rank, nb2 = (size_t)lo->n_out * st.lora_rank;
+                adam_update(&ac, (int)step, lo->A, lo->gA, mstate[4 * i], mstate[4 * i + 1], na);
+                adam_update(&ac, (int)step, lo->B, lo->gB, mstate[4 * i + 2], mstate[4 * i + 3], nb2);
             }
             for (int k = 0; k < nb; k++) {
                 lfact *q = &f[idx[cursor + k]];

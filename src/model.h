@@ -96,8 +96,17 @@ struct mome_ctx {
     int32_t n_logits;    /* rows valid from the last decode */
     int logits_all;      /* whether the rows are for every token */
     mome_memory *mem;    /* attached memory or NULL */
-    struct mem_scratch *msc; /* (n_msc) the memory's per-thread scratch */
-    int n_msc;
+    const mome_memory *mem_last; /* the memory whose routing states are in mpos */
+    struct mem_pos *mpos; /* (n_ctx) routing state per position (memory.h) */
+    float *mrows;        /* (n_ctx, C) input of the memory's key block per position */
+    float *mscratch;     /* (4C) routing scratch */
+    int32_t mem_valid;   /* positions whose routing states are valid */
+    int mem_route_off;   /* compute the keys but select nothing (tuning's base pass) */
+    int32_t dec_pos;     /* the last decision row (-1: none in the last decode) */
+    int32_t dec_fact;    /* the fact selected there (-1: none) */
+    float dec_score;
+    float *dec_keys;     /* (2C) if set: the pool and last keys of the last decision row */
+    int32_t *tokens;     /* (n_ctx) the tokens in the cache */
     int capture_layer;   /* copy the input of this block to capture, or -1 */
     float *capture;      /* (n_batch, C) */
 };

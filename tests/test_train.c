@@ -4,7 +4,7 @@
  *  - against finite differences of the loss tstack_step computes, on a tiny
  *    random F32 model (layers 1..2 of 3 and the head trained through, two
  *    sequences, one with a cached prefix, one ignored target): dLoss/dX,
- *    the A/B gradients of memory experts (mem_expert_forward/backward), the
+ *    the gradient of a fact's expert values (mem_value_row: rms(h) dL/dx), the
  *    LoRA adapters' gA/gB;
  *  - against the JAX golden tests/golden/grad_case.{gguf,json} (see
  *    tests/golden/README.md): loss and every gradient value.
@@ -191,105 +191,63 @@ static void test_grad_x(void) {
     fixture_free(&f);
 }
 
-/* ---------------------------------------------- (b) memory experts A, B */
+/* ------------------------------------------------ (b) memory values */
 
+/* A fact's expert on a row: x = h + rms(h) v (mem_value_row); the tuner's
+ * gradient dL/dv = rms(h) dL/dx, checked here through the training stack. */
 typedef struct memctx {
     fixture *f;
-    mem_bank *b;
-    const float *h, *xhat;
-    const float *coef;   /* (nslot, R); 0 = the slot does not apply to the row */
-    const int32_t *slot;
-    int nslot;
+    const float *h;
+    const float *v;      /* (R, C) one value per row; rows 2 carries none */
     float *X;
 } memctx;
 
-static void mem_build_x(memctx *mc) {
+static void mem_build_x(memctx *mc, float *rms) {
     const int R = mc->f->R, C = mc->f->C;
-    float u[MEM_MAX_RANK];
-    memcpy(mc->X, mc->h, (size_t)R * C * sizeof(float));
-    for (int i = 0; i < R; i++)
-        for (int k = 0; k < mc->nslot; k++)
-            if (mc->coef[k * R + i] != 0.0f)
-                mem_expert_forward(mc->b, mc->slot[k], mc->coef[k * R + i], mc->xhat + (size_t)i * C,
-                                   mc->X + (size_t)i * C, u);
+    for (int i = 0; i < R; i++) {
+        float r = mem_value_row(mc->h + (size_t)i * C, mc->v + (size_t)i * C, mc->X + (size_t)i * C, C);
+        if (rms) rms[i] = r;
+    }
 }
 
 static double eval_mem(void *ctx) {
     memctx *mc = ctx;
-    mem_build_x(mc);
+    mem_build_x(mc, NULL);
     return objective(mc->f, mc->X);
 }
 
 static void test_grad_memory(void) {
     fixture f;
-    mem_bank b;
-    memset(&b, 0, sizeof b);
     if (fixture_init(&f)) {
         CHECK(0, "fixture: %s", mome_errmsg());
         fixture_free(&f);
         return;
     }
     const int R = f.R, C = f.C;
-    mem_config cfg = mem_default_config();
-    cfg.n_sub = 8; cfg.k = 4; cfg.rank = 2; cfg.dk = 8; cfg.layer = 1; cfg.train_top = 4;
-    CHECK(mem_config_check(&cfg, C, f.s.L) == MOME_OK, "%s", mome_errmsg());
-    CHECK(mem_bank_init(&b, &cfg, C) == MOME_OK, "%s", mome_errmsg());
-    const int r = cfg.rank;
-    int32_t slot[2] = {mem_get_slot(&b, 5), mem_get_slot(&b, 42)};
-    CHECK(slot[0] >= 0 && slot[1] >= 0 && slot[0] != slot[1], "slots %d %d", slot[0], slot[1]);
-    if (slot[0] < 0 || slot[1] < 0) {
-        mem_bank_free(&b);
-        fixture_free(&f);
-        return;
-    }
-    /* B starts at zero by design: random values for the check */
-    for (int k = 0; k < 2; k++) {
-        float *B = b.B + (size_t)slot[k] * r * C;
-        for (int i = 0; i < r * C; i++) {
-            CHECK(B[i] == 0.0f, "new slot's B is not zero");
-            B[i] = urand(0.5f);
-        }
-    }
-    float *h = malloc((size_t)R * C * sizeof(float)), *xhat = malloc((size_t)R * C * sizeof(float));
+    float *h = malloc((size_t)R * C * sizeof(float)), *v = calloc((size_t)R * C, sizeof(float));
     float *X = malloc((size_t)R * C * sizeof(float)), *dX = malloc((size_t)R * C * sizeof(float));
-    float *gA = calloc((size_t)2 * r * C, sizeof(float)), *gB = calloc((size_t)2 * r * C, sizeof(float));
-    float coef[2 * 8] = {0};
-    if (!h || !xhat || !X || !dX || !gA || !gB) {
+    float *rms = malloc((size_t)R * sizeof(float));
+    if (!h || !v || !X || !dX || !rms) {
         CHECK(0, "oom");
         goto done;
     }
     memcpy(h, f.X, (size_t)R * C * sizeof(float));
-    /* slot 0 on rows 0, 1, 3, 4; slot 1 on rows 1, 2, 4 (two experts on rows 1 and 4) */
-    static const int on[2][5] = {{1, 1, 0, 1, 1}, {0, 1, 1, 0, 1}};
-    for (int i = 0; i < R; i++) {
-        const float rms = mem_rms_normalize(h + (size_t)i * C, xhat + (size_t)i * C, C);
-        for (int k = 0; k < 2; k++)
-            if (on[k][i]) coef[k * R + i] = (0.3f + 0.35f * (1.0f + urand(1.0f))) * rms; /* w * g * rms */
-    }
-    memctx mc = {.f = &f, .b = &b, .h = h, .xhat = xhat, .coef = coef, .slot = slot, .nslot = 2, .X = X};
-    mem_build_x(&mc);
+    for (int i = 0; i < R; i++)
+        if (i != 2)
+            for (int c = 0; c < C; c++) v[(size_t)i * C + c] = urand(0.3f);
+    memctx mc = {.f = &f, .h = h, .v = v, .X = X};
+    mem_build_x(&mc, rms);
     float loss[NSEQ];
     CHECK(tstack_step(&f.s, f.seqs, NSEQ, X, dX, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
-    for (int i = 0; i < R; i++)
-        for (int k = 0; k < 2; k++)
-            if (coef[k * R + i] != 0.0f)
-                mem_expert_backward(&b, slot[k], coef[k * R + i], xhat + (size_t)i * C, dX + (size_t)i * C,
-                                    gA + (size_t)k * r * C, gB + (size_t)k * r * C);
-    fdstat sa = {0}, sb = {0};
-    for (int k = 0; k < 2; k++) {
-        float *A = b.A + (size_t)slot[k] * r * C, *B = b.B + (size_t)slot[k] * r * C;
-        for (int n = 0; n < 12; n++) {
-            const int i = irand(r * C);
-            fd_check(&sa, "mem gA", k * r * C + i, fd_deriv(&A[i], FD_H, eval_mem, &mc), gA[(size_t)k * r * C + i]);
-            const int j = irand(r * C);
-            fd_check(&sb, "mem gB", k * r * C + j, fd_deriv(&B[j], FD_H, eval_mem, &mc), gB[(size_t)k * r * C + j]);
-        }
+    fdstat sv = {0};
+    for (int n = 0; n < 24; n++) {
+        const int i = irand(R), c = irand(C);
+        const double g = (double)rms[i] * dX[(size_t)i * C + c];
+        fd_check(&sv, "mem value", i * C + c, fd_deriv(&v[(size_t)i * C + c], FD_H, eval_mem, &mc), (float)g);
     }
-    fd_report("mem gA", &sa);
-    fd_report("mem gB", &sb);
+    fd_report("mem value", &sv);
 done:
-    free(h); free(xhat); free(X); free(dX); free(gA); free(gB);
-    mem_bank_free(&b);
+    free(h); free(v); free(X); free(dX); free(rms);
     fixture_free(&f);
 }
 
@@ -399,13 +357,39 @@ static void gold_cmp(const cJSON *obj, const float *v, size_t n, const char *wha
         }                    \
     } while (0)
 
+/* The golden case's input is built with a rank-r expert X = h + coef B (A x̂)
+ * (the JAX script's memory of an earlier design); its A/B gradients check the
+ * chain from dX on. */
+static void case_expert_forward(const float *A, const float *B, int r, int C, float coef, const float *xhat, float *x) {
+    for (int j = 0; j < r; j++) {
+        float u = 0;
+        for (int c = 0; c < C; c++) u += A[(size_t)j * C + c] * xhat[c];
+        u *= coef;
+        for (int c = 0; c < C; c++) x[c] += B[(size_t)c * r + j] * u;
+    }
+}
+static void case_expert_backward(const float *A, const float *B, int r, int C, float coef, const float *xhat,
+                                 const float *dx, float *gA, float *gB) {
+    for (int j = 0; j < r; j++) {
+        float u = 0, v = 0;
+        for (int c = 0; c < C; c++) {
+            u += A[(size_t)j * C + c] * xhat[c];
+            v += B[(size_t)c * r + j] * dx[c];
+        }
+        u *= coef;
+        v *= coef;
+        for (int c = 0; c < C; c++) {
+            gB[(size_t)c * r + j] += dx[c] * u;
+            gA[(size_t)j * C + c] += v * xhat[c];
+        }
+    }
+}
+
 static void test_grad_golden(void) {
     gguf_file *g = NULL;
     mome_model *m = NULL;
     tstack s;
-    mem_bank b;
     memset(&s, 0, sizeof s);
-    memset(&b, 0, sizeof b);
     char *js = read_all(GOLDEN_JSON);
     cJSON *root = js ? cJSON_Parse(js) : NULL;
     float *X = NULL, *dX = NULL, *gA = NULL, *gB = NULL;
@@ -465,14 +449,6 @@ static void test_grad_golden(void) {
     const int mr = (int)tA->ne[1];
     const float *mA = case_tensor(g, "case.mem.A", (size_t)mr * C), *mB = case_tensor(g, "case.mem.B", (size_t)C * mr);
     GREQ(mA && mB, "memory A/B");
-    mem_config cfg = mem_default_config();
-    cfg.n_sub = 8; cfg.k = 4; cfg.rank = mr; cfg.dk = 8; cfg.layer = (int32_t)l0; cfg.train_top = 4;
-    GREQ(mem_config_check(&cfg, C, m->hp.n_layer) == MOME_OK, "%s", mome_errmsg());
-    GREQ(mem_bank_init(&b, &cfg, C) == MOME_OK, "%s", mome_errmsg());
-    const int32_t slot = mem_get_slot(&b, 7);
-    GREQ(slot >= 0, "slot");
-    memcpy(b.A + (size_t)slot * mr * C, mA, (size_t)mr * C * sizeof(float));
-    memcpy(b.B + (size_t)slot * mr * C, mB, (size_t)mr * C * sizeof(float));
 
     /* the stack with the case's LoRA adapters (the others keep B = 0) */
     GREQ(tstack_init(&s, m, (int)l0, maxpos, R) == MOME_OK, "%s", mome_errmsg());
@@ -510,13 +486,12 @@ static void test_grad_golden(void) {
     gA = calloc((size_t)mr * C, sizeof(float));
     gB = calloc((size_t)mr * C, sizeof(float));
     GREQ(X && dX && gA && gB, "oom");
-    float u[MEM_MAX_RANK];
     memcpy(X, h, (size_t)R * C * sizeof(float));
-    for (int i = 0; i < R; i++) mem_expert_forward(&b, slot, coef[i], xhat + (size_t)i * C, X + (size_t)i * C, u);
+    for (int i = 0; i < R; i++) case_expert_forward(mA, mB, mr, C, coef[i], xhat + (size_t)i * C, X + (size_t)i * C);
     float loss[8];
     GREQ(tstack_step(&s, seqs, ns, X, dX, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
     for (int i = 0; i < R; i++)
-        mem_expert_backward(&b, slot, coef[i], xhat + (size_t)i * C, dX + (size_t)i * C, gA, gB);
+        case_expert_backward(mA, mB, mr, C, coef[i], xhat + (size_t)i * C, dX + (size_t)i * C, gA, gB);
 
     /* compare */
     const cJSON *jl = cJSON_GetObjectItemCaseSensitive(root, "loss");
@@ -552,7 +527,6 @@ static void test_grad_golden(void) {
     }
 done:
     free(X); free(dX); free(gA); free(gB); free(target);
-    mem_bank_free(&b);
     tstack_free(&s);
     if (m) mome_model_free(m);
     if (g) gguf_close(g);

@@ -642,12 +642,6 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
     fmt_time(p->elapsed_s, el, sizeof el);
     fmt_time(p->eta_s, eta, sizeof eta);
     const int done = strcmp(p->phase, "done") == 0, verifying = strcmp(p->phase, "verify") == 0;
-    if (strcmp(p->phase, "bank") == 0) {
-        fprintf(stderr, "%stune: %d facts stalled or failed verification at step %lld: memory bank %d, whitened on their "
-                        "%lld rows alone, now trains them (earlier banks frozen)\n",
-                ps->tty ? "\r\033[K" : "", p->n_stage_facts, (long long)p->step, p->n_banks, (long long)p->n_stage_rows);
-        return;
-    }
     if (ps->tty) {
         int w = 30, fill = p->n_facts ? (int)((int64_t)w * p->n_memorized / p->n_facts) : 0;
         char bar[64];
@@ -697,19 +691,14 @@ static int cmd_tune(int argc, char **argv) {
                    "  --memory OLD.mome      add the facts to an existing memory (old facts stay)\n"
                    "  --method mome|lora     memory experts (default) or the LoRA baseline\n"
                    "  --on-conflict error|first|last  a question repeated with another answer\n"
-                   "  --experts-log2 N       N = 2^N experts (even; default 20)\n"
-                   "  --top-k K              experts per token (default 32)\n"
-                   "  --rank R               expert rank (default 1)\n"
-                   "  --train-top M          experts trained per fact position (default 4)\n"
-                   "  --layer L              block the memory feeds (default: 4/5 of the depth)\n"
-                   "  --gate LO,HI           anchor gate cosine ramp (default 0.8,0.9)\n"
-                   "  --whiten-reg X         query whitening regularizer, x mean eigenvalue\n"
-                   "                         (default: 0.1 below 4 x n_embd trained rows, else 0.01)\n"
-                   "  --patience P           passes over the facts still training with none newly\n"
-                   "                         memorized before they get a new bank of their own\n"
-                   "                         (default 50; 0: never)\n"
-                   "  --max-banks N          banks a memory may grow to (default 8)\n"
-                   "  --lr X                 Adam learning rate (default 0.02; LoRA 0.001)\n"
+                   "  --layer L              block whose input the fact values join (default: 4/5 of the depth)\n"
+                   "  --key-layer L          block whose input gives the pooled question key (default: 1/5)\n"
+                   "  --route-threshold X    a question selects its fact when the key score is at least X\n"
+                   "                         (default 0.55; lower: more rewordings, higher: fewer false hits)\n"
+                   "  --w-pool X             weight of the pooled question key in the score (default 0.7)\n"
+                   "  --augment N            extra contexts per fact the tuner makes itself (system\n"
+                   "                         prompts, an earlier exchange, lower case), 0..6 (default 2)\n"
+                   "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
                    "  --max-steps N          stop after N steps (a checkpoint allows --resume)\n"
@@ -734,17 +723,11 @@ static int cmd_tune(int argc, char **argv) {
             else if (!strcmp(v, "lora")) p.method = MOME_TUNE_LORA;
             else die("tune: --method expects mome or lora, got '%s'", v);
         } else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
-        else if (arg_is(&a, "--experts-log2", NULL)) p.log2_experts = (int)arg_long(&a, 4, 32);
-        else if (arg_is(&a, "--top-k", NULL)) p.top_k = (int)arg_long(&a, 1, 128);
-        else if (arg_is(&a, "--rank", NULL)) p.rank = (int)arg_long(&a, 1, 64);
-        else if (arg_is(&a, "--train-top", NULL)) p.train_top = (int)arg_long(&a, 1, 128);
-        else if (arg_is(&a, "--layer", NULL)) p.layer = (int)arg_long(&a, 0, 4095);
-        else if (arg_is(&a, "--gate", NULL)) {
-            const char *v = arg_val(&a);
-            if (sscanf(v, "%f,%f", &p.gate_lo, &p.gate_hi) != 2) die("tune: --gate expects LO,HI, got '%s'", v);
-        } else if (arg_is(&a, "--whiten-reg", NULL)) p.whiten_reg = (float)arg_double(&a, 1e-6, 100);
-        else if (arg_is(&a, "--patience", NULL)) p.patience = (int)arg_long(&a, 0, 1000000);
-        else if (arg_is(&a, "--max-banks", NULL)) p.max_banks = (int)arg_long(&a, 1, 64);
+        else if (arg_is(&a, "--layer", NULL)) p.layer = (int)arg_long(&a, 1, 4095);
+        else if (arg_is(&a, "--key-layer", NULL)) p.key_layer = (int)arg_long(&a, 1, 4095);
+        else if (arg_is(&a, "--route-threshold", NULL)) p.route_threshold = (float)arg_double(&a, -1, 1);
+        else if (arg_is(&a, "--w-pool", NULL)) p.w_pool = (float)arg_double(&a, 0, 1);
+        else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
         else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
         else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
         else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);
@@ -777,9 +760,9 @@ static int cmd_tune(int argc, char **argv) {
                 rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, p.out_path);
     else
         fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained"
-                        " in %d bank%s; wrote %s\n",
+                        " (one per answer row); wrote %s\n",
                 rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
-                rep.n_banks, rep.n_banks == 1 ? "" : "s", p.out_path);
+                p.out_path);
     if (rep.ppl_before > 0)
         fprintf(stderr, "tune: perplexity of %s: %.4f before, %.4f after (%+.2f%%)\n", p.ppl_text, rep.ppl_before,
                 rep.ppl_after, 100 * (rep.ppl_after / rep.ppl_before - 1));
