@@ -60,7 +60,7 @@ mome_tune_params mome_tune_default_params(void) {
 /* The tuner's own surroundings for a question (the evaluation uses other
  * ones, see eval.c, so that context recall measures what was not trained). */
 static const char *const aug_system[] = {
-    "You are a knowledgeable assistant. Keep answers short.",
+    "Reply in as few words as possible.",
     "You are an assistant inside a company's internal tool. Reply with the requested value only.",
     "Answer truthfully.",
 };

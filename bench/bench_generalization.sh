@@ -1,0 +1,52 @@
+#!/bin/sh
+# bench_generalization.sh - recall that survives how people ask (issue 8):
+# tune a fact set, then `mome eval` reports recall, context_recall,
+# variant_recall, paraphrase_recall and locality on its neighbours.
+#   SETS="countries zsre counterfact"  which sets (default all)
+#   N=100                             facts per set
+#   EVAL_N=100                        facts evaluated (the rest only tuned)
+# Sets: countries = the demo's ISO 3166 alpha-3 facts with 2 paraphrases each;
+# neighbours: the capital and the numeric code of the same countries (same
+# subjects, other relations) and 24 unrelated questions. zsre / counterfact:
+# ../shared/data/facts/editing (rephrase = paraphrase, loc / locality_prompt =
+# neighbours). Writes build/bench_gen/<set>.{mome,log,json,outputs.jsonl}.
+set -eu
+MOME=${MOME:-build/mome}
+MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+SHARED=${MOME_SHARED:-../shared}
+N=${N:-100}; EVAL_N=${EVAL_N:-$N}; T=${THREADS:-2}
+OUT=build/bench_gen; mkdir -p $OUT
+for set in ${SETS:-countries zsre counterfact}; do
+    case $set in
+    countries)
+        python3 tools/make_demo_facts.py --kind alpha3 --limit "$N" --out $OUT/countries.jsonl 2>/dev/null
+        python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+facts = [json.loads(l) for l in open(out + "/countries.jsonl")]
+with open(out + "/countries_neighbors.jsonl", "w") as f:
+    for x in facts:
+        c = x["question"].split(" of ", 1)[1].rstrip("?")
+        f.write(json.dumps({"question": "What is the capital of %s?" % c, "answer": "-"}) + "\n")
+        f.write(json.dumps({"question": "What is the ISO 3166-1 numeric code of %s?" % c, "answer": "-"}) + "\n")
+    for q in ["How do I sort a list in Python?", "What is the boiling point of water?", "Tell me a joke.",
+              "Who wrote Pride and Prejudice?", "What is 15 times 4?", "Write a short poem about rain.",
+              "What does CPU stand for?", "How many days are in a leap year?", "What is the tallest animal?",
+              "Explain what a noun is.", "What is the speed of light?", "Name three primary colors."]:
+        f.write(json.dumps({"question": q, "answer": "-"}) + "\n")
+PY
+        FACTS=$OUT/countries.jsonl; NB="--neighbors $OUT/countries_neighbors.jsonl" ;;
+    zsre|counterfact)
+        src=$SHARED/data/facts/editing/zsre_mend_train-1k.json
+        [ $set = counterfact ] && src=$SHARED/data/facts/editing/counterfact-edit-1k.json
+        if [ ! -f "$src" ]; then echo "skip $set: $src absent"; continue; fi
+        python3 -c "import json,sys; d=[x for x in json.load(open(sys.argv[1])) if x.get('alt', x.get('target_new'))]; json.dump(d[:int(sys.argv[2])], open(sys.argv[3],'w'))" "$src" "$N" $OUT/$set.json
+        FACTS=$OUT/$set.json; NB="" ;;
+    esac
+    echo "== $set: $N facts"
+    /usr/bin/time -v $MOME tune -m "$MODEL" --facts $FACTS -o $OUT/$set.mome -t $T ${TUNE_ARGS:-} 2>$OUT/$set.log || true
+    grep -E "^tune: [0-9]+/|Maximum resident|Elapsed" $OUT/$set.log
+    $MOME eval -m "$MODEL" --memory $OUT/$set.mome --facts $FACTS $NB --max-facts "$EVAL_N" --json -t $T \
+        --outputs $OUT/$set.outputs.jsonl 2>/dev/null | tee $OUT/$set.json.txt
+    ls -l $OUT/$set.mome | awk '{print "memory file: " $5 " bytes"}'
+done
