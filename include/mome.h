@@ -230,6 +230,11 @@ void mome_ctx_free(mome_ctx *c);
  * history; later positions are discarded). If all_logits, logits for every
  * token are kept, else only for the last. */
 int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all_logits);
+/* How many leading tokens of ids[0..n) the cache already holds, at most n - 1
+ * (the last token is decoded again for its logits): decode ids from there on
+ * to reuse the K/V of a shared prompt head, as llama.cpp's server does;
+ * splitting a prompt this way gives identical bits. */
+int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n);
 /* Logits of the i-th token of the last decode (i = -1: last). (V,) */
 const float *mome_get_logits(const mome_ctx *c, int i);
 int32_t mome_ctx_n_past(const mome_ctx *c);

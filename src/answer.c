@@ -13,26 +13,14 @@ int32_t ans_argmax(const float *lg, int V) {
     return best;
 }
 
-void ans_cache_reset(ans_cache *pc) {
-    if (pc) pc->n = 0;
-}
-
-void ans_cache_free(ans_cache *pc) {
-    if (!pc) return;
-    free(pc->ids);
-    memset(pc, 0, sizeof *pc);
-}
-
-int ans_greedy(mome_model *m, mome_ctx *c, ans_cache *pc, const mome_chat_msg *msgs, int n_msgs, int max_new,
-               char **text, int32_t **out_ids, int *n_out) {
+int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs, int max_new, char **text,
+               int32_t **out_ids, int *n_out) {
     if (text) *text = NULL;
     if (out_ids) *out_ids = NULL;
     if (n_out) *n_out = 0;
     if (!m || !c || !msgs || n_msgs < 1 || !text || (out_ids && !n_out))
         return mome_seterr_code(MOME_ERR_ARG, "ans_greedy: bad arguments");
     if (max_new < 0) max_new = 0;
-    ans_cache local = {0};
-    if (!pc) pc = &local;
     char *prompt = mome_chat_format(m, msgs, n_msgs, 1);
     if (!prompt) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory (chat template)");
     size_t len = strlen(prompt);
@@ -60,20 +48,9 @@ int ans_greedy(mome_model *m, mome_ctx *c, ans_cache *pc, const mome_chat_msg *m
         rc = mome_seterr_code(MOME_ERR_ARG, "question too long for the context");
         goto fail;
     }
-    /* reuse the K/V of the part this prompt shares with the cached one (at
-     * least the last token is decoded again, for its logits) */
-    int keep = 0;
-    while (keep < pc->n && keep < n - 1 && pc->ids[keep] == ids[keep]) keep++;
-    pc->n = 0; /* invalid until the decode succeeds */
+    /* reuse the K/V of the part this prompt shares with what the context holds */
+    const int keep = mome_ctx_shared_prefix(c, ids, n);
     if ((rc = mome_decode(c, ids + keep, n - keep, keep, 0)) != MOME_OK) goto fail;
-    if (n > pc->cap) {
-        int32_t *nc = realloc(pc->ids, (size_t)n * sizeof(int32_t));
-        if (!nc) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto fail; }
-        pc->ids = nc;
-        pc->cap = n;
-    }
-    memcpy(pc->ids, ids, (size_t)n * sizeof(int32_t));
-    pc->n = n;
     const int V = m->hp.n_vocab;
     int ng = 0;
     for (int i = 0; i < max_new; i++) {
@@ -97,7 +74,6 @@ int ans_greedy(mome_model *m, mome_ctx *c, ans_cache *pc, const mome_chat_msg *m
     }
     out[on] = 0;
     free(ids);
-    ans_cache_free(&local);
     *text = out;
     if (out_ids) {
         if (ng == 0) { free(gen); gen = NULL; }
@@ -111,6 +87,5 @@ fail:
     free(ids);
     free(out);
     free(gen);
-    ans_cache_free(&local);
     return rc < 0 ? rc : MOME_ERR;
 }

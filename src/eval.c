@@ -146,7 +146,6 @@ typedef struct evalr {
     mome_model *m;
     mome_ctx *c;               /* with the memory (if any) */
     mome_ctx *c0;              /* without it (for neighbours; made when first needed) */
-    ans_cache pc, pc0;
     mome_memory *mem;
     const mome_ctx_params *cp;
     const mome_eval_params *p;
@@ -169,8 +168,7 @@ static int ask(evalr *e, int base, const char *system, int exchange, const char 
         int rc = mome_ctx_init(e->m, e->cp, &e->c0);
         if (rc) return rc;
     }
-    return ans_greedy(e->m, base ? e->c0 : e->c, base ? &e->pc0 : &e->pc, msgs, n, e->p->max_new_tokens, text,
-                      NULL, NULL);
+    return ans_greedy(e->m, base ? e->c0 : e->c, msgs, n, e->p->max_new_tokens, text, NULL, NULL);
 }
 
 /* A copy of s that is valid UTF-8: an answer cut at max_new tokens (or a
@@ -431,8 +429,6 @@ out:
             if (rc == MOME_OK)
                 rc = mome_seterr_code(MOME_ERR_IO, "%s: write error: %s", p->outputs_path, strerror(errno));
     }
-    ans_cache_free(&e.pc);
-    ans_cache_free(&e.pc0);
     mome_ctx_free(e.c);
     if (e.c0) mome_ctx_free(e.c0);
     if (rc == MOME_OK) r->seconds = mome_time_s() - t0;

@@ -769,6 +769,18 @@ static size_t value_end(const char *buf, size_t len, size_t i, size_t *open_str)
     return j;
 }
 
+/* Skips whitespace inside the array from *i, counting lines; an error if the
+ * file ends before the array is closed. */
+static int array_skip_ws(parser *p, const char *buf, size_t len, size_t *i, int *line) {
+    while (*i < len && is_ws((unsigned char)buf[*i])) {
+        if (buf[*i] == '\n') (*line)++;
+        (*i)++;
+    }
+    if (*i == len)
+        return perr(p, *line, "the JSON array opened on line %d is not closed (no final ']')", p->array_line);
+    return MOME_OK;
+}
+
 /* A JSON array of fact objects: buf[start] is '[' on line `line`. */
 static int parse_json_array(parser *p, const char *buf, size_t len, size_t start, int line) {
     char near[80];
@@ -776,14 +788,7 @@ static int parse_json_array(parser *p, const char *buf, size_t len, size_t start
     size_t i = start + 1;
     int n_el = 0;
     for (;;) {
-        /* skip whitespace, counting lines */
-        while (i < len && is_ws((unsigned char)buf[i])) {
-            if (buf[i] == '\n') line++;
-            i++;
-        }
-        if (i == len)
-            return perr(p, line, "the JSON array opened on line %d is not closed (no final ']')",
-                        p->array_line);
+        if ((rc = array_skip_ws(p, buf, len, &i, &line)) != MOME_OK) return rc;
         if (buf[i] == ']') {
             if (n_el > 0)
                 return perr(p, line, "malformed JSON: a trailing comma before the ']' that closes the array");
@@ -826,13 +831,7 @@ static int parse_json_array(parser *p, const char *buf, size_t len, size_t start
         if ((rc = fact_from_object(p, el_line, obj)) != MOME_OK) return rc;
         n_el++;
         i = e;
-        while (i < len && is_ws((unsigned char)buf[i])) {
-            if (buf[i] == '\n') line++;
-            i++;
-        }
-        if (i == len)
-            return perr(p, line, "the JSON array opened on line %d is not closed (no final ']')",
-                        p->array_line);
+        if ((rc = array_skip_ws(p, buf, len, &i, &line)) != MOME_OK) return rc;
         if (buf[i] == ']') break;
         if (buf[i] != ',') {
             excerpt(near, sizeof near, buf + i, len - i, 24);

@@ -116,6 +116,12 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
 
 int32_t mome_ctx_n_past(const mome_ctx *c) { return c->n_past; }
 
+int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n) {
+    int k = 0;
+    while (k < c->n_past && k < n - 1 && c->tokens[k] == ids[k]) k++;
+    return k;
+}
+
 int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
     if (mem) {
         const llama_hparams *hp = &c->m->hp;
@@ -150,7 +156,7 @@ int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, flo
 /* The memory at the input of its value block for the T rows of a chunk, in
  * token order: the routing state of each position, the selection at a
  * decision row, and the selected expert's value. */
-static void memory_rows(mome_ctx *c, const int32_t *tok, int T, int32_t pos0) {
+static void memory_rows(mome_ctx *c, int T, int32_t pos0) {
     const mome_memory *mem = c->mem;
     const int C = mem->n_embd;
     float *pool = c->mscratch, *last = pool + C, *q = last + C;
@@ -158,7 +164,7 @@ static void memory_rows(mome_ctx *c, const int32_t *tok, int T, int32_t pos0) {
         const int32_t pos = pos0 + t;
         mem_pos *ps = &c->mpos[pos];
         float *x = c->x + (size_t)t * C;
-        if (mem_pos_next(mem, c->mpos, pos, tok[t], ps)) {
+        if (mem_pos_next(mem, c->mpos, c->tokens, pos, ps)) {
             /* keys: the mean x̂ of the user's content at the key block, and
              * x̂ of this row */
             for (int i = 0; i < C; i++) pool[i] = 0.0f;
@@ -347,7 +353,7 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
                 /* routing runs in token order on one thread; it is a few
                  * vector operations per token and one search per question */
 #pragma omp barrier
-                if (ith == 0) memory_rows(c, tok, T, pos0);
+                if (ith == 0) memory_rows(c, T, pos0);
 #pragma omp barrier
             }
             for (int64_t t = ta; t < tb; t++) rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
@@ -429,6 +435,19 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
     }
 }
 
+/* The cached tokens [pos0, pos0 + n) in chunks of n_batch. logits_mode as
+ * forward_chunk's for the last chunk (2: every row, 1: the last row, 0: none). */
+static void decode_range(mome_ctx *c, int32_t pos0, int n, int logits_mode) {
+    c->n_past = pos0;
+    for (int done = 0; done < n;) {
+        const int T = n - done < c->n_batch ? n - done : c->n_batch, last = done + T == n;
+        if (logits_mode == 2) forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, 2, done);
+        else forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, last ? logits_mode : 0, 0);
+        done += T;
+        c->n_past = pos0 + done;
+    }
+}
+
 int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all_logits) {
     const llama_hparams *hp = &c->m->hp;
     if (n <= 0) return mome_seterr_code(MOME_ERR_ARG, "mome_decode: no tokens");
@@ -451,28 +470,12 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
     }
     c->dec_pos = -1;
     c->dec_fact = -1;
-    if (c->mem && c->mem_valid < pos0) {
-        /* the memory's routing states stop before pos0 (it was attached
-         * later): decode the cached tokens again to build them (bit-identical
-         * K/V: splitting a prompt does not change its bits) */
-        const int32_t from = c->mem_valid;
-        c->n_past = from;
-        for (int done = 0; done < pos0 - from;) {
-            int T = pos0 - from - done < c->n_batch ? pos0 - from - done : c->n_batch;
-            forward_chunk(c, c->tokens + from + done, T, from + done, 0, 0);
-            done += T;
-        }
-    }
+    /* the memory's routing states stop before pos0 (it was attached later):
+     * decode the cached tokens again to build them (bit-identical K/V:
+     * splitting a prompt does not change its bits) */
+    if (c->mem && c->mem_valid < pos0) decode_range(c, c->mem_valid, pos0 - c->mem_valid, 0);
     memcpy(c->tokens + pos0, tokens, (size_t)n * sizeof(int32_t));
-    c->n_past = pos0;
-    for (int done = 0; done < n;) {
-        int T = n - done < c->n_batch ? n - done : c->n_batch;
-        int last = done + T == n;
-        if (all_logits) forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, 2, done);
-        else forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, last ? 1 : 0, 0);
-        done += T;
-        c->n_past = pos0 + done;
-    }
+    decode_range(c, pos0, n, all_logits ? 2 : 1);
     if (c->mem) c->mem_valid = pos0 + n;
     else if (c->mem_valid > pos0) c->mem_valid = pos0;
     c->n_logits = rows;

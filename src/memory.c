@@ -39,9 +39,9 @@ static void centre_unit(const float *v, const float *mu, float *out, int C) {
 /* ------------------------------------------------------------ template marks */
 
 /* Tokens of the rendered conversation [user: X] with the assistant turn
- * opened: everything before the content X is user_open (from the last
- * user-open run), everything after is the header. The marks are checked by
- * tokenizing a whole rendering and finding them around the content. */
+ * opened: everything before the content X but a leading BOS is user_open,
+ * everything after it is the header. The marks are checked by tokenizing the
+ * whole rendering and finding them around the content. */
 int mem_marks_from_model(const mome_model *m, mem_marks *mk) {
     memset(mk, 0, sizeof *mk);
     static const char sentinel[] = "Zq";
@@ -117,8 +117,8 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->n_vocab = m->hp.n_vocab;
     mem->key_layer = key_layer;
     mem->value_layer = value_layer;
-    mem->tau = 0.8f;
-    mem->w_pool = 0.5f;
+    mem->tau = MEM_DEFAULT_TAU;
+    mem->w_pool = MEM_DEFAULT_W_POOL;
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
     mem->mu_last = mome_calloc((size_t)C, sizeof(float));
     int rc = mem->base_name && mem->mu_pool && mem->mu_last ? mem_bind_model(mem, m) : MOME_ERR_NOMEM;
@@ -175,19 +175,15 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
 
 float *mem_values(const mome_memory *mem, int f) { return mem->val + (size_t)(mem->ans_off[f] + f) * mem->n_embd; }
 
-int mem_update_keys(mome_memory *mem) {
+int mem_set_centres(mome_memory *mem, const float *mu_pool, const float *mu_last) {
     const int C = mem->n_embd;
+    memcpy(mem->mu_pool, mu_pool, (size_t)C * sizeof(float));
+    memcpy(mem->mu_last, mu_last, (size_t)C * sizeof(float));
     for (int f = 0; f < mem->n_facts; f++) {
         centre_unit(mem->kpool + (size_t)f * C, mem->mu_pool, mem->cpool + (size_t)f * C, C);
         centre_unit(mem->klast + (size_t)f * C, mem->mu_last, mem->clast + (size_t)f * C, C);
     }
     return MOME_OK;
-}
-
-int mem_set_centres(mome_memory *mem, const float *mu_pool, const float *mu_last) {
-    memcpy(mem->mu_pool, mu_pool, (size_t)mem->n_embd * sizeof(float));
-    memcpy(mem->mu_last, mu_last, (size_t)mem->n_embd * sizeof(float));
-    return mem_update_keys(mem);
 }
 
 int mem_best(const mome_memory *mem, const float *pool, const float *last, float *q, float *score) {
@@ -224,7 +220,8 @@ void mem_apply_value(const mome_memory *mem, int f, int row, float *h) {
 
 /* ---------------------------------------------------------------- routing */
 
-int mem_pos_next(const mome_memory *mem, const mem_pos *hist, int32_t pos, int32_t tok, mem_pos *out) {
+int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *toks, int32_t pos, mem_pos *out) {
+    const int32_t tok = toks[pos];
     const mem_marks *mk = &mem->mk;
     const mem_pos *prev = pos > 0 ? &hist[pos - 1] : NULL;
     mem_pos s;
@@ -234,7 +231,6 @@ int mem_pos_next(const mome_memory *mem, const mem_pos *hist, int32_t pos, int32
         s.span0 = s.span1 = -1;
         s.head_i = 0;
     }
-    s.tok = tok;
     s.fact = -1;
     s.row = 0;
     int decision = 0;
@@ -267,7 +263,7 @@ int mem_pos_next(const mome_memory *mem, const mem_pos *hist, int32_t pos, int32
     const int nu = mk->n_user_open;
     if (nu > 0 && tok == mk->user_open[nu - 1] && pos + 1 >= nu) {
         int match = 1;
-        for (int i = 1; i < nu && match; i++) match = hist[pos - i].tok == mk->user_open[nu - 1 - i];
+        for (int i = 1; i < nu && match; i++) match = toks[pos - i] == mk->user_open[nu - 1 - i];
         if (match) {
             s.pool_start = pos + 1;
             s.span0 = -1;
@@ -350,42 +346,6 @@ done:
 int mem_save(const mome_memory *m, const char *path, int f16) { return save_file(m, path, f16, NULL); }
 int mem_save_ckpt(const mome_memory *m, const char *path, const mem_ckpt_meta *meta) { return save_file(m, path, 0, meta); }
 
-int mem_load_ckpt(const char *path, mome_model *model, mome_memory **out, mem_ckpt_meta *meta) {
-    memset(meta, 0, sizeof *meta);
-    int rc = mome_memory_load(path, model, out);
-    if (rc) return rc;
-    gguf_file *f;
-    if ((rc = gguf_open(path, &f))) { mome_memory_free(*out); *out = NULL; return rc; }
-    const gguf_kv *st, *tl;
-    uint64_t step = 0;
-    float sec = 0;
-    rc = MOME_OK;
-    if (gguf_get_u64(f, "ckpt.step", &step) != 1 || gguf_get_f32(f, "ckpt.seconds", &sec) != 1 ||
-        gguf_get_arr(f, "ckpt.state", GGUF_TYPE_INT32, &st) != 1 ||
-        gguf_get_arr(f, "ckpt.target_loss", GGUF_TYPE_FLOAT32, &tl) != 1 || st->n != tl->n || st->n > (1u << 30))
-        rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: not a tuning checkpoint (ckpt.* fields missing or inconsistent)", path);
-    else {
-        meta->n = (int)st->n;
-        meta->state = mome_malloc((st->n ? st->n : 1) * sizeof(int32_t));
-        meta->target_loss = mome_malloc((st->n ? st->n : 1) * sizeof(float));
-        if (!meta->state || !meta->target_loss) rc = MOME_ERR_NOMEM;
-        else {
-            memcpy(meta->state, st->data, st->n * 4);
-            memcpy(meta->target_loss, tl->data, st->n * 4);
-            meta->step = (int64_t)(step > (uint64_t)INT64_MAX ? 0 : step);
-            meta->seconds = isfinite(sec) && sec >= 0 ? sec : 0;
-        }
-    }
-    gguf_close(f);
-    if (rc) {
-        free(meta->state); free(meta->target_loss);
-        memset(meta, 0, sizeof *meta);
-        mome_memory_free(*out);
-        *out = NULL;
-    }
-    return rc;
-}
-
 static int get_req_u32(const gguf_file *f, const char *k, uint32_t *v) {
     int r = gguf_get_u32(f, k, v);
     if (r == 0) return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory metadata '%s' is missing", f->path, k);
@@ -423,14 +383,14 @@ static int read_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_
     return 0;
 }
 
-int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {
+/* The memory in an open GGUF file (the caller closes it). */
+static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out) {
     *out = NULL;
-    gguf_file *f;
-    int rc = gguf_open(path, &f);
-    if (rc) return rc;
+    const char *path = f->path;
+    int rc;
     mome_memory *m = calloc(1, sizeof *m);
     float *kp = NULL, *kl = NULL, *val = NULL;
-    if (!m) { gguf_close(f); return mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); }
+    if (!m) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     gguf_str s;
     uint32_t ver = 0, nf = 0;
     rc = MOME_ERR_FORMAT;
@@ -552,14 +512,60 @@ int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {
     }
     m->n_frozen = m->n_facts;
     free(kp); free(kl); free(val);
-    gguf_close(f);
     *out = m;
     return MOME_OK;
 fail:
     free(kp); free(kl); free(val);
-    gguf_close(f);
     mome_memory_free(m);
     return rc ? rc : MOME_ERR;
+}
+
+int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {
+    *out = NULL;
+    gguf_file *f;
+    int rc = gguf_open(path, &f);
+    if (rc) return rc;
+    rc = memory_from(f, model, out);
+    gguf_close(f);
+    return rc;
+}
+
+
+int mem_load_ckpt(const char *path, mome_model *model, mome_memory **out, mem_ckpt_meta *meta) {
+    memset(meta, 0, sizeof *meta);
+    *out = NULL;
+    gguf_file *f;
+    int rc = gguf_open(path, &f);
+    if (rc) return rc;
+    if ((rc = memory_from(f, model, out))) { gguf_close(f); return rc; }
+    const gguf_kv *st, *tl;
+    uint64_t step = 0;
+    float sec = 0;
+    rc = MOME_OK;
+    if (gguf_get_u64(f, "ckpt.step", &step) != 1 || gguf_get_f32(f, "ckpt.seconds", &sec) != 1 ||
+        gguf_get_arr(f, "ckpt.state", GGUF_TYPE_INT32, &st) != 1 ||
+        gguf_get_arr(f, "ckpt.target_loss", GGUF_TYPE_FLOAT32, &tl) != 1 || st->n != tl->n || st->n > (1u << 30))
+        rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: not a tuning checkpoint (ckpt.* fields missing or inconsistent)", path);
+    else {
+        meta->n = (int)st->n;
+        meta->state = mome_malloc((st->n ? st->n : 1) * sizeof(int32_t));
+        meta->target_loss = mome_malloc((st->n ? st->n : 1) * sizeof(float));
+        if (!meta->state || !meta->target_loss) rc = MOME_ERR_NOMEM;
+        else {
+            memcpy(meta->state, st->data, st->n * 4);
+            memcpy(meta->target_loss, tl->data, st->n * 4);
+            meta->step = (int64_t)(step > (uint64_t)INT64_MAX ? 0 : step);
+            meta->seconds = isfinite(sec) && sec >= 0 ? sec : 0;
+        }
+    }
+    gguf_close(f);
+    if (rc) {
+        free(meta->state); free(meta->target_loss);
+        memset(meta, 0, sizeof *meta);
+        mome_memory_free(*out);
+        *out = NULL;
+    }
+    return rc;
 }
 
 void mome_memory_free(mome_memory *m) {

@@ -46,6 +46,10 @@
 
 #define MEM_MAX_MARK 16
 #define MEM_MAX_ANSWER 256 /* answer tokens a fact may have */
+/* Selection defaults (measured on zsRE, see docs/ARCHITECTURE.md): the score
+ * threshold and the pooled key's weight in the score. */
+#define MEM_DEFAULT_TAU 0.55f
+#define MEM_DEFAULT_W_POOL 0.7f
 
 /* Token sequences of the chat template around a user message. */
 typedef struct mem_marks {
@@ -80,7 +84,6 @@ struct mome_memory {
 
 /* Per-position routing state of a context (see forward.c). */
 typedef struct mem_pos {
-    int32_t tok;
     int32_t pool_start;   /* first content token of the open user turn, -1 if none */
     int32_t span0, span1; /* content tokens of the last closed user turn [span0, span1), span0 < 0: none */
     int32_t head_i;       /* tokens of the assistant header matched after that turn */
@@ -102,8 +105,6 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
 float *mem_values(const mome_memory *mem, int f);
 /* Sets mu_pool / mu_last (C each) and recomputes the centred keys. */
 int mem_set_centres(mome_memory *mem, const float *mu_pool, const float *mu_last);
-/* Recomputes the centred keys from the raw ones (after adding facts). */
-int mem_update_keys(mome_memory *mem);
 
 /* x̂ = h / rms(h), rms(h) = sqrt(mean(h^2) + eps); returns rms(h). */
 float mem_rms_normalize(const float *h, float *xhat, int32_t C);
@@ -118,11 +119,11 @@ float mem_value_row(const float *h, const float *v, float *x, int C);
 void mem_apply_value(const mome_memory *mem, int f, int row, float *h);
 
 /* The routing step of position pos: from the states of positions 0..pos-1
- * (hist) and this token, the new state. Returns 1 when this position is a
+ * (hist) and the tokens of positions 0..pos (toks), the new state. Returns 1 when this position is a
  * decision row (the keys are to be computed and mem_best consulted; the
  * caller then sets out->fact), 0 otherwise. An answer in progress is already
  * continued in out->fact / out->row. */
-int mem_pos_next(const mome_memory *mem, const mem_pos *hist, int32_t pos, int32_t tok, mem_pos *out);
+int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *toks, int32_t pos, mem_pos *out);
 
 /* Save (GGUF, atomic). f16: values as f16 (finished memories); f32 keeps them
  * exact (checkpoints). */

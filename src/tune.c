@@ -27,6 +27,7 @@
 #include <unistd.h>
 
 #include "adam.h"
+#include "answer.h"
 #include "facts.h"
 #include "gguf.h"
 #include "gguf_write.h"
@@ -42,8 +43,8 @@ mome_tune_params mome_tune_default_params(void) {
     p.method = MOME_TUNE_MOME;
     p.key_layer = -1;
     p.layer = -1;
-    p.route_threshold = 0.55f;
-    p.w_pool = 0.7f;
+    p.route_threshold = MEM_DEFAULT_TAU;
+    p.w_pool = MEM_DEFAULT_W_POOL;
     p.augment = 2;
     p.lr = 0.0f; /* method default */
     p.target_loss = 0.01f;
@@ -130,8 +131,7 @@ typedef enum fact_state {
 
 /* One context of a fact: its prompt and what the engine pass cached. */
 typedef struct seq_rt {
-    int32_t *prompt;
-    int P;
+    int P;                 /* prompt tokens */
     float *h;              /* (T, C) input of the value block at the answer rows */
     float *kpre, *vpre;    /* (L - lv, P - 1, KV) */
 } seq_rt;
@@ -219,14 +219,13 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
         return mome_seterr_code(MOME_ERR_ARG, "%s: the fact is %d tokens long, longer than the %d-token context", where,
                                 P + na, c->n_ctx);
     }
-    int32_t *seq = mome_malloc((size_t)(P + na) * sizeof(int32_t));
-    if (!seq) { free(ids); return MOME_ERR_NOMEM; }
-    memcpy(seq, ids, (size_t)P * sizeof(int32_t));
+    int32_t *seq = realloc(ids, (size_t)(P + na) * sizeof(int32_t));
+    if (!seq) { free(ids); return mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); }
     if (na) memcpy(seq + P, ans, (size_t)na * sizeof(int32_t));
-    /* the K/V of the part shared with the previous sequence is reused */
-    int keep = 0;
-    const int n = P + na, np = c->n_past;
-    while (keep < np && keep < n - 1 && c->tokens[keep] == seq[keep]) keep++;
+    /* the K/V of the part shared with the previous sequence is reused; the
+     * decision row (P - 1) and the answer rows are always decoded, since
+     * their keys and inputs are read from this call */
+    const int n = P + na, shared = mome_ctx_shared_prefix(c, seq, n), keep = shared < P - 1 ? shared : P - 1;
     c->capture_layer = lv;
     c->dec_keys = keys;
     c->mem_route_off = 1;
@@ -240,8 +239,6 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
     if (!rc && s) {
         const int T = na + 1;
         s->P = P;
-        s->prompt = ids;
-        ids = NULL;
         s->h = mome_malloc((size_t)T * C * sizeof(float));
         s->kpre = mome_malloc((size_t)NL * (P > 1 ? P - 1 : 1) * KV * sizeof(float));
         s->vpre = mome_malloc((size_t)NL * (P > 1 ? P - 1 : 1) * KV * sizeof(float));
@@ -256,7 +253,6 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
             }
         }
     }
-    free(ids);
     free(seq);
     return rc;
 }
@@ -284,8 +280,9 @@ static int prepare_tokens(tuner *t) {
         r->target_loss = t->p->target_loss;
         r->n_seq = 1 + t->p->augment;
         if (r->T > t->max_T) t->max_T = r->T;
-        /* a bound on the prompt: the question, the system prompt and the
-         * longest context the tuner adds, in tokens at most bytes + 64 */
+        /* a bound on the prompt in tokens (a token is at least one byte):
+         * the question, the system prompt, and 200 bytes for the template
+         * and the longest context the tuner adds */
         size_t qb = strlen(fa->question) + (fa->system ? strlen(fa->system) : 0) + 200;
         if ((int)qb + na > t->max_P) t->max_P = (int)qb + na;
     }
@@ -337,8 +334,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             for (int j = 0; j < 2 * C; j++) keys[j] = (float)(mp[j] / nk);
             rc = mem_set_centres(t->mem, keys, keys + C);
         }
-    } else if (!rc)
-        rc = mem_update_keys(t->mem);
+    } /* else the loaded memory's centres stay; mem_add_fact centred the new keys with them */
     free(keys);
     free(mp);
     return rc;
@@ -394,24 +390,21 @@ static int train_round(tuner *t, int nb) {
 /* ------------------------------------------------------------- verify */
 
 /* 1 if greedy decoding of the fact's own wording with the memory states its
- * answer and then ends the turn. */
-static int verify_fact(tuner *t, const fact_rt *f) {
-    mome_ctx *c = t->ctx;
-    const seq_rt *s = &f->seq[0];
-    int keep = 0;
-    while (keep < c->n_past && keep < s->P - 1 && c->tokens[keep] == s->prompt[keep]) keep++;
-    if (mome_decode(c, s->prompt + keep, s->P - keep, keep, 0)) return -1;
-    const int V = t->m->hp.n_vocab;
-    for (int i = 0; i < f->T; i++) {
-        const float *lg = mome_get_logits(c, -1);
-        int32_t best = 0;
-        for (int32_t v = 1; v < V; v++)
-            if (lg[v] > lg[best]) best = v;
-        if (i == f->T - 1) return mome_token_is_eog(t->m, best) ? 1 : 0;
-        if (best != f->target[i]) return 0;
-        if (mome_decode(c, &best, 1, s->P + i, 0)) return -1;
-    }
-    return 0;
+ * answer and then ends the turn (eval's greedy answer, ans_greedy). */
+static int verify_fact(tuner *t, int i) {
+    const fact_rt *f = &t->f[i];
+    char qbuf[8];
+    mome_chat_msg msgs[4];
+    const int nm = context_msgs(&t->fs->v[i], 0, qbuf, sizeof qbuf, msgs);
+    char *text = NULL;
+    int32_t *ids = NULL;
+    int n = 0;
+    /* one token more than the answer: an answer that goes on is not it */
+    if (ans_greedy(t->m, t->ctx, msgs, nm, f->T, &text, &ids, &n)) return -1;
+    const int ok = n == f->T - 1 && memcmp(ids, f->target, (size_t)n * sizeof(int32_t)) == 0;
+    free(text);
+    free(ids);
+    return ok;
 }
 
 /* Every learned fact, with the values rounded to f16 as the file holds them. */
@@ -428,7 +421,7 @@ static int verify_round(tuner *t) {
     for (int i = 0; i < t->n && !rc; i++) {
         fact_rt *f = &t->f[i];
         if (f->state != FACT_LEARNED) continue;
-        int v = verify_fact(t, f);
+        int v = verify_fact(t, i);
         if (v < 0) { rc = MOME_ERR; break; }
         if (v) f->state = FACT_VERIFIED;
         else {
@@ -452,10 +445,6 @@ static int verify_round(tuner *t) {
 }
 
 /* --------------------------------------------------------- checkpoints */
-
-typedef struct ckpt_extra {
-    const tuner *t;
-} ckpt_extra;
 
 static int save_checkpoint(tuner *t, const char *path) {
     int32_t *st = mome_malloc((size_t)(t->n ? t->n : 1) * sizeof(int32_t));
@@ -510,7 +499,7 @@ static void tuner_free(tuner *t) {
     for (int i = 0; i < t->n && t->f; i++) {
         fact_rt *f = &t->f[i];
         for (int k = 0; k < f->n_seq && f->seq; k++) {
-            free(f->seq[k].prompt); free(f->seq[k].h); free(f->seq[k].kpre); free(f->seq[k].vpre);
+            free(f->seq[k].h); free(f->seq[k].kpre); free(f->seq[k].vpre);
         }
         free(f->seq); free(f->target); free(f->am); free(f->av);
     }
@@ -659,9 +648,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         rep->n_trained_experts = rows;
         rep->mean_loss = t.n ? ls / t.n : 0;
         progress(&t, "done", rep->n_memorized);
-        if (stopped || count_state(&t, FACT_GIVEN_UP) > 0) {
-            if (stopped) rc = save_checkpoint(&t, ckpt);
-        }
+        if (stopped) rc = save_checkpoint(&t, ckpt);
         if (!rc) rc = mem_save(t.mem, pp.out_path, 1);
         if (!rc && !stopped) unlink(ckpt);
         rep->seconds = t.t_prev + mome_time_s() - t.t0;

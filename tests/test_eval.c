@@ -124,7 +124,6 @@ static void test_greedy(void) {
     cp.n_threads = 2;
     mome_ctx *c1 = NULL, *c2 = NULL;
     REQUIRE(mome_ctx_init(m, &cp, &c1) == MOME_OK && mome_ctx_init(m, &cp, &c2) == MOME_OK, "%s", mome_errmsg());
-    ans_cache pc = {0};
     static const char *const sys[] = {"You are a helpful assistant.", "You are a helpful assistant.", NULL,
                                       "Be brief.", "Be brief."};
     static const char *const qs[] = {"What is 2+2?", "Who wrote Hamlet?", "Hi", "Capital of Peru?", "Capital of Peru?"};
@@ -137,9 +136,18 @@ static void test_greedy(void) {
         char *t1 = NULL, *t2 = NULL;
         int32_t *id1 = NULL, *id2 = NULL;
         int n1 = -1, n2 = -1;
-        int had = pc.n;
-        int rc1 = ans_greedy(m, c1, &pc, msgs, n, 12, &t1, &id1, &n1);
-        int rc2 = ans_greedy(m, c2, NULL, msgs, n, 12, &t2, &id2, &n2);
+        /* c1 keeps its K/V from question to question; c2 starts empty each time */
+        int32_t *pids = NULL;
+        char *pt = mome_chat_format(m, msgs, n, 1);
+        int np = pt ? mome_tokenize_alloc(m, pt, 1, 1, &pids) : -1;
+        int had = np > 0 ? mome_ctx_shared_prefix(c1, pids, np) : 0;
+        free(pt);
+        free(pids);
+        mome_ctx_free(c2);
+        c2 = NULL;
+        REQUIRE(mome_ctx_init(m, &cp, &c2) == MOME_OK, "%s", mome_errmsg());
+        int rc1 = ans_greedy(m, c1, msgs, n, 12, &t1, &id1, &n1);
+        int rc2 = ans_greedy(m, c2, msgs, n, 12, &t2, &id2, &n2);
         CHECK(rc1 == MOME_OK && rc2 == MOME_OK, "%d %d: %s", rc1, rc2, mome_errmsg());
         if (rc1 || rc2) { free(t1); free(t2); free(id1); free(id2); break; }
         reused += had > 0;
@@ -161,7 +169,7 @@ static void test_greedy(void) {
     /* text only */
     mome_chat_msg one = {"user", "Hello"};
     char *t = NULL;
-    CHECK(ans_greedy(m, c1, &pc, &one, 1, 3, &t, NULL, NULL) == MOME_OK && t, "%s", mome_errmsg());
+    CHECK(ans_greedy(m, c1, &one, 1, 3, &t, NULL, NULL) == MOME_OK && t, "%s", mome_errmsg());
     free(t);
     /* errors: too long for the context, bad arguments */
     char *big = malloc(5000);
@@ -170,14 +178,12 @@ static void test_greedy(void) {
     big[4999] = 0;
     mome_chat_msg longm = {"user", big};
     t = (char *)1;
-    CHECK(ans_greedy(m, c1, &pc, &longm, 1, 4, &t, NULL, NULL) == MOME_ERR_ARG && t == NULL &&
+    const int32_t past = mome_ctx_n_past(c1);
+    CHECK(ans_greedy(m, c1, &longm, 1, 4, &t, NULL, NULL) == MOME_ERR_ARG && t == NULL &&
               strstr(mome_errmsg(), "too long"), "%s", mome_errmsg());
-    CHECK(pc.n > 0, "refused before decoding: the cached prompt is still the context's");
+    CHECK(past > 0 && mome_ctx_n_past(c1) == past, "refused before decoding: the context's cache is untouched");
     free(big);
-    CHECK(ans_greedy(m, c1, &pc, NULL, 0, 4, &t, NULL, NULL) == MOME_ERR_ARG, "no messages");
-    ans_cache_free(&pc);
-    CHECK(pc.ids == NULL && pc.n == 0, "freed");
-    ans_cache_free(NULL);
+    CHECK(ans_greedy(m, c1, NULL, 0, 4, &t, NULL, NULL) == MOME_ERR_ARG, "no messages");
     mome_ctx_free(c1);
     mome_ctx_free(c2);
 }

@@ -45,7 +45,7 @@ static int decisions(const mome_memory *mem, const int32_t *ids, int n, int *whe
     mem_pos *st = calloc((size_t)n, sizeof *st);
     int k = 0;
     for (int i = 0; i < n; i++)
-        if (mem_pos_next(mem, st, i, ids[i], &st[i]) && k < cap) where[k++] = i;
+        if (mem_pos_next(mem, st, ids, i, &st[i]) && k < cap) where[k++] = i;
     free(st);
     return k;
 }
@@ -83,8 +83,9 @@ static void test_routing_states(void) {
     st[0].fact = 0;
     st[0].row = 0;
     st[0].pool_start = st[0].span0 = st[0].span1 = -1;
-    mem_pos_next(mem, st, 1, 100, &st[1]);
-    mem_pos_next(mem, st, 2, 201, &st[2]);
+    const int32_t toks[3] = {7, 100, 201};
+    mem_pos_next(mem, st, toks, 1, &st[1]);
+    mem_pos_next(mem, st, toks, 2, &st[2]);
     CHECK(st[1].fact == 0 && st[1].row == 1, "row 1 follows the first answer token");
     CHECK(st[2].fact == -1, "another token ends the answer");
     free(key);

@@ -3,13 +3,7 @@
 # one-line errors with a non-zero exit, tokenize/run against llama.cpp goldens.
 # Runs the plain build and, where present, the sanitizer build of the CLI.
 set -u
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-sk() { skip=$((skip + 1)); echo "skip $1"; }
-MOME=${MOME:-build/mome}
-SHARED=${MOME_SHARED:-../shared}
-MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+. tests/cli_common.sh
 STORIES=$SHARED/data/models/stories260K.gguf
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
@@ -63,5 +57,4 @@ Hi<|im_end|>")
 else
     sk "SmolLM2 tests ($MODEL absent)"
 fi
-echo "$pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

@@ -6,12 +6,7 @@
 # for byte as without it. Needs the default model (SmolLM2); the model parts
 # are skipped when it is absent.
 set -u
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-sk() { skip=$((skip + 1)); echo "skip $1"; }
-MOME=${MOME:-build/mome}
-MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+. tests/cli_common.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 
 if $MOME eval --help >"$tmp/h" 2>&1 && grep -q "usage: mome eval" "$tmp/h"; then
@@ -36,8 +31,7 @@ check_err "error --max-new 0" "expects an integer" $MOME eval --max-new 0 --fact
 
 if [ ! -f "$MODEL" ]; then
     sk "SmolLM2 tests ($MODEL absent)"
-    echo "$pass passed, $fail failed, $skip skipped"
-    [ $fail -eq 0 ]; exit
+    finish
 fi
 if command -v python3 >/dev/null 2>&1; then PY=python3; else PY=""; fi
 
@@ -107,5 +101,4 @@ EOF
     fi
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 
-echo "$pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish

@@ -6,12 +6,7 @@
 # The facts are random ticket prefixes (tests/data/facts/projects_*.jsonl),
 # which no model can know: recall before tuning is 0.
 set -u
-pass=0; fail=0; skip=0
-ok() { pass=$((pass + 1)); echo "ok   $1"; }
-bad() { fail=$((fail + 1)); echo "FAIL $1"; }
-MOME=${MOME:-build/mome}
-MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
-SHARED=${MOME_SHARED:-../shared}
+. tests/cli_common.sh
 A=tests/data/facts/projects_a.jsonl
 B=tests/data/facts/projects_b.jsonl
 if [ ! -f "$MODEL" ]; then echo "skip all: $MODEL absent (make model)"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
@@ -89,5 +84,4 @@ $MOME tune -m "$MODEL" --method lora --facts $A -o "$tmp/l.gguf" -t 2 --max-step
 rc=$? # 3 steps may stop before every fact is memorized: exit status 3
 if { [ $rc -eq 0 ] || [ $rc -eq 3 ]; } && $MOME info "$tmp/l.gguf" | grep -q "lora_b"; then
     ok "LoRA baseline runs"; else bad "LoRA: $(tail -2 "$tmp/log")"; fi
-echo "$pass passed, $fail failed, $skip skipped"
-[ $fail -eq 0 ]
+finish
