@@ -283,7 +283,7 @@ static const char *GEN_HELP =
     "  -s, --seed S           random seed (default: from the clock)\n"
     "  --system TEXT          system message (chat)\n"
     "  --memory FILE          attach a memory made by mome tune\n"
-    "  -v, --verbose          timings and settings on stderr\n";
+    "  -v, --verbose          timings, settings and the memory's selection on stderr\n";
 
 /* Parses the options shared by run and chat; returns 1 if handled. */
 static int gen_opt(args *a, gen_opts *o) {
@@ -417,6 +417,12 @@ static int cmd_run(int argc, char **argv) {
     double t0 = mome_time_s();
     if (mome_decode(c, ids, n, 0, 0)) die_lib("prompt");
     double t1 = mome_time_s();
+    int32_t dpos, dfact;
+    float dscore;
+    if (o.verbose && mome_ctx_memory_decision(c, &dpos, &dfact, &dscore)) {
+        if (dfact >= 0) fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f)\n", dpos, dfact, dscore);
+        else fprintf(stderr, "mome: memory: question at token %d selects no fact (best score %.3f, below the threshold)\n", dpos, dscore);
+    }
     int gen = generate(m, c, s, o.n_predict, o.ignore_eos, NULL, NULL);
     double t2 = mome_time_s();
     printf("\n");

@@ -23,6 +23,13 @@ if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 2>"$tmp/log" && grep 
 r=$(recall "$tmp/a.mome" $A)
 if [ "$r" = "1.000000" ]; then ok "eval with memory: recall 1.0"; else bad "eval with memory: recall $r"; fi
 [ -f "$tmp/a.mome.ckpt" ] && bad "checkpoint left behind after success" || ok "no checkpoint left after success"
+# run -v names the memory's selection: the trained question selects its fact, an unrelated one none
+$MOME run -m "$MODEL" --memory "$tmp/a.mome" --chat --temp 0 -n 4 -v -t 2 \
+    -p "What is the internal ticket prefix of project Falcon?" >/dev/null 2>"$tmp/sel1"
+$MOME run -m "$MODEL" --memory "$tmp/a.mome" --chat --temp 0 -n 4 -v -t 2 -p "Tell me a joke." >/dev/null 2>"$tmp/sel2"
+if grep -q "memory: question at token [0-9]* selects fact 0 (score 1.000)" "$tmp/sel1" && grep -q "selects no fact" "$tmp/sel2"; then
+    ok "run -v: the trained question selects fact 0 (score 1.000), an unrelated one none"
+else bad "run -v selection: $(grep memory: "$tmp/sel1" "$tmp/sel2")"; fi
 # the stop rule: the run ends with every fact's answer loss under the target
 # (0.01 nats), and a looser target stops in fewer steps
 steps() { sed -n 's/.* in [0-9.]* s, \([0-9]*\) steps.*/\1/p' "$1"; }
