@@ -230,6 +230,15 @@ void mome_ctx_free(mome_ctx *c);
  * history; later positions are discarded). If all_logits, logits for every
  * token are kept, else only for the last. */
 int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all_logits);
+/* One token for each of n distinct contexts of the same model (same thread
+ * count and matmul mode; n <= ctxs[0]'s n_batch), all in one forward pass:
+ * tokens[i] goes to ctxs[i] at position mome_ctx_n_past(ctxs[i]). The weights
+ * are read once for all rows; each context keeps its own K/V cache, tokens
+ * and memory (or none). Each context's logits (mome_get_logits(ctxs[i], -1))
+ * are bit-identical to those of mome_decode(ctxs[i], &tokens[i], 1, n_past, 0),
+ * whatever else shares the pass (continuous batching in a server). ctxs[0]'s
+ * buffers are the pass's workspace. On error no context has changed. */
+int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n);
 /* How many leading tokens of ids[0..n) the cache already holds, at most n - 1
  * (the last token is decoded again for its logits): decode ids from there on
  * to reuse the K/V of a shared prompt head, as llama.cpp's server does;

@@ -15,6 +15,13 @@
  * laid out (L, n_ctx, Hkv*D), so one position of one layer is contiguous.
  * Activations are quantized once per matrix input to the weight's
  * vec_dot type (as llama.cpp does), then integer dot products run.
+ *
+ * A pass is a list of rows (fwd_row: a context and a position). A prompt
+ * chunk is consecutive positions of one context; mome_decode_batch is one
+ * position of each of several contexts (continuous batching in a server),
+ * so the weights are read once for all of them. Such a row is computed as
+ * one-token decoding computes it (one-token attention order,
+ * quant_matmul_solo), so its bits do not depend on its batch.
  */
 #include <math.h>
 #include <omp.h>
@@ -25,6 +32,18 @@
 #include "quant_impl.h"
 #include "util.h"
 
+/* One row of a forward pass: a token of one sequence. A single-context
+ * decode has rows (c, pos0 + t); a batched decode has one row per context at
+ * its n_past. Buffers for activations and logits are the pass's workspace
+ * context's; the K/V cache, rope tables, attention scratch, recorded tokens
+ * and memory routing state are the row's own context's. */
+typedef struct fwd_row {
+    mome_ctx *c;      /* the sequence */
+    int32_t pos;      /* its position; the token is c->tokens[pos] */
+    int32_t i;        /* index among this sequence's rows in the pass (capture row) */
+    int solo;         /* the only row of its sequence: attention as for one token */
+} fwd_row;
+
 mome_ctx_params mome_ctx_default_params(void) {
     mome_ctx_params p = {0};
     return p;
@@ -34,7 +53,7 @@ static void free_bufs(mome_ctx *c) {
     free(c->k_cache); free(c->v_cache); free(c->x); free(c->xn); free(c->q); free(c->k);
     free(c->v); free(c->att); free(c->gate); free(c->up); free(c->scores); free(c->aq);
     free(c->rope_cos); free(c->rope_sin); free(c->logits); free(c->wrow);
-    free(c->mpos); free(c->mrows); free(c->mscratch); free(c->tokens);
+    free(c->mpos); free(c->mrows); free(c->mscratch); free(c->tokens); free(c->rows);
 }
 
 void mome_ctx_free(mome_ctx *c) {
@@ -102,9 +121,11 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->n_logits_cap = 1;
     c->logits = mome_aligned_alloc((size_t)hp->n_vocab * sizeof(float));
     c->tokens = mome_malloc((size_t)c->n_ctx * sizeof(int32_t));
+    c->rows = mome_malloc(T * sizeof(fwd_row));
     c->dec_pos = c->dec_fact = -1;
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
-        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow || !c->tokens) {
+        !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow || !c->tokens ||
+        !c->rows) {
         int32_t nc = c->n_ctx;
         mome_ctx_free(c);
         return mome_seterr_code(MOME_ERR_NOMEM, "out of memory allocating a context of %d tokens", (int)nc);
@@ -153,48 +174,45 @@ int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, flo
     return c->dec_pos >= 0;
 }
 
-/* The memory at the input of its value block for the T rows of a chunk, in
- * token order: the routing state of each position, the selection at a
- * decision row, and the selected expert's value. */
-static void memory_rows(mome_ctx *c, int T, int32_t pos0) {
+/* The memory at the input of its value block for one row x of c at pos
+ * (rows of a context go in token order): the routing state of the
+ * position, the selection at a decision row, and the selected expert's
+ * value. */
+static void memory_row(mome_ctx *c, int32_t pos, float *x) {
     const mome_memory *mem = c->mem;
     const int C = mem->n_embd;
     float *pool = c->mscratch, *last = pool + C, *q = last + C;
-    for (int t = 0; t < T; t++) {
-        const int32_t pos = pos0 + t;
-        mem_pos *ps = &c->mpos[pos];
-        float *x = c->x + (size_t)t * C;
-        if (mem_pos_next(mem, c->mpos, c->tokens, pos, ps)) {
-            /* keys: the mean x̂ of the user's content at the key block, and
-             * x̂ of this row */
-            for (int i = 0; i < C; i++) pool[i] = 0.0f;
-            int np = 0;
-            for (int32_t p = ps->span0; p < ps->span1; p++) {
-                if (mem->blank[c->tokens[p]] && ps->span1 - ps->span0 > 1) continue; /* extra spaces */
-                mem_rms_normalize(c->mrows + (size_t)p * C, last, C);
-                for (int i = 0; i < C; i++) pool[i] += last[i];
-                np++;
-            }
-            const float inv = np ? 1.0f / (float)np : 0.0f;
-            for (int i = 0; i < C; i++) pool[i] *= inv;
-            mem_rms_normalize(x, last, C);
-            float score = -INFINITY;
-            int f = mem_best(mem, pool, last, q, &score);
-            c->dec_pos = pos;
-            c->dec_score = score;
-            c->dec_fact = f;
-            if (c->dec_keys) {
-                memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
-                memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));
-            }
-            if (f >= 0 && score >= mem->tau && !c->mem_route_off) {
-                ps->fact = f;
-                ps->row = 0;
-            } else
-                c->dec_fact = -1;
+    mem_pos *ps = &c->mpos[pos];
+    if (mem_pos_next(mem, c->mpos, c->tokens, pos, ps)) {
+        /* keys: the mean x̂ of the user's content at the key block, and
+         * x̂ of this row */
+        for (int i = 0; i < C; i++) pool[i] = 0.0f;
+        int np = 0;
+        for (int32_t p = ps->span0; p < ps->span1; p++) {
+            if (mem->blank[c->tokens[p]] && ps->span1 - ps->span0 > 1) continue; /* extra spaces */
+            mem_rms_normalize(c->mrows + (size_t)p * C, last, C);
+            for (int i = 0; i < C; i++) pool[i] += last[i];
+            np++;
         }
-        if (ps->fact >= 0) mem_apply_value(mem, ps->fact, ps->row, x);
+        const float inv = np ? 1.0f / (float)np : 0.0f;
+        for (int i = 0; i < C; i++) pool[i] *= inv;
+        mem_rms_normalize(x, last, C);
+        float score = -INFINITY;
+        int f = mem_best(mem, pool, last, q, &score);
+        c->dec_pos = pos;
+        c->dec_score = score;
+        c->dec_fact = f;
+        if (c->dec_keys) {
+            memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
+            memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));
+        }
+        if (f >= 0 && score >= mem->tau && !c->mem_route_off) {
+            ps->fact = f;
+            ps->row = 0;
+        } else
+            c->dec_fact = -1;
     }
+    if (ps->fact >= 0) mem_apply_value(mem, ps->fact, ps->row, x);
 }
 
 const float *mome_get_logits(const mome_ctx *c, int i) {
@@ -238,7 +256,10 @@ static void qact(const mome_ctx *c, enum mome_dtype wt, const float *x, int64_t 
 static void matmul_rows(const mome_ctx *c, enum mome_dtype wt, const void *W, size_t row_bytes, int64_t n, int T,
                         float *Y, int64_t ldy, int64_t r0, int64_t r1, int ith) {
     if (!c->f32_matmul) {
-        quant_matmul(wt, n, W, row_bytes, c->aq, c->aq_row, T, Y, ldy, r0, r1);
+        /* the rows of a batched decode (c->rows, each its sequence's only
+         * row) get one-token bits */
+        if (c->rows[0].solo) quant_matmul_solo(wt, n, W, row_bytes, c->aq, c->aq_row, T, Y, ldy, r0, r1);
+        else quant_matmul(wt, n, W, row_bytes, c->aq, c->aq_row, T, Y, ldy, r0, r1);
         return;
     }
     float *w = c->wrow + (size_t)ith * c->wrow_len;
@@ -274,20 +295,22 @@ static void quant_rows(mome_ctx *c, enum mome_dtype wt, const float *X, int64_t 
  * tinyBLAS for batches (per-lane chains of period 16) and with
  * ggml_vec_dot_f32 for one token (period 64). */
 #define ATT_MAX_D 256
-static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth) {
-    const llama_hparams *hp = &c->m->hp;
+static void attention(mome_ctx *w, const fwd_row *rows, int l, int T, int ith, int nth) {
+    const llama_hparams *hp = &w->m->hp;
     const int H = hp->n_head, D = hp->head_dim, G = hp->n_head / hp->n_head_kv;
     const size_t KV = (size_t)hp->n_head_kv * D;
     const float scale = 1.0f / sqrtf((float)D);
-    const int period = T == 1 ? 64 : 16;
-    float *sc = c->scores + (size_t)ith * c->n_ctx;
     float acc[64 * ATT_MAX_D];
-    const float *kc = c->k_cache + (size_t)l * c->n_ctx * KV;
-    const float *vc = c->v_cache + (size_t)l * c->n_ctx * KV;
     for (int64_t job = ith; job < (int64_t)T * H; job += nth) {
         const int t = (int)(job / H), h = (int)(job % H), kvh = h / G;
-        const int32_t np = pos0 + t + 1; /* causal: positions 0..pos0+t */
-        const float *q = c->q + (size_t)t * H * D + (size_t)h * D;
+        const mome_ctx *c = rows[t].c;
+        /* a sequence's only row takes llama.cpp's one-token path */
+        const int period = rows[t].solo ? 64 : 16;
+        float *sc = c->scores + (size_t)ith * c->n_ctx;
+        const float *kc = c->k_cache + (size_t)l * c->n_ctx * KV;
+        const float *vc = c->v_cache + (size_t)l * c->n_ctx * KV;
+        const int32_t np = rows[t].pos + 1; /* causal: positions 0..pos */
+        const float *q = w->q + (size_t)t * H * D + (size_t)h * D;
         float mx = -INFINITY;
         for (int32_t p = 0; p < np; p++) {
             const float s = qm_dot_f32(D, kc + (size_t)p * KV + (size_t)kvh * D, q) * scale;
@@ -297,7 +320,7 @@ static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth)
         const double sum = qm_softmax_exp(np, sc, mx);
         const float inv = (float)(1.0 / sum);
         for (int32_t p = 0; p < np; p++) sc[p] *= inv;
-        float *o = c->att + (size_t)t * H * D + (size_t)h * D;
+        float *o = w->att + (size_t)t * H * D + (size_t)h * D;
         if (D <= ATT_MAX_D) {
             qm_kqv(np, sc, vc + (size_t)kvh * D, KV, D, period, o, acc);
         } else {
@@ -310,13 +333,21 @@ static void attention(mome_ctx *c, int l, int T, int32_t pos0, int ith, int nth)
     }
 }
 
+/* RoPE on the first n_rot dims of each of nh heads, in the architecture's
+ * mode (adjacent pairs, or NEOX halves). */
 static void rope_row(float *x, int nh, int D, int n_rot, const float *cs, const float *sn) {
     for (int h = 0; h < nh; h++) qm_rope(n_rot / 2, x + (size_t)h * D, cs, sn);
 }
 
-/* One chunk of T <= n_batch tokens at positions pos0.. . Logit rows go to
- * c->logits + out_row * V (all T rows if all_logits, else only the last). */
-static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, int logits_mode, int out_row) {
+/* One pass over the T <= c->n_batch rows in c->rows (one token each, of c
+ * or of other contexts of the same model; see fwd_row), with c's buffers.
+ * The rows of one context are consecutive positions in order. Logit rows
+ * go to c->logits + out_row * V (logits_mode 2: all T rows, 1: only the
+ * last, 0: none). Every row's arithmetic is independent of the other rows
+ * (quant_matmul gives each activation row the same bits whatever their
+ * number), so a row's results do not depend on what shares its pass. */
+static void forward_chunk(mome_ctx *c, int T, int logits_mode, int out_row) {
+    const fwd_row *rows = c->rows;
     const int all_logits = logits_mode == 2;
     const mome_model *m = c->m;
     const llama_hparams *hp = &m->hp;
@@ -333,9 +364,11 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
         ta = (int64_t)T * ith / nth;
         tb = (int64_t)T * (ith + 1) / nth;
 
-        for (int64_t t = ta; t < tb; t++)
-            quant_dequantize_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tok[t] * m->tok_embd.row_bytes,
+        for (int64_t t = ta; t < tb; t++) {
+            const int32_t tok = rows[t].c->tokens[rows[t].pos];
+            quant_dequantize_row(m->tok_embd.type, (const char *)m->tok_embd.data + (size_t)tok * m->tok_embd.row_bytes,
                                  c->x + t * C, C);
+        }
 
         for (int l = 0; l < hp->n_layer; l++) {
             const llama_layer *L = &m->layers[l];
@@ -344,16 +377,24 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
                     float *x = c->x + t * C, *d = c->xn + t * C;
                     for (int64_t i = 0; i < C; i++) x[i] += d[i];
                 }
-                if (l == c->capture_layer && c->capture)
-                    memcpy(c->capture + t * C, c->x + t * C, (size_t)C * sizeof(float));
-                if (c->mem && l == c->mem->key_layer)
-                    memcpy(c->mrows + (size_t)(pos0 + t) * C, c->x + t * C, (size_t)C * sizeof(float));
+                mome_ctx *rc = rows[t].c;
+                if (l == rc->capture_layer && rc->capture)
+                    memcpy(rc->capture + (size_t)rows[t].i * C, c->x + t * C, (size_t)C * sizeof(float));
+                if (rc->mem && l == rc->mem->key_layer)
+                    memcpy(rc->mrows + (size_t)rows[t].pos * C, c->x + t * C, (size_t)C * sizeof(float));
             }
-            if (c->mem && l == c->mem->value_layer) {
+            int value_block = 0;
+            for (int t = 0; t < T && !value_block; t++)
+                value_block = rows[t].c->mem && l == rows[t].c->mem->value_layer;
+            if (value_block) {
                 /* routing runs in token order on one thread; it is a few
                  * vector operations per token and one search per question */
 #pragma omp barrier
-                if (ith == 0) memory_rows(c, T, pos0);
+                if (ith == 0)
+                    for (int t = 0; t < T; t++) {
+                        mome_ctx *rc = rows[t].c;
+                        if (rc->mem && l == rc->mem->value_layer) memory_row(rc, rows[t].pos, c->x + (size_t)t * C);
+                    }
 #pragma omp barrier
             }
             for (int64_t t = ta; t < tb; t++) rmsnorm(c->xn + t * C, c->x + t * C, L->attn_norm, C, eps);
@@ -375,15 +416,17 @@ static void forward_chunk(mome_ctx *c, const int32_t *tok, int T, int32_t pos0, 
             mm(&L->wv, c, T, c->v, ith, nth);
 #pragma omp barrier
             for (int64_t t = ta; t < tb; t++) {
-                const size_t p = (size_t)(pos0 + t);
-                rope_row(c->q + t * HD, hp->n_head, (int)D, hp->n_rot, c->rope_cos + p * half, c->rope_sin + p * half);
-                rope_row(c->k + t * KV, hp->n_head_kv, (int)D, hp->n_rot, c->rope_cos + p * half, c->rope_sin + p * half);
-                const size_t off = ((size_t)l * c->n_ctx + p) * (size_t)KV;
-                memcpy(c->k_cache + off, c->k + t * KV, (size_t)KV * sizeof(float));
-                memcpy(c->v_cache + off, c->v + t * KV, (size_t)KV * sizeof(float));
+                mome_ctx *rc = rows[t].c;
+                const size_t p = (size_t)rows[t].pos;
+                const float *cs = rc->rope_cos + p * half, *sn = rc->rope_sin + p * half;
+                rope_row(c->q + t * HD, hp->n_head, (int)D, hp->n_rot, cs, sn);
+                rope_row(c->k + t * KV, hp->n_head_kv, (int)D, hp->n_rot, cs, sn);
+                const size_t off = ((size_t)l * rc->n_ctx + p) * (size_t)KV;
+                memcpy(rc->k_cache + off, c->k + t * KV, (size_t)KV * sizeof(float));
+                memcpy(rc->v_cache + off, c->v + t * KV, (size_t)KV * sizeof(float));
             }
 #pragma omp barrier
-            attention(c, l, T, pos0, ith, nth);
+            attention(c, rows, l, T, ith, nth);
 #pragma omp barrier
             for (int64_t t = ta; t < tb; t++) qact(c, L->wo.type, c->att + t * HD, t, HD);
 #pragma omp barrier
@@ -441,8 +484,14 @@ static void decode_range(mome_ctx *c, int32_t pos0, int n, int logits_mode) {
     c->n_past = pos0;
     for (int done = 0; done < n;) {
         const int T = n - done < c->n_batch ? n - done : c->n_batch, last = done + T == n;
-        if (logits_mode == 2) forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, 2, done);
-        else forward_chunk(c, c->tokens + pos0 + done, T, pos0 + done, last ? logits_mode : 0, 0);
+        for (int t = 0; t < T; t++) {
+            c->rows[t].c = c;
+            c->rows[t].pos = pos0 + done + t;
+            c->rows[t].i = t;
+            c->rows[t].solo = T == 1;
+        }
+        if (logits_mode == 2) forward_chunk(c, T, 2, done);
+        else forward_chunk(c, T, last ? logits_mode : 0, 0);
         done += T;
         c->n_past = pos0 + done;
     }
@@ -480,5 +529,62 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
     else if (c->mem_valid > pos0) c->mem_valid = pos0;
     c->n_logits = rows;
     c->logits_all = all_logits;
+    return MOME_OK;
+}
+
+int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n) {
+    if (!ctxs || !tokens || n <= 0) return mome_seterr_code(MOME_ERR_ARG, "mome_decode_batch: no tokens");
+    mome_ctx *w = ctxs[0];
+    const llama_hparams *hp = &w->m->hp;
+    if (n > w->n_batch)
+        return mome_seterr_code(MOME_ERR_ARG, "mome_decode_batch: %d rows exceed the first context's n_batch %d", n,
+                                w->n_batch);
+    for (int i = 0; i < n; i++) {
+        const mome_ctx *c = ctxs[i];
+        if (!c || c->m != w->m || c->n_threads != w->n_threads || c->f32_matmul != w->f32_matmul)
+            return mome_seterr_code(MOME_ERR_ARG,
+                                    "mome_decode_batch: context %d is not of the same model, thread count and matmul mode",
+                                    i);
+        for (int j = 0; j < i; j++)
+            if (ctxs[j] == c) return mome_seterr_code(MOME_ERR_ARG, "mome_decode_batch: context %d repeats context %d", i, j);
+        if (c->n_past >= c->n_ctx)
+            return mome_seterr_code(MOME_ERR_ARG, "context full: context %d holds %d tokens of %d", i, c->n_past, c->n_ctx);
+        if (tokens[i] < 0 || tokens[i] >= hp->n_vocab)
+            return mome_seterr_code(MOME_ERR_ARG, "token id %d at index %d is out of range [0, %d)", tokens[i], i,
+                                    hp->n_vocab);
+    }
+    if (n > w->n_logits_cap) {
+        float *nl = mome_aligned_alloc((size_t)n * hp->n_vocab * sizeof(float));
+        if (!nl) return MOME_ERR_NOMEM;
+        free(w->logits);
+        w->logits = nl;
+        w->n_logits_cap = n;
+    }
+    for (int i = 0; i < n; i++) {
+        mome_ctx *c = ctxs[i];
+        const int32_t pos = c->n_past;
+        c->dec_pos = -1;
+        c->dec_fact = -1;
+        /* as in mome_decode: routing states for a memory attached later */
+        if (c->mem && c->mem_valid < pos) decode_range(c, c->mem_valid, pos - c->mem_valid, 0);
+        c->tokens[pos] = tokens[i];
+    }
+    for (int i = 0; i < n; i++) {
+        w->rows[i].c = ctxs[i];
+        w->rows[i].pos = ctxs[i]->n_past;
+        w->rows[i].i = 0;
+        w->rows[i].solo = 1;
+    }
+    forward_chunk(w, n, 2, 0);
+    for (int i = 0; i < n; i++) {
+        mome_ctx *c = ctxs[i];
+        const int32_t pos = c->n_past;
+        c->n_past = pos + 1;
+        if (c->mem) c->mem_valid = pos + 1;
+        else if (c->mem_valid > pos) c->mem_valid = pos;
+        if (i > 0) memcpy(c->logits, w->logits + (size_t)i * hp->n_vocab, (size_t)hp->n_vocab * sizeof(float));
+        c->n_logits = 1;
+        c->logits_all = 0;
+    }
     return MOME_OK;
 }

@@ -107,6 +107,7 @@ struct mome_ctx {
     float dec_score;
     float *dec_keys;     /* (2C) if set: the pool and last keys of the last decision row */
     int32_t *tokens;     /* (n_ctx) the tokens in the cache */
+    struct fwd_row *rows; /* (n_batch) the rows of a forward pass using this context's buffers */
     int capture_layer;   /* copy the input of this block to capture, or -1 */
     float *capture;      /* (n_batch, C) */
 };

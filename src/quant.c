@@ -1017,6 +1017,21 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
     }
 }
 
+void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
+                       const void *A, size_t a_stride, int nt, float *Y, int64_t ldy,
+                       int64_t r0, int64_t r1) {
+    const quant_traits *tr = quant_get_traits((uint32_t)wt);
+    if (!tr || !tr->supported || n <= 0 || n % tr->blck || nt <= 0) return;
+    const quant_kernels *k = kernels();
+    if (nt == 1 || !k->dot4[wt] || k->dot4_exact[wt]) {
+        quant_matmul(wt, n, W, w_stride, A, a_stride, nt, Y, ldy, r0, r1);
+        return;
+    }
+    for (int t = 0; t < nt; t++)
+        quant_matmul(wt, n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, 1, Y + (int64_t)t * ldy,
+                     ldy, r0, r1);
+}
+
 /* ---------------------------------------------- f32 math, dispatched */
 
 void qm_swiglu(int64_t n, float *g, const float *u) { kernels()->swiglu(n, g, u); }

@@ -678,6 +678,9 @@ void quant_avx2_fill(quant_kernels *k) {
     k->dot4[MOME_DTYPE_Q8_0] = d4_q8_0;
     k->rows4[MOME_DTYPE_Q4_1] = r4_q4_1;
     k->rows4[MOME_DTYPE_Q8_0] = r4_q8_0;
+    /* the F32 and Q4_0 tiles keep llamafile's accumulator layout, not vec_dot's */
+    k->dot4_exact[MOME_DTYPE_Q4_1] = 1;
+    k->dot4_exact[MOME_DTYPE_Q8_0] = 1;
     k->quant_act[MOME_DTYPE_Q8_0] = qa_q8_0;
     k->quant_act[MOME_DTYPE_Q8_1] = qa_q8_1;
     k->quant_act[MOME_DTYPE_Q8_K] = qa_q8_K;

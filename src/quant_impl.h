@@ -125,6 +125,8 @@ typedef struct quant_kernels {
     qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
     qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
     qk_rows4_fn rows4[MOME_DTYPE_COUNT];        /* by weight type, one token; NULL = use vec_dot */
+    uint8_t dot4_exact[MOME_DTYPE_COUNT];       /* 1: dot4's out[t] equals vec_dot on token t bit for
+                                                   bit (else the tile sums in another order) */
     /* f32 math of the forward pass, in ggml's order (see qm_* below) */
     void (*swiglu)(int64_t n, float *g, const float *u);
     float (*dot_f32)(int64_t n, const float *x, const float *y);
