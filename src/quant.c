@@ -1023,11 +1023,13 @@ void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_st
     const quant_traits *tr = quant_get_traits((uint32_t)wt);
     if (!tr || !tr->supported || n <= 0 || n % tr->blck || nt <= 0) return;
     const quant_kernels *k = kernels();
-    if (nt == 1 || !k->dot4[wt] || k->dot4_exact[wt]) {
-        quant_matmul(wt, n, W, w_stride, A, a_stride, nt, Y, ldy, r0, r1);
-        return;
+    int t = 0;
+    if (k->dot4[wt] && k->dot4_exact[wt] && nt >= 4) {
+        /* whole 4-token tiles; the tokens left take the one-token kernels */
+        t = nt & ~3;
+        quant_matmul(wt, n, W, w_stride, A, a_stride, t, Y, ldy, r0, r1);
     }
-    for (int t = 0; t < nt; t++)
+    for (; t < nt; t++)
         quant_matmul(wt, n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, 1, Y + (int64_t)t * ldy,
                      ldy, r0, r1);
 }

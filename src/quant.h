@@ -92,7 +92,8 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
 /* quant_matmul for rows that are one token each of different sequences
  * (batched decoding): every activation row t gets the bits quant_matmul
  * gives it alone (nt == 1), whatever nt. Types whose 4-token tiles sum in
- * vec_dot's order keep the tiles; the others take 4-row tiles per token. */
+ * vec_dot's order keep them for whole groups of 4 tokens; the other
+ * tokens take the one-token kernels (4-row tiles) one by one. */
 void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
                        const void *A, size_t a_stride, int nt, float *Y, int64_t ldy,
                        int64_t r0, int64_t r1);
