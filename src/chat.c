@@ -7,7 +7,8 @@
  * (<|start_header_id|>), Llama-2 ([INST]), Gemma (<start_of_turn>), Phi-3
  * (<|end|>). A model without a template gets ChatML, as in llama.cpp.
  * Like llama.cpp, a default system message written inside a template's Jinja
- * code is not injected.
+ * code is not injected; mome_chat_default_system finds it for callers that
+ * want it (mome run/chat --default-system).
  */
 #include <stdarg.h>
 #include <string.h>
@@ -117,6 +118,50 @@ char *mome_chat_format(const mome_model *m, const mome_chat_msg *msgs, int n, in
         return NULL;
     }
     return b.p;
+}
+
+/* The default system message a ChatML template writes when the conversation
+ * has none: the first Jinja string literal (quoted with ' or ") whose text
+ * starts with "<|im_start|>system\n" and holds "<|im_end|>" (Qwen2.5:
+ * "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
+ * SmolLM2: "You are a helpful AI assistant named SmolLM, ..."). A literal
+ * that is concatenated with something else ('... + messages[0]...') is the
+ * given system message, not a default, and has no <|im_end|> of its own. */
+char *mome_chat_default_system(const mome_model *m) {
+    const char *t = m->chat_template;
+    if (!t || detect(t) != CHAT_CHATML) return NULL;
+    static const char head[] = "<|im_start|>system";
+    for (const char *p = t; (p = strstr(p, head)) != NULL; p += sizeof head - 1) {
+        if (p == t || (p[-1] != '\'' && p[-1] != '"')) continue; /* not the start of a literal */
+        const char quote = p[-1];
+        const char *q = p + sizeof head - 1;
+        /* the newline after the role, escaped in the Jinja source or not */
+        if (q[0] == '\\' && q[1] == 'n') q += 2;
+        else if (q[0] == '\n') q += 1;
+        else continue;
+        sbuf b = {0};
+        sb_put(&b, "");
+        int ok = 0;
+        for (; *q && *q != quote; q++) {
+            if (strncmp(q, "<|im_end|>", 10) == 0) {
+                ok = 1;
+                break;
+            }
+            char ch[2] = {*q, 0};
+            if (*q == '\\' && q[1]) {
+                q++;
+                ch[0] = *q == 'n' ? '\n' : *q == 't' ? '\t' : *q;
+            }
+            sb_put(&b, ch);
+        }
+        if (ok && !b.oom && b.n > 0) return b.p;
+        free(b.p);
+        if (b.oom) {
+            mome_seterr_code(MOME_ERR_NOMEM, "out of memory reading the chat template");
+            return NULL;
+        }
+    }
+    return NULL;
 }
 
 int32_t mome_token_eot(const mome_model *m) {

@@ -9,8 +9,10 @@
  *
  * Per block: x += Wo·attn(rope(Wq·n(x)), rope(Wk·n(x)), Wv·n(x));
  *            x += Wdown·(silu(Wgate·n(x)) * Wup·n(x)), n = RMSNorm.
- * The residual add is fused into the next norm. RoPE is llama's "normal"
- * mode (adjacent pairs), with cos/sin tables computed like ggml (theta
+ * The residual add is fused into the next norm. Q/K/V biases are added
+ * where the architecture has them (model.c's tables). RoPE is llama's
+ * "normal" mode (adjacent pairs) or NEOX (halves) as the architecture says,
+ * with cos/sin tables computed like ggml (theta
  * multiplied by base^(-2/n_rot) step by step, in float). The KV cache is f32,
  * laid out (L, n_ctx, Hkv*D), so one position of one layer is contiguous.
  * Activations are quantized once per matrix input to the weight's
@@ -82,6 +84,8 @@ static void rope_tables(mome_ctx *c) {
 int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     *out = NULL;
     const llama_hparams *hp = &m->hp;
+    if (!m->arch)
+        return mome_seterr_code(MOME_ERR_ARG, "%s: the model was loaded without its weights (vocab_only)", m->path);
     mome_ctx *c = calloc(1, sizeof *c);
     if (!c) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     c->m = m;
@@ -335,8 +339,17 @@ static void attention(mome_ctx *w, const fwd_row *rows, int l, int T, int ith, i
 
 /* RoPE on the first n_rot dims of each of nh heads, in the architecture's
  * mode (adjacent pairs, or NEOX halves). */
-static void rope_row(float *x, int nh, int D, int n_rot, const float *cs, const float *sn) {
-    for (int h = 0; h < nh; h++) qm_rope(n_rot / 2, x + (size_t)h * D, cs, sn);
+static void rope_row(float *x, int nh, int D, int n_rot, int neox, const float *cs, const float *sn) {
+    for (int h = 0; h < nh; h++) {
+        if (neox) qm_rope_neox(n_rot / 2, x + (size_t)h * D, cs, sn);
+        else qm_rope(n_rot / 2, x + (size_t)h * D, cs, sn);
+    }
+}
+
+/* y[i] += b[i] (the Q/K/V biases some architectures have; NULL: none) */
+static void add_bias(float *y, const float *b, int64_t n) {
+    if (b)
+        for (int64_t i = 0; i < n; i++) y[i] += b[i];
 }
 
 /* One pass over the T <= c->n_batch rows in c->rows (one token each, of c
@@ -419,8 +432,11 @@ static void forward_chunk(mome_ctx *c, int T, int logits_mode, int out_row) {
                 mome_ctx *rc = rows[t].c;
                 const size_t p = (size_t)rows[t].pos;
                 const float *cs = rc->rope_cos + p * half, *sn = rc->rope_sin + p * half;
-                rope_row(c->q + t * HD, hp->n_head, (int)D, hp->n_rot, cs, sn);
-                rope_row(c->k + t * KV, hp->n_head_kv, (int)D, hp->n_rot, cs, sn);
+                add_bias(c->q + t * HD, L->bq, HD);
+                add_bias(c->k + t * KV, L->bk, KV);
+                add_bias(c->v + t * KV, L->bv, KV);
+                rope_row(c->q + t * HD, hp->n_head, (int)D, hp->n_rot, hp->rope_neox, cs, sn);
+                rope_row(c->k + t * KV, hp->n_head_kv, (int)D, hp->n_rot, hp->rope_neox, cs, sn);
                 const size_t off = ((size_t)l * rc->n_ctx + p) * (size_t)KV;
                 memcpy(rc->k_cache + off, c->k + t * KV, (size_t)KV * sizeof(float));
                 memcpy(rc->v_cache + off, c->v + t * KV, (size_t)KV * sizeof(float));

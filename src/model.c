@@ -9,6 +9,7 @@
 #include "model.h"
 
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -80,9 +81,12 @@ static int bind_mat(mome_model *m, const char *name, int64_t n_in, int64_t n_out
 }
 
 /* Binds a vector tensor of n elements, converted to a new f32 array. */
-static int bind_vec(mome_model *m, const char *name, int64_t n, float **out) {
+static int bind_vec(mome_model *m, const char *name, int64_t n, float **out, int required) {
     const gguf_tensor *t = gguf_find_tensor(m->gguf, name);
-    if (!t) return mome_seterr_code(MOME_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
+    if (!t) {
+        if (!required) return 1;
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: tensor '%s' is missing", m->path, name);
+    }
     if (t->n_dims != 1 || t->ne[0] != n)
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: tensor '%s' has %lld elements, expected %lld", m->path, name,
                                 (long long)t->ne[0], (long long)n);
@@ -104,29 +108,175 @@ static char *dup_str(gguf_str s) {
     return p;
 }
 
+/* ------------------------------------------------------------ architectures
+ *
+ * An architecture is data: the metadata keys of its hyperparameters (under
+ * "<arch>.") and the tensors of a block, each with its shape in terms of the
+ * hyperparameters and whether it is required, plus the few switches of the
+ * forward pass (RoPE mode). The forward pass has no per-architecture code: a
+ * bias pointer is NULL or not, the rope mode is a flag. Adding an
+ * architecture whose graph is a llama block with such variations is a new
+ * table below; see docs/ARCHITECTURE.md. */
+
+/* A tensor dimension in terms of the hyperparameters. */
+enum dim { DIM_C, DIM_F, DIM_Q /* H*D */, DIM_KV /* Hkv*D */ };
+
+enum tensor_kind {
+    T_MAT, /* a matrix (n_out, n_in) viewed in place, any supported type */
+    T_VEC  /* a vector of n_in elements converted to f32 (norms, biases) */
+};
+
+typedef struct tensor_def {
+    const char *name;      /* after "blk.N." */
+    enum tensor_kind kind;
+    enum dim in, out;      /* T_VEC: in is the length */
+    size_t field;          /* offsetof(llama_layer, ...): qmat for T_MAT, float * for T_VEC */
+    int required;          /* 0: may be absent (the field stays NULL / zero) */
+} tensor_def;
+
+#define MAT(nm, fld, i, o, req) {nm ".weight", T_MAT, i, o, offsetof(llama_layer, fld), req}
+#define VEC(nm, fld, n, req) {nm, T_VEC, n, DIM_C, offsetof(llama_layer, fld), req}
+/* the llama block; Q/K/V biases optional, as llama.cpp loads them */
+static const tensor_def k_llama_block[] = {
+    VEC("attn_norm.weight", attn_norm, DIM_C, 1),
+    MAT("attn_q", wq, DIM_C, DIM_Q, 1),
+    MAT("attn_k", wk, DIM_C, DIM_KV, 1),
+    MAT("attn_v", wv, DIM_C, DIM_KV, 1),
+    VEC("attn_q.bias", bq, DIM_Q, 0),
+    VEC("attn_k.bias", bk, DIM_KV, 0),
+    VEC("attn_v.bias", bv, DIM_KV, 0),
+    MAT("attn_output", wo, DIM_Q, DIM_C, 1),
+    VEC("ffn_norm.weight", ffn_norm, DIM_C, 1),
+    MAT("ffn_gate", w_gate, DIM_C, DIM_F, 1),
+    MAT("ffn_up", w_up, DIM_C, DIM_F, 1),
+    MAT("ffn_down", w_down, DIM_F, DIM_C, 1),
+};
+/* qwen2: the llama block with Q/K/V biases, which every Qwen2 checkpoint has */
+static const tensor_def k_qwen2_block[] = {
+    VEC("attn_norm.weight", attn_norm, DIM_C, 1),
+    MAT("attn_q", wq, DIM_C, DIM_Q, 1),
+    MAT("attn_k", wk, DIM_C, DIM_KV, 1),
+    MAT("attn_v", wv, DIM_C, DIM_KV, 1),
+    VEC("attn_q.bias", bq, DIM_Q, 1),
+    VEC("attn_k.bias", bk, DIM_KV, 1),
+    VEC("attn_v.bias", bv, DIM_KV, 1),
+    MAT("attn_output", wo, DIM_Q, DIM_C, 1),
+    VEC("ffn_norm.weight", ffn_norm, DIM_C, 1),
+    MAT("ffn_gate", w_gate, DIM_C, DIM_F, 1),
+    MAT("ffn_up", w_up, DIM_C, DIM_F, 1),
+    MAT("ffn_down", w_down, DIM_F, DIM_C, 1),
+};
+#undef MAT
+#undef VEC
+
+/* Hyperparameter keys, "<arch>." + key. */
+typedef struct hparam_def {
+    const char *key;
+    size_t field;          /* offsetof(llama_hparams, ...) */
+    int is_float;          /* 0: int32_t read from a u32, 1: float */
+    int required;
+    double dflt;           /* when absent and not required; NAN: the derived default below */
+    int32_t lo, hi;        /* range of an integer */
+} hparam_def;
+
+#define HI(k, fld, req, d, lo, hi) {k, offsetof(llama_hparams, fld), 0, req, d, lo, hi}
+#define HF(k, fld, req, d) {k, offsetof(llama_hparams, fld), 1, req, d, 0, 0}
+static const hparam_def k_llama_hparams[] = {
+    HI("context_length", n_ctx_train, 0, 2048, 1, 1 << 24),
+    HI("embedding_length", n_embd, 1, 0, 1, 1 << 20),
+    HI("block_count", n_layer, 1, 0, 1, 4096),
+    HI("feed_forward_length", n_ff, 1, 0, 1, 1 << 20),
+    HI("attention.head_count", n_head, 1, 0, 1, 4096),
+    HI("attention.head_count_kv", n_head_kv, 0, NAN, 1, 4096),  /* default: head_count */
+    HI("rope.dimension_count", n_rot, 0, NAN, 2, 1 << 20),      /* default: head dim */
+    HF("rope.freq_base", rope_base, 0, 10000.0),
+    HF("attention.layer_norm_rms_epsilon", rms_eps, 0, 1e-5),
+};
+/* qwen2: llama.cpp requires the epsilon (Qwen2 uses 1e-6, not llama's 1e-5) */
+static const hparam_def k_qwen2_hparams[] = {
+    HI("context_length", n_ctx_train, 0, 2048, 1, 1 << 24),
+    HI("embedding_length", n_embd, 1, 0, 1, 1 << 20),
+    HI("block_count", n_layer, 1, 0, 1, 4096),
+    HI("feed_forward_length", n_ff, 1, 0, 1, 1 << 20),
+    HI("attention.head_count", n_head, 1, 0, 1, 4096),
+    HI("attention.head_count_kv", n_head_kv, 0, NAN, 1, 4096),
+    HI("rope.dimension_count", n_rot, 0, NAN, 2, 1 << 20),
+    HF("rope.freq_base", rope_base, 0, 10000.0),
+    HF("attention.layer_norm_rms_epsilon", rms_eps, 1, 0),
+};
+#undef HI
+#undef HF
+
+typedef struct arch_def {
+    const char *name;              /* general.architecture */
+    const hparam_def *hparams;
+    int n_hparams;
+    const tensor_def *block;       /* the tensors of one block */
+    int n_block;
+    int rope_neox;                 /* llama.cpp's rope type: 0 NORM, 1 NEOX */
+} arch_def;
+
+#define N_OF(a) (int)(sizeof(a) / sizeof((a)[0]))
+/* token_embd, output_norm and output (absent: tied to token_embd) are common */
+static const arch_def k_archs[] = {
+    {"llama", k_llama_hparams, N_OF(k_llama_hparams), k_llama_block, N_OF(k_llama_block), 0},
+    {"mistral", k_llama_hparams, N_OF(k_llama_hparams), k_llama_block, N_OF(k_llama_block), 0},
+    {"qwen2", k_qwen2_hparams, N_OF(k_qwen2_hparams), k_qwen2_block, N_OF(k_qwen2_block), 1},
+};
+
+static const arch_def *find_arch(const char *name) {
+    for (int i = 0; i < N_OF(k_archs); i++)
+        if (strcmp(k_archs[i].name, name) == 0) return &k_archs[i];
+    return NULL;
+}
+
+/* "llama, mistral, qwen2" */
+static void arch_list(char *buf, size_t n) {
+    buf[0] = 0;
+    for (int i = 0; i < N_OF(k_archs); i++) {
+        size_t k = strlen(buf);
+        snprintf(buf + k, n - k, "%s%s", i ? ", " : "", k_archs[i].name);
+    }
+}
+
+/* The architecture name of the file into arch (truncated to 63 bytes). */
+static int read_arch_name(const mome_model *m, char *arch, size_t n) {
+    gguf_str arch_s;
+    int r = gguf_get_str(m->gguf, "general.architecture", &arch_s);
+    if (r < 0) return -1;
+    if (r == 0) return mome_seterr_code(MOME_ERR_FORMAT, "%s: missing metadata 'general.architecture'", m->path);
+    snprintf(arch, n, "%.*s", (int)(arch_s.len < 60 ? arch_s.len : 60), arch_s.ptr);
+    for (char *p = arch; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) *p = '?'; /* one printable line */
+    return 0;
+}
+
 static int load_hparams(mome_model *m) {
     const gguf_file *f = m->gguf;
     llama_hparams *hp = &m->hp;
-    gguf_str arch_s;
-    int r = gguf_get_str(f, "general.architecture", &arch_s);
-    if (r < 0) return -1;
-    if (r == 0) return mome_seterr_code(MOME_ERR_FORMAT, "%s: missing metadata 'general.architecture'", m->path);
-    char arch[64];
-    snprintf(arch, sizeof arch, "%.*s", (int)(arch_s.len < 60 ? arch_s.len : 60), arch_s.ptr);
-    /* These architectures share llama's graph (RMSNorm, RoPE, GQA, SwiGLU). */
-    if (strcmp(arch, "llama") != 0 && strcmp(arch, "mistral") != 0)
-        return mome_seterr_code(MOME_ERR_UNSUPPORTED,
-                                "%s: architecture '%s' is not supported (mome runs llama-family models: llama, mistral)",
-                                m->path, arch);
-    const int32_t BIG = 1 << 20;
-    hp->n_ctx_train = 2048;
-    if (hp_int(f, arch, "context_length", &hp->n_ctx_train, 0, 1, 1 << 24)) return -1;
-    if (hp_int(f, arch, "embedding_length", &hp->n_embd, 1, 1, BIG)) return -1;
-    if (hp_int(f, arch, "block_count", &hp->n_layer, 1, 1, 4096)) return -1;
-    if (hp_int(f, arch, "feed_forward_length", &hp->n_ff, 1, 1, BIG)) return -1;
-    if (hp_int(f, arch, "attention.head_count", &hp->n_head, 1, 1, 4096)) return -1;
-    hp->n_head_kv = hp->n_head;
-    if (hp_int(f, arch, "attention.head_count_kv", &hp->n_head_kv, 0, 1, 4096)) return -1;
+    const arch_def *a = m->arch;
+    const char *arch = a->name;
+    for (int i = 0; i < a->n_hparams; i++) {
+        const hparam_def *d = &a->hparams[i];
+        if (d->is_float) {
+            float *dst = (float *)((char *)hp + d->field);
+            float v = (float)d->dflt;
+            if (d->required) {
+                char name[128];
+                snprintf(name, sizeof name, "%s.%s", arch, d->key);
+                int r = gguf_get_f32(f, name, &v);
+                if (r < 0) return -1;
+                if (r == 0) return mome_seterr_code(MOME_ERR_FORMAT, "%s: missing metadata '%s'", f->path, name);
+            }
+            if (hp_float(f, arch, d->key, &v)) return -1;
+            *dst = v;
+        } else {
+            int32_t *dst = (int32_t *)((char *)hp + d->field);
+            *dst = isnan(d->dflt) ? -1 : (int32_t)d->dflt;
+            if (hp_int(f, arch, d->key, dst, d->required, d->lo, d->hi)) return -1;
+        }
+    }
+    if (hp->n_head_kv < 0) hp->n_head_kv = hp->n_head;
     if (hp->n_embd % hp->n_head != 0)
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: embedding_length %d is not a multiple of head_count %d", m->path,
                                 hp->n_embd, hp->n_head);
@@ -135,17 +285,16 @@ static int load_hparams(mome_model *m) {
                                 hp->n_head, hp->n_head_kv);
     hp->head_dim = hp->n_embd / hp->n_head;
     int32_t kl = hp->head_dim;
-    if (hp_int(f, arch, "attention.key_length", &kl, 0, 1, BIG)) return -1;
+    if (hp_int(f, arch, "attention.key_length", &kl, 0, 1, 1 << 20)) return -1;
     if (kl != hp->head_dim)
         return mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: attention.key_length %d != n_embd/n_head %d is not supported",
                                 m->path, kl, hp->head_dim);
-    hp->n_rot = hp->head_dim;
-    if (hp_int(f, arch, "rope.dimension_count", &hp->n_rot, 0, 2, hp->head_dim)) return -1;
+    if (hp->n_rot < 0) hp->n_rot = hp->head_dim;
+    if (hp->n_rot > hp->head_dim)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: rope.dimension_count %d exceeds the head dimension %d", m->path,
+                                hp->n_rot, hp->head_dim);
     if (hp->n_rot % 2) return mome_seterr_code(MOME_ERR_FORMAT, "%s: rope.dimension_count %d is odd", m->path, hp->n_rot);
-    hp->rope_base = 10000.0f;
-    if (hp_float(f, arch, "rope.freq_base", &hp->rope_base)) return -1;
-    hp->rms_eps = 1e-5f;
-    if (hp_float(f, arch, "attention.layer_norm_rms_epsilon", &hp->rms_eps)) return -1;
+    hp->rope_neox = a->rope_neox;
     hp->rope_scale = 1.0f;
     {
         char key[128];
@@ -168,37 +317,39 @@ static int load_hparams(mome_model *m) {
     return 0;
 }
 
+static int64_t dim_value(const llama_hparams *hp, enum dim d) {
+    switch (d) {
+    case DIM_C: return hp->n_embd;
+    case DIM_F: return hp->n_ff;
+    case DIM_Q: return (int64_t)hp->n_head * hp->head_dim;
+    case DIM_KV: return (int64_t)hp->n_head_kv * hp->head_dim;
+    }
+    return 0;
+}
+
 static int load_weights(mome_model *m) {
     const llama_hparams *hp = &m->hp;
-    const int64_t C = hp->n_embd, F = hp->n_ff, V = hp->n_vocab;
-    const int64_t HD = (int64_t)hp->n_head * hp->head_dim, KV = (int64_t)hp->n_head_kv * hp->head_dim;
-    char name[96];
+    const int64_t C = hp->n_embd, V = hp->n_vocab;
+    char name[128];
     if (bind_mat(m, "token_embd.weight", C, V, &m->tok_embd, 1)) return -1;
-    if (bind_vec(m, "output_norm.weight", C, &m->output_norm)) return -1;
+    if (bind_vec(m, "output_norm.weight", C, &m->output_norm, 1)) return -1;
     int r = bind_mat(m, "output.weight", C, V, &m->output, 0);
     if (r < 0) return -1;
     if (r == 1) m->output = m->tok_embd; /* tied embeddings */
     m->layers = mome_calloc((size_t)hp->n_layer, sizeof(llama_layer));
     if (!m->layers) return MOME_ERR_NOMEM;
+    const arch_def *a = m->arch;
     for (int l = 0; l < hp->n_layer; l++) {
-        llama_layer *L = &m->layers[l];
-#define MAT(field, nm, nin, nout)                                          \
-    snprintf(name, sizeof name, "blk.%d." nm ".weight", l);                \
-    if (bind_mat(m, name, nin, nout, &L->field, 1)) return -1;
-#define VEC(field, nm)                                                     \
-    snprintf(name, sizeof name, "blk.%d." nm ".weight", l);                \
-    if (bind_vec(m, name, C, &L->field)) return -1;
-        VEC(attn_norm, "attn_norm");
-        MAT(wq, "attn_q", C, HD);
-        MAT(wk, "attn_k", C, KV);
-        MAT(wv, "attn_v", C, KV);
-        MAT(wo, "attn_output", HD, C);
-        VEC(ffn_norm, "ffn_norm");
-        MAT(w_gate, "ffn_gate", C, F);
-        MAT(w_up, "ffn_up", C, F);
-        MAT(w_down, "ffn_down", F, C);
-#undef MAT
-#undef VEC
+        char *L = (char *)&m->layers[l];
+        for (int i = 0; i < a->n_block; i++) {
+            const tensor_def *t = &a->block[i];
+            snprintf(name, sizeof name, "blk.%d.%s", l, t->name);
+            if (t->kind == T_MAT)
+                r = bind_mat(m, name, dim_value(hp, t->in), dim_value(hp, t->out), (qmat *)(L + t->field), t->required);
+            else
+                r = bind_vec(m, name, dim_value(hp, t->in), (float **)(L + t->field), t->required);
+            if (r < 0) return -1;
+        }
     }
     return 0;
 }
@@ -213,22 +364,41 @@ int mome_model_load(const char *path, const mome_model_params *p, mome_model **o
     int rc = gguf_open(path, &m->gguf);
     if (rc) goto fail;
     rc = MOME_ERR_FORMAT;
-    if (load_hparams(m)) goto fail;
-    if (tokenizer_load(m->gguf, &m->tok)) goto fail;
-    m->hp.n_vocab = tokenizer_n_vocab(m->tok);
-    {
-        uint32_t vs;
-        char key[64];
-        snprintf(key, sizeof key, "llama.vocab_size");
-        int r = gguf_get_u32(m->gguf, key, &vs);
-        if (r < 0) goto fail;
-        if (r == 1 && (int32_t)vs != m->hp.n_vocab) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: llama.vocab_size %u disagrees with the %d tokens of the vocabulary",
-                             path, vs, m->hp.n_vocab);
+    const int vocab_only = p && p->vocab_only;
+    if (!vocab_only) {
+        char arch[64];
+        if (read_arch_name(m, arch, sizeof arch)) goto fail;
+        m->arch = find_arch(arch);
+        if (!m->arch) {
+            char known[128];
+            arch_list(known, sizeof known);
+            rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: architecture '%s' is not supported (mome runs: %s)", path,
+                                  arch, known);
             goto fail;
         }
+        if (m->gguf->n_tensors == 0) {
+            rc = mome_seterr_code(MOME_ERR_UNSUPPORTED,
+                                  "%s: the file has no weights (a vocabulary-only GGUF: `mome tokenize` reads it)",
+                                  path);
+            goto fail;
+        }
+        if (load_hparams(m)) goto fail;
     }
-    if (load_weights(m)) goto fail;
+    if (tokenizer_load(m->gguf, &m->tok)) goto fail;
+    m->hp.n_vocab = tokenizer_n_vocab(m->tok);
+    if (!vocab_only) {
+        uint32_t vs;
+        char key[96];
+        snprintf(key, sizeof key, "%s.vocab_size", m->arch->name);
+        int r = gguf_get_u32(m->gguf, key, &vs);
+        if (r < 0) goto fail;
+        if (r == 1 && (int64_t)vs != m->hp.n_vocab) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: %s %u disagrees with the %d tokens of the vocabulary", path, key, vs,
+                             m->hp.n_vocab);
+            goto fail;
+        }
+        if (load_weights(m)) goto fail;
+    }
     {
         gguf_str s;
         int r = gguf_get_str(m->gguf, "tokenizer.chat_template", &s);
@@ -251,6 +421,9 @@ void mome_model_free(mome_model *m) {
         for (int l = 0; l < m->hp.n_layer; l++) {
             free(m->layers[l].attn_norm);
             free(m->layers[l].ffn_norm);
+            free(m->layers[l].bq);
+            free(m->layers[l].bk);
+            free(m->layers[l].bv);
         }
     free(m->layers);
     free(m->output_norm);

@@ -27,6 +27,8 @@ typedef struct llama_hparams {
     float rope_base;
     float rope_scale;    /* linear position scaling factor (1 = none) */
     float rms_eps;
+    int rope_neox;       /* 0: rotate adjacent pairs (2i, 2i+1) (llama.cpp's NORM);
+                            1: rotate halves (i, i + n_rot/2) (NEOX: qwen2, ...) */
 } llama_hparams;
 
 /* A matrix W of shape (n_out, n_in): n_out rows of n_in elements, row r at
@@ -44,6 +46,9 @@ typedef struct llama_layer {
     qmat wq;             /* (H*D, C) */
     qmat wk;             /* (Hkv*D, C) */
     qmat wv;             /* (Hkv*D, C) */
+    float *bq;           /* (H*D) bias added to Wq x, or NULL */
+    float *bk;           /* (Hkv*D) or NULL */
+    float *bv;           /* (Hkv*D) or NULL */
     qmat wo;             /* (C, H*D) */
     float *ffn_norm;     /* (C) */
     qmat w_gate;         /* (F, C) */
@@ -51,8 +56,11 @@ typedef struct llama_layer {
     qmat w_down;         /* (C, F) */
 } llama_layer;
 
+struct arch_def;
+
 struct mome_model {
     char *path;
+    const struct arch_def *arch; /* the architecture's description (model.c) */
     gguf_file *gguf;
     tokenizer *tok;
     llama_hparams hp;

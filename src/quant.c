@@ -865,6 +865,16 @@ static void sc_rope(int64_t npairs, float *x, const float *cs, const float *sn) 
     }
 }
 
+/* NEOX mode: the pairs are (x[i], x[i + npairs]) (ggml's rotate_pairs with
+ * n_offset = n_dims/2), same arithmetic as sc_rope */
+static void sc_rope_neox(int64_t npairs, float *x, const float *cs, const float *sn) {
+    for (int64_t i = 0; i < npairs; i++) {
+        const float x0 = x[i], x1 = x[i + npairs], c = cs[i], s = sn[i];
+        x[i] = fmaf(x0, c, -(x1 * s));
+        x[i + npairs] = fmaf(x0, s, x1 * c);
+    }
+}
+
 /* --------------------------------------------------------- kernel table */
 
 /* Tables from the least to the most capable; the best one the CPU runs is
@@ -901,6 +911,7 @@ static void fill_scalar(quant_kernels *k) {
     k->softmax_exp = sc_softmax_exp;
     k->kqv = sc_kqv;
     k->rope = sc_rope;
+    k->rope_neox = sc_rope_neox;
 }
 
 static void init_tables(void) {
@@ -1045,3 +1056,6 @@ void qm_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t
     kernels()->kqv(np, w, v, v_stride, D, period, out, acc);
 }
 void qm_rope(int64_t npairs, float *x, const float *cs, const float *sn) { kernels()->rope(npairs, x, cs, sn); }
+void qm_rope_neox(int64_t npairs, float *x, const float *cs, const float *sn) {
+    kernels()->rope_neox(npairs, x, cs, sn);
+}

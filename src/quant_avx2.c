@@ -663,6 +663,23 @@ static void av_rope(int64_t npairs, float *x, const float *cs, const float *sn) 
     }
 }
 
+static void av_rope_neox(int64_t npairs, float *x, const float *cs, const float *sn) {
+    float *x1p = x + npairs;
+    int64_t i = 0;
+    for (; i + 8 <= npairs; i += 8) {
+        const __m256 x0 = _mm256_loadu_ps(x + i), x1 = _mm256_loadu_ps(x1p + i);
+        const __m256 c = _mm256_loadu_ps(cs + i), s = _mm256_loadu_ps(sn + i);
+        /* fma(x0, c, -(x1*s)) and fma(x0, s, x1*c), as sc_rope_neox */
+        _mm256_storeu_ps(x + i, _mm256_fmsub_ps(x0, c, _mm256_mul_ps(x1, s)));
+        _mm256_storeu_ps(x1p + i, _mm256_fmadd_ps(x0, s, _mm256_mul_ps(x1, c)));
+    }
+    for (; i < npairs; i++) {
+        const float x0 = x[i], x1 = x1p[i], c = cs[i], s = sn[i];
+        x[i] = fmaf(x0, c, -(x1 * s));
+        x1p[i] = fmaf(x0, s, x1 * c);
+    }
+}
+
 void quant_avx2_fill(quant_kernels *k) {
     k->name = "avx2";
     k->vec_dot[MOME_DTYPE_F32] = vd_f32;
@@ -689,4 +706,5 @@ void quant_avx2_fill(quant_kernels *k) {
     k->softmax_exp = av_softmax_exp;
     k->kqv = av_kqv;
     k->rope = av_rope;
+    k->rope_neox = av_rope_neox;
 }

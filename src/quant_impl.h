@@ -134,6 +134,7 @@ typedef struct quant_kernels {
     void (*kqv)(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
                 float *acc);
     void (*rope)(int64_t npairs, float *x, const float *cs, const float *sn);
+    void (*rope_neox)(int64_t npairs, float *x, const float *cs, const float *sn);
 } quant_kernels;
 
 /* ---- f32 math that reproduces llama.cpp's CPU arithmetic bit for bit ----
@@ -155,6 +156,8 @@ typedef struct quant_kernels {
  *                   above). acc: scratch of period * D floats.
  *   qm_rope:        pairs (x0, x1) -> (fma(x0, c, -(x1*s)), fma(x0, s, x1*c)),
  *                   as GCC vectorizes ggml's rotate_pairs.
+ *   qm_rope_neox:   the same with the pairs (x[i], x[i + npairs]) (NEOX mode,
+ *                   rotate_pairs with n_offset = n_dims/2).
  * The scalar code is the reference; the AVX2 code gives identical bits. */
 void qm_swiglu(int64_t n, float *g, const float *u);
 float qm_dot_f32(int64_t n, const float *x, const float *y);
@@ -162,6 +165,7 @@ double qm_softmax_exp(int64_t n, float *x, float max);
 void qm_kqv(int64_t np, const float *w, const float *v, size_t v_stride, int64_t D, int period, float *out,
             float *acc);
 void qm_rope(int64_t npairs, float *x, const float *cs, const float *sn);
+void qm_rope_neox(int64_t npairs, float *x, const float *cs, const float *sn);
 /* one value of ggml_v_expf (AVX-512 variant), scalar */
 float qm_expf(float x);
 

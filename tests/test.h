@@ -117,4 +117,29 @@ static inline const char *test_default_model(void) {
     return buf;
 }
 
+/* Path of a model file in $MOME_MODELS or ./models (e.g. the Qwen files
+ * tools/fetch_qwen.sh fetches). NULL if absent. */
+static inline const char *test_model_file(const char *name) {
+    static char buf[4096];
+    const char *e = getenv("MOME_MODELS");
+    snprintf(buf, sizeof buf, "%s/%s", (e && *e) ? e : "models", name);
+    FILE *f = fopen(buf, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return buf;
+}
+
+/* Path of a file of the llama.cpp source tree the reference build unpacks
+ * (tests/reference/setup.sh: $MOME_REF, default .ref, then llama.cpp/REL),
+ * e.g. "models/ggml-vocab-qwen2.gguf". NULL if absent. */
+static inline const char *test_ref_path(const char *rel) {
+    static char buf[4096];
+    const char *e = getenv("MOME_REF");
+    snprintf(buf, sizeof buf, "%s/llama.cpp/%s", (e && *e) ? e : ".ref", rel);
+    FILE *f = fopen(buf, "rb");
+    if (!f) return NULL;
+    fclose(f);
+    return buf;
+}
+
 #endif

@@ -555,6 +555,44 @@ static void test_ggml_math(void) {
     }
 }
 
+/* NEOX rope (qwen2): element i pairs with i + n/2. Against a double
+ * rotation, and the AVX2 kernel against the scalar reference bit for bit
+ * (lengths with and without a tail past the 8-wide loop). */
+static void test_rope_neox(void) {
+    const int64_t halves[] = {1, 3, 8, 11, 32, 64, 67};
+    for (size_t hi = 0; hi < sizeof halves / sizeof halves[0]; hi++) {
+        const int64_t h = halves[hi], n = 2 * h;
+        float *x = malloc(n * 4), *cs = malloc(h * 4), *sn = malloc(h * 4), *r[2] = {malloc(n * 4), malloc(n * 4)};
+        for (int64_t i = 0; i < n; i++) x[i] = 3 * rnd_normal();
+        for (int64_t i = 0; i < h; i++) {
+            const double th = 0.37 * (double)(i + 1) * (double)(hi + 1);
+            cs[i] = (float)cos(th);
+            sn[i] = (float)sin(th);
+        }
+        const int nk = have_avx2() ? 2 : 1;
+        for (int k = 0; k < nk; k++) {
+            quant_init(k == 0);
+            memcpy(r[k], x, n * 4);
+            qm_rope_neox(h, r[k], cs, sn);
+        }
+        quant_init(0);
+        for (int64_t i = 0; i < h; i++) {
+            const double y0 = (double)x[i] * cs[i] - (double)x[i + h] * sn[i];
+            const double y1 = (double)x[i] * sn[i] + (double)x[i + h] * cs[i];
+            CHECK(fabs(r[0][i] - y0) <= 1e-5 * (1 + fabs(y0)) && fabs(r[0][i + h] - y1) <= 1e-5 * (1 + fabs(y1)),
+                  "neox h=%lld i=%lld: (%g, %g) vs (%g, %g)", (long long)h, (long long)i, r[0][i], r[0][i + h], y0, y1);
+        }
+        if (nk == 2) CHECK(memcmp(r[0], r[1], n * 4) == 0, "rope_neox h=%lld: avx2 != scalar", (long long)h);
+        /* not the adjacent-pair mode */
+        if (h > 1) {
+            memcpy(r[1], x, n * 4);
+            qm_rope(h, r[1], cs, sn);
+            CHECK(memcmp(r[0], r[1], n * 4) != 0, "neox equals the normal mode at h=%lld", (long long)h);
+        }
+        free(x); free(cs); free(sn); free(r[0]); free(r[1]);
+    }
+}
+
 /* The AVX-512 VNNI table against the AVX2 one, bit for bit: vec_dot, and
  * quant_matmul with one token (4-row tiles) and batches (4-token tiles), odd
  * row ranges, every weight type, several lengths, including the extreme
@@ -670,6 +708,7 @@ int main(void) {
     RUN(test_matmul);
     RUN(test_accuracy);
     RUN(test_ggml_math);
+    RUN(test_rope_neox);
     RUN(test_vnni_vs_avx2);
     RUN(test_edges);
     return test_summary();

@@ -268,6 +268,23 @@ static void test_vectors_deepseek_coder(void) {
     vector_set(model, inp, out, 1);
 }
 
+/* llama.cpp's own vectors for vocabularies of its source tree (the sdist the
+ * reference build unpacks): the Qwen2 (qwen2 pre-tokenizer), Llama 3
+ * (llama-bpe) and Phi-3 (SentencePiece) vocabularies. */
+static void sdist_vectors(const char *name) {
+    char rel[128], model[4200], inp[4300], out[4300];
+    snprintf(rel, sizeof rel, "models/ggml-vocab-%s.gguf", name);
+    const char *p = test_ref_path(rel);
+    if (!p) SKIP(".ref/llama.cpp/%s absent (tests/reference/setup.sh unpacks it)", rel);
+    snprintf(model, sizeof model, "%s", p);
+    snprintf(inp, sizeof inp, "%s.inp", model);
+    snprintf(out, sizeof out, "%s.out", model);
+    vector_set(model, inp, out, 0);
+}
+static void test_vectors_qwen2(void) { sdist_vectors("qwen2"); }
+static void test_vectors_llama_bpe(void) { sdist_vectors("llama-bpe"); }
+static void test_vectors_phi3(void) { sdist_vectors("phi-3"); }
+
 static void test_golden_smollm2(void) {
     char inp[256], out[256];
     int hi = golden_path("tok_smollm2.inp", inp, sizeof inp), ho = golden_path("tok_smollm2.out", out, sizeof out);
@@ -774,6 +791,9 @@ static void test_random_inputs(void) {
 int main(void) {
     RUN(test_vectors_llama_spm);
     RUN(test_vectors_deepseek_coder);
+    RUN(test_vectors_qwen2);
+    RUN(test_vectors_llama_bpe);
+    RUN(test_vectors_phi3);
     RUN(test_golden_smollm2);
     RUN(test_golden_stories260K);
     RUN(test_golden_smollm2_special);

@@ -215,6 +215,7 @@ static int cmd_tokenize(int argc, char **argv) {
             printf("usage: mome tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos] [--no-parse-special] [--pieces]\n\n"
                    "Print the token ids of TEXT as the model is fed them, space-separated:\n"
                    "with BOS when the model's metadata asks for it (tokenizer.ggml.add_bos_token).\n"
+                   "Only the tokenizer is read, so vocabulary-only GGUF files work too.\n"
                    "  -m, --model PATH      GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
                    "  -p, --prompt TEXT     text to tokenize\n"
                    "  -f, --file PATH       read the text from a file\n"
@@ -234,7 +235,13 @@ static int cmd_tokenize(int argc, char **argv) {
     if (file) text = read_file(file, NULL);
     else if (prompt) text = strdup(prompt);
     else die("tokenize: give the text with -p TEXT or -f FILE");
-    mome_model *m = load_model(model, 1);
+    if (!model) model = default_model_path();
+    /* the tokenizer alone: vocabulary-only files and any architecture work */
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = 1;
+    mp.vocab_only = 1;
+    mome_model *m;
+    if (mome_model_load(model, &mp, &m)) die("%s", mome_errmsg());
     int n;
     int32_t *ids = tokenize(m, text, bos, special, &n);
     for (int i = 0; i < n; i++) {
@@ -266,6 +273,8 @@ typedef struct gen_opts {
     int chat;
     int verbose;
     int ignore_eos;
+    int default_system;    /* --default-system: the template's own default system message */
+    char *system_owned;    /* the system message when it came from the template */
     const char *memory;
     mome_sampler_params sp;
 } gen_opts;
@@ -282,6 +291,10 @@ static const char *GEN_HELP =
     "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
     "  -s, --seed S           random seed (default: from the clock)\n"
     "  --system TEXT          system message (chat)\n"
+    "  --default-system       without --system, start the chat with the system message the model's\n"
+    "                         template writes by default (Qwen2.5: \"You are Qwen, created by Alibaba\n"
+    "                         Cloud. ...\"); by default mome renders chats as llama.cpp's\n"
+    "                         llama_chat_apply_template does, which leaves it out\n"
     "  --memory FILE          attach a memory made by mome tune\n"
     "  -v, --verbose          timings, settings and the memory's selection on stderr\n";
 
@@ -298,10 +311,20 @@ static int gen_opt(args *a, gen_opts *o) {
     else if (arg_is(a, "--repeat-penalty", NULL)) o->sp.repeat_penalty = (float)arg_double(a, 0.01, 100);
     else if (arg_is(a, "-s", "--seed")) o->sp.seed = (uint64_t)arg_long(a, 0, LONG_MAX);
     else if (arg_is(a, "--system", NULL)) o->system = arg_val(a);
+    else if (arg_is(a, "--default-system", NULL)) o->default_system = 1;
     else if (arg_is(a, "--memory", NULL)) o->memory = arg_val(a);
     else if (arg_is(a, "-v", "--verbose")) o->verbose = 1;
     else return 0;
     return 1;
+}
+
+/* --default-system: the template's default system message unless --system
+ * gave one. */
+static void resolve_system(mome_model *m, gen_opts *o) {
+    if (o->system || !o->default_system) return;
+    o->system_owned = mome_chat_default_system(m);
+    if (!o->system_owned) fprintf(stderr, "mome: the model's chat template has no default system message\n");
+    o->system = o->system_owned;
 }
 
 /* Context, memory and sampler for run/chat, as the options say. */
@@ -394,6 +417,7 @@ static int cmd_run(int argc, char **argv) {
     }
     char *text = o.file ? read_file(o.file, NULL) : strdup(o.prompt ? o.prompt : "");
     mome_model *m = load_model(o.model, o.threads);
+    resolve_system(m, &o);
     char *full = text;
     if (o.chat) {
         mome_chat_msg msgs[2];
@@ -433,6 +457,7 @@ static int cmd_run(int argc, char **argv) {
     if (full != text) free(full);
     free(text);
     free(ids);
+    free(o.system_owned);
     mome_model_free(m);
     return 0;
 }
@@ -454,6 +479,7 @@ static int cmd_chat(int argc, char **argv) {
         } else unknown(&a);
     }
     mome_model *m = load_model(o.model, o.threads);
+    resolve_system(m, &o);
     gen_session g = session_open(m, &o);
     mome_ctx *c = g.c;
     mome_sampler *s = g.s;
@@ -534,6 +560,7 @@ static int cmd_chat(int argc, char **argv) {
     free(msgs);
     free(cached);
     session_close(&g);
+    free(o.system_owned);
     mome_model_free(m);
     return 0;
 }
