@@ -76,6 +76,7 @@ int tstack_init(tstack *s, const mome_model *m, int l0, int max_pos, int max_row
     const llama_hparams *hp = &m->hp;
     s->l0 = l0; s->L = hp->n_layer; s->C = hp->n_embd; s->F = hp->n_ff; s->H = hp->n_head; s->Hkv = hp->n_head_kv;
     s->D = hp->head_dim; s->V = hp->n_vocab; s->n_rot = hp->n_rot; s->eps = hp->rms_eps;
+    s->rope_neox = hp->rope_neox;
     s->max_pos = max_pos; s->max_rows = max_rows;
     s->layers = mome_calloc((size_t)(s->L - l0), sizeof(ts_layer));
     if (!s->layers) return MOME_ERR_NOMEM;
@@ -85,6 +86,7 @@ int tstack_init(tstack *s, const mome_model *m, int l0, int max_pos, int max_row
         d->attn_norm = dupv(src->attn_norm, s->C); d->ffn_norm = dupv(src->ffn_norm, s->C);
         d->wq = deq(&src->wq); d->wk = deq(&src->wk); d->wv = deq(&src->wv); d->wo = deq(&src->wo);
         d->wg = deq(&src->w_gate); d->wu = deq(&src->w_up); d->wd = deq(&src->w_down);
+        d->bq = src->bq; d->bk = src->bk; d->bv = src->bv; /* f32 already; the model outlives the stack */
         if (!d->attn_norm || !d->ffn_norm || !d->wq || !d->wk || !d->wv || !d->wo || !d->wg || !d->wu || !d->wd) {
             tstack_free(s);
             return mome_seterr_code(MOME_ERR_NOMEM, "out of memory dequantizing layer %d for training", l);
@@ -188,15 +190,26 @@ static void rms_bwd(int R, int C, const float *x, const float *w, const float *r
     }
 }
 
-static void rope(float *x, int nh, int D, int n_rot, const float *cs, const float *sn, float sign) {
+/* RoPE (sign 1) or its transpose (sign -1, the backward pass) on the pairs
+ * (2i, 2i+1), or (i, i + n_rot/2) in NEOX mode. */
+static void rope(float *x, int nh, int D, int n_rot, int neox, const float *cs, const float *sn, float sign) {
+    const int half = n_rot / 2, stride = neox ? 1 : 2, off = neox ? half : 1;
     for (int h = 0; h < nh; h++) {
         float *v = x + (size_t)h * D;
-        for (int i = 0; i < n_rot / 2; i++) {
-            const float x0 = v[2 * i], x1 = v[2 * i + 1], s = sign * sn[i];
-            v[2 * i] = x0 * cs[i] - x1 * s;
-            v[2 * i + 1] = x0 * s + x1 * cs[i];
+        for (int i = 0; i < half; i++) {
+            float *a = v + (size_t)i * stride, *b = a + off;
+            const float x0 = *a, x1 = *b, s = sign * sn[i];
+            *a = x0 * cs[i] - x1 * s;
+            *b = x0 * s + x1 * cs[i];
         }
     }
+}
+
+/* Y (R, n) += b per row (NULL: no bias) */
+static void add_bias_rows(int R, int n, float *Y, const float *b) {
+    if (!b) return;
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < n; i++) Y[(size_t)r * n + i] += b[i];
 }
 
 typedef struct lsave {
@@ -284,13 +297,16 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
         proj_fwd(s, R, HD, C, v->xn1, w->wq, v->Q, lo ? &lo[TS_Q] : NULL, v->la[TS_Q]);
         proj_fwd(s, R, KV, C, v->xn1, w->wk, v->K, lo ? &lo[TS_K] : NULL, v->la[TS_K]);
         proj_fwd(s, R, KV, C, v->xn1, w->wv, v->V, lo ? &lo[TS_V] : NULL, v->la[TS_V]);
+        add_bias_rows(R, HD, v->Q, w->bq);
+        add_bias_rows(R, KV, v->K, w->bk);
+        add_bias_rows(R, KV, v->V, w->bv);
         for (int si = 0; si < n_seqs; si++) {
             const ts_seq *q = &seqs[si];
             for (int t = 0; t < q->T; t++) {
                 const int pos = q->n_prefix + t, row = q->row0 + t;
-                rope(v->Q + (size_t)row * HD, H, D, s->n_rot, s->rope_cos + (size_t)pos * half,
+                rope(v->Q + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
                      s->rope_sin + (size_t)pos * half, 1.0f);
-                rope(v->K + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_cos + (size_t)pos * half,
+                rope(v->K + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
                      s->rope_sin + (size_t)pos * half, 1.0f);
             }
         }
@@ -445,9 +461,9 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
             }
             for (int t = 0; t < q->T; t++) {
                 const int pos = np + t, row = q->row0 + t;
-                rope(t2 + (size_t)row * HD, H, D, s->n_rot, s->rope_cos + (size_t)pos * half,
+                rope(t2 + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
                      s->rope_sin + (size_t)pos * half, -1.0f);
-                rope(t3 + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_cos + (size_t)pos * half,
+                rope(t3 + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
                      s->rope_sin + (size_t)pos * half, -1.0f);
             }
         }

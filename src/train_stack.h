@@ -25,6 +25,7 @@ typedef struct ts_layer {
     float *attn_norm, *ffn_norm;       /* (C) */
     float *wq, *wk, *wv, *wo;          /* (H*D, C) (Hkv*D, C) (Hkv*D, C) (C, H*D) */
     float *wg, *wu, *wd;               /* (F, C) (F, C) (C, F) */
+    const float *bq, *bk, *bv;         /* Q/K/V biases (the model's), or NULL */
 } ts_layer;
 
 /* LoRA adapters of one projection: y += scale * B (A x), A (r, n_in), B (n_out, r) */
@@ -47,6 +48,7 @@ typedef struct ts_seq {
 
 typedef struct tstack {
     int l0, L, C, F, H, Hkv, D, V, n_rot;
+    int rope_neox;         /* the architecture's rope mode (model.h) */
     float eps;
     ts_layer *layers;      /* (L - l0) */
     float *out_norm;       /* (C) */

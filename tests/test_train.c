@@ -72,6 +72,10 @@ static void fixture_free(fixture *f) {
 /* Tiny F32 model (V 300, C 32, 3 layers, 4 heads, 2 kv heads, F 48), l0 = 1;
  * sequence 0: 3 prefix positions, 3 rows, the last one without a target;
  * sequence 1: no prefix, 2 rows. Random X, prefix K/V, targets. */
+/* the architecture of the fixture's model: llama, or qwen2 (Q/K/V biases,
+ * NEOX rope) */
+static const char *g_arch = "llama";
+
 static int fixture_init(fixture *f) {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/mome_test_train_XXXXXX");
@@ -80,6 +84,8 @@ static int fixture_init(fixture *f) {
     tinymodel_params p = tinymodel_default_params();
     p.n_vocab = 300; p.n_embd = 32; p.n_layer = 3; p.n_head = 4; p.n_head_kv = 2; p.n_ff = 48;
     p.n_ctx = 64; p.wtype = MOME_DTYPE_F32; p.seed = 99;
+    p.arch = g_arch;
+    p.qkv_bias = strcmp(g_arch, "qwen2") == 0;
     if (tinymodel_write(f->path, &p) != MOME_OK) return -1;
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = 1;
@@ -190,6 +196,100 @@ static void test_grad_x(void) {
     free(dX);
     fixture_free(&f);
 }
+
+/* the same through a qwen2 block: biases in the forward pass, the NEOX
+ * rotation and its transpose in the backward pass */
+static void test_grad_x_qwen2(void) { test_grad_x(); }
+
+/* The training stack's forward pass is the engine's (the tuner trains on
+ * one and verifies with the other): a tiny F32 model of each architecture
+ * decoded by the engine (f32 matmuls), the input of block l0 and the
+ * engine's K/V of a prefix given to tstack_step: its loss for the engine's
+ * own argmax targets equals the engine's cross-entropy, and every argmax
+ * agrees. */
+static void engine_vs_stack(const char *arch) {
+    char dir[64], path[128];
+    snprintf(dir, sizeof dir, "/tmp/mome_test_train_XXXXXX");
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    tinymodel_params p = tinymodel_default_params();
+    p.n_vocab = 300; p.n_embd = 32; p.n_layer = 3; p.n_head = 4; p.n_head_kv = 2; p.n_ff = 48;
+    p.n_ctx = 64; p.wtype = MOME_DTYPE_F32; p.seed = 7;
+    p.arch = arch;
+    p.qkv_bias = strcmp(arch, "qwen2") == 0;
+    p.rope_freq_base = 100.0f; /* fast rotation, so a wrong rope mode shows */
+    mome_model *m = NULL;
+    mome_ctx *c = NULL;
+    tstack s;
+    memset(&s, 0, sizeof s);
+    float *kpre = NULL, *vpre = NULL, *X = NULL;
+    int rc = tinymodel_write(path, &p);
+    CHECK(rc == MOME_OK, "tinymodel: %s", mome_errmsg());
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = 1;
+    if (rc == MOME_OK) rc = mome_model_load(path, &mp, &m);
+    CHECK(rc == MOME_OK, "load: %s", mome_errmsg());
+    enum { NT = 9, NP = 4, L0 = 1 };
+    const int C = p.n_embd, KV = p.n_head_kv * (p.n_embd / p.n_head), NL = p.n_layer - L0, T = NT - NP;
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 32;
+    cp.n_threads = 1;
+    cp.f32_matmul = 1;
+    if (rc == MOME_OK) rc = mome_ctx_init(m, &cp, &c);
+    CHECK(rc == MOME_OK, "ctx: %s", mome_errmsg());
+    if (rc == MOME_OK) rc = tstack_init(&s, m, L0, 16, T);
+    CHECK(rc == MOME_OK, "tstack: %s", mome_errmsg());
+    if (rc == MOME_OK) {
+        int32_t tok[NT];
+        for (int i = 0; i < NT; i++) tok[i] = 3 + irand(p.n_vocab - 3);
+        c->capture = malloc((size_t)NT * C * sizeof(float));
+        c->capture_layer = L0;
+        REQUIRE(c->capture, "oom");
+        CHECK(mome_decode(c, tok, NT, 0, 1) == MOME_OK, "decode: %s", mome_errmsg());
+        kpre = malloc((size_t)NL * NP * KV * sizeof(float));
+        vpre = malloc((size_t)NL * NP * KV * sizeof(float));
+        X = malloc((size_t)T * C * sizeof(float));
+        REQUIRE(kpre && vpre && X, "oom");
+        for (int l = L0; l < p.n_layer; l++)
+            for (int q = 0; q < NP; q++) {
+                const size_t src = ((size_t)l * c->n_ctx + q) * KV, dst = ((size_t)(l - L0) * NP + q) * KV;
+                memcpy(kpre + dst, c->k_cache + src, (size_t)KV * sizeof(float));
+                memcpy(vpre + dst, c->v_cache + src, (size_t)KV * sizeof(float));
+            }
+        memcpy(X, c->capture + (size_t)NP * C, (size_t)T * C * sizeof(float));
+        int32_t target[NT];
+        double ce = 0;
+        for (int t = 0; t < T; t++) {
+            const float *lg = mome_get_logits(c, NP + t);
+            int best = 0;
+            double mx = lg[0], sum = 0;
+            for (int v = 1; v < p.n_vocab; v++)
+                if (lg[v] > lg[best]) best = v;
+            mx = lg[best];
+            for (int v = 0; v < p.n_vocab; v++) sum += exp((double)lg[v] - mx);
+            target[t] = best;
+            ce += log(sum); /* -log softmax at the argmax */
+        }
+        ce /= T;
+        ts_seq seq = {.n_prefix = NP, .kpre = kpre, .vpre = vpre, .T = T, .row0 = 0, .target = target};
+        float loss = NAN;
+        int ok = 0;
+        CHECK(tstack_step(&s, &seq, 1, X, NULL, &loss, &ok, 0) == MOME_OK, "step: %s", mome_errmsg());
+        printf("  %s: engine cross-entropy %.7f, training stack %.7f\n", arch, ce, loss);
+        CHECK(fabs(loss - ce) <= 1e-4 * (1 + ce), "%s: stack loss %.7f vs engine %.7f", arch, loss, ce);
+        CHECK(ok == 1, "%s: the stack's argmax differs from the engine's", arch);
+        free(c->capture);
+        c->capture = NULL;
+    }
+    free(kpre); free(vpre); free(X);
+    tstack_free(&s);
+    mome_ctx_free(c);
+    mome_model_free(m);
+    remove(path);
+    rmdir(dir);
+}
+static void test_engine_vs_stack_llama(void) { engine_vs_stack("llama"); }
+static void test_engine_vs_stack_qwen2(void) { engine_vs_stack("qwen2"); }
 
 /* ------------------------------------------------ (b) memory values */
 
@@ -536,6 +636,11 @@ done:
 
 int main(void) {
     RUN(test_grad_x);
+    g_arch = "qwen2";
+    RUN(test_grad_x_qwen2);
+    g_arch = "llama";
+    RUN(test_engine_vs_stack_llama);
+    RUN(test_engine_vs_stack_qwen2);
     RUN(test_grad_memory);
     RUN(test_grad_lora);
     RUN(test_grad_golden);

@@ -53,6 +53,8 @@ typedef struct tinymodel_params {
     uint64_t seed;
     float scale;          /* multiplies the matrix init range */
     const char *name;     /* general.name */
+    const char *arch;     /* general.architecture and the metadata prefix ("llama"; "qwen2") */
+    int qkv_bias;         /* 1: blk.N.attn_{q,k,v}.bias, F32, uniform +-0.5 (qwen2 needs them) */
 } tinymodel_params;
 
 static inline tinymodel_params tinymodel_default_params(void) {
@@ -72,6 +74,8 @@ static inline tinymodel_params tinymodel_default_params(void) {
     p.seed = 1234;
     p.scale = 1.0f;
     p.name = "tinymodel";
+    p.arch = "llama";
+    p.qkv_bias = 0;
     return p;
 }
 
@@ -191,18 +195,22 @@ static inline int tinymodel_build(const tinymodel_params *p, gguf_writer **out) 
     }
 
 #define TM_TRY(x) do { if ((rc = (x)) != MOME_OK) goto vocab_done; } while (0)
-    TM_TRY(gguf_writer_add_str(w, "general.architecture", "llama"));
+    const char *arch = p->arch ? p->arch : "llama";
+    char key[96];
+#define TM_KEY(s) (snprintf(key, sizeof key, "%s." s, arch), key)
+    TM_TRY(gguf_writer_add_str(w, "general.architecture", arch));
     TM_TRY(gguf_writer_add_str(w, "general.name", p->name ? p->name : "tinymodel"));
-    TM_TRY(gguf_writer_add_u32(w, "llama.context_length", (uint32_t)p->n_ctx));
-    TM_TRY(gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)C));
-    TM_TRY(gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)p->n_ff));
-    TM_TRY(gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)p->n_head));
-    TM_TRY(gguf_writer_add_u32(w, "llama.attention.head_count_kv", (uint32_t)p->n_head_kv));
-    TM_TRY(gguf_writer_add_u32(w, "llama.block_count", (uint32_t)p->n_layer));
-    TM_TRY(gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)hd));
-    TM_TRY(gguf_writer_add_f32(w, "llama.rope.freq_base", p->rope_freq_base));
-    TM_TRY(gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon", p->rms_eps));
-    TM_TRY(gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)V));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("context_length"), (uint32_t)p->n_ctx));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("embedding_length"), (uint32_t)C));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("feed_forward_length"), (uint32_t)p->n_ff));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("attention.head_count"), (uint32_t)p->n_head));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("attention.head_count_kv"), (uint32_t)p->n_head_kv));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("block_count"), (uint32_t)p->n_layer));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("rope.dimension_count"), (uint32_t)hd));
+    TM_TRY(gguf_writer_add_f32(w, TM_KEY("rope.freq_base"), p->rope_freq_base));
+    TM_TRY(gguf_writer_add_f32(w, TM_KEY("attention.layer_norm_rms_epsilon"), p->rms_eps));
+    TM_TRY(gguf_writer_add_u32(w, TM_KEY("vocab_size"), (uint32_t)V));
+#undef TM_KEY
     TM_TRY(gguf_writer_add_u32(w, "general.file_type", (uint32_t)(p->wtype == MOME_DTYPE_F32 ? 0
                                                                    : p->wtype == MOME_DTYPE_F16 ? 1
                                                                    : p->wtype == MOME_DTYPE_Q4_0 ? 2
@@ -233,6 +241,21 @@ static inline int tinymodel_build(const tinymodel_params *p, gguf_writer **out) 
             TM_TRY(tinymodel_add_mat(w, TM_NAME("attn_q"), C, C, p->wtype, r_embd, &rng));
             TM_TRY(tinymodel_add_mat(w, TM_NAME("attn_k"), C, ckv, p->wtype, r_embd, &rng));
             TM_TRY(tinymodel_add_mat(w, TM_NAME("attn_v"), C, ckv, p->wtype, r_embd, &rng));
+            if (p->qkv_bias) {
+                static const char *const bn[3] = {"attn_q", "attn_k", "attn_v"};
+                for (int b = 0; b < 3; b++) {
+                    const int n = b == 0 ? C : ckv;
+                    int64_t ne[1] = {n};
+                    float *v = (float *)malloc((size_t)n * sizeof(float));
+                    if (!v) TM_TRY(mome_seterr_code(MOME_ERR_NOMEM, "tinymodel: out of memory"));
+                    for (int i = 0; i < n; i++) v[i] = 0.5f * tinymodel_unif(&rng);
+                    snprintf(nm, sizeof nm, "blk.%d.%s.bias", l, bn[b]);
+                    rc = gguf_writer_add_tensor(w, nm, 1, ne, MOME_DTYPE_F32, v, (size_t)n * sizeof(float),
+                                                GGUF_WRITER_COPY);
+                    free(v);
+                    TM_TRY(rc);
+                }
+            }
             TM_TRY(tinymodel_add_mat(w, TM_NAME("attn_output"), C, C, p->wtype, r_embd, &rng));
             TM_TRY(tinymodel_add_norm(w, TM_NAME("attn_norm"), C, &rng));
             TM_TRY(tinymodel_add_mat(w, TM_NAME("ffn_gate"), C, p->n_ff, p->wtype, r_embd, &rng));
