@@ -13,7 +13,7 @@ CFLAGS_BASE = -std=c11 -D_GNU_SOURCE -g $(OPT) -Wall -Wextra $(WERROR) \
               -Wno-unused-parameter -fopenmp -Iinclude -Isrc -MMD -MP
 SIMD_FLAGS  = -mavx2 -mfma -mf16c
 VNNI_FLAGS  = $(SIMD_FLAGS) -mavx512f -mavx512vl -mavx512bw -mavx512vnni
-LDLIBS      = -lpcre2-8 -lcjson -lopenblas -lm -lpthread -fopenmp
+LDLIBS      = -lpcre2-8 -lcjson -lmicrohttpd -lopenblas -lm -lpthread -fopenmp
 
 SRC        := $(wildcard src/*.c)
 SRC_SIMD   := $(filter %_avx2.c %_vnni.c,$(SRC))

@@ -1,4 +1,4 @@
-/* mome.c - the command-line tool: info, tokenize, run, chat, bench.
+/* mome.c - the command-line tool: info, tokenize, run, chat, bench, tune, eval, serve.
  *
  * Only this file decides to exit: library calls return a status and the
  * message from mome_errmsg() is printed as one line "mome: error: ...".
@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +20,7 @@
 #include "gguf.h"
 #include "mome.h"
 #include "quant.h"
+#include "server.h"
 #include "util.h"
 
 static void die(const char *fmt, ...) MOME_PRINTF(1, 2);
@@ -968,6 +970,95 @@ static int cmd_eval(int argc, char **argv) {
     return 0;
 }
 
+/* ---------------------------------------------------------------- serve */
+
+static void serve_signal(int sig) {
+    (void)sig;
+    srv_stop();
+}
+
+static int cmd_serve(int argc, char **argv) {
+    srv_params p = srv_default_params();
+    const char *model = NULL, *key_file = NULL;
+    const char **mems = NULL;
+    int n_mems = 0;
+    args a = {argc, argv, 0, "serve"};
+    for (a.i = 1; a.i < argc; a.i++) {
+        if (arg_is(&a, "-h", "--help")) {
+            printf("usage: mome serve -m MODEL [--memory FILE ...] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
+                   "                  [--ctx N] [--queue N] [--timeout S] [--threads N] [--api-key-file FILE]\n\n"
+                   "An OpenAI-compatible HTTP server: GET /v1/models, POST /v1/completions, POST /v1/chat/completions\n"
+                   "(\"stream\": true for server-sent events), GET /health, GET /metrics (Prometheus), and a chat page\n"
+                   "at /. The base model's id is its file name; each memory's id is its file name without .mome, and\n"
+                   "a request picks one with \"model\". SIGTERM or Ctrl-C finishes the requests in flight, then exits.\n\n"
+                   "  -m, --model FILE     the base model (GGUF)\n"
+                   "  --memory FILE        serve this memory too (repeatable)\n"
+                   "  --host ADDR          address to listen on (default 127.0.0.1: this machine only)\n"
+                   "  --port N             port (default 8080; 0: any free port, printed)\n"
+                   "  --parallel N         slots: requests decoded together in one batch (default 4)\n"
+                   "  --ctx N              context per slot in tokens, prompt + answer (default 2048)\n"
+                   "  --queue N            requests that may wait for a slot; more get 503 (default 64)\n"
+                   "  --timeout S          close a connection idle for S seconds (slow or half-sent requests;\n"
+                   "                       default 60)\n"
+                   "  --max-body BYTES     request body limit, larger gets 413 (default 1048576)\n"
+                   "  -t, --threads N      compute threads (default: all cores)\n"
+                   "  --api-key-file FILE  require \"Authorization: Bearer KEY\" with the key in FILE (the\n"
+                   "                       environment variable MOME_API_KEY works too); / and /health stay open\n"
+                   "  --ready-file FILE    write the port there once listening (for scripts)\n"
+                   "  -v, --verbose        one line per request on stderr\n");
+            free(mems);
+            return 0;
+        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
+        else if (arg_is(&a, "--memory", NULL)) {
+            const char **nm = realloc(mems, (size_t)(n_mems + 1) * sizeof *nm);
+            if (!nm) die("out of memory");
+            mems = nm;
+            mems[n_mems++] = arg_val(&a);
+        } else if (arg_is(&a, "--host", NULL)) p.host = arg_val(&a);
+        else if (arg_is(&a, "--port", NULL)) p.port = (int)arg_long(&a, 0, 65535);
+        else if (arg_is(&a, "--parallel", "-np")) p.n_parallel = (int)arg_long(&a, 1, 64);
+        else if (arg_is(&a, "--ctx", "-c")) p.n_ctx = (int)arg_long(&a, 64, 1 << 20);
+        else if (arg_is(&a, "--queue", NULL)) p.queue = (int)arg_long(&a, 0, 100000);
+        else if (arg_is(&a, "--timeout", NULL)) p.timeout_s = arg_double(&a, 1, 86400);
+        else if (arg_is(&a, "--max-body", NULL)) p.max_body = (size_t)arg_long(&a, 1024, 1L << 30);
+        else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
+        else if (arg_is(&a, "--api-key-file", NULL)) key_file = arg_val(&a);
+        else if (arg_is(&a, "--ready-file", NULL)) p.ready_file = arg_val(&a);
+        else if (arg_is(&a, "-v", "--verbose")) p.verbose = 1;
+        else unknown(&a);
+    }
+    if (!model) {
+        model = default_model_path();
+        if (access(model, R_OK) != 0) die("serve: no model given: pass -m MODEL.gguf");
+    }
+    char *key = NULL;
+    if (key_file) {
+        size_t n;
+        key = read_file(key_file, &n);
+        while (n && (key[n - 1] == '\n' || key[n - 1] == '\r' || key[n - 1] == ' ')) key[--n] = 0;
+        if (!n) die("serve: %s holds no key", key_file);
+    } else if (getenv("MOME_API_KEY") && *getenv("MOME_API_KEY")) {
+        key = strdup(getenv("MOME_API_KEY"));
+        if (!key) die("out of memory");
+    }
+    p.model_path = model;
+    p.memory_paths = mems;
+    p.n_memories = n_mems;
+    p.api_key = key;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = serve_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    const int rc = srv_run(&p);
+    free(key);
+    free(mems);
+    if (rc) die("%s", mome_errmsg());
+    return 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 static void usage(FILE *f) {
@@ -980,7 +1071,8 @@ static void usage(FILE *f) {
                "  bench      prompt-processing and generation speed\n"
                "  tune       memory-tune a model on a file of facts\n"
                "  eval       recall (trained, other contexts, variants, paraphrases), locality,\n"
-               "             hallucination rate, perplexity\n");
+               "             hallucination rate, perplexity\n"
+               "  serve      OpenAI-compatible HTTP server (completions, chat, streaming, memories)\n");
 }
 
 int main(int argc, char **argv) {
@@ -1006,6 +1098,13 @@ int main(int argc, char **argv) {
         return cmd_tune(argc - 1, argv + 1); /* exec failed: slower, still correct */
     }
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
-    fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval; see mome --help)\n", cmd);
+    if (!strcmp(cmd, "serve")) {
+        /* libgomp's idle threads spin by default: on a small machine they
+         * would take the cores the HTTP threads need; passive waits sleep
+         * (read when the library starts, hence the re-exec) */
+        if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) execv("/proc/self/exe", argv);
+        return cmd_serve(argc - 1, argv + 1);
+    }
+    fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval serve; see mome --help)\n", cmd);
     return 1;
 }
