@@ -420,11 +420,23 @@ static void *compute_main(void *arg) {
     for (;;) {
         while (!S->quit && S->n_running == 0 && !S->q_head) pthread_cond_wait(&S->work, &S->mu);
         if (S->quit && S->n_running == 0 && !S->q_head) break;
-        /* admit queued requests into free slots, in arrival order */
+        /* admit queued requests in arrival order, each into the free slot
+         * whose cache shares the longest prefix with it (a chat that goes
+         * on finds its earlier turns) */
         int nf = 0;
-        for (int i = 0; i < P && S->q_head; i++) {
-            if (S->slots[i].req) continue;
+        while (S->q_head) {
             srv_req *r = S->q_head;
+            int best = -1, best_keep = -1;
+            for (int i = 0; i < P; i++) {
+                const srv_slot *sl = &S->slots[i];
+                if (sl->req) continue;
+                const int keep = sl->cache_mem == r->mem ? mome_ctx_shared_prefix(sl->ctx, r->ids, r->n_ids) : 0;
+                if (keep > best_keep) {
+                    best = i;
+                    best_keep = keep;
+                }
+            }
+            if (best < 0) break;
             S->q_head = r->next;
             if (!S->q_head) S->q_tail = NULL;
             S->n_queued--;
@@ -432,14 +444,13 @@ static void *compute_main(void *arg) {
                 r->state = REQ_DONE;
                 pthread_cond_broadcast(&r->cv);
                 req_unref_locked(r);
-                i--;
                 continue;
             }
             r->state = REQ_RUNNING;
-            S->slots[i].req = r;
+            S->slots[best].req = r;
             S->n_running++;
             S->m_prompt_tokens += (uint64_t)r->n_ids;
-            fresh[nf++] = i;
+            fresh[nf++] = best;
         }
         for (int i = 0; i < P; i++) cancel[i] = S->slots[i].req && S->slots[i].req->cancel;
         pthread_mutex_unlock(&S->mu);
@@ -614,7 +625,8 @@ static int find_model(srv_state *S, const char *id) {
 
 typedef struct perr {
     unsigned status;
-    const char *param, *code;
+    const char *code;
+    char param[64];       /* "" : none */
     char msg[384];
 } perr;
 
@@ -626,7 +638,7 @@ static int fail(perr *e, unsigned status, const char *param, const char *code, c
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
     e->status = status;
-    e->param = param;
+    snprintf(e->param, sizeof e->param, "%s", param ? param : "");
     e->code = code;
     return -1;
 }
@@ -1024,7 +1036,7 @@ static enum MHD_Result handle_generate(srv_state *S, struct MHD_Connection *c, i
         for (int i = 0; i < r->n_stops; i++) free(r->stops[i]);
         free(r->ids);
         free(r);
-        return send_error(S, c, e.status, e.param, e.code, "%s", e.msg);
+        return send_error(S, c, e.status, e.param[0] ? e.param : NULL, e.code, "%s", e.msg);
     }
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
     if (ci) r->fd = ci->connect_fd;

@@ -1,7 +1,8 @@
 /* server_page.h - the web page `mome serve` answers GET / with: a chat box
  * that talks to the same API (POST /v1/chat/completions, streamed), with a
  * choice of the loaded memories (GET /v1/models). Plain HTML and JS, no
- * build step; text is inserted with textContent, never as HTML. */
+ * build step; text is inserted with textContent, never as HTML. The query
+ * ?q=QUESTION&model=ID asks a question on load. */
 #ifndef MOME_SERVER_PAGE_H
 #define MOME_SERVER_PAGE_H
 
@@ -108,7 +109,12 @@ static const char srv_page_html[] =
     "});\n"
     "$('clear').addEventListener('click', () => { history = []; $('log').textContent = ''; });\n"
     "$('key').addEventListener('change', loadModels);\n"
-    "loadModels();\n"
+    "/* ?q=QUESTION[&model=ID] asks at once (links, and the headless browser test) */\n"
+    "loadModels().then(() => {\n"
+    "  const u = new URLSearchParams(location.search);\n"
+    "  if (u.get('model')) $('model').value = u.get('model');\n"
+    "  if (u.get('q')) ask(u.get('q'));\n"
+    "});\n"
     "</script></body></html>\n";
 
 #endif
