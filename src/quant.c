@@ -550,6 +550,13 @@ void quant_quantize_row(enum mome_dtype t, const float *src, void *dst, int64_t 
 
 /* ------------------------------------------------ scalar dot products */
 
+/* The 8 lanes of an AVX accumulator summed as hsum8 (quant_avx2.c) and
+ * ggml's hsum_float_8 do: ((a0+a4) + (a2+a6)) + ((a1+a5) + (a3+a7)). */
+static float hsum8_ref(const float a[8]) {
+    const float r0 = a[4] + a[0], r1 = a[5] + a[1], r2 = a[6] + a[2], r3 = a[7] + a[3];
+    return (r0 + r2) + (r1 + r3);
+}
+
 static float vd_f32(int64_t n, const void *vw, const void *va) {
     const float *w = vw, *a = va;
     double s = 0;
@@ -609,26 +616,31 @@ static float vd_q4_1(int64_t n, const void *vw, const void *va) {
     return sumf;
 }
 
+/* Q5_0 in the order llama.cpp runs it on x86 (ggml_vec_dot_q5_0_q8_0's AVX2
+ * path, and llamafile's tinyBLAS_Q0_AVX for batches, which accumulates the
+ * same way): per block the 8 lane sums of 4 products, acc[l] = fma(dx*dy,
+ * lane, acc[l]), then the lanes summed as hsum8_ref does. quant_avx2.c gives
+ * the same bits. */
 static float vd_q5_0(int64_t n, const void *vw, const void *va) {
     const block_q5_0 *x = vw;
     const block_q8_0 *y = va;
-    float sumf = 0;
+    float acc[8] = {0};
     for (int64_t ib = 0; ib < n / QK8_0; ib++) {
         uint32_t qh;
         memcpy(&qh, x[ib].qh, 4);
-        int sumi0 = 0, sumi1 = 0;
-        for (int j = 0; j < QK8_0 / 2; j++) {
-            const uint8_t xh_0 = (uint8_t)(((qh & (1u << (j + 0))) >> (j + 0)) << 4);
-            const uint8_t xh_1 = (uint8_t)(((qh & (1u << (j + 16))) >> (j + 12)));
-            const int32_t x0 = (int8_t)(((x[ib].qs[j] & 0x0F) | xh_0) - 16);
-            const int32_t x1 = (int8_t)(((x[ib].qs[j] >> 4) | xh_1) - 16);
-            sumi0 += x0 * y[ib].qs[j];
-            sumi1 += x1 * y[ib].qs[j + QK8_0 / 2];
+        int8_t q[32];
+        for (int j = 0; j < 16; j++) {
+            q[j] = (int8_t)(((x[ib].qs[j] & 0x0F) | (((qh >> j) & 1) << 4)) - 16);
+            q[j + 16] = (int8_t)(((x[ib].qs[j] >> 4) | (((qh >> (j + 16)) & 1) << 4)) - 16);
         }
-        int sumi = sumi0 + sumi1;
-        sumf += (QI_FP16(x[ib].d) * QI_FP16(y[ib].d)) * sumi;
+        const float d = QI_FP16(x[ib].d) * QI_FP16(y[ib].d);
+        for (int l = 0; l < 8; l++) {
+            int sl = 0;
+            for (int k = 0; k < 4; k++) sl += q[4 * l + k] * y[ib].qs[4 * l + k];
+            acc[l] = fmaf(d, (float)sl, acc[l]);
+        }
     }
-    return sumf;
+    return hsum8_ref(acc);
 }
 
 static float vd_q5_1(int64_t n, const void *vw, const void *va) {
@@ -690,36 +702,68 @@ static float vd_q8_K(int64_t n, const void *vw, const void *va) {
     return sumf;
 }
 
-/* K-quants: per block sumf += d*dy * sum_j scale_j*dot_j - dmin*dy * sum_j min_j*bsum_j
- * (ggml's generic kernels compute the same integers). */
+/* K-quants: per block d*dy * sum_j scale_j*dot_j - dmin*dy * sum_j min_j*bsum_j
+ * (ggml's kernels compute the same integers; the float order differs).
+ *
+ * Q4_K in the order llama.cpp runs it on x86: it repacks Q4_K matrices into
+ * 8-row interleaved blocks (ggml-cpu repack.cpp, q4_K_8x8_q8_K) and
+ *   - one token (ggml_gemv_q4_K_8x8_q8_K, the tokens past a multiple of 4):
+ *     per super-block the integer sums isum = sum_j sc_j dot_j and
+ *     imin = sum_j m_j bsum_j, acc = fma((float)isum, d*dy, acc),
+ *     accm = fma((float)imin, dmin*dy, accm); result acc - accm;
+ *   - groups of 4 tokens (ggml_gemm_q4_K_8x8_q8_K): the same per 64-element
+ *     half (two sub-blocks), four fma steps per super-block (q4K_dot4_ref).
+ * quant_avx2.c gives the same bits for both. */
+static void q4K_sums(const block_q4_K *x, const block_q8_K *y, int j, int32_t *isum, int32_t *imin) {
+    uint8_t sc0, m0, sc1, m1;
+    qi_scale_min_k4(2 * j, x->scales, &sc0, &m0);
+    qi_scale_min_k4(2 * j + 1, x->scales, &sc1, &m1);
+    const uint8_t *q4 = x->qs + 32 * j;
+    const int8_t *q8 = y->qs + 64 * j;
+    int s0 = 0, s1 = 0;
+    for (int l = 0; l < 32; l++) {
+        s0 += (q4[l] & 0xF) * q8[l];
+        s1 += (q4[l] >> 4) * q8[l + 32];
+    }
+    *isum = sc0 * s0 + sc1 * s1;
+    *imin = m0 * (y->bsums[4 * j + 0] + y->bsums[4 * j + 1]) + m1 * (y->bsums[4 * j + 2] + y->bsums[4 * j + 3]);
+}
+
 static float vd_q4_K(int64_t n, const void *vw, const void *va) {
     const block_q4_K *x = vw;
     const block_q8_K *y = va;
-    float sumf = 0;
+    float acc = 0, accm = 0;
     for (int64_t i = 0; i < n / QK_K; i++) {
-        const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
-        int32_t sumi = 0, summ = 0;
+        int32_t isum = 0, imin = 0;
         for (int j = 0; j < QK_K / 64; j++) {
-            uint8_t sc0, m0, sc1, m1;
-            qi_scale_min_k4(2 * j, x[i].scales, &sc0, &m0);
-            qi_scale_min_k4(2 * j + 1, x[i].scales, &sc1, &m1);
-            int s0 = 0, s1 = 0;
-            for (int l = 0; l < 32; l++) {
-                s0 += (q4[l] & 0xF) * q8[l];
-                s1 += (q4[l] >> 4) * q8[l + 32];
-            }
-            sumi += sc0 * s0 + sc1 * s1;
-            summ += m0 * (y[i].bsums[4 * j + 0] + y[i].bsums[4 * j + 1]) +
-                    m1 * (y[i].bsums[4 * j + 2] + y[i].bsums[4 * j + 3]);
-            q4 += 32;
-            q8 += 64;
+            int32_t a, b;
+            q4K_sums(&x[i], &y[i], j, &a, &b);
+            isum += a;
+            imin += b;
         }
-        const float d = QI_FP16(x[i].d) * y[i].d;
-        const float dmin = QI_FP16(x[i].dmin) * y[i].d;
-        sumf += d * sumi - dmin * summ;
+        acc = fmaf((float)isum, QI_FP16(x[i].d) * y[i].d, acc);
+        accm = fmaf((float)imin, QI_FP16(x[i].dmin) * y[i].d, accm);
     }
-    return sumf;
+    return acc - accm;
+}
+
+/* 4 tokens (activation rows a, a+as, ...), llama.cpp's gemm order */
+static void d4_q4_K(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q4_K *x = vw;
+    for (int t = 0; t < 4; t++) {
+        const block_q8_K *y = (const block_q8_K *)((const char *)va + (size_t)t * as);
+        float acc = 0, accm = 0;
+        for (int64_t i = 0; i < n / QK_K; i++) {
+            const float d = QI_FP16(x[i].d) * y[i].d, dmin = QI_FP16(x[i].dmin) * y[i].d;
+            for (int j = 0; j < QK_K / 64; j++) {
+                int32_t isum, imin;
+                q4K_sums(&x[i], &y[i], j, &isum, &imin);
+                acc = fmaf((float)isum, d, acc);
+                accm = fmaf((float)imin, dmin, accm);
+            }
+        }
+        out[t] = acc - accm;
+    }
 }
 
 static float vd_q5_K(int64_t n, const void *vw, const void *va) {
@@ -755,36 +799,74 @@ static float vd_q5_K(int64_t n, const void *vw, const void *va) {
     return sumf;
 }
 
+/* Q6_K in the order of ggml_vec_dot_q6_K_q8_K's AVX2 path (llama.cpp does
+ * not repack Q6_K on x86, and uses this for batches too): lane l of 8 sums
+ * scale * q * y (q in 0..63) over bytes 4l..4l+3 of every 32-byte group
+ * (lanes 0-3 take the group's first scale, 4-7 its second) less
+ * 32 (bsum[2l] sc[2l] + bsum[2l+1] sc[2l+1]); per super-block
+ * acc[l] = fma(d*dy, lane, acc[l]); then hsum8_ref. quant_avx2.c gives the
+ * same bits. */
 static float vd_q6_K(int64_t n, const void *vw, const void *va) {
     const block_q6_K *x = vw;
     const block_q8_K *y = va;
-    float sumf = 0;
+    float acc[8] = {0};
     for (int64_t i = 0; i < n / QK_K; i++) {
         const uint8_t *ql = x[i].ql, *qh = x[i].qh;
         const int8_t *sc = x[i].scales, *q8 = y[i].qs;
-        int32_t sumi = 0;
-        for (int c = 0; c < QK_K; c += 128) {
-            int s[8] = {0};
-            for (int l = 0; l < 32; ++l) {
-                const int q1 = ((ql[l + 0] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
-                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
-                const int q3 = ((ql[l + 0] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
-                const int is = l / 16;
-                s[is + 0] += q1 * q8[l + 0];
-                s[is + 2] += q2 * q8[l + 32];
-                s[is + 4] += q3 * q8[l + 64];
-                s[is + 6] += q4 * q8[l + 96];
+        int32_t lane[8] = {0};
+        /* the -32 offset: lane l loses 32 (bsum[2l] sc[2l] + bsum[2l+1] sc[2l+1]) */
+        for (int l = 0; l < 8; l++)
+            lane[l] = -32 * (y[i].bsums[2 * l] * sc[2 * l] + y[i].bsums[2 * l + 1] * sc[2 * l + 1]);
+        for (int c = 0; c < QK_K / 128; c++) {
+            for (int k = 0; k < 4; k++) {
+                /* group k of this half: 32 quants of 6 bits, 0..63 */
+                for (int b = 0; b < 32; b++) {
+                    const uint8_t lo = k & 1 ? ql[32 + b] : ql[b];
+                    const int q = (k < 2 ? lo & 0xF : lo >> 4) | (((qh[b] >> (2 * k)) & 3) << 4);
+                    lane[b / 4] += sc[2 * k + (b >= 16)] * q * q8[32 * k + b];
+                }
             }
-            for (int k = 0; k < 8; k++) sumi += sc[k] * s[k];
             ql += 64;
             qh += 32;
             sc += 8;
             q8 += 128;
         }
-        sumf += QI_FP16(x[i].d) * y[i].d * sumi;
+        const float d = QI_FP16(x[i].d) * y[i].d;
+        for (int l = 0; l < 8; l++) acc[l] = fmaf(d, (float)lane[l], acc[l]);
     }
-    return sumf;
+    return hsum8_ref(acc);
+}
+
+/* Q6_K as llama.cpp's tiled matmul computes products of >= 8 tokens
+ * (ggml-cpu/tiled, its AVX-512 VNNI microkernel as GCC compiles it): per
+ * super-block the exact integer sum isum = sum_j sc_j (dot_j - 32 bsum_j),
+ * then acc = fma((float)isum * d, dy, acc). */
+static float vd_tiled_q6_K(int64_t n, const void *vw, const void *va) {
+    const block_q6_K *x = vw;
+    const block_q8_K *y = va;
+    float acc = 0;
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
+        const int8_t *sc = x[i].scales, *q8 = y[i].qs;
+        int32_t isum = 0;
+        for (int c = 0; c < QK_K / 128; c++) {
+            for (int l = 0; l < 32; l++) {
+                const int q1 = ((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32;
+                const int q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32;
+                const int q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32;
+                const int q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32;
+                const int is = l / 16;
+                isum += sc[is] * q1 * q8[l] + sc[is + 2] * q2 * q8[l + 32] + sc[is + 4] * q3 * q8[l + 64] +
+                        sc[is + 6] * q4 * q8[l + 96];
+            }
+            ql += 64;
+            qh += 32;
+            sc += 8;
+            q8 += 128;
+        }
+        acc = fmaf((float)isum * QI_FP16(x[i].d), y[i].d, acc);
+    }
+    return acc;
 }
 
 /* ------------------------------------- f32 math in ggml's order (scalar) */
@@ -903,6 +985,8 @@ static void fill_scalar(quant_kernels *k) {
     k->vec_dot[MOME_DTYPE_Q5_K] = vd_q5_K;
     k->vec_dot[MOME_DTYPE_Q6_K] = vd_q6_K;
     k->vec_dot[MOME_DTYPE_Q8_K] = vd_q8_K;
+    k->dot4[MOME_DTYPE_Q4_K] = d4_q4_K; /* llama.cpp's 4-token order differs from its one-token order */
+    k->vd_tiled[MOME_DTYPE_Q6_K] = vd_tiled_q6_K;
     k->quant_act[MOME_DTYPE_Q8_0] = qz_q8_0;
     k->quant_act[MOME_DTYPE_Q8_1] = qz_q8_1;
     k->quant_act[MOME_DTYPE_Q8_K] = qz_q8_K;
@@ -1001,6 +1085,13 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
     const qk_dot4_fn d4 = k->dot4[wt];
     const char *w = (const char *)W;
     const char *a = (const char *)A;
+    if (nt >= QK_TILED_MIN_T && k->vd_tiled[wt]) {
+        /* llama.cpp computes products of this many tokens with its tiled kernel */
+        for (int64_t r = r0; r < r1; r++)
+            for (int t = 0; t < nt; t++)
+                Y[(int64_t)t * ldy + r] = k->vd_tiled[wt](n, w + (size_t)r * w_stride, a + (size_t)t * a_stride);
+        return;
+    }
     if (nt == 1 && k->rows4[wt]) {
         const qk_rows4_fn r4 = k->rows4[wt];
         int64_t r = r0;

@@ -282,6 +282,79 @@ static void r4_q4_1(int64_t n, const void *vw, size_t ws, const void *va, float 
     out[3] = hsum8(a3) + m[3];
 }
 
+/* ------------------------------------------------------------ Q5_0 x Q8_0 */
+
+/* 32 bits -> 32 bytes, 0xFF where the bit is set (ggml's bytes_from_bits_32) */
+static inline __m256i bits32(const uint8_t *p) {
+    uint32_t x32;
+    memcpy(&x32, p, 4);
+    const __m256i shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    __m256i bytes = _mm256_shuffle_epi8(_mm256_set1_epi32((int)x32), shuf);
+    bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    return _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1));
+}
+
+/* the 32 signed quants of a Q5_0 block: nibble | 0xF0 where the fifth bit is
+ * clear (= nibble + 16 * bit - 16) */
+static inline __m256i q5_0_quants(const block_q5_0 *b) {
+    return _mm256_or_si256(nibbles32(b->qs), _mm256_andnot_si256(bits32(b->qh), _mm256_set1_epi8((char)0xF0)));
+}
+
+/* ggml_vec_dot_q5_0_q8_0 (AVX2) and tinyBLAS_Q0_AVX: one accumulator,
+ * acc = fma(dx*dy, p, acc), then hsum; quant.c's vd_q5_0 is the same in
+ * scalar code. */
+static float vd_q5_0(int64_t n, const void *vw, const void *va) {
+    const block_q5_0 *x = vw;
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256 p = _mm256_cvtepi32_ps(dot_ss8(q5_0_quants(&x[ib]), _mm256_loadu_si256((const __m256i *)y[ib].qs)));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+    }
+    return hsum8(acc);
+}
+
+/* 4 tokens; out[t] is bit-identical to vd_q5_0 on token t */
+static void d4_q5_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q5_0 *x = vw;
+    const block_q8_0 *y[4];
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_0 *)((const char *)va + t * as);
+    const int64_t nb = n / QK8_0;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i q = q5_0_quants(&x[ib]);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        const float dx = f16(x[ib].d);
+        for (int t = 0; t < 4; t++) {
+            const __m256i sy = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)y[t][ib].qs), q);
+            const __m256 p = _mm256_cvtepi32_ps(dot_us8(aq, sy));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][ib].d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
+}
+
+/* 4 rows x 1 token; row k is bit-identical to vd_q5_0 on it */
+static void r4_q5_0(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q5_0 *x[4];
+    for (int k = 0; k < 4; k++) x[k] = (const block_q5_0 *)((const char *)vw + k * ws);
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    const char *pf = (const char *)vw + PF_AHEAD;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        PF_LINES(pf + ib * 4 * sizeof(block_q5_0), 4 * (int)sizeof(block_q5_0));
+        const __m256i qy = _mm256_loadu_si256((const __m256i *)y[ib].qs);
+        const float dy = f16(y[ib].d);
+        for (int k = 0; k < 4; k++) {
+            const __m256 p = _mm256_cvtepi32_ps(dot_ss8(q5_0_quants(&x[k][ib]), qy));
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[k][ib].d) * dy), p, acc[k]);
+        }
+    }
+    for (int k = 0; k < 4; k++) out[k] = hsum8(acc[k]);
+}
+
 /* ------------------------------------------------------------ Q8_0 x Q8_0 */
 
 /* ggml_vec_dot_q8_0_q8_0 (AVX2) and llamafile's tinyBLAS_Q0_AVX (batches):
@@ -340,82 +413,133 @@ static void d4_q8_0(int64_t n, const void *vw, const void *va, size_t as, float 
 
 /* ------------------------------------------------------------ Q4_K x Q8_K */
 
+/* Q4_K in llama.cpp's x86 order (its repacked q4_K_8x8 kernels; see
+ * quant.c): the integer sums of 64-element halves, isum = sc0 dot0 + sc1 dot1
+ * and imin = m0 (bsum) + m1 (bsum), exact, then float steps per super-block
+ * (one token) or per half (4 tokens). */
+static inline void q4K_half(const block_q4_K *x, const block_q8_K *y, int j, const uint8_t sc[8], __m256i *acc) {
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(x->qs + 32 * j));
+    const __m256i q8l = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j));
+    const __m256i q8h = _mm256_loadu_si256((const __m256i *)(y->qs + 64 * j + 32));
+    const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(_mm256_and_si256(q4bits, m4), q8l));
+    const __m256i ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]),
+                                         _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4), q8h));
+    *acc = _mm256_add_epi32(pl, ph);
+}
+
+static inline void q4K_scales(const block_q4_K *x, uint8_t sc[8], uint8_t mn[8]) {
+    for (int j = 0; j < 8; j++) qi_scale_min_k4(j, x->scales, &sc[j], &mn[j]);
+}
+
+static inline int32_t q4K_min(const uint8_t mn[8], const block_q8_K *y, int j) {
+    return mn[2 * j] * (y->bsums[4 * j] + y->bsums[4 * j + 1]) + mn[2 * j + 1] * (y->bsums[4 * j + 2] + y->bsums[4 * j + 3]);
+}
+
 static float vd_q4_K(int64_t n, const void *vw, const void *va) {
     const block_q4_K *x = vw;
     const block_q8_K *y = va;
     const int64_t nb = n / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 acc = _mm256_setzero_ps();
-    float accm = 0;
+    float acc = 0, accm = 0;
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
-        for (int j = 0; j < 8; j++) qi_scale_min_k4(j, x[i].scales, &sc[j], &mn[j]);
-        int summ = 0;
-        for (int j = 0; j < 8; j++) summ += mn[j] * (y[i].bsums[2 * j] + y[i].bsums[2 * j + 1]);
-        const uint8_t *q4 = x[i].qs;
-        const int8_t *q8 = y[i].qs;
+        q4K_scales(&x[i], sc, mn);
         __m256i sumi = _mm256_setzero_si256();
+        int32_t imin = 0;
         for (int j = 0; j < QK_K / 64; j++) {
-            const __m256i q4bits = _mm256_loadu_si256((const __m256i *)q4);
-            q4 += 32;
-            const __m256i q4l = _mm256_and_si256(q4bits, m4);
-            const __m256i q4h = _mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4);
-            const __m256i q8l = _mm256_loadu_si256((const __m256i *)q8);
-            const __m256i q8h = _mm256_loadu_si256((const __m256i *)(q8 + 32));
-            q8 += 64;
-            const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(q4l, q8l));
-            const __m256i ph = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), _mm256_maddubs_epi16(q4h, q8h));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+            __m256i h;
+            q4K_half(&x[i], &y[i], j, sc, &h);
+            sumi = _mm256_add_epi32(sumi, h);
+            imin += q4K_min(mn, &y[i], j);
         }
-        const float d = f16(x[i].d) * y[i].d;
-        const float dmin = f16(x[i].dmin) * y[i].d;
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
-        accm -= dmin * summ;
+        acc = fmaf((float)hsum_i32_8(sumi), f16(x[i].d) * y[i].d, acc);
+        accm = fmaf((float)imin, f16(x[i].dmin) * y[i].d, accm);
     }
-    return hsum8(acc) + accm;
+    return acc - accm;
 }
 
-/* ------------------------------------------------------------ Q6_K x Q8_K */
+/* 4 tokens, llama.cpp's gemm order (an fma per 64-element half) */
+static void d4_q4_K(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q4_K *x = vw;
+    const block_q8_K *y[4];
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const char *)va + t * as);
+    const int64_t nb = n / QK_K;
+    float acc[4] = {0}, accm[4] = {0};
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[8], mn[8];
+        q4K_scales(&x[i], sc, mn);
+        const float dx = f16(x[i].d), mx = f16(x[i].dmin);
+        for (int t = 0; t < 4; t++) {
+            const float d = dx * y[t][i].d, dmin = mx * y[t][i].d;
+            for (int j = 0; j < QK_K / 64; j++) {
+                __m256i h;
+                q4K_half(&x[i], &y[t][i], j, sc, &h);
+                acc[t] = fmaf((float)hsum_i32_8(h), d, acc[t]);
+                accm[t] = fmaf((float)q4K_min(mn, &y[t][i], j), dmin, accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = acc[t] - accm[t];
+}
+
+/* The 8 int32 lanes of one Q6_K super-block as ggml_vec_dot_q6_K_q8_K's AVX2
+ * path has them (quant.c: vd_q6_K) */
+static inline __m256i q6K_lanes(const block_q6_K *x, const block_q8_K *y) {
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    const uint8_t *ql = x->ql, *qh = x->qh;
+    const int8_t *sc = x->scales, *q8 = y->qs;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int c = 0; c < QK_K / 128; c++) {
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
+        const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
+        const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
+        ql += 64;
+        qh += 32;
+        __m256i q[4];
+        q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+        q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+        q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+        q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                               _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+        for (int k = 0; k < 4; k++) {
+            const __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
+            const __m256i p = _mm256_maddubs_epi16(q[k], y8);
+            const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv, p));
+        }
+        q8 += 128;
+        sc += 8;
+    }
+    /* the -32 offset, as ggml: lane l loses 32 (bsum[2l] sc[2l] + bsum[2l+1] sc[2l+1]) */
+    const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
+    const __m256i bs16 = _mm256_loadu_si256((const __m256i *)y->bsums);
+    return _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(bs16, sc16), 5));
+}
 
 static float vd_q6_K(int64_t n, const void *vw, const void *va) {
     const block_q6_K *x = vw;
     const block_q8_K *y = va;
     const int64_t nb = n / QK_K;
-    const __m256i m4 = _mm256_set1_epi8(0xF);
-    const __m256i m2 = _mm256_set1_epi8(3);
-    const __m256i m32 = _mm256_set1_epi8(32);
     __m256 acc = _mm256_setzero_ps();
-    for (int64_t i = 0; i < nb; i++) {
-        const uint8_t *ql = x[i].ql, *qh = x[i].qh;
-        const int8_t *sc = x[i].scales, *q8 = y[i].qs;
-        __m256i sumi = _mm256_setzero_si256();
-        for (int c = 0; c < QK_K / 128; c++) {
-            const __m256i b1 = _mm256_loadu_si256((const __m256i *)ql);
-            const __m256i b2 = _mm256_loadu_si256((const __m256i *)(ql + 32));
-            const __m256i bh = _mm256_loadu_si256((const __m256i *)qh);
-            ql += 64;
-            qh += 32;
-            __m256i q[4];
-            q[0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
-            q[1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
-            q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
-            q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
-                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
-            for (int k = 0; k < 4; k++) {
-                const __m256i y8 = _mm256_loadu_si256((const __m256i *)(q8 + 32 * k));
-                const __m256i s32 = _mm256_maddubs_epi16(m32, y8);
-                const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y8), s32);
-                const __m256i scv = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv, p));
-            }
-            q8 += 128;
-            sc += 8;
-        }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(sumi), acc);
-    }
+    for (int64_t i = 0; i < nb; i++)
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(q6K_lanes(&x[i], &y[i])), acc);
     return hsum8(acc);
+}
+
+/* llama.cpp's tiled order for products of >= 8 tokens (quant.c:
+ * vd_tiled_q6_K): the exact integer sum of the super-block, then
+ * acc = fma((float)isum * d, dy, acc) */
+static float vd_tiled_q6_K(int64_t n, const void *vw, const void *va) {
+    const block_q6_K *x = vw;
+    const block_q8_K *y = va;
+    const int64_t nb = n / QK_K;
+    float acc = 0;
+    for (int64_t i = 0; i < nb; i++)
+        acc = fmaf((float)hsum_i32_8(q6K_lanes(&x[i], &y[i])) * f16(x[i].d), y[i].d, acc);
+    return acc;
 }
 
 /* ------------------------------------------------- activation quantizers */
@@ -687,7 +811,13 @@ void quant_avx2_fill(quant_kernels *k) {
     k->vec_dot[MOME_DTYPE_Q4_0] = vd_q4_0;
     k->vec_dot[MOME_DTYPE_Q4_1] = vd_q4_1;
     k->vec_dot[MOME_DTYPE_Q8_0] = vd_q8_0;
+    k->vec_dot[MOME_DTYPE_Q5_0] = vd_q5_0;
+    k->dot4[MOME_DTYPE_Q5_0] = d4_q5_0;
+    k->rows4[MOME_DTYPE_Q5_0] = r4_q5_0;
+    k->dot4_exact[MOME_DTYPE_Q5_0] = 1;
     k->vec_dot[MOME_DTYPE_Q4_K] = vd_q4_K;
+    k->dot4[MOME_DTYPE_Q4_K] = d4_q4_K;
+    k->vd_tiled[MOME_DTYPE_Q6_K] = vd_tiled_q6_K;
     k->vec_dot[MOME_DTYPE_Q6_K] = vd_q6_K;
     k->dot4[MOME_DTYPE_F32] = d4_f32;
     k->dot4[MOME_DTYPE_Q4_0] = d4_q4_0;

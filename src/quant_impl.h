@@ -115,6 +115,7 @@ typedef float (*qk_vec_dot_fn)(int64_t n, const void *w, const void *a);
 typedef void (*qk_quant_fn)(const float *x, void *y, int64_t n);
 /* one weight row against 4 activation rows a, a+as, a+2as, a+3as -> out[4] */
 typedef void (*qk_dot4_fn)(int64_t n, const void *w, const void *a, size_t as, float out[4]);
+#define QK_TILED_MIN_T 8 /* llama.cpp's ggml_tiled_min_batch */
 /* 4 weight rows w, w+ws, w+2ws, w+3ws against one activation row -> out[4];
  * out[k] must equal vec_dot(row k) bit for bit */
 typedef void (*qk_rows4_fn)(int64_t n, const void *w, size_t ws, const void *a, float out[4]);
@@ -125,6 +126,10 @@ typedef struct quant_kernels {
     qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
     qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
     qk_rows4_fn rows4[MOME_DTYPE_COUNT];        /* by weight type, one token; NULL = use vec_dot */
+    /* by weight type: every token of a product of >= QK_TILED_MIN_T tokens, in
+     * the order of llama.cpp's tiled K-quant matmul (ggml-cpu/tiled, Q6_K);
+     * NULL = none */
+    qk_vec_dot_fn vd_tiled[MOME_DTYPE_COUNT];
     uint8_t dot4_exact[MOME_DTYPE_COUNT];       /* 1: dot4's out[t] equals vec_dot on token t bit for
                                                    bit (else the tile sums in another order) */
     /* f32 math of the forward pass, in ggml's order (see qm_* below) */

@@ -403,9 +403,11 @@ static void test_matmul(void) {
                             }
                             const void *wr = W + r * ws, *ar = A + tk * as;
                             const float ref = quant_vec_dot(t, n, wr, ar);
-                            /* Q4_1 and Q8_0 tiles accumulate each token exactly as vec_dot does
-                             * (as llama.cpp's kernels do), so batched == one-token decoding */
-                            const int exact = path == 0 || t == MOME_DTYPE_Q4_1 || t == MOME_DTYPE_Q8_0;
+                            /* Q4_1, Q5_0 and Q8_0 tiles accumulate each token exactly as vec_dot
+                             * does (as llama.cpp's kernels do), so batched == one-token decoding;
+                             * Q4_K's 4-token tiles take llama.cpp's gemm order (test_x86_order) */
+                            const int exact = (path == 0 && t != MOME_DTYPE_Q4_K && !(t == MOME_DTYPE_Q6_K && nt >= 8)) ||
+                                              t == MOME_DTYPE_Q4_1 || t == MOME_DTYPE_Q8_0 || t == MOME_DTYPE_Q5_0;
                             const double tol = exact ? 0 : 1e-5 * abs_terms(t, n, wr, ar) + 1e-6;
                             if (!(fabs((double)y - ref) <= tol)) {
                                 if (bad < 2)
@@ -553,6 +555,85 @@ static void test_ggml_math(void) {
         free(u);
         free(v);
     }
+}
+
+/* Q5_0, Q4_K and Q6_K follow llama.cpp's x86 arithmetic (quant.c): the
+ * scalar reference and the AVX2 / AVX-512 VNNI tables give the same bits for
+ * one token (vec_dot, 4-row kernels) and for batches (4-token tiles in
+ * Q4_K's gemm order, the tokens past a multiple of 4 in its one-token
+ * order; Q6_K products of >= 8 tokens in the tiled kernel's order); those
+ * orders are not vec_dot's, and all agree with a double-precision dot
+ * product. */
+static void test_x86_order(void) {
+    static const enum mome_dtype ts[] = {MOME_DTYPE_Q5_0, MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K};
+    static const char *const tables[] = {"scalar", "avx2", "avx512vnni"};
+    const int64_t R = 9, NT = 9;
+    int cases = 0, tile_differs = 0;
+    for (size_t ti = 0; ti < sizeof ts / sizeof ts[0]; ti++) {
+        const enum mome_dtype t = ts[ti];
+        const quant_traits *tr = quant_get_traits(t);
+        const int64_t lens[] = {256, 512, 1536, 4864};
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const int64_t n = lens[li];
+            const size_t ws = quant_row_size(t, n), as = quant_act_row_size(t, n);
+            uint8_t *W = calloc(R, ws), *A = calloc(NT, as);
+            float *X = malloc(n * 4), *Y[3];
+            for (int k = 0; k < 3; k++) Y[k] = malloc(NT * R * 4);
+            for (int64_t r = 0; r < R; r++) random_row(t, n, W + r * ws);
+            quant_init(1);
+            for (int tk = 0; tk < NT; tk++) {
+                for (int64_t i = 0; i < n; i++) X[i] = (tk == 3 && i % 7 == 0 ? 20.0f : 1.0f) * rnd_normal();
+                quant_quantize_act(t, X, A + tk * as, n);
+            }
+            for (int nt = 1; nt <= NT; nt++) {
+                int ran[3] = {0};
+                for (int k = 0; k < 3; k++) {
+                    if (quant_init_kernels(tables[k]) != 0) continue;
+                    ran[k] = 1;
+                    for (int i = 0; i < NT * R; i++) Y[k][i] = -1.0f;
+                    quant_matmul(t, n, W, ws, A, as, nt, Y[k], R, 0, R);
+                }
+                for (int k = 1; k < 3; k++)
+                    if (ran[k]) {
+                        cases++;
+                        CHECK(memcmp(Y[0], Y[k], NT * R * 4) == 0, "%s n=%lld nt=%d: %s != scalar", tr->name,
+                              (long long)n, nt, tables[k]);
+                    }
+                /* every result against double precision */
+                quant_init(1);
+                for (int tk = 0; tk < nt; tk++)
+                    for (int64_t r = 0; r < R; r++) {
+                        const float v = quant_vec_dot(t, n, W + r * ws, A + tk * as);
+                        const double tol = 1e-5 * abs_terms(t, n, W + r * ws, A + tk * as) + 1e-6;
+                        CHECK(fabs((double)Y[0][tk * R + r] - v) <= tol, "%s n=%lld: tile vs vec_dot", tr->name,
+                              (long long)n);
+                        /* Q4_K: tokens in whole 4-token tiles take the gemm order; Q6_K: every
+                         * token of a product of >= 8 takes the tiled order; else vec_dot's */
+                        const int other = (t == MOME_DTYPE_Q4_K && tk < nt / 4 * 4) ||
+                                          (t == MOME_DTYPE_Q6_K && nt >= 8);
+                        if (other && bits(Y[0][tk * R + r]) != bits(v)) tile_differs |= t == MOME_DTYPE_Q4_K ? 1 : 2;
+                        CHECK(other || bits(Y[0][tk * R + r]) == bits(v), "%s nt=%d: token %d differs from vec_dot",
+                              tr->name, nt, tk);
+                    }
+            }
+            for (int64_t r = 0; r < R; r++) {
+                float v[3];
+                int ran[3] = {0};
+                for (int k = 0; k < 3; k++)
+                    if (quant_init_kernels(tables[k]) == 0) {
+                        ran[k] = 1;
+                        v[k] = quant_vec_dot(t, n, W + r * ws, A + r % NT * as);
+                    }
+                for (int k = 1; k < 3; k++)
+                    if (ran[k]) CHECK(bits(v[0]) == bits(v[k]), "%s vec_dot: %s %.9g scalar %.9g", tr->name, tables[k], v[k], v[0]);
+            }
+            quant_init(0);
+            free(W); free(A); free(X);
+            for (int k = 0; k < 3; k++) free(Y[k]);
+        }
+    }
+    printf("  %d table comparisons\n", cases);
+    CHECK(tile_differs == 3, "Q4_K's gemm order or Q6_K's tiled order never showed (%d)", tile_differs);
 }
 
 /* NEOX rope (qwen2): element i pairs with i + n/2. Against a double
@@ -709,6 +790,7 @@ int main(void) {
     RUN(test_accuracy);
     RUN(test_ggml_math);
     RUN(test_rope_neox);
+    RUN(test_x86_order);
     RUN(test_vnni_vs_avx2);
     RUN(test_edges);
     return test_summary();
