@@ -5,6 +5,7 @@
 #   make demo       install what is missing, fetch the model, run the main job
 #   make asan       sanitizer build of the unit tests only
 #   make bench      engine benchmark against llama.cpp (builds the reference)
+#   make bench-serve batched vs one-by-one decoding, then mome serve vs llama-server
 #   make qwen       fetch the Qwen2.5-Coder 0.5B and 1.5B Instruct GGUF files (tools/fetch_qwen.sh)
 CC      ?= gcc
 OPT     ?= -O2
@@ -29,7 +30,7 @@ TESTS      := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_ASAN := $(TEST_SRC:tests/%.c=$(BA)/tests/%)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 
-.PHONY: all test asan demo deps model qwen bench clean unit fuzz
+.PHONY: all test asan demo deps model qwen bench bench-serve clean unit fuzz
 all: $(B)/mome $(B)/libmome.a
 
 $(B)/obj/%_avx2.o: src/%_avx2.c
@@ -90,6 +91,12 @@ demo: deps model all
 
 bench: deps model all
 	@sh bench/bench_engine.sh
+
+$(B)/bench_batch: bench/bench_batch.c $(B)/libmome.a
+	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
+bench-serve: deps model all $(B)/bench_batch
+	OMP_WAIT_POLICY=passive $(B)/bench_batch
+	bash bench/bench_server.sh
 
 clean:
 	rm -rf build

@@ -1126,10 +1126,16 @@ void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_st
     if (!tr || !tr->supported || n <= 0 || n % tr->blck || nt <= 0) return;
     const quant_kernels *k = kernels();
     int t = 0;
-    if (k->dot4[wt] && k->dot4_exact[wt] && nt >= 4) {
+    if (k->tok8[wt] && n / tr->blck <= QK_TOK8_MAX_BLOCKS)
+        for (; t + 8 <= nt; t += 8)
+            k->tok8[wt](n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, Y + (int64_t)t * ldy, ldy, r0,
+                        r1);
+    if (k->dot4[wt] && k->dot4_exact[wt] && nt - t >= 4) {
         /* whole 4-token tiles; the tokens left take the one-token kernels */
-        t = nt & ~3;
-        quant_matmul(wt, n, W, w_stride, A, a_stride, t, Y, ldy, r0, r1);
+        const int k4 = (nt - t) & ~3;
+        quant_matmul(wt, n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, k4, Y + (int64_t)t * ldy,
+                     ldy, r0, r1);
+        t += k4;
     }
     for (; t < nt; t++)
         quant_matmul(wt, n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, 1, Y + (int64_t)t * ldy,

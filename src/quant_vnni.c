@@ -275,6 +275,129 @@ static void d4_q8_0(int64_t n, const void *vw, const void *va, size_t as, float 
     for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
 }
 
+/* ------------------------------------------------- 8 tokens (batched decoding)
+ *
+ * Rows [r0, r1) of W against 8 activation rows that are one token each of
+ * different sequences (mome_decode_batch): out[t] must be what vec_dot gives
+ * token t alone. vec_dot keeps, per token, one 8-lane accumulator updated
+ * block by block; here two tokens share a 16-lane register (lanes 0-7 token
+ * 2p, 8-15 token 2p+1), so one dpbusd, one conversion, one multiply and one
+ * fma serve two tokens with the same per-lane arithmetic in the same order,
+ * and the per-token scalar chain of Q4_1 (m*s) runs in the 8 lanes of one
+ * register. The activations are first packed per block: the two tokens'
+ * quants side by side, their scales as f32 (converted once, not per row). */
+
+typedef struct tok8_block {
+    int8_t qs[4][64];   /* token pair p: tokens 2p, 2p+1 */
+    float dy[4][16];    /* the pair's activation scales, each repeated in its 8 lanes */
+    float sy[8];        /* Q8_1 sums s = d * sum(qs) per token (Q4_1) */
+    int32_t c128[4][16];/* Q8_0: 128 * (sum of each group of 4 quants), per lane */
+} tok8_block;
+
+static void tok8_pack(int64_t nb, const void *va, size_t as, int q81, tok8_block *pk) {
+    for (int t = 0; t < 8; t++) {
+        const char *row = (const char *)va + (size_t)t * as;
+        for (int64_t ib = 0; ib < nb; ib++) {
+            tok8_block *p = &pk[ib];
+            const int8_t *qs;
+            float d;
+            if (q81) {
+                const block_q8_1 *y = (const block_q8_1 *)row + ib;
+                qs = y->qs;
+                d = f16(y->d);
+                p->sy[t] = f16(y->s);
+            } else {
+                const block_q8_0 *y = (const block_q8_0 *)row + ib;
+                qs = y->qs;
+                d = f16(y->d);
+                for (int l = 0; l < 8; l++)
+                    p->c128[t / 2][(t % 2) * 8 + l] = 128 * (qs[4 * l] + qs[4 * l + 1] + qs[4 * l + 2] + qs[4 * l + 3]);
+            }
+            memcpy(p->qs[t / 2] + (t % 2) * 32, qs, 32);
+            for (int l = 0; l < 8; l++) p->dy[t / 2][(t % 2) * 8 + l] = d;
+        }
+    }
+}
+
+static inline float hsum16_lo(__m512 a) { return hsum8(_mm512_castps512_ps256(a)); }
+static inline float hsum16_hi(__m512 a) {
+    return hsum8(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(a), 1)));
+}
+
+static void t8_q4_1(int64_t n, const void *vw, size_t ws, const void *va, size_t as, float *Y, int64_t ldy,
+                    int64_t r0, int64_t r1) {
+    const int64_t nb = n / QK8_1;
+    tok8_block pk[QK_TOK8_MAX_BLOCKS];
+    tok8_pack(nb, va, as, 1, pk);
+    const __m512i z = _mm512_setzero_si512();
+    for (int64_t r = r0; r < r1; r++) {
+        const block_q4_1 *x = ROW(vw, r, ws, block_q4_1);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        __m256 ms = _mm256_setzero_ps();
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const tok8_block *p = &pk[ib];
+            const __m512i q = _mm512_broadcast_i64x4(nib32(x[ib].qs));
+            const __m512 dx = _mm512_set1_ps(f16(x[ib].d));
+            ms = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].m)), _mm256_loadu_ps(p->sy), ms);
+            a0 = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(p->dy[0])),
+                                 _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(p->qs[0]))), a0);
+            a1 = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(p->dy[1])),
+                                 _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(p->qs[1]))), a1);
+            a2 = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(p->dy[2])),
+                                 _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(p->qs[2]))), a2);
+            a3 = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(p->dy[3])),
+                                 _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(p->qs[3]))), a3);
+        }
+        float m[8];
+        _mm256_storeu_ps(m, ms);
+        Y[0 * ldy + r] = hsum16_lo(a0) + m[0];
+        Y[1 * ldy + r] = hsum16_hi(a0) + m[1];
+        Y[2 * ldy + r] = hsum16_lo(a1) + m[2];
+        Y[3 * ldy + r] = hsum16_hi(a1) + m[3];
+        Y[4 * ldy + r] = hsum16_lo(a2) + m[4];
+        Y[5 * ldy + r] = hsum16_hi(a2) + m[5];
+        Y[6 * ldy + r] = hsum16_lo(a3) + m[6];
+        Y[7 * ldy + r] = hsum16_hi(a3) + m[7];
+    }
+}
+
+/* Q8_0: signed x signed as (x + 128) x y - 128 * (sum of y over each group
+ * of 4), the same int32 lane sums as vec_dot's sign trick (r4_q8_0). */
+static void t8_q8_0(int64_t n, const void *vw, size_t ws, const void *va, size_t as, float *Y, int64_t ldy,
+                    int64_t r0, int64_t r1) {
+    const int64_t nb = n / QK8_0;
+    tok8_block pk[QK_TOK8_MAX_BLOCKS];
+    tok8_pack(nb, va, as, 0, pk);
+    const __m512i z = _mm512_setzero_si512(), b128 = _mm512_set1_epi8((char)0x80);
+    for (int64_t r = r0; r < r1; r++) {
+        const block_q8_0 *x = ROW(vw, r, ws, block_q8_0);
+        __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int64_t ib = 0; ib < nb; ib++) {
+            const tok8_block *p = &pk[ib];
+            const __m512i q = _mm512_xor_si512(_mm512_broadcast_i64x4(ld32(x[ib].qs)), b128);
+            const __m512 dx = _mm512_set1_ps(f16(x[ib].d));
+#define T8_Q80(a, k)                                                                                                \
+    a = _mm512_fmadd_ps(_mm512_mul_ps(dx, _mm512_loadu_ps(p->dy[k])),                                               \
+                        _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_dpbusd_epi32(z, q, _mm512_loadu_si512(p->qs[k])), \
+                                                            _mm512_loadu_si512(p->c128[k]))),                       \
+                        a)
+            T8_Q80(a0, 0);
+            T8_Q80(a1, 1);
+            T8_Q80(a2, 2);
+            T8_Q80(a3, 3);
+#undef T8_Q80
+        }
+        Y[0 * ldy + r] = hsum16_lo(a0);
+        Y[1 * ldy + r] = hsum16_hi(a0);
+        Y[2 * ldy + r] = hsum16_lo(a1);
+        Y[3 * ldy + r] = hsum16_hi(a1);
+        Y[4 * ldy + r] = hsum16_lo(a2);
+        Y[5 * ldy + r] = hsum16_hi(a2);
+        Y[6 * ldy + r] = hsum16_lo(a3);
+        Y[7 * ldy + r] = hsum16_hi(a3);
+    }
+}
+
 void quant_vnni_fill(quant_kernels *k) {
     quant_avx2_fill(k);
     k->name = "avx512vnni";
@@ -286,4 +409,6 @@ void quant_vnni_fill(quant_kernels *k) {
     k->dot4[MOME_DTYPE_Q8_0] = d4_q8_0;
     k->rows4[MOME_DTYPE_Q4_1] = r4_q4_1;
     k->rows4[MOME_DTYPE_Q8_0] = r4_q8_0;
+    k->tok8[MOME_DTYPE_Q4_1] = t8_q4_1;
+    k->tok8[MOME_DTYPE_Q8_0] = t8_q8_0;
 }

@@ -5,7 +5,8 @@
  * set of contexts feeds each one its token script one token at a time with
  * mome_decode; a second set feeds the same scripts through
  * mome_decode_batch in changing compositions (batch sizes 1..n, different
- * orders, contexts that sit out steps and fall behind), and every row's
+ * orders, contexts that sit out steps and fall behind; up to 10 rows, so
+ * the 8-token kernels run too), and every row's
  * logits must equal the reference's exactly, as must the K/V caches. With
  * the default model (SmolLM2, Q4_1: the 4-token matmul tiles and their
  * tails) some contexts carry one of two memories with different key/value
@@ -21,7 +22,7 @@
 #include "quant.h"
 #include "test.h"
 
-#define NSEQ 7
+#define NSEQ 10
 #define NSTEP 9
 
 static mome_model *load_model(const char *path) {
@@ -49,6 +50,9 @@ static const char *questions[NSEQ] = {
     "What is the capital of France?",
     "Count from one to five.",
     "Who wrote Hamlet?",
+    "What is two plus two?",
+    "Write a haiku about the sea.",
+    "Which planet is the largest?",
 };
 
 typedef struct seqs {
@@ -57,6 +61,8 @@ typedef struct seqs {
     int32_t script[NSEQ][NSTEP]; /* tokens fed one at a time after the prompt head */
     mome_memory *mem[NSEQ];      /* attached to both sets (NULL: none) */
 } seqs;
+
+static int max_batch; /* the largest batch compare_batched ran */
 
 /* Builds contexts for the sequences, each holding its prompt but the last
  * token (which is the first token of the script). */
@@ -111,6 +117,7 @@ static int compare_batched(mome_model *m, seqs *s, float **ref_logits, int *n_ba
             if (all) break;
             continue;
         }
+        if (n > max_batch) max_batch = n;
         if (mome_decode_batch(bc, bt, n) != 0) {
             fprintf(stderr, "  decode_batch: %s\n", mome_errmsg());
             goto out;
@@ -169,6 +176,7 @@ static void run_case(mome_model *m, seqs *s, const char *what) {
     CHECK(compare_batched(m, s, ref_logits, &n_bad, &n_rows) == 0, "%s: a decode failed", what);
     CHECK(n_rows == NSEQ * NSTEP, "%s: %d rows compared", what, n_rows);
     CHECK(n_bad == 0, "%s: %d rows or caches differ from one-token decoding", what, n_bad);
+    CHECK(max_batch >= 8, "%s: the largest batch had %d rows (the 8-token kernels did not run)", what, max_batch);
     for (int k = 0; k < NSEQ; k++) free(ref_logits[k]);
 }
 
@@ -286,14 +294,14 @@ static void test_batch_errors(void) {
 }
 
 /* quant_matmul_solo gives every token the bits of a one-token
- * quant_matmul, for every weight type and kernel table, nt = 1..9, odd row
+ * quant_matmul, for every weight type and kernel table, nt = 1..19, odd row
  * ranges (F32 and Q4_0 tiles sum in another order: the solo path must not
  * use them). */
 static void test_matmul_solo(void) {
     const enum mome_dtype types[] = {MOME_DTYPE_F32, MOME_DTYPE_F16, MOME_DTYPE_Q4_0, MOME_DTYPE_Q4_1,
                                      MOME_DTYPE_Q8_0, MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K};
     const char *tables[] = {"scalar", "avx2", "avx512vnni"};
-    const int64_t n = 512, R = 11, NT = 9;
+    const int64_t n = 512, R = 11, NT = 19;
     int bad = 0, cases = 0, ran = 0;
     uint64_t st = 12345;
     float *X = malloc(n * sizeof(float));
