@@ -1130,7 +1130,7 @@ void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_st
         for (; t + 8 <= nt; t += 8)
             k->tok8[wt](n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, Y + (int64_t)t * ldy, ldy, r0,
                         r1);
-    if (k->dot4[wt] && k->dot4_exact[wt] && nt - t >= 4) {
+    if (k->dot4[wt] && k->dot4_exact[wt] && !k->vd_tiled[wt] && nt - t >= 4) {
         /* whole 4-token tiles; the tokens left take the one-token kernels */
         const int k4 = (nt - t) & ~3;
         quant_matmul(wt, n, W, w_stride, (const char *)A + (size_t)t * a_stride, a_stride, k4, Y + (int64_t)t * ldy,
