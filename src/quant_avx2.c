@@ -458,28 +458,73 @@ static float vd_q4_K(int64_t n, const void *vw, const void *va) {
     return acc - accm;
 }
 
-/* 4 tokens, llama.cpp's gemm order (an fma per 64-element half) */
+/* the sums of the 8 int32 lanes of a, b, c, d -> (sum a, sum b, sum c, sum d) */
+static inline __m128i hsum4_i32(__m256i a, __m256i b, __m256i c, __m256i d) {
+    const __m256i ab = _mm256_hadd_epi32(a, b), cd = _mm256_hadd_epi32(c, d);
+    const __m256i abcd = _mm256_hadd_epi32(ab, cd); /* lo: a0+a1+a2+a3, b.., c.., d..; hi: the upper lanes */
+    return _mm_add_epi32(_mm256_castsi256_si128(abcd), _mm256_extracti128_si256(abcd, 1));
+}
+
+/* 4 tokens, llama.cpp's gemm order (an fma per 64-element half); the four
+ * tokens' chains run in the lanes of one SSE register, each lane exactly the
+ * scalar fmaf chain */
 static void d4_q4_K(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
     const block_q4_K *x = vw;
     const block_q8_K *y[4];
     for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const char *)va + t * as);
     const int64_t nb = n / QK_K;
-    float acc[4] = {0}, accm[4] = {0};
+    __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[8], mn[8];
         q4K_scales(&x[i], sc, mn);
-        const float dx = f16(x[i].d), mx = f16(x[i].dmin);
-        for (int t = 0; t < 4; t++) {
-            const float d = dx * y[t][i].d, dmin = mx * y[t][i].d;
-            for (int j = 0; j < QK_K / 64; j++) {
-                __m256i h;
-                q4K_half(&x[i], &y[t][i], j, sc, &h);
-                acc[t] = fmaf((float)hsum_i32_8(h), d, acc[t]);
-                accm[t] = fmaf((float)q4K_min(mn, &y[t][i], j), dmin, accm[t]);
-            }
+        const __m128 dy = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
+        const __m128 d = _mm_mul_ps(_mm_set1_ps(f16(x[i].d)), dy), dmin = _mm_mul_ps(_mm_set1_ps(f16(x[i].dmin)), dy);
+        for (int j = 0; j < QK_K / 64; j++) {
+            __m256i h[4];
+            for (int t = 0; t < 4; t++) q4K_half(&x[i], &y[t][i], j, sc, &h[t]);
+            const __m128i isum = hsum4_i32(h[0], h[1], h[2], h[3]);
+            const __m128i imin = _mm_setr_epi32(q4K_min(mn, y[0] + i, j), q4K_min(mn, y[1] + i, j), q4K_min(mn, y[2] + i, j),
+                                                q4K_min(mn, y[3] + i, j));
+            acc = _mm_fmadd_ps(_mm_cvtepi32_ps(isum), d, acc);
+            accm = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), dmin, accm);
         }
     }
-    for (int t = 0; t < 4; t++) out[t] = acc[t] - accm[t];
+    _mm_storeu_ps(out, _mm_sub_ps(acc, accm));
+}
+
+/* 4 rows x 1 token, llama.cpp's gemv order; row k is bit-identical to
+ * vd_q4_K on it (its own fma chains, in lane k) */
+static void r4_q4_K(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q4_K *x[4];
+    for (int k = 0; k < 4; k++) x[k] = (const block_q4_K *)((const char *)vw + k * ws);
+    const block_q8_K *y = va;
+    const int64_t nb = n / QK_K;
+    const char *pf = (const char *)vw + PF_AHEAD;
+    __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        PF_LINES(pf + i * 4 * sizeof(block_q4_K), 4 * (int)sizeof(block_q4_K));
+        __m256i s[4];
+        int32_t imin[4];
+        for (int k = 0; k < 4; k++) {
+            uint8_t sc[8], mn[8];
+            q4K_scales(&x[k][i], sc, mn);
+            s[k] = _mm256_setzero_si256();
+            imin[k] = 0;
+            for (int j = 0; j < QK_K / 64; j++) {
+                __m256i h;
+                q4K_half(&x[k][i], y + i, j, sc, &h);
+                s[k] = _mm256_add_epi32(s[k], h);
+                imin[k] += q4K_min(mn, y + i, j);
+            }
+        }
+        const __m128 dy = _mm_set1_ps(y[i].d);
+        const __m128i dxi = _mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d, (short)x[3][i].d, 0, 0, 0, 0);
+        const __m128i dmi = _mm_setr_epi16((short)x[0][i].dmin, (short)x[1][i].dmin, (short)x[2][i].dmin,
+                                           (short)x[3][i].dmin, 0, 0, 0, 0);
+        acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(s[0], s[1], s[2], s[3])), _mm_mul_ps(_mm_cvtph_ps(dxi), dy), acc);
+        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)imin)), _mm_mul_ps(_mm_cvtph_ps(dmi), dy), accm);
+    }
+    _mm_storeu_ps(out, _mm_sub_ps(acc, accm));
 }
 
 /* The 8 int32 lanes of one Q6_K super-block as ggml_vec_dot_q6_K_q8_K's AVX2
@@ -527,6 +572,74 @@ static float vd_q6_K(int64_t n, const void *vw, const void *va) {
     for (int64_t i = 0; i < nb; i++)
         acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[i].d) * y[i].d), _mm256_cvtepi32_ps(q6K_lanes(&x[i], &y[i])), acc);
     return hsum8(acc);
+}
+
+/* 4 rows x 1 token; row k is bit-identical to vd_q6_K on it */
+static void r4_q6_K(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q6_K *x[4];
+    for (int k = 0; k < 4; k++) x[k] = (const block_q6_K *)((const char *)vw + k * ws);
+    const block_q8_K *y = va;
+    const int64_t nb = n / QK_K;
+    const char *pf = (const char *)vw + PF_AHEAD;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t i = 0; i < nb; i++) {
+        PF_LINES(pf + i * 4 * sizeof(block_q6_K), 4 * (int)sizeof(block_q6_K));
+        for (int k = 0; k < 4; k++)
+            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[k][i].d) * y[i].d), _mm256_cvtepi32_ps(q6K_lanes(&x[k][i], &y[i])),
+                                     acc[k]);
+    }
+    for (int k = 0; k < 4; k++) out[k] = hsum8(acc[k]);
+}
+
+/* The unpacked quants (0..63) of one Q6_K super-block: 8 groups of 32 */
+static inline void q6K_unpack(const block_q6_K *x, __m256i q[8]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    const __m256i m2 = _mm256_set1_epi8(3);
+    for (int c = 0; c < 2; c++) {
+        const __m256i b1 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c));
+        const __m256i b2 = _mm256_loadu_si256((const __m256i *)(x->ql + 64 * c + 32));
+        const __m256i bh = _mm256_loadu_si256((const __m256i *)(x->qh + 32 * c));
+        q[4 * c + 0] = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+        q[4 * c + 1] = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+        q[4 * c + 2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+        q[4 * c + 3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+    }
+}
+
+/* 1 row x 4 tokens in the tiled order; token t is bit-identical to
+ * vd_tiled_q6_K on it (the weights unpacked once for the four) */
+static void t4_q6_K(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q6_K *x = vw;
+    const block_q8_K *y[4];
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const char *)va + t * as);
+    const int64_t nb = n / QK_K;
+    __m128 acc = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        __m256i q[8], scv[8];
+        q6K_unpack(&x[i], q);
+        for (int g = 0; g < 8; g++) {
+            const int8_t *sc = x[i].scales + 8 * (g / 4) + 2 * (g % 4);
+            scv[g] = _mm256_set_m128i(_mm_set1_epi16(sc[1]), _mm_set1_epi16(sc[0]));
+        }
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x[i].scales));
+        __m256i s[4];
+        for (int t = 0; t < 4; t++) {
+            __m256i sumi = _mm256_setzero_si256();
+            for (int g = 0; g < 8; g++) {
+                const __m256i y8 = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 32 * g));
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv[g], _mm256_maddubs_epi16(q[g], y8)));
+            }
+            const __m256i bs16 = _mm256_loadu_si256((const __m256i *)y[t][i].bsums);
+            s[t] = _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(bs16, sc16), 5));
+        }
+        const __m128 dy = _mm_setr_ps(y[0][i].d, y[1][i].d, y[2][i].d, y[3][i].d);
+        const __m128 t = _mm_mul_ps(_mm_cvtepi32_ps(hsum4_i32(s[0], s[1], s[2], s[3])), _mm_set1_ps(f16(x[i].d)));
+        acc = _mm_fmadd_ps(t, dy, acc);
+    }
+    _mm_storeu_ps(out, acc);
 }
 
 /* llama.cpp's tiled order for products of >= 8 tokens (quant.c:
@@ -818,6 +931,9 @@ void quant_avx2_fill(quant_kernels *k) {
     k->vec_dot[MOME_DTYPE_Q4_K] = vd_q4_K;
     k->dot4[MOME_DTYPE_Q4_K] = d4_q4_K;
     k->vd_tiled[MOME_DTYPE_Q6_K] = vd_tiled_q6_K;
+    k->dot4_tiled[MOME_DTYPE_Q6_K] = t4_q6_K;
+    k->rows4[MOME_DTYPE_Q4_K] = r4_q4_K;
+    k->rows4[MOME_DTYPE_Q6_K] = r4_q6_K;
     k->vec_dot[MOME_DTYPE_Q6_K] = vd_q6_K;
     k->dot4[MOME_DTYPE_F32] = d4_f32;
     k->dot4[MOME_DTYPE_Q4_0] = d4_q4_0;

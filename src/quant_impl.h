@@ -136,6 +136,7 @@ typedef struct quant_kernels {
      * the order of llama.cpp's tiled K-quant matmul (ggml-cpu/tiled, Q6_K);
      * NULL = none */
     qk_vec_dot_fn vd_tiled[MOME_DTYPE_COUNT];
+    qk_dot4_fn dot4_tiled[MOME_DTYPE_COUNT];   /* by weight type: 4 tokens of such a product (NULL: vd_tiled each) */
     qk_tok8_fn tok8[MOME_DTYPE_COUNT];          /* by weight type; NULL = none */
     uint8_t dot4_exact[MOME_DTYPE_COUNT];       /* 1: dot4's out[t] equals vec_dot on token t bit for
                                                    bit (else the tile sums in another order) */
