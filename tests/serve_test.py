@@ -263,6 +263,25 @@ def test_openai(port, mem_id, questions, answers):
                                               temperature=0, max_tokens=16).choices[0].message.content
         check("memory '%s' answers '%s'; the base model does not" % (mem_id, want), m.strip() == want and
               base.strip() != want, (m, base))
+    # requests with the memory and without it at once share batches: the same answers
+    jobs = [(mid, q) for q in questions for mid in (mem_id, BASE_ID)] * 2
+    want = {}
+    for mid, q in jobs[:len(jobs) // 2]:
+        want[(mid, q)] = client.chat.completions.create(model=mid, messages=[{"role": "user", "content": q}],
+                                                        temperature=0, max_tokens=16).choices[0].message.content
+    got = {}
+
+    def ask(i):
+        mid, q = jobs[i]
+        got[i] = client.chat.completions.create(model=mid, messages=[{"role": "user", "content": q}], temperature=0,
+                                                max_tokens=16).choices[0].message.content
+    th = [threading.Thread(target=ask, args=(i,)) for i in range(len(jobs))]
+    for t in th:
+        t.start()
+    for t in th:
+        t.join()
+    check("memory and base requests at once (sharing batches) give their sequential answers",
+          all(got.get(i) == want[jobs[i]] for i in range(len(jobs))), [(jobs[i], got.get(i)) for i in range(4)])
     chatml = "<|im_start|>user\n%s<|im_end|>\n<|im_start|>assistant\n" % questions[0]
     t = client.completions.create(model=mem_id, prompt=chatml, temperature=0, max_tokens=16).choices[0].text
     check("memory acts on /v1/completions text as on chat", t.strip() == answers[0], t)
@@ -666,7 +685,7 @@ def main():
         with open(facts, "w") as f:
             f.write("\n".join(lines) + "\n")
         mem = os.path.join(tmp, "projects.mome")
-        r = subprocess.run([MOME, "tune", "-m", MODEL, "--facts", facts, "-o", mem, "-t", "2"], capture_output=True,
+        r = subprocess.run([os.environ.get("MOME_TUNE", MOME), "tune", "-m", MODEL, "--facts", facts, "-o", mem, "-t", "2"], capture_output=True,
                            text=True)
         if not check("tune a memory of 3 facts for the server", r.returncode == 0, r.stderr[-300:]):
             finish()
