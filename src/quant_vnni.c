@@ -287,6 +287,41 @@ static void d4_q5_0(int64_t n, const void *vw, const void *va, size_t as, float 
     for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
 }
 
+/* 4 rows x 4 tokens, for prompts: out[4t + k] is bit-identical to vd_q5_0
+ * on row k and token t (the weights unpacked once for the four tokens, each
+ * token's correction once for the four rows) */
+static void t44_q5_0(int64_t n, const void *vw, size_t ws, const void *va, size_t as, float out[16]) {
+    const block_q5_0 *x[4];
+    const block_q8_0 *y[4];
+    for (int k = 0; k < 4; k++) x[k] = ROW(vw, k, ws, block_q5_0);
+    for (int t = 0; t < 4; t++) y[t] = ROW(va, t, as, block_q8_0);
+    const int64_t nb = n / QK8_0;
+    __m256 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i u[4];
+        __m256 dx[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            u[k] = q5_0_u(&x[k][ib]);
+            dx[k] = _mm256_set1_ps(f16(x[k][ib].d));
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const __m256i qy = ld32(y[t][ib].qs);
+            const __m256i corr = q5_0_corr(qy);
+            const __m256 dy = _mm256_set1_ps(f16(y[t][ib].d));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, u[k], qy));
+                acc[4 * t + k] = _mm256_fmadd_ps(_mm256_mul_ps(dx[k], dy), p, acc[4 * t + k]);
+            }
+        }
+    }
+    for (int i = 0; i < 16; i++) out[i] = hsum8(acc[i]);
+}
+
 /* ------------------------------------------------------------ Q8_0 x Q8_0 */
 
 static float vd_q8_0(int64_t n, const void *vw, const void *va) {
@@ -490,6 +525,7 @@ void quant_vnni_fill(quant_kernels *k) {
     k->vec_dot[MOME_DTYPE_Q5_0] = vd_q5_0;
     k->dot4[MOME_DTYPE_Q5_0] = d4_q5_0;
     k->rows4[MOME_DTYPE_Q5_0] = r4_q5_0;
+    k->tile44[MOME_DTYPE_Q5_0] = t44_q5_0;
     k->tok8[MOME_DTYPE_Q4_1] = t8_q4_1;
     k->tok8[MOME_DTYPE_Q8_0] = t8_q8_0;
 }
