@@ -92,7 +92,7 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
 /* quant_matmul for rows that are one token each of different sequences
  * (batched decoding): every activation row t gets the bits quant_matmul
  * gives it alone (nt == 1), whatever nt. With AVX-512 VNNI, Q4_1 and Q8_0
- * take groups of 8 tokens, two per 512-bit register (quant_vnni.c). Types whose 4-token tiles sum in
+ * take groups of up to 8 tokens, two per 512-bit register (quant_vnni.c). Types whose 4-token tiles sum in
  * vec_dot's order keep them for whole groups of 4 tokens; the other
  * tokens take the one-token kernels (4-row tiles) one by one. */
 void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,

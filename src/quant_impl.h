@@ -116,18 +116,15 @@ typedef void (*qk_quant_fn)(const float *x, void *y, int64_t n);
 /* one weight row against 4 activation rows a, a+as, a+2as, a+3as -> out[4] */
 typedef void (*qk_dot4_fn)(int64_t n, const void *w, const void *a, size_t as, float out[4]);
 #define QK_TILED_MIN_T 8 /* llama.cpp's ggml_tiled_min_batch */
-/* rows [r0, r1) of W against 8 activation rows a, a+as, ..., a+7as that are
+/* rows [r0, r1) of W against nt <= 8 activation rows a, a+as, ... that are
  * one token each of different sequences: Y[t*ldy + r] must equal vec_dot(row
  * r, token t) bit for bit (batched decoding, quant_matmul_solo) */
-typedef void (*qk_tok8_fn)(int64_t n, const void *w, size_t ws, const void *a, size_t as, float *Y, int64_t ldy,
-                           int64_t r0, int64_t r1);
+typedef void (*qk_tok8_fn)(int64_t n, const void *w, size_t ws, const void *a, size_t as, int nt, float *Y,
+                           int64_t ldy, int64_t r0, int64_t r1);
 #define QK_TOK8_MAX_BLOCKS 256 /* longest row a tok8 kernel takes, in blocks (its packing is on the stack) */
 /* 4 weight rows w, w+ws, w+2ws, w+3ws against one activation row -> out[4];
  * out[k] must equal vec_dot(row k) bit for bit */
 typedef void (*qk_rows4_fn)(int64_t n, const void *w, size_t ws, const void *a, float out[4]);
-/* 4 weight rows x 4 activation rows -> out[4t + k] (row k, token t); only for
- * types whose dot4 is exact, and then out[4t + k] must equal vec_dot bit for bit */
-typedef void (*qk_tile44_fn)(int64_t n, const void *w, size_t ws, const void *a, size_t as, float out[16]);
 
 typedef struct quant_kernels {
     const char *name;
@@ -135,12 +132,10 @@ typedef struct quant_kernels {
     qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
     qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
     qk_rows4_fn rows4[MOME_DTYPE_COUNT];        /* by weight type, one token; NULL = use vec_dot */
-    qk_tile44_fn tile44[MOME_DTYPE_COUNT];      /* by weight type, batches; NULL = use dot4 */
     /* by weight type: every token of a product of >= QK_TILED_MIN_T tokens, in
      * the order of llama.cpp's tiled K-quant matmul (ggml-cpu/tiled, Q6_K);
      * NULL = none */
     qk_vec_dot_fn vd_tiled[MOME_DTYPE_COUNT];
-    qk_dot4_fn dot4_tiled[MOME_DTYPE_COUNT];   /* by weight type: 4 tokens of such a product (NULL: vd_tiled each) */
     qk_tok8_fn tok8[MOME_DTYPE_COUNT];          /* by weight type; NULL = none */
     uint8_t dot4_exact[MOME_DTYPE_COUNT];       /* 1: dot4's out[t] equals vec_dot on token t bit for
                                                    bit (else the tile sums in another order) */
