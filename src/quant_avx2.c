@@ -428,8 +428,24 @@ static inline void q4K_half(const block_q4_K *x, const block_q8_K *y, int j, con
     *acc = _mm256_add_epi32(pl, ph);
 }
 
+/* the 8 scales and 8 mins of a super-block (ggml's utmp unpacking, the same
+ * values as qi_scale_min_k4) */
 static inline void q4K_scales(const block_q4_K *x, uint8_t sc[8], uint8_t mn[8]) {
-    for (int j = 0; j < 8; j++) qi_scale_min_k4(j, x->scales, &sc[j], &mn[j]);
+    const uint32_t kmask1 = 0x3f3f3f3f, kmask2 = 0x0f0f0f0f, kmask3 = 0x03030303;
+    uint32_t u[4];
+    memcpy(u, x->scales, 12);
+    u[3] = ((u[2] >> 4) & kmask2) | (((u[1] >> 6) & kmask3) << 4);
+    const uint32_t aux = u[1] & kmask1;
+    u[1] = (u[2] & kmask2) | (((u[0] >> 6) & kmask3) << 4);
+    u[2] = aux;
+    u[0] &= kmask1;
+    memcpy(sc, u, 8);
+    memcpy(mn, u + 2, 8);
+}
+
+/* the sums of the 16-element bsums in pairs: the 32-element groups' sums */
+static inline void q8K_pairs(const block_q8_K *y, int32_t ys[8]) {
+    for (int j = 0; j < 8; j++) ys[j] = y->bsums[2 * j] + y->bsums[2 * j + 1];
 }
 
 static inline int32_t q4K_min(const uint8_t mn[8], const block_q8_K *y, int j) {
@@ -493,36 +509,51 @@ static void d4_q4_K(int64_t n, const void *vw, const void *va, size_t as, float 
 }
 
 /* 4 rows x 1 token, llama.cpp's gemv order; row k is bit-identical to
- * vd_q4_K on it (its own fma chains, in lane k) */
+ * vd_q4_K on it (its own fma chains, in lane k). The integer sums as ggml's
+ * AVX2 Q4_K kernel forms them: scales broadcast per 32-group, the mins
+ * against the activation's 32-group sums with one madd. */
 static void r4_q4_K(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
     const block_q4_K *x[4];
     for (int k = 0; k < 4; k++) x[k] = (const block_q4_K *)((const char *)vw + k * ws);
     const block_q8_K *y = va;
     const int64_t nb = n / QK_K;
     const char *pf = (const char *)vw + PF_AHEAD;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
     __m128 acc = _mm_setzero_ps(), accm = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         PF_LINES(pf + i * 4 * sizeof(block_q4_K), 4 * (int)sizeof(block_q4_K));
+        const __m128i ys = _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[i].bsums),
+                                          _mm_loadu_si128((const __m128i *)(y[i].bsums + 8)));
+        __m256i q8[8];
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) q8[g] = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * g));
         __m256i s[4];
-        int32_t imin[4];
+        __m128i pm[4];
+#pragma GCC unroll 4
         for (int k = 0; k < 4; k++) {
             uint8_t sc[8], mn[8];
             q4K_scales(&x[k][i], sc, mn);
-            s[k] = _mm256_setzero_si256();
-            imin[k] = 0;
+            pm[k] = _mm_madd_epi16(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)mn)), ys);
+            __m256i acc_i = _mm256_setzero_si256();
+#pragma GCC unroll 4
             for (int j = 0; j < QK_K / 64; j++) {
-                __m256i h;
-                q4K_half(&x[k][i], y + i, j, sc, &h);
-                s[k] = _mm256_add_epi32(s[k], h);
-                imin[k] += q4K_min(mn, y + i, j);
+                const __m256i q4bits = _mm256_loadu_si256((const __m256i *)(x[k][i].qs + 32 * j));
+                const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]),
+                                                     _mm256_maddubs_epi16(_mm256_and_si256(q4bits, m4), q8[2 * j]));
+                const __m256i ph = _mm256_madd_epi16(
+                    _mm256_set1_epi16(sc[2 * j + 1]),
+                    _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(q4bits, 4), m4), q8[2 * j + 1]));
+                acc_i = _mm256_add_epi32(acc_i, _mm256_add_epi32(pl, ph));
             }
+            s[k] = acc_i;
         }
+        const __m128i imin = _mm_hadd_epi32(_mm_hadd_epi32(pm[0], pm[1]), _mm_hadd_epi32(pm[2], pm[3]));
         const __m128 dy = _mm_set1_ps(y[i].d);
         const __m128i dxi = _mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d, (short)x[3][i].d, 0, 0, 0, 0);
         const __m128i dmi = _mm_setr_epi16((short)x[0][i].dmin, (short)x[1][i].dmin, (short)x[2][i].dmin,
                                            (short)x[3][i].dmin, 0, 0, 0, 0);
         acc = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(s[0], s[1], s[2], s[3])), _mm_mul_ps(_mm_cvtph_ps(dxi), dy), acc);
-        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(_mm_loadu_si128((const __m128i *)imin)), _mm_mul_ps(_mm_cvtph_ps(dmi), dy), accm);
+        accm = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_mul_ps(_mm_cvtph_ps(dmi), dy), accm);
     }
     _mm_storeu_ps(out, _mm_sub_ps(acc, accm));
 }
@@ -574,21 +605,67 @@ static float vd_q6_K(int64_t n, const void *vw, const void *va) {
     return hsum8(acc);
 }
 
-/* 4 rows x 1 token; row k is bit-identical to vd_q6_K on it */
+/* 4 rows x 1 token; row k is bit-identical to vd_q6_K on it (the same
+ * lane sums: the activation's 32-byte groups loaded once for the four rows,
+ * each group's two scales spread over its lanes with one shuffle) */
 static void r4_q6_K(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
     const block_q6_K *x[4];
     for (int k = 0; k < 4; k++) x[k] = (const block_q6_K *)((const char *)vw + k * ws);
     const block_q8_K *y = va;
     const int64_t nb = n / QK_K;
     const char *pf = (const char *)vw + PF_AHEAD;
-    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    const __m256i m4 = _mm256_set1_epi8(0xF), m2 = _mm256_set1_epi8(3);
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
     for (int64_t i = 0; i < nb; i++) {
         PF_LINES(pf + i * 4 * sizeof(block_q6_K), 4 * (int)sizeof(block_q6_K));
-        for (int k = 0; k < 4; k++)
-            acc[k] = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[k][i].d) * y[i].d), _mm256_cvtepi32_ps(q6K_lanes(&x[k][i], &y[i])),
-                                     acc[k]);
+        __m256i q8[8];
+#pragma GCC unroll 8
+        for (int g = 0; g < 8; g++) q8[g] = _mm256_loadu_si256((const __m256i *)(y[i].qs + 32 * g));
+        const __m256i bs16 = _mm256_loadu_si256((const __m256i *)y[i].bsums);
+        __m256i lanes[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            const block_q6_K *b = &x[k][i];
+            const __m128i sc8 = _mm_loadu_si128((const __m128i *)b->scales);
+            __m256i sumi = _mm256_setzero_si256();
+#pragma GCC unroll 2
+            for (int c = 0; c < 2; c++) {
+                const __m256i b1 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c));
+                const __m256i b2 = _mm256_loadu_si256((const __m256i *)(b->ql + 64 * c + 32));
+                const __m256i bh = _mm256_loadu_si256((const __m256i *)(b->qh + 32 * c));
+                const __m256i q0 = _mm256_or_si256(_mm256_and_si256(b1, m4), _mm256_slli_epi16(_mm256_and_si256(bh, m2), 4));
+                const __m256i q1 = _mm256_or_si256(_mm256_and_si256(b2, m4),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 2), m2), 4));
+                const __m256i q2 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b1, 4), m4),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 4), m2), 4));
+                const __m256i q3 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b2, 4), m4),
+                                                   _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(bh, 6), m2), 4));
+                const __m256i qq[4] = {q0, q1, q2, q3};
+#pragma GCC unroll 4
+                for (int g = 0; g < 4; g++) {
+                    /* 16-bit scales: sc[8c + 2g] for bytes 0-15, sc[8c + 2g + 1] for 16-31 */
+                    const int i0 = 8 * c + 2 * g;
+                    const __m128i shuf = _mm_setr_epi8((char)i0, (char)i0, (char)i0, (char)i0, (char)i0, (char)i0, (char)i0,
+                                                       (char)i0, (char)(i0 + 1), (char)(i0 + 1), (char)(i0 + 1),
+                                                       (char)(i0 + 1), (char)(i0 + 1), (char)(i0 + 1), (char)(i0 + 1),
+                                                       (char)(i0 + 1));
+                    const __m256i scv = _mm256_cvtepi8_epi16(_mm_shuffle_epi8(sc8, shuf));
+                    sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(scv, _mm256_maddubs_epi16(qq[g], q8[4 * c + g])));
+                }
+            }
+            const __m256i sc16 = _mm256_cvtepi8_epi16(sc8);
+            lanes[k] = _mm256_sub_epi32(sumi, _mm256_slli_epi32(_mm256_madd_epi16(bs16, sc16), 5));
+        }
+        const float dy = y[i].d;
+        a0 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[0][i].d) * dy), _mm256_cvtepi32_ps(lanes[0]), a0);
+        a1 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[1][i].d) * dy), _mm256_cvtepi32_ps(lanes[1]), a1);
+        a2 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[2][i].d) * dy), _mm256_cvtepi32_ps(lanes[2]), a2);
+        a3 = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[3][i].d) * dy), _mm256_cvtepi32_ps(lanes[3]), a3);
     }
-    for (int k = 0; k < 4; k++) out[k] = hsum8(acc[k]);
+    out[0] = hsum8(a0);
+    out[1] = hsum8(a1);
+    out[2] = hsum8(a2);
+    out[3] = hsum8(a3);
 }
 
 /* The unpacked quants (0..63) of one Q6_K super-block: 8 groups of 32 */
