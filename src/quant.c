@@ -1087,9 +1087,18 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
     const char *a = (const char *)A;
     if (nt >= QK_TILED_MIN_T && k->vd_tiled[wt]) {
         /* llama.cpp computes products of this many tokens with its tiled kernel */
-        for (int64_t r = r0; r < r1; r++)
-            for (int t = 0; t < nt; t++)
-                Y[(int64_t)t * ldy + r] = k->vd_tiled[wt](n, w + (size_t)r * w_stride, a + (size_t)t * a_stride);
+        const qk_dot4_fn t4 = k->dot4_tiled[wt];
+        for (int64_t r = r0; r < r1; r++) {
+            const void *wr = w + (size_t)r * w_stride;
+            int t = 0;
+            if (t4)
+                for (; t + 4 <= nt; t += 4) {
+                    float out[4];
+                    t4(n, wr, a + (size_t)t * a_stride, a_stride, out);
+                    for (int j = 0; j < 4; j++) Y[(int64_t)(t + j) * ldy + r] = out[j];
+                }
+            for (; t < nt; t++) Y[(int64_t)t * ldy + r] = k->vd_tiled[wt](n, wr, a + (size_t)t * a_stride);
+        }
         return;
     }
     if (nt == 1 && k->rows4[wt]) {
@@ -1107,7 +1116,25 @@ void quant_matmul(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride,
         }
         return;
     }
-    for (int64_t r = r0; r < r1; r++) {
+    int64_t r = r0;
+    if (k->tile44[wt] && nt >= 4) {
+        /* 4 rows x 4 tokens at a time, each result with dot4's bits; the
+         * tokens left take vec_dot, as below */
+        const int nt4 = nt & ~3;
+        for (; r + 4 <= r1; r += 4) {
+            const char *wr = w + (size_t)r * w_stride;
+            for (int t = 0; t < nt4; t += 4) {
+                float out[16];
+                k->tile44[wt](n, wr, w_stride, a + (size_t)t * a_stride, a_stride, out);
+                for (int j = 0; j < 4; j++)
+                    for (int q = 0; q < 4; q++) Y[(int64_t)(t + j) * ldy + r + q] = out[4 * j + q];
+            }
+            for (int t = nt4; t < nt; t++)
+                for (int q = 0; q < 4; q++)
+                    Y[(int64_t)t * ldy + r + q] = vd(n, wr + (size_t)q * w_stride, a + (size_t)t * a_stride);
+        }
+    }
+    for (; r < r1; r++) {
         const void *wr = w + (size_t)r * w_stride;
         int t = 0;
         for (; t + 4 <= nt; t += 4) {

@@ -508,6 +508,58 @@ static void d4_q4_K(int64_t n, const void *vw, const void *va, size_t as, float 
     _mm_storeu_ps(out, _mm_sub_ps(acc, accm));
 }
 
+/* 4 rows x 4 tokens in the gemm order: out[4t + k] is bit-identical to
+ * d4_q4_K's out[t] for row k (the weights' nibbles split once for the four
+ * tokens; for each token the four rows' fma chains run in the lanes of one
+ * register) */
+static void t44_q4_K(int64_t n, const void *vw, size_t ws, const void *va, size_t as, float out[16]) {
+    const block_q4_K *x[4];
+    const block_q8_K *y[4];
+    for (int k = 0; k < 4; k++) x[k] = (const block_q4_K *)((const char *)vw + k * ws);
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)((const char *)va + t * as);
+    const int64_t nb = n / QK_K;
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m128 acc[4], accm[4];
+    for (int t = 0; t < 4; t++) acc[t] = accm[t] = _mm_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        uint8_t sc[4][8], mn[4][8];
+        for (int k = 0; k < 4; k++) q4K_scales(&x[k][i], sc[k], mn[k]);
+        const __m128i dxi = _mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d, (short)x[3][i].d, 0, 0, 0, 0);
+        const __m128i dmi = _mm_setr_epi16((short)x[0][i].dmin, (short)x[1][i].dmin, (short)x[2][i].dmin,
+                                           (short)x[3][i].dmin, 0, 0, 0, 0);
+        const __m128 dx = _mm_cvtph_ps(dxi), dmx = _mm_cvtph_ps(dmi);
+        int32_t ys[4][8];
+        for (int t = 0; t < 4; t++) q8K_pairs(&y[t][i], ys[t]);
+        for (int j = 0; j < QK_K / 64; j++) {
+            __m256i ql[4], qh[4];
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256i b = _mm256_loadu_si256((const __m256i *)(x[k][i].qs + 32 * j));
+                ql[k] = _mm256_and_si256(b, m4);
+                qh[k] = _mm256_and_si256(_mm256_srli_epi16(b, 4), m4);
+            }
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                const __m256i q8l = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j));
+                const __m256i q8h = _mm256_loadu_si256((const __m256i *)(y[t][i].qs + 64 * j + 32));
+                __m256i h[4];
+#pragma GCC unroll 4
+                for (int k = 0; k < 4; k++)
+                    h[k] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sc[k][2 * j]), _mm256_maddubs_epi16(ql[k], q8l)),
+                                            _mm256_madd_epi16(_mm256_set1_epi16(sc[k][2 * j + 1]), _mm256_maddubs_epi16(qh[k], q8h)));
+                const __m128i imin = _mm_setr_epi32(mn[0][2 * j] * ys[t][2 * j] + mn[0][2 * j + 1] * ys[t][2 * j + 1],
+                                                    mn[1][2 * j] * ys[t][2 * j] + mn[1][2 * j + 1] * ys[t][2 * j + 1],
+                                                    mn[2][2 * j] * ys[t][2 * j] + mn[2][2 * j + 1] * ys[t][2 * j + 1],
+                                                    mn[3][2 * j] * ys[t][2 * j] + mn[3][2 * j + 1] * ys[t][2 * j + 1]);
+                const __m128 dy = _mm_set1_ps(y[t][i].d);
+                acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(h[0], h[1], h[2], h[3])), _mm_mul_ps(dx, dy), acc[t]);
+                accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_mul_ps(dmx, dy), accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++) _mm_storeu_ps(out + 4 * t, _mm_sub_ps(acc[t], accm[t]));
+}
+
 /* 4 rows x 1 token, llama.cpp's gemv order; row k is bit-identical to
  * vd_q4_K on it (its own fma chains, in lane k). The integer sums as ggml's
  * AVX2 Q4_K kernel forms them: scales broadcast per 32-group, the mins
@@ -1010,6 +1062,7 @@ void quant_avx2_fill(quant_kernels *k) {
     k->vd_tiled[MOME_DTYPE_Q6_K] = vd_tiled_q6_K;
     k->dot4_tiled[MOME_DTYPE_Q6_K] = t4_q6_K;
     k->rows4[MOME_DTYPE_Q4_K] = r4_q4_K;
+    k->tile44[MOME_DTYPE_Q4_K] = t44_q4_K;
     k->rows4[MOME_DTYPE_Q6_K] = r4_q6_K;
     k->vec_dot[MOME_DTYPE_Q6_K] = vd_q6_K;
     k->dot4[MOME_DTYPE_F32] = d4_f32;

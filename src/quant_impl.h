@@ -125,6 +125,9 @@ typedef void (*qk_tok8_fn)(int64_t n, const void *w, size_t ws, const void *a, s
 /* 4 weight rows w, w+ws, w+2ws, w+3ws against one activation row -> out[4];
  * out[k] must equal vec_dot(row k) bit for bit */
 typedef void (*qk_rows4_fn)(int64_t n, const void *w, size_t ws, const void *a, float out[4]);
+/* 4 weight rows x 4 activation rows -> out[4t + k] (row k, token t), bit for
+ * bit what dot4 gives row k for token t */
+typedef void (*qk_tile44_fn)(int64_t n, const void *w, size_t ws, const void *a, size_t as, float out[16]);
 
 typedef struct quant_kernels {
     const char *name;
@@ -132,10 +135,12 @@ typedef struct quant_kernels {
     qk_quant_fn quant_act[MOME_DTYPE_COUNT];    /* by activation type (Q8_0/Q8_1/Q8_K) */
     qk_dot4_fn dot4[MOME_DTYPE_COUNT];          /* by weight type; NULL = use vec_dot */
     qk_rows4_fn rows4[MOME_DTYPE_COUNT];        /* by weight type, one token; NULL = use vec_dot */
+    qk_tile44_fn tile44[MOME_DTYPE_COUNT];      /* by weight type, batches; NULL = use dot4 */
     /* by weight type: every token of a product of >= QK_TILED_MIN_T tokens, in
      * the order of llama.cpp's tiled K-quant matmul (ggml-cpu/tiled, Q6_K);
      * NULL = none */
     qk_vec_dot_fn vd_tiled[MOME_DTYPE_COUNT];
+    qk_dot4_fn dot4_tiled[MOME_DTYPE_COUNT];   /* by weight type: 4 tokens of such a product (NULL: vd_tiled each) */
     qk_tok8_fn tok8[MOME_DTYPE_COUNT];          /* by weight type; NULL = none */
     uint8_t dot4_exact[MOME_DTYPE_COUNT];       /* 1: dot4's out[t] equals vec_dot on token t bit for
                                                    bit (else the tile sums in another order) */

@@ -1,7 +1,7 @@
 /* quant_vnni.c - AVX-512 VNNI kernels (compiled with -mavx2 -mfma -mf16c
  * -mavx512f -mavx512vl -mavx512bw -mavx512vnni; only called after quant_init
  * checked the CPU). They start from the AVX2 table and replace the integer dot
- * products of Q4_0, Q4_1 and Q8_0:
+ * products of Q4_0, Q4_1, Q5_0 and Q8_0:
  *
  *   - vpdpbusd (u8 x s8, four products summed into int32) instead of
  *     vpmaddubsw + vpmaddwd. The int32 lane sums are the same integers (the
@@ -209,6 +209,119 @@ static void d4_q4_1(int64_t n, const void *vw, const void *va, size_t as, float 
     out[3] = hsum8(a3) + m[3];
 }
 
+/* ------------------------------------------------------------ Q5_0 x Q8_0 */
+
+/* The quants of a Q5_0 block plus 16, unsigned (nibble | fifth bit << 4, in
+ * 0..31): dpbusd(u, y) - 16 (sum of each group of 4 y) are the int32 lane sums
+ * quant_avx2.c's sign trick gives, so every kernel here has its bits. */
+static inline __m256i q5_0_u(const block_q5_0 *b) {
+    uint32_t qh;
+    memcpy(&qh, b->qh, 4);
+    return _mm256_or_si256(nib32(b->qs), _mm256_maskz_mov_epi8((__mmask32)qh, _mm256_set1_epi8(0x10)));
+}
+
+/* -16 (sum of each group of 4 quants of y), per lane */
+static inline __m256i q5_0_corr(__m256i qy) {
+    return _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(16), qy));
+}
+
+static float vd_q5_0(int64_t n, const void *vw, const void *va) {
+    const block_q5_0 *x = vw;
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i qy = ld32(y[ib].qs);
+        const __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(q5_0_corr(qy), q5_0_u(&x[ib]), qy));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(f16(x[ib].d) * f16(y[ib].d)), p, acc);
+    }
+    return hsum8(acc);
+}
+
+/* 4 rows x 1 token; row k is bit-identical to vd_q5_0 on it */
+static void r4_q5_0(int64_t n, const void *vw, size_t ws, const void *va, float out[4]) {
+    const block_q5_0 *x0 = vw, *x1 = ROW(vw, 1, ws, block_q5_0), *x2 = ROW(vw, 2, ws, block_q5_0),
+                     *x3 = ROW(vw, 3, ws, block_q5_0);
+    const block_q8_0 *y = va;
+    const int64_t nb = n / QK8_0;
+    __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    const char *pf = (const char *)vw + PF_AHEAD;
+    for (int64_t ib = 0; ib < nb; ib++) {
+        PF_LINES(pf + ib * 4 * sizeof(block_q5_0), 4 * (int)sizeof(block_q5_0));
+        const __m256i qy = ld32(y[ib].qs);
+        const __m256i corr = q5_0_corr(qy);
+        const __m128 dy = _mm_set1_ps(f16(y[ib].d));
+        const __m128i dxi = _mm_setr_epi16((short)x0[ib].d, (short)x1[ib].d, (short)x2[ib].d, (short)x3[ib].d, 0, 0, 0, 0);
+        const __m128 dd = _mm_mul_ps(_mm_cvtph_ps(dxi), dy);
+        const __m256 p0 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, q5_0_u(&x0[ib]), qy));
+        const __m256 p1 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, q5_0_u(&x1[ib]), qy));
+        const __m256 p2 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, q5_0_u(&x2[ib]), qy));
+        const __m256 p3 = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, q5_0_u(&x3[ib]), qy));
+        a0 = _mm256_fmadd_ps(_mm256_broadcastss_ps(dd), p0, a0);
+        a1 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0x55)), p1, a1);
+        a2 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xAA)), p2, a2);
+        a3 = _mm256_fmadd_ps(_mm256_broadcastss_ps(_mm_permute_ps(dd, 0xFF)), p3, a3);
+    }
+    out[0] = hsum8(a0);
+    out[1] = hsum8(a1);
+    out[2] = hsum8(a2);
+    out[3] = hsum8(a3);
+}
+
+/* 1 row x 4 tokens; token t is bit-identical to vd_q5_0 on it */
+static void d4_q5_0(int64_t n, const void *vw, const void *va, size_t as, float out[4]) {
+    const block_q5_0 *x = vw;
+    const block_q8_0 *y[4];
+    for (int t = 0; t < 4; t++) y[t] = ROW(va, t, as, block_q8_0);
+    const int64_t nb = n / QK8_0;
+    __m256 acc[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+    for (int64_t ib = 0; ib < nb; ib++) {
+        const __m256i u = q5_0_u(&x[ib]);
+        const float dx = f16(x[ib].d);
+        for (int t = 0; t < 4; t++) {
+            const __m256i qy = ld32(y[t][ib].qs);
+            const __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(q5_0_corr(qy), u, qy));
+            acc[t] = _mm256_fmadd_ps(_mm256_set1_ps(dx * f16(y[t][ib].d)), p, acc[t]);
+        }
+    }
+    for (int t = 0; t < 4; t++) out[t] = hsum8(acc[t]);
+}
+
+/* 4 rows x 4 tokens, for prompts: out[4t + k] is bit-identical to vd_q5_0
+ * on row k and token t (the weights unpacked once for the four tokens, each
+ * token's correction once for the four rows) */
+static void t44_q5_0(int64_t n, const void *vw, size_t ws, const void *va, size_t as, float out[16]) {
+    const block_q5_0 *x[4];
+    const block_q8_0 *y[4];
+    for (int k = 0; k < 4; k++) x[k] = ROW(vw, k, ws, block_q5_0);
+    for (int t = 0; t < 4; t++) y[t] = ROW(va, t, as, block_q8_0);
+    const int64_t nb = n / QK8_0;
+    __m256 acc[16];
+#pragma GCC unroll 16
+    for (int i = 0; i < 16; i++) acc[i] = _mm256_setzero_ps();
+    for (int64_t ib = 0; ib < nb; ib++) {
+        __m256i u[4];
+        __m256 dx[4];
+#pragma GCC unroll 4
+        for (int k = 0; k < 4; k++) {
+            u[k] = q5_0_u(&x[k][ib]);
+            dx[k] = _mm256_set1_ps(f16(x[k][ib].d));
+        }
+#pragma GCC unroll 4
+        for (int t = 0; t < 4; t++) {
+            const __m256i qy = ld32(y[t][ib].qs);
+            const __m256i corr = q5_0_corr(qy);
+            const __m256 dy = _mm256_set1_ps(f16(y[t][ib].d));
+#pragma GCC unroll 4
+            for (int k = 0; k < 4; k++) {
+                const __m256 p = _mm256_cvtepi32_ps(_mm256_dpbusd_epi32(corr, u[k], qy));
+                acc[4 * t + k] = _mm256_fmadd_ps(_mm256_mul_ps(dx[k], dy), p, acc[4 * t + k]);
+            }
+        }
+    }
+    for (int i = 0; i < 16; i++) out[i] = hsum8(acc[i]);
+}
+
 /* ------------------------------------------------------------ Q8_0 x Q8_0 */
 
 static float vd_q8_0(int64_t n, const void *vw, const void *va) {
@@ -400,6 +513,10 @@ void quant_vnni_fill(quant_kernels *k) {
     k->dot4[MOME_DTYPE_Q8_0] = d4_q8_0;
     k->rows4[MOME_DTYPE_Q4_1] = r4_q4_1;
     k->rows4[MOME_DTYPE_Q8_0] = r4_q8_0;
+    k->vec_dot[MOME_DTYPE_Q5_0] = vd_q5_0;
+    k->dot4[MOME_DTYPE_Q5_0] = d4_q5_0;
+    k->rows4[MOME_DTYPE_Q5_0] = r4_q5_0;
+    k->tile44[MOME_DTYPE_Q5_0] = t44_q5_0;
     k->tok8[MOME_DTYPE_Q4_1] = t8_q4_1;
     k->tok8[MOME_DTYPE_Q8_0] = t8_q8_0;
 }
