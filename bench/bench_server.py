@@ -10,7 +10,12 @@ each), and the script reports requests/s, aggregate generated tokens/s
 (usage counts from the servers) and the median time to first token.
 
   bench/bench_server.py --mome build/mome --llama PATH/llama-server
-      [-m MODEL] [-c 1,4,16] [-r 2] [-n 64] [-t 2] [--ctx 512] [-o OUT.md]
+      [-m MODEL] [-c 1,4,16] [-r 2] [-n 64] [-t 2] [--ctx 512] [--llama-args '--poll 0'] [-o OUT.md]
+
+llama-server's threads poll for work by default (--poll 50); on a small shared
+machine that collapses when another process holds a core, so the numbers are
+only meaningful on an idle machine, or with --llama-args '--poll 0' (mome
+serve always waits passively).
 """
 import argparse
 import http.client
@@ -135,6 +140,7 @@ def start(kind, args, clients):
     else:
         cmd = [args.llama, "-m", args.model, "--port", str(port), "-np", str(clients), "-c",
                str(args.ctx * clients), "-t", str(args.threads), "-tb", str(args.threads), "--no-webui"]
+        cmd += args.llama_args.split()
         model = os.path.basename(args.model)
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
     try:
@@ -156,6 +162,7 @@ def main():
     ap.add_argument("-n", "--max-tokens", type=int, default=64)
     ap.add_argument("-t", "--threads", type=int, default=2)
     ap.add_argument("--ctx", type=int, default=512, help="context per slot")
+    ap.add_argument("--llama-args", default="", help="more llama-server arguments, e.g. '--poll 0'")
     ap.add_argument("-o", "--out", default="")
     args = ap.parse_args()
     kinds = ["mome"] + (["llama-server"] if args.llama else [])
