@@ -339,6 +339,18 @@ static void slot_token(srv_state *S, srv_slot *sl, int32_t tok) {
     sl->pending = 1;
 }
 
+/* Tokens of r's prompt the slot's cache can keep: the prefix it shares with
+ * them if it was decoded with the same memory, leaving at least 2 tokens to
+ * decode. A 1-token rest would take the one-token attention order and give
+ * other bits than the whole prompt decoded at once; from 2 tokens on (with
+ * 4-token tiles that sum as vec_dot does) splitting gives the same bits, so
+ * an answer does not depend on what the slot served before. */
+static int slot_keep(const srv_slot *sl, const srv_req *r) {
+    if (sl->cache_mem != r->mem) return 0;
+    const int keep = mome_ctx_shared_prefix(sl->ctx, r->ids, r->n_ids);
+    return keep <= r->n_ids - 2 ? keep : (r->n_ids >= 2 ? r->n_ids - 2 : 0);
+}
+
 static int32_t slot_sample(srv_state *S, srv_slot *sl) {
     const float *lg = mome_get_logits(sl->ctx, -1);
     if (!sl->smp) return ans_argmax(lg, mome_model_n_vocab(S->m)); /* greedy: the first largest */
@@ -367,7 +379,7 @@ static int slot_start(srv_state *S, srv_slot *sl) {
     if (mome_ctx_set_memory(sl->ctx, r->mem >= 0 ? S->mems[r->mem] : NULL)) return MOME_ERR;
     /* a memory changes the K/V of the rows it acts on: reuse only what the
      * same memory (or none) decoded */
-    const int keep = sl->cache_mem == r->mem ? mome_ctx_shared_prefix(sl->ctx, r->ids, r->n_ids) : 0;
+    const int keep = slot_keep(sl, r);
     sl->cache_mem = -2;
     r->n_cached = keep;
     if (mome_decode(sl->ctx, r->ids + keep, r->n_ids - keep, keep, 0)) return MOME_ERR;
@@ -430,7 +442,7 @@ static void *compute_main(void *arg) {
             for (int i = 0; i < P; i++) {
                 const srv_slot *sl = &S->slots[i];
                 if (sl->req) continue;
-                const int keep = sl->cache_mem == r->mem ? mome_ctx_shared_prefix(sl->ctx, r->ids, r->n_ids) : 0;
+                const int keep = slot_keep(sl, r);
                 if (keep > best_keep) {
                     best = i;
                     best_keep = keep;

@@ -112,7 +112,7 @@ static const char srv_page_html[] =
     "/* ?q=QUESTION[&model=ID] asks at once (links, and the headless browser test) */\n"
     "loadModels().then(() => {\n"
     "  const u = new URLSearchParams(location.search);\n"
-    "  if (u.get('model')) $('model').value = u.get('model');\n"
+    "  if ([...$('model').options].some(o => o.value === u.get('model'))) $('model').value = u.get('model');\n"
     "  if (u.get('q')) ask(u.get('q'));\n"
     "});\n"
     "</script></body></html>\n";

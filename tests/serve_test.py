@@ -254,6 +254,19 @@ def test_openai(port, mem_id, questions, answers):
     check("prefix reuse: the continued chat reuses the first turn's K/V", cached >= r1.usage.prompt_tokens - 1,
           (cached, r1.usage.prompt_tokens, r2.usage.prompt_tokens))
 
+    # an answer does not depend on what the slot served before: a long prompt
+    # decoded fresh, again from the cache (all but its last 2 tokens reused),
+    # and after other traffic
+    long_p = ("The history of the little harbour town is long and full of storms, ships and sailors. " * 6 +
+              "One evening the old captain said")
+    outs = [client.completions.create(model=BASE_ID, prompt=long_p, max_tokens=12, temperature=0)]
+    outs.append(client.completions.create(model=BASE_ID, prompt=long_p, max_tokens=12, temperature=0))
+    client.completions.create(model=BASE_ID, prompt="A different story: " + long_p[:200], max_tokens=4, temperature=0)
+    outs.append(client.completions.create(model=BASE_ID, prompt=long_p, max_tokens=12, temperature=0))
+    cached = [o.usage.prompt_tokens_details.cached_tokens for o in outs]
+    check("a long prompt gives the same greedy text fresh and from the slot's cache (cached %s)" % cached,
+          len({o.choices[0].text for o in outs}) == 1 and max(cached) > 50, [o.choices[0].text for o in outs])
+
     # memories: the memory answers its facts, the base model does not; on
     # completions text as on chat
     for q, want in zip(questions, answers):
@@ -510,13 +523,14 @@ def find_chromium():
     return None
 
 
-def test_page(port, mem_id, question, answer):
+def test_page(port, mem_id, question, answer, attempt=0):
     br = find_chromium()
     if not br:
         skip("page in headless Chromium", "no chromium (apt-get install chromium)")
         return
-    st, html = request(port, "GET", "/")
-    check("GET / serves the page", st == 200 and "<textarea" in html and "/v1/chat/completions" in html, st)
+    if attempt == 0:
+        st, html = request(port, "GET", "/")
+        check("GET / serves the page", st == 200 and "<textarea" in html and "/v1/chat/completions" in html, st)
     # DevTools protocol over a pipe: commands on fd 3, replies on fd 4, NUL-separated JSON
     r_cmd, w_cmd = os.pipe()
     r_out, w_out = os.pipe()
@@ -530,6 +544,7 @@ def test_page(port, mem_id, question, answer):
     os.close(w_out)
     buf = [b""]
     msg_id = [0]
+    retry = False
 
     def call(method, params=None, session=None, timeout=30):
         msg_id[0] += 1
@@ -581,7 +596,9 @@ def test_page(port, mem_id, question, answer):
               png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000)
     except RuntimeError as e:
         msg = str(e)
-        if "chromium exited" in msg and msg_id[0] <= 1:
+        if "chromium exited" in msg and msg_id[0] <= 1 and attempt == 0:
+            retry = True  # a start that fails under load: once more
+        elif "chromium exited" in msg and msg_id[0] <= 1:
             skip("page in headless Chromium", "chromium does not start here")
         else:
             bad("page in headless Chromium", msg)
@@ -598,6 +615,8 @@ def test_page(port, mem_id, question, answer):
         os.close(w_cmd)
         os.close(r_out)
         shutil.rmtree(udd, ignore_errors=True)
+    if retry:
+        test_page(port, mem_id, question, answer, 1)
 
 
 # ------------------------------------------------------------ auth, drain
