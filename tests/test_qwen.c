@@ -20,8 +20,11 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 
+#include <unistd.h>
+
 #include "mome.h"
 #include "test.h"
+#include "tinymodel.h"
 
 #define Q05 "Qwen2.5-Coder-0.5B-Instruct.gguf"
 #define Q15 "Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf"
@@ -334,6 +337,46 @@ static void test_vocab_only_and_unknown_arch(void) {
     mome_model_free(m);
 }
 
+/* Without the sdist: a tiny random model written with another architecture
+ * name is refused in one line naming it, and its tokenizer still loads
+ * (vocab_only); the same file as qwen2 without the Q/K/V biases qwen2
+ * requires names the missing tensor. */
+static void test_arch_errors_tiny(void) {
+    char dir[64], path[128];
+    snprintf(dir, sizeof dir, "/tmp/mome_test_qwen_XXXXXX");
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    tinymodel_params p = tinymodel_default_params();
+    p.arch = "gemma4";
+    REQUIRE(tinymodel_write(path, &p) == MOME_OK, "tinymodel: %s", mome_errmsg());
+    mome_model_params mp = mome_model_default_params();
+    mome_model *m = NULL;
+    CHECK(mome_model_load(path, &mp, &m) == MOME_ERR_UNSUPPORTED && !m, "gemma4 refused");
+    CHECK(strstr(mome_errmsg(), "architecture 'gemma4' is not supported (mome runs: llama, mistral, qwen2)") &&
+              !strchr(mome_errmsg(), '\n'),
+          "message: %s", mome_errmsg());
+    mp.vocab_only = 1;
+    CHECK(mome_model_load(path, &mp, &m) == MOME_OK && m, "vocab_only: %s", mome_errmsg());
+    if (m) {
+        int32_t ids[16];
+        CHECK(mome_tokenize(m, "the cat", 7, ids, 16, 1, 0) > 1 && ids[0] == 1, "tokenizes with BOS");
+        mome_model_free(m);
+        m = NULL;
+    }
+    p.arch = "qwen2";
+    p.qkv_bias = 0;
+    REQUIRE(tinymodel_write(path, &p) == MOME_OK, "tinymodel: %s", mome_errmsg());
+    mp.vocab_only = 0;
+    CHECK(mome_model_load(path, &mp, &m) != MOME_OK && !m, "qwen2 without biases refused");
+    CHECK(strstr(mome_errmsg(), "blk.0.attn_q.bias") != NULL, "message: %s", mome_errmsg());
+    p.qkv_bias = 1;
+    REQUIRE(tinymodel_write(path, &p) == MOME_OK, "tinymodel: %s", mome_errmsg());
+    CHECK(mome_model_load(path, &mp, &m) == MOME_OK && m, "qwen2 with biases: %s", mome_errmsg());
+    mome_model_free(m);
+    remove(path);
+    rmdir(dir);
+}
+
 int main(void) {
     RUN(test_tokenizer_q05);
     RUN(test_tokenizer_q15);
@@ -342,5 +385,6 @@ int main(void) {
     RUN(test_kl_q05);
     RUN(test_kl_q15);
     RUN(test_vocab_only_and_unknown_arch);
+    RUN(test_arch_errors_tiny);
     return test_summary();
 }
