@@ -523,13 +523,25 @@ static void t44_q4_K(int64_t n, const void *vw, size_t ws, const void *va, size_
     for (int t = 0; t < 4; t++) acc[t] = accm[t] = _mm_setzero_ps();
     for (int64_t i = 0; i < nb; i++) {
         uint8_t sc[4][8], mn[4][8];
-        for (int k = 0; k < 4; k++) q4K_scales(&x[k][i], sc[k], mn[k]);
+        int16_t sc16[4][8];
+        for (int k = 0; k < 4; k++) {
+            q4K_scales(&x[k][i], sc[k], mn[k]);
+            for (int j = 0; j < 8; j++) sc16[k][j] = sc[k][j];
+        }
+        /* per half j: the four rows' two mins, (m[2j], m[2j+1]) as int16 pairs */
+        __m128i mins[4];
+        for (int j = 0; j < 4; j++)
+            mins[j] = _mm_setr_epi16(mn[0][2 * j], mn[0][2 * j + 1], mn[1][2 * j], mn[1][2 * j + 1], mn[2][2 * j],
+                                     mn[2][2 * j + 1], mn[3][2 * j], mn[3][2 * j + 1]);
         const __m128i dxi = _mm_setr_epi16((short)x[0][i].d, (short)x[1][i].d, (short)x[2][i].d, (short)x[3][i].d, 0, 0, 0, 0);
         const __m128i dmi = _mm_setr_epi16((short)x[0][i].dmin, (short)x[1][i].dmin, (short)x[2][i].dmin,
                                            (short)x[3][i].dmin, 0, 0, 0, 0);
         const __m128 dx = _mm_cvtph_ps(dxi), dmx = _mm_cvtph_ps(dmi);
-        int32_t ys[4][8];
-        for (int t = 0; t < 4; t++) q8K_pairs(&y[t][i], ys[t]);
+        /* the tokens' 32-group sums as int16 (|sum| <= 32 * 127) */
+        int32_t ysw[4][4]; /* [t][j]: the int16 pair (sum 2j, sum 2j+1) */
+        for (int t = 0; t < 4; t++)
+            _mm_storeu_si128((__m128i *)ysw[t], _mm_hadd_epi16(_mm_loadu_si128((const __m128i *)y[t][i].bsums),
+                                                               _mm_loadu_si128((const __m128i *)(y[t][i].bsums + 8))));
         for (int j = 0; j < QK_K / 64; j++) {
             __m256i ql[4], qh[4];
 #pragma GCC unroll 4
@@ -545,12 +557,10 @@ static void t44_q4_K(int64_t n, const void *vw, size_t ws, const void *va, size_
                 __m256i h[4];
 #pragma GCC unroll 4
                 for (int k = 0; k < 4; k++)
-                    h[k] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sc[k][2 * j]), _mm256_maddubs_epi16(ql[k], q8l)),
-                                            _mm256_madd_epi16(_mm256_set1_epi16(sc[k][2 * j + 1]), _mm256_maddubs_epi16(qh[k], q8h)));
-                const __m128i imin = _mm_setr_epi32(mn[0][2 * j] * ys[t][2 * j] + mn[0][2 * j + 1] * ys[t][2 * j + 1],
-                                                    mn[1][2 * j] * ys[t][2 * j] + mn[1][2 * j + 1] * ys[t][2 * j + 1],
-                                                    mn[2][2 * j] * ys[t][2 * j] + mn[2][2 * j + 1] * ys[t][2 * j + 1],
-                                                    mn[3][2 * j] * ys[t][2 * j] + mn[3][2 * j + 1] * ys[t][2 * j + 1]);
+                    h[k] = _mm256_add_epi32(_mm256_madd_epi16(_mm256_set1_epi16(sc16[k][2 * j]), _mm256_maddubs_epi16(ql[k], q8l)),
+                                            _mm256_madd_epi16(_mm256_set1_epi16(sc16[k][2 * j + 1]), _mm256_maddubs_epi16(qh[k], q8h)));
+                /* imin of the four rows: m[2j] ys[2j] + m[2j+1] ys[2j+1], one madd */
+                const __m128i imin = _mm_madd_epi16(mins[j], _mm_set1_epi32(ysw[t][j]));
                 const __m128 dy = _mm_set1_ps(y[t][i].d);
                 acc[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(hsum4_i32(h[0], h[1], h[2], h[3])), _mm_mul_ps(dx, dy), acc[t]);
                 accm[t] = _mm_fmadd_ps(_mm_cvtepi32_ps(imin), _mm_mul_ps(dmx, dy), accm[t]);
