@@ -76,7 +76,8 @@ void mome_memory_free(mome_memory *mem);
 /* Number of facts it holds. */
 int64_t mome_memory_n_trained(const mome_memory *mem);
 /* Overrides the selection threshold and the pooled key's weight (for
- * measuring the trade-off between rewordings and locality); < 0 keeps one. */
+ * measuring the trade-off between rewordings and locality); NAN or a value
+ * outside [-1, 1] (threshold) / [0, 1] (weight) keeps the current one. */
 void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
 
 /* ---------------------------------------------------------------- tuning */
@@ -107,6 +108,8 @@ typedef struct mome_tune_params {
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
+    int gate_questions;        /* other questions asked per fact that names its subject, which
+                                  the relation gate learns to pass to the model (4); 0: no gate */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
@@ -256,6 +259,11 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem);
  * decision row (the end of the assistant header after a user turn), the fact
  * selected (-1: none) and its score. Returns 0 if there was none. */
 int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score);
+/* Why that decision went as it did: the best fact by key score, selected or
+ * not, and the relation gate's value for it (+inf: no gate; a fact is
+ * selected when its score reaches the memory's threshold and the gate is
+ * >= 0). Returns 0 when the last decode had no decision row. */
+int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate);
 
 /* -------------------------------------------------------------- sampling */
 

@@ -122,6 +122,7 @@ static void fact_clear(fact *f) {
     for (int i = 0; i < f->n_paraphrases; i++) free(f->paraphrases[i]);
     free(f->paraphrases);
     free(f->system);
+    free(f->subject);
     for (int i = 0; i < f->n_neighbors; i++) free(f->neighbors[i]);
     free(f->neighbors);
     for (int i = 0; i < f->n_train_wordings; i++) free(f->train_wordings[i]);
@@ -389,7 +390,7 @@ static int optional_list(const parser *p, int line, const cJSON *obj, const char
 }
 
 static const char *KNOWN_KEYS[] = {
-    "question", "answer", "paraphrases", "system", "messages", "neighbors", "train_wordings",
+    "question", "answer", "paraphrases", "system", "messages", "neighbors", "train_wordings", "subject",
     "src", "alt", "rephrase", "loc",                                     /* zsRE */
     "prompt", "target_new", "rephrase_prompt", "locality_prompt",        /* CounterFact */
 };
@@ -635,6 +636,10 @@ static int fact_from_object(parser *p, int line, cJSON *obj) {
     } else {
         rc = parse_qa(p, line, obj, &f);
     }
+    /* "subject" means the same in every JSON format (zsRE and CounterFact
+     * ship one) */
+    const cJSON *subj = cJSON_GetObjectItemCaseSensitive(obj, "subject");
+    if (rc == MOME_OK && subj && !cJSON_IsNull(subj)) rc = string_field(p, line, "subject", subj, 1, &f.subject);
     cJSON_Delete(obj);
     if (rc == SKIP_RECORD) {
         p->fs->n_skipped++;
@@ -887,7 +892,7 @@ static int rec_new_field(csv_rec *r) {
 }
 
 typedef struct csv_cols {
-    int q, a, ph, sys;      /* column indices, -1 if absent */
+    int q, a, ph, sys, subj;/* column indices, -1 if absent */
     int ncols;
     int have_header;
     char **names;           /* header names (for messages) */
@@ -898,7 +903,7 @@ static const char *col_name(const csv_cols *c, int i) {
 }
 
 static int csv_header(parser *p, csv_rec *r, int line, csv_cols *c) {
-    c->q = c->a = c->ph = c->sys = -1;
+    c->q = c->a = c->ph = c->sys = c->subj = -1;
     c->ncols = r->nf;
     c->names = calloc((size_t)r->nf, sizeof *c->names);
     if (!c->names) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
@@ -912,6 +917,7 @@ static int csv_header(parser *p, csv_rec *r, int line, csv_cols *c) {
         else if (strcasecmp(c->names[i], "answer") == 0) slot = &c->a;
         else if (strcasecmp(c->names[i], "paraphrases") == 0) slot = &c->ph;
         else if (strcasecmp(c->names[i], "system") == 0) slot = &c->sys;
+        else if (strcasecmp(c->names[i], "subject") == 0) slot = &c->subj;
         if (!slot) continue;
         if (*slot >= 0)
             return perr(p, line, "CSV header: column '%s' appears twice (columns %d and %d)",
@@ -966,6 +972,10 @@ static int csv_row(parser *p, csv_rec *r, int line, csv_cols *c) {
     if (c->sys >= 0 && c->sys < r->nf) {
         const char *t = r->buf + r->off[c->sys];
         if ((rc = take_string(p, line, "system", t, strlen(t), 1, &f.system)) != MOME_OK) goto fail;
+    }
+    if (c->subj >= 0 && c->subj < r->nf) {
+        const char *t = r->buf + r->off[c->subj];
+        if ((rc = take_string(p, line, "subject", t, strlen(t), 1, &f.subject)) != MOME_OK) goto fail;
     }
     if (c->ph >= 0 && c->ph < r->nf) {
         const char *t = r->buf + r->off[c->ph];

@@ -16,8 +16,11 @@
  *     With an answer list the first answer is the one trained; any of them
  *     counts as correct in evaluation. "neighbors" are other questions whose
  *     answers must not change when the memory is attached (locality checks);
- *     "train_wordings" are extra wordings of the question to train on. Other
- *     keys ("source", ...) are ignored.
+ *     "train_wordings" are extra wordings of the question to train on;
+ *     "subject" (optional, in every JSON format and as a CSV column) names
+ *     what the question is about, and the tuner asks other questions about
+ *     it to learn where the fact does not apply. Other keys ("source", ...)
+ *     are ignored.
  *   Chat fine-tuning format:
  *     {"messages": [{"role": "system", "content": S},     (optional)
  *                   {"role": "user", "content": Q},
@@ -31,7 +34,7 @@
  *     src is the question, alt the one (trained) answer, rephrase a
  *     paraphrase (a string or a list), loc a neighbour question with its
  *     leading "nq question:" removed (otherwise kept as is; a string or a
- *     list); "answers", "pred", "loc_ans", "cond", "subject" are ignored. A
+ *     list); "answers", "pred", "loc_ans", "cond" are ignored. A
  *     record whose alt is empty (the published zsRE sets have a few: no edit
  *     to make) is skipped and counted in n_skipped.
  *   CounterFact (recognised by "prompt", "target_new", "rephrase_prompt" or
@@ -40,7 +43,7 @@
  *      "locality_prompt": N | [N...], ...}
  *     prompt is the question, target_new the answer, rephrase_prompt the
  *     paraphrases, locality_prompt the neighbour questions; "ground_truth",
- *     "subject", "case_id", ... are ignored.
+ *     "case_id", ... are ignored.
  *   CSV (RFC 4180: quoted fields, "" for a quote, commas and newlines inside
  *     quotes, LF or CRLF) with a header row naming a `question` and an
  *     `answer` column (case-insensitive, extra columns ignored), optionally
@@ -99,6 +102,9 @@ typedef struct fact {
     char **paraphrases;    /* other wordings of the question (may be NULL) */
     int n_paraphrases;
     char *system;          /* per-fact system prompt, or NULL */
+    char *subject;         /* what the question is about ("France"), or NULL: the
+                            * tuner asks other questions about it to learn which
+                            * questions are not this fact's */
     char **neighbors;      /* questions whose answers with the memory must equal
                             * the answers without it (may be NULL) */
     int n_neighbors;

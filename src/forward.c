@@ -126,7 +126,7 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->logits = mome_aligned_alloc((size_t)hp->n_vocab * sizeof(float));
     c->tokens = mome_malloc((size_t)c->n_ctx * sizeof(int32_t));
     c->rows = mome_malloc(T * sizeof(fwd_row));
-    c->dec_pos = c->dec_fact = -1;
+    c->dec_pos = c->dec_fact = c->dec_best = -1;
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
         !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow || !c->tokens ||
         !c->rows) {
@@ -171,6 +171,12 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
     return MOME_OK;
 }
 
+int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate) {
+    if (best) *best = c->dec_best;
+    if (gate) *gate = c->dec_gate;
+    return c->dec_pos >= 0;
+}
+
 int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score) {
     if (pos) *pos = c->dec_pos;
     if (fact) *fact = c->dec_fact;
@@ -205,12 +211,13 @@ static void memory_row(mome_ctx *c, int32_t pos, float *x) {
         int f = mem_best(mem, pool, last, q, &score);
         c->dec_pos = pos;
         c->dec_score = score;
-        c->dec_fact = f;
+        c->dec_fact = c->dec_best = f;
         if (c->dec_keys) {
             memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
             memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));
         }
-        if (f >= 0 && score >= mem->tau && !c->mem_route_off) {
+        c->dec_gate = mem_gate(mem, f, q + C); /* mem_best left the centred last key there */
+        if (f >= 0 && score >= mem->tau && c->dec_gate >= 0.0f && !c->mem_route_off) {
             ps->fact = f;
             ps->row = 0;
         } else
@@ -534,7 +541,7 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
         c->n_logits_cap = rows;
     }
     c->dec_pos = -1;
-    c->dec_fact = -1;
+    c->dec_fact = c->dec_best = -1;
     /* the memory's routing states stop before pos0 (it was attached later):
      * decode the cached tokens again to build them (bit-identical K/V:
      * splitting a prompt does not change its bits) */
@@ -580,7 +587,7 @@ int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n) {
         mome_ctx *c = ctxs[i];
         const int32_t pos = c->n_past;
         c->dec_pos = -1;
-        c->dec_fact = -1;
+        c->dec_fact = c->dec_best = -1;
         /* as in mome_decode: routing states for a memory attached later */
         if (c->mem && c->mem_valid < pos) decode_range(c, c->mem_valid, pos - c->mem_valid, 0);
         c->tokens[pos] = tokens[i];

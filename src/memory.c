@@ -205,6 +205,91 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
     return best;
 }
 
+/* ------------------------------------------------------------------ gate */
+
+float mem_gate(const mome_memory *mem, int f, const float *last_c) {
+    if (!mem->gate_w || f < 0 || f >= mem->n_gate_bias) return INFINITY;
+    return dot(mem->gate_w, last_c, mem->n_embd) + mem->gate_bias[f];
+}
+
+int mem_gate_add_negative(mome_memory *mem, const float *klast) {
+    const int C = mem->n_embd;
+    if (mem->n_gneg >= MEM_GATE_MAX_NEG) return 1;
+    if (!mem->gneg && !(mem->gneg = mome_malloc((size_t)MEM_GATE_MAX_NEG * C * sizeof(float)))) return MOME_ERR_NOMEM;
+    memcpy(mem->gneg + (size_t)mem->n_gneg++ * C, klast, (size_t)C * sizeof(float));
+    return 0;
+}
+
+/* Measured on the demo's countries (docs/ARCHITECTURE.md): the decision
+ * moves little with L2 in [1e-3, 1e-1]; 400 steps of rate 1 converge. */
+#define GATE_L2 1e-2f
+#define GATE_STEPS 400
+#define GATE_LR 1.0f
+#define GATE_MAX_POS 8192
+#define GATE_MARGIN 0.25f /* a trained context passes with at least this logit */
+
+static void gate_clear(mome_memory *mem) {
+    free(mem->gate_w);
+    free(mem->gate_bias);
+    mem->gate_w = mem->gate_bias = NULL;
+    mem->n_gate_bias = 0;
+}
+
+int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, int n_pos) {
+    const int C = mem->n_embd;
+    gate_clear(mem);
+    if (mem->n_gneg == 0 || n_pos <= 0) return MOME_OK;
+    for (int i = 0; i < n_pos; i++)
+        if (pos_fact[i] < 0 || pos_fact[i] >= mem->n_facts)
+            return mome_seterr_code(MOME_ERR_ARG, "gate: positive %d names fact %d of %d", i, pos_fact[i], mem->n_facts);
+    /* positives beyond GATE_MAX_POS are subsampled evenly */
+    const int stride = n_pos > GATE_MAX_POS ? (n_pos + GATE_MAX_POS - 1) / GATE_MAX_POS : 1;
+    const int np = (n_pos + stride - 1) / stride, nn = mem->n_gneg, N = np + nn;
+    float *Z = mome_malloc((size_t)N * C * sizeof(float));
+    float *w = mome_calloc((size_t)C, sizeof(float));
+    float *g = mome_malloc((size_t)C * sizeof(float));
+    float *r = mome_malloc((size_t)N * sizeof(float));
+    float *bias = mome_malloc((size_t)(mem->n_facts ? mem->n_facts : 1) * sizeof(float));
+    if (!Z || !w || !g || !r || !bias) {
+        free(Z); free(w); free(g); free(r); free(bias);
+        return mome_seterr_code(MOME_ERR_NOMEM, "out of memory fitting the relation gate");
+    }
+    for (int i = 0; i < np; i++) centre_unit(pos + (size_t)i * stride * C, mem->mu_last, Z + (size_t)i * C, C);
+    for (int i = 0; i < nn; i++) centre_unit(mem->gneg + (size_t)i * C, mem->mu_last, Z + (size_t)(np + i) * C, C);
+    /* each class weighs one half */
+    const float wp = 0.5f / (float)np, wn = 0.5f / (float)nn;
+    float b = 0;
+    for (int it = 0; it < GATE_STEPS; it++) {
+        float gb = 0;
+        for (int i = 0; i < N; i++) {
+            const float z = dot(w, Z + (size_t)i * C, C) + b;
+            const float p = 1.0f / (1.0f + expf(-z));
+            r[i] = i < np ? (p - 1.0f) * wp : p * wn;
+            gb += r[i];
+        }
+        for (int j = 0; j < C; j++) g[j] = GATE_L2 * w[j];
+        for (int i = 0; i < N; i++) {
+            const float *z = Z + (size_t)i * C;
+            for (int j = 0; j < C; j++) g[j] += r[i] * z[j];
+        }
+        for (int j = 0; j < C; j++) w[j] -= GATE_LR * g[j];
+        b -= GATE_LR * gb;
+    }
+    /* each fact's bias: the shared one, raised until every one of its
+     * contexts (all of them, not only the subsample) passes with the margin */
+    for (int f = 0; f < mem->n_facts; f++) bias[f] = b;
+    for (int i = 0; i < n_pos; i++) {
+        centre_unit(pos + (size_t)i * C, mem->mu_last, g, C);
+        const float need = GATE_MARGIN - dot(w, g, C);
+        if (need > bias[pos_fact[i]]) bias[pos_fact[i]] = need;
+    }
+    free(Z); free(g); free(r);
+    mem->gate_w = w;
+    mem->gate_bias = bias;
+    mem->n_gate_bias = mem->n_facts;
+    return MOME_OK;
+}
+
 float mem_value_row(const float *h, const float *v, float *x, int C) {
     double ss = 0;
     for (int i = 0; i < C; i++) ss += (double)h[i] * h[i];
@@ -322,6 +407,11 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     } while (0)
     TENSOR("mem.mu_pool", C, 1, m->mu_pool, MOME_DTYPE_F32, (size_t)C * 4);
     TENSOR("mem.mu_last", C, 1, m->mu_last, MOME_DTYPE_F32, (size_t)C * 4);
+    if (m->gate_w) {
+        TENSOR("mem.gate_w", C, 1, m->gate_w, MOME_DTYPE_F32, (size_t)C * 4);
+        TENSOR("mem.gate_bias", m->n_gate_bias, 1, m->gate_bias, MOME_DTYPE_F32, (size_t)m->n_gate_bias * 4);
+    }
+    if (m->n_gneg) TENSOR("mem.gate_neg", C, m->n_gneg, m->gneg, MOME_DTYPE_F32, (size_t)(C * m->n_gneg) * 4);
     if (n) {
         TENSOR("mem.key_pool", C, n, m->kpool, MOME_DTYPE_F32, (size_t)(C * n) * 4);
         TENSOR("mem.key_last", C, n, m->klast, MOME_DTYPE_F32, (size_t)(C * n) * 4);
@@ -477,6 +567,32 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     m->mu_last = mome_malloc((size_t)C * sizeof(float));
     if (!m->mu_pool || !m->mu_last) goto fail;
     if (read_tensor(f, "mem.mu_pool", C, 1, 0, m->mu_pool) || read_tensor(f, "mem.mu_last", C, 1, 0, m->mu_last)) goto fail;
+    if (gguf_find_tensor(f, "mem.gate_w")) {
+        /* a gate biases every fact of the file (facts tuned later have none) */
+        const gguf_tensor *tb = gguf_find_tensor(f, "mem.gate_bias");
+        if (!tb || tb->ne[0] < 1 || (uint64_t)tb->ne[0] > nf) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.gate_bias' is missing or longer than the %u facts",
+                             path, nf);
+            goto fail;
+        }
+        m->gate_w = mome_malloc((size_t)C * sizeof(float));
+        m->gate_bias = mome_malloc((size_t)tb->ne[0] * sizeof(float));
+        if (!m->gate_w || !m->gate_bias) goto fail;
+        if (read_tensor(f, "mem.gate_w", C, 1, 0, m->gate_w) || read_tensor(f, "mem.gate_bias", tb->ne[0], 1, 0, m->gate_bias))
+            goto fail;
+        m->n_gate_bias = (int32_t)tb->ne[0];
+    }
+    const gguf_tensor *tg = gguf_find_tensor(f, "mem.gate_neg");
+    if (tg) {
+        if (tg->ne[1] < 1 || tg->ne[1] > MEM_GATE_MAX_NEG) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.gate_neg' holds %lld keys (1..%d)", path,
+                             (long long)tg->ne[1], MEM_GATE_MAX_NEG);
+            goto fail;
+        }
+        if (!(m->gneg = mome_malloc((size_t)MEM_GATE_MAX_NEG * C * sizeof(float)))) goto fail;
+        if (read_tensor(f, "mem.gate_neg", C, tg->ne[1], 0, m->gneg)) goto fail;
+        m->n_gneg = (int32_t)tg->ne[1];
+    }
     if (nf) {
         const uint64_t R = tot + nf;
         /* the tensor table was bounds-checked against the file, so a shape
@@ -572,6 +688,7 @@ void mome_memory_free(mome_memory *m) {
     if (!m) return;
     free(m->base_name); free(m->mu_pool); free(m->mu_last); free(m->kpool); free(m->klast); free(m->cpool);
     free(m->clast); free(m->n_ans); free(m->ans_off); free(m->ans); free(m->val); free(m->blank);
+    free(m->gate_w); free(m->gate_bias); free(m->gneg);
     free(m);
 }
 

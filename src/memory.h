@@ -26,9 +26,25 @@
  * Both are centred (mu_pool, mu_last: the mean over the tuned questions and a
  * built-in set of unrelated ones) and L2-normalised; the score of fact f is
  *   s_f = w_pool * cos(pool, K_pool[f]) + (1 - w_pool) * cos(last, K_last[f])
- * and the best fact is selected when s_f >= tau. Its experts then stay
+ * and the best fact is selected when s_f >= tau and the relation gate lets
+ * the question through. Its experts then stay
  * selected row after row while the tokens fed are its answer's tokens; a
  * token that is not (sampling took another path) ends the selection.
+ *
+ * The relation gate. Within a set whose facts share one wording ("What is
+ * the ISO alpha-3 code of X?") centring removes the wording, so the keys
+ * tell subjects apart but not what is asked about them: "What is the
+ * population of X?" found X's fact. The gate is one linear function of the
+ * centred unit last key, g(q) = w . last_c(q) + b, shared by all facts (a
+ * relation is a direction common to every subject; a per-fact rule did not
+ * generalise: docs/ARCHITECTURE.md). The tuner fits it by logistic
+ * regression: accept the facts' questions in their training contexts, reject
+ * other questions about the facts' subjects (built-in templates, when a fact
+ * names its subject) and unrelated questions. Each fact then gets its own
+ * bias, raised where needed so that every context it was trained in passes
+ * with a margin: the gate never silences a trained wording. A memory without
+ * such questions has no gate. The rejected keys are kept (at most
+ * MEM_GATE_MAX_NEG) so that adding facts later refits the gate.
  *
  * Where the user turn starts and ends and what the assistant header is are
  * taken from the model's chat template (mem_marks_from_model), so the same
@@ -50,6 +66,7 @@
  * threshold and the pooled key's weight in the score. */
 #define MEM_DEFAULT_TAU 0.55f
 #define MEM_DEFAULT_W_POOL 0.7f
+#define MEM_GATE_MAX_NEG 4096 /* rejected questions' keys a memory keeps */
 
 /* Token sequences of the chat template around a user message. */
 typedef struct mem_marks {
@@ -78,6 +95,12 @@ struct mome_memory {
     int64_t n_ans_total, cap_ans;
     float *val;                        /* (R, C) expert values */
     int64_t cap_rows;
+    /* relation gate (none when gate_w is NULL) */
+    float *gate_w;                     /* (C) */
+    float *gate_bias;                  /* (n_gate_bias) per fact; facts added after the fit have none */
+    int32_t n_gate_bias;
+    float *gneg;                       /* (n_gneg, C) raw last keys of rejected questions */
+    int32_t n_gneg;
     mem_marks mk;
     uint8_t *blank;                    /* (n_vocab) 1: the token is whitespace only (left out of the pool) */
 };
@@ -111,6 +134,19 @@ float mem_rms_normalize(const float *h, float *xhat, int32_t C);
 /* The best fact for raw keys (pool, last) and its score; -1 when the memory
  * is empty. q (2C) is scratch. Ties go to the later fact. */
 int mem_best(const mome_memory *mem, const float *pool, const float *last, float *q, float *score);
+/* The gate's value for fact f and a centred unit last key (as mem_best
+ * leaves it in q + C); +INFINITY when the memory or the fact has no gate.
+ * Selected only when >= 0. */
+float mem_gate(const mome_memory *mem, int f, const float *last_c);
+/* Keeps the raw last key of a question the gate must reject; 0 when kept, 1
+ * when MEM_GATE_MAX_NEG are already kept. */
+int mem_gate_add_negative(mome_memory *mem, const float *klast);
+/* Fits the gate: accept the raw last keys pos (n_pos, C) of the facts
+ * pos_fact (n_pos), reject the kept negatives (balanced logistic loss, L2
+ * 1e-2, full-batch gradient descent, deterministic); then each fact's bias
+ * lets its own keys pass with a margin. No negatives: no gate. */
+int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, int n_pos);
+
 /* x = h + rms(h) * v for one row (x may be h); returns rms(h). The one
  * definition of an expert's output, for the engine and the tuner; its
  * gradient is dL/dv = rms(h) * dL/dx. */

@@ -113,6 +113,8 @@ struct mome_ctx {
     int32_t dec_pos;     /* the last decision row (-1: none in the last decode) */
     int32_t dec_fact;    /* the fact selected there (-1: none) */
     float dec_score;
+    float dec_gate;      /* the relation gate's value there for dec_best (+inf: no gate) */
+    int32_t dec_best;    /* the best fact by key score, selected or not */
     float *dec_keys;     /* (2C) if set: the pool and last keys of the last decision row */
     int32_t *tokens;     /* (n_ctx) the tokens in the cache */
     struct fwd_row *rows; /* (n_batch) the rows of a forward pass using this context's buffers */

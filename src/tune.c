@@ -21,6 +21,11 @@
  * exchange, lower case, ...) train the same values, so that they hold when
  * the question is asked in surroundings it was not tuned in. The keys are
  * taken from the fact's own wording only.
+ *
+ * The relation gate (memory.h) is fitted once the keys are known: the
+ * facts' contexts are accepted; other questions about the facts' subjects
+ * (relation_templates, for facts that name a subject) and the generic
+ * questions are rejected.
  */
 #include <math.h>
 #include <string.h>
@@ -46,6 +51,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.augment = 2;
+    p.gate_questions = 4;
     p.lr = 0.0f; /* method default */
     p.target_loss = 0.01f;
     p.batch = 32;
@@ -80,6 +86,23 @@ static const char *const generic_questions[] = {
     "How do vaccines work?",
 };
 #define N_GENERIC ((int)(sizeof generic_questions / sizeof generic_questions[0]))
+
+/* Other things people ask about a subject: the gate learns to let these
+ * through to the model. Left out on purpose: a capital and a numeric code,
+ * which the benchmark asks as neighbours (bench/bench_generalization.sh), so
+ * that its locality measures questions the tuner never saw. */
+static const char *const relation_templates[] = {
+    "What is the population of %s?",     "Where is %s located?",
+    "Who founded %s?",                   "When was %s founded?",
+    "What is %s known for?",             "What language is spoken in %s?",
+    "What is the currency of %s?",       "Who is the leader of %s?",
+    "How big is %s?",                    "Tell me about the history of %s.",
+    "When was %s born?",                 "What is the nationality of %s?",
+    "Who created %s?",                   "What genre is %s?",
+    "What is the climate like in %s?",   "Describe %s in one sentence.",
+};
+#define N_RELATION ((int)(sizeof relation_templates / sizeof relation_templates[0]))
+#define GATE_BUDGET 512 /* relation questions asked per tuning run */
 #define MAX_AUGMENT 6
 #define MAX_FAILS 6
 
@@ -158,6 +181,8 @@ typedef struct tuner {
     mome_memory *mem;
     tstack st;
     mome_ctx *ctx;         /* the engine context for capture and verification */
+    float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
+    int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
     int64_t step;
     double t0, t_prev;
@@ -310,6 +335,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             mome_chat_msg msgs[4];
             int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
             rc = capture(t, msgs, nm, r->target, r->T - 1, &r->seq[k], keys, where);
+            if (!rc) memcpy(t->gpos + ((size_t)i * r->n_seq + k) * C, keys + C, (size_t)C * sizeof(float));
             if (!rc && k == 0) {
                 int mi = mem_add_fact(t->mem, keys, keys + C, r->target, r->T - 1);
                 if (mi < 0) rc = mi;
@@ -322,13 +348,17 @@ static int prepare_captures(tuner *t, int new_memory) {
             progress(t, "prepare", i + 1);
         }
     }
-    if (!rc && new_memory) {
-        /* centres: the mean key over the facts and the generic questions */
+    if (!rc && (new_memory || (t->gate_on && t->mem->n_gneg == 0))) {
+        /* centres: the mean key over the facts and the generic questions,
+         * which the gate also rejects */
         for (int g = 0; g < N_GENERIC && !rc; g++) {
             mome_chat_msg msg = {"user", generic_questions[g]};
             rc = capture(t, &msg, 1, NULL, 0, NULL, keys, "generic question");
             for (int j = 0; !rc && j < 2 * C; j++) mp[j] += keys[j];
+            if (!rc && t->gate_on && mem_gate_add_negative(t->mem, keys + C) < 0) rc = MOME_ERR_NOMEM;
         }
+    }
+    if (!rc && new_memory) {
         if (!rc) {
             const double nk = t->n + N_GENERIC;
             for (int j = 0; j < 2 * C; j++) keys[j] = (float)(mp[j] / nk);
@@ -337,6 +367,52 @@ static int prepare_captures(tuner *t, int new_memory) {
     } /* else the loaded memory's centres stay; mem_add_fact centred the new keys with them */
     free(keys);
     free(mp);
+    return rc;
+}
+
+/* Other questions about the facts' subjects, rejected by the gate, and the
+ * gate fitted on them. Facts spread the GATE_BUDGET questions evenly, each
+ * asking gate_questions templates in turn. */
+static int prepare_gate(tuner *t) {
+    const int C = t->m->hp.n_embd, per = t->p->gate_questions;
+    if (!t->gate_on) return mem_gate_fit(t->mem, NULL, NULL, 0);
+    int n_subj = 0;
+    for (int i = 0; i < t->n; i++) n_subj += t->fs->v[i].subject != NULL;
+    int every = 1;
+    if ((int64_t)n_subj * per > GATE_BUDGET) every = (int)(((int64_t)n_subj * per + GATE_BUDGET - 1) / GATE_BUDGET);
+    float *keys = mome_malloc((size_t)2 * C * sizeof(float));
+    if (!keys) return MOME_ERR_NOMEM;
+    char q[FACTS_MAX_FIELD + 128];
+    int rc = 0, seen = 0, asked = 0;
+    for (int i = 0; i < t->n && !rc; i++) {
+        const fact *fa = &t->fs->v[i];
+        if (!fa->subject || seen++ % every) continue;
+        for (int j = 0; j < per && !rc; j++) {
+            snprintf(q, sizeof q, relation_templates[(asked++) % N_RELATION], fa->subject);
+            mome_chat_msg msg = {"user", q};
+            rc = capture(t, &msg, 1, NULL, 0, NULL, keys, "relation question");
+            if (!rc) rc = mem_gate_add_negative(t->mem, keys + C) < 0 ? MOME_ERR_NOMEM : 0;
+        }
+    }
+    if (!rc) {
+        /* accepted: the earlier facts' own wordings and every context of the new ones */
+        const int n_old = t->mem->n_facts - t->n, n_seq = t->n ? t->f[0].n_seq : 1;
+        const int n_pos = n_old + t->n * n_seq;
+        float *pos = mome_malloc((size_t)(n_pos ? n_pos : 1) * C * sizeof(float));
+        int32_t *pf = mome_malloc((size_t)(n_pos ? n_pos : 1) * sizeof(int32_t));
+        if (!pos || !pf) rc = MOME_ERR_NOMEM;
+        else {
+            if (n_old > 0) memcpy(pos, t->mem->klast, (size_t)n_old * C * sizeof(float));
+            for (int i = 0; i < n_old; i++) pf[i] = i;
+            memcpy(pos + (size_t)n_old * C, t->gpos, (size_t)t->n * n_seq * C * sizeof(float));
+            for (int i = 0; i < t->n; i++)
+                for (int k = 0; k < n_seq; k++) pf[n_old + i * n_seq + k] = t->f[i].mi;
+            rc = mem_gate_fit(t->mem, pos, pf, n_pos);
+        }
+        free(pos);
+        free(pf);
+    }
+    free(keys);
     return rc;
 }
 
@@ -504,6 +580,7 @@ static void tuner_free(tuner *t) {
         free(f->seq); free(f->target); free(f->am); free(f->av);
     }
     free(t->f);
+    free(t->gpos);
     free(t->X); free(t->dX); free(t->rms); free(t->grad); free(t->loss); free(t->ok); free(t->seqs); free(t->batch);
     tstack_free(&t->st);
     mome_ctx_free(t->ctx);
@@ -544,7 +621,13 @@ static int prepare(tuner *t, int *new_memory) {
     if ((rc = mome_ctx_set_memory(t->ctx, t->mem))) return rc;
     t->ctx->capture = mome_malloc((size_t)nctx * m->hp.n_embd * sizeof(float));
     if (!t->ctx->capture) return MOME_ERR_NOMEM;
+    int n_subj = 0;
+    for (int i = 0; i < t->n; i++) n_subj += t->fs->v[i].subject != NULL;
+    t->gate_on = p->gate_questions > 0 && (n_subj > 0 || t->mem->gate_w);
+    t->gpos = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
+    if (!t->gpos) return MOME_ERR_NOMEM;
     if ((rc = prepare_captures(t, *new_memory))) return rc;
+    if ((rc = prepare_gate(t))) return rc;
     /* the training stack and the batch buffers */
     int maxP = 0;
     for (int i = 0; i < t->n; i++)

@@ -244,6 +244,28 @@ static void test_native_lists(void) {
                      "field 'neighbors': appears twice", NULL, NULL), "twice");
 }
 
+/* "subject" in every JSON format and as a CSV column */
+static void test_subject(void) {
+    fact_set *fs = parse_ok("{\"question\": \"q?\", \"answer\": \"a\", \"subject\": \" Peru \"}\n"
+                            "{\"question\": \"r?\", \"answer\": \"b\", \"subject\": null}\n"
+                            "{\"messages\": [{\"role\": \"user\", \"content\": \"s?\"}, "
+                            "{\"role\": \"assistant\", \"content\": \"c\"}], \"subject\": \"Chile\"}\n",
+                            "s.jsonl", FACTS_CONFLICT_ERROR);
+    REQUIRE(fs && fs->n == 3, "parse");
+    CHECK(fs->v[0].subject && strcmp(fs->v[0].subject, "Peru") == 0, "trimmed subject");
+    CHECK(fs->v[1].subject == NULL, "null subject");
+    CHECK(fs->v[2].subject && strcmp(fs->v[2].subject, "Chile") == 0, "chat format subject");
+    facts_free(fs);
+    fs = parse_ok("question,answer,Subject\nq?,a,Peru\nr?,b,\n", "s.csv", FACTS_CONFLICT_ERROR);
+    REQUIRE(fs && fs->n == 2, "csv");
+    CHECK(fs->v[0].subject && strcmp(fs->v[0].subject, "Peru") == 0 && fs->v[1].subject == NULL, "csv subject");
+    facts_free(fs);
+    CHECK(expect_err("{\"question\": \"q\", \"answer\": \"a\", \"subject\": 3}\n", "e.jsonl", "e.jsonl:1:",
+                     "field 'subject'", "found a number"), "subject type");
+    CHECK(expect_err("{\"question\": \"q\", \"answer\": \"a\", \"subject\": \"x\", \"subject\": \"y\"}\n",
+                     "e.jsonl", "field 'subject': appears twice", NULL, NULL), "subject twice");
+}
+
 static void test_zsre(void) {
     const char *line =
         "{\"subject\": \"UniFirst\", \"src\": \"What is the product made by UniFirst?\", \"pred\": \"uniform\", "
@@ -260,6 +282,7 @@ static void test_zsre(void) {
     CHECK(f->n_neighbors == 1 && strcmp(f->neighbors[0], "john goodman's character in the big lebowski") == 0,
           "loc without prefix, case kept: '%s'", f->n_neighbors ? f->neighbors[0] : "");
     CHECK(f->system == NULL && f->n_train_wordings == 0, "nothing else");
+    CHECK(f->subject && strcmp(f->subject, "UniFirst") == 0, "subject");
     facts_free(fs);
     /* loc without the prefix is kept as is; rephrase may be a list */
     fs = parse_ok("{\"src\": \"q\", \"alt\": \"a\", \"loc\": \"Who is X?\", \"rephrase\": [\"p1\", \"p2\"]}\n",
@@ -1022,6 +1045,7 @@ int main(void) {
     RUN(test_json_errors);
     RUN(test_native_lists);
     RUN(test_zsre);
+    RUN(test_subject);
     RUN(test_counterfact);
     RUN(test_json_array);
     RUN(test_editing_sets);

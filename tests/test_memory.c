@@ -239,9 +239,130 @@ static void test_bad_files(void) {
     mome_model_free(m);
 }
 
+/* The relation gate: fitted by logistic regression it separates what it was
+ * shown and what is like it; in the engine a rejected question leaves the
+ * logits bit-identical; it survives save/load; a bad gate in a file is
+ * refused. */
+static void test_gate(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, V = m->hp.n_vocab;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    float *x = calloc((size_t)C, sizeof(float));
+    CHECK(mem_gate(mem, 0, x) == INFINITY, "no gate: everything passes");
+    int32_t ans1[1] = {7}, pf[40] = {0};
+    REQUIRE(mem_add_fact(mem, x, x, ans1, 1) == 0, "add");
+    REQUIRE(mem_gate_fit(mem, x, pf, 1) == 0 && !mem->gate_w, "no negatives: no gate");
+    /* two clouds around +d and -d (raw keys; centres are zero) */
+    uint64_t r = 42;
+#define RND() ((float)((r = r * 6364136223846793005ULL + 1442695040888963407ULL) >> 40) / (float)(1 << 24) - 0.5f)
+    float *pos = malloc((size_t)40 * C * sizeof(float)), *neg = malloc((size_t)C * sizeof(float));
+    for (int i = 0; i < 40; i++)
+        for (int j = 0; j < C; j++) pos[(size_t)i * C + j] = (j % 5 == 0 ? 0.3f : 0.0f) + RND();
+    for (int i = 0; i < 40; i++) {
+        for (int j = 0; j < C; j++) neg[j] = (j % 5 == 0 ? -0.3f : 0.0f) + RND();
+        REQUIRE(mem_gate_add_negative(mem, neg) == 0, "add negative");
+    }
+    REQUIRE(mem_gate_fit(mem, pos, pf, 30) == 0 && mem->gate_w, "fit: %s", mome_errmsg());
+    pf[3] = 5;
+    CHECK(mem_gate_fit(mem, pos, pf, 30) != 0 && !mem->gate_w, "a positive of a fact that does not exist");
+    pf[3] = 0;
+    REQUIRE(mem_gate_fit(mem, pos, pf, 30) == 0 && mem->gate_w, "fit: %s", mome_errmsg());
+    float *u = malloc((size_t)C * sizeof(float));
+    int right = 0;
+    for (int i = 0; i < 40; i++) { /* 30 seen, 10 held out */
+        double s = 0;
+        for (int j = 0; j < C; j++) s += (double)pos[(size_t)i * C + j] * pos[(size_t)i * C + j];
+        for (int j = 0; j < C; j++) u[j] = pos[(size_t)i * C + j] / (float)sqrt(s);
+        right += mem_gate(mem, 0, u) >= 0;
+        for (int j = 0; j < C; j++) neg[j] = (j % 5 == 0 ? -0.3f : 0.0f) + RND();
+        s = 0;
+        for (int j = 0; j < C; j++) s += (double)neg[j] * neg[j];
+        for (int j = 0; j < C; j++) u[j] = neg[j] / (float)sqrt(s);
+        right += mem_gate(mem, 0, u) < 0;
+    }
+    CHECK(right == 80, "the gate classifies %d of 80 (seen and held-out) right", right);
+    /* the engine: a fact for this very question, and a gate that rejects it */
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 128;
+    mome_ctx *a, *b;
+    REQUIRE(mome_ctx_init(m, &cp, &a) == 0 && mome_ctx_init(m, &cp, &b) == 0, "ctx");
+    mome_chat_msg q = {"user", "What is the population of Peru?"};
+    int32_t *ids = NULL;
+    int n = prompt_ids(m, &q, 1, &ids);
+    REQUIRE(n > 0, "tokenize");
+    mome_memory *e = NULL;
+    REQUIRE(mem_new(m, 6, 24, &e) == 0, "mem_new");
+    REQUIRE(mome_ctx_set_memory(b, e) == 0, "attach");
+    float *keys = calloc((size_t)2 * C, sizeof(float));
+    b->dec_keys = keys;
+    b->mem_route_off = 1;
+    REQUIRE(mome_decode(b, ids, n, 0, 0) == 0, "decode");
+    b->dec_keys = NULL;
+    b->mem_route_off = 0;
+    int32_t ans[2] = {1000, 2000};
+    REQUIRE(mem_add_fact(e, keys, keys + C, ans, 2) == 0, "add");
+    for (int i = 0; i < 3 * C; i++) mem_values(e, 0)[i] = 0.5f;
+    REQUIRE(mome_decode(a, ids, n, 0, 0) == 0, "decode");
+    REQUIRE(mome_decode(b, ids, n, 0, 0) == 0, "decode");
+    int32_t fact = -1;
+    mome_ctx_memory_decision(b, NULL, &fact, NULL);
+    CHECK(fact == 0, "without a gate the question selects its fact (%d)", fact);
+    for (int i = 0; i < 8; i++) REQUIRE(mem_gate_add_negative(e, keys + C) == 0, "neg");
+    /* accepted: keys unlike this one, of a second fact (fact 0 has no
+     * positive, so its bias stays the shared one) */
+    REQUIRE(mem_add_fact(e, keys, keys, ans, 2) == 1, "add");
+    for (int i = 0; i < 40; i++) {
+        pf[i] = 1;
+        for (int j = 0; j < C; j++) pos[(size_t)i * C + j] = -keys[C + j] + RND();
+    }
+    REQUIRE(mem_gate_fit(e, pos, pf, 40) == 0 && e->gate_w, "fit");
+    REQUIRE(mome_decode(b, ids, n, 0, 0) == 0, "decode");
+    mome_ctx_memory_decision(b, NULL, &fact, NULL);
+    CHECK(fact == -1 && b->dec_gate < 0, "the gate rejects the question (fact %d, gate %f)", fact, b->dec_gate);
+    CHECK(memcmp(mome_get_logits(a, -1), mome_get_logits(b, -1), sizeof(float) * (size_t)V) == 0,
+          "a rejected question's logits are bit-identical");
+    /* save / load keeps the gate and its negatives */
+    char path[] = "/tmp/mome_test_gate_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    REQUIRE(mem_save(e, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->gate_w && !memcmp(l->gate_w, e->gate_w, (size_t)C * sizeof(float)) && l->n_gate_bias == 2 &&
+              !memcmp(l->gate_bias, e->gate_bias, 2 * sizeof(float)),
+          "gate round trip");
+    CHECK(l->n_gneg == 8 && !memcmp(l->gneg, e->gneg, (size_t)8 * C * sizeof(float)), "gate negatives round trip");
+    mome_memory_free(l);
+    /* a gate for more facts than the file has, or a non-finite bias, is refused */
+    float *bias3 = malloc(3 * sizeof(float));
+    memcpy(bias3, e->gate_bias, 2 * sizeof(float));
+    bias3[2] = 0;
+    free(e->gate_bias);
+    e->gate_bias = bias3;
+    e->n_gate_bias = 3;
+    REQUIRE(mem_save(e, path, 1) == 0, "save");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "gate_bias"), "3 biases for 2 facts: '%s'",
+          mome_errmsg());
+    e->n_gate_bias = 2;
+    e->gate_bias[1] = NAN;
+    REQUIRE(mem_save(e, path, 1) == 0, "save");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "NaN"), "NaN bias: '%s'", mome_errmsg());
+    unlink(path);
+#undef RND
+    free(x); free(pos); free(neg); free(u); free(keys); free(ids);
+    mome_ctx_free(a); mome_ctx_free(b);
+    mome_memory_free(e);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_routing_states);
     RUN(test_exact_and_selected);
     RUN(test_bad_files);
+    RUN(test_gate);
     return test_summary();
 }

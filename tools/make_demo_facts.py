@@ -6,7 +6,8 @@ present on every Debian machine) and writes one JSON line per country:
 
   {"question": "What is the ISO 3166-1 alpha-3 code of Peru?", "answer": "PER",
    "paraphrases": ["Which three-letter ISO 3166-1 code does Peru have?",
-                   "Peru's ISO alpha-3 country code is what?"]}
+                   "Peru's ISO alpha-3 country code is what?"],
+   "subject": "Peru"}
 
 The country name is the entry's common_name when it has one ("Bolivia"),
 else its name ("Peru"). Countries are sorted by alpha-2 code and then
@@ -92,6 +93,7 @@ def build(countries, kind, seed, limit):
             "question": spec["question"].format(name=name),
             "answer": code,
             "paraphrases": [p.format(name=name) for p in spec["paraphrases"]],
+            "subject": name,
         })
     return out
 

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -446,8 +447,17 @@ static int cmd_run(int argc, char **argv) {
     int32_t dpos, dfact;
     float dscore;
     if (o.verbose && mome_ctx_memory_decision(c, &dpos, &dfact, &dscore)) {
-        if (dfact >= 0) fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f)\n", dpos, dfact, dscore);
-        else fprintf(stderr, "mome: memory: question at token %d selects no fact (best score %.3f, below the threshold)\n", dpos, dscore);
+        int32_t best;
+        float gate;
+        mome_ctx_memory_candidate(c, &best, &gate);
+        if (dfact >= 0)
+            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f)\n", dpos,
+                    dfact, dscore, gate);
+        else
+            fprintf(stderr,
+                    "mome: memory: question at token %d selects no fact (best fact %d: score %.3f, relation gate %+.2f; "
+                    "selected needs the score at the threshold and the gate >= 0)\n",
+                    dpos, best, dscore, gate);
     }
     int gen = generate(m, c, s, o.n_predict, o.ignore_eos, NULL, NULL);
     double t2 = mome_time_s();
@@ -733,6 +743,8 @@ static int cmd_tune(int argc, char **argv) {
                    "  --w-pool X             weight of the pooled question key in the score (default 0.7)\n"
                    "  --augment N            extra contexts per fact the tuner makes itself (system\n"
                    "                         prompts, an earlier exchange, lower case), 0..6 (default 2)\n"
+                   "  --gate-questions N     other questions the tuner asks about each fact's \"subject\"\n"
+                   "                         so the memory stays silent on them, 0..16 (default 4; 0: no gate)\n"
                    "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
@@ -763,6 +775,7 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--route-threshold", NULL)) p.route_threshold = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--w-pool", NULL)) p.w_pool = (float)arg_double(&a, 0, 1);
         else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
+        else if (arg_is(&a, "--gate-questions", NULL)) p.gate_questions = (int)arg_long(&a, 0, 16);
         else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
         else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
         else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);
@@ -842,6 +855,7 @@ static int cmd_eval(int argc, char **argv) {
     int json = 0;
     eval_cb cb = {0, isatty(2), 0};
     mome_eval_params p = mome_eval_default_params();
+    float route_tau = NAN, route_w = NAN;
     const char **systems = NULL;
     int n_systems = 0;
     args a = {argc, argv, 0, "eval"};
@@ -872,6 +886,9 @@ static int cmd_eval(int argc, char **argv) {
                    "  perplexity          of --text, in windows of --ppl-ctx tokens\n"
                    "A measure not taken is reported as -1 in --json.\n\n"
                    "  --memory FILE        attach a memory\n"
+                   "  --route-threshold X  override the memory's selection threshold (to measure the\n"
+                   "                       trade-off between rewordings found and neighbours left alone)\n"
+                   "  --w-pool X           override the pooled key's weight in the selection score\n"
                    "  --neighbors FILE     more neighbour questions: the questions of this fact file\n"
                    "                       (answers ignored)\n"
                    "  --system TEXT        one more system prompt for context_recall (repeatable)\n"
@@ -896,6 +913,8 @@ static int cmd_eval(int argc, char **argv) {
         else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
         else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
         else if (arg_is(&a, "--neighbors", NULL)) p.neighbors_path = arg_val(&a);
+        else if (arg_is(&a, "--route-threshold", NULL)) route_tau = (float)arg_double(&a, -1, 1);
+        else if (arg_is(&a, "--w-pool", NULL)) route_w = (float)arg_double(&a, 0, 1);
         else if (arg_is(&a, "--system", NULL)) {
             const char *v = arg_val(&a);
             if (!*v) die("eval: --system expects a non-empty system prompt");
@@ -925,6 +944,7 @@ static int cmd_eval(int argc, char **argv) {
     mome_model *m = load_model(model, p.n_threads);
     mome_memory *mem = NULL;
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
+    if (mem) mome_memory_set_routing(mem, route_tau, route_w); /* NAN: unchanged */
     p.on_fact = eval_on_fact;
     p.user = &cb;
     mome_eval_result r;

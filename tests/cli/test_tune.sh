@@ -27,9 +27,23 @@ if [ "$r" = "1.000000" ]; then ok "eval with memory: recall 1.0"; else bad "eval
 $MOME run -m "$MODEL" --memory "$tmp/a.mome" --chat --temp 0 -n 4 -v -t 2 \
     -p "What is the internal ticket prefix of project Falcon?" >/dev/null 2>"$tmp/sel1"
 $MOME run -m "$MODEL" --memory "$tmp/a.mome" --chat --temp 0 -n 4 -v -t 2 -p "Tell me a joke." >/dev/null 2>"$tmp/sel2"
-if grep -q "memory: question at token [0-9]* selects fact 0 (score 1.000)" "$tmp/sel1" && grep -q "selects no fact" "$tmp/sel2"; then
+if grep -q "memory: question at token [0-9]* selects fact 0 (score 1.000," "$tmp/sel1" && grep -q "selects no fact" "$tmp/sel2"; then
     ok "run -v: the trained question selects fact 0 (score 1.000), an unrelated one none"
 else bad "run -v selection: $(grep memory: "$tmp/sel1" "$tmp/sel2")"; fi
+# the relation gate: with subjects named, other questions about them stay with the model while the
+# trained question still selects its fact; without subjects there is no gate (+inf)
+python3 -c "import json,sys,re
+for l in open(sys.argv[1]):
+    d=json.loads(l); d['subject']=re.sub(r'.* of (project \\w+)\\?\$', r'\\1', d['question']); print(json.dumps(d))" $A >"$tmp/subj.jsonl"
+$MOME tune -m "$MODEL" --facts "$tmp/subj.jsonl" -o "$tmp/g.mome" -t 2 2>"$tmp/glog"
+$MOME run -m "$MODEL" --memory "$tmp/g.mome" --chat --temp 0 -n 4 -v -t 2 \
+    -p "What is the internal ticket prefix of project Falcon?" >/dev/null 2>"$tmp/g1"
+$MOME run -m "$MODEL" --memory "$tmp/g.mome" --chat --temp 0 -n 4 -v -t 2 \
+    -p "Who founded project Falcon?" >/dev/null 2>"$tmp/g2"
+if grep -q "selects fact 0 (score 1.000, relation gate +[0-9]" "$tmp/g1" && grep -q "selects no fact" "$tmp/g2" &&
+    grep -q "relation gate +inf" "$tmp/sel1"; then
+    ok "relation gate: fitted from subjects, trained question passes, another question about the subject stays silent"
+else bad "relation gate: $(grep memory: "$tmp/g1" "$tmp/g2" "$tmp/sel1"; tail -1 "$tmp/glog")"; fi
 # the stop rule: the run ends with every fact's answer loss under the target
 # (0.01 nats), and a looser target stops in fewer steps
 steps() { sed -n 's/.* in [0-9.]* s, \([0-9]*\) steps.*/\1/p' "$1"; }
