@@ -1149,22 +1149,31 @@ static enum MHD_Result handle_generate(srv_state *S, struct MHD_Connection *c, i
     return ret;
 }
 
-static enum MHD_Result handle_models(srv_state *S, struct MHD_Connection *c) {
+static cJSON *model_json(srv_state *S, int i) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "id", S->ids[i]);
+    cJSON_AddStringToObject(o, "object", "model");
+    cJSON_AddNumberToObject(o, "created", (double)S->created);
+    cJSON_AddStringToObject(o, "owned_by", "mome");
+    if (i > 0) {
+        cJSON_AddStringToObject(o, "parent", S->ids[0]);
+        cJSON_AddNumberToObject(o, "facts", (double)mome_memory_n_trained(S->mems[i - 1]));
+    }
+    return o;
+}
+
+/* GET /v1/models (id NULL) or GET /v1/models/ID */
+static enum MHD_Result handle_models(srv_state *S, struct MHD_Connection *c, const char *id) {
+    if (id) {
+        const int i = find_model(S, id);
+        if (i < 0)
+            return send_error(S, c, 404, "model", "model_not_found", "the model '%.200s' does not exist", id);
+        return send_json(S, c, 200, model_json(S, i));
+    }
     cJSON *j = cJSON_CreateObject();
     cJSON_AddStringToObject(j, "object", "list");
     cJSON *d = cJSON_AddArrayToObject(j, "data");
-    for (int i = 0; i < S->n_ids; i++) {
-        cJSON *o = cJSON_CreateObject();
-        cJSON_AddStringToObject(o, "id", S->ids[i]);
-        cJSON_AddStringToObject(o, "object", "model");
-        cJSON_AddNumberToObject(o, "created", (double)S->created);
-        cJSON_AddStringToObject(o, "owned_by", "mome");
-        if (i > 0) {
-            cJSON_AddStringToObject(o, "parent", S->ids[0]);
-            cJSON_AddNumberToObject(o, "facts", (double)mome_memory_n_trained(S->mems[i - 1]));
-        }
-        cJSON_AddItemToArray(d, o);
-    }
+    for (int i = 0; i < S->n_ids; i++) cJSON_AddItemToArray(d, model_json(S, i));
     return send_json(S, c, 200, j);
 }
 
@@ -1291,9 +1300,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *c, const cha
         if (!is_get) return send_error(S, c, 405, NULL, "method_not_allowed", "use GET /metrics");
         return handle_metrics(S, c);
     }
-    if (!strcmp(url, "/models")) {
+    if (!strcmp(url, "/models") || !strncmp(url, "/models/", 8)) {
         if (!is_get) return send_error(S, c, 405, NULL, "method_not_allowed", "use GET /v1/models");
-        return handle_models(S, c);
+        return handle_models(S, c, url[7] ? url + 8 : NULL);
     }
     if (!strcmp(url, "/completions") || !strcmp(url, "/chat/completions")) {
         if (!is_post) return send_error(S, c, 405, NULL, "method_not_allowed", "use POST %s", url);

@@ -184,6 +184,9 @@ def test_openai(port, mem_id, questions, answers):
     client = openai.OpenAI(base_url="http://127.0.0.1:%d/v1" % port, api_key="none", max_retries=0, timeout=120)
     ids = [m.id for m in client.models.list().data]
     check("models.list: the base model and the memory", ids == [BASE_ID, mem_id], ids)
+    m = client.models.retrieve(mem_id)
+    check("models.retrieve: the memory, with its base model as parent", m.id == mem_id and
+          getattr(m, "parent", None) == BASE_ID, m)
 
     prompt = "Once upon a time, there was a little robot who"
     c = client.completions.create(model=BASE_ID, prompt=prompt, max_tokens=16, temperature=0)
@@ -310,6 +313,8 @@ def test_openai(port, mem_id, questions, answers):
         except Exception as e:  # noqa: BLE001 - any other class is the failure
             bad(name, repr(e))
 
+    raises("models.retrieve of an unknown id: NotFoundError (404)", openai.NotFoundError,
+           lambda: client.models.retrieve("nope"))
     raises("unknown model: NotFoundError (404)", openai.NotFoundError,
            lambda: client.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}]))
     raises("n=2: BadRequestError (400)", openai.BadRequestError,
