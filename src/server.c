@@ -1324,6 +1324,17 @@ static void on_completed(void *cls, struct MHD_Connection *c, void **con_cls, en
 
 /* ------------------------------------------------------------ run */
 
+/* libmicrohttpd's own messages: the last one is kept for a start-up error;
+ * with -v they are printed as they come. */
+static char g_mhd_msg[256];
+static void mhd_log(void *cls, const char *fmt, va_list ap) {
+    const srv_state *S = cls;
+    vsnprintf(g_mhd_msg, sizeof g_mhd_msg, fmt, ap);
+    const size_t n = strlen(g_mhd_msg);
+    if (n && g_mhd_msg[n - 1] == '\n') g_mhd_msg[n - 1] = 0;
+    if (S->p && S->p->verbose) fprintf(stderr, "mome serve: libmicrohttpd: %s\n", g_mhd_msg);
+}
+
 /* The file's name without its directory (and without suffix if given). */
 static char *base_name(const char *path, const char *suffix) {
     const char *b = strrchr(path, '/');
@@ -1427,8 +1438,10 @@ int srv_run(const srv_params *p) {
         d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
                              (unsigned)(p->n_parallel + p->queue + 64), MHD_OPTION_NOTIFY_COMPLETED, on_completed, S,
-                             MHD_OPTION_END);
-        if (!d) rc = mome_seterr_code(MOME_ERR_IO, "serve: cannot listen on %s port %d", p->host, p->port);
+                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, S, MHD_OPTION_END);
+        if (!d)
+            rc = mome_seterr_code(MOME_ERR_IO, "serve: cannot listen on %s port %d%s%s", p->host, p->port,
+                                  g_mhd_msg[0] ? ": " : "", g_mhd_msg);
         freeaddrinfo(ai);
     }
     if (d) {

@@ -728,6 +728,11 @@ def main():
         srv = Server(tmp, "main", ["--memory", mem, "--parallel", "4", "--ctx", "512", "--queue", "12",
                                    "--timeout", "2", "--max-body", "65536", "-t", "2"])
         try:
+            r = subprocess.run([MOME, "serve", "-m", MODEL, "--port", str(srv.port), "--ctx", "64", "--parallel", "1",
+                                "-t", "1"], capture_output=True, text=True, timeout=60)
+            lines = r.stderr.strip().splitlines()
+            check("a port in use: exit 1 and one error line naming it", r.returncode == 1 and len(lines) == 1 and
+                  "cannot listen" in lines[0] and "in use" in lines[0], r.stderr[-300:])
             test_openai(srv.port, "projects", qs, ans)
             test_raw(srv.port)
             test_queue_full(srv.port, 4 + 12)
