@@ -9,7 +9,10 @@
 # neighbours: the capital and the numeric code of the same countries (same
 # subjects, other relations) and 24 unrelated questions. zsre / counterfact:
 # ../shared/data/facts/editing (rephrase = paraphrase, loc / locality_prompt =
-# neighbours). Writes build/bench_gen/<set>.{mome,log,json,outputs.jsonl}.
+# neighbours); for zsre also 2 other questions about each fact's subject
+# (templates the tuner's relation gate never uses). TUNE_ARGS are passed to
+# mome tune (e.g. "--gate-questions 4 --gate-margin 0.25").
+# Writes build/bench_gen/<set>.{mome,log,json,outputs.jsonl}.
 set -eu
 MOME=${MOME:-build/mome}
 MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
@@ -41,7 +44,20 @@ PY
         [ $set = counterfact ] && src=$SHARED/data/facts/editing/counterfact-edit-1k.json
         if [ ! -f "$src" ]; then echo "skip $set: $src absent"; continue; fi
         python3 -c "import json,sys; d=[x for x in json.load(open(sys.argv[1])) if x.get('alt', x.get('target_new'))]; json.dump(d[:int(sys.argv[2])], open(sys.argv[3],'w'))" "$src" "$N" $OUT/$set.json
-        FACTS=$OUT/$set.json; NB="" ;;
+        FACTS=$OUT/$set.json; NB=""
+        if [ $set = zsre ]; then
+            python3 - "$OUT" <<'PY'
+import json, sys
+out = sys.argv[1]
+T = ["Who owns %s?", "What is the official website of %s?", "Where did %s die?",
+     "What award did %s receive?", "Who is married to %s?", "What is %s made of?"]
+with open(out + "/zsre_subject_neighbors.jsonl", "w") as f:
+    for i, x in enumerate(json.load(open(out + "/zsre.json"))):
+        for t in T[i % 3::3][:2]:
+            f.write(json.dumps({"question": t % x["subject"], "answer": "-"}) + "\n")
+PY
+            NB="--neighbors $OUT/zsre_subject_neighbors.jsonl"
+        fi ;;
     esac
     echo "== $set: $N facts"
     /usr/bin/time -v $MOME tune -m "$MODEL" --facts $FACTS -o $OUT/$set.mome -t $T ${TUNE_ARGS:-} 2>$OUT/$set.log || true

@@ -109,7 +109,10 @@ typedef struct mome_tune_params {
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int gate_questions;        /* other questions asked per fact that names its subject, which
-                                  the relation gate learns to pass to the model (4); 0: no gate */
+                                  the relation gate learns to pass to the model (0: no gate; 4
+                                  is measured in docs/BENCHMARKS.md) */
+    float gate_margin;         /* the gate lets each fact's trained contexts through with at
+                                  least this logit (1.0; lower: a stricter gate) */
     /* optimisation */
     float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */

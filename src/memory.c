@@ -226,7 +226,6 @@ int mem_gate_add_negative(mome_memory *mem, const float *klast) {
 #define GATE_STEPS 400
 #define GATE_LR 1.0f
 #define GATE_MAX_POS 8192
-#define GATE_MARGIN 0.25f /* a trained context passes with at least this logit */
 
 static void gate_clear(mome_memory *mem) {
     free(mem->gate_w);
@@ -235,7 +234,7 @@ static void gate_clear(mome_memory *mem) {
     mem->n_gate_bias = 0;
 }
 
-int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, int n_pos) {
+int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, int n_pos, float margin) {
     const int C = mem->n_embd;
     gate_clear(mem);
     if (mem->n_gneg == 0 || n_pos <= 0) return MOME_OK;
@@ -280,7 +279,7 @@ int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, in
     for (int f = 0; f < mem->n_facts; f++) bias[f] = b;
     for (int i = 0; i < n_pos; i++) {
         centre_unit(pos + (size_t)i * C, mem->mu_last, g, C);
-        const float need = GATE_MARGIN - dot(w, g, C);
+        const float need = margin - dot(w, g, C);
         if (need > bias[pos_fact[i]]) bias[pos_fact[i]] = need;
     }
     free(Z); free(g); free(r);

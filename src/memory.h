@@ -42,7 +42,9 @@
  * other questions about the facts' subjects (built-in templates, when a fact
  * names its subject) and unrelated questions. Each fact then gets its own
  * bias, raised where needed so that every context it was trained in passes
- * with a margin: the gate never silences a trained wording. A memory without
+ * with a margin: the gate never silences a trained wording. The gate is
+ * opt-in (mome tune --gate-questions N): it trades rewordings for quiet on
+ * other questions about a subject, measured in docs/BENCHMARKS.md. A memory without
  * such questions has no gate. The rejected keys are kept (at most
  * MEM_GATE_MAX_NEG) so that adding facts later refits the gate.
  *
@@ -144,8 +146,9 @@ int mem_gate_add_negative(mome_memory *mem, const float *klast);
 /* Fits the gate: accept the raw last keys pos (n_pos, C) of the facts
  * pos_fact (n_pos), reject the kept negatives (balanced logistic loss, L2
  * 1e-2, full-batch gradient descent, deterministic); then each fact's bias
- * lets its own keys pass with a margin. No negatives: no gate. */
-int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, int n_pos);
+ * lets its own keys pass with at least `margin` (logits). No negatives: no
+ * gate. */
+int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, int n_pos, float margin);
 
 /* x = h + rms(h) * v for one row (x may be h); returns rms(h). The one
  * definition of an expert's output, for the engine and the tuner; its

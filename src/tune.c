@@ -51,7 +51,8 @@ mome_tune_params mome_tune_default_params(void) {
     p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.augment = 2;
-    p.gate_questions = 4;
+    p.gate_questions = 0;
+    p.gate_margin = 1.0f;
     p.lr = 0.0f; /* method default */
     p.target_loss = 0.01f;
     p.batch = 32;
@@ -375,7 +376,7 @@ static int prepare_captures(tuner *t, int new_memory) {
  * asking gate_questions templates in turn. */
 static int prepare_gate(tuner *t) {
     const int C = t->m->hp.n_embd, per = t->p->gate_questions;
-    if (!t->gate_on) return mem_gate_fit(t->mem, NULL, NULL, 0);
+    if (!t->gate_on) return mem_gate_fit(t->mem, NULL, NULL, 0, 0.0f);
     int n_subj = 0;
     for (int i = 0; i < t->n; i++) n_subj += t->fs->v[i].subject != NULL;
     int every = 1;
@@ -407,7 +408,7 @@ static int prepare_gate(tuner *t) {
             memcpy(pos + (size_t)n_old * C, t->gpos, (size_t)t->n * n_seq * C * sizeof(float));
             for (int i = 0; i < t->n; i++)
                 for (int k = 0; k < n_seq; k++) pf[n_old + i * n_seq + k] = t->f[i].mi;
-            rc = mem_gate_fit(t->mem, pos, pf, n_pos);
+            rc = mem_gate_fit(t->mem, pos, pf, n_pos, t->p->gate_margin);
         }
         free(pos);
         free(pf);

@@ -253,7 +253,7 @@ static void test_gate(void) {
     CHECK(mem_gate(mem, 0, x) == INFINITY, "no gate: everything passes");
     int32_t ans1[1] = {7}, pf[40] = {0};
     REQUIRE(mem_add_fact(mem, x, x, ans1, 1) == 0, "add");
-    REQUIRE(mem_gate_fit(mem, x, pf, 1) == 0 && !mem->gate_w, "no negatives: no gate");
+    REQUIRE(mem_gate_fit(mem, x, pf, 1, 0.25f) == 0 && !mem->gate_w, "no negatives: no gate");
     /* two clouds around +d and -d (raw keys; centres are zero) */
     uint64_t r = 42;
 #define RND() ((float)((r = r * 6364136223846793005ULL + 1442695040888963407ULL) >> 40) / (float)(1 << 24) - 0.5f)
@@ -264,11 +264,11 @@ static void test_gate(void) {
         for (int j = 0; j < C; j++) neg[j] = (j % 5 == 0 ? -0.3f : 0.0f) + RND();
         REQUIRE(mem_gate_add_negative(mem, neg) == 0, "add negative");
     }
-    REQUIRE(mem_gate_fit(mem, pos, pf, 30) == 0 && mem->gate_w, "fit: %s", mome_errmsg());
+    REQUIRE(mem_gate_fit(mem, pos, pf, 30, 0.25f) == 0 && mem->gate_w, "fit: %s", mome_errmsg());
     pf[3] = 5;
-    CHECK(mem_gate_fit(mem, pos, pf, 30) != 0 && !mem->gate_w, "a positive of a fact that does not exist");
+    CHECK(mem_gate_fit(mem, pos, pf, 30, 0.25f) != 0 && !mem->gate_w, "a positive of a fact that does not exist");
     pf[3] = 0;
-    REQUIRE(mem_gate_fit(mem, pos, pf, 30) == 0 && mem->gate_w, "fit: %s", mome_errmsg());
+    REQUIRE(mem_gate_fit(mem, pos, pf, 30, 0.25f) == 0 && mem->gate_w, "fit: %s", mome_errmsg());
     float *u = malloc((size_t)C * sizeof(float));
     int right = 0;
     for (int i = 0; i < 40; i++) { /* 30 seen, 10 held out */
@@ -317,7 +317,7 @@ static void test_gate(void) {
         pf[i] = 1;
         for (int j = 0; j < C; j++) pos[(size_t)i * C + j] = -keys[C + j] + RND();
     }
-    REQUIRE(mem_gate_fit(e, pos, pf, 40) == 0 && e->gate_w, "fit");
+    REQUIRE(mem_gate_fit(e, pos, pf, 40, 0.25f) == 0 && e->gate_w, "fit");
     REQUIRE(mome_decode(b, ids, n, 0, 0) == 0, "decode");
     mome_ctx_memory_decision(b, NULL, &fact, NULL);
     CHECK(fact == -1 && b->dec_gate < 0, "the gate rejects the question (fact %d, gate %f)", fact, b->dec_gate);

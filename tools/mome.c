@@ -743,8 +743,12 @@ static int cmd_tune(int argc, char **argv) {
                    "  --w-pool X             weight of the pooled question key in the score (default 0.7)\n"
                    "  --augment N            extra contexts per fact the tuner makes itself (system\n"
                    "                         prompts, an earlier exchange, lower case), 0..6 (default 2)\n"
-                   "  --gate-questions N     other questions the tuner asks about each fact's \"subject\"\n"
-                   "                         so the memory stays silent on them, 0..16 (default 4; 0: no gate)\n"
+                   "  --gate-questions N     a relation gate: the tuner asks N other questions about each\n"
+                   "                         fact's \"subject\" and the memory learns to stay silent on\n"
+                   "                         such questions, at some cost in rewordings found (measured\n"
+                   "                         in docs/BENCHMARKS.md), 0..16 (default 0: no gate; try 4)\n"
+                   "  --gate-margin X        the gate lets trained contexts through with at least X\n"
+                   "                         (default 1.0; 0.25: quieter on neighbours, fewer rewordings)\n"
                    "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
@@ -776,6 +780,7 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--w-pool", NULL)) p.w_pool = (float)arg_double(&a, 0, 1);
         else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
         else if (arg_is(&a, "--gate-questions", NULL)) p.gate_questions = (int)arg_long(&a, 0, 16);
+        else if (arg_is(&a, "--gate-margin", NULL)) p.gate_margin = (float)arg_double(&a, 0, 100);
         else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
         else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
         else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);

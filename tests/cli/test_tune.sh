@@ -35,7 +35,7 @@ else bad "run -v selection: $(grep memory: "$tmp/sel1" "$tmp/sel2")"; fi
 python3 -c "import json,sys,re
 for l in open(sys.argv[1]):
     d=json.loads(l); d['subject']=re.sub(r'.* of (project \\w+)\\?\$', r'\\1', d['question']); print(json.dumps(d))" $A >"$tmp/subj.jsonl"
-$MOME tune -m "$MODEL" --facts "$tmp/subj.jsonl" -o "$tmp/g.mome" -t 2 2>"$tmp/glog"
+$MOME tune -m "$MODEL" --facts "$tmp/subj.jsonl" -o "$tmp/g.mome" -t 2 --gate-questions 4 2>"$tmp/glog"
 $MOME run -m "$MODEL" --memory "$tmp/g.mome" --chat --temp 0 -n 4 -v -t 2 \
     -p "What is the internal ticket prefix of project Falcon?" >/dev/null 2>"$tmp/g1"
 $MOME run -m "$MODEL" --memory "$tmp/g.mome" --chat --temp 0 -n 4 -v -t 2 \
