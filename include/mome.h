@@ -169,9 +169,13 @@ typedef struct mome_eval_params {
     const char *neighbors_path;/* more neighbour questions: the questions of this fact file
                                   (answers ignored); NULL: only the facts' own */
     const char *outputs_path;  /* write one JSON line per question asked (NULL: none) */
+    int n_parallel;            /* questions answered together in one batched forward pass
+                                  (0: 16; 1: one at a time; the figures are the same) */
     /* called after each fact with its outcome (may be NULL) */
     void (*on_fact)(int index, int n, const char *question, const char *output, int exact, int contains,
                     int abstained, void *user);
+    /* called as batched answers end: done of total (may be NULL) */
+    void (*on_progress)(int done, int total, void *user);
     void *user;
 } mome_eval_params;
 

@@ -27,6 +27,22 @@
 int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs, int max_new, char **text,
                int32_t **ids, int *n_ids);
 
+/* One question of a batch: a conversation as for ans_greedy. */
+typedef struct ans_question {
+    const mome_chat_msg *msgs;
+    int n_msgs;
+} ans_question;
+
+/* Greedy answers to n_q questions, n_ctx at a time: each context takes the
+ * next question when its answer ends, and the answers in progress are
+ * decoded together (mome_decode_batch), so each answer is byte-identical to
+ * ans_greedy's on that context. The contexts must be distinct and share the
+ * model; a memory attached to them acts as in ans_greedy. texts[i] receives
+ * question i's answer (malloc'd). on_done (may be NULL) is called as answers
+ * end. On error every text is NULL. */
+int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_question *qs, int n_q, int max_new,
+                     char **texts, void (*on_done)(int done, int total, void *user), void *user);
+
 /* Index of the largest logit (the first one on ties). */
 int32_t ans_argmax(const float *logits, int V);
 

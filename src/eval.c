@@ -65,6 +65,14 @@
  *    Strings are written as valid UTF-8: an answer cut inside a character
  *    (max_new_tokens, or a token holding part of one) shows U+FFFD there.
  *
+ * Batching (params.n_parallel, default EVAL_PARALLEL): eval runs its
+ * measures twice. The first pass only collects the conversations it asks
+ * (with or without the memory); ans_greedy_batch answers them n_parallel at
+ * a time, their tokens decoded together in one forward pass; the second pass
+ * runs the same measures on those answers, in the same order. Batched rows
+ * give the bits of one-token decoding, so the figures equal those of asking
+ * one question at a time (n_parallel = 1, tested).
+ *
  * Perplexity: the text is tokenized once (BOS as the model asks) and cut into
  * non-overlapping windows of ppl_ctx tokens; every token of a window after
  * its first is scored; ppl = exp(mean NLL).
@@ -142,7 +150,24 @@ int eval_variants(const char *q, char *out[EVAL_N_VARIANTS], const char *kinds[E
 
 /* ------------------------------------------------------------ asking */
 
+enum eval_mode {
+    EVAL_DIRECT = 0, /* ask each question when the measure needs it */
+    EVAL_COLLECT,    /* only record the conversations asked */
+    EVAL_REPLAY,     /* take the answers of the recorded conversations, in order */
+};
+
+/* A recorded conversation (its strings copied) and its answer. */
+typedef struct eval_job {
+    char *text[4];
+    mome_chat_msg msgs[4];
+    int n, base;
+    char *answer;
+} eval_job;
+
 typedef struct evalr {
+    enum eval_mode mode;
+    eval_job *jobs;
+    int n_jobs, cap_jobs, next_job;
     mome_model *m;
     mome_ctx *c;               /* with the memory (if any) */
     mome_ctx *c0;              /* without it (for neighbours; made when first needed) */
@@ -164,6 +189,35 @@ static int ask(evalr *e, int base, const char *system, int exchange, const char 
         msgs[n++] = (mome_chat_msg){"assistant", eval_exchange_assistant};
     }
     msgs[n++] = (mome_chat_msg){"user", question};
+    if (e->mode == EVAL_COLLECT) {
+        if (e->n_jobs == e->cap_jobs) {
+            int nc = e->cap_jobs ? 2 * e->cap_jobs : 256;
+            eval_job *nj = realloc(e->jobs, (size_t)nc * sizeof *nj);
+            if (!nj) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+            e->jobs = nj;
+            e->cap_jobs = nc;
+        }
+        eval_job *j = &e->jobs[e->n_jobs];
+        memset(j, 0, sizeof *j);
+        for (int i = 0; i < n; i++) {
+            if (!(j->text[i] = strdup(msgs[i].content))) {
+                for (int k = 0; k < i; k++) free(j->text[k]);
+                return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+            }
+            j->msgs[i] = (mome_chat_msg){msgs[i].role, j->text[i]};
+        }
+        j->n = n;
+        j->base = base;
+        e->n_jobs++;
+        return (*text = strdup("")) ? MOME_OK : mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    }
+    if (e->mode == EVAL_REPLAY) {
+        if (e->next_job >= e->n_jobs || e->jobs[e->next_job].base != base)
+            return mome_seterr_code(MOME_ERR, "eval: the measures asked other questions the second time");
+        *text = e->jobs[e->next_job].answer;
+        e->jobs[e->next_job++].answer = NULL;
+        return MOME_OK;
+    }
     if (base && !e->c0) {
         int rc = mome_ctx_init(e->m, e->cp, &e->c0);
         if (rc) return rc;
@@ -220,7 +274,7 @@ static cJSON *add_text(cJSON *o, const char *key, const char *s) {
 /* One line of the outputs file. fact < 0: null. */
 static int record(evalr *e, int fact, int line, const char *kind, const char *detail_key, const char *detail,
                   const char *question, const char *system, const char *answer, const char *base, int exact) {
-    if (!e->out) return MOME_OK;
+    if (!e->out || e->mode == EVAL_COLLECT) return MOME_OK;
     cJSON *o = cJSON_CreateObject();
     if (!o) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     int ok = 1;
@@ -287,7 +341,7 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     r->n_contains += co;
     r->n_abstain += ab;
     r->n_hallucinated += !co && !ab;
-    if (p->on_fact) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
+    if (p->on_fact && e->mode != EVAL_COLLECT) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
     rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex);
     free(out);
     if (rc) return rc;
@@ -323,6 +377,48 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     return MOME_OK;
 }
 
+/* Every measure over the first n facts and the neighbour file. */
+static int eval_pass(evalr *e, const fact_set *fs, int n, const fact_set *nb) {
+    int rc = MOME_OK;
+    for (int i = 0; i < n && !rc; i++) rc = eval_fact(e, &fs->v[i], i, n);
+    for (int i = 0; nb && i < nb->n && !rc; i++) rc = ask_neighbor(e, -1, nb->v[i].line, nb->v[i].system, nb->v[i].question);
+    return rc;
+}
+
+/* The recorded conversations answered par at a time: those with the memory
+ * on par contexts with it, those without on par contexts without it. */
+static int answer_jobs(evalr *e, int par) {
+    int rc = MOME_OK;
+    for (int base = 0; base <= 1 && !rc; base++) {
+        int nq = 0;
+        for (int i = 0; i < e->n_jobs; i++) nq += e->jobs[i].base == base;
+        if (nq == 0) continue;
+        const int nc = nq < par ? nq : par;
+        ans_question *qs = mome_malloc((size_t)nq * sizeof *qs);
+        char **texts = mome_calloc((size_t)nq, sizeof *texts);
+        mome_ctx **cs = mome_calloc((size_t)nc, sizeof *cs);
+        if (!qs || !texts || !cs) rc = MOME_ERR_NOMEM;
+        for (int k = 0; k < nc && !rc; k++) {
+            if ((rc = mome_ctx_init(e->m, e->cp, &cs[k]))) break;
+            if (!base && e->mem) rc = mome_ctx_set_memory(cs[k], e->mem);
+        }
+        if (!rc) {
+            int q = 0;
+            for (int i = 0; i < e->n_jobs; i++)
+                if (e->jobs[i].base == base) qs[q++] = (ans_question){e->jobs[i].msgs, e->jobs[i].n};
+            rc = ans_greedy_batch(e->m, cs, nc, qs, nq, e->p->max_new_tokens, texts, e->p->on_progress, e->p->user);
+        }
+        if (!rc) {
+            int q = 0;
+            for (int i = 0; i < e->n_jobs; i++)
+                if (e->jobs[i].base == base) e->jobs[i].answer = texts[q++];
+        }
+        for (int k = 0; cs && k < nc; k++) mome_ctx_free(cs[k]);
+        free(qs); free(texts); free(cs);
+    }
+    return rc;
+}
+
 static int eval_facts(evalr *e) {
     const mome_eval_params *p = e->p;
     mome_eval_result *r = e->r;
@@ -333,8 +429,19 @@ static int eval_facts(evalr *e) {
     if (p->neighbors_path && e->mem && (rc = facts_load(p->neighbors_path, FACTS_CONFLICT_FIRST, &nb))) goto out;
     int n = fs ? fs->n : 0;
     if (p->max_facts > 0 && p->max_facts < n) n = (int)p->max_facts;
-    for (int i = 0; i < n && !rc; i++) rc = eval_fact(e, &fs->v[i], i, n);
-    for (int i = 0; nb && i < nb->n && !rc; i++) rc = ask_neighbor(e, -1, nb->v[i].line, nb->v[i].system, nb->v[i].question);
+    const int par = p->n_parallel > 0 ? p->n_parallel : EVAL_PARALLEL;
+    if (par > 1) {
+        /* collect the questions with a scratch result, answer them in
+         * batches, then measure on the answers */
+        mome_eval_result scratch = *r;
+        e->r = &scratch;
+        e->mode = EVAL_COLLECT;
+        rc = eval_pass(e, fs, n, nb);
+        e->r = r;
+        if (!rc) rc = answer_jobs(e, par);
+        e->mode = EVAL_REPLAY;
+    }
+    if (!rc) rc = eval_pass(e, fs, n, nb);
     if (rc) goto out;
     if (fs) {
         r->recall = r->n_facts ? (double)r->n_exact / r->n_facts : 0;
@@ -431,6 +538,11 @@ out:
     }
     mome_ctx_free(e.c);
     if (e.c0) mome_ctx_free(e.c0);
+    for (int i = 0; i < e.n_jobs; i++) {
+        for (int k = 0; k < e.jobs[i].n; k++) free(e.jobs[i].text[k]);
+        free(e.jobs[i].answer);
+    }
+    free(e.jobs);
     if (rc == MOME_OK) r->seconds = mome_time_s() - t0;
     return rc;
 }

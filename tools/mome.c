@@ -849,6 +849,18 @@ static void eval_on_fact(int i, int n, const char *q, const char *out, int ex, i
     }
 }
 
+static void eval_on_progress(int done, int total, void *user) {
+    eval_cb *cb = user;
+    if (cb->verbose) return;
+    if (cb->tty) {
+        fprintf(stderr, "\r\033[Keval: %d/%d questions answered", done, total);
+        if (done == total) fprintf(stderr, "\n");
+    } else if (mome_time_s() - cb->last > 10 || done == total) {
+        cb->last = mome_time_s();
+        fprintf(stderr, "eval: %d/%d questions answered\n", done, total);
+    }
+}
+
 /* A measure for the text report: "NN.NN%  (k of n)" or "not measured". */
 static void print_measure(const char *name, double v, int k, int n, const char *why_not) {
     if (v < 0) printf("%-20s not measured (%s)\n", name, why_not);
@@ -908,6 +920,8 @@ static int cmd_eval(int argc, char **argv) {
                    "  --ppl-ctx N          perplexity window (default 512)\n"
                    "  --max-facts N        only the first N facts\n"
                    "  --max-new N          answer length limit in tokens (default 24; it was 64 before)\n"
+                   "  --parallel N         questions answered together in one batched forward pass\n"
+                   "                       (default 16; 1: one at a time; the figures are the same)\n"
                    "  --on-conflict error|first|last\n"
                    "  --json               one JSON object on stdout\n"
                    "  -v, --verbose        print every trained question and its answer\n"
@@ -935,6 +949,7 @@ static int cmd_eval(int argc, char **argv) {
         else if (arg_is(&a, "--ppl-ctx", NULL)) p.ppl_ctx = (int)arg_long(&a, 2, 1 << 16);
         else if (arg_is(&a, "--max-facts", NULL)) p.max_facts = arg_long(&a, 1, LONG_MAX);
         else if (arg_is(&a, "--max-new", NULL)) p.max_new_tokens = (int)arg_long(&a, 1, 4096);
+        else if (arg_is(&a, "--parallel", NULL)) p.n_parallel = (int)arg_long(&a, 1, 256);
         else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
         else if (arg_is(&a, "--json", NULL)) json = 1;
         else if (arg_is(&a, "-v", "--verbose")) cb.verbose = 1;
@@ -951,6 +966,7 @@ static int cmd_eval(int argc, char **argv) {
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
     if (mem) mome_memory_set_routing(mem, route_tau, route_w); /* NAN: unchanged */
     p.on_fact = eval_on_fact;
+    p.on_progress = eval_on_progress;
     p.user = &cb;
     mome_eval_result r;
     if (mome_eval(m, mem, &p, &r)) die("%s", mome_errmsg());

@@ -99,6 +99,15 @@ assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
 EOF
         then ok "--outputs with a memory: neighbour lines carry the base answer"; else bad "--outputs with a memory"; fi
     fi
+    # batched answers (default --parallel 16) equal one question at a time, byte for byte, every measure
+    $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --max-facts 6 -t 2 --neighbors tests/data/facts/basic.jsonl \
+        --outputs "$tmp/p16.jsonl" --json 2>/dev/null | sed 's/, "seconds.*//' >"$tmp/p16"
+    $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --max-facts 6 -t 2 --neighbors tests/data/facts/basic.jsonl \
+        --outputs "$tmp/p1.jsonl" --json --parallel 1 2>/dev/null | sed 's/, "seconds.*//' >"$tmp/p1"
+    if [ -s "$tmp/p1.jsonl" ] && [ "$(wc -l <"$tmp/p1.jsonl")" -gt 40 ] && cmp -s "$tmp/p1.jsonl" "$tmp/p16.jsonl" &&
+        grep -q '"recall": 1.000000' "$tmp/p1" && cmp -s "$tmp/p1" "$tmp/p16"; then
+        ok "--parallel 16 (batched) and --parallel 1 give identical answers and measures ($(wc -l <"$tmp/p1.jsonl") questions)"
+    else bad "--parallel: batched and one-at-a-time differ: $(diff "$tmp/p1" "$tmp/p16" | head -3)"; fi
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 
 finish
