@@ -251,10 +251,13 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
  * whatever else shares the pass (continuous batching in a server). ctxs[0]'s
  * buffers are the pass's workspace. On error no context has changed. */
 int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n);
-/* How many leading tokens of ids[0..n) the cache already holds, at most n - 1
- * (the last token is decoded again for its logits): decode ids from there on
- * to reuse the K/V of a shared prompt head, as llama.cpp's server does;
- * splitting a prompt this way gives identical bits. */
+/* How many leading tokens of ids[0..n) the cache already holds, at most n - 2
+ * (at least two tokens are decoded again: the last for its logits, and one
+ * token alone would take the one-token attention order): decode ids from
+ * there on to reuse the K/V of a shared prompt head, as llama.cpp's server
+ * does. The bits then equal a decode from scratch where the matrix kernels
+ * give a row the same bits whatever the rows beside it (Q4_1, Q8_0, the
+ * K-quants; not the 4-token tiles of F32 and Q4_0). */
 int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n);
 /* Logits of the i-th token of the last decode (i = -1: last). (V,) */
 const float *mome_get_logits(const mome_ctx *c, int i);

@@ -142,8 +142,11 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
 int32_t mome_ctx_n_past(const mome_ctx *c) { return c->n_past; }
 
 int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n) {
+    /* at least two tokens are left to decode: one token alone takes the
+     * one-token attention order, which a prompt decoded from scratch does
+     * not, so its bits would depend on what the context held before */
     int k = 0;
-    while (k < c->n_past && k < n - 1 && c->tokens[k] == ids[k]) k++;
+    while (k < c->n_past && k < n - 2 && c->tokens[k] == ids[k]) k++;
     return k;
 }
 

@@ -584,6 +584,7 @@ static void tuner_free(tuner *t) {
     free(t->gpos);
     free(t->X); free(t->dX); free(t->rms); free(t->grad); free(t->loss); free(t->ok); free(t->seqs); free(t->batch);
     tstack_free(&t->st);
+    if (t->ctx) free(t->ctx->capture); /* the tuner's buffer, not the context's */
     mome_ctx_free(t->ctx);
     mome_memory_free(t->mem);
     facts_free(t->fs);
