@@ -6,6 +6,8 @@
 #   make asan       sanitizer build of the unit tests only
 #   make bench      engine benchmark against llama.cpp (builds the reference)
 #   make bench-serve batched vs one-by-one decoding, then mome serve vs llama-server
+#   make experiments the fast versions of the paper's experiments (mome experiment NAME), CSV, SVG
+#                   plots and summary.md per experiment into $(EXPERIMENTS_OUT)/NAME; docs/EXPERIMENTS.md
 #   make qwen       fetch the Qwen2.5-Coder 0.5B and 1.5B Instruct GGUF files (tools/fetch_qwen.sh)
 CC      ?= gcc
 OPT     ?= -O2
@@ -30,7 +32,7 @@ TESTS      := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 TESTS_ASAN := $(TEST_SRC:tests/%.c=$(BA)/tests/%)
 ASAN_FLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer -O1
 
-.PHONY: all test asan demo deps model qwen bench bench-serve clean unit fuzz
+.PHONY: all test asan demo deps model qwen bench bench-serve clean unit fuzz experiments
 all: $(B)/mome $(B)/libmome.a
 
 $(B)/obj/%_avx2.o: src/%_avx2.c
@@ -45,8 +47,8 @@ $(B)/obj/%.o: src/%.c
 $(B)/libmome.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-$(B)/mome: tools/mome.c $(B)/libmome.a
-	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
+$(B)/mome: tools/mome.c tools/experiment.c tools/experiment.h $(B)/libmome.a
+	$(CC) $(CFLAGS_BASE) -Itools tools/mome.c tools/experiment.c $(B)/libmome.a $(LDLIBS) -o $@
 $(B)/tests/%: tests/%.c tests/test.h $(B)/libmome.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
@@ -66,8 +68,8 @@ $(BA)/libmome.a: $(OBJ_ASAN)
 $(BA)/tests/%: tests/%.c tests/test.h $(BA)/libmome.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $< $(BA)/libmome.a $(LDLIBS) -o $@
-$(BA)/mome: tools/mome.c $(BA)/libmome.a
-	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $< $(BA)/libmome.a $(LDLIBS) -o $@
+$(BA)/mome: tools/mome.c tools/experiment.c tools/experiment.h $(BA)/libmome.a
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -Itools tools/mome.c tools/experiment.c $(BA)/libmome.a $(LDLIBS) -o $@
 
 deps:
 	@sh tools/setup.sh deps
@@ -97,6 +99,12 @@ $(B)/bench_batch: bench/bench_batch.c $(B)/libmome.a
 bench-serve: deps model all $(B)/bench_batch
 	OMP_WAIT_POLICY=passive $(B)/bench_batch
 	bash bench/bench_server.sh
+
+# The fast version of each experiment; EXPERIMENTS_OUT=docs/experiments refreshes the published figures.
+EXPERIMENTS_OUT ?= build/experiments
+EXPERIMENTS_THREADS ?= 2
+experiments: deps model all
+	OMP_WAIT_POLICY=passive $(B)/mome experiment threshold -o $(EXPERIMENTS_OUT)/threshold -t $(EXPERIMENTS_THREADS)
 
 clean:
 	rm -rf build

@@ -1,4 +1,5 @@
-/* mome.c - the command-line tool: info, tokenize, run, chat, bench, tune, eval, serve.
+/* mome.c - the command-line tool: info, tokenize, run, chat, bench, tune, eval, serve,
+ * experiment (tools/experiment.c).
  *
  * Only this file decides to exit: library calls return a status and the
  * message from mome_errmsg() is printed as one line "mome: error: ...".
@@ -18,6 +19,7 @@
 #include <unistd.h>
 
 #include "blas.h"
+#include "experiment.h"
 #include "gguf.h"
 #include "mome.h"
 #include "quant.h"
@@ -1113,7 +1115,8 @@ static void usage(FILE *f) {
                "  tune       memory-tune a model on a file of facts\n"
                "  eval       recall (trained, other contexts, variants, paraphrases), locality,\n"
                "             hallucination rate, perplexity\n"
-               "  serve      OpenAI-compatible HTTP server (completions, chat, streaming, memories)\n");
+               "  serve      OpenAI-compatible HTTP server (completions, chat, streaming, memories)\n"
+               "  experiment run one of the paper's experiments: CSV, plots, summary (docs/EXPERIMENTS.md)\n");
 }
 
 int main(int argc, char **argv) {
@@ -1131,12 +1134,14 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "run")) return cmd_run(argc - 1, argv + 1);
     if (!strcmp(cmd, "chat")) return cmd_chat(argc - 1, argv + 1);
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
-    if (!strcmp(cmd, "tune")) {
+    if (!strcmp(cmd, "tune") || !strcmp(cmd, "experiment")) {
         /* training runs on OpenBLAS GEMMs: if it fell back to generic kernels
          * on a CPU it does not know, restart once with the right ones (blas.c) */
         const char *core = blas_better_core();
         if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
-        return cmd_tune(argc - 1, argv + 1); /* exec failed: slower, still correct */
+        /* exec failed: slower, still correct */
+        if (!strcmp(cmd, "experiment")) return experiment_main(argc - 1, argv + 1);
+        return cmd_tune(argc - 1, argv + 1);
     }
     if (!strcmp(cmd, "eval")) return cmd_eval(argc - 1, argv + 1);
     if (!strcmp(cmd, "serve")) {
@@ -1146,6 +1151,6 @@ int main(int argc, char **argv) {
         if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0) execv("/proc/self/exe", argv);
         return cmd_serve(argc - 1, argv + 1);
     }
-    fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval serve; see mome --help)\n", cmd);
+    fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval serve experiment; see mome --help)\n", cmd);
     return 1;
 }

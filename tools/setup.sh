@@ -8,7 +8,8 @@ set -eu
 MODEL_NAME=SmolLM2-135M-Instruct.Q4_1.gguf
 MODEL_SHA=b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
 MODELS_DIR=${MOME_MODELS:-models}
-PKGS="gcc make libc6-dev libpcre2-dev libcjson-dev libmicrohttpd-dev libopenblas-dev iso-codes python3 python3-pip unzip curl"
+PKGS="gcc make libc6-dev libpcre2-dev libcjson-dev libmicrohttpd-dev libopenblas-dev iso-codes python3 python3-pip unzip curl gnuplot-nox"
+# gnuplot-nox draws the plots of `mome experiment` (the mome binaries never need it)
 # for the server tests: the page is checked in headless Chromium when it can be installed
 PKGS_OPTIONAL="chromium"
 # the server tests talk to mome serve with the official OpenAI client, installed into build/pydeps

@@ -1,0 +1,10 @@
+/* experiment.h - `mome experiment NAME`: the paper's experiments, run in
+ * process through the library (see tools/experiment.c). */
+#ifndef MOME_EXPERIMENT_H
+#define MOME_EXPERIMENT_H
+
+/* argv[0] is "experiment". Returns the process exit status (0 done, 1 error,
+ * 2 usage); errors are printed as one line on stderr. Never exits. */
+int experiment_main(int argc, char **argv);
+
+#endif
