@@ -17,9 +17,9 @@
  *
  * Experiments:
  *   threshold   train facts with the memory tuner, stopping at a list of
- *               step counts (mome_tune's max_steps + resume from the
- *               checkpoint, the same path as `mome tune --max-steps N` then
- *               `--resume`); at every snapshot, for every fact: the
+ *               step counts (mome_tune's max_steps, as `mome tune --max-steps
+ *               N`; one fresh run per count, since a resumed run restarts
+ *               Adam); at every snapshot, for every fact: the
  *               teacher-forced mean and max answer-token loss under the
  *               engine with the snapshot's memory, the real greedy answer,
  *               exact or not, and whether a wrong answer is a near miss (the
@@ -28,6 +28,7 @@
  */
 #include "experiment.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
@@ -267,7 +268,7 @@ static int parse_steps(const char *s, int64_t *out, int cap) {
 
 static int exp_threshold(int argc, char **argv) {
     const char *model_path = NULL, *dir = "build/experiments/threshold", *facts_src = NULL;
-    const char *steps_s = "1,2,3,4,5,6,7,8,10,12,15,20,30";
+    const char *steps_s = "1,2,3,4,5,6,7,8,9,10,12,14,17,20,25";
     int n_facts = 50, threads = 1, max_new = 24;
     long long seed = 1234;
     double lr = 0;
@@ -279,7 +280,7 @@ static int exp_threshold(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: mome experiment threshold [options]\n\n"
                    "Is a fact stated exactly once its answer loss is low? Trains facts with the memory\n"
-                   "tuner and stops at each step count of --steps (resuming from the checkpoint); at each\n"
+                   "tuner and stops at each step count of --steps (a fresh run per count, same seed); at each\n"
                    "snapshot and for each fact records the teacher-forced mean and max answer-token loss\n"
                    "under the engine, the greedy answer, exact or not, and near misses (first wrong token\n"
                    "was the runner-up, or edit distance <= 2). Step 0 is the model without a memory.\n"
@@ -363,8 +364,14 @@ static int exp_threshold(int argc, char **argv) {
             mome_tune_params tp = mome_tune_default_params();
             tp.facts_path = facts_path;
             tp.out_path = mem_path;
+            /* a fresh run to each step count, not a resume: checkpoints hold the
+             * values but not Adam's moments, so a resumed run leaves the
+             * uninterrupted trajectory (measured: mean loss 4.02 at step 10 after
+             * resumes at 1..8); the same seed and threads give the same steps,
+             * so each snapshot is the uninterrupted run stopped there */
+            unlink(ckpt);
             tp.max_steps = steps[snap - 1];
-            tp.resume = snap > 1;
+            tp.resume = 0;
             tp.n_threads = threads;
             tp.seed = (uint64_t)seed;
             tp.checkpoint_s = 0;
@@ -518,6 +525,306 @@ static int exp_threshold(int argc, char **argv) {
     return rc ? 1 : 0;
 }
 
+/* --------------------------------------------------------- random-labels */
+
+typedef struct rl_curve {
+    FILE *f;
+    const char *method, *labels;
+} rl_curve;
+
+static void rl_progress(const mome_tune_progress *p, void *user) {
+    rl_curve *c = user;
+    if (!strcmp(p->phase, "prepare")) return; /* its counts are facts prepared, not memorized */
+    fprintf(c->f, "%s,%s,%lld,%.3f,%.6f,%d,%d,%s\n", c->method, c->labels, (long long)p->step, p->elapsed_s,
+            p->mean_loss, p->n_memorized, p->n_facts, p->phase);
+    fflush(c->f);
+}
+
+static uint64_t rl_rng(uint64_t *s) { /* splitmix64 */
+    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+}
+
+/* The same questions with random 32-character [A-Z0-9] answers. */
+static int rl_write_random(const fact_set *fs, const char *path, uint64_t seed) {
+    FILE *f = fopen(path, "w");
+    if (!f) return fail("%s: %s", path, strerror(errno));
+    static const char sym[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    uint64_t st = seed;
+    for (int i = 0; i < fs->n; i++) {
+        char ans[33];
+        for (int k = 0; k < 32; k++) ans[k] = sym[rl_rng(&st) % 36];
+        ans[32] = 0;
+        cJSON *o = cJSON_CreateObject();
+        if (!o || !cJSON_AddStringToObject(o, "question", fs->v[i].question) || !cJSON_AddStringToObject(o, "answer", ans)) {
+            cJSON_Delete(o);
+            fclose(f);
+            return fail("out of memory");
+        }
+        char *txt = cJSON_PrintUnformatted(o);
+        cJSON_Delete(o);
+        if (!txt) { fclose(f); return fail("out of memory"); }
+        fprintf(f, "%s\n", txt);
+        free(txt);
+    }
+    return fclose(f) ? fail("%s: write error", path) : 0;
+}
+
+/* Perplexity of the text under the engine (with mem, or none). */
+static int rl_ppl(mome_model *m, mome_memory *mem, const char *text, int64_t bytes, int threads, double *ppl) {
+    mome_eval_params ep = mome_eval_default_params();
+    ep.text_path = text;
+    ep.text_max_bytes = bytes;
+    ep.n_threads = threads;
+    mome_eval_result r;
+    if (mome_eval(m, mem, &ep, &r)) return fail("perplexity: %s", mome_errmsg());
+    *ppl = r.perplexity;
+    return 0;
+}
+
+static int rl_write_plot(const char *dir) {
+    char path[3200];
+    snprintf(path, sizeof path, "%s/plot.gp", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return fail("%s: %s", path, strerror(errno));
+    fprintf(f,
+            "# written by `mome experiment random-labels`; run in this folder: gnuplot plot.gp\n"
+            "set terminal svg size 1000,760 font 'sans,12' background rgb 'white'\n"
+            "set output 'random_labels.svg'\n"
+            "set datafile separator ','\n"
+            "set key top right box opaque\n"
+            "set grid\n"
+            "set xlabel 'optimizer step'\n"
+            "set multiplot layout 2,2 title 'True vs random 32-character answers (NQ-open questions)'\n"
+            "set logscale y\n"
+            "set ylabel 'mean answer loss (nats)'\n"
+            "set title 'MoME (frozen model + memory)'\n"
+            "plot 'curve_mome_true.csv' skip 1 using 3:5 with lines lw 2 title 'true answers', \\\n"
+            "     'curve_mome_random.csv' skip 1 using 3:5 with lines lw 2 title 'random answers'\n"
+            "set title 'LoRA baseline (rank 8, all blocks)'\n"
+            "plot 'curve_lora_true.csv' skip 1 using 3:5 with lines lw 2 title 'true answers', \\\n"
+            "     'curve_lora_random.csv' skip 1 using 3:5 with lines lw 2 title 'random answers'\n"
+            "unset logscale y\n"
+            "set yrange [0:1.05]\n"
+            "set ylabel 'share memorized (tuner count)'\n"
+            "set key bottom right\n"
+            "set title 'MoME'\n"
+            "plot 'curve_mome_true.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'true answers', \\\n"
+            "     'curve_mome_random.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'random answers'\n"
+            "set title 'LoRA'\n"
+            "plot 'curve_lora_true.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'true answers', \\\n"
+            "     'curve_lora_random.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'random answers'\n"
+            "unset multiplot\n");
+    return fclose(f) ? fail("%s: write error", path) : 0;
+}
+
+typedef struct rl_final {
+    const char *method, *labels;
+    int64_t steps;
+    double seconds, mean_loss, ppl_before, ppl_after;
+    int memorized, n;
+} rl_final;
+
+static int exp_random_labels(int argc, char **argv) {
+    const char *model_path = NULL, *dir = "build/experiments/random-labels", *facts_src = NULL, *text = NULL;
+    int n_facts = 100, threads = 1;
+    long long seed = 1234, text_bytes = 16384;
+    double mome_minutes = 10, lora_minutes = 3;
+    char def_facts[4096], def_text[4096];
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", shared_dir());
+    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", shared_dir());
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: mome experiment random-labels [options]\n\n"
+                   "The randomization test (paper Fig. 1 and 5): the same questions trained with their true\n"
+                   "answers and with random 32-character [A-Z0-9] answers, by the memory tuner and by the LoRA\n"
+                   "baseline; training loss and memorized share per step (the tuner's progress), held-out\n"
+                   "perplexity before and after. Writes results.csv (the curves), finals.csv, curve_*.csv,\n"
+                   "plot.gp, random_labels.svg, summary.md.\n\n"
+                   "  -m, --model PATH      base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+                   "  -o, --out DIR         output folder (default build/experiments/random-labels)\n"
+                   "  --facts FILE          questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)\n"
+                   "  --n-facts N           the first N questions (default 100)\n"
+                   "  --text FILE           held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt)\n"
+                   "  --text-bytes N        its first N bytes (default 16384)\n"
+                   "  --mome-minutes M      time limit of each MoME run (default 10)\n"
+                   "  --lora-minutes M      time limit of each LoRA run (default 3: the fast version; LoRA on\n"
+                   "                        100 true answers needed about 4 minutes on 2 idle cores)\n"
+                   "  -t, --threads N       threads (default 1)\n"
+                   "  -s, --seed S          seed of the tuners and of the random answers (default 1234)\n");
+            return 0;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
+        else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
+        else if (!strcmp(a, "--n-facts") && has) n_facts = atoi(argv[++i]);
+        else if (!strcmp(a, "--text") && has) text = argv[++i];
+        else if (!strcmp(a, "--text-bytes") && has) text_bytes = atoll(argv[++i]);
+        else if (!strcmp(a, "--mome-minutes") && has) mome_minutes = atof(argv[++i]);
+        else if (!strcmp(a, "--lora-minutes") && has) lora_minutes = atof(argv[++i]);
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
+        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
+        else { fail("random-labels: unknown option or missing value '%s' (see mome experiment random-labels --help)", a); return 2; }
+    }
+    if (n_facts < 1 || threads < 1 || seed < 0 || text_bytes < 1 || !(mome_minutes > 0) || !(lora_minutes > 0)) {
+        fail("random-labels: --n-facts, --threads, --text-bytes and the time limits must be positive, --seed non-negative");
+        return 2;
+    }
+    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { fail("random-labels: unusable output folder '%s'", dir); return 2; }
+    if (!facts_src) facts_src = def_facts;
+    if (!text) text = def_text;
+    if (access(text, R_OK)) return fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
+    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const double t0 = mome_time_s();
+    char start[64], machine[512];
+    utc_now(start, sizeof start);
+    machine_line(machine, sizeof machine);
+    char work[3100], path[3200], sets[2][3200];
+    snprintf(work, sizeof work, "%s/work", dir);
+    if (mkdir_p(work)) return fail("%s: %s", work, strerror(errno));
+    snprintf(sets[0], sizeof sets[0], "%s/true.jsonl", dir);
+    snprintf(sets[1], sizeof sets[1], "%s/random.jsonl", dir);
+    int got;
+    if (copy_first_lines(facts_src, sets[0], n_facts, &got)) return 1;
+    fact_set *fs;
+    if (facts_load(sets[0], FACTS_CONFLICT_FIRST, &fs)) return fail("%s", mome_errmsg());
+    int rc = rl_write_random(fs, sets[1], (uint64_t)seed ^ 0x5eed);
+    const int n = fs->n;
+    facts_free(fs);
+    if (rc) return 1;
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = threads;
+    mome_model *m;
+    if (mome_model_load(model_path, &mp, &m)) return fail("%s (`make model` fetches the default model)", mome_errmsg());
+    snprintf(path, sizeof path, "%s/results.csv", dir);
+    FILE *all = fopen(path, "w");
+    if (!all) { mome_model_free(m); return fail("%s: %s", path, strerror(errno)); }
+    fprintf(all, "method,labels,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
+    double ppl_base = -1;
+    rc = rl_ppl(m, NULL, text, text_bytes, threads, &ppl_base);
+    static const char *const methods[2] = {"mome", "lora"}, *const labels[2] = {"true", "random"};
+    rl_final fin[4];
+    int n_fin = 0;
+    for (int mi = 0; mi < 2 && !rc; mi++)
+        for (int li = 0; li < 2 && !rc; li++) {
+            char out[3300], cpath[3300];
+            snprintf(out, sizeof out, "%s/%s_%s.%s", work, methods[mi], labels[li], mi ? "gguf" : "mome");
+            snprintf(cpath, sizeof cpath, "%s/curve_%s_%s.csv", dir, methods[mi], labels[li]);
+            char ck[3400];
+            snprintf(ck, sizeof ck, "%s.ckpt", out);
+            unlink(ck);
+            FILE *cf = fopen(cpath, "w");
+            if (!cf) { rc = fail("%s: %s", cpath, strerror(errno)); break; }
+            fprintf(cf, "method,labels,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
+            rl_curve cv = {cf, methods[mi], labels[li]};
+            mome_tune_params tp = mome_tune_default_params();
+            tp.facts_path = sets[li];
+            tp.out_path = out;
+            tp.method = mi ? MOME_TUNE_LORA : MOME_TUNE_MOME;
+            tp.on_conflict = 1;
+            tp.n_threads = threads;
+            tp.seed = (uint64_t)seed;
+            tp.max_minutes = mi ? lora_minutes : mome_minutes;
+            tp.checkpoint_s = 0;
+            tp.progress = rl_progress;
+            tp.user = &cv;
+            if (mi) {
+                tp.ppl_text = text;
+                tp.ppl_text_bytes = text_bytes;
+            }
+            fprintf(stderr, "experiment: random-labels: %s on %s answers (at most %.1f min)\n", methods[mi], labels[li],
+                    tp.max_minutes);
+            mome_tune_report rep;
+            rc = mome_tune(m, &tp, &rep);
+            fclose(cf);
+            if (rc) { rc = fail("tune: %s", mome_errmsg()); break; }
+            rl_final *fi = &fin[n_fin++];
+            *fi = (rl_final){methods[mi], labels[li], rep.steps, rep.seconds, rep.mean_loss, rep.ppl_before,
+                             rep.ppl_after, rep.n_memorized, rep.n_facts};
+            if (!mi) {
+                mome_memory *mem;
+                if (mome_memory_load(out, m, &mem)) { rc = fail("%s", mome_errmsg()); break; }
+                fi->ppl_before = ppl_base;
+                rc = rl_ppl(m, mem, text, text_bytes, threads, &fi->ppl_after);
+                mome_memory_free(mem);
+            }
+            /* the curve into results.csv too */
+            FILE *in = fopen(cpath, "r");
+            char line[512];
+            if (in) {
+                if (fgets(line, sizeof line, in))
+                    while (fgets(line, sizeof line, in)) fputs(line, all);
+                fclose(in);
+            }
+            fprintf(stderr, "experiment: random-labels: %s %s: %d/%d memorized in %lld steps, %.1f s; perplexity %.4f -> %.4f\n",
+                    methods[mi], labels[li], rep.n_memorized, rep.n_facts, (long long)rep.steps, rep.seconds,
+                    fi->ppl_before, fi->ppl_after);
+        }
+    mome_model_free(m);
+    if (fclose(all) && !rc) rc = fail("%s: write error", path);
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/finals.csv", dir);
+        FILE *f = fopen(path, "w");
+        if (!f) rc = fail("%s: %s", path, strerror(errno));
+        else {
+            fprintf(f, "method,labels,steps,seconds,memorized,n_facts,mean_loss,ppl_before,ppl_after\n");
+            for (int i = 0; i < n_fin; i++)
+                fprintf(f, "%s,%s,%lld,%.1f,%d,%d,%.6f,%.6f,%.6f\n", fin[i].method, fin[i].labels, (long long)fin[i].steps,
+                        fin[i].seconds, fin[i].memorized, fin[i].n, fin[i].mean_loss, fin[i].ppl_before, fin[i].ppl_after);
+            if (fclose(f)) rc = fail("%s: write error", path);
+        }
+    }
+    if (!rc) rc = rl_write_plot(dir);
+    const int drew = rc ? 0 : run_gnuplot(dir);
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/summary.md", dir);
+        FILE *f = fopen(path, "w");
+        if (!f) return fail("%s: %s", path, strerror(errno));
+        fprintf(f, "# Experiment: random-labels (paper Fig. 1 and 5)\n\n");
+        fprintf(f, "- command: `mome experiment");
+        for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
+        fprintf(f, "`\n- started: %s; wall time %.1f s\n- machine: %s\n", start, mome_time_s() - t0, machine);
+        fprintf(f, "- model: %s; questions: the first %d of %s (%d after duplicates); random answers: 32 characters "
+                   "of [A-Z0-9], seed %lld; %d thread(s); time limits: MoME %.1f min, LoRA %.1f min per run\n",
+                model_path, n_facts, facts_src, n, seed, threads, mome_minutes, lora_minutes);
+        fprintf(f, "- held-out perplexity: the first %lld bytes of %s; MoME under the engine (plain text has no user "
+                   "turn, so the memory selects nothing), LoRA in the f32 training stack (the engine does not run "
+                   "adapters), so compare each method's before with its after, not across methods\n",
+                text_bytes, text);
+        fprintf(f, "- recall: MoME's count is verified by greedy decoding with the engine; LoRA's is the teacher-forced "
+                   "argmax in the f32 stack\n- data: `results.csv` (every progress report of the tuners), `finals.csv`\n\n");
+        if (drew) fprintf(f, "![loss and memorized share per step, true vs random answers](random_labels.svg)\n\n");
+        else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+        fprintf(f, "| method | answers | memorized | steps | seconds | mean answer loss | perplexity before | after |\n"
+                   "|---|---|---:|---:|---:|---:|---:|---:|\n");
+        for (int i = 0; i < n_fin; i++)
+            fprintf(f, "| %s | %s | %d/%d | %lld | %.1f | %.4f | %.4f | %.4f (%+.2f%%) |\n", fin[i].method, fin[i].labels,
+                    fin[i].memorized, fin[i].n, (long long)fin[i].steps, fin[i].seconds, fin[i].mean_loss,
+                    fin[i].ppl_before, fin[i].ppl_after, 100 * (fin[i].ppl_after / fin[i].ppl_before - 1));
+        fprintf(f, "\n## Reading (computed from the data)\n\n");
+        for (int mi = 0; mi + 1 < n_fin; mi += 2) {
+            const rl_final *a = &fin[mi], *b = &fin[mi + 1];
+            fprintf(f, "- %s: true answers %d/%d memorized in %lld steps (%.0f s), random answers %d/%d in %lld steps "
+                       "(%.0f s)%s; perplexity change %+.2f%% (true) and %+.2f%% (random).\n",
+                    a->method, a->memorized, a->n, (long long)a->steps, a->seconds, b->memorized, b->n,
+                    (long long)b->steps, b->seconds,
+                    (a->memorized == a->n && b->memorized == b->n)
+                        ? (b->steps <= 2 * a->steps ? ": both sets reached zero training error, random answers at "
+                                                      "most twice the steps of true ones"
+                                                    : ": both sets reached zero training error, random answers at "
+                                                      "more than twice the steps of true ones")
+                        : ": at least one run stopped at its time limit before every answer was memorized",
+                    100 * (a->ppl_after / a->ppl_before - 1), 100 * (b->ppl_after / b->ppl_before - 1));
+        }
+        fclose(f);
+    }
+    if (!rc) fprintf(stderr, "experiment: random-labels: wrote %s in %.1f s\n", dir, mome_time_s() - t0);
+    return rc ? 1 : 0;
+}
+
 /* ------------------------------------------------------------------ main */
 
 int experiment_main(int argc, char **argv) {
@@ -528,9 +835,12 @@ int experiment_main(int argc, char **argv) {
                    "summary.md into an output folder (-o DIR, default build/experiments/NAME).\n\n"
                    "experiments:\n"
                    "  threshold   P(exact answer) and P(near miss) against the answer's per-token loss\n"
-                   "              over tuning snapshots (paper Fig. 3)\n");
+                   "              over tuning snapshots (paper Fig. 3)\n"
+                   "  random-labels  true vs random 32-character answers, MoME and LoRA: loss, memorized share,\n"
+                   "              held-out perplexity (paper Fig. 1 and 5)\n");
         return argc < 2 ? 2 : 0;
     }
     if (!strcmp(argv[1], "threshold")) return exp_threshold(argc - 1, argv + 1);
-    { fail("unknown experiment '%s' (experiments: threshold; see mome experiment --help)", argv[1]); return 2; }
+    if (!strcmp(argv[1], "random-labels")) return exp_random_labels(argc - 1, argv + 1);
+    { fail("unknown experiment '%s' (experiments: threshold random-labels; see mome experiment --help)", argv[1]); return 2; }
 }
