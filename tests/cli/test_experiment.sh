@@ -1,0 +1,62 @@
+#!/bin/sh
+# test_experiment.sh - the experiment harness on tiny cases (issue 11): `mome experiment threshold`
+# on 3 facts and 2 snapshots, `mome experiment random-labels` on 2 questions with short limits;
+# checks the files each writes, their row counts and columns, the consistency of the per-fact
+# fields, and that bad names and options are refused with exit status 2.
+set -u
+. tests/cli_common.sh
+if [ ! -f "$MODEL" ]; then echo "skip all: $MODEL absent (make model)"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
+if [ ! -f "$SHARED/data/facts/languages.jsonl" ]; then
+    echo "skip all: $SHARED/data absent (the experiments read the shared data)"; echo "0 passed, 0 failed, 1 skipped"; exit 0; fi
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+export OMP_WAIT_POLICY=passive
+
+$MOME experiment nosuch >/dev/null 2>"$tmp/e1"; rc=$?
+if [ $rc -eq 2 ] && grep -q "unknown experiment 'nosuch'" "$tmp/e1"; then ok "unknown experiment: exit 2, named"; else bad "unknown experiment: exit $rc"; fi
+$MOME experiment threshold --steps 3,2 -o "$tmp/x" >/dev/null 2>"$tmp/e2"; rc=$?
+if [ $rc -eq 2 ] && grep -q "increasing" "$tmp/e2"; then ok "threshold: decreasing --steps refused"; else bad "--steps 3,2: exit $rc"; fi
+
+T="$tmp/th"
+if $MOME experiment threshold -o "$T" --n-facts 3 --steps 2,5 -t 2 2>"$tmp/log"; then ok "threshold runs"; else bad "threshold: $(tail -3 "$tmp/log")"; fi
+for f in results.csv bins_max.csv bins_mean.csv plot.gp summary.md facts.jsonl; do
+    [ -s "$T/$f" ] && ok "threshold wrote $f" || bad "threshold: no $f"
+done
+if command -v gnuplot >/dev/null 2>&1; then
+    if grep -q "<svg" "$T/threshold.svg" 2>/dev/null && grep -q "(threshold.svg)" "$T/summary.md"; then ok "threshold.svg drawn and embedded"
+    else bad "threshold.svg missing or not embedded"; fi
+else sk "gnuplot absent: no plot to check"; fi
+# 3 facts x (step 0 + up to 2 snapshots); every row has 13 fields; an exact answer is never a near miss;
+# a fact whose every answer token's loss is below ln 2 is stated exactly (the sufficient bound)
+rows=$(($(wc -l <"$T/results.csv") - 1))
+if [ $rows -eq 6 ] || [ $rows -eq 9 ]; then ok "results.csv: $rows rows (3 facts per snapshot)"; else bad "results.csv: $rows rows"; fi
+chk=$(python3 -c "
+import csv,sys,math
+r=list(csv.DictReader(open(sys.argv[1])))
+bad=[x for x in r if len(x)!=13 or (x['greedy_exact']=='1' and x['near_miss']=='1')
+     or (float(x['max_loss'])<math.log(2) and x['greedy_exact']!='1')
+     or float(x['max_loss'])<float(x['mean_loss']) or (x['first_wrong']=='-1')!=(x['first_wrong_rank']=='0')]
+print(len(bad), sorted(set(x['step'] for x in r))[0])" "$T/results.csv")
+if [ "$chk" = "0 0" ]; then ok "results.csv fields consistent, step 0 = no memory"; else bad "results.csv: $chk"; fi
+grep -q "^- command: \`mome experiment threshold" "$T/summary.md" && grep -q "wall time" "$T/summary.md" &&
+    grep -q "^- machine: " "$T/summary.md" && ok "summary.md: command, wall time, machine" || bad "summary.md header"
+
+R="$tmp/rl"
+if $MOME experiment random-labels -o "$R" --n-facts 2 --mome-minutes 1 --lora-minutes 0.05 --text-bytes 1024 -t 2 2>"$tmp/log2"; then
+    ok "random-labels runs"; else bad "random-labels: $(tail -3 "$tmp/log2")"; fi
+n=$(grep -c '' "$R/finals.csv" 2>/dev/null || echo 0)
+[ "$n" -eq 5 ] && ok "finals.csv: 4 runs" || bad "finals.csv: $n lines"
+for ml in mome,true mome,random lora,true lora,random; do
+    grep -q "^$ml," "$R/results.csv" && ok "results.csv has the $ml curve" || bad "results.csv lacks $ml"
+done
+# the memory leaves plain text bit-identical: MoME's perplexity before = after
+python3 -c "
+import csv,sys
+r=[x for x in csv.DictReader(open(sys.argv[1])) if x['method']=='mome']
+sys.exit(0 if r and all(x['ppl_before']==x['ppl_after'] and x['memorized']==x['n_facts'] for x in r) else 1)" "$R/finals.csv" &&
+    ok "MoME memorized both sets, perplexity unchanged" || bad "MoME finals: $(cat "$R/finals.csv")"
+[ "$(head -c 2 "$R/random.jsonl")" = '{"' ] && python3 -c "
+import json,sys,re
+a=[json.loads(l)['answer'] for l in open(sys.argv[1])]
+sys.exit(0 if len(a)==2 and all(re.fullmatch('[A-Z0-9]{32}',x) for x in a) else 1)" "$R/random.jsonl" &&
+    ok "random answers: 32 characters of [A-Z0-9]" || bad "random.jsonl"
+finish
