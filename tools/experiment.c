@@ -608,14 +608,14 @@ static int rl_write_plot(const char *dir) {
             "     'curve_lora_random.csv' skip 1 using 3:5 with lines lw 2 title 'random answers'\n"
             "unset logscale y\n"
             "set yrange [0:1.05]\n"
-            "set ylabel 'share memorized (tuner count)'\n"
+            "set ylabel 'share memorized (tuner count; verify passes left out)'\n"
             "set key bottom right\n"
             "set title 'MoME'\n"
-            "plot 'curve_mome_true.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'true answers', \\\n"
-            "     'curve_mome_random.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'random answers'\n"
+            "plot 'curve_mome_true.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'true answers', \\\n"
+            "     'curve_mome_random.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'random answers'\n"
             "set title 'LoRA'\n"
-            "plot 'curve_lora_true.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'true answers', \\\n"
-            "     'curve_lora_random.csv' skip 1 using 3:($6/$7) with lines lw 2 title 'random answers'\n"
+            "plot 'curve_lora_true.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'true answers', \\\n"
+            "     'curve_lora_random.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'random answers'\n"
             "unset multiplot\n");
     return fclose(f) ? fail("%s: write error", path) : 0;
 }
@@ -629,7 +629,7 @@ typedef struct rl_final {
 
 static int exp_random_labels(int argc, char **argv) {
     const char *model_path = NULL, *dir = "build/experiments/random-labels", *facts_src = NULL, *text = NULL;
-    int n_facts = 100, threads = 1;
+    int n_facts = 100, threads = 1, replot = 0;
     long long seed = 1234, text_bytes = 16384;
     double mome_minutes = 10, lora_minutes = 3;
     char def_facts[4096], def_text[4096];
@@ -655,7 +655,8 @@ static int exp_random_labels(int argc, char **argv) {
                    "  --lora-minutes M      time limit of each LoRA run (default 3: the fast version; LoRA on\n"
                    "                        100 true answers needed about 4 minutes on 2 idle cores)\n"
                    "  -t, --threads N       threads (default 1)\n"
-                   "  -s, --seed S          seed of the tuners and of the random answers (default 1234)\n");
+                   "  -s, --seed S          seed of the tuners and of the random answers (default 1234)\n"
+                   "  --replot              only rewrite plot.gp and redraw from the CSVs already in -o DIR\n");
             return 0;
         } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
         else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
@@ -667,6 +668,7 @@ static int exp_random_labels(int argc, char **argv) {
         else if (!strcmp(a, "--lora-minutes") && has) lora_minutes = atof(argv[++i]);
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
         else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
+        else if (!strcmp(a, "--replot")) replot = 1;
         else { fail("random-labels: unknown option or missing value '%s' (see mome experiment random-labels --help)", a); return 2; }
     }
     if (n_facts < 1 || threads < 1 || seed < 0 || text_bytes < 1 || !(mome_minutes > 0) || !(lora_minutes > 0)) {
@@ -674,6 +676,10 @@ static int exp_random_labels(int argc, char **argv) {
         return 2;
     }
     if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { fail("random-labels: unusable output folder '%s'", dir); return 2; }
+    if (replot) {
+        if (rl_write_plot(dir)) return 1;
+        return run_gnuplot(dir) ? 0 : 1;
+    }
     if (!facts_src) facts_src = def_facts;
     if (!text) text = def_text;
     if (access(text, R_OK)) return fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
