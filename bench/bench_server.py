@@ -133,7 +133,7 @@ def start(kind, args, clients):
     port = free_port()
     env = dict(os.environ)
     if kind == "mome":
-        env["OMP_WAIT_POLICY"] = "passive"
+        # mome serve chooses its own OpenMP waits (passive after a short spin)
         cmd = [args.mome, "serve", "-m", args.model, "--port", str(port), "--parallel", str(clients), "--ctx",
                str(args.ctx), "-t", str(args.threads), "--queue", "64"]
         model = os.path.basename(args.model)
