@@ -26,13 +26,12 @@ typedef struct ans_seq {
     int n_prompt;      /* prompt tokens */
     int ng;            /* tokens taken */
     int32_t next;      /* the token picked from the last logits */
-    char *out;         /* text so far */
-    size_t on, ocap;
+    sbuf out;          /* text so far */
     int32_t *gen;      /* (max_new) token ids, when asked for */
 } ans_seq;
 
 static void seq_free(ans_seq *s) {
-    free(s->out);
+    free(s->out.p);
     free(s->gen);
     memset(s, 0, sizeof *s);
 }
@@ -52,15 +51,13 @@ static int seq_start(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int 
     }
     int cap = (int)len + 8, rc = MOME_OK;
     int32_t *ids = mome_malloc((size_t)cap * sizeof(int32_t));
-    s->ocap = 256;
-    s->out = mome_malloc(s->ocap);
+    sb_add(&s->out, "", 0); /* an empty answer is "" */
     if (want_ids && max_new > 0) s->gen = mome_malloc((size_t)max_new * sizeof(int32_t));
-    if (!ids || !s->out || (want_ids && max_new > 0 && !s->gen)) {
+    if (!ids || s->out.oom || (want_ids && max_new > 0 && !s->gen)) {
         free(prompt);
         rc = MOME_ERR_NOMEM;
         goto done;
     }
-    s->out[0] = 0;
     int n = mome_tokenize(m, prompt, len, ids, cap, 1, 1);
     free(prompt);
     if (n < 0) { rc = n; goto done; }
@@ -88,18 +85,8 @@ static int seq_take(mome_model *m, ans_seq *s, int max_new, int *err) {
     s->ng++;
     char piece[256];
     int k = mome_token_to_piece(m, s->next, piece, sizeof piece, 0);
-    if (k > 0 && k <= (int)sizeof piece) {
-        if (s->on + (size_t)k + 1 > s->ocap) {
-            size_t nc = 2 * (s->on + (size_t)k + 1);
-            char *no = realloc(s->out, nc);
-            if (!no) { *err = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); return 0; }
-            s->out = no;
-            s->ocap = nc;
-        }
-        memcpy(s->out + s->on, piece, (size_t)k);
-        s->on += (size_t)k;
-        s->out[s->on] = 0;
-    }
+    if (k > 0 && k <= (int)sizeof piece) sb_add(&s->out, piece, (size_t)k);
+    if (s->out.oom) { *err = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); return 0; }
     return 1;
 }
 
@@ -121,7 +108,7 @@ int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs
     }
     if (!rc) rc = err;
     if (rc) { seq_free(&s); return rc < 0 ? rc : MOME_ERR; }
-    *text = s.out;
+    *text = s.out.p;
     if (out_ids) {
         if (s.ng == 0) { free(s.gen); s.gen = NULL; }
         *out_ids = s.gen;
@@ -158,8 +145,8 @@ int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_
                 int err = 0;
                 if (seq_take(m, &slot[k], max_new, &err)) job[k] = q;
                 else if (!(rc = err)) {
-                    texts[q] = slot[k].out;
-                    slot[k].out = NULL;
+                    texts[q] = slot[k].out.p;
+                    slot[k].out.p = NULL;
                     seq_free(&slot[k]);
                     done++;
                     if (on_done) on_done(done, n_q, user);
@@ -179,8 +166,8 @@ int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_
             int err = 0;
             if (!seq_take(m, s, max_new, &err)) {
                 if ((rc = err)) break;
-                texts[job[bs[b]]] = s->out;
-                s->out = NULL;
+                texts[job[bs[b]]] = s->out.p;
+                s->out.p = NULL;
                 seq_free(s);
                 job[bs[b]] = -1;
                 done++;

@@ -16,31 +16,6 @@
 #include "model.h"
 #include "util.h"
 
-typedef struct sbuf {
-    char *p;
-    size_t n, cap;
-    int oom;
-} sbuf;
-
-static void sb_put(sbuf *b, const char *s) {
-    size_t k = strlen(s);
-    if (b->oom) return;
-    if (b->n + k + 1 > b->cap) {
-        size_t nc = (b->cap ? b->cap * 2 : 256);
-        while (nc < b->n + k + 1) nc *= 2;
-        char *np = realloc(b->p, nc);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = nc;
-    }
-    memcpy(b->p + b->n, s, k);
-    b->n += k;
-    b->p[b->n] = 0;
-}
-
 enum chat_family { CHAT_CHATML, CHAT_LLAMA3, CHAT_LLAMA2, CHAT_GEMMA, CHAT_PHI3 };
 
 static enum chat_family detect(const char *t) {
@@ -56,59 +31,59 @@ static enum chat_family detect(const char *t) {
 char *mome_chat_format(const mome_model *m, const mome_chat_msg *msgs, int n, int add_assistant) {
     sbuf b = {0};
     enum chat_family fam = detect(m->chat_template);
-    sb_put(&b, "");
+    sb_str(&b, "");
     for (int i = 0; i < n; i++) {
         const char *role = msgs[i].role ? msgs[i].role : "user";
         const char *content = msgs[i].content ? msgs[i].content : "";
         switch (fam) {
         case CHAT_CHATML:
-            sb_put(&b, "<|im_start|>"); sb_put(&b, role); sb_put(&b, "\n");
-            sb_put(&b, content); sb_put(&b, "<|im_end|>\n");
+            sb_str(&b, "<|im_start|>"); sb_str(&b, role); sb_str(&b, "\n");
+            sb_str(&b, content); sb_str(&b, "<|im_end|>\n");
             break;
         case CHAT_LLAMA3:
-            sb_put(&b, "<|start_header_id|>"); sb_put(&b, role); sb_put(&b, "<|end_header_id|>\n\n");
-            sb_put(&b, content); sb_put(&b, "<|eot_id|>");
+            sb_str(&b, "<|start_header_id|>"); sb_str(&b, role); sb_str(&b, "<|end_header_id|>\n\n");
+            sb_str(&b, content); sb_str(&b, "<|eot_id|>");
             break;
         case CHAT_PHI3:
-            sb_put(&b, "<|"); sb_put(&b, role); sb_put(&b, "|>\n"); sb_put(&b, content); sb_put(&b, "<|end|>\n");
+            sb_str(&b, "<|"); sb_str(&b, role); sb_str(&b, "|>\n"); sb_str(&b, content); sb_str(&b, "<|end|>\n");
             break;
         case CHAT_GEMMA:
             if (strcmp(role, "system") == 0) {
                 /* Gemma has no system role: it is prepended to the next user turn */
-                sb_put(&b, "<start_of_turn>user\n"); sb_put(&b, content); sb_put(&b, "\n\n");
+                sb_str(&b, "<start_of_turn>user\n"); sb_str(&b, content); sb_str(&b, "\n\n");
                 if (i + 1 < n && msgs[i + 1].role && strcmp(msgs[i + 1].role, "user") == 0) {
-                    sb_put(&b, msgs[i + 1].content ? msgs[i + 1].content : "");
+                    sb_str(&b, msgs[i + 1].content ? msgs[i + 1].content : "");
                     i++;
                 }
-                sb_put(&b, "<end_of_turn>\n");
+                sb_str(&b, "<end_of_turn>\n");
             } else {
-                sb_put(&b, "<start_of_turn>");
-                sb_put(&b, strcmp(role, "assistant") == 0 ? "model" : role);
-                sb_put(&b, "\n"); sb_put(&b, content); sb_put(&b, "<end_of_turn>\n");
+                sb_str(&b, "<start_of_turn>");
+                sb_str(&b, strcmp(role, "assistant") == 0 ? "model" : role);
+                sb_str(&b, "\n"); sb_str(&b, content); sb_str(&b, "<end_of_turn>\n");
             }
             break;
         case CHAT_LLAMA2:
             if (strcmp(role, "system") == 0) {
-                sb_put(&b, "[INST] <<SYS>>\n"); sb_put(&b, content); sb_put(&b, "\n<</SYS>>\n\n");
+                sb_str(&b, "[INST] <<SYS>>\n"); sb_str(&b, content); sb_str(&b, "\n<</SYS>>\n\n");
                 if (i + 1 < n && msgs[i + 1].role && strcmp(msgs[i + 1].role, "user") == 0) {
-                    sb_put(&b, msgs[i + 1].content ? msgs[i + 1].content : "");
+                    sb_str(&b, msgs[i + 1].content ? msgs[i + 1].content : "");
                     i++;
                 }
-                sb_put(&b, " [/INST]");
+                sb_str(&b, " [/INST]");
             } else if (strcmp(role, "user") == 0) {
-                sb_put(&b, "[INST] "); sb_put(&b, content); sb_put(&b, " [/INST]");
+                sb_str(&b, "[INST] "); sb_str(&b, content); sb_str(&b, " [/INST]");
             } else {
-                sb_put(&b, " "); sb_put(&b, content); sb_put(&b, " </s>");
+                sb_str(&b, " "); sb_str(&b, content); sb_str(&b, " </s>");
             }
             break;
         }
     }
     if (add_assistant) {
         switch (fam) {
-        case CHAT_CHATML: sb_put(&b, "<|im_start|>assistant\n"); break;
-        case CHAT_LLAMA3: sb_put(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n"); break;
-        case CHAT_PHI3: sb_put(&b, "<|assistant|>\n"); break;
-        case CHAT_GEMMA: sb_put(&b, "<start_of_turn>model\n"); break;
+        case CHAT_CHATML: sb_str(&b, "<|im_start|>assistant\n"); break;
+        case CHAT_LLAMA3: sb_str(&b, "<|start_header_id|>assistant<|end_header_id|>\n\n"); break;
+        case CHAT_PHI3: sb_str(&b, "<|assistant|>\n"); break;
+        case CHAT_GEMMA: sb_str(&b, "<start_of_turn>model\n"); break;
         case CHAT_LLAMA2: break;
         }
     }
@@ -140,7 +115,7 @@ char *mome_chat_default_system(const mome_model *m) {
         else if (q[0] == '\n') q += 1;
         else continue;
         sbuf b = {0};
-        sb_put(&b, "");
+        sb_str(&b, "");
         int ok = 0;
         for (; *q && *q != quote; q++) {
             if (strncmp(q, "<|im_end|>", 10) == 0) {
@@ -152,7 +127,7 @@ char *mome_chat_default_system(const mome_model *m) {
                 q++;
                 ch[0] = *q == 'n' ? '\n' : *q == 't' ? '\t' : *q;
             }
-            sb_put(&b, ch);
+            sb_str(&b, ch);
         }
         if (ok && !b.oom && b.n > 0) return b.p;
         free(b.p);

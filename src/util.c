@@ -207,3 +207,23 @@ int mome_sha256_file(const char *path, char hex[65]) {
     for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
     return MOME_OK;
 }
+
+void sb_add(sbuf *b, const char *s, size_t k) {
+    if (b->oom) return;
+    if (b->n + k + 1 > b->cap) {
+        size_t nc = b->cap ? b->cap : 256;
+        while (nc < b->n + k + 1) nc *= 2;
+        char *np = realloc(b->p, nc);
+        if (!np) {
+            b->oom = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = nc;
+    }
+    memcpy(b->p + b->n, s, k);
+    b->n += k;
+    b->p[b->n] = 0;
+}
+
+void sb_str(sbuf *b, const char *s) { sb_add(b, s, strlen(s)); }

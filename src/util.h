@@ -67,4 +67,15 @@ double mome_time_s(void);
 int mome_sha256_file(const char *path, char hex[65]);
 void mome_sha256(const void *data, size_t n, uint8_t out[32]);
 
+/* A growable NUL-terminated string (chat rendering, the server's bodies,
+ * greedy answers). After a failed allocation oom is set and further adds
+ * are ignored; the caller frees p. */
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+void sb_add(sbuf *b, const char *s, size_t k);
+void sb_str(sbuf *b, const char *s);
+
 #endif
