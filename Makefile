@@ -22,6 +22,7 @@ SRC        := $(wildcard src/*.c)
 SRC_SIMD   := $(filter %_avx2.c %_vnni.c,$(SRC))
 SRC_PLAIN  := $(filter-out %_avx2.c %_vnni.c,$(SRC))
 TEST_SRC   := $(wildcard tests/test_*.c)
+TOOL_SRC   := $(wildcard tools/*.c)
 
 B  = build
 BA = build/asan
@@ -47,8 +48,8 @@ $(B)/obj/%.o: src/%.c
 $(B)/libmome.a: $(OBJ)
 	@rm -f $@
 	ar rcs $@ $^
-$(B)/mome: tools/mome.c tools/experiment.c tools/experiment.h $(B)/libmome.a
-	$(CC) $(CFLAGS_BASE) -Itools tools/mome.c tools/experiment.c $(B)/libmome.a $(LDLIBS) -o $@
+$(B)/mome: $(TOOL_SRC) $(wildcard tools/*.h) $(B)/libmome.a
+	$(CC) $(CFLAGS_BASE) -Itools $(TOOL_SRC) $(B)/libmome.a $(LDLIBS) -o $@
 $(B)/tests/%: tests/%.c tests/test.h $(B)/libmome.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
@@ -68,8 +69,8 @@ $(BA)/libmome.a: $(OBJ_ASAN)
 $(BA)/tests/%: tests/%.c tests/test.h $(BA)/libmome.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) $< $(BA)/libmome.a $(LDLIBS) -o $@
-$(BA)/mome: tools/mome.c tools/experiment.c tools/experiment.h $(BA)/libmome.a
-	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -Itools tools/mome.c tools/experiment.c $(BA)/libmome.a $(LDLIBS) -o $@
+$(BA)/mome: $(TOOL_SRC) $(wildcard tools/*.h) $(BA)/libmome.a
+	$(CC) $(CFLAGS_BASE) $(ASAN_FLAGS) -Itools $(TOOL_SRC) $(BA)/libmome.a $(LDLIBS) -o $@
 
 deps:
 	@sh tools/setup.sh deps

@@ -41,148 +41,13 @@
 #include <unistd.h>
 
 #include "answer.h"
+#include "exp_util.h"
 #include "facts.h"
 #include "mome.h"
 #include "probe.h"
 #include "util.h"
 
 #define LN2 0.69314718055994530942
-
-static int fail(const char *fmt, ...) MOME_PRINTF(1, 2);
-static int fail(const char *fmt, ...) {
-    va_list ap;
-    fprintf(stderr, "mome: error: experiment: ");
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fprintf(stderr, "\n");
-    return 1;
-}
-
-static const char *shared_dir(void) {
-    const char *e = getenv("MOME_SHARED");
-    return (e && *e) ? e : "../shared";
-}
-
-static int mkdir_p(const char *path) {
-    char buf[4096];
-    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
-    for (char *p = buf + 1; *p; p++) {
-        if (*p != '/') continue;
-        *p = 0;
-        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
-        *p = '/';
-    }
-    return (mkdir(buf, 0777) && errno != EEXIST) ? -1 : 0;
-}
-
-/* The first n non-blank lines of a JSON-lines file, copied as they are. */
-static int copy_first_lines(const char *src, const char *dst, int n, int *got) {
-    FILE *in = fopen(src, "rb");
-    if (!in) return fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", src, strerror(errno));
-    FILE *out = fopen(dst, "wb");
-    if (!out) {
-        fclose(in);
-        return fail("%s: %s", dst, strerror(errno));
-    }
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t k;
-    *got = 0;
-    while (*got < n && (k = getline(&line, &cap, in)) > 0) {
-        int blank = 1;
-        for (ssize_t i = 0; i < k; i++)
-            if (line[i] != ' ' && line[i] != '\t' && line[i] != '\n' && line[i] != '\r') blank = 0;
-        if (blank) continue;
-        fwrite(line, 1, (size_t)k, out);
-        if (line[k - 1] != '\n') fputc('\n', out);
-        (*got)++;
-    }
-    free(line);
-    fclose(in);
-    return fclose(out) ? fail("%s: write error", dst) : 0;
-}
-
-/* Levenshtein distance in bytes (answers are short). */
-static int edit_distance(const char *a, const char *b) {
-    const size_t na = strlen(a), nb = strlen(b);
-    int *row = malloc((nb + 1) * sizeof *row);
-    if (!row) return 1 << 20;
-    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
-    for (size_t i = 1; i <= na; i++) {
-        int diag = row[0];
-        row[0] = (int)i;
-        for (size_t j = 1; j <= nb; j++) {
-            const int up = row[j];
-            int best = diag + (a[i - 1] != b[j - 1]);
-            if (up + 1 < best) best = up + 1;
-            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
-            row[j] = best;
-            diag = up;
-        }
-    }
-    const int d = row[nb];
-    free(row);
-    return d;
-}
-
-static void csv_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (; s && *s; s++) {
-        if (*s == '"') fputc('"', f);
-        fputc(*s == '\n' ? ' ' : *s, f);
-    }
-    fputc('"', f);
-}
-
-static void machine_line(char *buf, size_t n) {
-    struct utsname u;
-    char cpu[256] = "unknown CPU";
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (f) {
-        char line[512];
-        while (fgets(line, sizeof line, f))
-            if (!strncmp(line, "model name", 10)) {
-                const char *c = strchr(line, ':');
-                if (c) snprintf(cpu, sizeof cpu, "%s", c + 2);
-                cpu[strcspn(cpu, "\n")] = 0;
-                break;
-            }
-        fclose(f);
-    }
-    double load = -1;
-    f = fopen("/proc/loadavg", "r");
-    if (f) {
-        if (fscanf(f, "%lf", &load) != 1) load = -1;
-        fclose(f);
-    }
-    if (uname(&u)) snprintf(u.sysname, sizeof u.sysname, "?");
-    snprintf(buf, n, "%s, %ld cores online, %s %s %s, load average %.2f at the start", cpu,
-             sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine, load);
-}
-
-static void utc_now(char *buf, size_t n) {
-    time_t t = time(NULL);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
-}
-
-/* Runs gnuplot on DIR/plot.gp; 1 if it drew. */
-static int run_gnuplot(const char *dir) {
-    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
-        fprintf(stderr, "experiment: gnuplot is not installed (tools/setup.sh deps installs it); "
-                        "the CSVs and %s/plot.gp are written, the plots are not\n", dir);
-        return 0;
-    }
-    char cmd[4200];
-    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plot.gp", dir);
-    if (system(cmd) != 0) {
-        fprintf(stderr, "experiment: gnuplot failed on %s/plot.gp\n", dir);
-        return 0;
-    }
-    return 1;
-}
 
 /* ------------------------------------------------------------ threshold */
 
@@ -211,7 +76,7 @@ static int th_write_bins(const char *path, const th_row *r, int n, int use_max) 
         nm[b] += r[i].near_miss;
     }
     FILE *f = fopen(path, "w");
-    if (!f) return fail("%s: %s", path, strerror(errno));
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
     fprintf(f, "# loss bins (nats), 4 per decade; the first bin also holds every loss below 1e-3\n");
     fprintf(f, "lo,hi,center,n,p_exact,p_near_miss,p_wrong_other\n");
     for (int b = 0; b < TH_BINS; b++) {
@@ -220,14 +85,14 @@ static int th_write_bins(const char *path, const th_row *r, int n, int use_max) 
         fprintf(f, "%.6g,%.6g,%.6g,%d,%.6f,%.6f,%.6f\n", lo, hi, sqrt(lo * hi), cnt[b], (double)ex[b] / cnt[b],
                 (double)nm[b] / cnt[b], (double)(cnt[b] - ex[b] - nm[b]) / cnt[b]);
     }
-    return fclose(f) ? fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
 }
 
 static int th_write_plot(const char *dir) {
     char path[4200];
     snprintf(path, sizeof path, "%s/plot.gp", dir);
     FILE *f = fopen(path, "w");
-    if (!f) return fail("%s: %s", path, strerror(errno));
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
     fprintf(f,
             "# written by `mome experiment threshold`; run in this folder: gnuplot plot.gp\n"
             "set terminal svg size 1000,420 font 'sans,12' background rgb 'white'\n"
@@ -249,7 +114,7 @@ static int th_write_plot(const char *dir) {
             "plot 'bins_mean.csv' skip 2 using 3:5 with linespoints lw 2 pt 7 title 'P(exact)', \\\n"
             "     '' skip 2 using 3:6 with linespoints lw 2 pt 5 title 'P(near miss)'\n"
             "unset multiplot\n");
-    return fclose(f) ? fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
 }
 
 static int parse_steps(const char *s, int64_t *out, int cap) {
@@ -273,7 +138,7 @@ static int exp_threshold(int argc, char **argv) {
     long long seed = 1234;
     double lr = 0;
     char def_facts[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", shared_dir());
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -306,40 +171,40 @@ static int exp_threshold(int argc, char **argv) {
         else if (!strcmp(a, "--max-new") && has) max_new = atoi(argv[++i]);
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
         else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
-        else { fail("threshold: unknown option or missing value '%s' (see mome experiment threshold --help)", a); return 2; }
+        else { exp_fail("threshold: unknown option or missing value '%s' (see mome experiment threshold --help)", a); return 2; }
     }
     int64_t steps[256];
     const int n_steps = parse_steps(steps_s, steps, 256);
-    if (n_steps < 1) { fail("threshold: --steps expects increasing positive integers, got '%s'", steps_s); return 2; }
+    if (n_steps < 1) { exp_fail("threshold: --steps expects increasing positive integers, got '%s'", steps_s); return 2; }
     if (n_facts < 1 || threads < 1 || max_new < 1 || seed < 0 || lr < 0)
-        { fail("threshold: --n-facts, --threads, --max-new must be positive, --seed and --lr non-negative"); return 2; }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { fail("threshold: unusable output folder '%s'", dir); return 2; }
+        { exp_fail("threshold: --n-facts, --threads, --max-new must be positive, --seed and --lr non-negative"); return 2; }
+    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { exp_fail("threshold: unusable output folder '%s'", dir); return 2; }
     if (!facts_src) facts_src = def_facts;
     if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     const double t0 = mome_time_s();
     char start[64], machine[512];
-    utc_now(start, sizeof start);
-    machine_line(machine, sizeof machine);
+    exp_utc_now(start, sizeof start);
+    exp_machine_line(machine, sizeof machine);
 
     char work[3100], facts_path[3200], mem_path[3200], ckpt[3300], path[3200];
     snprintf(work, sizeof work, "%s/work", dir);
-    if (mkdir_p(work)) return fail("%s: %s", work, strerror(errno));
+    if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
     snprintf(facts_path, sizeof facts_path, "%s/facts.jsonl", dir);
     snprintf(mem_path, sizeof mem_path, "%s/snapshot.mome", work);
     snprintf(ckpt, sizeof ckpt, "%s.ckpt", mem_path);
     unlink(mem_path);
     unlink(ckpt);
     int got;
-    if (copy_first_lines(facts_src, facts_path, n_facts, &got)) return 1;
+    if (exp_copy_first_lines(facts_src, facts_path, n_facts, &got)) return 1;
     fact_set *fs;
-    if (facts_load(facts_path, FACTS_CONFLICT_ERROR, &fs)) return fail("%s", mome_errmsg());
+    if (facts_load(facts_path, FACTS_CONFLICT_ERROR, &fs)) return exp_fail("%s", mome_errmsg());
 
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = threads;
     mome_model *m;
     if (mome_model_load(model_path, &mp, &m)) {
         facts_free(fs);
-        return fail("%s (`make model` fetches the default model)", mome_errmsg());
+        return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
     }
     snprintf(path, sizeof path, "%s/results.csv", dir);
     FILE *csv = fopen(path, "w");
@@ -349,7 +214,7 @@ static int exp_threshold(int argc, char **argv) {
         facts_free(fs);
         free(rows);
         if (csv) fclose(csv);
-        return fail("%s: cannot write", path);
+        return exp_fail("%s: cannot write", path);
     }
     fprintf(csv, "step,fact,line,n_tokens,mean_loss,max_loss,first_wrong,first_wrong_rank,greedy_exact,"
                  "edit_distance,near_miss,answer,output\n");
@@ -377,10 +242,10 @@ static int exp_threshold(int argc, char **argv) {
             tp.checkpoint_s = 0;
             if (lr > 0) tp.lr = (float)lr;
             mome_tune_report rep;
-            if (mome_tune(m, &tp, &rep)) { rc = fail("tune: %s", mome_errmsg()); break; }
+            if (mome_tune(m, &tp, &rep)) { rc = exp_fail("tune: %s", mome_errmsg()); break; }
             step = rep.steps;
             all_done = rep.n_memorized == rep.n_facts;
-            if (mome_memory_load(mem_path, m, &mem)) { rc = fail("%s", mome_errmsg()); break; }
+            if (mome_memory_load(mem_path, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
             fprintf(stderr, "experiment: threshold: step %lld, %d/%d verified by the tuner, mean loss %.4f\n",
                     (long long)step, rep.n_memorized, rep.n_facts, rep.mean_loss);
         }
@@ -389,8 +254,8 @@ static int exp_threshold(int argc, char **argv) {
         cp.n_batch = 512;
         cp.n_threads = threads;
         mome_ctx *c;
-        if (mome_ctx_init(m, &cp, &c)) { rc = fail("%s", mome_errmsg()); mome_memory_free(mem); break; }
-        if (mem && mome_ctx_set_memory(c, mem)) { rc = fail("%s", mome_errmsg()); }
+        if (mome_ctx_init(m, &cp, &c)) { rc = exp_fail("%s", mome_errmsg()); mome_memory_free(mem); break; }
+        if (mem && mome_ctx_set_memory(c, mem)) { rc = exp_fail("%s", mome_errmsg()); }
         int n_exact = 0;
         for (int i = 0; i < fs->n && !rc; i++) {
             const fact *fa = &fs->v[i];
@@ -402,7 +267,7 @@ static int exp_threshold(int argc, char **argv) {
             char *out = NULL;
             if (probe_answer(m, c, msgs, nm, fa->answers[0], NULL, 0, &pr) ||
                 ans_greedy(m, c, msgs, nm, max_new, &out, NULL, NULL)) {
-                rc = fail("fact at %s:%d: %s", facts_path, fa->line, mome_errmsg());
+                rc = exp_fail("fact at %s:%d: %s", facts_path, fa->line, mome_errmsg());
                 break;
             }
             const int exact = facts_answer_matches(fa, out);
@@ -411,7 +276,7 @@ static int exp_threshold(int argc, char **argv) {
             for (int k = 0; k < fa->n_answers && no; k++) {
                 char *na = facts_normalize_answer(fa->answers[k]);
                 if (na) {
-                    const int d = edit_distance(no, na);
+                    const int d = exp_edit_distance(no, na);
                     if (d < ed) ed = d;
                 }
                 free(na);
@@ -421,9 +286,9 @@ static int exp_threshold(int argc, char **argv) {
             n_exact += exact;
             fprintf(csv, "%lld,%d,%d,%d,%.6g,%.6g,%d,%d,%d,%d,%d,", (long long)step, i, fa->line, pr.n_tokens,
                     pr.mean_loss, pr.max_loss, pr.first_wrong, pr.first_wrong_rank, exact, ed, near);
-            csv_str(csv, fa->answers[0]);
+            exp_csv_str(csv, fa->answers[0]);
             fputc(',', csv);
-            csv_str(csv, out);
+            exp_csv_str(csv, out);
             fputc('\n', csv);
             rows[n_rows++] = (th_row){step, i, pr.mean_loss, pr.max_loss, pr.first_wrong_rank, exact, near, ed};
             free(out);
@@ -439,7 +304,7 @@ static int exp_threshold(int argc, char **argv) {
     }
     const int n_snaps = snap;
     mome_model_free(m);
-    if (fclose(csv) && !rc) rc = fail("%s: write error", path);
+    if (fclose(csv) && !rc) rc = exp_fail("%s: write error", path);
     if (!rc) {
         snprintf(path, sizeof path, "%s/bins_max.csv", dir);
         rc = th_write_bins(path, rows, n_rows, 1);
@@ -449,7 +314,7 @@ static int exp_threshold(int argc, char **argv) {
         rc = th_write_bins(path, rows, n_rows, 0);
     }
     if (!rc) rc = th_write_plot(dir);
-    const int drew = rc ? 0 : run_gnuplot(dir);
+    const int drew = rc ? 0 : exp_run_gnuplot(dir);
     if (!rc) {
         /* the reading: the bound is sufficient (below ln 2 everywhere -> exact)?
          * how far above it do exact answers reach, how low do wrong ones go? */
@@ -471,7 +336,7 @@ static int exp_threshold(int argc, char **argv) {
         }
         snprintf(path, sizeof path, "%s/summary.md", dir);
         FILE *f = fopen(path, "w");
-        if (!f) rc = fail("%s: %s", path, strerror(errno));
+        if (!f) rc = exp_fail("%s: %s", path, strerror(errno));
         else {
             fprintf(f, "# Experiment: threshold (paper Fig. 3)\n\n");
             fprintf(f, "- command: `mome experiment");
@@ -550,7 +415,7 @@ static uint64_t rl_rng(uint64_t *s) { /* splitmix64 */
 /* The same questions with random 32-character [A-Z0-9] answers. */
 static int rl_write_random(const fact_set *fs, const char *path, uint64_t seed) {
     FILE *f = fopen(path, "w");
-    if (!f) return fail("%s: %s", path, strerror(errno));
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
     static const char sym[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     uint64_t st = seed;
     for (int i = 0; i < fs->n; i++) {
@@ -561,15 +426,15 @@ static int rl_write_random(const fact_set *fs, const char *path, uint64_t seed) 
         if (!o || !cJSON_AddStringToObject(o, "question", fs->v[i].question) || !cJSON_AddStringToObject(o, "answer", ans)) {
             cJSON_Delete(o);
             fclose(f);
-            return fail("out of memory");
+            return exp_fail("out of memory");
         }
         char *txt = cJSON_PrintUnformatted(o);
         cJSON_Delete(o);
-        if (!txt) { fclose(f); return fail("out of memory"); }
+        if (!txt) { fclose(f); return exp_fail("out of memory"); }
         fprintf(f, "%s\n", txt);
         free(txt);
     }
-    return fclose(f) ? fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
 }
 
 /* Perplexity of the text under the engine (with mem, or none). */
@@ -579,7 +444,7 @@ static int rl_ppl(mome_model *m, mome_memory *mem, const char *text, int64_t byt
     ep.text_max_bytes = bytes;
     ep.n_threads = threads;
     mome_eval_result r;
-    if (mome_eval(m, mem, &ep, &r)) return fail("perplexity: %s", mome_errmsg());
+    if (mome_eval(m, mem, &ep, &r)) return exp_fail("perplexity: %s", mome_errmsg());
     *ppl = r.perplexity;
     return 0;
 }
@@ -588,7 +453,7 @@ static int rl_write_plot(const char *dir) {
     char path[3200];
     snprintf(path, sizeof path, "%s/plot.gp", dir);
     FILE *f = fopen(path, "w");
-    if (!f) return fail("%s: %s", path, strerror(errno));
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
     fprintf(f,
             "# written by `mome experiment random-labels`; run in this folder: gnuplot plot.gp\n"
             "set terminal svg size 1000,760 font 'sans,12' background rgb 'white'\n"
@@ -617,7 +482,7 @@ static int rl_write_plot(const char *dir) {
             "plot 'curve_lora_true.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'true answers', \\\n"
             "     'curve_lora_random.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'random answers'\n"
             "unset multiplot\n");
-    return fclose(f) ? fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
 }
 
 typedef struct rl_final {
@@ -633,8 +498,8 @@ static int exp_random_labels(int argc, char **argv) {
     long long seed = 1234, text_bytes = 16384;
     double mome_minutes = 10, lora_minutes = 3;
     char def_facts[4096], def_text[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", shared_dir());
-    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", shared_dir());
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
+    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -669,34 +534,34 @@ static int exp_random_labels(int argc, char **argv) {
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
         else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
         else if (!strcmp(a, "--replot")) replot = 1;
-        else { fail("random-labels: unknown option or missing value '%s' (see mome experiment random-labels --help)", a); return 2; }
+        else { exp_fail("random-labels: unknown option or missing value '%s' (see mome experiment random-labels --help)", a); return 2; }
     }
     if (n_facts < 1 || threads < 1 || seed < 0 || text_bytes < 1 || !(mome_minutes > 0) || !(lora_minutes > 0)) {
-        fail("random-labels: --n-facts, --threads, --text-bytes and the time limits must be positive, --seed non-negative");
+        exp_fail("random-labels: --n-facts, --threads, --text-bytes and the time limits must be positive, --seed non-negative");
         return 2;
     }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { fail("random-labels: unusable output folder '%s'", dir); return 2; }
+    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { exp_fail("random-labels: unusable output folder '%s'", dir); return 2; }
     if (replot) {
         if (rl_write_plot(dir)) return 1;
-        return run_gnuplot(dir) ? 0 : 1;
+        return exp_run_gnuplot(dir) ? 0 : 1;
     }
     if (!facts_src) facts_src = def_facts;
     if (!text) text = def_text;
-    if (access(text, R_OK)) return fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
+    if (access(text, R_OK)) return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
     if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     const double t0 = mome_time_s();
     char start[64], machine[512];
-    utc_now(start, sizeof start);
-    machine_line(machine, sizeof machine);
+    exp_utc_now(start, sizeof start);
+    exp_machine_line(machine, sizeof machine);
     char work[3100], path[3200], sets[2][3200];
     snprintf(work, sizeof work, "%s/work", dir);
-    if (mkdir_p(work)) return fail("%s: %s", work, strerror(errno));
+    if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
     snprintf(sets[0], sizeof sets[0], "%s/true.jsonl", dir);
     snprintf(sets[1], sizeof sets[1], "%s/random.jsonl", dir);
     int got;
-    if (copy_first_lines(facts_src, sets[0], n_facts, &got)) return 1;
+    if (exp_copy_first_lines(facts_src, sets[0], n_facts, &got)) return 1;
     fact_set *fs;
-    if (facts_load(sets[0], FACTS_CONFLICT_FIRST, &fs)) return fail("%s", mome_errmsg());
+    if (facts_load(sets[0], FACTS_CONFLICT_FIRST, &fs)) return exp_fail("%s", mome_errmsg());
     int rc = rl_write_random(fs, sets[1], (uint64_t)seed ^ 0x5eed);
     const int n = fs->n;
     facts_free(fs);
@@ -704,10 +569,10 @@ static int exp_random_labels(int argc, char **argv) {
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = threads;
     mome_model *m;
-    if (mome_model_load(model_path, &mp, &m)) return fail("%s (`make model` fetches the default model)", mome_errmsg());
+    if (mome_model_load(model_path, &mp, &m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
     snprintf(path, sizeof path, "%s/results.csv", dir);
     FILE *all = fopen(path, "w");
-    if (!all) { mome_model_free(m); return fail("%s: %s", path, strerror(errno)); }
+    if (!all) { mome_model_free(m); return exp_fail("%s: %s", path, strerror(errno)); }
     fprintf(all, "method,labels,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
     double ppl_base = -1;
     rc = rl_ppl(m, NULL, text, text_bytes, threads, &ppl_base);
@@ -723,7 +588,7 @@ static int exp_random_labels(int argc, char **argv) {
             snprintf(ck, sizeof ck, "%s.ckpt", out);
             unlink(ck);
             FILE *cf = fopen(cpath, "w");
-            if (!cf) { rc = fail("%s: %s", cpath, strerror(errno)); break; }
+            if (!cf) { rc = exp_fail("%s: %s", cpath, strerror(errno)); break; }
             fprintf(cf, "method,labels,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
             rl_curve cv = {cf, methods[mi], labels[li]};
             mome_tune_params tp = mome_tune_default_params();
@@ -746,13 +611,13 @@ static int exp_random_labels(int argc, char **argv) {
             mome_tune_report rep;
             rc = mome_tune(m, &tp, &rep);
             fclose(cf);
-            if (rc) { rc = fail("tune: %s", mome_errmsg()); break; }
+            if (rc) { rc = exp_fail("tune: %s", mome_errmsg()); break; }
             rl_final *fi = &fin[n_fin++];
             *fi = (rl_final){methods[mi], labels[li], rep.steps, rep.seconds, rep.mean_loss, rep.ppl_before,
                              rep.ppl_after, rep.n_memorized, rep.n_facts};
             if (!mi) {
                 mome_memory *mem;
-                if (mome_memory_load(out, m, &mem)) { rc = fail("%s", mome_errmsg()); break; }
+                if (mome_memory_load(out, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
                 fi->ppl_before = ppl_base;
                 rc = rl_ppl(m, mem, text, text_bytes, threads, &fi->ppl_after);
                 mome_memory_free(mem);
@@ -770,25 +635,25 @@ static int exp_random_labels(int argc, char **argv) {
                     fi->ppl_before, fi->ppl_after);
         }
     mome_model_free(m);
-    if (fclose(all) && !rc) rc = fail("%s: write error", path);
+    if (fclose(all) && !rc) rc = exp_fail("%s: write error", path);
     if (!rc) {
         snprintf(path, sizeof path, "%s/finals.csv", dir);
         FILE *f = fopen(path, "w");
-        if (!f) rc = fail("%s: %s", path, strerror(errno));
+        if (!f) rc = exp_fail("%s: %s", path, strerror(errno));
         else {
             fprintf(f, "method,labels,steps,seconds,memorized,n_facts,mean_loss,ppl_before,ppl_after\n");
             for (int i = 0; i < n_fin; i++)
                 fprintf(f, "%s,%s,%lld,%.1f,%d,%d,%.6f,%.6f,%.6f\n", fin[i].method, fin[i].labels, (long long)fin[i].steps,
                         fin[i].seconds, fin[i].memorized, fin[i].n, fin[i].mean_loss, fin[i].ppl_before, fin[i].ppl_after);
-            if (fclose(f)) rc = fail("%s: write error", path);
+            if (fclose(f)) rc = exp_fail("%s: write error", path);
         }
     }
     if (!rc) rc = rl_write_plot(dir);
-    const int drew = rc ? 0 : run_gnuplot(dir);
+    const int drew = rc ? 0 : exp_run_gnuplot(dir);
     if (!rc) {
         snprintf(path, sizeof path, "%s/summary.md", dir);
         FILE *f = fopen(path, "w");
-        if (!f) return fail("%s: %s", path, strerror(errno));
+        if (!f) return exp_fail("%s: %s", path, strerror(errno));
         fprintf(f, "# Experiment: random-labels (paper Fig. 1 and 5)\n\n");
         fprintf(f, "- command: `mome experiment");
         for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
@@ -833,20 +698,39 @@ static int exp_random_labels(int argc, char **argv) {
 
 /* ------------------------------------------------------------------ main */
 
+/* One row per experiment: its name, its entry point (argv[0] is the name)
+ * and its line in `mome experiment --help`. An experiment in its own file
+ * (tools/exp_NAME.c) declares its entry point in experiment.h. */
+static const struct {
+    const char *name;
+    int (*run)(int argc, char **argv);
+    const char *help;
+} EXPERIMENTS[] = {
+    {"threshold", exp_threshold,
+     "P(exact answer) and P(near miss) against the answer's per-token loss over tuning snapshots (paper Fig. 3)"},
+    {"random-labels", exp_random_labels,
+     "true vs random 32-character answers, MoME and LoRA: loss, memorized share, held-out perplexity "
+     "(paper Fig. 1 and 5)"},
+};
+#define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof EXPERIMENTS[0]))
+
 int experiment_main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         FILE *o = argc < 2 ? stderr : stdout;
         fprintf(o, "usage: mome experiment NAME [options]   (mome experiment NAME --help)\n\n"
                    "Runs one of the paper's experiments and writes results.csv, plots (gnuplot SVG) and\n"
                    "summary.md into an output folder (-o DIR, default build/experiments/NAME).\n\n"
-                   "experiments:\n"
-                   "  threshold   P(exact answer) and P(near miss) against the answer's per-token loss\n"
-                   "              over tuning snapshots (paper Fig. 3)\n"
-                   "  random-labels  true vs random 32-character answers, MoME and LoRA: loss, memorized share,\n"
-                   "              held-out perplexity (paper Fig. 1 and 5)\n");
+                   "experiments:\n");
+        for (int i = 0; i < N_EXPERIMENTS; i++) fprintf(o, "  %-14s %s\n", EXPERIMENTS[i].name, EXPERIMENTS[i].help);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "threshold")) return exp_threshold(argc - 1, argv + 1);
-    if (!strcmp(argv[1], "random-labels")) return exp_random_labels(argc - 1, argv + 1);
-    { fail("unknown experiment '%s' (experiments: threshold random-labels; see mome experiment --help)", argv[1]); return 2; }
+    for (int i = 0; i < N_EXPERIMENTS; i++)
+        if (!strcmp(argv[1], EXPERIMENTS[i].name)) return EXPERIMENTS[i].run(argc - 1, argv + 1);
+    char names[512] = "";
+    for (int i = 0; i < N_EXPERIMENTS; i++) {
+        strncat(names, " ", sizeof names - strlen(names) - 1);
+        strncat(names, EXPERIMENTS[i].name, sizeof names - strlen(names) - 1);
+    }
+    exp_fail("unknown experiment '%s' (experiments:%s; see mome experiment --help)", argv[1], names);
+    return 2;
 }

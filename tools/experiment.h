@@ -7,4 +7,7 @@
  * 2 usage); errors are printed as one line on stderr. Never exits. */
 int experiment_main(int argc, char **argv);
 
+/* Experiments in their own files (tools/exp_NAME.c), registered in the table
+ * in tools/experiment.c; argv[0] is the experiment's name, same contract. */
+
 #endif

@@ -1,0 +1,147 @@
+/* exp_util.c - see exp_util.h. */
+#include "exp_util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+int exp_fail(const char *fmt, ...) {
+    va_list ap;
+    fprintf(stderr, "mome: error: experiment: ");
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fprintf(stderr, "\n");
+    return 1;
+}
+
+const char *exp_shared_dir(void) {
+    const char *e = getenv("MOME_SHARED");
+    return (e && *e) ? e : "../shared";
+}
+
+int exp_mkdir_p(const char *path) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return -1;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return (mkdir(buf, 0777) && errno != EEXIST) ? -1 : 0;
+}
+
+/* The first n non-blank lines of a JSON-lines file, copied as they are. */
+int exp_copy_first_lines(const char *src, const char *dst, int n, int *got) {
+    FILE *in = fopen(src, "rb");
+    if (!in) return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", src, strerror(errno));
+    FILE *out = fopen(dst, "wb");
+    if (!out) {
+        fclose(in);
+        return exp_fail("%s: %s", dst, strerror(errno));
+    }
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t k;
+    *got = 0;
+    while (*got < n && (k = getline(&line, &cap, in)) > 0) {
+        int blank = 1;
+        for (ssize_t i = 0; i < k; i++)
+            if (line[i] != ' ' && line[i] != '\t' && line[i] != '\n' && line[i] != '\r') blank = 0;
+        if (blank) continue;
+        fwrite(line, 1, (size_t)k, out);
+        if (line[k - 1] != '\n') fputc('\n', out);
+        (*got)++;
+    }
+    free(line);
+    fclose(in);
+    return fclose(out) ? exp_fail("%s: write error", dst) : 0;
+}
+
+/* Levenshtein distance in bytes (answers are short). */
+int exp_edit_distance(const char *a, const char *b) {
+    const size_t na = strlen(a), nb = strlen(b);
+    int *row = malloc((nb + 1) * sizeof *row);
+    if (!row) return 1 << 20;
+    for (size_t j = 0; j <= nb; j++) row[j] = (int)j;
+    for (size_t i = 1; i <= na; i++) {
+        int diag = row[0];
+        row[0] = (int)i;
+        for (size_t j = 1; j <= nb; j++) {
+            const int up = row[j];
+            int best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best) best = up + 1;
+            if (row[j - 1] + 1 < best) best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    const int d = row[nb];
+    free(row);
+    return d;
+}
+
+void exp_csv_str(FILE *f, const char *s) {
+    fputc('"', f);
+    for (; s && *s; s++) {
+        if (*s == '"') fputc('"', f);
+        fputc(*s == '\n' ? ' ' : *s, f);
+    }
+    fputc('"', f);
+}
+
+void exp_machine_line(char *buf, size_t n) {
+    struct utsname u;
+    char cpu[256] = "unknown CPU";
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (f) {
+        char line[512];
+        while (fgets(line, sizeof line, f))
+            if (!strncmp(line, "model name", 10)) {
+                const char *c = strchr(line, ':');
+                if (c) snprintf(cpu, sizeof cpu, "%s", c + 2);
+                cpu[strcspn(cpu, "\n")] = 0;
+                break;
+            }
+        fclose(f);
+    }
+    double load = -1;
+    f = fopen("/proc/loadavg", "r");
+    if (f) {
+        if (fscanf(f, "%lf", &load) != 1) load = -1;
+        fclose(f);
+    }
+    if (uname(&u)) snprintf(u.sysname, sizeof u.sysname, "?");
+    snprintf(buf, n, "%s, %ld cores online, %s %s %s, load average %.2f at the start", cpu,
+             sysconf(_SC_NPROCESSORS_ONLN), u.sysname, u.release, u.machine, load);
+}
+
+void exp_utc_now(char *buf, size_t n) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
+}
+
+/* Runs gnuplot on DIR/plot.gp; 1 if it drew. */
+int exp_run_gnuplot(const char *dir) {
+    if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
+        fprintf(stderr, "experiment: gnuplot is not installed (tools/setup.sh deps installs it); "
+                        "the CSVs and %s/plot.gp are written, the plots are not\n", dir);
+        return 0;
+    }
+    char cmd[4200];
+    snprintf(cmd, sizeof cmd, "cd '%s' && gnuplot plot.gp", dir);
+    if (system(cmd) != 0) {
+        fprintf(stderr, "experiment: gnuplot failed on %s/plot.gp\n", dir);
+        return 0;
+    }
+    return 1;
+}
+

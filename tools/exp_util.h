@@ -1,0 +1,34 @@
+/* exp_util.h - what every `mome experiment` shares: one-line errors, the
+ * output folder, the shared data folder, CSV quoting, the machine and time
+ * lines of a summary, and running gnuplot on a folder's plot.gp.
+ *
+ * Each experiment lives in its own file (tools/experiment.c holds threshold,
+ * random-labels and the table of experiments; tools/exp_NAME.c the others)
+ * and is registered in that table. */
+#ifndef MOME_EXP_UTIL_H
+#define MOME_EXP_UTIL_H
+
+#include <stdio.h>
+
+#include "util.h"
+
+/* Prints "mome: error: experiment: ..." and returns 1. */
+int exp_fail(const char *fmt, ...) MOME_PRINTF(1, 2);
+/* $MOME_SHARED or "../shared". */
+const char *exp_shared_dir(void);
+/* mkdir -p; 0 or -1. */
+int exp_mkdir_p(const char *path);
+/* The first n non-blank lines of a JSON-lines file into dst; *got = lines. */
+int exp_copy_first_lines(const char *src, const char *dst, int n, int *got);
+/* Levenshtein distance in bytes. */
+int exp_edit_distance(const char *a, const char *b);
+/* One CSV field, quoted, newlines as spaces. */
+void exp_csv_str(FILE *f, const char *s);
+/* "CPU, N cores online, kernel, load average at the start". */
+void exp_machine_line(char *buf, size_t n);
+/* "YYYY-MM-DD HH:MM UTC". */
+void exp_utc_now(char *buf, size_t n);
+/* Runs gnuplot on DIR/plot.gp; 1 if it drew (absence is reported, not an error). */
+int exp_run_gnuplot(const char *dir);
+
+#endif
