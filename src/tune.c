@@ -325,14 +325,22 @@ static int prepare_captures(tuner *t, int new_memory) {
     char qbuf[FACTS_MAX_FIELD + 1], where[256];
     double last = mome_time_s();
     for (int i = 0; i < t->n && !rc; i++) {
-        const fact *fa = &t->fs->v[i];
         fact_rt *r = &t->f[i];
         r->seq = mome_calloc((size_t)r->n_seq, sizeof(seq_rt));
         r->am = mome_calloc((size_t)r->T * C, sizeof(float));
         r->av = mome_calloc((size_t)r->T * C, sizeof(float));
-        if (!r->seq || !r->am || !r->av) { rc = MOME_ERR_NOMEM; break; }
-        snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
-        for (int k = 0; k < r->n_seq && !rc; k++) {
+        if (!r->seq || !r->am || !r->av) rc = MOME_ERR_NOMEM;
+    }
+    /* context by context, so that consecutive prompts share their start (the
+     * system prompt, an earlier exchange) and its K/V is computed once: on
+     * Qwen2.5, whose template adds a 20-token default system message, this
+     * halves the prefill (docs/BENCHMARKS.md) */
+    const int n_seq = t->n ? t->f[0].n_seq : 0;
+    for (int k = 0, done = 0; k < n_seq && !rc; k++) {
+        for (int i = 0; i < t->n && !rc; i++, done++) {
+            const fact *fa = &t->fs->v[i];
+            fact_rt *r = &t->f[i];
+            snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
             mome_chat_msg msgs[4];
             int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
             rc = capture(t, msgs, nm, r->target, r->T - 1, &r->seq[k], keys, where);
@@ -343,10 +351,10 @@ static int prepare_captures(tuner *t, int new_memory) {
                 r->mi = mi;
                 for (int j = 0; j < 2 * C; j++) mp[j] += keys[j];
             }
-        }
-        if (mome_time_s() - last > 0.5) {
-            last = mome_time_s();
-            progress(t, "prepare", i + 1);
+            if (mome_time_s() - last > 0.5) {
+                last = mome_time_s();
+                progress(t, "prepare", done / n_seq);
+            }
         }
     }
     if (!rc && (new_memory || (t->gate_on && t->mem->n_gneg == 0))) {
