@@ -82,7 +82,9 @@ void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
 
 /* ---------------------------------------------------------------- tuning */
 
-enum mome_tune_method { MOME_TUNE_MOME = 0, MOME_TUNE_LORA = 1 };
+/* MoME: memory experts on the frozen model; LoRA: adapters on every projection; FULL: every weight
+ * fine-tuned in f32 (the tuned model is written as an f32 GGUF file) */
+enum mome_tune_method { MOME_TUNE_MOME = 0, MOME_TUNE_LORA = 1, MOME_TUNE_FULL = 2 };
 
 typedef struct mome_tune_progress {
     int64_t step;          /* optimizer steps so far */
@@ -114,7 +116,7 @@ typedef struct mome_tune_params {
     float gate_margin;         /* the gate lets each fact's trained contexts through with at
                                   least this logit (1.0; lower: a stricter gate) */
     /* optimisation */
-    float lr;                  /* Adam learning rate (MoME 0.02, LoRA 1e-3) */
+    float lr;                  /* Adam learning rate (MoME 0.05, LoRA 1e-3, full 1e-5) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
     int batch;                 /* facts per step (32) */
     int64_t max_steps;         /* 0: no limit */
@@ -126,7 +128,9 @@ typedef struct mome_tune_params {
     int lora_rank;             /* LoRA baseline rank (8) */
     float lora_alpha;          /* LoRA scale alpha (16) */
     int verbose;
-    const char *ppl_text;      /* LoRA: held-out text for perplexity before/after */
+    const char *model_out;     /* LoRA: also write the base with the adapters merged, as an f32
+                                  GGUF model the engine runs (NULL: adapters only) */
+    const char *ppl_text;      /* LoRA, full: held-out text for perplexity before/after (f32 stack) */
     int64_t ppl_text_bytes;    /* only the first bytes of it (0: all) */
     void (*progress)(const mome_tune_progress *p, void *user);
     void *user;

@@ -86,14 +86,20 @@ int tstack_init(tstack *s, const mome_model *m, int l0, int max_pos, int max_row
         d->attn_norm = dupv(src->attn_norm, s->C); d->ffn_norm = dupv(src->ffn_norm, s->C);
         d->wq = deq(&src->wq); d->wk = deq(&src->wk); d->wv = deq(&src->wv); d->wo = deq(&src->wo);
         d->wg = deq(&src->w_gate); d->wu = deq(&src->w_up); d->wd = deq(&src->w_down);
-        d->bq = src->bq; d->bk = src->bk; d->bv = src->bv; /* f32 already; the model outlives the stack */
-        if (!d->attn_norm || !d->ffn_norm || !d->wq || !d->wk || !d->wv || !d->wo || !d->wg || !d->wu || !d->wd) {
+        /* copies, so that full fine-tuning can train them */
+        const int HD = s->H * s->D, KV = s->Hkv * s->D;
+        d->bq = src->bq ? dupv(src->bq, HD) : NULL;
+        d->bk = src->bk ? dupv(src->bk, KV) : NULL;
+        d->bv = src->bv ? dupv(src->bv, KV) : NULL;
+        if (!d->attn_norm || !d->ffn_norm || !d->wq || !d->wk || !d->wv || !d->wo || !d->wg || !d->wu || !d->wd ||
+            (src->bq && !d->bq) || (src->bk && !d->bk) || (src->bv && !d->bv)) {
             tstack_free(s);
             return mome_seterr_code(MOME_ERR_NOMEM, "out of memory dequantizing layer %d for training", l);
         }
     }
     s->out_norm = dupv(m->output_norm, s->C);
     s->wout = deq(&m->output);
+    s->tied = m->output.data == m->tok_embd.data;
     const int half = s->n_rot / 2;
     s->rope_cos = mome_malloc((size_t)max_pos * half * sizeof(float));
     s->rope_sin = mome_malloc((size_t)max_pos * half * sizeof(float));
@@ -119,13 +125,20 @@ int tstack_init(tstack *s, const mome_model *m, int l0, int max_pos, int max_row
     return MOME_OK;
 }
 
+static void free_layer(ts_layer *d) {
+    free(d->attn_norm); free(d->ffn_norm); free(d->wq); free(d->wk); free(d->wv); free(d->wo);
+    free(d->wg); free(d->wu); free(d->wd); free(d->bq); free(d->bk); free(d->bv);
+}
+
 void tstack_free(tstack *s) {
-    if (s->layers)
-        for (int l = 0; l < s->L - s->l0; l++) {
-            ts_layer *d = &s->layers[l];
-            free(d->attn_norm); free(d->ffn_norm); free(d->wq); free(d->wk); free(d->wv); free(d->wo);
-            free(d->wg); free(d->wu); free(d->wd);
-        }
+    for (int l = 0; l < s->L - s->l0; l++) {
+        if (s->layers) free_layer(&s->layers[l]);
+        if (s->grad) free_layer(&s->grad[l]);
+    }
+    free(s->grad);
+    if (s->embd != s->wout) free(s->embd);
+    if (s->g_embd != s->g_wout) free(s->g_embd);
+    free(s->g_out_norm); free(s->g_wout);
     if (s->lora)
         for (int i = 0; i < (s->L - s->l0) * TS_NPROJ; i++) {
             free(s->lora[i].A); free(s->lora[i].B); free(s->lora[i].gA); free(s->lora[i].gB);
@@ -166,6 +179,69 @@ int tstack_add_lora(tstack *s, int rank, float alpha, uint64_t seed) {
     return s->ws ? MOME_OK : MOME_ERR_NOMEM;
 }
 
+int tstack_add_full(tstack *s, const mome_model *m) {
+    if (s->l0 != 0 || s->lora || s->grad)
+        return mome_seterr_code(MOME_ERR_ARG, "train: full fine-tuning needs the whole model (l0 = 0) and no adapters");
+    const int NL = s->L, C = s->C, HD = s->H * s->D, KV = s->Hkv * s->D, F = s->F;
+    s->grad = mome_calloc((size_t)NL, sizeof(ts_layer));
+    if (!s->grad) return MOME_ERR_NOMEM;
+#define ZF(n) mome_calloc((size_t)(n), sizeof(float))
+    for (int l = 0; l < NL; l++) {
+        const ts_layer *w = &s->layers[l];
+        ts_layer *g = &s->grad[l];
+        g->attn_norm = ZF(C); g->ffn_norm = ZF(C);
+        g->wq = ZF((size_t)HD * C); g->wk = ZF((size_t)KV * C); g->wv = ZF((size_t)KV * C); g->wo = ZF((size_t)C * HD);
+        g->wg = ZF((size_t)F * C); g->wu = ZF((size_t)F * C); g->wd = ZF((size_t)C * F);
+        g->bq = w->bq ? ZF(HD) : NULL; g->bk = w->bk ? ZF(KV) : NULL; g->bv = w->bv ? ZF(KV) : NULL;
+        if (!g->attn_norm || !g->ffn_norm || !g->wq || !g->wk || !g->wv || !g->wo || !g->wg || !g->wu || !g->wd ||
+            (w->bq && !g->bq) || (w->bk && !g->bk) || (w->bv && !g->bv))
+            return mome_seterr_code(MOME_ERR_NOMEM, "out of memory for the gradients of layer %d", l);
+    }
+    s->g_out_norm = ZF(C);
+    s->g_wout = ZF((size_t)s->V * C);
+    if (s->tied) {
+        s->embd = s->wout;
+        s->g_embd = s->g_wout;
+    } else {
+        s->embd = deq(&m->tok_embd);
+        s->g_embd = ZF((size_t)s->V * C);
+    }
+#undef ZF
+    if (!s->g_out_norm || !s->g_wout || !s->embd || !s->g_embd)
+        return mome_seterr_code(MOME_ERR_NOMEM, "out of memory for the embedding and head gradients");
+    return MOME_OK;
+}
+
+int tstack_params(const tstack *s, ts_param *out, int cap) {
+    int n = 0;
+#define PUT(W, G, N) do { if (n < cap) out[n] = (ts_param){(W), (G), (size_t)(N)}; n++; } while (0)
+    if (s->lora)
+        for (int i = 0; i < (s->L - s->l0) * TS_NPROJ; i++) {
+            const ts_lora *lo = &s->lora[i];
+            PUT(lo->A, lo->gA, (size_t)s->lora_rank * lo->n_in);
+            PUT(lo->B, lo->gB, (size_t)lo->n_out * s->lora_rank);
+        }
+    if (s->grad) {
+        const size_t C = s->C, HD = (size_t)s->H * s->D, KV = (size_t)s->Hkv * s->D, F = s->F;
+        for (int l = 0; l < s->L - s->l0; l++) {
+            const ts_layer *w = &s->layers[l], *g = &s->grad[l];
+            PUT(w->attn_norm, g->attn_norm, C);
+            PUT(w->wq, g->wq, HD * C); PUT(w->wk, g->wk, KV * C); PUT(w->wv, g->wv, KV * C);
+            if (w->bq) PUT(w->bq, g->bq, HD);
+            if (w->bk) PUT(w->bk, g->bk, KV);
+            if (w->bv) PUT(w->bv, g->bv, KV);
+            PUT(w->wo, g->wo, C * HD);
+            PUT(w->ffn_norm, g->ffn_norm, C);
+            PUT(w->wg, g->wg, F * C); PUT(w->wu, g->wu, F * C); PUT(w->wd, g->wd, C * F);
+        }
+        PUT(s->out_norm, s->g_out_norm, C);
+        PUT(s->wout, s->g_wout, (size_t)s->V * C);
+        if (!s->tied) PUT(s->embd, s->g_embd, (size_t)s->V * C);
+    }
+#undef PUT
+    return n;
+}
+
 /* y = rmsnorm(x) * w for R rows; r[i] = 1/rms */
 static void rms_fwd(int R, int C, const float *x, const float *w, float eps, float *y, float *r) {
     for (int i = 0; i < R; i++) {
@@ -178,8 +254,10 @@ static void rms_fwd(int R, int C, const float *x, const float *w, float eps, flo
     }
 }
 
-/* dx (+)= d rmsnorm; dy is the gradient of y = x*r*w */
-static void rms_bwd(int R, int C, const float *x, const float *w, const float *r, const float *dy, float *dx) {
+/* dx (+)= d rmsnorm; dy is the gradient of y = x*r*w; gw (+)= dL/dw (NULL:
+ * the weight is frozen) */
+static void rms_bwd(int R, int C, const float *x, const float *w, const float *r, const float *dy, float *dx,
+                    float *gw) {
     for (int i = 0; i < R; i++) {
         const float *xi = x + (size_t)i * C, *dyi = dy + (size_t)i * C;
         float *dxi = dx + (size_t)i * C;
@@ -187,7 +265,16 @@ static void rms_bwd(int R, int C, const float *x, const float *w, const float *r
         for (int c = 0; c < C; c++) dot += (double)dyi[c] * w[c] * xi[c];
         const float ri = r[i], k = (float)(dot * ri * ri * ri / C);
         for (int c = 0; c < C; c++) dxi[c] += ri * w[c] * dyi[c] - k * xi[c];
+        if (gw)
+            for (int c = 0; c < C; c++) gw[c] += dyi[c] * xi[c] * ri;
     }
+}
+
+/* gb (n) += the column sums of dY (R, n): a bias's gradient (NULL: none) */
+static void bias_bwd(int R, int n, const float *dY, float *gb) {
+    if (!gb) return;
+    for (int r = 0; r < R; r++)
+        for (int i = 0; i < n; i++) gb[i] += dY[(size_t)r * n + i];
 }
 
 /* RoPE (sign 1) or its transpose (sign -1, the backward pass) on the pairs
@@ -235,10 +322,12 @@ static void proj_fwd(const tstack *s, int R, int n_out, int n_in, const float *X
     }
 }
 
-/* dX (+)= dY W (+ LoRA) and LoRA gradients; tmp (R, r) scratch. */
+/* dX (+)= dY W (+ LoRA), gW (n_out, n_in) += dY^T X (full fine-tuning; NULL:
+ * W is frozen) and LoRA gradients; tmp (R, r) scratch. */
 static void proj_bwd(const tstack *s, int R, int n_out, int n_in, const float *X, const float *W, const float *dY,
-                     float *dX, float beta, ts_lora *lo, const float *la, float *tmp) {
+                     float *dX, float beta, float *gW, ts_lora *lo, const float *la, float *tmp) {
     gemm_dyw(R, n_out, n_in, dY, W, dX, beta);
+    if (gW) cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n_out, n_in, R, 1.0f, dY, n_out, X, n_in, 1.0f, gW, n_in);
     if (lo) {
         const int r = s->lora_rank;
         const float sc = s->lora_scale;
@@ -395,24 +484,29 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
 
     /* --------------------------------------------------------- backward */
     gemm_dyw(R, V, C, logits, s->wout, gxn, 0.0f);        /* d xf */
+    if (s->g_wout) /* the head's gradient dlogits^T xf */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, R, 1.0f, logits, V, xf, C, 1.0f, s->g_wout, C);
     memset(gX, 0, (size_t)R * C * sizeof(float));
-    rms_bwd(R, C, XL, s->out_norm, rf, gxn, gX);          /* d XL */
+    rms_bwd(R, C, XL, s->out_norm, rf, gxn, gX, s->g_out_norm); /* d XL */
     for (int l = NL - 1; l >= 0; l--) {
         const ts_layer *w = &s->layers[l];
+        ts_layer *gw = s->grad ? &s->grad[l] : NULL;
         lsave *v = &sv[l];
         ts_lora *lo = s->lora ? &s->lora[l * TS_NPROJ] : NULL;
         /* FFN: next = X1 + Wd·Hh ; gX holds d next, becomes d X1 */
-        proj_bwd(s, R, C, F, v->Hh, w->wd, gX, t1, 0.0f, lo ? &lo[TS_D] : NULL, v->la[TS_D], lt); /* t1 = dHh */
+        proj_bwd(s, R, C, F, v->Hh, w->wd, gX, t1, 0.0f, gw ? gw->wd : NULL, lo ? &lo[TS_D] : NULL, v->la[TS_D],
+                 lt); /* t1 = dHh */
         for (size_t i = 0; i < (size_t)R * F; i++) {
             const float g = v->G[i], sg = 1.0f / (1.0f + expf(-g)), dh = t1[i];
             t2[i] = dh * g * sg;                              /* dU */
             t3[i] = dh * v->U[i] * sg * (1.0f + g * (1.0f - sg)); /* dG */
         }
-        proj_bwd(s, R, F, C, v->xn2, w->wg, t3, gxn, 0.0f, lo ? &lo[TS_G] : NULL, v->la[TS_G], lt);
-        proj_bwd(s, R, F, C, v->xn2, w->wu, t2, gxn, 1.0f, lo ? &lo[TS_U] : NULL, v->la[TS_U], lt);
-        rms_bwd(R, C, v->X1, w->ffn_norm, v->r2, gxn, gX);   /* gX = d X1 */
+        proj_bwd(s, R, F, C, v->xn2, w->wg, t3, gxn, 0.0f, gw ? gw->wg : NULL, lo ? &lo[TS_G] : NULL, v->la[TS_G], lt);
+        proj_bwd(s, R, F, C, v->xn2, w->wu, t2, gxn, 1.0f, gw ? gw->wu : NULL, lo ? &lo[TS_U] : NULL, v->la[TS_U], lt);
+        rms_bwd(R, C, v->X1, w->ffn_norm, v->r2, gxn, gX, gw ? gw->ffn_norm : NULL); /* gX = d X1 */
         /* attention: X1 = Xin + Wo·att */
-        proj_bwd(s, R, C, HD, v->att, w->wo, gX, t1, 0.0f, lo ? &lo[TS_O] : NULL, v->la[TS_O], lt); /* t1 = datt */
+        proj_bwd(s, R, C, HD, v->att, w->wo, gX, t1, 0.0f, gw ? gw->wo : NULL, lo ? &lo[TS_O] : NULL, v->la[TS_O],
+                 lt); /* t1 = datt */
         memset(t2, 0, (size_t)R * HD * sizeof(float));      /* dQ */
         memset(t3, 0, (size_t)R * KV * sizeof(float));      /* dK */
         float *dV = t4;
@@ -467,11 +561,37 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
                      s->rope_sin + (size_t)pos * half, -1.0f);
             }
         }
-        proj_bwd(s, R, HD, C, v->xn1, w->wq, t2, gxn, 0.0f, lo ? &lo[TS_Q] : NULL, v->la[TS_Q], lt);
-        proj_bwd(s, R, KV, C, v->xn1, w->wk, t3, gxn, 1.0f, lo ? &lo[TS_K] : NULL, v->la[TS_K], lt);
-        proj_bwd(s, R, KV, C, v->xn1, w->wv, dV, gxn, 1.0f, lo ? &lo[TS_V] : NULL, v->la[TS_V], lt);
-        rms_bwd(R, C, v->Xin, w->attn_norm, v->r1, gxn, gX); /* gX = d Xin */
+        if (gw) { /* t2, t3, dV are the gradients of the biased, not yet rotated projections */
+            bias_bwd(R, HD, t2, gw->bq);
+            bias_bwd(R, KV, t3, gw->bk);
+            bias_bwd(R, KV, dV, gw->bv);
+        }
+        proj_bwd(s, R, HD, C, v->xn1, w->wq, t2, gxn, 0.0f, gw ? gw->wq : NULL, lo ? &lo[TS_Q] : NULL, v->la[TS_Q], lt);
+        proj_bwd(s, R, KV, C, v->xn1, w->wk, t3, gxn, 1.0f, gw ? gw->wk : NULL, lo ? &lo[TS_K] : NULL, v->la[TS_K], lt);
+        proj_bwd(s, R, KV, C, v->xn1, w->wv, dV, gxn, 1.0f, gw ? gw->wv : NULL, lo ? &lo[TS_V] : NULL, v->la[TS_V], lt);
+        rms_bwd(R, C, v->Xin, w->attn_norm, v->r1, gxn, gX, gw ? gw->attn_norm : NULL); /* gX = d Xin */
     }
     if (dX) memcpy(dX, gX, (size_t)R * C * sizeof(float));
     return MOME_OK;
+}
+
+void tstack_embed(const tstack *s, const mome_model *m, const int32_t *ids, int n, float *X) {
+    for (int i = 0; i < n; i++) {
+        if (s->embd) {
+            memcpy(X + (size_t)i * s->C, s->embd + (size_t)ids[i] * s->C, (size_t)s->C * sizeof(float));
+            continue;
+        }
+        const qmat *e = &m->tok_embd;
+        quant_dequantize_row(e->type, (const char *)e->data + (size_t)ids[i] * e->row_bytes, X + (size_t)i * s->C,
+                             s->C);
+    }
+}
+
+void tstack_embed_bwd(tstack *s, const int32_t *ids, int n, const float *dX) {
+    if (!s->g_embd) return;
+    for (int i = 0; i < n; i++) {
+        float *g = s->g_embd + (size_t)ids[i] * s->C;
+        const float *d = dX + (size_t)i * s->C;
+        for (int c = 0; c < s->C; c++) g[c] += d[c];
+    }
 }

@@ -34,6 +34,7 @@
 #include "adam.h"
 #include "answer.h"
 #include "facts.h"
+#include "finetune.h"
 #include "gguf.h"
 #include "gguf_write.h"
 #include "memory.h"
@@ -670,20 +671,18 @@ static int next_batch(tuner *t) {
     return nb;
 }
 
-int mome_tune_lora(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs);
-
 int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep) {
     memset(rep, 0, sizeof *rep);
     rep->ppl_before = rep->ppl_after = -1;
     mome_tune_params pp = *p_in;
     if (!pp.facts_path || !pp.out_path) return mome_seterr_code(MOME_ERR_ARG, "tune: facts and output paths are required");
-    if (pp.lr <= 0) pp.lr = pp.method == MOME_TUNE_LORA ? 1e-3f : 0.05f;
+    if (pp.lr <= 0) pp.lr = pp.method == MOME_TUNE_LORA ? 1e-3f : pp.method == MOME_TUNE_FULL ? FINETUNE_FULL_LR : 0.05f;
     if (pp.batch < 1) pp.batch = 1;
-    if (pp.method == MOME_TUNE_LORA) {
+    if (pp.method == MOME_TUNE_LORA || pp.method == MOME_TUNE_FULL) {
         fact_set *fs;
         int rc = facts_load(pp.facts_path, (enum facts_conflict)pp.on_conflict, &fs);
         if (rc) return rc;
-        rc = mome_tune_lora(m, &pp, rep, fs);
+        rc = mome_tune_finetune(m, &pp, rep, fs);
         facts_free(fs);
         return rc;
     }

@@ -5,7 +5,11 @@
  *    random F32 model (layers 1..2 of 3 and the head trained through, two
  *    sequences, one with a cached prefix, one ignored target): dLoss/dX,
  *    the gradient of a fact's expert values (mem_value_row: rms(h) dL/dx), the
- *    LoRA adapters' gA/gB;
+ *    LoRA adapters' gA/gB; full fine-tuning's gradient of every weight (whole
+ *    model, l0 = 0, the embedding included: X is the embedding of the rows'
+ *    tokens), untied, tied and with qwen2's biases;
+ *  - the model files finetune_write_model writes (full, LoRA merged, the
+ *    untrained f32 base) run in the engine to the stack's loss;
  *  - against the JAX golden tests/golden/grad_case.{gguf,json} (see
  *    tests/golden/README.md): loss and every gradient value.
  *
@@ -27,6 +31,7 @@
 #include "gguf.h"
 #include "memory.h"
 #include "model.h"
+#include "finetune.h"
 #include "train_stack.h"
 
 /* finite-difference tolerance: relative error <= FD_REL or absolute <= FD_ABS */
@@ -76,6 +81,9 @@ static void fixture_free(fixture *f) {
  * NEOX rope) */
 static const char *g_arch = "llama";
 
+static int g_l0 = 1;   /* first trained layer (0 for LoRA/full fine-tuning's whole model) */
+static int g_tied = 0; /* the fixture's model ties its head to the embedding */
+
 static int fixture_init(fixture *f) {
     memset(f, 0, sizeof *f);
     snprintf(f->dir, sizeof f->dir, "/tmp/mome_test_train_XXXXXX");
@@ -86,11 +94,12 @@ static int fixture_init(fixture *f) {
     p.n_ctx = 64; p.wtype = MOME_DTYPE_F32; p.seed = 99;
     p.arch = g_arch;
     p.qkv_bias = strcmp(g_arch, "qwen2") == 0;
+    p.tied = g_tied;
     if (tinymodel_write(f->path, &p) != MOME_OK) return -1;
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = 1;
     if (mome_model_load(f->path, &mp, &f->m) != MOME_OK) return -1;
-    const int l0 = 1, NL = p.n_layer - l0, KV = p.n_head_kv * (p.n_embd / p.n_head);
+    const int l0 = g_l0, NL = p.n_layer - l0, KV = p.n_head_kv * (p.n_embd / p.n_head);
     f->C = p.n_embd;
     f->R = 5;
     if (tstack_init(&f->s, f->m, l0, MAXPOS, f->R) != MOME_OK) return -1;
@@ -401,7 +410,167 @@ static void test_grad_lora(void) {
     fixture_free(&f);
 }
 
-/* ------------------------------------------------------ (d) JAX golden */
+/* ------------------------------------------- (d) full fine-tuning, all weights */
+
+/* The whole model (l0 = 0): X is the embedding of the rows' tokens, so the
+ * objective depends on the embedding too. */
+typedef struct fullctx {
+    fixture *f;
+    int32_t ids[8];
+} fullctx;
+
+static double eval_full(void *ctx) {
+    fullctx *fc = ctx;
+    tstack_embed(&fc->f->s, fc->f->m, fc->ids, fc->f->R, fc->f->X);
+    return objective(fc->f, fc->f->X);
+}
+
+/* Every trainable tensor of full fine-tuning (the projections, the biases of
+ * qwen2, both norms of each layer, the final norm, the head, the embedding;
+ * tied or not) against finite differences of the loss, a few entries each,
+ * always including entries of the embedding rows the batch reads. */
+static void grad_full(const char *arch, int tied) {
+    g_arch = arch; g_tied = tied; g_l0 = 0;
+    fixture f;
+    const int bad = fixture_init(&f);
+    g_arch = "llama"; g_tied = 0; g_l0 = 1;
+    if (bad) {
+        CHECK(0, "fixture: %s", mome_errmsg());
+        fixture_free(&f);
+        return;
+    }
+    CHECK(tstack_add_full(&f.s, f.m) == MOME_OK, "%s", mome_errmsg());
+    fullctx fc = {.f = &f};
+    for (int i = 0; i < f.R; i++) fc.ids[i] = 1 + irand(f.s.V - 1);
+    fc.ids[4] = fc.ids[1]; /* a token twice: its embedding row sums two rows' gradients */
+    const int np = tstack_params(&f.s, NULL, 0);
+    /* per layer 7 matrices + 2 norms (+ 3 biases), final norm, head, embedding unless tied */
+    const int want = f.s.L * (9 + (strcmp(arch, "qwen2") == 0 ? 3 : 0)) + 2 + !tied;
+    CHECK(np == want, "%s%s: %d trainable tensors, expected %d", arch, tied ? " tied" : "", np, want);
+    ts_param *pr = malloc((size_t)np * sizeof *pr);
+    float *dX = malloc((size_t)f.R * f.C * sizeof(float));
+    REQUIRE(pr && dX, "oom");
+    tstack_params(&f.s, pr, np);
+    for (int i = 0; i < np; i++) memset(pr[i].g, 0, pr[i].n * sizeof(float));
+    tstack_embed(&f.s, f.m, fc.ids, f.R, f.X);
+    float loss[NSEQ];
+    CHECK(tstack_step(&f.s, f.seqs, NSEQ, f.X, dX, loss, NULL, 1) == MOME_OK, "%s", mome_errmsg());
+    tstack_embed_bwd(&f.s, fc.ids, f.R, dX);
+    fdstat st = {0};
+    char what[64];
+    for (int i = 0; i < np; i++) {
+        const int is_embd = pr[i].w == f.s.embd;
+        snprintf(what, sizeof what, "%s%s param %d%s", arch, tied ? " tied" : "", i, is_embd ? " (embedding)" : "");
+        for (int k = 0; k < (is_embd ? 8 : 3); k++) {
+            size_t j = (size_t)tinymodel_rng(&g_rng) % pr[i].n;
+            if (is_embd && k < 6) j = (size_t)fc.ids[k % f.R] * f.C + (size_t)irand(f.C); /* rows the batch reads */
+            const double h = FD_H * fmax(1.0, fabs(pr[i].w[j]));
+            fd_check(&st, what, (int)j, fd_deriv(&pr[i].w[j], h, eval_full, &fc), pr[i].g[j]);
+        }
+    }
+    snprintf(what, sizeof what, "full %s%s", arch, tied ? " tied" : "");
+    fd_report(what, &st);
+    free(pr); free(dX);
+    fixture_free(&f);
+}
+static void test_grad_full_llama(void) { grad_full("llama", 0); }
+static void test_grad_full_llama_tied(void) { grad_full("llama", 1); }
+static void test_grad_full_qwen2_tied(void) { grad_full("qwen2", 1); }
+
+/* finetune_write_model writes the model the stack holds: a tiny model's
+ * weights all moved (full) or adapters with B != 0 (LoRA, merged into W)
+ * are written, loaded by the engine and decoded; the engine's cross-entropy
+ * on its own argmax targets equals the stack's loss with the same weights,
+ * and every argmax agrees. Also the untrained f32 base (Q8_0 source, so the
+ * dequantization path is used). */
+static void written_model(const char *arch, int tied, int mode) {
+    char dir[64], path[128], out[128];
+    snprintf(dir, sizeof dir, "/tmp/mome_test_train_XXXXXX");
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    snprintf(out, sizeof out, "%s/tuned.gguf", dir);
+    tinymodel_params p = tinymodel_default_params();
+    p.n_vocab = 300; p.n_embd = 32; p.n_layer = 3; p.n_head = 4; p.n_head_kv = 2; p.n_ff = 64;
+    p.n_ctx = 64; p.wtype = mode == 2 ? MOME_DTYPE_Q8_0 : MOME_DTYPE_F32; p.seed = 11;
+    p.arch = arch; p.tied = tied;
+    p.qkv_bias = strcmp(arch, "qwen2") == 0;
+    mome_model *m = NULL, *m2 = NULL;
+    mome_ctx *c = NULL;
+    tstack s;
+    memset(&s, 0, sizeof s);
+    float *X = NULL;
+    enum { NT = 9 };
+    static const char *const mode_name[3] = {"full", "lora merged", "f32 base"};
+    int rc = tinymodel_write(path, &p);
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = 1;
+    if (rc == MOME_OK) rc = mome_model_load(path, &mp, &m);
+    if (rc == MOME_OK) rc = tstack_init(&s, m, 0, 16, NT);
+    if (rc == MOME_OK && mode == 0) {
+        rc = tstack_add_full(&s, m);
+        const int np = tstack_params(&s, NULL, 0);
+        ts_param pr[64];
+        REQUIRE(np <= 64, "too many tensors");
+        tstack_params(&s, pr, np);
+        for (int i = 0; i < np; i++)
+            for (size_t j = 0; j < pr[i].n; j++) pr[i].w[j] += urand(0.05f);
+    }
+    if (rc == MOME_OK && mode == 1) {
+        rc = tstack_add_lora(&s, 2, 4.0f, 3);
+        for (int i = 0; rc == MOME_OK && i < s.L * TS_NPROJ; i++)
+            for (int j = 0; j < s.lora[i].n_out * 2; j++) s.lora[i].B[j] = urand(0.2f);
+    }
+    if (rc == MOME_OK) rc = mode == 2 ? finetune_write_f32_base(m, out) : finetune_write_model(&s, m, "test", out);
+    if (rc == MOME_OK) rc = mome_model_load(out, &mp, &m2);
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 32;
+    cp.n_threads = 1;
+    if (rc == MOME_OK) rc = mome_ctx_init(m2, &cp, &c);
+    CHECK(rc == MOME_OK, "%s %s: %s", arch, mode_name[mode], mome_errmsg());
+    if (rc == MOME_OK) {
+        for (int i = 0; i < (int)m2->gguf->n_tensors; i++)
+            CHECK(m2->gguf->tensors[i].type == MOME_DTYPE_F32, "%s %s: tensor %d is not f32", arch, mode_name[mode], i);
+        int32_t tok[NT], target[NT];
+        for (int i = 0; i < NT; i++) tok[i] = 3 + irand(p.n_vocab - 3);
+        CHECK(mome_decode(c, tok, NT, 0, 1) == MOME_OK, "decode: %s", mome_errmsg());
+        double ce = 0;
+        for (int t = 0; t < NT; t++) {
+            const float *lg = mome_get_logits(c, t);
+            int best = 0;
+            double sum = 0;
+            for (int v = 1; v < p.n_vocab; v++)
+                if (lg[v] > lg[best]) best = v;
+            for (int v = 0; v < p.n_vocab; v++) sum += exp((double)lg[v] - lg[best]);
+            target[t] = best;
+            ce += log(sum);
+        }
+        ce /= NT;
+        X = malloc((size_t)NT * p.n_embd * sizeof(float));
+        REQUIRE(X, "oom");
+        tstack_embed(&s, m, tok, NT, X);
+        ts_seq seq = {.n_prefix = 0, .T = NT, .row0 = 0, .target = target};
+        float loss = NAN;
+        int ok = 0;
+        CHECK(tstack_step(&s, &seq, 1, X, NULL, &loss, &ok, 0) == MOME_OK, "step: %s", mome_errmsg());
+        printf("  %s%s %s: engine on the written file %.7f, training stack %.7f\n", arch, tied ? " tied" : "",
+               mode_name[mode], ce, loss);
+        CHECK(fabs(loss - ce) <= 1e-4 * (1 + ce), "%s %s: stack loss %.7f vs engine %.7f", arch, mode_name[mode], loss, ce);
+        CHECK(ok == 1, "%s %s: the stack's argmax differs from the engine's", arch, mode_name[mode]);
+    }
+    free(X);
+    tstack_free(&s);
+    mome_ctx_free(c);
+    mome_model_free(m2);
+    mome_model_free(m);
+    remove(out);
+    remove(path);
+    rmdir(dir);
+}
+static void test_written_full(void) { written_model("llama", 1, 0); written_model("qwen2", 0, 0); }
+static void test_written_lora(void) { written_model("llama", 0, 1); }
+static void test_written_base(void) { written_model("llama", 1, 2); written_model("llama", 0, 2); }
+
+/* ------------------------------------------------------ (e) JAX golden */
 
 static char *read_all(const char *path) {
     FILE *fp = fopen(path, "rb");
@@ -643,6 +812,12 @@ int main(void) {
     RUN(test_engine_vs_stack_qwen2);
     RUN(test_grad_memory);
     RUN(test_grad_lora);
+    RUN(test_grad_full_llama);
+    RUN(test_grad_full_llama_tied);
+    RUN(test_grad_full_qwen2_tied);
+    RUN(test_written_full);
+    RUN(test_written_lora);
+    RUN(test_written_base);
     RUN(test_grad_golden);
     return test_summary();
 }

@@ -736,7 +736,10 @@ static int cmd_tune(int argc, char **argv) {
                    "  --facts FILE           the facts\n"
                    "  -o, --out FILE         the memory file to write\n"
                    "  --memory OLD.mome      add the facts to an existing memory (old facts stay)\n"
-                   "  --method mome|lora     memory experts (default) or the LoRA baseline\n"
+                   "  --method mome|lora|full  memory experts (default), the LoRA baseline, or full\n"
+                   "                         fine-tuning of every weight in f32 (OUT is then the tuned model,\n"
+                   "                         an f32 GGUF file for mome run/eval -m; about 16 bytes per\n"
+                   "                         parameter while it trains: 2.2 GB for SmolLM2-135M)\n"
                    "  --on-conflict error|first|last  a question repeated with another answer\n"
                    "  --layer L              block whose input the fact values join (default: 4/5 of the depth)\n"
                    "  --key-layer L          block whose input gives the pooled question key (default: 1/5)\n"
@@ -751,7 +754,7 @@ static int cmd_tune(int argc, char **argv) {
                    "                         in docs/BENCHMARKS.md), 0..16 (default 0: no gate; try 4)\n"
                    "  --gate-margin X        the gate lets trained contexts through with at least X\n"
                    "                         (default 1.0; 0.25: quieter on neighbours, fewer rewordings)\n"
-                   "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001)\n"
+                   "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001, full 0.00001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
                    "  --max-steps N          stop after N steps (a checkpoint allows --resume)\n"
@@ -760,7 +763,8 @@ static int cmd_tune(int argc, char **argv) {
                    "  --checkpoint-s S       seconds between checkpoints (default 60)\n"
                    "  --lora-rank R          LoRA baseline rank (default 8)\n"
                    "  --lora-alpha A         LoRA scale alpha (default 16)\n"
-                   "  --ppl-text FILE        LoRA: perplexity of this text before and after (f32)\n"
+                   "  --merged-out FILE      LoRA: also write the base with the adapters merged (f32 GGUF)\n"
+                   "  --ppl-text FILE        LoRA, full: perplexity of this text before and after (f32 stack)\n"
                    "  --ppl-text-bytes N     only its first N bytes\n"
                    "  -t, --threads N        threads (default: all cores)\n"
                    "  -s, --seed S           seed (default 1234): same seed and threads, same result\n"
@@ -774,7 +778,8 @@ static int cmd_tune(int argc, char **argv) {
             const char *v = arg_val(&a);
             if (!strcmp(v, "mome")) p.method = MOME_TUNE_MOME;
             else if (!strcmp(v, "lora")) p.method = MOME_TUNE_LORA;
-            else die("tune: --method expects mome or lora, got '%s'", v);
+            else if (!strcmp(v, "full")) p.method = MOME_TUNE_FULL;
+            else die("tune: --method expects mome, lora or full, got '%s'", v);
         } else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
         else if (arg_is(&a, "--layer", NULL)) p.layer = (int)arg_long(&a, 1, 4095);
         else if (arg_is(&a, "--key-layer", NULL)) p.key_layer = (int)arg_long(&a, 1, 4095);
@@ -792,6 +797,7 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--checkpoint-s", NULL)) p.checkpoint_s = arg_double(&a, 0, 1e6);
         else if (arg_is(&a, "--lora-rank", NULL)) p.lora_rank = (int)arg_long(&a, 1, 256);
         else if (arg_is(&a, "--lora-alpha", NULL)) p.lora_alpha = (float)arg_double(&a, 1e-6, 1e6);
+        else if (arg_is(&a, "--merged-out", NULL)) p.model_out = arg_val(&a);
         else if (arg_is(&a, "--ppl-text", NULL)) p.ppl_text = arg_val(&a);
         else if (arg_is(&a, "--ppl-text-bytes", NULL)) p.ppl_text_bytes = arg_long(&a, 1, LONG_MAX);
         else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
@@ -800,6 +806,7 @@ static int cmd_tune(int argc, char **argv) {
     }
     if (!p.facts_path) die("tune: give the facts with --facts FILE");
     if (!p.out_path) die("tune: give the output file with -o OUT.mome");
+    if (p.model_out && p.method != MOME_TUNE_LORA) die("tune: --merged-out is for --method lora");
     mome_model *m = load_model(model, p.n_threads);
     fprintf(stderr, "tune: SIMD kernels %s, OpenBLAS core %s\n", quant_kernel_name(), blas_core_name());
     prog_state ps = {isatty(2), 0, NULL};
@@ -810,9 +817,11 @@ static int cmd_tune(int argc, char **argv) {
         if (ps.tty) fprintf(stderr, "\n");
         die("%s", mome_errmsg());
     }
-    if (p.method == MOME_TUNE_LORA)
-        fprintf(stderr, "tune: %d/%d facts memorized (teacher-forced greedy check in the f32 stack) in %.1f s, %lld steps; wrote %s\n",
-                rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, p.out_path);
+    if (p.method != MOME_TUNE_MOME)
+        fprintf(stderr, "tune: %d/%d facts memorized (teacher-forced greedy check in the f32 stack) in %.1f s, %lld steps; wrote %s%s%s%s\n",
+                rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, p.out_path,
+                p.method == MOME_TUNE_FULL ? " (the tuned model, f32)" : "", p.model_out ? " and " : "",
+                p.model_out ? p.model_out : "");
     else
         fprintf(stderr, "tune: %d/%d facts memorized (verified by greedy decoding) in %.1f s, %lld steps, %lld experts trained"
                         " (one per answer row); wrote %s\n",
