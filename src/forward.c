@@ -237,10 +237,11 @@ const float *mome_get_logits(const mome_ctx *c, int i) {
 }
 
 /* Splits [0, n) into nth parts; part ith is [*a, *b). Rows go in multiples
- * of 4 so SIMD kernels that tile rows see whole tiles. */
+ * of 16 so SIMD kernels that tile rows see whole tiles and packed matrices
+ * whole row groups (QUANT_PACK_ROWS). */
 static void split(int64_t n, int ith, int nth, int64_t *a, int64_t *b) {
     int64_t per = (n + nth - 1) / nth;
-    per = (per + 3) & ~(int64_t)3;
+    per = (per + 15) & ~(int64_t)15; /* 16: the packed layouts' row groups */
     *a = per * ith;
     *b = *a + per;
     if (*a > n) *a = n;
@@ -288,12 +289,22 @@ static void matmul_rows(const mome_ctx *c, enum mome_dtype wt, const void *W, si
     }
 }
 
+/* Y[t*ldy + r] = W row r · activation row t for rows [r0, r1) of a model
+ * matrix: its packed copy when it has one (same bits) */
+static void matmul_qmat(const mome_ctx *c, const qmat *W, int T, float *Y, int64_t ldy, int64_t r0, int64_t r1,
+                        int ith) {
+    if (W->packed && !c->f32_matmul)
+        quant_matmul_packed(W->type, W->n_in, W->packed, c->aq, c->aq_row, T, Y, ldy, r0, r1, c->rows[0].solo);
+    else
+        matmul_rows(c, W->type, W->data, W->row_bytes, W->n_in, T, Y, ldy, r0, r1, ith);
+}
+
 /* Y(T, W.n_out) = W · A for this thread's rows; A already prepared by qact. */
 static void mm(const qmat *W, const mome_ctx *c, int T, float *Y, int ith, int nth) {
     int64_t r0, r1;
     split(W->n_out, ith, nth, &r0, &r1);
     if (r0 >= r1) return;
-    matmul_rows(c, W->type, W->data, W->row_bytes, W->n_in, T, Y, W->n_out, r0, r1, ith);
+    matmul_qmat(c, W, T, Y, W->n_out, r0, r1, ith);
 }
 
 /* Quantize rows [t0, t1) of X (row stride n) for weight type wt into aq. */
@@ -498,8 +509,7 @@ static void forward_chunk(mome_ctx *c, int T, int logits_mode, int out_row) {
             const int64_t V = hp->n_vocab;
             split(V, ith, nth, &r0, &r1);
             if (r0 < r1)
-                matmul_rows(c, m->output.type, m->output.data, m->output.row_bytes, C, T - t_first,
-                            c->logits + (size_t)out_row * V, V, r0, r1, ith);
+                matmul_qmat(c, &m->output, T - t_first, c->logits + (size_t)out_row * V, V, r0, r1, ith);
         }
     }
 }

@@ -11,6 +11,7 @@
 #include <math.h>
 #include <stddef.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "util.h"
@@ -327,6 +328,39 @@ static int64_t dim_value(const llama_hparams *hp, enum dim d) {
     return 0;
 }
 
+/* Repacks the matrices the kernels stream faster row-interleaved
+ * (quant_pack_wanted: Q4_K and Q6_K under AVX-512 VNNI) into memory of their
+ * own, one at a time, and hands the original pages back to the kernel
+ * (MADV_DONTNEED on the private file mapping: clean pages, dropped from the
+ * resident set, read from the file again if touched), so the resident size
+ * stays that of one copy. The original rows stay readable (token lookups,
+ * the training stack's dequantization). A tied output head is left as it is:
+ * its rows are also the embedding table. */
+static int pack_mat(mome_model *m, qmat *q) {
+    if (q->packed || !quant_pack_wanted(q->type, q->n_in, q->n_out)) return 0;
+    const size_t sz = (size_t)q->n_out * q->row_bytes;
+    q->packed = mome_aligned_alloc(sz);
+    if (!q->packed) return MOME_ERR_NOMEM;
+    quant_pack(q->type, q->n_in, q->data, q->row_bytes, q->n_out, q->packed);
+    if (m->gguf->fd >= 0) {
+        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)q->data;
+        const uintptr_t lo = (a + pg - 1) & ~(pg - 1), hi = (a + sz) & ~(pg - 1);
+        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    }
+    return 0;
+}
+
+static int pack_weights(mome_model *m) {
+    for (int l = 0; l < m->hp.n_layer; l++) {
+        llama_layer *L = &m->layers[l];
+        qmat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
+            if (mats[i]->data && pack_mat(m, mats[i])) return MOME_ERR_NOMEM;
+    }
+    if (m->output.data != m->tok_embd.data && pack_mat(m, &m->output)) return MOME_ERR_NOMEM;
+    return 0;
+}
+
 static int load_weights(mome_model *m) {
     const llama_hparams *hp = &m->hp;
     const int64_t C = hp->n_embd, V = hp->n_vocab;
@@ -351,7 +385,7 @@ static int load_weights(mome_model *m) {
             if (r < 0) return -1;
         }
     }
-    return 0;
+    return pack_weights(m);
 }
 
 int mome_model_load(const char *path, const mome_model_params *p, mome_model **out) {
@@ -424,8 +458,12 @@ void mome_model_free(mome_model *m) {
             free(m->layers[l].bq);
             free(m->layers[l].bk);
             free(m->layers[l].bv);
+            llama_layer *L = &m->layers[l];
+            qmat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
+            for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) free(mats[i]->packed);
         }
     free(m->layers);
+    if (m->output.packed != m->tok_embd.packed) free(m->output.packed);
     free(m->output_norm);
     tokenizer_free(m->tok);
     gguf_close(m->gguf);

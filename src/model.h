@@ -35,6 +35,8 @@ typedef struct llama_hparams {
  * data + r * row_bytes, in type `type`. y = W x. */
 typedef struct qmat {
     const void *data;
+    void *packed;        /* NULL, or the same rows repacked for the kernels
+                            (quant_pack; owned); data stays valid (mapped) */
     enum mome_dtype type;
     int64_t n_in;
     int64_t n_out;

@@ -1186,3 +1186,114 @@ void qm_rope(int64_t npairs, float *x, const float *cs, const float *sn) { kerne
 void qm_rope_neox(int64_t npairs, float *x, const float *cs, const float *sn) {
     kernels()->rope_neox(npairs, x, cs, sn);
 }
+
+/* ------------------------------------------------- packed (row-interleaved) */
+
+/* 16 plain super-blocks (row r at src + r*stride) <-> one packed block */
+static void pack_q4_K16(const void *src, size_t stride, block_q4_Kx16 *p) {
+    for (int r = 0; r < 16; r++) {
+        const block_q4_K *b = (const block_q4_K *)((const char *)src + (size_t)r * stride);
+        p->d[r] = b->d;
+        p->dmin[r] = b->dmin;
+        for (int k = 0; k < 12; k++) p->scales[k][r] = b->scales[k];
+        for (int j = 0; j < 4; j++)
+            for (int c = 0; c < 8; c++) memcpy(p->qs[j][c][r], b->qs + 32 * j + 4 * c, 4);
+    }
+}
+
+static void unpack_q4_K16(const block_q4_Kx16 *p, int r, block_q4_K *b) {
+    b->d = p->d[r];
+    b->dmin = p->dmin[r];
+    for (int k = 0; k < 12; k++) b->scales[k] = p->scales[k][r];
+    for (int j = 0; j < 4; j++)
+        for (int c = 0; c < 8; c++) memcpy(b->qs + 32 * j + 4 * c, p->qs[j][c][r], 4);
+}
+
+static void pack_q6_K16(const void *src, size_t stride, block_q6_Kx16 *p) {
+    for (int r = 0; r < 16; r++) {
+        const block_q6_K *b = (const block_q6_K *)((const char *)src + (size_t)r * stride);
+        p->d[r] = b->d;
+        for (int j = 0; j < 16; j++) p->scales[j][r] = b->scales[j];
+        for (int c = 0; c < 2; c++)
+            for (int g = 0; g < 8; g++) {
+                for (int h = 0; h < 2; h++) memcpy(p->ql[c][h][g][r], b->ql + 64 * c + 32 * h + 4 * g, 4);
+                memcpy(p->qh[c][g][r], b->qh + 32 * c + 4 * g, 4);
+            }
+    }
+}
+
+static void unpack_q6_K16(const block_q6_Kx16 *p, int r, block_q6_K *b) {
+    b->d = p->d[r];
+    for (int j = 0; j < 16; j++) b->scales[j] = p->scales[j][r];
+    for (int c = 0; c < 2; c++)
+        for (int g = 0; g < 8; g++) {
+            for (int h = 0; h < 2; h++) memcpy(b->ql + 64 * c + 32 * h + 4 * g, p->ql[c][h][g][r], 4);
+            memcpy(b->qh + 32 * c + 4 * g, p->qh[c][g][r], 4);
+        }
+}
+
+static int packable(enum mome_dtype wt, int64_t n) {
+    return (wt == MOME_DTYPE_Q4_K || wt == MOME_DTYPE_Q6_K) && n > 0 && n % QK_K == 0;
+}
+
+int quant_pack_wanted(enum mome_dtype wt, int64_t n, int64_t n_out) {
+    if (!packable(wt, n) || n_out <= 0 || n_out % QUANT_PACK_ROWS) return 0;
+    const char *env = getenv("MOME_PACK");
+    if (env && strcmp(env, "0") == 0) return 0;
+    return kernels()->packed[wt] != NULL;
+}
+
+/* The packed group g (rows 16g..16g+15) of P starts at P + g * 16 * row_size;
+ * inside it, super-block i is the i-th 16-row block. */
+void quant_pack(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride, int64_t n_out, void *P) {
+    if (!packable(wt, n) || n_out % QUANT_PACK_ROWS) return;
+    const int64_t nb = n / QK_K;
+    const size_t rs = quant_row_size(wt, n), bs = g_traits[wt].type_size;
+    for (int64_t g = 0; g < n_out / 16; g++) {
+        const char *src = (const char *)W + (size_t)g * 16 * w_stride;
+        char *dst = (char *)P + (size_t)g * 16 * rs;
+        for (int64_t i = 0; i < nb; i++) {
+            if (wt == MOME_DTYPE_Q4_K) pack_q4_K16(src + i * bs, w_stride, (block_q4_Kx16 *)dst + i);
+            else pack_q6_K16(src + i * bs, w_stride, (block_q6_Kx16 *)dst + i);
+        }
+    }
+}
+
+/* row r of packed P, plain, into b (one row of quant_row_size bytes) */
+static void packed_row(enum mome_dtype wt, int64_t n, const void *P, int64_t r, void *b) {
+    const int64_t nb = n / QK_K;
+    const char *grp = (const char *)P + (size_t)(r / 16) * 16 * quant_row_size(wt, n);
+    for (int64_t i = 0; i < nb; i++) {
+        if (wt == MOME_DTYPE_Q4_K) unpack_q4_K16((const block_q4_Kx16 *)grp + i, (int)(r % 16), (block_q4_K *)b + i);
+        else unpack_q6_K16((const block_q6_Kx16 *)grp + i, (int)(r % 16), (block_q6_K *)b + i);
+    }
+}
+
+void quant_packed_dequantize_row(enum mome_dtype wt, int64_t n, const void *P, int64_t r, float *dst) {
+    if (!packable(wt, n)) return;
+    void *b = malloc(quant_row_size(wt, n));
+    if (!b) return;
+    packed_row(wt, n, P, r, b);
+    quant_dequantize_row(wt, b, dst, n);
+    free(b);
+}
+
+void quant_matmul_packed(enum mome_dtype wt, int64_t n, const void *P, const void *A, size_t a_stride, int nt,
+                         float *Y, int64_t ldy, int64_t r0, int64_t r1, int solo) {
+    if (!packable(wt, n) || nt <= 0 || r0 >= r1 || r0 % 16 || r1 % 16) return;
+    const quant_kernels *k = kernels();
+    if (k->packed[wt]) {
+        k->packed[wt](n, P, A, a_stride, nt, Y, ldy, r0, r1, solo);
+        return;
+    }
+    /* the reference: each group of 16 rows unpacked, then the plain path */
+    const size_t rs = quant_row_size(wt, n);
+    char *W = malloc(16 * rs);
+    if (!W) return;
+    for (int64_t g = r0; g < r1; g += 16) {
+        for (int r = 0; r < 16; r++) packed_row(wt, n, P, g + r, W + (size_t)r * rs);
+        if (solo) quant_matmul_solo(wt, n, W, rs, A, a_stride, nt, Y + g, ldy, 0, 16);
+        else quant_matmul(wt, n, W, rs, A, a_stride, nt, Y + g, ldy, 0, 16);
+    }
+    free(W);
+}

@@ -99,6 +99,26 @@ void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_st
                        const void *A, size_t a_stride, int nt, float *Y, int64_t ldy,
                        int64_t r0, int64_t r1);
 
+/* Row-interleaved ("packed") weights, for the types the active kernel table
+ * streams faster that way (Q4_K, Q6_K with AVX-512 VNNI): groups of
+ * QUANT_PACK_ROWS rows, each group one super-block column after another,
+ * the 16 rows of a super-block interleaved in 4-byte units (quant_impl.h has
+ * the layouts; docs/ARCHITECTURE.md, "Packed weights"). A packed matrix has
+ * the size of the plain one. Results are bit for bit those of quant_matmul /
+ * quant_matmul_solo on the plain matrix. */
+#define QUANT_PACK_ROWS 16
+/* 1 if a (n_out, n) matrix of type wt should be packed for the active kernels */
+int quant_pack_wanted(enum mome_dtype wt, int64_t n, int64_t n_out);
+/* rows [0, n_out) (n_out a multiple of QUANT_PACK_ROWS) of the plain matrix W
+ * (row r at W + r*w_stride) -> P (n_out * quant_row_size(wt, n) bytes) */
+void quant_pack(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride, int64_t n_out, void *P);
+/* row r of packed P -> n floats */
+void quant_packed_dequantize_row(enum mome_dtype wt, int64_t n, const void *P, int64_t r, float *dst);
+/* quant_matmul (solo = 0) or quant_matmul_solo (solo = 1) on packed P;
+ * r0 and r1 multiples of QUANT_PACK_ROWS */
+void quant_matmul_packed(enum mome_dtype wt, int64_t n, const void *P, const void *A, size_t a_stride, int nt,
+                         float *Y, int64_t ldy, int64_t r0, int64_t r1, int solo);
+
 /* half <-> float (IEEE binary16 and bfloat16) */
 /* sum x[i] * y[i] with the dispatched f32 kernel (ggml_vec_dot_f32 order;
  * identical bits under every kernel set). */

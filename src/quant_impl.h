@@ -49,6 +49,18 @@ static_assert(sizeof(block_q5_K) == 176, "block_q5_K size");
 static_assert(sizeof(block_q6_K) == 210, "block_q6_K size");
 static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
 
+/* Packed (row-interleaved) super-blocks of 16 rows (quant_pack): the 16
+ * rows' fields side by side, quants in 4-byte units so that one 512-bit
+ * register holds the same 4 bytes of every row (lane r = row r). Row r's
+ * byte b of a plain field f is at f[...][r][b]. Same size as 16 blocks. */
+/* Q4_K: qs[j][c] = bytes qs[32j + 4c .. 32j + 4c + 3] of the 16 rows (low
+ * nibbles: elements 64j + 4c.., high: 64j + 32 + 4c..) */
+typedef struct { uint16_t d[16], dmin[16]; uint8_t scales[12][16]; uint8_t qs[4][8][16][4]; } block_q4_Kx16;
+/* Q6_K: ql[c][h][g] = bytes ql[64c + 32h + 4g ..], qh[c][g] = bytes qh[32c + 4g ..] */
+typedef struct { uint16_t d[16]; int8_t scales[16][16]; uint8_t ql[2][2][8][16][4]; uint8_t qh[2][8][16][4]; } block_q6_Kx16;
+static_assert(sizeof(block_q4_Kx16) == 16 * sizeof(block_q4_K), "block_q4_Kx16 size");
+static_assert(sizeof(block_q6_Kx16) == 16 * sizeof(block_q6_K), "block_q6_Kx16 size");
+
 /* ---- scalar half conversions (exact; round-to-nearest-even) ---- */
 
 static inline uint32_t qi_f32_bits(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
@@ -142,6 +154,10 @@ typedef struct quant_kernels {
     qk_vec_dot_fn vd_tiled[MOME_DTYPE_COUNT];
     qk_dot4_fn dot4_tiled[MOME_DTYPE_COUNT];   /* by weight type: 4 tokens of such a product (NULL: vd_tiled each) */
     qk_tok8_fn tok8[MOME_DTYPE_COUNT];          /* by weight type; NULL = none */
+    /* by weight type: quant_matmul_packed's whole work on packed rows [r0, r1)
+     * (multiples of 16); NULL = not packed by this table */
+    void (*packed[MOME_DTYPE_COUNT])(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y,
+                                     int64_t ldy, int64_t r0, int64_t r1, int solo);
     uint8_t dot4_exact[MOME_DTYPE_COUNT];       /* 1: dot4's out[t] equals vec_dot on token t bit for
                                                    bit (else the tile sums in another order) */
     /* f32 math of the forward pass, in ggml's order (see qm_* below) */

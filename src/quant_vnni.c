@@ -502,6 +502,262 @@ static void t8_q8_0(int64_t n, const void *vw, size_t ws, const void *va, size_t
     }
 }
 
+/* ------------------------------------------ packed Q4_K and Q6_K (16 rows)
+ *
+ * quant_pack's layouts (quant_impl.h): 4 bytes of each of 16 rows in one
+ * register, lane r = row r, so vpdpbusd against 4 activation bytes broadcast
+ * to every lane gives 16 rows' partial dot products with no horizontal sums,
+ * and a row's result lands in its own lane. The integer sums are exact, so
+ * only the float steps have an order, and each is ggml's (quant.c), per lane:
+ *   Q4_K one token: acc = fma((float)isum, d*dy, acc) per super-block (and
+ *     the mins' chain), 4 tokens of a batch: the same per 64-element half;
+ *   Q6_K fewer than 8 tokens: 8 float lanes per row (lane l = bytes 4l..4l+3
+ *     of each 32-byte group = register g = l here), summed as hsum8 at the
+ *     end; 8 or more tokens (tiled): acc = fma((float)isum * d, dy, acc). */
+
+static inline __m512i bc4(const int8_t *p) {
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* lane r: the int16 pair (a_r, b_r) of two 16-byte vectors, zero- or sign-extended */
+static inline __m512i pairs16u(__m128i a, __m128i b) {
+    return _mm512_cvtepu8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b)));
+}
+static inline __m512i pairs16s(__m128i a, __m128i b) {
+    return _mm512_cvtepi8_epi16(_mm256_set_m128i(_mm_unpackhi_epi8(a, b), _mm_unpacklo_epi8(a, b)));
+}
+
+/* sc[j], mn[j]: 6-bit scale and min j of the 16 rows (byte r = row r), as
+ * qi_scale_min_k4 unpacks them */
+static inline void q4Kx16_scales(const block_q4_Kx16 *b, __m128i sc[8], __m128i mn[8]) {
+    __m128i q[12];
+    for (int k = 0; k < 12; k++) q[k] = _mm_loadu_si128((const __m128i *)b->scales[k]);
+    const __m128i m63 = _mm_set1_epi8(63), m0F = _mm_set1_epi8(0x0F), m30 = _mm_set1_epi8(0x30);
+    for (int j = 0; j < 4; j++) {
+        sc[j] = _mm_and_si128(q[j], m63);
+        mn[j] = _mm_and_si128(q[j + 4], m63);
+        sc[j + 4] = _mm_or_si128(_mm_and_si128(q[j + 8], m0F), _mm_and_si128(_mm_srli_epi16(q[j], 2), m30));
+        mn[j + 4] = _mm_or_si128(_mm_and_si128(_mm_srli_epi16(q[j + 8], 4), m0F),
+                                 _mm_and_si128(_mm_srli_epi16(q[j + 4], 2), m30));
+    }
+}
+
+/* the activation's 32-group sums of half j as an int16 pair (2j, 2j+1) */
+static inline int32_t q8K_ypair(const block_q8_K *y, int j) {
+    const uint16_t a = (uint16_t)(y->bsums[4 * j] + y->bsums[4 * j + 1]);
+    const uint16_t b = (uint16_t)(y->bsums[4 * j + 2] + y->bsums[4 * j + 3]);
+    return (int32_t)((uint32_t)a | (uint32_t)b << 16);
+}
+
+/* 16 rows x 1 token in the gemv order (vd_q4_K per row) -> out[16] */
+static void q4Kx16_tok(const block_q4_Kx16 *x, int64_t nb, const block_q8_K *y, float *out) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc = _mm512_setzero_ps(), accm = acc;
+    for (int64_t i = 0; i < nb; i++) {
+        const block_q4_Kx16 *b = x + i;
+        PF_LINES((const char *)b + PF_AHEAD, (int)sizeof(block_q4_Kx16));
+        __m128i sc[8], mn[8];
+        q4Kx16_scales(b, sc, mn);
+        __m512i isum = _mm512_setzero_si512(), imin = isum;
+#pragma GCC unroll 4
+        for (int j = 0; j < 4; j++) {
+            __m512i dl = _mm512_setzero_si512(), dh = dl;
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                const __m512i w = _mm512_loadu_si512(b->qs[j][c]);
+                dl = _mm512_dpbusd_epi32(dl, _mm512_and_si512(w, m4), bc4(y[i].qs + 64 * j + 4 * c));
+                dh = _mm512_dpbusd_epi32(dh, _mm512_and_si512(_mm512_srli_epi16(w, 4), m4),
+                                         bc4(y[i].qs + 64 * j + 32 + 4 * c));
+            }
+            isum = _mm512_add_epi32(isum, _mm512_add_epi32(_mm512_mullo_epi32(dl, _mm512_cvtepu8_epi32(sc[2 * j])),
+                                                           _mm512_mullo_epi32(dh, _mm512_cvtepu8_epi32(sc[2 * j + 1]))));
+            imin = _mm512_add_epi32(imin, _mm512_madd_epi16(pairs16u(mn[2 * j], mn[2 * j + 1]),
+                                                            _mm512_set1_epi32(q8K_ypair(&y[i], j))));
+        }
+        const __m512 dy = _mm512_set1_ps(y[i].d);
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d)), dy);
+        const __m512 dm = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->dmin)), dy);
+        acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), d, acc);
+        accm = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), dm, accm);
+    }
+    _mm512_storeu_ps(out, _mm512_sub_ps(acc, accm));
+}
+
+/* 16 rows x 4 tokens in the gemm order (d4_q4_K per row): Y[t*ldy + k] */
+static void q4Kx16_tok4(const block_q4_Kx16 *x, int64_t nb, const char *A, size_t as, float *Y, int64_t ldy) {
+    const block_q8_K *y[4];
+    for (int t = 0; t < 4; t++) y[t] = (const block_q8_K *)(A + (size_t)t * as);
+    const __m512i m4 = _mm512_set1_epi8(0x0F);
+    __m512 acc[4], accm[4];
+    for (int t = 0; t < 4; t++) acc[t] = accm[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const block_q4_Kx16 *b = x + i;
+        __m128i sc[8], mn[8];
+        q4Kx16_scales(b, sc, mn);
+        const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+        const __m512 mv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->dmin));
+        for (int j = 0; j < 4; j++) {
+            __m512i dl[4], dh[4];
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) dl[t] = dh[t] = _mm512_setzero_si512();
+#pragma GCC unroll 8
+            for (int c = 0; c < 8; c++) {
+                const __m512i w = _mm512_loadu_si512(b->qs[j][c]);
+                const __m512i lo = _mm512_and_si512(w, m4), hi = _mm512_and_si512(_mm512_srli_epi16(w, 4), m4);
+#pragma GCC unroll 4
+                for (int t = 0; t < 4; t++) {
+                    dl[t] = _mm512_dpbusd_epi32(dl[t], lo, bc4(y[t][i].qs + 64 * j + 4 * c));
+                    dh[t] = _mm512_dpbusd_epi32(dh[t], hi, bc4(y[t][i].qs + 64 * j + 32 + 4 * c));
+                }
+            }
+            const __m512i scl = _mm512_cvtepu8_epi32(sc[2 * j]), sch = _mm512_cvtepu8_epi32(sc[2 * j + 1]);
+            const __m512i mp = pairs16u(mn[2 * j], mn[2 * j + 1]);
+#pragma GCC unroll 4
+            for (int t = 0; t < 4; t++) {
+                const __m512i isum = _mm512_add_epi32(_mm512_mullo_epi32(dl[t], scl), _mm512_mullo_epi32(dh[t], sch));
+                const __m512i imin = _mm512_madd_epi16(mp, _mm512_set1_epi32(q8K_ypair(&y[t][i], j)));
+                const __m512 dy = _mm512_set1_ps(y[t][i].d);
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dv, dy), acc[t]);
+                accm[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(imin), _mm512_mul_ps(mv, dy), accm[t]);
+            }
+        }
+    }
+    for (int t = 0; t < 4; t++) _mm512_storeu_ps(Y + (int64_t)t * ldy, _mm512_sub_ps(acc[t], accm[t]));
+}
+
+static void pk_q4_K(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy, int64_t r0,
+                    int64_t r1, int solo) {
+    const int64_t nb = n / QK_K;
+    const size_t gsz = (size_t)nb * sizeof(block_q4_Kx16);
+    const int nt4 = solo ? 0 : nt & ~3; /* llama.cpp: gemm for whole groups of 4, gemv for the rest */
+    for (int64_t r = r0; r < r1; r += 16) {
+        const block_q4_Kx16 *x = (const block_q4_Kx16 *)((const char *)P + (size_t)(r / 16) * gsz);
+        for (int t = 0; t < nt4; t += 4)
+            q4Kx16_tok4(x, nb, (const char *)A + (size_t)t * as, as, Y + (int64_t)t * ldy + r, ldy);
+        for (int t = nt4; t < nt; t++)
+            q4Kx16_tok(x, nb, (const block_q8_K *)((const char *)A + (size_t)t * as), Y + (int64_t)t * ldy + r);
+    }
+}
+
+/* Q6_K: the quants (0..63) of the 16 rows at elements 128c + 32m + 4g .. +3
+ * (sub-block 8c + 2m + (g >= 4), 32-byte group 4c + m, lane g) */
+static inline __m512i q6Kx16_q(const block_q6_Kx16 *b, int c, int m, int g) {
+    const __m512i lo = _mm512_loadu_si512(b->ql[c][m & 1][g]);
+    const __m512i qh = _mm512_loadu_si512(b->qh[c][g]);
+    const __m512i l = m >= 2 ? _mm512_srli_epi16(lo, 4) : lo;
+    const __m512i h = m == 0 ? _mm512_slli_epi16(qh, 4) : m == 1 ? _mm512_slli_epi16(qh, 2)
+                    : m == 2 ? qh : _mm512_srli_epi16(qh, 2); /* qh bits 2m, 2m+1 -> bits 4, 5 */
+    return _mm512_or_si512(_mm512_and_si512(l, _mm512_set1_epi8(0x0F)), _mm512_and_si512(h, _mm512_set1_epi8(0x30)));
+}
+
+/* per super-block: sp[j] lane r = the int16 pair (sc_j, sc_j) of row r;
+ * cp[l] = (sc_2l, sc_2l+1) */
+static inline void q6Kx16_scales(const block_q6_Kx16 *b, __m512i sp[16], __m512i cp[8]) {
+    __m128i s8[16];
+    for (int j = 0; j < 16; j++) {
+        s8[j] = _mm_loadu_si128((const __m128i *)b->scales[j]);
+        const __m512i x = _mm512_cvtepi8_epi32(s8[j]);
+        sp[j] = _mm512_or_si512(_mm512_and_si512(x, _mm512_set1_epi32(0xFFFF)), _mm512_slli_epi32(x, 16));
+    }
+    for (int l = 0; l < 8; l++) cp[l] = pairs16s(s8[2 * l], s8[2 * l + 1]);
+}
+
+/* 16 rows x 1 token in vd_q6_K's order -> out[16] */
+static void q6Kx16_tok(const block_q6_Kx16 *x, int64_t nb, const block_q8_K *y, float *out) {
+    __m512 acc[8];
+    for (int l = 0; l < 8; l++) acc[l] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const block_q6_Kx16 *b = x + i;
+        PF_LINES((const char *)b + PF_AHEAD, (int)sizeof(block_q6_Kx16));
+        __m512i sp[16], cp[8], L[8];
+        q6Kx16_scales(b, sp, cp);
+        for (int l = 0; l < 8; l++) {
+            int32_t bp;
+            memcpy(&bp, y[i].bsums + 2 * l, 4);
+            L[l] = _mm512_sub_epi32(_mm512_setzero_si512(),
+                                    _mm512_slli_epi32(_mm512_madd_epi16(cp[l], _mm512_set1_epi32(bp)), 5));
+        }
+#pragma GCC unroll 2
+        for (int c = 0; c < 2; c++)
+#pragma GCC unroll 4
+            for (int m = 0; m < 4; m++)
+#pragma GCC unroll 8
+                for (int g = 0; g < 8; g++) {
+                    const __m512i q = q6Kx16_q(b, c, m, g);
+                    L[g] = _mm512_dpwssd_epi32(L[g], _mm512_maddubs_epi16(q, bc4(y[i].qs + 128 * c + 32 * m + 4 * g)),
+                                               sp[8 * c + 2 * m + (g >= 4)]);
+                }
+        const __m512 d = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d)), _mm512_set1_ps(y[i].d));
+        for (int l = 0; l < 8; l++) acc[l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(L[l]), acc[l]);
+    }
+    /* hsum8's order, lane-wise: ((a4 + a0) + (a6 + a2)) + ((a5 + a1) + (a7 + a3)) */
+    const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(acc[4], acc[0]), _mm512_add_ps(acc[6], acc[2])),
+                                   _mm512_add_ps(_mm512_add_ps(acc[5], acc[1]), _mm512_add_ps(acc[7], acc[3])));
+    _mm512_storeu_ps(out, s);
+}
+
+/* 16 rows x T tokens (T <= 8) in the tiled order (vd_tiled_q6_K per row) */
+static inline __attribute__((always_inline)) void q6Kx16_tiled(const block_q6_Kx16 *x, int64_t nb, const char *A,
+                                                               size_t as, int T, float *Y, int64_t ldy) {
+    const block_q8_K *y[8];
+    for (int t = 0; t < T; t++) y[t] = (const block_q8_K *)(A + (size_t)t * as);
+    __m512 acc[8];
+    for (int t = 0; t < T; t++) acc[t] = _mm512_setzero_ps();
+    for (int64_t i = 0; i < nb; i++) {
+        const block_q6_Kx16 *b = x + i;
+        __m512i sp[16], cp[8], I[8];
+        q6Kx16_scales(b, sp, cp);
+        for (int t = 0; t < T; t++) {
+            __m512i corr = _mm512_setzero_si512();
+            for (int l = 0; l < 8; l++) {
+                int32_t bp;
+                memcpy(&bp, y[t][i].bsums + 2 * l, 4);
+                corr = _mm512_add_epi32(corr, _mm512_madd_epi16(cp[l], _mm512_set1_epi32(bp)));
+            }
+            I[t] = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(corr, 5));
+        }
+        for (int c = 0; c < 2; c++)
+            for (int m = 0; m < 4; m++)
+                for (int g = 0; g < 8; g++) {
+                    const __m512i q = q6Kx16_q(b, c, m, g);
+                    const __m512i s = sp[8 * c + 2 * m + (g >= 4)];
+                    for (int t = 0; t < T; t++)
+                        I[t] = _mm512_dpwssd_epi32(
+                            I[t], _mm512_maddubs_epi16(q, bc4(y[t][i].qs + 128 * c + 32 * m + 4 * g)), s);
+                }
+        const __m512 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+        for (int t = 0; t < T; t++)
+            acc[t] = _mm512_fmadd_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(I[t]), dv), _mm512_set1_ps(y[t][i].d), acc[t]);
+    }
+    for (int t = 0; t < T; t++) _mm512_storeu_ps(Y + (int64_t)t * ldy, acc[t]);
+}
+
+static void q6Kx16_tiled8(const block_q6_Kx16 *x, int64_t nb, const char *A, size_t as, float *Y, int64_t ldy) {
+    q6Kx16_tiled(x, nb, A, as, 8, Y, ldy);
+}
+static void q6Kx16_tiled1(const block_q6_Kx16 *x, int64_t nb, const char *A, size_t as, float *Y, int64_t ldy) {
+    q6Kx16_tiled(x, nb, A, as, 1, Y, ldy);
+}
+
+static void pk_q6_K(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy, int64_t r0,
+                    int64_t r1, int solo) {
+    const int64_t nb = n / QK_K;
+    const size_t gsz = (size_t)nb * sizeof(block_q6_Kx16);
+    const int tiled = !solo && nt >= QK_TILED_MIN_T;
+    for (int64_t r = r0; r < r1; r += 16) {
+        const block_q6_Kx16 *x = (const block_q6_Kx16 *)((const char *)P + (size_t)(r / 16) * gsz);
+        int t = 0;
+        if (tiled) {
+            for (; t + 8 <= nt; t += 8) q6Kx16_tiled8(x, nb, (const char *)A + (size_t)t * as, as, Y + (int64_t)t * ldy + r, ldy);
+            for (; t < nt; t++) q6Kx16_tiled1(x, nb, (const char *)A + (size_t)t * as, as, Y + (int64_t)t * ldy + r, ldy);
+        }
+        for (; t < nt; t++)
+            q6Kx16_tok(x, nb, (const block_q8_K *)((const char *)A + (size_t)t * as), Y + (int64_t)t * ldy + r);
+    }
+}
+
 void quant_vnni_fill(quant_kernels *k) {
     quant_avx2_fill(k);
     k->name = "avx512vnni";
@@ -519,4 +775,6 @@ void quant_vnni_fill(quant_kernels *k) {
     k->tile44[MOME_DTYPE_Q5_0] = t44_q5_0;
     k->tok8[MOME_DTYPE_Q4_1] = t8_q4_1;
     k->tok8[MOME_DTYPE_Q8_0] = t8_q8_0;
+    k->packed[MOME_DTYPE_Q4_K] = pk_q4_K;
+    k->packed[MOME_DTYPE_Q6_K] = pk_q6_K;
 }

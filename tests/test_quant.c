@@ -780,6 +780,74 @@ static void test_edges(void) {
     printf("     kernels: %s\n", k);
 }
 
+/* Packed (row-interleaved) Q4_K and Q6_K: quant_matmul_packed under every
+ * table (VNNI: its own kernels; the others: the reference, which unpacks)
+ * against quant_matmul / quant_matmul_solo on the plain matrix under the
+ * scalar table, bit for bit: nt = 1..19 (4-token groups and the gemv rest
+ * of Q4_K, the tiled order of Q6_K from 8 tokens), row ranges in 16s, rows
+ * of 1-6 super-blocks, random quants and activations (some all +-127). */
+static void test_packed(void) {
+    static const enum mome_dtype pt[] = {MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K};
+    static const char *tabs[] = {"scalar", "avx2", "avx512vnni"};
+    const int64_t lens[] = {256, 512, 1536};
+    const int64_t R = 48, NT = 19;
+    const int64_t ranges[][2] = {{0, 48}, {16, 32}, {16, 48}};
+    int bad = 0, cases = 0, vnni = 0;
+    for (size_t ti = 0; ti < 2; ti++)
+        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+            const enum mome_dtype t = pt[ti];
+            const int64_t n = lens[li];
+            const size_t ws = quant_row_size(t, n), as = quant_act_row_size(t, n);
+            uint8_t *W = malloc(R * ws), *P = malloc(R * ws), *A = malloc(NT * as);
+            float *X = malloc(n * 4), *Y0 = malloc(NT * R * 4), *Y1 = malloc(NT * R * 4), *d0 = malloc(n * 4),
+                  *d1 = malloc(n * 4);
+            for (int64_t r = 0; r < R; r++) random_row(t, n, W + r * ws);
+            quant_init_kernels("scalar");
+            for (int tk = 0; tk < NT; tk++) {
+                for (int64_t i = 0; i < n; i++) X[i] = tk % 5 == 3 ? ((i % 3) ? 1.0f : -1.0f) : rnd_normal();
+                quant_quantize_act(t, X, A + tk * as, n);
+            }
+            quant_pack(t, n, W, ws, R, P);
+            for (int64_t r = 0; r < R; r++) {
+                quant_dequantize_row(t, W + r * ws, d0, n);
+                quant_packed_dequantize_row(t, n, P, r, d1);
+                cases++;
+                if (memcmp(d0, d1, n * 4) != 0) bad++;
+            }
+            for (int nt = 1; nt <= NT; nt++)
+                for (int solo = 0; solo < 2; solo++)
+                    for (size_t ri = 0; ri < 3; ri++) {
+                        const int64_t r0 = ranges[ri][0], r1 = ranges[ri][1];
+                        for (int i = 0; i < NT * R; i++) Y0[i] = Y1[i] = -1.0f;
+                        quant_init_kernels("scalar");
+                        if (solo) quant_matmul_solo(t, n, W, ws, A, as, nt, Y0, R, r0, r1);
+                        else quant_matmul(t, n, W, ws, A, as, nt, Y0, R, r0, r1);
+                        for (size_t k = 0; k < 3; k++) {
+                            if (quant_init_kernels(tabs[k]) != 0) continue;
+                            vnni += k == 2;
+                            for (int i = 0; i < NT * R; i++) Y1[i] = -1.0f;
+                            quant_matmul_packed(t, n, P, A, as, nt, Y1, R, r0, r1, solo);
+                            cases++;
+                            if (memcmp(Y0, Y1, NT * R * 4) != 0) {
+                                if (bad < 4)
+                                    for (int i = 0; i < NT * R; i++)
+                                        if (bits(Y0[i]) != bits(Y1[i])) {
+                                            fprintf(stderr, "  %s %s n=%lld nt=%d solo=%d [%d]: plain %.9g packed %.9g\n",
+                                                    tabs[k], quant_get_traits(t)->name, (long long)n, nt, solo, i,
+                                                    Y0[i], Y1[i]);
+                                            break;
+                                        }
+                                bad++;
+                            }
+                        }
+                    }
+            free(W); free(P); free(A); free(X); free(Y0); free(Y1); free(d0); free(d1);
+        }
+    quant_init(0);
+    CHECK(bad == 0, "%d of %d packed results differ from the plain scalar ones", bad, cases);
+    if (!vnni) SKIP("CPU has no AVX-512 VNNI: only the packed reference ran");
+}
+
 int main(void) {
     RUN(test_traits);
     RUN(test_half);
@@ -793,5 +861,6 @@ int main(void) {
     RUN(test_x86_order);
     RUN(test_vnni_vs_avx2);
     RUN(test_edges);
+    RUN(test_packed);
     return test_summary();
 }
