@@ -107,6 +107,7 @@ EXPERIMENTS_THREADS ?= 2
 experiments: deps model all
 	OMP_WAIT_POLICY=passive $(B)/mome experiment threshold -o $(EXPERIMENTS_OUT)/threshold -t $(EXPERIMENTS_THREADS)
 	OMP_WAIT_POLICY=passive $(B)/mome experiment random-labels -o $(EXPERIMENTS_OUT)/random-labels -t $(EXPERIMENTS_THREADS)
+	OMP_WAIT_POLICY=passive $(B)/mome experiment frozen-vs-unfrozen -o $(EXPERIMENTS_OUT)/frozen-vs-unfrozen -t $(EXPERIMENTS_THREADS)
 
 clean:
 	rm -rf build

@@ -13,7 +13,7 @@
 
 /* p->method is MOME_TUNE_LORA (adapters to p->out_path, the merged model to
  * p->model_out if set) or MOME_TUNE_FULL (the tuned model to p->out_path). */
-#define FINETUNE_FULL_LR 1e-5f /* full fine-tuning's default Adam learning rate */
+#define FINETUNE_FULL_LR 1e-4f /* full fine-tuning's default Adam learning rate */
 int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs);
 
 /* Writes the model held by s (l0 = 0) as a GGUF file the engine loads: m's

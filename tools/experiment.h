@@ -9,5 +9,6 @@ int experiment_main(int argc, char **argv);
 
 /* Experiments in their own files (tools/exp_NAME.c), registered in the table
  * in tools/experiment.c; argv[0] is the experiment's name, same contract. */
+int exp_frozen(int argc, char **argv);    /* tools/exp_frozen.c */
 
 #endif

@@ -754,7 +754,7 @@ static int cmd_tune(int argc, char **argv) {
                    "                         in docs/BENCHMARKS.md), 0..16 (default 0: no gate; try 4)\n"
                    "  --gate-margin X        the gate lets trained contexts through with at least X\n"
                    "                         (default 1.0; 0.25: quieter on neighbours, fewer rewordings)\n"
-                   "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001, full 0.00001)\n"
+                   "  --lr X                 Adam learning rate (default 0.05; LoRA 0.001, full 0.0001)\n"
                    "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
                    "  --batch B              facts per step (default 32)\n"
                    "  --max-steps N          stop after N steps (a checkpoint allows --resume)\n"

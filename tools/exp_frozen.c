@@ -1,0 +1,381 @@
+/* exp_frozen.c - `mome experiment frozen-vs-unfrozen` (issue 11, experiment 5):
+ * the same facts taught three ways, with the backbone frozen or not:
+ *
+ *   mome   memory experts on the frozen (Q4_1) model          (mome tune)
+ *   lora   rank-8 adapters on every projection, base frozen   (--method lora)
+ *   full   every weight of the model trained in f32           (--method full)
+ *
+ * Per method: optimizer steps and wall time until every fact was memorized
+ * by the tuner's own rule (or where its time cap stopped it), and, measured
+ * by the engine (mome_eval, the code `mome eval` runs), exact recall of the
+ * facts, held-out perplexity and contains-recall on capitals.jsonl before and
+ * after. LoRA's adapters are merged into an f32 model file and full
+ * fine-tuning writes one, so all three are measured by the same engine code;
+ * their "before" is the untrained model as the same f32 file, MoME's the
+ * Q4_1 model it runs on (both are measured and reported). The curves
+ * (memorized share vs step and vs time) come from the tuners' progress.
+ */
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "exp_util.h"
+#include "experiment.h"
+#include "finetune.h"
+#include "mome.h"
+
+typedef struct fz_curve {
+    FILE *f;
+    const char *method;
+} fz_curve;
+
+static void fz_progress(const mome_tune_progress *p, void *user) {
+    fz_curve *c = user;
+    if (!strcmp(p->phase, "prepare")) return; /* its counts are facts prepared, not memorized */
+    fprintf(c->f, "%s,%lld,%.3f,%.6f,%d,%d,%s\n", c->method, (long long)p->step, p->elapsed_s, p->mean_loss,
+            p->n_memorized, p->n_facts, p->phase);
+    fflush(c->f);
+}
+
+/* What the engine measures on one model (+ memory). */
+typedef struct fz_eval {
+    double recall, ppl, cap_contains, cap_exact, seconds;
+} fz_eval;
+
+typedef struct fz_opts {
+    const char *facts, *capitals, *text;
+    long long text_bytes;
+    int threads, max_new;
+} fz_opts;
+
+static int fz_measure(mome_model *m, mome_memory *mem, const fz_opts *o, const char *what, fz_eval *e) {
+    const double t0 = mome_time_s();
+    mome_eval_params ep = mome_eval_default_params();
+    ep.facts_path = o->facts;
+    ep.text_path = o->text;
+    ep.text_max_bytes = o->text_bytes;
+    ep.n_threads = o->threads;
+    ep.no_context = ep.no_variants = 1;
+    ep.max_new_tokens = o->max_new;
+    ep.on_conflict = 1;
+    mome_eval_result r;
+    if (mome_eval(m, mem, &ep, &r)) return exp_fail("%s: eval: %s", what, mome_errmsg());
+    e->recall = r.recall;
+    e->ppl = r.perplexity;
+    ep.facts_path = o->capitals;
+    ep.text_path = NULL;
+    if (mome_eval(m, mem, &ep, &r)) return exp_fail("%s: eval of %s: %s", what, o->capitals, mome_errmsg());
+    e->cap_contains = r.contains_recall;
+    e->cap_exact = r.recall;
+    e->seconds = mome_time_s() - t0;
+    fprintf(stderr, "experiment: frozen-vs-unfrozen: %s: recall %.3f, perplexity %.4f, capitals contains %.3f (%.0f s)\n",
+            what, e->recall, e->ppl, e->cap_contains, e->seconds);
+    return 0;
+}
+
+/* Loads a model file the experiment wrote, measures it, frees it. */
+static int fz_measure_file(const char *path, const fz_opts *o, const char *what, fz_eval *e) {
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = o->threads;
+    mome_model *m;
+    if (mome_model_load(path, &mp, &m)) return exp_fail("%s: %s", what, mome_errmsg());
+    const int rc = fz_measure(m, NULL, o, what, e);
+    mome_model_free(m);
+    return rc;
+}
+
+static int fz_write_plot(const char *dir) {
+    char path[3200];
+    snprintf(path, sizeof path, "%s/plot.gp", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(f,
+            "# written by `mome experiment frozen-vs-unfrozen`; run in this folder: gnuplot plot.gp\n"
+            "set terminal svg size 1000,420 font 'sans,12' background rgb 'white'\n"
+            "set output 'frozen_vs_unfrozen.svg'\n"
+            "set datafile separator ','\n"
+            "set key bottom right box opaque\n"
+            "set grid\n"
+            "set yrange [0:1.05]\n"
+            "set ylabel 'share memorized (tuner count)'\n"
+            "set multiplot layout 1,2 title 'Facts memorized: frozen model + memory vs LoRA vs full fine-tuning'\n"
+            "set xlabel 'optimizer step'\n"
+            "plot 'curve_mome.csv' skip 1 using 2:(strcol(7) eq 'verify' ? NaN : $5/$6) with lines lw 2 title 'MoME (frozen)', \\\n"
+            "     'curve_lora.csv' skip 1 using 2:($5/$6) with lines lw 2 title 'LoRA (base frozen)', \\\n"
+            "     'curve_full.csv' skip 1 using 2:($5/$6) with lines lw 2 title 'full fine-tuning'\n"
+            "set xlabel 'wall time (s)'\n"
+            "plot 'curve_mome.csv' skip 1 using 3:(strcol(7) eq 'verify' ? NaN : $5/$6) with lines lw 2 title 'MoME (frozen)', \\\n"
+            "     'curve_lora.csv' skip 1 using 3:($5/$6) with lines lw 2 title 'LoRA (base frozen)', \\\n"
+            "     'curve_full.csv' skip 1 using 3:($5/$6) with lines lw 2 title 'full fine-tuning'\n"
+            "unset multiplot\n");
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+}
+
+typedef struct fz_run {
+    const char *method;
+    double minutes, lr;
+    int64_t steps;
+    double seconds;
+    int memorized, n;
+    fz_eval before, after;
+    long long out_bytes;
+} fz_run;
+
+static long long file_size(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return -1;
+    fseek(f, 0, SEEK_END);
+    const long long n = ftell(f);
+    fclose(f);
+    return n;
+}
+
+static double pct(double after, double before) { return 100 * (after / before - 1); }
+
+int exp_frozen(int argc, char **argv) {
+    const char *model_path = NULL, *dir = "build/experiments/frozen-vs-unfrozen", *facts_src = NULL;
+    int n_facts = 100, keep = 0;
+    long long seed = 1234;
+    double minutes[3] = {10, 1.5, 1.5}, lr[3] = {0, 0, 0};
+    fz_opts o = {NULL, NULL, NULL, 16384, 1, 16};
+    char def_facts[4096], def_text[4096], def_cap[4096];
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
+    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
+    snprintf(def_cap, sizeof def_cap, "%s/data/facts/capitals.jsonl", exp_shared_dir());
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const int has = i + 1 < argc;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: mome experiment frozen-vs-unfrozen [options]\n\n"
+                   "The same facts taught with the backbone frozen (MoME: memory experts), frozen under adapters\n"
+                   "(LoRA, rank 8, every projection) and unfrozen (full fine-tuning of every weight in f32).\n"
+                   "Per method: steps and wall time until every fact is memorized (the tuner's rule) or the cap;\n"
+                   "measured by the engine before and after: exact recall of the facts, held-out perplexity,\n"
+                   "contains-recall on capitals.jsonl. LoRA (merged) and full are written as f32 GGUF models and\n"
+                   "measured like any model; their 'before' is the untrained f32 file. Writes results.csv,\n"
+                   "curve_{mome,lora,full}.csv, plot.gp, frozen_vs_unfrozen.svg, summary.md.\n\n"
+                   "  -m, --model PATH      base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+                   "  -o, --out DIR         output folder (default build/experiments/frozen-vs-unfrozen)\n"
+                   "  --facts FILE          facts (default $MOME_SHARED/data/facts/languages.jsonl: ISO 639-3\n"
+                   "                        codes, which the base model does not know)\n"
+                   "  --n-facts N           the first N facts (default 100)\n"
+                   "  --capitals FILE       other questions (default $MOME_SHARED/data/facts/capitals.jsonl)\n"
+                   "  --text FILE           held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt)\n"
+                   "  --text-bytes N        its first N bytes (default 16384)\n"
+                   "  --max-new N           answer length limit of the measurements in tokens (default 16)\n"
+                   "  --mome-minutes M      time cap of MoME (default 10)\n"
+                   "  --lora-minutes M      time cap of LoRA (default 1.5: the fast version)\n"
+                   "  --full-minutes M      time cap of full fine-tuning (default 1.5: the fast version)\n"
+                   "  --full-version        caps of 60 minutes for LoRA and full fine-tuning\n"
+                   "  --lora-lr X           LoRA's Adam learning rate (default the tuner's, 0.001)\n"
+                   "  --full-lr X           full fine-tuning's learning rate (default the tuner's, 0.0001)\n"
+                   "  --keep-models         keep the f32 model files (about 540 MB each for SmolLM2-135M)\n"
+                   "  -t, --threads N       threads (default 1)\n"
+                   "  -s, --seed S          tuners' seed (default 1234)\n");
+            return 0;
+        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
+        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
+        else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
+        else if (!strcmp(a, "--n-facts") && has) n_facts = atoi(argv[++i]);
+        else if (!strcmp(a, "--capitals") && has) o.capitals = argv[++i];
+        else if (!strcmp(a, "--text") && has) o.text = argv[++i];
+        else if (!strcmp(a, "--text-bytes") && has) o.text_bytes = atoll(argv[++i]);
+        else if (!strcmp(a, "--max-new") && has) o.max_new = atoi(argv[++i]);
+        else if (!strcmp(a, "--mome-minutes") && has) minutes[0] = atof(argv[++i]);
+        else if (!strcmp(a, "--lora-minutes") && has) minutes[1] = atof(argv[++i]);
+        else if (!strcmp(a, "--full-minutes") && has) minutes[2] = atof(argv[++i]);
+        else if (!strcmp(a, "--full-version")) minutes[1] = minutes[2] = 60;
+        else if (!strcmp(a, "--lora-lr") && has) lr[1] = atof(argv[++i]);
+        else if (!strcmp(a, "--full-lr") && has) lr[2] = atof(argv[++i]);
+        else if (!strcmp(a, "--keep-models")) keep = 1;
+        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) o.threads = atoi(argv[++i]);
+        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
+        else {
+            exp_fail("frozen-vs-unfrozen: unknown option or missing value '%s' (see mome experiment frozen-vs-unfrozen --help)", a);
+            return 2;
+        }
+    }
+    if (n_facts < 1 || o.threads < 1 || seed < 0 || o.text_bytes < 1 || o.max_new < 1 || !(minutes[0] > 0) ||
+        !(minutes[1] > 0) || !(minutes[2] > 0) || lr[1] < 0 || lr[2] < 0) {
+        exp_fail("frozen-vs-unfrozen: --n-facts, --threads, --text-bytes, --max-new, the time limits must be "
+                 "positive, --seed and the learning rates non-negative");
+        return 2;
+    }
+    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) {
+        exp_fail("frozen-vs-unfrozen: unusable output folder '%s'", dir);
+        return 2;
+    }
+    if (!facts_src) facts_src = def_facts;
+    if (!o.text) o.text = def_text;
+    if (!o.capitals) o.capitals = def_cap;
+    const char *need[3] = {facts_src, o.text, o.capitals};
+    for (int i = 0; i < 3; i++)
+        if (access(need[i], R_OK))
+            return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", need[i], strerror(errno));
+    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    const double t0 = mome_time_s();
+    char start[64], machine[512];
+    exp_utc_now(start, sizeof start);
+    exp_machine_line(machine, sizeof machine);
+    char work[3100], path[3200], facts[3200], base_f32[3300];
+    snprintf(work, sizeof work, "%s/work", dir);
+    if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
+    snprintf(facts, sizeof facts, "%s/facts.jsonl", dir);
+    int got;
+    if (exp_copy_first_lines(facts_src, facts, n_facts, &got)) return 1;
+    o.facts = facts;
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = o.threads;
+    mome_model *m;
+    if (mome_model_load(model_path, &mp, &m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
+    /* the two "before"s: the model as MoME runs it, and as the f32 file LoRA and full start from */
+    fz_eval base_q, base_f;
+    int rc = fz_measure(m, NULL, &o, "base model", &base_q);
+    snprintf(base_f32, sizeof base_f32, "%s/base_f32.gguf", work);
+    if (!rc && finetune_write_f32_base(m, base_f32)) rc = exp_fail("%s: %s", base_f32, mome_errmsg());
+    if (!rc) rc = fz_measure_file(base_f32, &o, "base model as f32", &base_f);
+    if (!keep) unlink(base_f32);
+    static const char *const methods[3] = {"mome", "lora", "full"};
+    fz_run run[3];
+    int n_run = 0;
+    for (int mi = 0; mi < 3 && !rc; mi++) {
+        char out[3300], merged[3300], cpath[3300], ck[3400];
+        snprintf(out, sizeof out, "%s/%s.%s", work, methods[mi], mi ? "gguf" : "mome");
+        snprintf(merged, sizeof merged, "%s/lora_merged.gguf", work);
+        snprintf(cpath, sizeof cpath, "%s/curve_%s.csv", dir, methods[mi]);
+        snprintf(ck, sizeof ck, "%s.ckpt", out);
+        unlink(ck);
+        FILE *cf = fopen(cpath, "w");
+        if (!cf) { rc = exp_fail("%s: %s", cpath, strerror(errno)); break; }
+        fprintf(cf, "method,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
+        fz_curve cv = {cf, methods[mi]};
+        mome_tune_params tp = mome_tune_default_params();
+        tp.facts_path = facts;
+        tp.out_path = out;
+        tp.method = mi == 0 ? MOME_TUNE_MOME : mi == 1 ? MOME_TUNE_LORA : MOME_TUNE_FULL;
+        tp.model_out = mi == 1 ? merged : NULL;
+        tp.on_conflict = 1;
+        tp.n_threads = o.threads;
+        tp.seed = (uint64_t)seed;
+        tp.lr = (float)lr[mi];
+        tp.max_minutes = minutes[mi];
+        tp.checkpoint_s = 0;
+        tp.progress = fz_progress;
+        tp.user = &cv;
+        fprintf(stderr, "experiment: frozen-vs-unfrozen: %s on %d facts (at most %.1f min)\n", methods[mi], got,
+                minutes[mi]);
+        mome_tune_report rep;
+        rc = mome_tune(m, &tp, &rep);
+        fclose(cf);
+        if (rc) { rc = exp_fail("%s: tune: %s", methods[mi], mome_errmsg()); break; }
+        fz_run *r = &run[n_run++];
+        *r = (fz_run){methods[mi], minutes[mi], tp.lr > 0 ? tp.lr : mi == 0 ? 0.05 : mi == 1 ? 1e-3 : FINETUNE_FULL_LR, rep.steps, rep.seconds,
+                      rep.n_memorized, rep.n_facts, mi ? base_f : base_q, base_q, file_size(mi == 1 ? merged : out)};
+        fprintf(stderr, "experiment: frozen-vs-unfrozen: %s: %d/%d memorized in %lld steps, %.1f s\n", methods[mi],
+                rep.n_memorized, rep.n_facts, (long long)rep.steps, rep.seconds);
+        if (mi == 0) {
+            mome_memory *mem;
+            if (mome_memory_load(out, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
+            rc = fz_measure(m, mem, &o, "MoME", &r->after);
+            mome_memory_free(mem);
+        } else {
+            rc = fz_measure_file(mi == 1 ? merged : out, &o, mi == 1 ? "LoRA (merged)" : "full fine-tuning", &r->after);
+            if (!keep) {
+                unlink(out);
+                unlink(merged);
+            }
+        }
+    }
+    mome_model_free(m);
+    if (!rc) {
+        snprintf(path, sizeof path, "%s/results.csv", dir);
+        FILE *f = fopen(path, "w");
+        if (!f) return exp_fail("%s: %s", path, strerror(errno));
+        fprintf(f, "method,time_cap_min,lr,steps,seconds,memorized,n_facts,all_memorized,recall_before,recall_after,"
+                   "ppl_before,ppl_after,capitals_contains_before,capitals_contains_after,capitals_exact_before,"
+                   "capitals_exact_after,output_bytes\n");
+        for (int i = 0; i < n_run; i++) {
+            const fz_run *r = &run[i];
+            fprintf(f, "%s,%.2f,%g,%lld,%.1f,%d,%d,%d,%.4f,%.4f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%lld\n", r->method,
+                    r->minutes, r->lr, (long long)r->steps, r->seconds, r->memorized, r->n, r->memorized == r->n,
+                    r->before.recall, r->after.recall, r->before.ppl, r->after.ppl, r->before.cap_contains,
+                    r->after.cap_contains, r->before.cap_exact, r->after.cap_exact, r->out_bytes);
+        }
+        if (fclose(f)) return exp_fail("%s: write error", path);
+        if (fz_write_plot(dir)) return 1;
+    }
+    const int drew = rc ? 0 : exp_run_gnuplot(dir);
+    if (rc) return 1;
+    snprintf(path, sizeof path, "%s/summary.md", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "# Experiment: frozen-vs-unfrozen (MoME vs LoRA vs full fine-tuning)\n\n");
+    fprintf(f, "- command: `mome experiment");
+    for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
+    fprintf(f, "`\n- started: %s; wall time %.1f s\n- machine: %s\n", start, mome_time_s() - t0, machine);
+    fprintf(f, "- model: %s; facts: the first %d of %s; %d thread(s); seed %lld\n", model_path, got, facts_src, o.threads,
+            seed);
+    fprintf(f, "- time caps: MoME %.1f min, LoRA %.1f min, full fine-tuning %.1f min%s\n", minutes[0], minutes[1],
+            minutes[2], minutes[1] < 60 || minutes[2] < 60 ? " (the fast version; `--full-version`: 60 min each)" : "");
+    fprintf(f, "- memorized: each tuner's own rule (MoME: greedy decoding by the engine with the memory; LoRA and "
+               "full: teacher-forced argmax of every answer token in the f32 training stack, mean loss < 0.01)\n");
+    fprintf(f, "- measured by the engine (mome_eval, as `mome eval`): recall = exact greedy answers to the facts; "
+               "perplexity of the first %lld bytes of %s; contains-recall on %s (an expected answer appears in the "
+               "greedy answer); answers of at most %d tokens. Before: MoME on the Q4_1 model it runs on; LoRA "
+               "(adapters merged) and full on the untrained model written as the same f32 GGUF file\n",
+            o.text_bytes, o.text, o.capitals, o.max_new);
+    fprintf(f, "- base model: Q4_1 recall %.3f, perplexity %.4f, capitals contains %.3f; as f32: recall %.3f, "
+               "perplexity %.4f, capitals contains %.3f\n",
+            base_q.recall, base_q.ppl, base_q.cap_contains, base_f.recall, base_f.ppl, base_f.cap_contains);
+    fprintf(f, "- data: `results.csv` (one row per method), `curve_*.csv` (every progress report of the tuners)\n\n");
+    if (drew) fprintf(f, "![memorized share vs step and vs wall time](frozen_vs_unfrozen.svg)\n\n");
+    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    fprintf(f, "| method | backbone | memorized (tuner) | steps | seconds | recall before -> after | perplexity before "
+               "-> after | capitals contains before -> after | output |\n|---|---|---:|---:|---:|---|---|---|---:|\n");
+    static const char *const backbone[3] = {"frozen", "frozen + adapters", "all weights trained"};
+    for (int i = 0; i < n_run; i++) {
+        const fz_run *r = &run[i];
+        fprintf(f, "| %s | %s | %d/%d | %lld | %.1f | %.3f -> %.3f | %.4f -> %.4f (%+.2f%%) | %.3f -> %.3f | %.1f MB |\n",
+                r->method, backbone[i], r->memorized, r->n, (long long)r->steps, r->seconds, r->before.recall,
+                r->after.recall, r->before.ppl, r->after.ppl, pct(r->after.ppl, r->before.ppl), r->before.cap_contains,
+                r->after.cap_contains, r->out_bytes / 1e6);
+    }
+    fprintf(f, "\n## Reading (computed from the data)\n\n");
+    for (int i = 0; i < n_run; i++) {
+        const fz_run *r = &run[i];
+        if (r->memorized == r->n)
+            fprintf(f, "- %s: all %d facts memorized in %lld steps and %.0f s", r->method, r->n, (long long)r->steps,
+                    r->seconds);
+        else
+            fprintf(f, "- %s: stopped by its %.1f-minute cap after %lld steps with %d of %d facts memorized (time to "
+                       "100%% not reached)", r->method, r->minutes, (long long)r->steps, r->memorized, r->n);
+        fprintf(f, "; engine recall %.3f -> %.3f; held-out perplexity %+.2f%%%s; capitals contains-recall %.3f -> %.3f "
+                   "(%+.1f points).\n",
+                r->before.recall, r->after.recall, pct(r->after.ppl, r->before.ppl),
+                r->after.ppl == r->before.ppl ? " (bit-identical)" : "", r->before.cap_contains, r->after.cap_contains,
+                100 * (r->after.cap_contains - r->before.cap_contains));
+    }
+    if (n_run == 3) {
+        const fz_run *a = &run[0];
+        int faster = 1;
+        for (int i = 1; i < 3; i++)
+            if (run[i].memorized == run[i].n && run[i].seconds <= a->seconds) faster = 0;
+        fprintf(f, "- %s\n", a->memorized == a->n && faster
+                                 ? "the frozen model with a memory was the only method, or the fastest, to reach 100% "
+                                   "recall in this run"
+                                 : "the frozen model with a memory was not the fastest to 100% in this run");
+        const double dl = pct(run[1].after.ppl, run[1].before.ppl), df = pct(run[2].after.ppl, run[2].before.ppl);
+        fprintf(f, "- other abilities: perplexity moved %+.2f%% (MoME), %+.2f%% (LoRA), %+.2f%% (full); capitals "
+                   "contains-recall %+.1f, %+.1f, %+.1f points (LoRA after %lld steps, full after %lld)\n",
+                pct(a->after.ppl, a->before.ppl), dl, df, 100 * (a->after.cap_contains - a->before.cap_contains),
+                100 * (run[1].after.cap_contains - run[1].before.cap_contains),
+                100 * (run[2].after.cap_contains - run[2].before.cap_contains), (long long)run[1].steps,
+                (long long)run[2].steps);
+    }
+    fclose(f);
+    fprintf(stderr, "experiment: frozen-vs-unfrozen: wrote %s in %.1f s\n", dir, mome_time_s() - t0);
+    return 0;
+}
