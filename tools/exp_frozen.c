@@ -88,15 +88,9 @@ static int fz_measure_file(const char *path, const fz_opts *o, const char *what,
 }
 
 static int fz_write_plot(const char *dir) {
-    char path[3200];
-    snprintf(path, sizeof path, "%s/plot.gp", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    FILE *f = exp_open_plot(dir, "frozen-vs-unfrozen", "frozen_vs_unfrozen.svg", 1000, 420);
+    if (!f) return 1;
     fprintf(f,
-            "# written by `mome experiment frozen-vs-unfrozen`; run in this folder: gnuplot plot.gp\n"
-            "set terminal svg size 1000,420 font 'sans,12' background rgb 'white'\n"
-            "set output 'frozen_vs_unfrozen.svg'\n"
-            "set datafile separator ','\n"
             "set key bottom right box opaque\n"
             "set grid\n"
             "set yrange [0:1.05]\n"
@@ -111,7 +105,7 @@ static int fz_write_plot(const char *dir) {
             "     'curve_lora.csv' skip 1 using 3:($5/$6) with lines lw 2 title 'LoRA (base frozen)', \\\n"
             "     'curve_full.csv' skip 1 using 3:($5/$6) with lines lw 2 title 'full fine-tuning'\n"
             "unset multiplot\n");
-    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
 }
 
 typedef struct fz_run {
@@ -141,10 +135,11 @@ int exp_frozen(int argc, char **argv) {
     long long seed = 1234;
     double minutes[3] = {10, 1.5, 1.5}, lr[3] = {0, 0, 0};
     fz_opts o = {NULL, NULL, NULL, 16384, 1, 16};
-    char def_facts[4096], def_text[4096], def_cap[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
-    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
-    snprintf(def_cap, sizeof def_cap, "%s/data/facts/capitals.jsonl", exp_shared_dir());
+    /* the defaults in the shared data folder: facts, held-out text, other questions */
+    static const char *const shared_rel[3] = {"facts/languages.jsonl", "text/tinystories_val_head.txt",
+                                              "facts/capitals.jsonl"};
+    char defs[3][4096];
+    for (int i = 0; i < 3; i++) snprintf(defs[i], sizeof defs[i], "%s/data/%s", exp_shared_dir(), shared_rel[i]);
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -208,9 +203,9 @@ int exp_frozen(int argc, char **argv) {
         exp_fail("frozen-vs-unfrozen: unusable output folder '%s'", dir);
         return 2;
     }
-    if (!facts_src) facts_src = def_facts;
-    if (!o.text) o.text = def_text;
-    if (!o.capitals) o.capitals = def_cap;
+    if (!facts_src) facts_src = defs[0];
+    if (!o.text) o.text = defs[1];
+    if (!o.capitals) o.capitals = defs[2];
     const char *need[3] = {facts_src, o.text, o.capitals};
     for (int i = 0; i < 3; i++)
         if (access(need[i], R_OK))

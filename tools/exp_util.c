@@ -130,6 +130,23 @@ void exp_utc_now(char *buf, size_t n) {
 }
 
 /* Runs gnuplot on DIR/plot.gp; 1 if it drew. */
+FILE *exp_open_plot(const char *dir, const char *experiment, const char *svg, int width, int height) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/plot.gp", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) {
+        exp_fail("%s: %s", path, strerror(errno));
+        return NULL;
+    }
+    fprintf(f,
+            "# written by `mome experiment %s`; run in this folder: gnuplot plot.gp\n"
+            "set terminal svg size %d,%d font 'sans,12' background rgb 'white'\n"
+            "set output '%s'\n"
+            "set datafile separator ','\n",
+            experiment, width, height, svg);
+    return f;
+}
+
 int exp_run_gnuplot(const char *dir) {
     if (system("command -v gnuplot >/dev/null 2>&1") != 0) {
         fprintf(stderr, "experiment: gnuplot is not installed (tools/setup.sh deps installs it); "

@@ -28,6 +28,10 @@ void exp_csv_str(FILE *f, const char *s);
 void exp_machine_line(char *buf, size_t n);
 /* "YYYY-MM-DD HH:MM UTC". */
 void exp_utc_now(char *buf, size_t n);
+/* Creates DIR/plot.gp with the common head (who wrote it, an SVG terminal of
+ * width x height writing svg, comma-separated data) for the caller to add its
+ * plots and close; NULL after reporting the error. */
+FILE *exp_open_plot(const char *dir, const char *experiment, const char *svg, int width, int height);
 /* Runs gnuplot on DIR/plot.gp; 1 if it drew (absence is reported, not an error). */
 int exp_run_gnuplot(const char *dir);
 

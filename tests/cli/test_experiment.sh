@@ -59,4 +59,39 @@ import json,sys,re
 a=[json.loads(l)['answer'] for l in open(sys.argv[1])]
 sys.exit(0 if len(a)==2 and all(re.fullmatch('[A-Z0-9]{32}',x) for x in a) else 1)" "$R/random.jsonl" &&
     ok "random answers: 32 characters of [A-Z0-9]" || bad "random.jsonl"
+
+# frozen-vs-unfrozen (experiment 5): 1 fact, 2 capitals, MoME to the end, one step of LoRA and of full fine-tuning
+F="$tmp/fz"
+head -2 "$SHARED/data/facts/capitals.jsonl" >"$tmp/cap2.jsonl"
+$MOME experiment frozen-vs-unfrozen --full-minutes 0 -o "$F" >/dev/null 2>"$tmp/e6"; rc=$?
+[ $rc -eq 2 ] && grep -q "must be" "$tmp/e6" && ok "frozen-vs-unfrozen: --full-minutes 0 refused" || bad "frozen-vs-unfrozen --full-minutes 0: exit $rc"
+if $MOME experiment frozen-vs-unfrozen -o "$F" --n-facts 1 --capitals "$tmp/cap2.jsonl" --text-bytes 512 --max-new 8 \
+    --mome-minutes 1 --lora-minutes 0.01 --full-minutes 0.01 -t 2 2>"$tmp/log6"; then ok "frozen-vs-unfrozen runs"
+else bad "frozen-vs-unfrozen: $(tail -3 "$tmp/log6")"; fi
+for f in results.csv curve_mome.csv curve_lora.csv curve_full.csv plot.gp summary.md; do
+    [ -s "$F/$f" ] && ok "frozen-vs-unfrozen wrote $f" || bad "frozen-vs-unfrozen: no $f"
+done
+# one row per method; MoME memorized its fact, the engine recalls it, plain text bit-identical; LoRA and full
+# stopped by their caps after one step each, both measured from the same untrained f32 file; each curve ends
+# with the tuner's final count; the 540 MB f32 model files are removed
+chk=$(python3 -c "
+import csv,sys
+d=sys.argv[1]
+r={x['method']:x for x in csv.DictReader(open(d+'/results.csv'))}
+err=[]
+if sorted(r)!=['full','lora','mome']: err.append('methods')
+else:
+    m,l,f=r['mome'],r['lora'],r['full']
+    if m['memorized']!='1' or float(m['recall_after'])!=1 or m['ppl_before']!=m['ppl_after']: err.append('mome')
+    if l['steps']!='1' or f['steps']!='1': err.append('steps')
+    if l['ppl_before']!=f['ppl_before'] or l['capitals_contains_before']!=f['capitals_contains_before']: err.append('before')
+    if l['ppl_after']==l['ppl_before'] or f['ppl_after']==f['ppl_before']: err.append('unchanged weights')
+    for k in r:
+        c=list(csv.DictReader(open(d+'/curve_'+k+'.csv')))
+        if not c or c[-1]['phase']!='done' or c[-1]['memorized']!=r[k]['memorized']: err.append('curve '+k)
+print(' '.join(err) or 'ok')" "$F" 2>&1)
+[ "$chk" = ok ] && ok "frozen-vs-unfrozen: results.csv and curves consistent" || bad "frozen-vs-unfrozen: $chk"
+ls "$F"/work/*.gguf >/dev/null 2>&1 && bad "frozen-vs-unfrozen: f32 model files left in work/" || ok "frozen-vs-unfrozen: f32 model files removed"
+grep -q "^- command: \`mome experiment frozen-vs-unfrozen" "$F/summary.md" && grep -q "Reading" "$F/summary.md" &&
+    ok "frozen-vs-unfrozen: summary.md" || bad "frozen-vs-unfrozen: summary.md"
 finish
