@@ -338,14 +338,22 @@ static int64_t dim_value(const llama_hparams *hp, enum dim d) {
  * its rows are also the embedding table. */
 static int pack_mat(mome_model *m, qmat *q) {
     if (q->packed || !quant_pack_wanted(q->type, q->n_in, q->n_out)) return 0;
-    const size_t sz = (size_t)q->n_out * q->row_bytes;
-    q->packed = mome_aligned_alloc(sz);
+    q->packed = mome_aligned_alloc((size_t)q->n_out * q->row_bytes);
     if (!q->packed) return MOME_ERR_NOMEM;
-    quant_pack(q->type, q->n_in, q->data, q->row_bytes, q->n_out, q->packed);
-    if (m->gguf->fd >= 0) {
-        const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)q->data;
-        const uintptr_t lo = (a + pg - 1) & ~(pg - 1), hi = (a + sz) & ~(pg - 1);
-        if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+    /* in slices of about 4 MiB, each slice's original pages dropped before
+     * the next is packed: the peak is one slice more than one copy */
+    int64_t step = (int64_t)((4u << 20) / (16 * q->row_bytes)) * 16;
+    if (step < 16) step = 16;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    for (int64_t r = 0; r < q->n_out; r += step) {
+        const int64_t k = q->n_out - r < step ? q->n_out - r : step;
+        const char *src = (const char *)q->data + (size_t)r * q->row_bytes;
+        quant_pack(q->type, q->n_in, src, q->row_bytes, k, (char *)q->packed + (size_t)r * q->row_bytes);
+        if (m->gguf->fd >= 0) {
+            const uintptr_t a = (uintptr_t)src, lo = (a + pg - 1) & ~(pg - 1);
+            const uintptr_t hi = (a + (size_t)k * q->row_bytes) & ~(pg - 1);
+            if (hi > lo) madvise((void *)lo, hi - lo, MADV_DONTNEED);
+        }
     }
     return 0;
 }
