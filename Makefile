@@ -108,6 +108,8 @@ experiments: deps model all
 	OMP_WAIT_POLICY=passive $(B)/mome experiment threshold -o $(EXPERIMENTS_OUT)/threshold -t $(EXPERIMENTS_THREADS)
 	OMP_WAIT_POLICY=passive $(B)/mome experiment random-labels -o $(EXPERIMENTS_OUT)/random-labels -t $(EXPERIMENTS_THREADS)
 	OMP_WAIT_POLICY=passive $(B)/mome experiment frozen-vs-unfrozen -o $(EXPERIMENTS_OUT)/frozen-vs-unfrozen -t $(EXPERIMENTS_THREADS)
+	OMP_WAIT_POLICY=passive $(B)/mome experiment editing -o $(EXPERIMENTS_OUT)/editing -t $(EXPERIMENTS_THREADS)
+	OMP_WAIT_POLICY=passive $(B)/mome experiment capacity -o $(EXPERIMENTS_OUT)/capacity -t $(EXPERIMENTS_THREADS)
 
 clean:
 	rm -rf build

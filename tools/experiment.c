@@ -714,6 +714,12 @@ static const struct {
     {"frozen-vs-unfrozen", exp_frozen,
      "100 facts: MoME (frozen model) vs LoRA vs full fine-tuning in f32: steps and time to 100% recall, "
      "held-out perplexity and capitals contains-recall change"},
+    {"editing", exp_editing,
+     "zsRE facts added to one memory a batch at a time: recall so far, paraphrases, locality, perplexity, "
+     "decode speed, file size"},
+    {"capacity", exp_capacity,
+     "random facts from 50 upward: recall, locality (look-alike and real questions), perplexity, tuning time, "
+     "file size, selection by key weight and threshold"},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof EXPERIMENTS[0]))
 

@@ -10,5 +10,7 @@ int experiment_main(int argc, char **argv);
 /* Experiments in their own files (tools/exp_NAME.c), registered in the table
  * in tools/experiment.c; argv[0] is the experiment's name, same contract. */
 int exp_frozen(int argc, char **argv);    /* tools/exp_frozen.c */
+int exp_editing(int argc, char **argv);   /* tools/exp_editing.c */
+int exp_capacity(int argc, char **argv);  /* tools/exp_capacity.c */
 
 #endif

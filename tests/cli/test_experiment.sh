@@ -59,6 +59,74 @@ import json,sys,re
 a=[json.loads(l)['answer'] for l in open(sys.argv[1])]
 sys.exit(0 if len(a)==2 and all(re.fullmatch('[A-Z0-9]{32}',x) for x in a) else 1)" "$R/random.jsonl" &&
     ok "random answers: 32 characters of [A-Z0-9]" || bad "random.jsonl"
+# editing (experiment 6): 2 batches of 2 zsRE facts added to one memory
+Z="$SHARED/data/facts/editing/zsre_mend_train-1k.json"
+if [ ! -f "$Z" ]; then sk "editing: $Z absent"
+else
+    E="$tmp/ed"
+    $MOME experiment editing --batches 0 -o "$E" >/dev/null 2>"$tmp/e3"; rc=$?
+    [ $rc -eq 2 ] && grep -q "must be positive" "$tmp/e3" && ok "editing: --batches 0 refused" || bad "editing --batches 0: exit $rc"
+    if $MOME experiment editing -o "$E" --batches 2 --batch-size 2 --text-bytes 512 -t 2 2>"$tmp/log3"; then ok "editing runs"
+    else bad "editing: $(tail -3 "$tmp/log3")"; fi
+    for f in results.csv batches.csv by_batch.csv plot.gp summary.md; do
+        [ -s "$E/$f" ] && ok "editing wrote $f" || bad "editing: no $f"
+    done
+    # 2 batch rows (2 and 4 facts), 2 + 4 per-fact rows; each batch's recall is the share of its rows exact; the
+    # first batch's recall after batch 2 is by_batch's; perplexity only after the last batch; the file grows
+    chk=$(python3 -c "
+import csv,sys
+d=sys.argv[1]
+b=list(csv.DictReader(open(d+'/batches.csv'))); r=list(csv.DictReader(open(d+'/results.csv')))
+o=[x for x in csv.reader(open(d+'/by_batch.csv')) if x and not x[0].startswith('#')][1:]
+err=[]
+if [x['n_facts'] for x in b]!=['2','4'] or len(r)!=6: err.append('rows')
+for x in b:
+    e=[int(y['exact']) for y in r if y['after_batch']==x['batch']]
+    if len(e)!=int(x['n_facts']) or abs(sum(e)/len(e)-float(x['recall']))>1e-6: err.append('recall '+x['batch'])
+    if not 0<=float(x['paraphrase_recall'])<=1 or not 0<=float(x['locality'])<=1: err.append('shares')
+f2=[float(y[2]) for y in o if y[0]=='2' and y[1]=='1']
+if len(o)!=3 or not f2 or abs(f2[0]-float(b[1]['recall_first_batch']))>1e-6: err.append('by_batch')
+if b[0]['perplexity']!='' or not float(b[1]['perplexity'])>1: err.append('perplexity')
+if not int(b[1]['file_bytes'])>int(b[0]['file_bytes'])>0: err.append('size')
+print(' '.join(err) or 'ok')" "$E")
+    [ "$chk" = ok ] && ok "editing: batches.csv consistent with results.csv and by_batch.csv" || bad "editing: $chk"
+    # the memory leaves plain text bit-identical: perplexity after the last batch = without a memory
+    p=$(python3 -c "import csv,sys; print(list(csv.DictReader(open(sys.argv[1])))[-1]['perplexity'])" "$E/batches.csv" 2>/dev/null)
+    grep -q "Without a memory: held-out perplexity $(printf %.4f "${p:-0}")" "$E/summary.md" &&
+        ok "editing: perplexity with the memory = without" || bad "editing: perplexity $p vs summary"
+fi
+
+# capacity (experiment 3): 3 and 6 random facts, one selection setting
+C="$tmp/cap"
+$MOME experiment capacity --sizes 6,3 -o "$C" >/dev/null 2>"$tmp/e4"; rc=$?
+[ $rc -eq 2 ] && grep -q "increasing" "$tmp/e4" && ok "capacity: decreasing --sizes refused" || bad "capacity --sizes 6,3: exit $rc"
+$MOME experiment capacity --w-pool 2 -o "$C" >/dev/null 2>"$tmp/e5"; rc=$?
+[ $rc -eq 2 ] && ok "capacity: --w-pool 2 refused" || bad "capacity --w-pool 2: exit $rc"
+if $MOME experiment capacity -o "$C" --sizes 3,6 --w-pool 0.7 --look-alikes 4 --n-real 3 --text-bytes 512 -t 2 2>"$tmp/log4"; then
+    ok "capacity runs"; else bad "capacity: $(tail -3 "$tmp/log4")"; fi
+for f in results.csv sizes.csv selection.csv tau.csv plot.gp summary.md look_alikes.jsonl; do
+    [ -s "$C/$f" ] && ok "capacity wrote $f" || bad "capacity: no $f"
+done
+# per size (3 + 4 + 3) selection rows; a trained question that selects its own fact scores 1 (its own keys); the
+# look-alikes are not trained questions; selection recall at the default w_pool = mome eval's recall
+chk=$(python3 -c "
+import csv,sys,json
+d=sys.argv[1]
+r=list(csv.DictReader(open(d+'/results.csv'))); s=list(csv.DictReader(open(d+'/sizes.csv')))
+sel=list(csv.DictReader(open(d+'/selection.csv')))
+err=[]
+if [x['n_facts'] for x in s]!=['3','6'] or len(r)!=(3+7)+(6+7): err.append('rows')
+if any(x['own']=='1' and float(x['score'])<0.999 for x in r): err.append('own score')
+tq=set(json.loads(l)['question'] for l in open(d+'/work/facts_6.jsonl'))
+lq=[json.loads(l)['question'] for l in open(d+'/look_alikes.jsonl')]
+if len(lq)!=4 or tq&set(lq): err.append('look-alikes')
+for x,y in zip(s,sel):
+    if abs(float(x['recall'])-float(y['recall']))>1e-9: err.append('recall '+x['n_facts'])
+    if x['memorized']!=x['n_facts']: err.append('memorized')
+print(' '.join(err) or 'ok')" "$C")
+[ "$chk" = ok ] && ok "capacity: selection rows consistent with mome eval" || bad "capacity: $chk"
+grep -q "^- command: \`mome experiment capacity" "$C/summary.md" && grep -q "N and k map onto memory version 2" "$C/summary.md" &&
+    ok "capacity: summary states the command and the N/k mapping" || bad "capacity summary"
 
 # frozen-vs-unfrozen (experiment 5): 1 fact, 2 capitals, MoME to the end, one step of LoRA and of full fine-tuning
 F="$tmp/fz"
