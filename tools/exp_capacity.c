@@ -181,15 +181,9 @@ static int parse_list(const char *s, double *out, int cap) {
 }
 
 static int cap_write_plot(const char *dir, const double *w, int n_w) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/plot.gp", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    FILE *f = exp_open_plot(dir, "capacity", "capacity.svg", 1200, 440);
+    if (!f) return 1;
     fprintf(f,
-            "# written by `mome experiment capacity`; run in this folder: gnuplot plot.gp\n"
-            "set terminal svg size 1200,440 font 'sans,12' background rgb 'white'\n"
-            "set output 'capacity.svg'\n"
-            "set datafile separator ','\n"
             "set grid\n"
             "set logscale x\n"
             "set xlabel 'random facts in the memory'\n"
@@ -216,17 +210,16 @@ static int cap_write_plot(const char *dir, const double *w, int n_w) {
                "plot 'sizes.csv' using 1:4 with linespoints lw 2 pt 7 title 'tuning time (s)', \\\n"
                "     '' using 1:($11/1024) axes x1y2 with linespoints lw 2 pt 5 title 'memory file (KiB, right)'\n"
                "unset multiplot\n");
-    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
 }
 
 int exp_capacity(int argc, char **argv) {
-    const char *model_path = NULL, *dir = "build/experiments/capacity", *real_src = NULL, *text = NULL;
-    const char *sizes_s = "50,100,200", *w_s = "0.7,1,0";
-    int threads = 1, n_look = 50, n_real = 50, ans_len = 6, full = 0, ppl_all = 0, max_new = 24;
-    long long seed = 1234, text_bytes = 16384;
-    char def_real[4096], def_text[4096];
+    exp_common o;
+    exp_common_init(&o, "capacity");
+    const char *real_src = NULL, *sizes_s = "50,100,200", *w_s = "0.7,1,0";
+    int n_look = 50, n_real = 50, ans_len = 6, full = 0, ppl_all = 0, max_new = 24;
+    char def_real[4096];
     snprintf(def_real, sizeof def_real, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -240,26 +233,19 @@ int exp_capacity(int argc, char **argv) {
                    "expert count is the facts' answer rows, so the selection rule is what varies).\n"
                    "Writes results.csv (every question's selection), sizes.csv, selection.csv, tau.csv, plot.gp,\n"
                    "capacity.svg, summary.md.\n\n"
-                   "  -m, --model PATH   base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  -o, --out DIR      output folder (default build/experiments/capacity)\n"
                    "  --sizes LIST       increasing fact counts (default %s: the fast version)\n"
                    "  --full             sizes 100,300,1000,3000 and perplexity at every size: the full version,\n"
                    "                     budget 3 hours on 2 cores (the summary gives its wall time)\n"
                    "  --w-pool LIST      pooled-key weights of the selection sweep (default %s)\n"
                    "  --answer-chars N   random answer length (default 6)\n"
                    "  --look-alikes N    untrained questions of the same form asked as neighbours (default 50)\n"
-                   "  --real FILE        real neighbour questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl;\n"
-                   "                     MOME_SHARED defaults to ../shared)\n"
+                   "  --real FILE        real neighbour questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)\n"
                    "  --n-real N         its first N questions (default 50)\n"
-                   "  --text FILE        held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt)\n"
-                   "  --text-bytes N     its first N bytes (default 16384)\n"
-                   "  --ppl-all          perplexity at every size (default: without a memory and the largest)\n"
-                   "  -t, --threads N    threads (default 1)\n"
-                   "  -s, --seed S       seed of the facts and the tuner (default 1234)\n",
+                   "  --ppl-all          perplexity at every size (default: without a memory and the largest)\n",
                    sizes_s, w_s);
+            exp_common_help(&o);
             return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
+        } else if (exp_common_opt(&o, argc, argv, &i)) continue;
         else if (!strcmp(a, "--sizes") && has) sizes_s = argv[++i];
         else if (!strcmp(a, "--full")) full = 1;
         else if (!strcmp(a, "--w-pool") && has) w_s = argv[++i];
@@ -267,11 +253,7 @@ int exp_capacity(int argc, char **argv) {
         else if (!strcmp(a, "--look-alikes") && has) n_look = atoi(argv[++i]);
         else if (!strcmp(a, "--real") && has) real_src = argv[++i];
         else if (!strcmp(a, "--n-real") && has) n_real = atoi(argv[++i]);
-        else if (!strcmp(a, "--text") && has) text = argv[++i];
-        else if (!strcmp(a, "--text-bytes") && has) text_bytes = atoll(argv[++i]);
         else if (!strcmp(a, "--ppl-all")) ppl_all = 1;
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
-        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
         else { exp_fail("capacity: unknown option or missing value '%s' (see mome experiment capacity --help)", a); return 2; }
     }
     if (full) {
@@ -292,19 +274,18 @@ int exp_capacity(int argc, char **argv) {
     if (n_w < 1) { exp_fail("capacity: --w-pool expects up to %d numbers in [0, 1], got '%s'", CAP_MAX_W, w_s); return 2; }
     for (int i = 0; i < n_w; i++)
         if (!(w[i] >= 0 && w[i] <= 1)) { exp_fail("capacity: --w-pool values must lie in [0, 1], got '%s'", w_s); return 2; }
-    if (threads < 1 || n_look < 1 || n_real < 1 || ans_len < 1 || ans_len > 32 || seed < 0 || text_bytes < 1) {
-        exp_fail("capacity: --threads, --look-alikes, --n-real, --text-bytes must be positive, --answer-chars 1..32, "
-                 "--seed non-negative");
+    if (n_look < 1 || n_real < 1 || ans_len < 1 || ans_len > 32) {
+        exp_fail("capacity: --look-alikes and --n-real must be positive, --answer-chars 1..32");
         return 2;
     }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { exp_fail("capacity: unusable output folder '%s'", dir); return 2; }
+    int rc = exp_common_check(&o, "capacity");
+    if (rc) return rc;
+    const char *model_path = o.model, *dir = o.dir, *text = o.text;
+    const int threads = o.threads;
+    const long long seed = o.seed, text_bytes = o.text_bytes;
     if (!real_src) real_src = def_real;
-    if (!text) text = def_text;
-    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     if (access(real_src, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", real_src, strerror(errno));
-    if (access(text, R_OK))
-        return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
     const double t0 = mome_time_s();
     char start[64], machine[512];
     exp_utc_now(start, sizeof start);
@@ -318,7 +299,8 @@ int exp_capacity(int argc, char **argv) {
     if (!facts) return exp_fail("out of memory");
     snprintf(look_path, sizeof look_path, "%s/look_alikes.jsonl", dir);
     snprintf(real_path, sizeof real_path, "%s/real_questions.jsonl", dir);
-    int got, rc = cap_write_facts(look_path, facts, n_max, n_max + n_look);
+    int got;
+    rc = cap_write_facts(look_path, facts, n_max, n_max + n_look);
     if (!rc) rc = exp_copy_first_lines(real_src, real_path, n_real, &got);
     char **look_q = NULL, **real_q = NULL, **fact_q = NULL;
     int nl = 0, nr = 0;

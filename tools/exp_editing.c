@@ -126,15 +126,9 @@ typedef struct ed_row {
 } ed_row;
 
 static int ed_write_plot(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/plot.gp", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    FILE *f = exp_open_plot(dir, "editing", "editing.svg", 1200, 420);
+    if (!f) return 1;
     fprintf(f,
-            "# written by `mome experiment editing`; run in this folder: gnuplot plot.gp\n"
-            "set terminal svg size 1200,420 font 'sans,12' background rgb 'white'\n"
-            "set output 'editing.svg'\n"
-            "set datafile separator ','\n"
             "set grid\n"
             "set xlabel 'facts in the memory'\n"
             "set multiplot layout 1,3 title 'zsRE facts added to one memory a batch at a time'\n"
@@ -155,16 +149,16 @@ static int ed_write_plot(const char *dir) {
             "plot 'batches.csv' using 2:($16/1024) with linespoints lw 2 pt 7 title 'memory file (KiB)', \\\n"
             "     '' using 2:5 with linespoints lw 2 pt 5 title 'tuning the batch (s)'\n"
             "unset multiplot\n");
-    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
 }
 
 int exp_editing(int argc, char **argv) {
-    const char *model_path = NULL, *dir = "build/experiments/editing", *facts_src = NULL, *text = NULL;
-    int n_batches = 4, batch_size = 25, threads = 1, max_new = 24, ppl_every = 0, full = 0;
-    long long seed = 1234, text_bytes = 16384;
-    char def_facts[4096], def_text[4096];
+    exp_common o;
+    exp_common_init(&o, "editing");
+    const char *facts_src = NULL;
+    int n_batches = 4, batch_size = 25, max_new = 24, ppl_every = 0, full = 0;
+    char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/editing/zsre_mend_train-1k.json", exp_shared_dir());
-    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -175,36 +169,25 @@ int exp_editing(int argc, char **argv) {
                    "OLD.mome`); after each batch, mome eval's measures on every fact so far: recall, paraphrase\n"
                    "recall (`rephrase`), locality (`loc` answered as without the memory), held-out perplexity;\n"
                    "the recall of each earlier batch, decode tokens/s with and without the memory, file size.\n"
-                   "Writes results.csv (every fact after every batch), batches.csv, plot.gp, editing.svg,\n"
-                   "summary.md.\n\n"
-                   "  -m, --model PATH   base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  -o, --out DIR      output folder (default build/experiments/editing)\n"
+                   "Writes results.csv (every fact after every batch), batches.csv, by_batch.csv, plot.gp,\n"
+                   "editing.svg, summary.md.\n\n"
                    "  --facts FILE       zsRE records, a JSON array (default\n"
-                   "                     $MOME_SHARED/data/facts/editing/zsre_mend_train-1k.json; MOME_SHARED\n"
-                   "                     defaults to ../shared)\n"
+                   "                     $MOME_SHARED/data/facts/editing/zsre_mend_train-1k.json)\n"
                    "  --batches N        batches (default 4: the fast version)\n"
                    "  --batch-size N     facts per batch (default 25)\n"
                    "  --full             the issue's version: 10 batches of 100, perplexity after every batch\n"
                    "  --ppl-every N      held-out perplexity after every Nth batch and the last (default: the\n"
                    "                     last only; --full: 1); always once without a memory\n"
-                   "  --text FILE        held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt)\n"
-                   "  --text-bytes N     its first N bytes (default 16384)\n"
-                   "  --max-new N        answer length limit (default 24)\n"
-                   "  -t, --threads N    threads (default 1)\n"
-                   "  -s, --seed S       tuner seed (default 1234)\n");
+                   "  --max-new N        answer length limit (default 24)\n");
+            exp_common_help(&o);
             return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
+        } else if (exp_common_opt(&o, argc, argv, &i)) continue;
         else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
         else if (!strcmp(a, "--batches") && has) n_batches = atoi(argv[++i]);
         else if (!strcmp(a, "--batch-size") && has) batch_size = atoi(argv[++i]);
         else if (!strcmp(a, "--full")) full = 1;
         else if (!strcmp(a, "--ppl-every") && has) ppl_every = atoi(argv[++i]);
-        else if (!strcmp(a, "--text") && has) text = argv[++i];
-        else if (!strcmp(a, "--text-bytes") && has) text_bytes = atoll(argv[++i]);
         else if (!strcmp(a, "--max-new") && has) max_new = atoi(argv[++i]);
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
-        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
         else { exp_fail("editing: unknown option or missing value '%s' (see mome experiment editing --help)", a); return 2; }
     }
     if (full) {
@@ -212,20 +195,19 @@ int exp_editing(int argc, char **argv) {
         batch_size = 100;
         if (!ppl_every) ppl_every = 1;
     }
-    if (n_batches < 1 || batch_size < 1 || threads < 1 || max_new < 1 || seed < 0 || text_bytes < 1 || ppl_every < 0) {
-        exp_fail("editing: --batches, --batch-size, --threads, --max-new, --text-bytes must be positive, --seed and "
-                 "--ppl-every non-negative");
+    if (n_batches < 1 || batch_size < 1 || max_new < 1 || ppl_every < 0) {
+        exp_fail("editing: --batches, --batch-size, --max-new must be positive, --ppl-every non-negative");
         return 2;
     }
     if (n_batches > 1000) { exp_fail("editing: at most 1000 batches"); return 2; }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { exp_fail("editing: unusable output folder '%s'", dir); return 2; }
     if (!facts_src) facts_src = def_facts;
-    if (!text) text = def_text;
-    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    int rc = exp_common_check(&o, "editing");
+    if (rc) return rc;
+    const char *model_path = o.model, *dir = o.dir, *text = o.text;
+    const int threads = o.threads;
+    const long long seed = o.seed, text_bytes = o.text_bytes;
     if (access(facts_src, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", facts_src, strerror(errno));
-    if (access(text, R_OK))
-        return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
     const double t0 = mome_time_s();
     char start[64], machine[512];
     exp_utc_now(start, sizeof start);
@@ -253,7 +235,6 @@ int exp_editing(int argc, char **argv) {
         cJSON_Delete(arr);
         return exp_fail("%s: %s", work, strerror(errno));
     }
-    int rc = 0;
     for (int b = 0; b < n_batches && !rc; b++) {
         snprintf(path, sizeof path, "%s/batch_%02d.jsonl", work, b + 1);
         rc = ed_write_range(arr, b * batch_size, (b + 1) * batch_size, path);

@@ -162,3 +162,55 @@ int exp_run_gnuplot(const char *dir) {
     return 1;
 }
 
+
+void exp_common_init(exp_common *c, const char *name) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->def_dir, sizeof c->def_dir, "build/experiments/%s", name);
+    snprintf(c->def_text, sizeof c->def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
+    c->model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+    c->dir = c->def_dir;
+    c->text = c->def_text;
+    c->threads = 1;
+    c->seed = 1234;
+    c->text_bytes = 16384;
+}
+
+int exp_common_opt(exp_common *c, int argc, char **argv, int *i) {
+    const char *a = argv[*i];
+    if (*i + 1 >= argc) return 0;
+    const char *v = argv[*i + 1];
+    if (!strcmp(a, "-m") || !strcmp(a, "--model")) c->model = v;
+    else if (!strcmp(a, "-o") || !strcmp(a, "--out")) c->dir = v;
+    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) c->threads = atoi(v);
+    else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) c->seed = atoll(v);
+    else if (!strcmp(a, "--text")) c->text = v;
+    else if (!strcmp(a, "--text-bytes")) c->text_bytes = atoll(v);
+    else return 0;
+    (*i)++;
+    return 1;
+}
+
+void exp_common_help(const exp_common *c) {
+    printf("  -m, --model PATH   base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
+           "  -o, --out DIR      output folder (default %s)\n"
+           "  --text FILE        held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt;\n"
+           "                     MOME_SHARED defaults to ../shared)\n"
+           "  --text-bytes N     its first N bytes (default 16384)\n"
+           "  -t, --threads N    threads (default 1)\n"
+           "  -s, --seed S       seed (default 1234)\n",
+           c->def_dir);
+}
+
+int exp_common_check(const exp_common *c, const char *name) {
+    if (c->threads < 1 || c->seed < 0 || c->text_bytes < 1) {
+        exp_fail("%s: --threads and --text-bytes must be positive, --seed non-negative", name);
+        return 2;
+    }
+    if (strchr(c->dir, '\'') || strchr(c->dir, '"') || strlen(c->dir) > 3000) {
+        exp_fail("%s: unusable output folder '%s'", name, c->dir);
+        return 2;
+    }
+    if (access(c->text, R_OK))
+        return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", c->text, strerror(errno));
+    return 0;
+}

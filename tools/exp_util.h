@@ -35,4 +35,26 @@ FILE *exp_open_plot(const char *dir, const char *experiment, const char *svg, in
 /* Runs gnuplot on DIR/plot.gp; 1 if it drew (absence is reported, not an error). */
 int exp_run_gnuplot(const char *dir);
 
+/* The options an experiment shares with the others: -m/--model, -o/--out,
+ * -t/--threads, -s/--seed, --text, --text-bytes (held-out text). */
+typedef struct exp_common {
+    const char *model;      /* the default model unless -m */
+    const char *dir;        /* build/experiments/NAME unless -o */
+    const char *text;       /* $MOME_SHARED/data/text/tinystories_val_head.txt unless --text */
+    int threads;            /* 1 */
+    long long seed;         /* 1234 */
+    long long text_bytes;   /* 16384: the first 16 KiB */
+    char def_dir[256], def_text[4096];
+} exp_common;
+void exp_common_init(exp_common *c, const char *name);
+/* If argv[*i] is a common option with its value: stores it, advances *i
+ * past the value and returns 1; else 0. */
+int exp_common_opt(exp_common *c, int argc, char **argv, int *i);
+/* Their lines of --help. */
+void exp_common_help(const exp_common *c);
+/* Checks the common values (2 and a message if one is unusable) and that
+ * the held-out text is readable (1, naming the shared data folder); 0 if
+ * all is well. */
+int exp_common_check(const exp_common *c, const char *name);
+
 #endif
