@@ -8,6 +8,8 @@
 #  4. 10,000 facts (languages.jsonl + the first NQ-open.dev.jsonl questions, first answer
 #     trained): time to >= 99.9% recall; resumable (re-run the script to continue).
 # Usage: bench/bench_memory.sh [N_FACTS]   (needs ../shared or MOME_SHARED)
+#   MODEL=PATH runs it on another model (e.g. models/Qwen2.5-Coder-0.5B-Instruct.gguf from
+#   `make qwen`), with its results in bench/out/memory-<file name>;
 #   SECTIONS="1 2 3" picks sections (default "1 2 3"; 4 takes about an hour here);
 #   ROUNDS=5 sets the interleaved rounds of section 3; TUNE_ARGS adds options to the
 #   memory tunes of sections 1 and 4 (e.g. TUNE_ARGS="--augment 0").
@@ -18,15 +20,18 @@ ROUNDS=${ROUNDS:-5}
 TUNE_ARGS=${TUNE_ARGS:-}
 has() { case " $SECTIONS " in *" $1 "*) return 0 ;; esac; return 1; }
 MOME=build/mome
-MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+DEFAULT_MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL=${MODEL:-$DEFAULT_MODEL}
 SHARED=${MOME_SHARED:-../shared}
 OUT=bench/out/memory
+[ "$MODEL" = "$DEFAULT_MODEL" ] || OUT=bench/out/memory-$(basename "$MODEL" .gguf)
+[ -f "$MODEL" ] || { echo "bench_memory: $MODEL absent (make model / make qwen)"; exit 1; }
 mkdir -p "$OUT"
 head -n "$N" "$SHARED/data/facts/languages.jsonl" >"$OUT/facts.jsonl"
 head -n 100 "$SHARED/data/facts/languages.jsonl" >"$OUT/facts100.jsonl"
 head -c 65536 "$SHARED/data/text/tinystories_val_head.txt" >"$OUT/heldout.txt"
 CAP="$SHARED/data/facts/capitals.jsonl"
-echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%F)"
+echo "machine: $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores; $(date -u +%F); model $MODEL; load average $(cut -d' ' -f1 /proc/loadavg)"
 if has 1; then
 echo "## 1. $N facts"
 /usr/bin/time -v $MOME tune -m "$MODEL" --facts "$OUT/facts.jsonl" -o "$OUT/mem.mome" $TUNE_ARGS 2>"$OUT/tune.log" || { tail "$OUT/tune.log"; exit 1; }

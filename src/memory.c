@@ -397,6 +397,12 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         CK(gguf_writer_add_f32(w, "ckpt.seconds", (float)meta->seconds));
         CK(gguf_writer_add_arr(w, "ckpt.state", GGUF_TYPE_INT32, meta->state, (uint64_t)meta->n));
         CK(gguf_writer_add_arr(w, "ckpt.target_loss", GGUF_TYPE_FLOAT32, meta->target_loss, (uint64_t)meta->n));
+        if (meta->adam) {
+            CK(gguf_writer_add_arr(w, "ckpt.n_fail", GGUF_TYPE_INT32, meta->n_fail, (uint64_t)meta->n));
+            CK(gguf_writer_add_arr(w, "ckpt.adam_t", GGUF_TYPE_INT32, meta->adam_t, (uint64_t)meta->n));
+            CK(gguf_writer_add_arr(w, "ckpt.loss", GGUF_TYPE_FLOAT32, meta->loss, (uint64_t)meta->n));
+            CK(gguf_writer_add_i32(w, "ckpt.cursor", meta->cursor));
+        }
     }
     int64_t ne[3];
 #define TENSOR(nm, d0, d1, ptr, type, bytes)                                                              \
@@ -422,6 +428,8 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         } else
             TENSOR("mem.values", C, R, m->val, MOME_DTYPE_F32, (size_t)(C * R) * 4);
     }
+    if (meta && meta->adam && meta->n_adam_rows > 0)
+        TENSOR("ckpt.adam", C, 2 * meta->n_adam_rows, meta->adam, MOME_DTYPE_F32, (size_t)(C * 2 * meta->n_adam_rows) * 4);
 #undef TENSOR
     rc = gguf_writer_write_file(w, path);
 done:
@@ -646,6 +654,26 @@ int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {
 }
 
 
+void mem_ckpt_meta_free(mem_ckpt_meta *meta) {
+    free(meta->state); free(meta->target_loss); free(meta->n_fail); free(meta->adam_t); free(meta->loss);
+    free(meta->adam);
+    memset(meta, 0, sizeof *meta);
+}
+
+/* A copy of the n-element array key (elem_type, 4-byte elements); 1 copied,
+ * 0 absent, <0 wrong type or length. */
+static int ckpt_arr(const gguf_file *f, const char *key, uint32_t elem_type, uint64_t n, void **out) {
+    const gguf_kv *kv;
+    const int r = gguf_get_arr(f, key, elem_type, &kv);
+    if (r != 1) return r;
+    if (kv->n != n) return mome_seterr_code(MOME_ERR_FORMAT, "%s: checkpoint field '%s' has %llu entries, expected %llu",
+                                            f->path, key, (unsigned long long)kv->n, (unsigned long long)n);
+    *out = mome_malloc((size_t)(n ? n : 1) * 4);
+    if (!*out) return MOME_ERR_NOMEM;
+    memcpy(*out, kv->data, (size_t)n * 4);
+    return 1;
+}
+
 int mem_load_ckpt(const char *path, mome_model *model, mome_memory **out, mem_ckpt_meta *meta) {
     memset(meta, 0, sizeof *meta);
     *out = NULL;
@@ -653,30 +681,60 @@ int mem_load_ckpt(const char *path, mome_model *model, mome_memory **out, mem_ck
     int rc = gguf_open(path, &f);
     if (rc) return rc;
     if ((rc = memory_from(f, model, out))) { gguf_close(f); return rc; }
-    const gguf_kv *st, *tl;
+    const gguf_kv *st;
     uint64_t step = 0;
     float sec = 0;
     rc = MOME_OK;
     if (gguf_get_u64(f, "ckpt.step", &step) != 1 || gguf_get_f32(f, "ckpt.seconds", &sec) != 1 ||
-        gguf_get_arr(f, "ckpt.state", GGUF_TYPE_INT32, &st) != 1 ||
-        gguf_get_arr(f, "ckpt.target_loss", GGUF_TYPE_FLOAT32, &tl) != 1 || st->n != tl->n || st->n > (1u << 30))
+        gguf_get_arr(f, "ckpt.state", GGUF_TYPE_INT32, &st) != 1 || st->n > (1u << 30) ||
+        ckpt_arr(f, "ckpt.state", GGUF_TYPE_INT32, st->n, (void **)&meta->state) != 1 ||
+        ckpt_arr(f, "ckpt.target_loss", GGUF_TYPE_FLOAT32, st->n, (void **)&meta->target_loss) != 1) {
         rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: not a tuning checkpoint (ckpt.* fields missing or inconsistent)", path);
-    else {
-        meta->n = (int)st->n;
-        meta->state = mome_malloc((st->n ? st->n : 1) * sizeof(int32_t));
-        meta->target_loss = mome_malloc((st->n ? st->n : 1) * sizeof(float));
-        if (!meta->state || !meta->target_loss) rc = MOME_ERR_NOMEM;
-        else {
-            memcpy(meta->state, st->data, st->n * 4);
-            memcpy(meta->target_loss, tl->data, st->n * 4);
-            meta->step = (int64_t)(step > (uint64_t)INT64_MAX ? 0 : step);
-            meta->seconds = isfinite(sec) && sec >= 0 ? sec : 0;
-        }
+        goto done;
     }
+    meta->n = (int)st->n;
+    meta->step = (int64_t)(step > (uint64_t)INT64_MAX ? 0 : step);
+    meta->seconds = isfinite(sec) && sec >= 0 ? sec : 0;
+    for (int i = 0; i < meta->n; i++)
+        if (meta->state[i] < MEM_CKPT_TRAINING || meta->state[i] > MEM_CKPT_GIVEN_UP) {
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: checkpoint fact %d has state %d (0..3)", path, i, meta->state[i]);
+            goto done;
+        }
+    /* the optimizer's state: all of it or none (an older checkpoint) */
+    const gguf_tensor *ta = gguf_find_tensor(f, "ckpt.adam");
+    const gguf_kv *at;
+    if (!ta && gguf_get_arr(f, "ckpt.adam_t", GGUF_TYPE_INT32, &at) == 0) goto done;
+    const int64_t C = (*out)->n_embd;
+    int r;
+    if ((r = ckpt_arr(f, "ckpt.n_fail", GGUF_TYPE_INT32, st->n, (void **)&meta->n_fail)) != 1 ||
+        (r = ckpt_arr(f, "ckpt.adam_t", GGUF_TYPE_INT32, st->n, (void **)&meta->adam_t)) != 1 ||
+        (r = ckpt_arr(f, "ckpt.loss", GGUF_TYPE_FLOAT32, st->n, (void **)&meta->loss)) != 1 ||
+        gguf_get_i32(f, "ckpt.cursor", &meta->cursor) != 1 || !ta || ta->type != MOME_DTYPE_F32 || ta->ne[0] != C ||
+        ta->ne[1] < 2 || ta->ne[1] % 2 || ta->ne[2] != 1 || ta->ne[3] != 1) {
+        rc = mome_seterr_code(r == MOME_ERR_NOMEM ? r : MOME_ERR_FORMAT,
+                              "%s: the checkpoint's optimizer state is incomplete or has the wrong shape (delete it to "
+                              "start over)", path);
+        goto done;
+    }
+    meta->n_adam_rows = ta->ne[1] / 2;
+    const size_t na = (size_t)(C * ta->ne[1]);
+    meta->adam = mome_malloc(na * sizeof(float));
+    if (!meta->adam) { rc = MOME_ERR_NOMEM; goto done; }
+    memcpy(meta->adam, ta->data, na * sizeof(float));
+    for (size_t i = 0; i < na; i++)
+        if (!isfinite(meta->adam[i])) {
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: the checkpoint's optimizer state contains NaN/Inf", path);
+            goto done;
+        }
+    for (int i = 0; i < meta->n; i++)
+        if (meta->adam_t[i] < 0 || meta->n_fail[i] < 0 || !isfinite(meta->loss[i])) {
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: checkpoint fact %d has a negative step or failure count", path, i);
+            goto done;
+        }
+done:
     gguf_close(f);
     if (rc) {
-        free(meta->state); free(meta->target_loss);
-        memset(meta, 0, sizeof *meta);
+        mem_ckpt_meta_free(meta);
         mome_memory_free(*out);
         *out = NULL;
     }

@@ -167,14 +167,31 @@ int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *tok
 /* Save (GGUF, atomic). f16: values as f16 (finished memories); f32 keeps them
  * exact (checkpoints). */
 int mem_save(const mome_memory *m, const char *path, int f16);
-/* A tuning checkpoint: the memory in f32 and the tuner's per-fact state. */
+/* A tuning checkpoint: the memory in f32 and the tuner's whole state, so
+ * that a resumed run continues exactly as the uninterrupted one would have
+ * (same memory file bit for bit, tested in tests/cli/test_tune.sh). */
+enum mem_ckpt_fact {           /* ckpt.state codes (0 and 1 as in older checkpoints) */
+    MEM_CKPT_TRAINING = 0,
+    MEM_CKPT_VERIFIED = 1,
+    MEM_CKPT_LEARNED = 2,      /* learned in training, not yet verified */
+    MEM_CKPT_GIVEN_UP = 3,
+};
 typedef struct mem_ckpt_meta {
     int n;                 /* facts of the run */
-    int32_t *state;        /* (n) 1 verified, 0 not */
+    int32_t *state;        /* (n) enum mem_ckpt_fact */
     float *target_loss;    /* (n) */
     int64_t step;
     double seconds;
+    /* the optimizer and the batch order; absent (NULL, 0) in checkpoints
+     * written before they were saved, which then resume from fresh moments */
+    int32_t *n_fail, *adam_t;  /* (n) */
+    float *loss;               /* (n) */
+    int32_t cursor;
+    float *adam;               /* (2 * n_adam_rows, C): the run's facts' first moments, then their second */
+    int64_t n_adam_rows;       /* answer rows (sum of T) of the run's facts */
 } mem_ckpt_meta;
+/* Frees meta's arrays. */
+void mem_ckpt_meta_free(mem_ckpt_meta *meta);
 int mem_save_ckpt(const mome_memory *m, const char *path, const mem_ckpt_meta *meta);
 /* Loads a checkpoint; meta's arrays are malloc'd (the caller frees them). */
 int mem_load_ckpt(const char *path, mome_model *model, mome_memory **out, mem_ckpt_meta *meta);

@@ -184,6 +184,7 @@ typedef struct tuner {
     tstack st;
     mome_ctx *ctx;         /* the engine context for capture and verification */
     float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
+    int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
     int64_t step;
@@ -386,8 +387,7 @@ static int prepare_captures(tuner *t, int new_memory) {
 static int prepare_gate(tuner *t) {
     const int C = t->m->hp.n_embd, per = t->p->gate_questions;
     if (!t->gate_on) return mem_gate_fit(t->mem, NULL, NULL, 0, 0.0f);
-    int n_subj = 0;
-    for (int i = 0; i < t->n; i++) n_subj += t->fs->v[i].subject != NULL;
+    const int n_subj = t->n_subj;
     int every = 1;
     if ((int64_t)n_subj * per > GATE_BUDGET) every = (int)(((int64_t)n_subj * per + GATE_BUDGET - 1) / GATE_BUDGET);
     float *keys = mome_malloc((size_t)2 * C * sizeof(float));
@@ -532,22 +532,62 @@ static int verify_round(tuner *t) {
 
 /* --------------------------------------------------------- checkpoints */
 
+static const int32_t ckpt_code[] = {
+    [FACT_TRAINING] = MEM_CKPT_TRAINING, [FACT_LEARNED] = MEM_CKPT_LEARNED,
+    [FACT_VERIFIED] = MEM_CKPT_VERIFIED, [FACT_GIVEN_UP] = MEM_CKPT_GIVEN_UP,
+};
+
+static fact_state state_of_code(int32_t code) {
+    for (int s = FACT_TRAINING; s <= FACT_GIVEN_UP; s++)
+        if (ckpt_code[s] == code) return (fact_state)s;
+    return FACT_TRAINING;
+}
+
+/* Answer rows of the run's facts (the Adam moments' rows). */
+static int64_t run_rows(const tuner *t) {
+    int64_t r = 0;
+    for (int i = 0; i < t->n; i++) r += t->f[i].T;
+    return r;
+}
+
+/* Everything the loop reads, so that --resume continues the same run. */
 static int save_checkpoint(tuner *t, const char *path) {
-    int32_t *st = mome_malloc((size_t)(t->n ? t->n : 1) * sizeof(int32_t));
-    float *tl = mome_malloc((size_t)(t->n ? t->n : 1) * sizeof(float));
-    if (!st || !tl) { free(st); free(tl); return MOME_ERR_NOMEM; }
-    for (int i = 0; i < t->n; i++) {
-        st[i] = t->f[i].state == FACT_VERIFIED ? 1 : 0;
-        tl[i] = t->f[i].target_loss;
+    const int C = t->m->hp.n_embd, n1 = t->n ? t->n : 1;
+    const int64_t rows = run_rows(t);
+    mem_ckpt_meta meta = {0};
+    meta.n = t->n;
+    meta.step = t->step;
+    meta.seconds = t->t_prev + mome_time_s() - t->t0;
+    meta.cursor = t->cursor;
+    meta.n_adam_rows = rows;
+    meta.state = mome_malloc((size_t)n1 * sizeof(int32_t));
+    meta.n_fail = mome_malloc((size_t)n1 * sizeof(int32_t));
+    meta.adam_t = mome_malloc((size_t)n1 * sizeof(int32_t));
+    meta.target_loss = mome_malloc((size_t)n1 * sizeof(float));
+    meta.loss = mome_malloc((size_t)n1 * sizeof(float));
+    meta.adam = mome_malloc((size_t)(rows ? 2 * rows : 1) * C * sizeof(float));
+    int rc = MOME_ERR_NOMEM;
+    if (meta.state && meta.n_fail && meta.adam_t && meta.target_loss && meta.loss && meta.adam) {
+        float *m1 = meta.adam, *m2 = meta.adam + (size_t)rows * C;
+        for (int i = 0; i < t->n; i++) {
+            const fact_rt *f = &t->f[i];
+            meta.state[i] = ckpt_code[f->state];
+            meta.n_fail[i] = f->n_fail;
+            meta.adam_t[i] = f->adam_t;
+            meta.target_loss[i] = f->target_loss;
+            meta.loss[i] = f->loss;
+            memcpy(m1, f->am, (size_t)f->T * C * sizeof(float));
+            memcpy(m2, f->av, (size_t)f->T * C * sizeof(float));
+            m1 += (size_t)f->T * C;
+            m2 += (size_t)f->T * C;
+        }
+        rc = mem_save_ckpt(t->mem, path, &meta);
     }
-    mem_ckpt_meta meta = {t->n, st, tl, t->step, t->t_prev + mome_time_s() - t->t0};
-    int rc = mem_save_ckpt(t->mem, path, &meta);
-    free(st);
-    free(tl);
+    mem_ckpt_meta_free(&meta);
     return rc;
 }
 
-/* Values and states from a checkpoint of the same facts. */
+/* Values and the tuner's state from a checkpoint of the same facts. */
 static int load_checkpoint(tuner *t, const char *path) {
     mome_memory *cm = NULL;
     mem_ckpt_meta meta = {0};
@@ -564,17 +604,34 @@ static int load_checkpoint(tuner *t, const char *path) {
             memcmp(cm->ans + cm->ans_off[f], t->mem->ans + t->mem->ans_off[f], (size_t)cm->n_ans[f] * 4) != 0)
             rc = mome_seterr_code(MOME_ERR_ARG, "%s: fact %d of the checkpoint has another answer: not the same facts (delete it to start over)",
                                   path, f);
+    if (!rc && meta.adam && meta.n_adam_rows != run_rows(t))
+        rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: the checkpoint's optimizer state has %lld rows, the facts have %lld",
+                              path, (long long)meta.n_adam_rows, (long long)run_rows(t));
     if (rc) goto out;
     memcpy(t->mem->val, cm->val, (size_t)(cm->n_ans_total + cm->n_facts) * C * sizeof(float));
+    const float *m1 = meta.adam, *m2 = meta.adam ? meta.adam + (size_t)meta.n_adam_rows * C : NULL;
     for (int i = 0; i < t->n; i++) {
-        t->f[i].state = meta.state[i] == 1 ? FACT_VERIFIED : FACT_TRAINING;
-        if (meta.target_loss[i] > 0 && meta.target_loss[i] < 100) t->f[i].target_loss = meta.target_loss[i];
+        fact_rt *f = &t->f[i];
+        f->state = state_of_code(meta.state[i]);
+        if (meta.target_loss[i] > 0 && meta.target_loss[i] < 100) f->target_loss = meta.target_loss[i];
+        if (!meta.adam) {
+            /* an older checkpoint: verified or not, fresh moments */
+            if (f->state != FACT_VERIFIED) f->state = FACT_TRAINING;
+            continue;
+        }
+        f->n_fail = meta.n_fail[i];
+        f->adam_t = meta.adam_t[i];
+        f->loss = meta.loss[i];
+        memcpy(f->am, m1, (size_t)f->T * C * sizeof(float));
+        memcpy(f->av, m2, (size_t)f->T * C * sizeof(float));
+        m1 += (size_t)f->T * C;
+        m2 += (size_t)f->T * C;
     }
+    if (meta.adam) t->cursor = meta.cursor < 0 || meta.cursor > t->n ? 0 : meta.cursor;
     t->step = meta.step;
     t->t_prev = meta.seconds;
 out:
-    free(meta.state);
-    free(meta.target_loss);
+    mem_ckpt_meta_free(&meta);
     mome_memory_free(cm);
     return rc;
 }
@@ -632,9 +689,8 @@ static int prepare(tuner *t, int *new_memory) {
     if ((rc = mome_ctx_set_memory(t->ctx, t->mem))) return rc;
     t->ctx->capture = mome_malloc((size_t)nctx * m->hp.n_embd * sizeof(float));
     if (!t->ctx->capture) return MOME_ERR_NOMEM;
-    int n_subj = 0;
-    for (int i = 0; i < t->n; i++) n_subj += t->fs->v[i].subject != NULL;
-    t->gate_on = p->gate_questions > 0 && (n_subj > 0 || t->mem->gate_w);
+    for (int i = 0; i < t->n; i++) t->n_subj += t->fs->v[i].subject != NULL;
+    t->gate_on = p->gate_questions > 0 && (t->n_subj > 0 || t->mem->gate_w);
     t->gpos = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
     if (!t->gpos) return MOME_ERR_NOMEM;
     if ((rc = prepare_captures(t, *new_memory))) return rc;
@@ -724,6 +780,9 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
             last_ckpt = mome_time_s();
         }
     }
+    /* the checkpoint holds the state before this last verification, which
+     * the uninterrupted run would do later: a resumed run continues it */
+    if (!rc && stopped) rc = save_checkpoint(&t, ckpt);
     if (!rc && stopped && count_state(&t, FACT_LEARNED) > 0) rc = verify_round(&t);
     if (!rc) {
         rep->n_facts = t.n;
@@ -740,7 +799,6 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         rep->n_trained_experts = rows;
         rep->mean_loss = t.n ? ls / t.n : 0;
         progress(&t, "done", rep->n_memorized);
-        if (stopped) rc = save_checkpoint(&t, ckpt);
         if (!rc) rc = mem_save(t.mem, pp.out_path, 1);
         if (!rc && !stopped) unlink(ckpt);
         rep->seconds = t.t_prev + mome_time_s() - t.t0;

@@ -5,7 +5,8 @@
  * exchange too), never in plain text, and follows an answer only while its
  * tokens are fed; a selected fact changes the logits from its decision row
  * on and nowhere before; save/load round trips (f32 exact, f16 rounded as
- * mem_round_f16 says); damaged or foreign memory files get one clear error.
+ * mem_round_f16 says); damaged or foreign memory files get one clear error;
+ * a tuning checkpoint round trips the tuner's state and refuses bad fields.
  */
 #include <math.h>
 #include <unistd.h>
@@ -359,10 +360,70 @@ static void test_gate(void) {
     mome_model_free(m);
 }
 
+/* A tuning checkpoint round trips the tuner's whole state (states, Adam's
+ * moments, counts, the cursor); a state code outside the enum and moments of
+ * the wrong shape are refused with one line. */
+static void test_checkpoint(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    float *k = calloc((size_t)2 * C, sizeof(float));
+    int32_t ans[2] = {5, 6};
+    REQUIRE(mem_add_fact(mem, k, k + C, ans, 2) == 0 && mem_add_fact(mem, k, k + C, ans, 1) == 1, "add");
+    int32_t state[2] = {MEM_CKPT_LEARNED, MEM_CKPT_GIVEN_UP}, n_fail[2] = {2, 6}, adam_t[2] = {7, 9};
+    float tl[2] = {0.01f, 0.0025f}, loss[2] = {0.5f, 1.25f};
+    const int64_t rows = 3 + 2; /* (answer tokens + end of turn) per fact */
+    float *adam = malloc((size_t)2 * rows * C * sizeof(float));
+    for (int64_t i = 0; i < 2 * rows * C; i++) adam[i] = (float)i * 1e-3f - 0.25f;
+    mem_ckpt_meta meta = {2, state, tl, 42, 12.5, n_fail, adam_t, loss, 1, adam, rows};
+    char path[] = "/tmp/mome_test_ckpt_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    REQUIRE(mem_save_ckpt(mem, path, &meta) == 0, "save: %s", mome_errmsg());
+    mome_memory *l = NULL;
+    mem_ckpt_meta got;
+    REQUIRE(mem_load_ckpt(path, m, &l, &got) == 0, "load: %s", mome_errmsg());
+    CHECK(got.n == 2 && got.step == 42 && got.seconds == 12.5 && got.cursor == 1 && got.n_adam_rows == rows,
+          "scalars round trip");
+    CHECK(!memcmp(got.state, state, sizeof state) && !memcmp(got.n_fail, n_fail, sizeof n_fail) &&
+              !memcmp(got.adam_t, adam_t, sizeof adam_t) && !memcmp(got.loss, loss, sizeof loss) &&
+              !memcmp(got.target_loss, tl, sizeof tl),
+          "per-fact state round trips");
+    CHECK(got.adam && !memcmp(got.adam, adam, (size_t)2 * rows * C * sizeof(float)), "Adam's moments exact");
+    mem_ckpt_meta_free(&got);
+    mome_memory_free(l);
+    state[1] = 7;
+    REQUIRE(mem_save_ckpt(mem, path, &meta) == 0, "save");
+    CHECK(mem_load_ckpt(path, m, &l, &got) == MOME_ERR_FORMAT && !l && strstr(mome_errmsg(), "state 7") &&
+              !strchr(mome_errmsg(), '\n'),
+          "a state outside the enum is refused: %s", mome_errmsg());
+    state[1] = MEM_CKPT_VERIFIED;
+    meta.n_adam_rows = 0; /* moments without rows: written as none, then */
+    meta.adam = adam;
+    REQUIRE(mem_save_ckpt(mem, path, &meta) == 0, "save");
+    CHECK(mem_load_ckpt(path, m, &l, &got) == MOME_ERR_FORMAT && strstr(mome_errmsg(), "optimizer state"),
+          "counts without moments are refused: %s", mome_errmsg());
+    meta.adam = NULL; /* an older checkpoint: no optimizer state at all */
+    REQUIRE(mem_save_ckpt(mem, path, &meta) == 0, "save");
+    CHECK(mem_load_ckpt(path, m, &l, &got) == 0 && !got.adam && got.state[1] == MEM_CKPT_VERIFIED,
+          "a checkpoint without the optimizer state loads: %s", mome_errmsg());
+    mem_ckpt_meta_free(&got);
+    mome_memory_free(l);
+    unlink(path);
+    free(adam);
+    free(k);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_routing_states);
     RUN(test_exact_and_selected);
     RUN(test_bad_files);
     RUN(test_gate);
+    RUN(test_checkpoint);
     return test_summary();
 }

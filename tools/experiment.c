@@ -18,9 +18,9 @@
  * Experiments:
  *   threshold   train facts with the memory tuner, stopping at a list of
  *               step counts (mome_tune's max_steps, as `mome tune --max-steps
- *               N`; one fresh run per count, since a resumed run restarts
- *               Adam); at every snapshot, for every fact: the
- *               teacher-forced mean and max answer-token loss under the
+ *               N`, each run resumed from the previous count's checkpoint,
+ *               which continues the uninterrupted run exactly); at every
+ *               snapshot, for every fact: the teacher-forced mean and max answer-token loss under the
  *               engine with the snapshot's memory, the real greedy answer,
  *               exact or not, and whether a wrong answer is a near miss (the
  *               first wrong token was the correct one's runner-up, or edit
@@ -145,7 +145,7 @@ static int exp_threshold(int argc, char **argv) {
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             printf("usage: mome experiment threshold [options]\n\n"
                    "Is a fact stated exactly once its answer loss is low? Trains facts with the memory\n"
-                   "tuner and stops at each step count of --steps (a fresh run per count, same seed); at each\n"
+                   "tuner and stops at each step count of --steps (one run, resumed from count to count); at each\n"
                    "snapshot and for each fact records the teacher-forced mean and max answer-token loss\n"
                    "under the engine, the greedy answer, exact or not, and near misses (first wrong token\n"
                    "was the runner-up, or edit distance <= 2). Step 0 is the model without a memory.\n"
@@ -229,14 +229,13 @@ static int exp_threshold(int argc, char **argv) {
             mome_tune_params tp = mome_tune_default_params();
             tp.facts_path = facts_path;
             tp.out_path = mem_path;
-            /* a fresh run to each step count, not a resume: checkpoints hold the
-             * values but not Adam's moments, so a resumed run leaves the
-             * uninterrupted trajectory (measured: mean loss 4.02 at step 10 after
-             * resumes at 1..8); the same seed and threads give the same steps,
-             * so each snapshot is the uninterrupted run stopped there */
-            unlink(ckpt);
+            /* the run to the previous count resumed to this one: a checkpoint
+             * holds Adam's moments, the batch order and every fact's state, so
+             * the resumed run is the uninterrupted one stopped here, bit for bit
+             * (tests/cli/test_tune.sh) */
+            if (snap == 1) unlink(ckpt);
             tp.max_steps = steps[snap - 1];
-            tp.resume = 0;
+            tp.resume = snap > 1;
             tp.n_threads = threads;
             tp.seed = (uint64_t)seed;
             tp.checkpoint_s = 0;

@@ -1,6 +1,7 @@
 #!/bin/sh
 # test_tune.sh - memory tuning end to end on the default model (SmolLM2):
-# exact recall after tuning, the stop rule, same seed = same file, checkpoint + resume,
+# exact recall after tuning, the stop rule, same seed = same file, checkpoint + resume
+# (bit for bit the uninterrupted run),
 # kill -9 during tuning, incremental tuning keeps old facts, conflicts,
 # a memory for another base model is refused, the LoRA baseline runs.
 # The facts are random ticket prefixes (tests/data/facts/projects_*.jsonl),
@@ -65,6 +66,12 @@ if [ -f "$tmp/r.mome.ckpt" ] && grep -q "resume" "$tmp/log"; then ok "max-steps 
 if [ $rc -eq 3 ]; then ok "stopped with facts not memorized: exit status 3"; else bad "stopped early: exit status $rc, want 3"; fi
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/r.mome" -t 2 --resume 2>"$tmp/log" && grep -q "10/10 facts memorized" "$tmp/log"; then
     ok "resume completes"; else bad "resume: $(tail -2 "$tmp/log")"; fi
+# the checkpoint holds Adam's moments, the batch cursor and every fact's state:
+# stopped after 3 steps and resumed, the run writes the uninterrupted run's file
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/r3.mome" -t 2 --max-steps 3 2>/dev/null
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/r3.mome" -t 2 --resume 2>/dev/null
+if cmp -s "$tmp/a.mome" "$tmp/r3.mome"; then ok "stopped and resumed: the uninterrupted run's memory, bit for bit"
+else bad "a resumed run differs from the uninterrupted one"; fi
 
 # kill -9 while tuning with frequent checkpoints; the checkpoint stays valid
 $MOME tune -m "$MODEL" --facts $A -o "$tmp/k.mome" -t 2 --checkpoint-s 0.01 2>/dev/null &
