@@ -130,16 +130,15 @@ static long long file_size(const char *path) {
 static double pct(double after, double before) { return 100 * (after / before - 1); }
 
 int exp_frozen(int argc, char **argv) {
-    const char *model_path = NULL, *dir = "build/experiments/frozen-vs-unfrozen", *facts_src = NULL;
+    exp_common c;
+    exp_common_init(&c, "frozen-vs-unfrozen");
+    const char *facts_src = NULL;
     int n_facts = 100, keep = 0;
-    long long seed = 1234;
     double minutes[3] = {10, 1.5, 1.5}, lr[3] = {0, 0, 0};
-    fz_opts o = {NULL, NULL, NULL, 16384, 1, 16};
-    /* the defaults in the shared data folder: facts, held-out text, other questions */
-    static const char *const shared_rel[3] = {"facts/languages.jsonl", "text/tinystories_val_head.txt",
-                                              "facts/capitals.jsonl"};
-    char defs[3][4096];
-    for (int i = 0; i < 3; i++) snprintf(defs[i], sizeof defs[i], "%s/data/%s", exp_shared_dir(), shared_rel[i]);
+    fz_opts o = {NULL, NULL, NULL, 0, 1, 16};
+    char def_facts[4096], def_cap[4096];
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
+    snprintf(def_cap, sizeof def_cap, "%s/data/facts/capitals.jsonl", exp_shared_dir());
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const int has = i + 1 < argc;
@@ -151,33 +150,25 @@ int exp_frozen(int argc, char **argv) {
                    "measured by the engine before and after: exact recall of the facts, held-out perplexity,\n"
                    "contains-recall on capitals.jsonl. LoRA (merged) and full are written as f32 GGUF models and\n"
                    "measured like any model; their 'before' is the untrained f32 file. Writes results.csv,\n"
-                   "curve_{mome,lora,full}.csv, plot.gp, frozen_vs_unfrozen.svg, summary.md.\n\n"
-                   "  -m, --model PATH      base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  -o, --out DIR         output folder (default build/experiments/frozen-vs-unfrozen)\n"
-                   "  --facts FILE          facts (default $MOME_SHARED/data/facts/languages.jsonl: ISO 639-3\n"
-                   "                        codes, which the base model does not know)\n"
-                   "  --n-facts N           the first N facts (default 100)\n"
-                   "  --capitals FILE       other questions (default $MOME_SHARED/data/facts/capitals.jsonl)\n"
-                   "  --text FILE           held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt)\n"
-                   "  --text-bytes N        its first N bytes (default 16384)\n"
-                   "  --max-new N           answer length limit of the measurements in tokens (default 16)\n"
-                   "  --mome-minutes M      time cap of MoME (default 10)\n"
-                   "  --lora-minutes M      time cap of LoRA (default 1.5: the fast version)\n"
-                   "  --full-minutes M      time cap of full fine-tuning (default 1.5: the fast version)\n"
-                   "  --full-version        caps of 60 minutes for LoRA and full fine-tuning\n"
-                   "  --lora-lr X           LoRA's Adam learning rate (default the tuner's, 0.001)\n"
-                   "  --full-lr X           full fine-tuning's learning rate (default the tuner's, 0.0001)\n"
-                   "  --keep-models         keep the f32 model files (about 540 MB each for SmolLM2-135M)\n"
-                   "  -t, --threads N       threads (default 1)\n"
-                   "  -s, --seed S          tuners' seed (default 1234)\n");
+                   "curve_{mome,lora,full}.csv, plot.gp, frozen_vs_unfrozen.svg, summary.md.\n\n");
+            exp_common_help(&c);
+            printf("  --facts FILE       facts (default $MOME_SHARED/data/facts/languages.jsonl: ISO 639-3 codes,\n"
+                   "                     which the base model does not know)\n"
+                   "  --n-facts N        the first N facts (default 100)\n"
+                   "  --capitals FILE    other questions (default $MOME_SHARED/data/facts/capitals.jsonl)\n"
+                   "  --max-new N        answer length limit of the measurements in tokens (default 16)\n"
+                   "  --mome-minutes M   time cap of MoME (default 10)\n"
+                   "  --lora-minutes M   time cap of LoRA (default 1.5: the fast version)\n"
+                   "  --full-minutes M   time cap of full fine-tuning (default 1.5: the fast version)\n"
+                   "  --full-version     caps of 60 minutes for LoRA and full fine-tuning\n"
+                   "  --lora-lr X        LoRA's Adam learning rate (default the tuner's, 0.001)\n"
+                   "  --full-lr X        full fine-tuning's learning rate (default the tuner's, 0.0001)\n"
+                   "  --keep-models      keep the f32 model files (about 540 MB each for SmolLM2-135M)\n");
             return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
+        } else if (exp_common_opt(&c, argc, argv, &i)) continue;
         else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
         else if (!strcmp(a, "--n-facts") && has) n_facts = atoi(argv[++i]);
         else if (!strcmp(a, "--capitals") && has) o.capitals = argv[++i];
-        else if (!strcmp(a, "--text") && has) o.text = argv[++i];
-        else if (!strcmp(a, "--text-bytes") && has) o.text_bytes = atoll(argv[++i]);
         else if (!strcmp(a, "--max-new") && has) o.max_new = atoi(argv[++i]);
         else if (!strcmp(a, "--mome-minutes") && has) minutes[0] = atof(argv[++i]);
         else if (!strcmp(a, "--lora-minutes") && has) minutes[1] = atof(argv[++i]);
@@ -186,31 +177,30 @@ int exp_frozen(int argc, char **argv) {
         else if (!strcmp(a, "--lora-lr") && has) lr[1] = atof(argv[++i]);
         else if (!strcmp(a, "--full-lr") && has) lr[2] = atof(argv[++i]);
         else if (!strcmp(a, "--keep-models")) keep = 1;
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) o.threads = atoi(argv[++i]);
-        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
         else {
             exp_fail("frozen-vs-unfrozen: unknown option or missing value '%s' (see mome experiment frozen-vs-unfrozen --help)", a);
             return 2;
         }
     }
-    if (n_facts < 1 || o.threads < 1 || seed < 0 || o.text_bytes < 1 || o.max_new < 1 || !(minutes[0] > 0) ||
-        !(minutes[1] > 0) || !(minutes[2] > 0) || lr[1] < 0 || lr[2] < 0) {
-        exp_fail("frozen-vs-unfrozen: --n-facts, --threads, --text-bytes, --max-new, the time limits must be "
-                 "positive, --seed and the learning rates non-negative");
+    if (n_facts < 1 || o.max_new < 1 || !(minutes[0] > 0) || !(minutes[1] > 0) || !(minutes[2] > 0) || lr[1] < 0 ||
+        lr[2] < 0) {
+        exp_fail("frozen-vs-unfrozen: --n-facts, --max-new and the time limits must be positive, the learning rates "
+                 "non-negative");
         return 2;
     }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) {
-        exp_fail("frozen-vs-unfrozen: unusable output folder '%s'", dir);
-        return 2;
-    }
-    if (!facts_src) facts_src = defs[0];
-    if (!o.text) o.text = defs[1];
-    if (!o.capitals) o.capitals = defs[2];
-    const char *need[3] = {facts_src, o.text, o.capitals};
-    for (int i = 0; i < 3; i++)
+    int crc = exp_common_check(&c, "frozen-vs-unfrozen");
+    if (crc) return crc;
+    const char *dir = c.dir, *model_path = c.model;
+    const long long seed = c.seed;
+    o.text = c.text;
+    o.text_bytes = c.text_bytes;
+    o.threads = c.threads;
+    if (!facts_src) facts_src = def_facts;
+    if (!o.capitals) o.capitals = def_cap;
+    const char *need[2] = {facts_src, o.capitals};
+    for (int i = 0; i < 2; i++)
         if (access(need[i], R_OK))
             return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", need[i], strerror(errno));
-    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
     const double t0 = mome_time_s();
     char start[64], machine[512];
     exp_utc_now(start, sizeof start);
