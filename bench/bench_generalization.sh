@@ -12,13 +12,18 @@
 # neighbours); for zsre also 2 other questions about each fact's subject
 # (templates the tuner's relation gate never uses). TUNE_ARGS are passed to
 # mome tune (e.g. "--gate-questions 4 --gate-margin 0.25").
+# MODEL=PATH runs it on another model (e.g. models/Qwen2.5-Coder-0.5B-Instruct.gguf),
+# writing into build/bench_gen-<file name>.
 # Writes build/bench_gen/<set>.{mome,log,json,outputs.jsonl}.
 set -eu
 MOME=${MOME:-build/mome}
-MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+DEFAULT_MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
+MODEL=${MODEL:-$DEFAULT_MODEL}
 SHARED=${MOME_SHARED:-../shared}
 N=${N:-100}; EVAL_N=${EVAL_N:-$N}; T=${THREADS:-2}
-OUT=build/bench_gen; mkdir -p $OUT
+OUT=build/bench_gen
+[ "$MODEL" = "$DEFAULT_MODEL" ] || OUT=build/bench_gen-$(basename "$MODEL" .gguf)
+mkdir -p $OUT
 for set in ${SETS:-countries zsre counterfact}; do
     case $set in
     countries)

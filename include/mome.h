@@ -116,7 +116,7 @@ typedef struct mome_tune_params {
     float gate_margin;         /* the gate lets each fact's trained contexts through with at
                                   least this logit (1.0; lower: a stricter gate) */
     /* optimisation */
-    float lr;                  /* Adam learning rate (MoME 0.05, LoRA 1e-3, full 1e-4) */
+    float lr;                  /* Adam learning rate; <= 0: the default (MoME 0.05, 0.15 on qwen2; LoRA 1e-3, full 1e-4) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */
     int batch;                 /* facts per step (32) */
     int64_t max_steps;         /* 0: no limit */

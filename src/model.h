@@ -60,6 +60,10 @@ typedef struct llama_layer {
 
 struct arch_def;
 
+/* The memory tuner's default learning rate for the model's architecture. */
+#define MEM_DEFAULT_LR 0.05f
+float model_mem_lr(const mome_model *m);
+
 struct mome_model {
     char *path;
     const struct arch_def *arch; /* the architecture's description (model.c) */

@@ -732,7 +732,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     rep->ppl_before = rep->ppl_after = -1;
     mome_tune_params pp = *p_in;
     if (!pp.facts_path || !pp.out_path) return mome_seterr_code(MOME_ERR_ARG, "tune: facts and output paths are required");
-    if (pp.lr <= 0) pp.lr = pp.method == MOME_TUNE_LORA ? 1e-3f : pp.method == MOME_TUNE_FULL ? FINETUNE_FULL_LR : 0.05f;
+    if (pp.lr <= 0) pp.lr = pp.method == MOME_TUNE_LORA ? 1e-3f : pp.method == MOME_TUNE_FULL ? FINETUNE_FULL_LR : model_mem_lr(m);
     if (pp.batch < 1) pp.batch = 1;
     if (pp.method == MOME_TUNE_LORA || pp.method == MOME_TUNE_FULL) {
         fact_set *fs;
