@@ -337,13 +337,14 @@ static int64_t dim_value(const llama_hparams *hp, enum dim d) {
 }
 
 /* Repacks the matrices the kernels stream faster row-interleaved
- * (quant_pack_wanted: Q4_K and Q6_K under AVX-512 VNNI) into memory of their
- * own, one at a time, and hands the original pages back to the kernel
+ * (quant_pack_wanted: Q4_K, Q6_K, Q5_0 and Q8_0 under AVX-512 VNNI) into
+ * memory of their own, one at a time, and hands the original pages back to the kernel
  * (MADV_DONTNEED on the private file mapping: clean pages, dropped from the
  * resident set, read from the file again if touched), so the resident size
  * stays that of one copy. The original rows stay readable (token lookups,
- * the training stack's dequantization). A tied output head is left as it is:
- * its rows are also the embedding table. */
+ * the training stack's dequantization). A tied output head is packed too:
+ * the product uses the packed copy, token lookups read the embedding rows
+ * from the original mapping (the few pages they touch come back). */
 static int pack_mat(mome_model *m, qmat *q) {
     if (q->packed || !quant_pack_wanted(q->type, q->n_in, q->n_out)) return 0;
     q->packed = mome_aligned_alloc((size_t)q->n_out * q->row_bytes);
@@ -373,7 +374,7 @@ static int pack_weights(mome_model *m) {
         for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
             if (mats[i]->data && pack_mat(m, mats[i])) return MOME_ERR_NOMEM;
     }
-    if (m->output.data != m->tok_embd.data && pack_mat(m, &m->output)) return MOME_ERR_NOMEM;
+    if (pack_mat(m, &m->output)) return MOME_ERR_NOMEM;
     return 0;
 }
 

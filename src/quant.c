@@ -665,16 +665,22 @@ static float vd_q5_1(int64_t n, const void *vw, const void *va) {
     return sumf;
 }
 
+/* Q8_0 in the order llama.cpp runs it on x86 (ggml_vec_dot_q8_0_q8_0's AVX2
+ * path and tinyBLAS_Q0_AVX), as vd_q5_0: 8 lane sums of 4 products per
+ * block, acc[l] = fma(dx*dy, lane, acc[l]), hsum8_ref. */
 static float vd_q8_0(int64_t n, const void *vw, const void *va) {
     const block_q8_0 *x = vw;
     const block_q8_0 *y = va;
-    float sumf = 0;
+    float acc[8] = {0};
     for (int64_t ib = 0; ib < n / QK8_0; ib++) {
-        int sumi = 0;
-        for (int j = 0; j < QK8_0; j++) sumi += x[ib].qs[j] * y[ib].qs[j];
-        sumf += sumi * (QI_FP16(x[ib].d) * QI_FP16(y[ib].d));
+        const float d = QI_FP16(x[ib].d) * QI_FP16(y[ib].d);
+        for (int l = 0; l < 8; l++) {
+            int sl = 0;
+            for (int k = 0; k < 4; k++) sl += x[ib].qs[4 * l + k] * y[ib].qs[4 * l + k];
+            acc[l] = fmaf(d, (float)sl, acc[l]);
+        }
     }
-    return sumf;
+    return hsum8_ref(acc);
 }
 
 /* Q8_1 weights x Q8_1 activations (ggml has no such pairing; for completeness) */
@@ -1232,8 +1238,42 @@ static void unpack_q6_K16(const block_q6_Kx16 *p, int r, block_q6_K *b) {
         }
 }
 
+static void pack_q5_016(const void *src, size_t stride, block_q5_0x16 *p) {
+    memset(p->qh, 0, sizeof p->qh);
+    for (int r = 0; r < 16; r++) {
+        const block_q5_0 *b = (const block_q5_0 *)((const char *)src + (size_t)r * stride);
+        uint32_t qh;
+        memcpy(&qh, b->qh, 4);
+        p->d[r] = b->d;
+        for (int c = 0; c < 4; c++) memcpy(p->qs[c][r], b->qs + 4 * c, 4);
+        for (int l = 0; l < 8; l++) p->qh[l] |= (uint64_t)((qh >> (4 * l)) & 15) << (4 * r);
+    }
+}
+
+static void unpack_q5_016(const block_q5_0x16 *p, int r, block_q5_0 *b) {
+    uint32_t qh = 0;
+    for (int l = 0; l < 8; l++) qh |= (uint32_t)((p->qh[l] >> (4 * r)) & 15) << (4 * l);
+    b->d = p->d[r];
+    memcpy(b->qh, &qh, 4);
+    for (int c = 0; c < 4; c++) memcpy(b->qs + 4 * c, p->qs[c][r], 4);
+}
+
+static void pack_q8_016(const void *src, size_t stride, block_q8_0x16 *p) {
+    for (int r = 0; r < 16; r++) {
+        const block_q8_0 *b = (const block_q8_0 *)((const char *)src + (size_t)r * stride);
+        p->d[r] = b->d;
+        for (int j = 0; j < 32; j++) p->qs[j / 4][r][j % 4] = (uint8_t)b->qs[j] ^ 0x80;
+    }
+}
+
+static void unpack_q8_016(const block_q8_0x16 *p, int r, block_q8_0 *b) {
+    b->d = p->d[r];
+    for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)(p->qs[j / 4][r][j % 4] ^ 0x80);
+}
+
 static int packable(enum mome_dtype wt, int64_t n) {
-    return (wt == MOME_DTYPE_Q4_K || wt == MOME_DTYPE_Q6_K) && n > 0 && n % QK_K == 0;
+    return (wt == MOME_DTYPE_Q4_K || wt == MOME_DTYPE_Q6_K || wt == MOME_DTYPE_Q5_0 || wt == MOME_DTYPE_Q8_0) &&
+           n > 0 && n % g_traits[wt].blck == 0;
 }
 
 int quant_pack_wanted(enum mome_dtype wt, int64_t n, int64_t n_out) {
@@ -1244,28 +1284,40 @@ int quant_pack_wanted(enum mome_dtype wt, int64_t n, int64_t n_out) {
 }
 
 /* The packed group g (rows 16g..16g+15) of P starts at P + g * 16 * row_size;
- * inside it, super-block i is the i-th 16-row block. */
+ * inside it, block i is the i-th 16-row block (16 plain blocks in size). */
 void quant_pack(enum mome_dtype wt, int64_t n, const void *W, size_t w_stride, int64_t n_out, void *P) {
     if (!packable(wt, n) || n_out % QUANT_PACK_ROWS) return;
-    const int64_t nb = n / QK_K;
+    const int64_t nb = n / g_traits[wt].blck;
     const size_t rs = quant_row_size(wt, n), bs = g_traits[wt].type_size;
     for (int64_t g = 0; g < n_out / 16; g++) {
         const char *src = (const char *)W + (size_t)g * 16 * w_stride;
         char *dst = (char *)P + (size_t)g * 16 * rs;
         for (int64_t i = 0; i < nb; i++) {
-            if (wt == MOME_DTYPE_Q4_K) pack_q4_K16(src + i * bs, w_stride, (block_q4_Kx16 *)dst + i);
-            else pack_q6_K16(src + i * bs, w_stride, (block_q6_Kx16 *)dst + i);
+            void *pb = dst + (size_t)i * 16 * bs;
+            switch (wt) {
+            case MOME_DTYPE_Q4_K: pack_q4_K16(src + i * bs, w_stride, pb); break;
+            case MOME_DTYPE_Q6_K: pack_q6_K16(src + i * bs, w_stride, pb); break;
+            case MOME_DTYPE_Q5_0: pack_q5_016(src + i * bs, w_stride, pb); break;
+            default: pack_q8_016(src + i * bs, w_stride, pb); break;
+            }
         }
     }
 }
 
 /* row r of packed P, plain, into b (one row of quant_row_size bytes) */
 static void packed_row(enum mome_dtype wt, int64_t n, const void *P, int64_t r, void *b) {
-    const int64_t nb = n / QK_K;
+    const int64_t nb = n / g_traits[wt].blck;
+    const size_t bs = g_traits[wt].type_size;
     const char *grp = (const char *)P + (size_t)(r / 16) * 16 * quant_row_size(wt, n);
     for (int64_t i = 0; i < nb; i++) {
-        if (wt == MOME_DTYPE_Q4_K) unpack_q4_K16((const block_q4_Kx16 *)grp + i, (int)(r % 16), (block_q4_K *)b + i);
-        else unpack_q6_K16((const block_q6_Kx16 *)grp + i, (int)(r % 16), (block_q6_K *)b + i);
+        const void *pb = grp + (size_t)i * 16 * bs;
+        void *ob = (char *)b + (size_t)i * bs;
+        switch (wt) {
+        case MOME_DTYPE_Q4_K: unpack_q4_K16(pb, (int)(r % 16), ob); break;
+        case MOME_DTYPE_Q6_K: unpack_q6_K16(pb, (int)(r % 16), ob); break;
+        case MOME_DTYPE_Q5_0: unpack_q5_016(pb, (int)(r % 16), ob); break;
+        default: unpack_q8_016(pb, (int)(r % 16), ob); break;
+        }
     }
 }
 

@@ -58,7 +58,16 @@ static_assert(sizeof(block_q8_K) == 292, "block_q8_K size");
 typedef struct { uint16_t d[16], dmin[16]; uint8_t scales[12][16]; uint8_t qs[4][8][16][4]; } block_q4_Kx16;
 /* Q6_K: ql[c][h][g] = bytes ql[64c + 32h + 4g ..], qh[c][g] = bytes qh[32c + 4g ..] */
 typedef struct { uint16_t d[16]; int8_t scales[16][16]; uint8_t ql[2][2][8][16][4]; uint8_t qh[2][8][16][4]; } block_q6_Kx16;
+/* Q5_0: qs[c] = bytes qs[4c .. 4c + 3] of the 16 rows (low nibbles: elements
+ * 4c.., high: 16 + 4c..); qh[l] bit 4r + k = row r's fifth bit of element
+ * 4l + k (a byte mask for the 4-byte group l of all 16 rows) */
+typedef struct { uint16_t d[16]; uint64_t qh[8]; uint8_t qs[4][16][4]; } block_q5_0x16;
+/* Q8_0: qs[l] = bytes qs[4l .. 4l + 3] of the 16 rows, each stored as
+ * q ^ 0x80 = q + 128 (unsigned, vpdpbusd's first operand) */
+typedef struct { uint16_t d[16]; uint8_t qs[8][16][4]; } block_q8_0x16;
 static_assert(sizeof(block_q4_Kx16) == 16 * sizeof(block_q4_K), "block_q4_Kx16 size");
+static_assert(sizeof(block_q5_0x16) == 16 * sizeof(block_q5_0), "block_q5_0x16 size");
+static_assert(sizeof(block_q8_0x16) == 16 * sizeof(block_q8_0), "block_q8_0x16 size");
 static_assert(sizeof(block_q6_Kx16) == 16 * sizeof(block_q6_K), "block_q6_Kx16 size");
 
 /* ---- scalar half conversions (exact; round-to-nearest-even) ---- */

@@ -19,6 +19,7 @@
  * is unchanged, so every kernel here gives the same bits as quant_avx2.c.
  */
 #include <immintrin.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "quant_impl.h"
@@ -758,6 +759,157 @@ static void pk_q6_K(int64_t n, const void *P, const void *A, size_t as, int nt, 
     }
 }
 
+/* ------------------------------------------ packed Q5_0 and Q8_0 (16 rows)
+ *
+ * Their order (vec_dot's, tinyBLAS's, every path's: quant.c vd_q5_0 /
+ * vd_q8_0) is 8 float lanes per row, lane l = the int32 sum of bytes 4l..4l+3
+ * of a block, acc[l] = fma(dx*dy, lane, acc[l]), summed as hsum8 at the end.
+ * Here register l of a token holds lane l of the 16 rows (lane r = row r): one
+ * vpdpbusd per 4-byte group gives the 16 rows' lane sums, and the float work
+ * is the same fma per row and lane in the same order, 16 rows per instruction
+ * and no horizontal sums until the end. Weights are unsigned (Q5_0: nibble |
+ * fifth bit << 4 = q + 16, the fifth bits as a byte mask; Q8_0: stored as
+ * q + 128), so each group's sum is corrected by -16 or -128 times the sum of
+ * the activation's 4 bytes, exactly as r4_q5_0 / r4_q8_0 do. */
+
+/* per activation block of a token: the 8 groups' corrections (-16 or -128
+ * times the sum of the group's 4 bytes) and dy, read back by broadcast loads */
+typedef struct q0_act { int32_t corr[8]; float dy; } q0_act;
+#define Q0X16_CHUNK 256 /* blocks per pass when the caller has no table (18 KiB of stack) */
+
+static void q0_act_fill(int q5, const block_q8_0 *y, int64_t nb, q0_act *o) {
+    for (int64_t i = 0; i < nb; i++) {
+        const __m256i s = _mm256_dpbusd_epi32(_mm256_setzero_si256(), _mm256_set1_epi8(1), ld32(y[i].qs));
+        _mm256_storeu_si256((__m256i *)o[i].corr, _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(s, q5 ? 4 : 7)));
+        o[i].dy = f16(y[i].d);
+    }
+}
+
+/* 16 rows x T tokens (T <= 2: 8 accumulators a token), Q5_0 (q5) or Q8_0;
+ * tab[t]: token t's q0_act for the nb blocks, or NULL (made here, a chunk at
+ * a time) */
+static inline __attribute__((always_inline)) void q0x16(int q5, const void *xv, int64_t nb, const char *A,
+                                                        size_t as, const q0_act *const *tab, int T, float *Y,
+                                                        int64_t ldy, int pf) {
+    const size_t bsz = q5 ? sizeof(block_q5_0x16) : sizeof(block_q8_0x16);
+    q0_act own[2][Q0X16_CHUNK];
+    __m512 acc[2][8];
+#pragma GCC unroll 2
+    for (int t = 0; t < T; t++)
+#pragma GCC unroll 8
+        for (int l = 0; l < 8; l++) acc[t][l] = _mm512_setzero_ps();
+    for (int64_t i0 = 0; i0 < nb; i0 += tab ? nb : Q0X16_CHUNK) {
+        const int64_t ni = tab ? nb : nb - i0 < Q0X16_CHUNK ? nb - i0 : Q0X16_CHUNK;
+        const q0_act *ya[2];
+        for (int t = 0; t < T; t++) {
+            if (tab) {
+                ya[t] = tab[t];
+            } else {
+                q0_act_fill(q5, (const block_q8_0 *)(A + (size_t)t * as) + i0, ni, own[t]);
+                ya[t] = own[t];
+            }
+        }
+        for (int64_t i = 0; i < ni; i++) {
+            const char *bp = (const char *)xv + (size_t)(i0 + i) * bsz;
+            if (pf) PF_LINES(bp + PF_AHEAD, (int)bsz);
+            __m512i w[8];
+            __m512 dv;
+            if (q5) {
+                const block_q5_0x16 *b = (const block_q5_0x16 *)bp;
+                const __m512i m4 = _mm512_set1_epi8(0x0F), c16 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 4
+                for (int c = 0; c < 4; c++) {
+                    const __m512i q = _mm512_loadu_si512(b->qs[c]);
+                    w[c] = _mm512_and_si512(q, m4);
+                    w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+                }
+#pragma GCC unroll 8
+                for (int l = 0; l < 8; l++) w[l] = _mm512_mask_add_epi8(w[l], (__mmask64)b->qh[l], w[l], c16);
+                dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+            } else {
+                const block_q8_0x16 *b = (const block_q8_0x16 *)bp;
+#pragma GCC unroll 8
+                for (int l = 0; l < 8; l++) w[l] = _mm512_loadu_si512(b->qs[l]);
+                dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
+            }
+#pragma GCC unroll 2
+            for (int t = 0; t < T; t++) {
+                const q0_act *ay = &ya[t][i];
+                const int8_t *qy = ((const block_q8_0 *)(A + (size_t)t * as))[i0 + i].qs;
+                const __m512 d = _mm512_mul_ps(dv, _mm512_set1_ps(ay->dy));
+#pragma GCC unroll 8
+                for (int l = 0; l < 8; l++) {
+                    const __m512i p = _mm512_dpbusd_epi32(_mm512_set1_epi32(ay->corr[l]), w[l], bc4(qy + 4 * l));
+                    acc[t][l] = _mm512_fmadd_ps(d, _mm512_cvtepi32_ps(p), acc[t][l]);
+                }
+            }
+        }
+    }
+#pragma GCC unroll 2
+    for (int t = 0; t < T; t++) {
+        __m512 *a = acc[t]; /* hsum8's order, lane-wise */
+        const __m512 s = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(a[4], a[0]), _mm512_add_ps(a[6], a[2])),
+                                       _mm512_add_ps(_mm512_add_ps(a[5], a[1]), _mm512_add_ps(a[7], a[3])));
+        _mm512_storeu_ps(Y + (int64_t)t * ldy, s);
+    }
+}
+
+typedef void (*q0x16_fn)(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
+                         int64_t ldy);
+static void q5_0x16_tok(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
+                        int64_t ldy) {
+    q0x16(1, x, nb, A, as, tab, 1, Y, ldy, 1);
+}
+static void q5_0x16_tok2(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
+                         int64_t ldy) {
+    q0x16(1, x, nb, A, as, tab, 2, Y, ldy, 0);
+}
+static void q8_0x16_tok(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
+                        int64_t ldy) {
+    q0x16(0, x, nb, A, as, tab, 1, Y, ldy, 1);
+}
+static void q8_0x16_tok2(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
+                         int64_t ldy) {
+    q0x16(0, x, nb, A, as, tab, 2, Y, ldy, 0);
+}
+
+/* Every token (solo or not) in vec_dot's order: pairs, then one. The
+ * activations' q0_act table is made once per call (on the stack when small,
+ * else on the heap; without memory each kernel call makes its own). */
+static inline void pk_q0(int q5, q0x16_fn one, q0x16_fn two, int64_t n, const void *P, const void *A, size_t as,
+                         int nt, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+    const int64_t nb = n / QK8_0;
+    const size_t gsz = (size_t)nb * (q5 ? sizeof(block_q5_0x16) : sizeof(block_q8_0x16));
+    q0_act stack_tab[1024];
+    const size_t ne = (size_t)nt * (size_t)nb;
+    q0_act *heap = ne > sizeof stack_tab / sizeof stack_tab[0] ? malloc(ne * sizeof(q0_act)) : NULL;
+    q0_act *tab = ne <= sizeof stack_tab / sizeof stack_tab[0] ? stack_tab : heap;
+    if (tab)
+        for (int t = 0; t < nt; t++) q0_act_fill(q5, (const block_q8_0 *)((const char *)A + (size_t)t * as), nb, tab + (size_t)t * nb);
+    for (int64_t r = r0; r < r1; r += 16) {
+        const char *x = (const char *)P + (size_t)(r / 16) * gsz;
+        int t = 0;
+        for (; t + 2 <= nt; t += 2) {
+            const q0_act *tt[2] = {tab ? tab + (size_t)t * nb : NULL, tab ? tab + (size_t)(t + 1) * nb : NULL};
+            two(x, nb, (const char *)A + (size_t)t * as, as, tab ? tt : NULL, Y + (int64_t)t * ldy + r, ldy);
+        }
+        for (; t < nt; t++) {
+            const q0_act *tt[1] = {tab ? tab + (size_t)t * nb : NULL};
+            one(x, nb, (const char *)A + (size_t)t * as, as, tab ? tt : NULL, Y + (int64_t)t * ldy + r, ldy);
+        }
+    }
+    free(heap);
+}
+
+static void pk_q5_0(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy, int64_t r0,
+                    int64_t r1, int solo) {
+    pk_q0(1, q5_0x16_tok, q5_0x16_tok2, n, P, A, as, nt, Y, ldy, r0, r1);
+}
+static void pk_q8_0(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy, int64_t r0,
+                    int64_t r1, int solo) {
+    pk_q0(0, q8_0x16_tok, q8_0x16_tok2, n, P, A, as, nt, Y, ldy, r0, r1);
+}
+
 void quant_vnni_fill(quant_kernels *k) {
     quant_avx2_fill(k);
     k->name = "avx512vnni";
@@ -777,4 +929,6 @@ void quant_vnni_fill(quant_kernels *k) {
     k->tok8[MOME_DTYPE_Q8_0] = t8_q8_0;
     k->packed[MOME_DTYPE_Q4_K] = pk_q4_K;
     k->packed[MOME_DTYPE_Q6_K] = pk_q6_K;
+    k->packed[MOME_DTYPE_Q5_0] = pk_q5_0;
+    k->packed[MOME_DTYPE_Q8_0] = pk_q8_0;
 }

@@ -557,7 +557,7 @@ static void test_ggml_math(void) {
     }
 }
 
-/* Q5_0, Q4_K and Q6_K follow llama.cpp's x86 arithmetic (quant.c): the
+/* Q5_0, Q8_0, Q4_K and Q6_K follow llama.cpp's x86 arithmetic (quant.c): the
  * scalar reference and the AVX2 / AVX-512 VNNI tables give the same bits for
  * one token (vec_dot, 4-row kernels) and for batches (4-token tiles in
  * Q4_K's gemm order, the tokens past a multiple of 4 in its one-token
@@ -565,7 +565,7 @@ static void test_ggml_math(void) {
  * orders are not vec_dot's, and all agree with a double-precision dot
  * product. */
 static void test_x86_order(void) {
-    static const enum mome_dtype ts[] = {MOME_DTYPE_Q5_0, MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K};
+    static const enum mome_dtype ts[] = {MOME_DTYPE_Q5_0, MOME_DTYPE_Q8_0, MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K};
     static const char *const tables[] = {"scalar", "avx2", "avx512vnni"};
     const int64_t R = 9, NT = 9;
     int cases = 0, tile_differs = 0;
@@ -780,23 +780,28 @@ static void test_edges(void) {
     printf("     kernels: %s\n", k);
 }
 
-/* Packed (row-interleaved) Q4_K and Q6_K: quant_matmul_packed under every
- * table (VNNI: its own kernels; the others: the reference, which unpacks)
- * against quant_matmul / quant_matmul_solo on the plain matrix under the
- * scalar table, bit for bit: nt = 1..19 (4-token groups and the gemv rest
- * of Q4_K, the tiled order of Q6_K from 8 tokens), row ranges in 16s, rows
- * of 1-6 super-blocks, random quants and activations (some all +-127). */
+/* Packed (row-interleaved) Q4_K, Q6_K, Q5_0 and Q8_0: quant_matmul_packed
+ * under every table (VNNI: its own kernels; the others: the reference, which
+ * unpacks) against quant_matmul / quant_matmul_solo on the plain matrix under
+ * the scalar table, bit for bit: nt = 1..19 (4-token groups and the gemv rest
+ * of Q4_K, the tiled order of Q6_K from 8 tokens, token pairs and the odd one
+ * of Q5_0/Q8_0), row ranges in 16s, rows of 1-6 super-blocks (Q5_0/Q8_0: 1,
+ * 3, 28, 152 and 280 blocks: the 0.5B's 896 and 4864, and more than one
+ * pass of the kernels' 256-block activation table), random quants (Q8_0: -128
+ * included) and activations (some all +-127). */
 static void test_packed(void) {
-    static const enum mome_dtype pt[] = {MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K};
+    static const enum mome_dtype pt[] = {MOME_DTYPE_Q4_K, MOME_DTYPE_Q6_K, MOME_DTYPE_Q5_0, MOME_DTYPE_Q8_0};
     static const char *tabs[] = {"scalar", "avx2", "avx512vnni"};
-    const int64_t lens[] = {256, 512, 1536};
+    const int64_t klens[] = {256, 512, 1536}, lens0[] = {32, 96, 896, 4864, 8960};
     const int64_t R = 48, NT = 19;
     const int64_t ranges[][2] = {{0, 48}, {16, 32}, {16, 48}};
     int bad = 0, cases = 0, vnni = 0;
-    for (size_t ti = 0; ti < 2; ti++)
-        for (size_t li = 0; li < sizeof lens / sizeof lens[0]; li++) {
+    for (size_t ti = 0; ti < sizeof pt / sizeof pt[0]; ti++)
+        for (size_t li = 0; li < 5; li++) {
             const enum mome_dtype t = pt[ti];
-            const int64_t n = lens[li];
+            const int kq = t == MOME_DTYPE_Q4_K || t == MOME_DTYPE_Q6_K;
+            if (kq && li >= 3) continue;
+            const int64_t n = kq ? klens[li] : lens0[li];
             const size_t ws = quant_row_size(t, n), as = quant_act_row_size(t, n);
             uint8_t *W = malloc(R * ws), *P = malloc(R * ws), *A = malloc(NT * as);
             float *X = malloc(n * 4), *Y0 = malloc(NT * R * 4), *Y1 = malloc(NT * R * 4), *d0 = malloc(n * 4),
