@@ -304,7 +304,7 @@ int exp_frozen(int argc, char **argv) {
     fprintf(f, "- model: %s; facts: the first %d of %s; %d thread(s); seed %lld\n", model_path, got, facts_src, o.threads,
             seed);
     fprintf(f, "- time caps: MoME %.1f min, LoRA %.1f min, full fine-tuning %.1f min%s\n", minutes[0], minutes[1],
-            minutes[2], minutes[1] < 60 || minutes[2] < 60 ? " (the fast version; `--full-version`: 60 min each)" : "");
+            minutes[2], minutes[1] == 1.5 && minutes[2] == 1.5 ? " (the fast version; `--full-version`: 60 min each)" : "");
     fprintf(f, "- memorized: each tuner's own rule (MoME: greedy decoding by the engine with the memory; LoRA and "
                "full: teacher-forced argmax of every answer token in the f32 training stack, mean loss < 0.01)\n");
     fprintf(f, "- measured by the engine (mome_eval, as `mome eval`): recall = exact greedy answers to the facts; "
