@@ -180,34 +180,40 @@ static int parse_list(const char *s, double *out, int cap) {
     return n;
 }
 
-static int cap_write_plot(const char *dir, const double *w, int n_w) {
-    FILE *f = exp_open_plot(dir, "capacity", "capacity.svg", 1200, 440);
+static int cap_write_plot(const char *dir, const double *w, int n_w, const int *sizes, int n_sizes) {
+    FILE *f = exp_open_plot(dir, "capacity", "capacity.svg", 1260, 560);
     if (!f) return 1;
     fprintf(f,
             "set grid\n"
             "set logscale x\n"
-            "set xlabel 'random facts in the memory'\n"
+            "set xrange [%g:%g]\n"
+            "set xlabel 'random facts in the memory'\n",
+            sizes[0] / 1.4, sizes[n_sizes - 1] * 1.4);
+    fprintf(f, "set xtics (");
+    for (int i = 0; i < n_sizes; i++) fprintf(f, "%s%d", i ? ", " : "", sizes[i]);
+    fprintf(f, ")\n"
             "set multiplot layout 1,3 title 'Capacity: random keys -> random answers, one memory per size'\n"
-            "set key bottom left box opaque\n"
+            "set key below box\n"
             "set yrange [0:1.05]\n"
             "set ylabel 'share (mome eval, default selection)'\n"
             "plot 'sizes.csv' using 1:6 with linespoints lw 2 pt 7 title 'recall', \\\n"
             "     '' using 1:7 with linespoints lw 2 pt 5 title 'locality, look-alikes', \\\n"
             "     '' using 1:8 with linespoints lw 2 pt 9 title 'locality, NQ questions'\n"
-            "set ylabel 'share (selection at tau, by w_pool)'\n"
+            "set ylabel 'share (selection at tau, by key weight w)'\n"
             "plot ");
     for (int i = 0; i < n_w; i++)
-        fprintf(f, "%s'selection.csv' using 1:($2==%g?$4:1/0) with linespoints lw 2 pt 7 lc %d title 'recall, w=%g', \\\n"
-                   "     '' using 1:($2==%g?$5:1/0) with linespoints lw 2 dt 2 pt 5 lc %d title 'look-alike locality, w=%g'",
-                i ? ", \\\n     " : "", w[i], i + 1, w[i], w[i], i + 1, w[i]);
+        fprintf(f, "%s'selection.csv' skip 1 every %d::%d using 1:4 with linespoints lw 2 pt 7 lc %d title 'recall, w=%g', \\\n"
+                   "     '' skip 1 every %d::%d using 1:5 with linespoints lw 2 dt 2 pt 5 lc %d title 'look-alike locality, w=%g'",
+                i ? ", \\\n     " : "", n_w, i, i + 1, w[i], n_w, i, i + 1, w[i]);
     fprintf(f, "\n"
                "set autoscale y\n"
                "set yrange [0:*]\n"
-               "set ylabel 'seconds'\n"
+               "set ylabel 'tuning: seconds, steps'\n"
                "set y2label 'KiB'\n"
                "set y2tics\n"
-               "set key top left box opaque\n"
+               "set y2range [0:*]\n"
                "plot 'sizes.csv' using 1:4 with linespoints lw 2 pt 7 title 'tuning time (s)', \\\n"
+               "     '' using 1:3 with linespoints lw 2 pt 9 title 'tuning steps', \\\n"
                "     '' using 1:($11/1024) axes x1y2 with linespoints lw 2 pt 5 title 'memory file (KiB, right)'\n"
                "unset multiplot\n");
     return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
@@ -217,7 +223,7 @@ int exp_capacity(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "capacity");
     const char *real_src = NULL, *sizes_s = "50,100,200", *w_s = "0.7,1,0";
-    int n_look = 50, n_real = 50, ans_len = 6, full = 0, ppl_all = 0, max_new = 24;
+    int n_look = 50, n_real = 50, ans_len = 6, full = 0, ppl_all = 0, max_new = 24, replot = 0;
     char def_real[4096];
     snprintf(def_real, sizeof def_real, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
     for (int i = 1; i < argc; i++) {
@@ -241,7 +247,9 @@ int exp_capacity(int argc, char **argv) {
                    "  --look-alikes N    untrained questions of the same form asked as neighbours (default 50)\n"
                    "  --real FILE        real neighbour questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)\n"
                    "  --n-real N         its first N questions (default 50)\n"
-                   "  --ppl-all          perplexity at every size (default: without a memory and the largest)\n",
+                   "  --ppl-all          perplexity at every size (default: without a memory and the largest)\n"
+                   "  --replot           only rewrite plot.gp and redraw from the CSVs already in -o DIR (with the\n"
+                   "                     run's --sizes and --w-pool)\n",
                    sizes_s, w_s);
             exp_common_help(&o);
             return 0;
@@ -254,6 +262,7 @@ int exp_capacity(int argc, char **argv) {
         else if (!strcmp(a, "--real") && has) real_src = argv[++i];
         else if (!strcmp(a, "--n-real") && has) n_real = atoi(argv[++i]);
         else if (!strcmp(a, "--ppl-all")) ppl_all = 1;
+        else if (!strcmp(a, "--replot")) replot = 1;
         else { exp_fail("capacity: unknown option or missing value '%s' (see mome experiment capacity --help)", a); return 2; }
     }
     if (full) {
@@ -277,6 +286,10 @@ int exp_capacity(int argc, char **argv) {
     if (n_look < 1 || n_real < 1 || ans_len < 1 || ans_len > 32) {
         exp_fail("capacity: --look-alikes and --n-real must be positive, --answer-chars 1..32");
         return 2;
+    }
+    if (replot) {
+        if (strchr(o.dir, '\'') || cap_write_plot(o.dir, w, n_w, sizes, n_sizes)) return 1;
+        return exp_run_gnuplot(o.dir) ? 0 : 1;
     }
     int rc = exp_common_check(&o, "capacity");
     if (rc) return rc;
@@ -504,7 +517,7 @@ int exp_capacity(int argc, char **argv) {
         if (fclose(f)) rc = exp_fail("%s: write error", path);
         f = NULL;
     }
-    if (!rc) rc = cap_write_plot(dir, w, n_w);
+    if (!rc) rc = cap_write_plot(dir, w, n_w, sizes, n_done);
     const int drew = rc ? 0 : exp_run_gnuplot(dir);
     if (!rc) {
         snprintf(path, sizeof path, "%s/summary.md", dir);

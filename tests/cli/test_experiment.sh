@@ -127,6 +127,11 @@ print(' '.join(err) or 'ok')" "$C")
 [ "$chk" = ok ] && ok "capacity: selection rows consistent with mome eval" || bad "capacity: $chk"
 grep -q "^- command: \`mome experiment capacity" "$C/summary.md" && grep -q "N and k map onto memory version 2" "$C/summary.md" &&
     ok "capacity: summary states the command and the N/k mapping" || bad "capacity summary"
+rm -f "$C/capacity.svg"
+if $MOME experiment capacity -o "$C" --sizes 3,6 --w-pool 0.7 --replot 2>"$tmp/log5" && grep -q "set xtics (3, 6)" "$C/plot.gp"; then
+    if command -v gnuplot >/dev/null 2>&1; then grep -q "<svg" "$C/capacity.svg" && ok "capacity --replot redraws" || bad "capacity --replot: no svg"
+    else ok "capacity --replot rewrites plot.gp"; fi
+else bad "capacity --replot: $(tail -2 "$tmp/log5")"; fi
 
 # frozen-vs-unfrozen (experiment 5): 1 fact, 2 capitals, MoME to the end, one step of LoRA and of full fine-tuning
 F="$tmp/fz"
