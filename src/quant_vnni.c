@@ -785,12 +785,28 @@ static void q0_act_fill(int q5, const block_q8_0 *y, int64_t nb, q0_act *o) {
     }
 }
 
+/* the 16 rows' unsigned Q5_0 quants (q + 16) of a packed block, group l in w[l] */
+static inline __attribute__((always_inline)) void q5_0x16_u(const block_q5_0x16 *b, __m512i w[8]) {
+    const __m512i m4 = _mm512_set1_epi8(0x0F), c16 = _mm512_set1_epi8(0x10);
+#pragma GCC unroll 4
+    for (int c = 0; c < 4; c++) {
+        const __m512i q = _mm512_loadu_si512(b->qs[c]);
+        w[c] = _mm512_and_si512(q, m4);
+        w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
+    }
+#pragma GCC unroll 8
+    for (int l = 0; l < 8; l++) w[l] = _mm512_mask_add_epi8(w[l], (__mmask64)b->qh[l], w[l], c16);
+}
+
 /* 16 rows x T tokens (T <= 2: 8 accumulators a token), Q5_0 (q5) or Q8_0;
+ * ex (Q5_0, use_ex): the group's quants already unsigned, 512 bytes a block
+ * (q5_0x16_u stored once for all the tokens of a product);
  * tab[t]: token t's q0_act for the nb blocks, or NULL (made here, a chunk at
  * a time) */
-static inline __attribute__((always_inline)) void q0x16(int q5, const void *xv, int64_t nb, const char *A,
-                                                        size_t as, const q0_act *const *tab, int T, float *Y,
-                                                        int64_t ldy, int pf) {
+static inline __attribute__((always_inline)) void q0x16(int q5, int use_ex, const void *xv, const uint8_t *ex,
+                                                        int64_t nb, const char *A, size_t as,
+                                                        const q0_act *const *tab, int T, float *Y, int64_t ldy,
+                                                        int pf) {
     const size_t bsz = q5 ? sizeof(block_q5_0x16) : sizeof(block_q8_0x16);
     q0_act own[2][Q0X16_CHUNK];
     __m512 acc[2][8];
@@ -816,15 +832,12 @@ static inline __attribute__((always_inline)) void q0x16(int q5, const void *xv, 
             __m512 dv;
             if (q5) {
                 const block_q5_0x16 *b = (const block_q5_0x16 *)bp;
-                const __m512i m4 = _mm512_set1_epi8(0x0F), c16 = _mm512_set1_epi8(0x10);
-#pragma GCC unroll 4
-                for (int c = 0; c < 4; c++) {
-                    const __m512i q = _mm512_loadu_si512(b->qs[c]);
-                    w[c] = _mm512_and_si512(q, m4);
-                    w[c + 4] = _mm512_and_si512(_mm512_srli_epi16(q, 4), m4);
-                }
+                if (use_ex) {
 #pragma GCC unroll 8
-                for (int l = 0; l < 8; l++) w[l] = _mm512_mask_add_epi8(w[l], (__mmask64)b->qh[l], w[l], c16);
+                    for (int l = 0; l < 8; l++) w[l] = _mm512_loadu_si512(ex + (size_t)(i0 + i) * 512 + 64 * l);
+                } else {
+                    q5_0x16_u(b, w);
+                }
                 dv = _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)b->d));
             } else {
                 const block_q8_0x16 *b = (const block_q8_0x16 *)bp;
@@ -854,48 +867,68 @@ static inline __attribute__((always_inline)) void q0x16(int q5, const void *xv, 
     }
 }
 
-typedef void (*q0x16_fn)(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
-                         int64_t ldy);
-static void q5_0x16_tok(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
-                        int64_t ldy) {
-    q0x16(1, x, nb, A, as, tab, 1, Y, ldy, 1);
+typedef void (*q0x16_fn)(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                         const q0_act *const *tab, float *Y, int64_t ldy);
+static void q5_0x16_tok(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                        const q0_act *const *tab, float *Y, int64_t ldy) {
+    q0x16(1, 0, x, ex, nb, A, as, tab, 1, Y, ldy, 1);
 }
-static void q5_0x16_tok2(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
-                         int64_t ldy) {
-    q0x16(1, x, nb, A, as, tab, 2, Y, ldy, 0);
+static void q5_0x16_tok2(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                         const q0_act *const *tab, float *Y, int64_t ldy) {
+    q0x16(1, 0, x, ex, nb, A, as, tab, 2, Y, ldy, 0);
 }
-static void q8_0x16_tok(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
-                        int64_t ldy) {
-    q0x16(0, x, nb, A, as, tab, 1, Y, ldy, 1);
+static void q5_0x16_ex1(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                        const q0_act *const *tab, float *Y, int64_t ldy) {
+    q0x16(1, 1, x, ex, nb, A, as, tab, 1, Y, ldy, 0);
 }
-static void q8_0x16_tok2(const void *x, int64_t nb, const char *A, size_t as, const q0_act *const *tab, float *Y,
-                         int64_t ldy) {
-    q0x16(0, x, nb, A, as, tab, 2, Y, ldy, 0);
+static void q5_0x16_ex2(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                        const q0_act *const *tab, float *Y, int64_t ldy) {
+    q0x16(1, 1, x, ex, nb, A, as, tab, 2, Y, ldy, 0);
 }
+static void q8_0x16_tok(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                        const q0_act *const *tab, float *Y, int64_t ldy) {
+    q0x16(0, 0, x, ex, nb, A, as, tab, 1, Y, ldy, 1);
+}
+static void q8_0x16_tok2(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
+                         const q0_act *const *tab, float *Y, int64_t ldy) {
+    q0x16(0, 0, x, ex, nb, A, as, tab, 2, Y, ldy, 0);
+}
+
+#define Q0_EX_MIN_T 4 /* Q5_0 products of this many tokens unsigned-expand each group once */
 
 /* Every token (solo or not) in vec_dot's order: pairs, then one. The
  * activations' q0_act table is made once per call (on the stack when small,
- * else on the heap; without memory each kernel call makes its own). */
-static inline void pk_q0(int q5, q0x16_fn one, q0x16_fn two, int64_t n, const void *P, const void *A, size_t as,
-                         int nt, float *Y, int64_t ldy, int64_t r0, int64_t r1) {
+ * else on the heap, with Q5_0's expanded group; without memory each kernel
+ * call makes its own and unpacks as it goes). */
+static void pk_q0(int q5, int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy,
+                  int64_t r0, int64_t r1) {
     const int64_t nb = n / QK8_0;
     const size_t gsz = (size_t)nb * (q5 ? sizeof(block_q5_0x16) : sizeof(block_q8_0x16));
     q0_act stack_tab[1024];
-    const size_t ne = (size_t)nt * (size_t)nb;
-    q0_act *heap = ne > sizeof stack_tab / sizeof stack_tab[0] ? malloc(ne * sizeof(q0_act)) : NULL;
-    q0_act *tab = ne <= sizeof stack_tab / sizeof stack_tab[0] ? stack_tab : heap;
+    const size_t ne = (size_t)nt * (size_t)nb, exb = q5 && nt >= Q0_EX_MIN_T ? (size_t)nb * 512 : 0;
+    char *heap = ne > sizeof stack_tab / sizeof stack_tab[0] || exb ? malloc(exb + ne * sizeof(q0_act)) : NULL;
+    uint8_t *ex = heap && exb ? (uint8_t *)heap : NULL; /* malloc's alignment suffices for q0_act after it */
+    q0_act *tab = !heap ? (ne <= sizeof stack_tab / sizeof stack_tab[0] ? stack_tab : NULL) : (q0_act *)(heap + exb);
     if (tab)
         for (int t = 0; t < nt; t++) q0_act_fill(q5, (const block_q8_0 *)((const char *)A + (size_t)t * as), nb, tab + (size_t)t * nb);
+    const q0x16_fn one = !q5 ? q8_0x16_tok : ex ? q5_0x16_ex1 : q5_0x16_tok;
+    const q0x16_fn two = !q5 ? q8_0x16_tok2 : ex ? q5_0x16_ex2 : q5_0x16_tok2;
     for (int64_t r = r0; r < r1; r += 16) {
         const char *x = (const char *)P + (size_t)(r / 16) * gsz;
+        if (ex)
+            for (int64_t i = 0; i < nb; i++) {
+                __m512i w[8];
+                q5_0x16_u((const block_q5_0x16 *)x + i, w);
+                for (int l = 0; l < 8; l++) _mm512_storeu_si512(ex + (size_t)i * 512 + 64 * l, w[l]);
+            }
         int t = 0;
         for (; t + 2 <= nt; t += 2) {
             const q0_act *tt[2] = {tab ? tab + (size_t)t * nb : NULL, tab ? tab + (size_t)(t + 1) * nb : NULL};
-            two(x, nb, (const char *)A + (size_t)t * as, as, tab ? tt : NULL, Y + (int64_t)t * ldy + r, ldy);
+            two(x, ex, nb, (const char *)A + (size_t)t * as, as, tab ? tt : NULL, Y + (int64_t)t * ldy + r, ldy);
         }
         for (; t < nt; t++) {
             const q0_act *tt[1] = {tab ? tab + (size_t)t * nb : NULL};
-            one(x, nb, (const char *)A + (size_t)t * as, as, tab ? tt : NULL, Y + (int64_t)t * ldy + r, ldy);
+            one(x, ex, nb, (const char *)A + (size_t)t * as, as, tab ? tt : NULL, Y + (int64_t)t * ldy + r, ldy);
         }
     }
     free(heap);
@@ -903,11 +936,11 @@ static inline void pk_q0(int q5, q0x16_fn one, q0x16_fn two, int64_t n, const vo
 
 static void pk_q5_0(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy, int64_t r0,
                     int64_t r1, int solo) {
-    pk_q0(1, q5_0x16_tok, q5_0x16_tok2, n, P, A, as, nt, Y, ldy, r0, r1);
+    pk_q0(1, n, P, A, as, nt, Y, ldy, r0, r1);
 }
 static void pk_q8_0(int64_t n, const void *P, const void *A, size_t as, int nt, float *Y, int64_t ldy, int64_t r0,
                     int64_t r1, int solo) {
-    pk_q0(0, q8_0x16_tok, q8_0x16_tok2, n, P, A, as, nt, Y, ldy, r0, r1);
+    pk_q0(0, n, P, A, as, nt, Y, ldy, r0, r1);
 }
 
 void quant_vnni_fill(quant_kernels *k) {
