@@ -15,6 +15,7 @@
  * Q4_1 model it runs on (both are measured and reported). The curves
  * (memorized share vs step and vs time) come from the tuners' progress.
  */
+#include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -43,15 +44,44 @@ static void fz_progress(const mome_tune_progress *p, void *user) {
 /* What the engine measures on one model (+ memory). */
 typedef struct fz_eval {
     double recall, ppl, cap_contains, cap_exact, seconds;
+    double cap_short;      /* share of capital answers of at most 4 characters (a code, not a name) */
 } fz_eval;
 
 typedef struct fz_opts {
     const char *facts, *capitals, *text;
+    const char *work;      /* where the answers to the capitals go (capitals_TAG.jsonl) */
     long long text_bytes;
     int threads, max_new;
 } fz_opts;
 
-static int fz_measure(mome_model *m, mome_memory *mem, const fz_opts *o, const char *what, fz_eval *e) {
+/* The share of answers in an eval --outputs file of at most 4 characters
+ * (whitespace trimmed); -1 if unreadable. */
+static double fz_short_share(const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return -1;
+    char *line = NULL;
+    size_t cap = 0;
+    int n = 0, k = 0;
+    while (getline(&line, &cap, f) > 0) {
+        cJSON *o = cJSON_Parse(line);
+        const cJSON *a = cJSON_GetObjectItemCaseSensitive(o, "answer");
+        if (cJSON_IsString(a)) {
+            const char *t = a->valuestring;
+            size_t len = strlen(t);
+            while (len && (t[len - 1] == ' ' || t[len - 1] == '\n')) len--;
+            while (len && (*t == ' ' || *t == '\n')) { t++; len--; }
+            n++;
+            k += len <= 4;
+        }
+        cJSON_Delete(o);
+    }
+    free(line);
+    fclose(f);
+    return n ? (double)k / n : -1;
+}
+
+static int fz_measure(mome_model *m, mome_memory *mem, const fz_opts *o, const char *what, const char *tag,
+                      fz_eval *e) {
     const double t0 = mome_time_s();
     mome_eval_params ep = mome_eval_default_params();
     ep.facts_path = o->facts;
@@ -65,11 +95,15 @@ static int fz_measure(mome_model *m, mome_memory *mem, const fz_opts *o, const c
     if (mome_eval(m, mem, &ep, &r)) return exp_fail("%s: eval: %s", what, mome_errmsg());
     e->recall = r.recall;
     e->ppl = r.perplexity;
+    char answers[3400];
+    snprintf(answers, sizeof answers, "%s/capitals_%s.jsonl", o->work, tag);
     ep.facts_path = o->capitals;
     ep.text_path = NULL;
+    ep.outputs_path = answers;
     if (mome_eval(m, mem, &ep, &r)) return exp_fail("%s: eval of %s: %s", what, o->capitals, mome_errmsg());
     e->cap_contains = r.contains_recall;
     e->cap_exact = r.recall;
+    e->cap_short = fz_short_share(answers);
     e->seconds = mome_time_s() - t0;
     fprintf(stderr, "experiment: frozen-vs-unfrozen: %s: recall %.3f, perplexity %.4f, capitals contains %.3f (%.0f s)\n",
             what, e->recall, e->ppl, e->cap_contains, e->seconds);
@@ -77,12 +111,12 @@ static int fz_measure(mome_model *m, mome_memory *mem, const fz_opts *o, const c
 }
 
 /* Loads a model file the experiment wrote, measures it, frees it. */
-static int fz_measure_file(const char *path, const fz_opts *o, const char *what, fz_eval *e) {
+static int fz_measure_file(const char *path, const fz_opts *o, const char *what, const char *tag, fz_eval *e) {
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = o->threads;
     mome_model *m;
     if (mome_model_load(path, &mp, &m)) return exp_fail("%s: %s", what, mome_errmsg());
-    const int rc = fz_measure(m, NULL, o, what, e);
+    const int rc = fz_measure(m, NULL, o, what, tag, e);
     mome_model_free(m);
     return rc;
 }
@@ -135,7 +169,7 @@ int exp_frozen(int argc, char **argv) {
     const char *facts_src = NULL;
     int n_facts = 100, keep = 0;
     double minutes[3] = {10, 1.5, 1.5}, lr[3] = {0, 0, 0};
-    fz_opts o = {NULL, NULL, NULL, 0, 1, 16};
+    fz_opts o = {NULL, NULL, NULL, NULL, 0, 1, 16};
     char def_facts[4096], def_cap[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
     snprintf(def_cap, sizeof def_cap, "%s/data/facts/capitals.jsonl", exp_shared_dir());
@@ -212,16 +246,17 @@ int exp_frozen(int argc, char **argv) {
     int got;
     if (exp_copy_first_lines(facts_src, facts, n_facts, &got)) return 1;
     o.facts = facts;
+    o.work = work;
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = o.threads;
     mome_model *m;
     if (mome_model_load(model_path, &mp, &m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
     /* the two "before"s: the model as MoME runs it, and as the f32 file LoRA and full start from */
     fz_eval base_q, base_f;
-    int rc = fz_measure(m, NULL, &o, "base model", &base_q);
+    int rc = fz_measure(m, NULL, &o, "base model", "base_q4_1", &base_q);
     snprintf(base_f32, sizeof base_f32, "%s/base_f32.gguf", work);
     if (!rc && finetune_write_f32_base(m, base_f32)) rc = exp_fail("%s: %s", base_f32, mome_errmsg());
-    if (!rc) rc = fz_measure_file(base_f32, &o, "base model as f32", &base_f);
+    if (!rc) rc = fz_measure_file(base_f32, &o, "base model as f32", "base_f32", &base_f);
     if (!keep) unlink(base_f32);
     static const char *const methods[3] = {"mome", "lora", "full"};
     fz_run run[3];
@@ -264,10 +299,11 @@ int exp_frozen(int argc, char **argv) {
         if (mi == 0) {
             mome_memory *mem;
             if (mome_memory_load(out, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
-            rc = fz_measure(m, mem, &o, "MoME", &r->after);
+            rc = fz_measure(m, mem, &o, "MoME", "mome", &r->after);
             mome_memory_free(mem);
         } else {
-            rc = fz_measure_file(mi == 1 ? merged : out, &o, mi == 1 ? "LoRA (merged)" : "full fine-tuning", &r->after);
+            rc = fz_measure_file(mi == 1 ? merged : out, &o, mi == 1 ? "LoRA (merged)" : "full fine-tuning", methods[mi],
+                                 &r->after);
             if (!keep) {
                 unlink(out);
                 unlink(merged);
@@ -281,13 +317,14 @@ int exp_frozen(int argc, char **argv) {
         if (!f) return exp_fail("%s: %s", path, strerror(errno));
         fprintf(f, "method,time_cap_min,lr,steps,seconds,memorized,n_facts,all_memorized,recall_before,recall_after,"
                    "ppl_before,ppl_after,capitals_contains_before,capitals_contains_after,capitals_exact_before,"
-                   "capitals_exact_after,output_bytes\n");
+                   "capitals_exact_after,capitals_short_before,capitals_short_after,output_bytes\n");
         for (int i = 0; i < n_run; i++) {
             const fz_run *r = &run[i];
-            fprintf(f, "%s,%.2f,%g,%lld,%.1f,%d,%d,%d,%.4f,%.4f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%lld\n", r->method,
+            fprintf(f, "%s,%.2f,%g,%lld,%.1f,%d,%d,%d,%.4f,%.4f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f,%.4f,%lld\n", r->method,
                     r->minutes, r->lr, (long long)r->steps, r->seconds, r->memorized, r->n, r->memorized == r->n,
                     r->before.recall, r->after.recall, r->before.ppl, r->after.ppl, r->before.cap_contains,
-                    r->after.cap_contains, r->before.cap_exact, r->after.cap_exact, r->out_bytes);
+                    r->after.cap_contains, r->before.cap_exact, r->after.cap_exact, r->before.cap_short, r->after.cap_short,
+                    r->out_bytes);
         }
         if (fclose(f)) return exp_fail("%s: write error", path);
         if (fz_write_plot(dir)) return 1;
@@ -315,7 +352,8 @@ int exp_frozen(int argc, char **argv) {
     fprintf(f, "- base model: Q4_1 recall %.3f, perplexity %.4f, capitals contains %.3f; as f32: recall %.3f, "
                "perplexity %.4f, capitals contains %.3f\n",
             base_q.recall, base_q.ppl, base_q.cap_contains, base_f.recall, base_f.ppl, base_f.cap_contains);
-    fprintf(f, "- data: `results.csv` (one row per method), `curve_*.csv` (every progress report of the tuners)\n\n");
+    fprintf(f, "- data: `results.csv` (one row per method), `curve_*.csv` (every progress report of the tuners), "
+               "`work/capitals_*.jsonl` (every answer to the capitals, per model; not kept in docs/)\n\n");
     if (drew) fprintf(f, "![memorized share vs step and vs wall time](frozen_vs_unfrozen.svg)\n\n");
     else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
     fprintf(f, "| method | backbone | memorized (tuner) | steps | seconds | recall before -> after | perplexity before "
@@ -338,10 +376,10 @@ int exp_frozen(int argc, char **argv) {
             fprintf(f, "- %s: stopped by its %.1f-minute cap after %lld steps with %d of %d facts memorized (time to "
                        "100%% not reached)", r->method, r->minutes, (long long)r->steps, r->memorized, r->n);
         fprintf(f, "; engine recall %.3f -> %.3f; held-out perplexity %+.2f%%%s; capitals contains-recall %.3f -> %.3f "
-                   "(%+.1f points).\n",
+                   "(%+.1f points); capital answers of at most 4 characters (a code rather than a name) %.3f -> %.3f.\n",
                 r->before.recall, r->after.recall, pct(r->after.ppl, r->before.ppl),
                 r->after.ppl == r->before.ppl ? " (bit-identical)" : "", r->before.cap_contains, r->after.cap_contains,
-                100 * (r->after.cap_contains - r->before.cap_contains));
+                100 * (r->after.cap_contains - r->before.cap_contains), r->before.cap_short, r->after.cap_short);
     }
     if (n_run == 3) {
         const fz_run *a = &run[0];

@@ -146,7 +146,7 @@ for f in results.csv curve_mome.csv curve_lora.csv curve_full.csv plot.gp summar
 done
 # one row per method; MoME memorized its fact, the engine recalls it, plain text bit-identical; LoRA and full
 # stopped by their caps after one step each, both measured from the same untrained f32 file; each curve ends
-# with the tuner's final count; the 540 MB f32 model files are removed
+# with the tuner's final count; the capitals' answers are kept per model, the 540 MB f32 model files removed
 chk=$(python3 -c "
 import csv,sys
 d=sys.argv[1]
@@ -160,6 +160,8 @@ else:
     if l['ppl_before']!=f['ppl_before'] or l['capitals_contains_before']!=f['capitals_contains_before']: err.append('before')
     if l['ppl_after']==l['ppl_before'] or f['ppl_after']==f['ppl_before']: err.append('unchanged weights')
     for k in r:
+        if not 0<=float(r[k]['capitals_short_before'])<=1 or not 0<=float(r[k]['capitals_short_after'])<=1: err.append('short '+k)
+        if sum(1 for _ in open(d+'/work/capitals_'+k+'.jsonl'))!=2: err.append('answers '+k)
         c=list(csv.DictReader(open(d+'/curve_'+k+'.csv')))
         if not c or c[-1]['phase']!='done' or c[-1]['memorized']!=r[k]['memorized']: err.append('curve '+k)
 print(' '.join(err) or 'ok')" "$F" 2>&1)
