@@ -105,7 +105,7 @@ typedef struct mome_tune_params {
     int on_conflict;           /* 0: error, 1: keep first, 2: keep last */
     /* memory layout (new memories only) */
     int key_layer;             /* block whose input gives the pooled question key (-1: 1/5 of depth) */
-    int layer;                 /* block whose input the values join (-1: 4/5 of depth) */
+    int layer;                 /* block whose input the values join (-1: 4/5 of depth, 7/8 on qwen2) */
     float route_threshold;     /* selection threshold on the key score (default 0.55) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     int augment;               /* extra training contexts per fact, generated (system prompts,

@@ -215,22 +215,32 @@ typedef struct arch_def {
     const tensor_def *block;       /* the tensors of one block */
     int n_block;
     int rope_neox;                 /* llama.cpp's rope type: 0 NORM, 1 NEOX */
-    float mem_lr;                  /* the memory tuner's default learning rate (measured, see
-                                    * docs/BENCHMARKS.md "Memory tuning on Qwen2.5"); 0: MEM_DEFAULT_LR */
+    /* the memory tuner's defaults, measured per architecture (docs/BENCHMARKS.md, "Memory tuning
+     * on Qwen2.5"): the learning rate (0: MEM_DEFAULT_LR) and the value block as a fraction of
+     * the depth, num/den (0/0: 4/5) */
+    float mem_lr;
+    int mem_value_num, mem_value_den;
 } arch_def;
 
 #define N_OF(a) (int)(sizeof(a) / sizeof((a)[0]))
 /* token_embd, output_norm and output (absent: tied to token_embd) are common */
 static const arch_def k_archs[] = {
-    {"llama", k_llama_hparams, N_OF(k_llama_hparams), k_llama_block, N_OF(k_llama_block), 0, 0.0f},
-    {"mistral", k_llama_hparams, N_OF(k_llama_hparams), k_llama_block, N_OF(k_llama_block), 0, 0.0f},
-    /* Qwen2.5-Coder-0.5B, 50 facts: lr 0.05 memorized in 28 steps, 0.15 in 15, same recall,
-     * context, variants and locality */
-    {"qwen2", k_qwen2_hparams, N_OF(k_qwen2_hparams), k_qwen2_block, N_OF(k_qwen2_block), 1, 0.15f},
+    {"llama", k_llama_hparams, N_OF(k_llama_hparams), k_llama_block, N_OF(k_llama_block), 0, 0.0f, 0, 0},
+    {"mistral", k_llama_hparams, N_OF(k_llama_hparams), k_llama_block, N_OF(k_llama_block), 0, 0.0f, 0, 0},
+    /* Qwen2.5-Coder-0.5B (24 blocks), 50 languages facts: value block 19 (4/5) memorized in 28
+     * steps, 16 in 42, 21 (7/8) in 21 with every variant and neighbour right (19: 148/150
+     * variants, 49/50 capitals kept); lr 0.05 -> 0.15 halved the steps */
+    {"qwen2", k_qwen2_hparams, N_OF(k_qwen2_hparams), k_qwen2_block, N_OF(k_qwen2_block), 1, 0.15f, 7, 8},
 };
 
 float model_mem_lr(const mome_model *m) {
     return m->arch && m->arch->mem_lr > 0 ? m->arch->mem_lr : MEM_DEFAULT_LR;
+}
+
+int model_mem_value_layer(const mome_model *m) {
+    const int L = m->hp.n_layer;
+    if (m->arch && m->arch->mem_value_den > 0) return L * m->arch->mem_value_num / m->arch->mem_value_den;
+    return (4 * L) / 5;
 }
 
 static const arch_def *find_arch(const char *name) {

@@ -60,9 +60,11 @@ typedef struct llama_layer {
 
 struct arch_def;
 
-/* The memory tuner's default learning rate for the model's architecture. */
+/* The memory tuner's defaults for the model's architecture: the learning
+ * rate and the value block (4/5 of the depth unless measured otherwise). */
 #define MEM_DEFAULT_LR 0.05f
 float model_mem_lr(const mome_model *m);
+int model_mem_value_layer(const mome_model *m);
 
 struct mome_model {
     char *path;

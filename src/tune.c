@@ -673,7 +673,7 @@ static int prepare(tuner *t, int *new_memory) {
     if (p->init_memory) {
         if ((rc = mome_memory_load(p->init_memory, m, &t->mem))) return rc;
     } else {
-        const int lv = p->layer >= 0 ? p->layer : (4 * L) / 5;
+        const int lv = p->layer >= 0 ? p->layer : model_mem_value_layer(m);
         const int lk = p->key_layer >= 0 ? p->key_layer : L / 5;
         if ((rc = mem_new(m, lk > 0 ? lk : 1, lv, &t->mem))) return rc;
         mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
