@@ -1262,13 +1262,23 @@ static void pack_q8_016(const void *src, size_t stride, block_q8_0x16 *p) {
     for (int r = 0; r < 16; r++) {
         const block_q8_0 *b = (const block_q8_0 *)((const char *)src + (size_t)r * stride);
         p->d[r] = b->d;
-        for (int j = 0; j < 32; j++) p->qs[j / 4][r][j % 4] = (uint8_t)b->qs[j] ^ 0x80;
+        for (int l = 0; l < 8; l++) {
+            uint32_t v;
+            memcpy(&v, b->qs + 4 * l, 4);
+            v ^= 0x80808080u;
+            memcpy(p->qs[l][r], &v, 4);
+        }
     }
 }
 
 static void unpack_q8_016(const block_q8_0x16 *p, int r, block_q8_0 *b) {
     b->d = p->d[r];
-    for (int j = 0; j < 32; j++) b->qs[j] = (int8_t)(p->qs[j / 4][r][j % 4] ^ 0x80);
+    for (int l = 0; l < 8; l++) {
+        uint32_t v;
+        memcpy(&v, p->qs[l][r], 4);
+        v ^= 0x80808080u;
+        memcpy(b->qs + 4 * l, &v, 4);
+    }
 }
 
 static int packable(enum mome_dtype wt, int64_t n) {
