@@ -100,7 +100,7 @@ void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_st
                        int64_t r0, int64_t r1);
 
 /* Row-interleaved ("packed") weights, for the types the active kernel table
- * streams faster that way (Q4_K, Q6_K with AVX-512 VNNI): groups of
+ * streams faster that way (Q4_K, Q6_K, Q5_0, Q8_0 with AVX-512 VNNI): groups of
  * QUANT_PACK_ROWS rows, each group one super-block column after another,
  * the 16 rows of a super-block interleaved in 4-byte units (quant_impl.h has
  * the layouts; docs/ARCHITECTURE.md, "Packed weights"). A packed matrix has
