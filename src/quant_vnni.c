@@ -869,30 +869,20 @@ static inline __attribute__((always_inline)) void q0x16(int q5, int use_ex, cons
 
 typedef void (*q0x16_fn)(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
                          const q0_act *const *tab, float *Y, int64_t ldy);
-static void q5_0x16_tok(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
-                        const q0_act *const *tab, float *Y, int64_t ldy) {
-    q0x16(1, 0, x, ex, nb, A, as, tab, 1, Y, ldy, 1);
-}
-static void q5_0x16_tok2(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
-                         const q0_act *const *tab, float *Y, int64_t ldy) {
-    q0x16(1, 0, x, ex, nb, A, as, tab, 2, Y, ldy, 0);
-}
-static void q5_0x16_ex1(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
-                        const q0_act *const *tab, float *Y, int64_t ldy) {
-    q0x16(1, 1, x, ex, nb, A, as, tab, 1, Y, ldy, 0);
-}
-static void q5_0x16_ex2(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
-                        const q0_act *const *tab, float *Y, int64_t ldy) {
-    q0x16(1, 1, x, ex, nb, A, as, tab, 2, Y, ldy, 0);
-}
-static void q8_0x16_tok(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
-                        const q0_act *const *tab, float *Y, int64_t ldy) {
-    q0x16(0, 0, x, ex, nb, A, as, tab, 1, Y, ldy, 1);
-}
-static void q8_0x16_tok2(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,
-                         const q0_act *const *tab, float *Y, int64_t ldy) {
-    q0x16(0, 0, x, ex, nb, A, as, tab, 2, Y, ldy, 0);
-}
+/* the instances: Q5_0 (from packed blocks or the unpacked group) and Q8_0,
+ * 1 or 2 tokens; the one-token ones that stream the weights prefetch them */
+#define Q0X16_FN(name, q5, use_ex, T, pf)                                                                  \
+    static void name(const void *x, const uint8_t *ex, int64_t nb, const char *A, size_t as,              \
+                     const q0_act *const *tab, float *Y, int64_t ldy) {                                   \
+        q0x16(q5, use_ex, x, ex, nb, A, as, tab, T, Y, ldy, pf);                                          \
+    }
+Q0X16_FN(q5_0x16_tok, 1, 0, 1, 1)
+Q0X16_FN(q5_0x16_tok2, 1, 0, 2, 0)
+Q0X16_FN(q5_0x16_ex1, 1, 1, 1, 0)
+Q0X16_FN(q5_0x16_ex2, 1, 1, 2, 0)
+Q0X16_FN(q8_0x16_tok, 0, 0, 1, 1)
+Q0X16_FN(q8_0x16_tok2, 0, 0, 2, 0)
+#undef Q0X16_FN
 
 #define Q0_EX_MIN_T 4 /* Q5_0 products of this many tokens unsigned-expand each group once */
 
