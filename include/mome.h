@@ -259,9 +259,10 @@ int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n);
  * (at least two tokens are decoded again: the last for its logits, and one
  * token alone would take the one-token attention order): decode ids from
  * there on to reuse the K/V of a shared prompt head, as llama.cpp's server
- * does. The bits then equal a decode from scratch where the matrix kernels
- * give a row the same bits whatever the rows beside it (Q4_1, Q8_0, the
- * K-quants; not the 4-token tiles of F32 and Q4_0). */
+ * does. The bits then equal a decode from scratch. Where the model's matrix
+ * kernels do not give a row the same bits whatever the rows beside it (Q6_K's
+ * tiled order, the 4-token tiles of F32 and Q4_0), this is 0: answers never
+ * depend on what the context held before. */
 int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n);
 /* Logits of the i-th token of the last decode (i = -1: last). (V,) */
 const float *mome_get_logits(const mome_ctx *c, int i);

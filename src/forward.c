@@ -141,13 +141,21 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
 
 int32_t mome_ctx_n_past(const mome_ctx *c) { return c->n_past; }
 
-int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n) {
+int ctx_shared_prefix_any(const mome_ctx *c, const int32_t *ids, int n) {
     /* at least two tokens are left to decode: one token alone takes the
      * one-token attention order, which a prompt decoded from scratch does
      * not, so its bits would depend on what the context held before */
     int k = 0;
     while (k < c->n_past && k < n - 2 && c->tokens[k] == ids[k]) k++;
     return k;
+}
+
+int mome_ctx_shared_prefix(const mome_ctx *c, const int32_t *ids, int n) {
+    /* where a row's bits depend on the rows beside it in a matrix call
+     * (Qwen2.5's Q6_K, measured: half of 8 answers changed between eval
+     * --parallel 1 and 16), a reused head would make an answer depend on the
+     * question asked before it: decode from scratch */
+    return c->m->chunk_invariant ? ctx_shared_prefix_any(c, ids, n) : 0;
 }
 
 int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {

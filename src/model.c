@@ -378,11 +378,17 @@ static int pack_mat(mome_model *m, qmat *q) {
 }
 
 static int pack_weights(mome_model *m) {
+    /* and whether every matrix gives a prompt row the same bits however the
+     * prompt is split (mome_ctx_shared_prefix) */
+    m->chunk_invariant = quant_chunk_invariant(m->output.type);
     for (int l = 0; l < m->hp.n_layer; l++) {
         llama_layer *L = &m->layers[l];
         qmat *mats[] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w_gate, &L->w_up, &L->w_down};
-        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++)
-            if (mats[i]->data && pack_mat(m, mats[i])) return MOME_ERR_NOMEM;
+        for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) {
+            if (!mats[i]->data) continue;
+            if (!quant_chunk_invariant(mats[i]->type)) m->chunk_invariant = 0;
+            if (pack_mat(m, mats[i])) return MOME_ERR_NOMEM;
+        }
     }
     if (pack_mat(m, &m->output)) return MOME_ERR_NOMEM;
     return 0;

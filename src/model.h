@@ -64,6 +64,9 @@ struct arch_def;
  * rate and the value block (4/5 of the depth unless measured otherwise). */
 #define MEM_DEFAULT_LR 0.05f
 float model_mem_lr(const mome_model *m);
+/* mome_ctx_shared_prefix without its exactness condition: for callers that
+ * only need states close to a decode from scratch (the tuner's captures). */
+int ctx_shared_prefix_any(const mome_ctx *c, const int32_t *ids, int n);
 int model_mem_value_layer(const mome_model *m);
 
 struct mome_model {
@@ -77,6 +80,8 @@ struct mome_model {
     qmat output;         /* (V, C); the embedding when tied */
     llama_layer *layers; /* (L) */
     int n_threads;
+    int chunk_invariant;  /* every matrix kernel gives a row the same bits whatever rows share
+                           * its call (quant_chunk_invariant): a reused prompt head is exact */
     char *chat_template; /* NUL-terminated copy, or NULL */
     char *name;          /* general.name or file name */
     char sha256[65];     /* "" until computed */

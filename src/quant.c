@@ -1286,6 +1286,13 @@ static int packable(enum mome_dtype wt, int64_t n) {
            n > 0 && n % g_traits[wt].blck == 0;
 }
 
+int quant_chunk_invariant(enum mome_dtype wt) {
+    const quant_traits *tr = quant_get_traits((uint32_t)wt);
+    if (!tr || !tr->supported) return 0;
+    const quant_kernels *k = kernels();
+    return !k->vd_tiled[wt] && (!k->dot4[wt] || k->dot4_exact[wt]);
+}
+
 int quant_pack_wanted(enum mome_dtype wt, int64_t n, int64_t n_out) {
     if (!packable(wt, n) || n_out <= 0 || n_out % QUANT_PACK_ROWS) return 0;
     const char *env = getenv("MOME_PACK");

@@ -99,6 +99,13 @@ void quant_matmul_solo(enum mome_dtype wt, int64_t n, const void *W, size_t w_st
                        const void *A, size_t a_stride, int nt, float *Y, int64_t ldy,
                        int64_t r0, int64_t r1);
 
+/* 1 if quant_matmul gives every activation row the bits it gets alone, for
+ * any nt, under the active kernels (no tiled order for long products, 4-token
+ * tiles in vec_dot's order): a prompt's rows then do not depend on how the
+ * prompt was split into decode calls. Q6_K (llama.cpp's tiled order from 8
+ * tokens on) and the 4-token tiles of F32 and Q4_0 are not. */
+int quant_chunk_invariant(enum mome_dtype wt);
+
 /* Row-interleaved ("packed") weights, for the types the active kernel table
  * streams faster that way (Q4_K, Q6_K, Q5_0, Q8_0 with AVX-512 VNNI): groups of
  * QUANT_PACK_ROWS rows, each group one super-block column after another,

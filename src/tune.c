@@ -253,7 +253,10 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
     /* the K/V of the part shared with the previous sequence is reused; the
      * decision row (P - 1) and the answer rows are always decoded, since
      * their keys and inputs are read from this call */
-    const int n = P + na, shared = mome_ctx_shared_prefix(c, seq, n), keep = shared < P - 1 ? shared : P - 1;
+    /* (bit-exact with a decode from scratch where the kernels allow it; else
+     * within rounding, which the training does not need: greedy
+     * verification decodes each fact from scratch) */
+    const int n = P + na, shared = ctx_shared_prefix_any(c, seq, n), keep = shared < P - 1 ? shared : P - 1;
     c->capture_layer = lv;
     c->dec_keys = keys;
     c->mem_route_off = 1;

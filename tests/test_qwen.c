@@ -22,6 +22,7 @@
 
 #include <unistd.h>
 
+#include "model.h"
 #include "mome.h"
 #include "test.h"
 #include "tinymodel.h"
@@ -377,6 +378,35 @@ static void test_arch_errors_tiny(void) {
     rmdir(dir);
 }
 
+/* An answer never depends on the question asked before it in the same
+ * context: where a row's bits depend on the rows beside it in a matrix call
+ * (the 0.5B's Q6_K), mome_ctx_shared_prefix reuses nothing, and a second
+ * prompt's logits equal a decode from scratch. (Eval --parallel 1 and 16 gave
+ * different answers to 4 of 8 questions before.) */
+static void test_prefix_reuse_exact(void) {
+    const char *path = test_model_file(Q05);
+    if (!path) SKIP("models/%s absent (make qwen)", Q05);
+    mome_model *m = load(path);
+    REQUIRE(m, "load");
+    const mome_chat_msg a = {"user", "Who wrote the novel Moby-Dick?"}, b = {"user", "Who is the head of the supreme court?"};
+    char *ta = mome_chat_format(m, &a, 1, 1), *tb = mome_chat_format(m, &b, 1, 1);
+    int32_t *ia = NULL, *ib = NULL;
+    const int na = mome_tokenize_alloc(m, ta, 1, 1, &ia), nb = mome_tokenize_alloc(m, tb, 1, 1, &ib);
+    REQUIRE(na > 8 && nb > 8, "tokenize");
+    mome_ctx *c1 = new_ctx(m, 256, 256), *c2 = new_ctx(m, 256, 256);
+    REQUIRE(c1 && c2, "ctx");
+    REQUIRE(mome_decode(c1, ia, na, 0, 0) == 0, "decode a");
+    const int keep = mome_ctx_shared_prefix(c1, ib, nb);
+    CHECK(keep == 0 || m->chunk_invariant, "a head is reused only where it is exact (keep %d)", keep);
+    REQUIRE(mome_decode(c1, ib + keep, nb - keep, keep, 0) == 0, "decode b after a");
+    REQUIRE(mome_decode(c2, ib, nb, 0, 0) == 0, "decode b");
+    CHECK(memcmp(mome_get_logits(c1, -1), mome_get_logits(c2, -1), sizeof(float) * (size_t)m->hp.n_vocab) == 0,
+          "the second prompt's logits equal a decode from scratch");
+    mome_ctx_free(c1); mome_ctx_free(c2);
+    free(ia); free(ib); free(ta); free(tb);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_tokenizer_q05);
     RUN(test_tokenizer_q15);
@@ -386,5 +416,6 @@ int main(void) {
     RUN(test_kl_q15);
     RUN(test_vocab_only_and_unknown_arch);
     RUN(test_arch_errors_tiny);
+    RUN(test_prefix_reuse_exact);
     return test_summary();
 }

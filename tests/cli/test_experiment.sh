@@ -41,7 +41,7 @@ grep -q "^- command: \`mome experiment threshold" "$T/summary.md" && grep -q "wa
     grep -q "^- machine: " "$T/summary.md" && ok "summary.md: command, wall time, machine" || bad "summary.md header"
 
 R="$tmp/rl"
-if $MOME experiment random-labels -o "$R" --n-facts 2 --mome-minutes 1 --lora-minutes 0.05 --text-bytes 1024 -t 2 2>"$tmp/log2"; then
+if $MOME experiment random-labels -o "$R" --n-facts 2 --mome-minutes 5 --lora-minutes 0.05 --text-bytes 1024 -t 2 2>"$tmp/log2"; then
     ok "random-labels runs"; else bad "random-labels: $(tail -3 "$tmp/log2")"; fi
 n=$(grep -c '' "$R/finals.csv" 2>/dev/null || echo 0)
 [ "$n" -eq 5 ] && ok "finals.csv: 4 runs" || bad "finals.csv: $n lines"
