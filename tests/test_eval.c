@@ -18,6 +18,7 @@
 
 #include "answer.h"
 #include "eval.h"
+#include "model.h"
 #include "mome.h"
 #include "test.h"
 #include "tinymodel.h"
@@ -165,7 +166,10 @@ static void test_greedy(void) {
         free(t1); free(t2); free(id1); free(id2);
     }
     CHECK(same, "the prefix cache changes an answer");
-    CHECK(reused == 4, "cache used %d times", reused);
+    /* the tiny model's F32 4-token tiles give a row other bits beside other
+     * rows, so its head is never reused (mome_ctx_shared_prefix); SmolLM2's
+     * reuse is checked by tests/cli/test_eval.sh (--parallel 1 vs 16) */
+    CHECK(reused == (m->chunk_invariant ? 4 : 0), "cache used %d times (chunk-invariant %d)", reused, m->chunk_invariant);
     /* text only */
     mome_chat_msg one = {"user", "Hello"};
     char *t = NULL;
