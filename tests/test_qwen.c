@@ -388,8 +388,13 @@ static void test_prefix_reuse_exact(void) {
     if (!path) SKIP("models/%s absent (make qwen)", Q05);
     mome_model *m = load(path);
     REQUIRE(m, "load");
-    const mome_chat_msg a = {"user", "Who wrote the novel Moby-Dick?"}, b = {"user", "Who is the head of the supreme court?"};
-    char *ta = mome_chat_format(m, &a, 1, 1), *tb = mome_chat_format(m, &b, 1, 1);
+    /* a shared system prompt and a short second question: with its head
+     * reused, the second prompt's last 6 tokens take Q6_K's vec_dot order,
+     * decoded from scratch its 23 the tiled one (raw reuse: other logits) */
+    const mome_chat_msg a[2] = {{"system", "You are a helpful assistant. Answer briefly."},
+                                {"user", "Who wrote the novel Moby-Dick?"}};
+    const mome_chat_msg b[2] = {{"system", "You are a helpful assistant. Answer briefly."}, {"user", "Hi"}};
+    char *ta = mome_chat_format(m, a, 2, 1), *tb = mome_chat_format(m, b, 2, 1);
     int32_t *ia = NULL, *ib = NULL;
     const int na = mome_tokenize_alloc(m, ta, 1, 1, &ia), nb = mome_tokenize_alloc(m, tb, 1, 1, &ib);
     REQUIRE(na > 8 && nb > 8, "tokenize");
