@@ -94,7 +94,14 @@ typedef struct mome_tune_progress {
     double elapsed_s;
     double facts_per_s;    /* memorized per second */
     double eta_s;          /* < 0: unknown */
-    const char *phase;     /* "prepare", "train", "verify", "done" */
+    const char *phase;     /* "prepare", "train", "verify", "done"; LoRA and full also "pass" */
+    /* "pass" reports only (LoRA, full: after each pass over the facts still
+     * training every fact is measured again in the f32 stack; with ppl_every
+     * a report for pass 0 comes before the first step): */
+    int32_t pass;          /* passes so far */
+    int32_t n_exact;       /* facts whose every answer token and the end of turn is the
+                              teacher-forced argmax (what greedy decoding states) */
+    double perplexity;     /* of ppl_text on the passes ppl_every asks for, else -1 */
 } mome_tune_progress;
 
 typedef struct mome_tune_params {
@@ -132,6 +139,8 @@ typedef struct mome_tune_params {
                                   GGUF model the engine runs (NULL: adapters only) */
     const char *ppl_text;      /* LoRA, full: held-out text for perplexity before/after (f32 stack) */
     int64_t ppl_text_bytes;    /* only the first bytes of it (0: all) */
+    int32_t ppl_every;         /* LoRA, full, with ppl_text: also every this many passes over the
+                                  facts, in the "pass" reports (0: before and after only) */
     void (*progress)(const mome_tune_progress *p, void *user);
     void *user;
 } mome_tune_params;

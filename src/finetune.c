@@ -22,8 +22,10 @@
  * is the answer (what greedy decoding produces) and its loss is below the
  * target, measured in the f32 stack; after every pass over the facts still
  * training, all facts are re-checked (dense updates disturb learned ones).
- * Perplexity of a held-out text, before and after, in windows of 512 tokens,
- * is also computed in the stack. LoRA writes its adapters (GGUF) and, with
+ * Perplexity of a held-out text, before and after (and with ppl_every after
+ * every ppl_every-th pass, for curves), in windows of 512 tokens, is also
+ * computed in the stack; each pass ends with a "pass" progress report of the
+ * re-check: exact facts (every answer token the argmax) and the mean loss. LoRA writes its adapters (GGUF) and, with
  * model_out, the base with the adapters merged; full writes the tuned model.
  * Both model files are f32 GGUF the engine runs (mome run / eval -m FILE),
  * so recall, perplexity and other questions are measured by the same engine
@@ -205,6 +207,51 @@ int finetune_write_f32_base(const mome_model *m, const char *path) {
     return rc;
 }
 
+/* Every fact measured again, B at a time, without a gradient: its loss and
+ * (if set_state) whether it is memorized; *n_exact counts the facts whose
+ * every target is the argmax. */
+static int recheck(tstack *st, const mome_model *m, lfact *f, int n, int B, float target_loss, int set_state,
+                   ts_seq *seqs, float *loss, int *ok, float *X, int *n_exact) {
+    const int C = m->hp.n_embd;
+    int rc = 0;
+    *n_exact = 0;
+    for (int s0 = 0; s0 < n && !rc; s0 += B) {
+        int cnt = 0, R = 0;
+        for (int i = s0; i < n && cnt < B; i++, cnt++) {
+            seqs[cnt] = (ts_seq){0, NULL, NULL, f[i].n, R, f[i].target};
+            tstack_embed(st, m, f[i].ids, f[i].n, X + (size_t)R * C);
+            R += f[i].n;
+        }
+        if ((rc = tstack_step(st, seqs, cnt, X, NULL, loss, ok, 0))) break;
+        for (int k = 0; k < cnt; k++) {
+            f[s0 + k].loss = loss[k];
+            if (set_state) f[s0 + k].state = ok[k] && loss[k] < target_loss;
+            *n_exact += ok[k] != 0;
+        }
+    }
+    return rc;
+}
+
+/* One progress report: the facts' counts and mean loss as they stand. */
+static void report(const mome_tune_params *p, const lfact *f, int n, int64_t step, double elapsed, const char *phase,
+                   int pass, int n_exact, double ppl) {
+    if (!p->progress) return;
+    mome_tune_progress pr = {0};
+    pr.step = step;
+    pr.n_facts = n;
+    double ls = 0;
+    for (int i = 0; i < n; i++) { pr.n_memorized += f[i].state; ls += f[i].loss; }
+    pr.mean_loss = (float)(ls / (n ? n : 1));
+    pr.elapsed_s = elapsed;
+    pr.facts_per_s = elapsed > 0 ? pr.n_memorized / elapsed : 0;
+    pr.eta_s = !strcmp(phase, "train") && pr.facts_per_s > 0 ? (n - pr.n_memorized) / pr.facts_per_s : -1;
+    pr.phase = phase;
+    pr.pass = pass;
+    pr.n_exact = n_exact;
+    pr.perplexity = ppl;
+    p->progress(&pr, p->user);
+}
+
 int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs) {
     const double t0 = mome_time_s();
     const int n = fs->n, C = m->hp.n_embd;
@@ -274,8 +321,12 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
         int *ok = mome_malloc((size_t)B * sizeof(int));
         if (!idx || !seqs || !loss || !ok) rc = MOME_ERR_NOMEM;
         int64_t step = 0;
-        int cursor = 0;
+        int cursor = 0, pass = 0, n_exact;
         double last_prog = 0;
+        const int ppl_pass = p->ppl_text && p->ppl_every > 0;
+        /* pass 0: the untrained model, measured as after every pass (states untouched) */
+        if (!rc && ppl_pass && !(rc = recheck(&st, m, f, n, B, p->target_loss, 0, seqs, loss, ok, X, &n_exact)))
+            report(p, f, n, 0, mome_time_s() - t0, "pass", 0, n_exact, rep->ppl_before);
         while (!rc) {
             int np = 0;
             for (int i = 0; i < n; i++)
@@ -308,34 +359,16 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
             /* a pass over the pool is done: memorized facts may have been
              * disturbed by later steps (dense adapters), so re-check them all */
             if (cursor >= np) {
-                for (int s0 = 0; s0 < n && !rc; s0 += B) {
-                    int cnt = 0, R2 = 0;
-                    for (int i = s0; i < n && cnt < B; i++, cnt++) {
-                        seqs[cnt] = (ts_seq){0, NULL, NULL, f[i].n, R2, f[i].target};
-                        tstack_embed(&st, m, f[i].ids, f[i].n, X + (size_t)R2 * C);
-                        R2 += f[i].n;
-                    }
-                    if ((rc = tstack_step(&st, seqs, cnt, X, NULL, loss, ok, 0))) break;
-                    for (int k = 0; k < cnt; k++) {
-                        f[s0 + k].loss = loss[k];
-                        f[s0 + k].state = ok[k] && loss[k] < p->target_loss;
-                    }
-                }
+                if ((rc = recheck(&st, m, f, n, B, p->target_loss, 1, seqs, loss, ok, X, &n_exact))) break;
+                pass++;
+                const double ppl = ppl_pass && pass % p->ppl_every == 0
+                                       ? stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X) : -1;
+                report(p, f, n, step, mome_time_s() - t0, "pass", pass, n_exact, ppl);
             }
             const double now = mome_time_s();
-            if (p->progress && now - last_prog > 0.25) {
+            if (now - last_prog > 0.25) {
                 last_prog = now;
-                mome_tune_progress pr = {0};
-                pr.step = step;
-                pr.n_facts = n;
-                double ls = 0;
-                for (int i = 0; i < n; i++) { pr.n_memorized += f[i].state; ls += f[i].loss; }
-                pr.mean_loss = (float)(ls / n);
-                pr.elapsed_s = now - t0;
-                pr.facts_per_s = pr.n_memorized / pr.elapsed_s;
-                pr.eta_s = pr.facts_per_s > 0 ? (n - pr.n_memorized) / pr.facts_per_s : -1;
-                pr.phase = "train";
-                p->progress(&pr, p->user);
+                report(p, f, n, step, now - t0, "train", pass, 0, -1);
             }
             if (p->max_steps > 0 && step >= p->max_steps) break;
             if (p->max_minutes > 0 && now - t0 > 60 * p->max_minutes) break;
@@ -358,16 +391,7 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
     }
     rep->mean_loss /= n ? n : 1;
     rep->seconds = mome_time_s() - t0;
-    if (p->progress) {
-        mome_tune_progress pr = {0};
-        pr.step = rep->steps;
-        pr.n_facts = n;
-        pr.n_memorized = rep->n_memorized;
-        pr.mean_loss = (float)rep->mean_loss;
-        pr.elapsed_s = rep->seconds;
-        pr.phase = "done";
-        p->progress(&pr, p->user);
-    }
+    report(p, f, n, rep->steps, rep->seconds, "done", 0, 0, -1);
 out:
     if (mstate)
         for (int i = 0; i < NP * 2; i++) free(mstate[i]);

@@ -570,6 +570,101 @@ static void test_written_full(void) { written_model("llama", 1, 0); written_mode
 static void test_written_lora(void) { written_model("llama", 0, 1); }
 static void test_written_base(void) { written_model("llama", 1, 2); written_model("llama", 0, 2); }
 
+/* The LoRA tuner's per-pass reports (mome_tune_params.ppl_every, what the
+ * random-labels experiment draws): with ppl_every 1 a report for pass 0 (the
+ * untrained model: its perplexity is ppl_before) and one after every pass,
+ * numbered 0, 1, 2, ..., each with a perplexity and a recall count that holds
+ * every memorized fact; measuring changes nothing: the same run without it
+ * takes the same steps to the same loss and perplexity, and reports its passes
+ * without a perplexity. */
+typedef struct pass_log {
+    int n, pass[64], exact[64], memorized[64], n_facts;
+    int64_t step[64];
+    double ppl[64];
+} pass_log;
+
+static void on_pass(const mome_tune_progress *p, void *user) {
+    pass_log *l = user;
+    if (strcmp(p->phase, "pass") || l->n == 64) return;
+    l->pass[l->n] = p->pass;
+    l->exact[l->n] = p->n_exact;
+    l->memorized[l->n] = p->n_memorized;
+    l->step[l->n] = p->step;
+    l->ppl[l->n] = p->perplexity;
+    l->n_facts = p->n_facts;
+    l->n++;
+}
+
+static void test_lora_pass_reports(void) {
+    char dir[64], path[128], facts[128], text[128], out[128];
+    snprintf(dir, sizeof dir, "/tmp/mome_test_train_XXXXXX");
+    REQUIRE(mkdtemp(dir), "mkdtemp");
+    snprintf(path, sizeof path, "%s/tiny.gguf", dir);
+    snprintf(facts, sizeof facts, "%s/facts.jsonl", dir);
+    snprintf(text, sizeof text, "%s/text.txt", dir);
+    snprintf(out, sizeof out, "%s/lora.gguf", dir);
+    tinymodel_params p = tinymodel_default_params();
+    p.n_vocab = 300; p.n_embd = 32; p.n_layer = 2; p.n_head = 4; p.n_head_kv = 2; p.n_ff = 64;
+    p.n_ctx = 256; p.seed = 5;
+    REQUIRE(tinymodel_write(path, &p) == MOME_OK, "tiny model: %s", mome_errmsg());
+    FILE *f = fopen(facts, "w");
+    REQUIRE(f, "facts file");
+    fprintf(f, "{\"question\": \"ab?\", \"answer\": \"cd\"}\n{\"question\": \"ef?\", \"answer\": \"gh\"}\n"
+               "{\"question\": \"ij?\", \"answer\": \"kl\"}\n");
+    fclose(f);
+    f = fopen(text, "w");
+    REQUIRE(f, "text file");
+    fprintf(f, "Once upon a time there was a small model that read a short story twice.\n");
+    fclose(f);
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = 1;
+    mome_model *m = NULL;
+    REQUIRE(mome_model_load(path, &mp, &m) == MOME_OK, "load: %s", mome_errmsg());
+    mome_tune_report rep[2];
+    pass_log lg[2];
+    memset(lg, 0, sizeof lg);
+    for (int k = 0; k < 2; k++) {
+        mome_tune_params tp = mome_tune_default_params();
+        tp.facts_path = facts;
+        tp.out_path = out;
+        tp.method = MOME_TUNE_LORA;
+        tp.batch = 2;          /* 2 steps a pass over 3 facts */
+        tp.lr = 0.01f;
+        tp.max_steps = 7;
+        tp.n_threads = 1;
+        tp.checkpoint_s = 0;
+        tp.ppl_text = text;
+        tp.ppl_every = k == 0 ? 1 : 0;
+        tp.progress = on_pass;
+        tp.user = &lg[k];
+        CHECK(mome_tune(m, &tp, &rep[k]) == MOME_OK, "tune %d: %s", k, mome_errmsg());
+    }
+    const pass_log *a = &lg[0], *b = &lg[1];
+    printf("  %d pass reports with perplexity (steps %lld), %d without\n", a->n, (long long)rep[0].steps, b->n);
+    CHECK(a->n >= 3 && a->pass[0] == 0 && a->step[0] == 0, "pass 0 first: %d reports, first pass %d", a->n, a->pass[0]);
+    CHECK(a->n && a->ppl[0] == rep[0].ppl_before, "pass 0 perplexity %.6f vs ppl_before %.6f", a->ppl[0], rep[0].ppl_before);
+    for (int i = 0; i < a->n; i++) {
+        CHECK(a->pass[i] == i, "report %d is pass %d", i, a->pass[i]);
+        CHECK(a->ppl[i] > 1, "pass %d: perplexity %.4f", i, a->ppl[i]);
+        CHECK(a->n_facts == 3 && a->exact[i] >= a->memorized[i] && a->exact[i] <= 3, "pass %d: %d exact, %d memorized",
+              i, a->exact[i], a->memorized[i]);
+        if (i > 0) CHECK(a->step[i] > a->step[i - 1], "pass %d ends at step %lld", i, (long long)a->step[i]);
+    }
+    CHECK(a->n > 1 && a->ppl[a->n - 1] != a->ppl[0], "the adapters moved the perplexity");
+    CHECK(b->n == a->n - 1, "without ppl_every: %d pass reports (with: %d)", b->n, a->n);
+    for (int i = 0; i < b->n; i++) {
+        CHECK(b->pass[i] == i + 1 && b->ppl[i] < 0, "without ppl_every: report %d is pass %d, perplexity %.4f", i,
+              b->pass[i], b->ppl[i]);
+        CHECK(b->exact[i] == a->exact[i + 1] && b->step[i] == a->step[i + 1], "pass %d differs with ppl_every", i + 1);
+    }
+    CHECK(rep[0].steps == rep[1].steps && rep[0].mean_loss == rep[1].mean_loss && rep[0].ppl_after == rep[1].ppl_after,
+          "measuring changed the run: steps %lld/%lld, loss %.6f/%.6f", (long long)rep[0].steps, (long long)rep[1].steps,
+          rep[0].mean_loss, rep[1].mean_loss);
+    mome_model_free(m);
+    remove(out); remove(facts); remove(text); remove(path);
+    rmdir(dir);
+}
+
 /* ------------------------------------------------------ (e) JAX golden */
 
 static char *read_all(const char *path) {
@@ -818,6 +913,7 @@ int main(void) {
     RUN(test_written_full);
     RUN(test_written_lora);
     RUN(test_written_base);
+    RUN(test_lora_pass_reports);
     RUN(test_grad_golden);
     return test_summary();
 }
