@@ -79,6 +79,14 @@ int64_t mome_memory_n_trained(const mome_memory *mem);
  * measuring the trade-off between rewordings and locality); NAN or a value
  * outside [-1, 1] (threshold) / [0, 1] (weight) keeps the current one. */
 void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
+/* Overrides the mixture a question selects (memory.h): top_k facts (1..64;
+ * else unchanged), the softmax temperature of their weights (> 0; else
+ * unchanged) and the score the facts but the best need to join (in [-1, 1];
+ * else unchanged). A memory runs best with the settings it was tuned with
+ * (the file's); other ones are for measuring. */
+void mome_memory_set_mix(mome_memory *mem, int top_k, float temp, float tau);
+/* Facts mixed per question (1: one, memory version 2). */
+int mome_memory_top_k(const mome_memory *mem);
 
 /* ---------------------------------------------------------------- tuning */
 
@@ -115,6 +123,13 @@ typedef struct mome_tune_params {
     int layer;                 /* block whose input the values join (-1: 4/5 of depth, 7/8 on qwen2) */
     float route_threshold;     /* selection threshold on the key score (default 0.55) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
+    int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
+                                  new one); an existing memory keeps its own */
+    float top_k_temp;          /* softmax temperature of the mixture weights (0: 0.1) */
+    float top_k_tau;           /* score the facts but the best need to join the mixture (NAN: the
+                                  route threshold) */
+    int top_k_train_all;       /* 1: a fact's loss trains every fact of its mixture (dv_i =
+                                  a_i rms(h) dX); 0: only its own values, its partners held */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int gate_questions;        /* other questions asked per fact that names its subject, which
@@ -153,6 +168,9 @@ typedef struct mome_tune_report {
     int64_t n_trained_experts; /* value rows (one expert per answer row of a fact) */
     double mean_loss;
     double ppl_before, ppl_after;  /* LoRA with ppl_text: f32 perplexity (else -1) */
+    double mean_mix;           /* MoME: facts in a fact's mixture under its own keys, on average (1
+                                  with top_k 1) */
+    int64_t n_undone;          /* MoME mixtures: verified facts a changed partner undid (trained on) */
     int32_t n_missing_lines;   /* the fact-file lines of the first (up to 32) facts not memorized */
     int32_t missing_lines[32];
 } mome_tune_report;
@@ -288,6 +306,10 @@ int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, flo
  * selected when its score reaches the memory's threshold and the gate is
  * >= 0). Returns 0 when the last decode had no decision row. */
 int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate);
+/* The facts the last decision (mome_ctx_memory_decision) selected, best
+ * first, and their weights (summing to 1), at most cap of them; returns how
+ * many it selected (0: none). */
+int mome_ctx_memory_mixture(const mome_ctx *c, int32_t *facts, float *weights, int cap);
 
 /* -------------------------------------------------------------- sampling */
 

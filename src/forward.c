@@ -218,23 +218,38 @@ static void memory_row(mome_ctx *c, int32_t pos, float *x) {
         const float inv = np ? 1.0f / (float)np : 0.0f;
         for (int i = 0; i < C; i++) pool[i] *= inv;
         mem_rms_normalize(x, last, C);
-        float score = -INFINITY;
-        int f = mem_best(mem, pool, last, q, &score);
+        mem_mix mix;
+        int32_t best = -1;
+        float score = -INFINITY, gate = INFINITY;
+        const int n = mem_mix_select(mem, pool, last, -1, q, &mix, &best, &score, &gate);
         c->dec_pos = pos;
         c->dec_score = score;
-        c->dec_fact = c->dec_best = f;
+        c->dec_best = best;
+        c->dec_gate = gate;
         if (c->dec_keys) {
             memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
             memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));
         }
-        c->dec_gate = mem_gate(mem, f, q + C); /* mem_best left the centred last key there */
-        if (f >= 0 && score >= mem->tau && c->dec_gate >= 0.0f && !c->mem_route_off) {
-            ps->fact = f;
+        if (n > 0 && !c->mem_route_off) {
+            ps->mix = mix;
             ps->row = 0;
+            c->dec_fact = mix.fact[0];
         } else
             c->dec_fact = -1;
     }
-    if (ps->fact >= 0) mem_apply_value(mem, ps->fact, ps->row, x);
+    if (ps->mix.n > 0) mem_apply_mix(mem, &ps->mix, ps->row, x);
+}
+
+int mome_ctx_memory_mixture(const mome_ctx *c, int32_t *facts, float *weights, int cap) {
+    if (c->dec_pos < 0 || c->dec_fact < 0 || !c->mpos) return 0;
+    const mem_mix *mx = &c->mpos[c->dec_pos].mix;
+    float a[MEM_MAX_K];
+    mem_mix_weights(mx->e, mx->n, a);
+    for (int i = 0; i < mx->n && i < cap; i++) {
+        if (facts) facts[i] = mx->fact[i];
+        if (weights) weights[i] = a[i];
+    }
+    return mx->n;
 }
 
 const float *mome_get_logits(const mome_ctx *c, int i) {

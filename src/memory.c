@@ -119,6 +119,9 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->value_layer = value_layer;
     mem->tau = MEM_DEFAULT_TAU;
     mem->w_pool = MEM_DEFAULT_W_POOL;
+    mem->top_k = 1;
+    mem->mix_temp = MEM_DEFAULT_MIX_TEMP;
+    mem->mix_tau = NAN;
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
     mem->mu_last = mome_calloc((size_t)C, sizeof(float));
     int rc = mem->base_name && mem->mu_pool && mem->mu_last ? mem_bind_model(mem, m) : MOME_ERR_NOMEM;
@@ -186,23 +189,110 @@ int mem_set_centres(mome_memory *mem, const float *mu_pool, const float *mu_last
     return MOME_OK;
 }
 
-int mem_best(const mome_memory *mem, const float *pool, const float *last, float *q, float *score) {
+int mem_best_k(const mome_memory *mem, const float *pool, const float *last, int k, float *q, int32_t *idx, float *score) {
     const int C = mem->n_embd;
     float *qp = q, *ql = q + C;
     centre_unit(pool, mem->mu_pool, qp, C);
     centre_unit(last, mem->mu_last, ql, C);
+    if (k > MEM_MAX_K) k = MEM_MAX_K;
     const float w = mem->w_pool;
-    int best = -1;
-    float bs = -INFINITY;
-    for (int f = 0; f < mem->n_facts; f++) {
+    int n = 0;
+    for (int f = 0; f < mem->n_facts && k > 0; f++) {
         const float s = w * dot(qp, mem->cpool + (size_t)f * C, C) + (1.0f - w) * dot(ql, mem->clast + (size_t)f * C, C);
-        if (s >= bs) {
-            bs = s;
-            best = f;
+        if (!(s >= -INFINITY)) continue; /* NaN */
+        /* insertion before the first kept score it reaches: ties go to the later fact */
+        int at = 0;
+        while (at < n && !(s >= score[at])) at++;
+        if (at == k) continue;
+        const int last_i = n < k ? n : k - 1;
+        for (int i = last_i; i > at; i--) {
+            idx[i] = idx[i - 1];
+            score[i] = score[i - 1];
+        }
+        idx[at] = f;
+        score[at] = s;
+        if (n < k) n++;
+    }
+    return n;
+}
+
+int mem_best(const mome_memory *mem, const float *pool, const float *last, float *q, float *score) {
+    int32_t f;
+    float s;
+    if (mem_best_k(mem, pool, last, 1, q, &f, &s) < 1) {
+        *score = -INFINITY;
+        return -1;
+    }
+    *score = s;
+    return f;
+}
+
+int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, int force, float *q, mem_mix *mix,
+                   int32_t *best, float *best_score, float *best_gate) {
+    int32_t idx[MEM_MAX_K];
+    float sc[MEM_MAX_K];
+    const int k = mem->top_k < 1 ? 1 : mem->top_k > MEM_MAX_K ? MEM_MAX_K : mem->top_k;
+    int n = mem_best_k(mem, pool, last, k, q, idx, sc);
+    const float *last_c = q + mem->n_embd; /* the centred last key mem_best_k left there */
+    const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
+    if (best) *best = n > 0 ? idx[0] : -1;
+    if (best_score) *best_score = n > 0 ? sc[0] : -INFINITY;
+    if (best_gate) *best_gate = g0;
+    mix->n = 0;
+    if (force >= 0) {
+        int have = 0;
+        for (int i = 0; i < n && !have; i++) have = idx[i] == force;
+        if (!have) {
+            /* its own score, in the k-th place (mem_best_k's order is kept
+             * for the others; the weights use the scores, not the places) */
+            const int C = mem->n_embd;
+            const float w = mem->w_pool;
+            const float s = w * dot(q, mem->cpool + (size_t)force * C, C) + (1.0f - w) * dot(last_c, mem->clast + (size_t)force * C, C);
+            if (n == k) n--;
+            idx[n] = force;
+            sc[n] = s;
+            n++;
+        }
+    } else if (n == 0 || !(sc[0] >= mem->tau && g0 >= 0.0f))
+        return 0; /* the memory speaks only when its best fact is selected */
+    const float tau_k = isnan(mem->mix_tau) ? mem->tau : mem->mix_tau;
+    float smax = -INFINITY;
+    for (int i = 0; i < n; i++) {
+        const int first = force >= 0 ? idx[i] == force : i == 0;
+        if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f)) continue;
+        mix->fact[mix->n] = idx[i];
+        mix->e[mix->n] = sc[i];
+        mix->n++;
+        if (sc[i] > smax) smax = sc[i];
+    }
+    /* e_i = exp((s_i - s_max) / T): 1 for the best, exactly */
+    const float T = mem->mix_temp > 0 ? mem->mix_temp : MEM_DEFAULT_MIX_TEMP;
+    for (int i = 0; i < mix->n; i++) mix->e[i] = mix->e[i] == smax ? 1.0f : expf((mix->e[i] - smax) / T);
+    return mix->n;
+}
+
+int mem_mix_follow(const mome_memory *mem, const mem_mix *in, int32_t row, int32_t tok, mem_mix *out) {
+    int n = 0;
+    for (int i = 0; i < in->n; i++) {
+        const int32_t f = in->fact[i];
+        if (row < mem->n_ans[f] && mem->ans[mem->ans_off[f] + row] == tok) {
+            out->fact[n] = f;
+            out->e[n] = in->e[i];
+            n++;
         }
     }
-    *score = bs;
-    return best;
+    out->n = n;
+    return n;
+}
+
+void mem_mix_weights(const float *e, int n, float *a) {
+    if (n == 1) {
+        a[0] = 1.0f;
+        return;
+    }
+    double s = 0;
+    for (int i = 0; i < n; i++) s += e[i];
+    for (int i = 0; i < n; i++) a[i] = (float)(e[i] / s);
 }
 
 /* ------------------------------------------------------------------ gate */
@@ -289,17 +379,37 @@ int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, in
     return MOME_OK;
 }
 
-float mem_value_row(const float *h, const float *v, float *x, int C) {
+static float row_rms(const float *h, int C) {
     double ss = 0;
     for (int i = 0; i < C; i++) ss += (double)h[i] * h[i];
-    const float rms = (float)sqrt(ss / C + 1e-6);
+    return (float)sqrt(ss / C + 1e-6);
+}
+
+float mem_value_row(const float *h, const float *v, float *x, int C) {
+    const float rms = row_rms(h, C);
     for (int i = 0; i < C; i++) x[i] = h[i] + rms * v[i];
     return rms;
 }
 
-void mem_apply_value(const mome_memory *mem, int f, int row, float *h) {
+float mem_mix_row(const float *h, const float *const *v, const float *e, int n, float *x, int C, float *a) {
+    float aa[MEM_MAX_K];
+    if (!a) a = aa;
+    mem_mix_weights(e, n, a);
+    if (n == 1) return mem_value_row(h, v[0], x, C);
+    const float rms = row_rms(h, C);
+    for (int i = 0; i < C; i++) {
+        float s = 0;
+        for (int f = 0; f < n; f++) s += a[f] * v[f][i];
+        x[i] = h[i] + rms * s;
+    }
+    return rms;
+}
+
+void mem_apply_mix(const mome_memory *mem, const mem_mix *mix, int row, float *h) {
     const int C = mem->n_embd;
-    mem_value_row(h, mem_values(mem, f) + (size_t)row * C, h, C);
+    const float *v[MEM_MAX_K];
+    for (int i = 0; i < mix->n; i++) v[i] = mem_values(mem, mix->fact[i]) + (size_t)row * C;
+    mem_mix_row(h, v, mix->e, mix->n, h, C, NULL);
 }
 
 /* ---------------------------------------------------------------- routing */
@@ -315,15 +425,11 @@ int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *tok
         s.span0 = s.span1 = -1;
         s.head_i = 0;
     }
-    s.fact = -1;
+    s.mix.n = 0;
     s.row = 0;
     int decision = 0;
-    /* an answer in progress goes on while its own tokens are fed */
-    if (prev && prev->fact >= 0 && prev->row < mem->n_ans[prev->fact] &&
-        mem->ans[mem->ans_off[prev->fact] + prev->row] == tok) {
-        s.fact = prev->fact;
-        s.row = prev->row + 1;
-    }
+    /* an answer in progress goes on while its facts' own tokens are fed */
+    if (prev && prev->mix.n > 0 && mem_mix_follow(mem, &prev->mix, prev->row, tok, &s.mix) > 0) s.row = prev->row + 1;
     /* the assistant header after a closed user turn, token by token */
     if (s.span0 >= 0) {
         /* the span stays in the decision row's state for the caller; the
@@ -360,7 +466,12 @@ int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *tok
 /* ------------------------------------------------------------------ file */
 
 #define MEM_ARCH "mome-memory"
+/* Version 2: one fact per question. Version 3 adds the mixture (mome.top_k,
+ * mome.top_k_temp and, when set, mome.top_k_tau); a memory with top_k = 1 is
+ * written as version 2, byte for byte as before, and a version-2 reader
+ * refuses a mixture it would run as one fact. */
 #define MEM_VERSION 2
+#define MEM_VERSION_MIX 3
 
 void mem_round_f16(mome_memory *m) {
     const size_t n = (size_t)(m->n_ans_total + m->n_facts) * m->n_embd;
@@ -376,7 +487,8 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     const int64_t C = m->n_embd, n = m->n_facts, R = m->n_ans_total + m->n_facts;
 #define CK(x) do { if ((rc = (x)) != 0) goto done; } while (0)
     CK(gguf_writer_add_str(w, "general.architecture", MEM_ARCH));
-    CK(gguf_writer_add_u32(w, "mome.version", MEM_VERSION));
+    const int mix = m->top_k > 1;
+    CK(gguf_writer_add_u32(w, "mome.version", mix ? MEM_VERSION_MIX : MEM_VERSION));
     CK(gguf_writer_add_str(w, "mome.base.sha256", m->base_sha256));
     CK(gguf_writer_add_str(w, "mome.base.name", m->base_name ? m->base_name : ""));
     CK(gguf_writer_add_i32(w, "mome.base.n_embd", m->n_embd));
@@ -386,6 +498,11 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     CK(gguf_writer_add_i32(w, "mome.value_layer", m->value_layer));
     CK(gguf_writer_add_f32(w, "mome.tau", m->tau));
     CK(gguf_writer_add_f32(w, "mome.w_pool", m->w_pool));
+    if (mix) {
+        CK(gguf_writer_add_i32(w, "mome.top_k", m->top_k));
+        CK(gguf_writer_add_f32(w, "mome.top_k_temp", m->mix_temp));
+        if (!isnan(m->mix_tau)) CK(gguf_writer_add_f32(w, "mome.top_k_tau", m->mix_tau));
+    }
     CK(gguf_writer_add_u32(w, "mome.n_facts", (uint32_t)n));
     n_ans = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
     if (!n_ans) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto done; }
@@ -403,6 +520,7 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
             CK(gguf_writer_add_arr(w, "ckpt.loss", GGUF_TYPE_FLOAT32, meta->loss, (uint64_t)meta->n));
             CK(gguf_writer_add_i32(w, "ckpt.cursor", meta->cursor));
         }
+        if (meta->recheck) CK(gguf_writer_add_arr(w, "ckpt.recheck", GGUF_TYPE_INT32, meta->recheck, (uint64_t)meta->n));
     }
     int64_t ne[3];
 #define TENSOR(nm, d0, d1, ptr, type, bytes)                                                              \
@@ -496,11 +614,11 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
         goto fail;
     }
     if (get_req_u32(f, "mome.version", &ver)) goto fail;
-    if (ver != MEM_VERSION) {
+    if (ver != MEM_VERSION && ver != MEM_VERSION_MIX) {
         mome_seterr_code(MOME_ERR_UNSUPPORTED,
-                         "%s: memory file version %u; this mome reads version %d (version 1 was the product-key memory, "
-                         "which answered only the exact wording: tune the facts again)",
-                         path, ver, MEM_VERSION);
+                         "%s: memory file version %u; this mome reads versions %d and %d (version 1 was the product-key "
+                         "memory, which answered only the exact wording: tune the facts again)",
+                         path, ver, MEM_VERSION, MEM_VERSION_MIX);
         goto fail;
     }
     if (gguf_get_str(f, "mome.base.sha256", &s) != 1 || s.len != 64) {
@@ -529,6 +647,23 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     if (!(m->tau >= -1.0f && m->tau <= 1.0f) || !(m->w_pool >= 0.0f && m->w_pool <= 1.0f)) {
         mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.tau must be in [-1, 1] and mome.w_pool in [0, 1]", path);
         goto fail;
+    }
+    m->top_k = 1;
+    m->mix_temp = MEM_DEFAULT_MIX_TEMP;
+    m->mix_tau = NAN;
+    if (ver == MEM_VERSION_MIX) {
+        if (get_req_i32(f, "mome.top_k", &m->top_k) || get_req_f32(f, "mome.top_k_temp", &m->mix_temp)) goto fail;
+        const int r = gguf_get_f32(f, "mome.top_k_tau", &m->mix_tau);
+        if (r < 0) goto fail;
+        if (r == 0) m->mix_tau = NAN;
+        if (m->top_k < 2 || m->top_k > MEM_MAX_K || !(m->mix_temp > 0.0f && m->mix_temp <= 100.0f) ||
+            (r == 1 && !(m->mix_tau >= -1.0f && m->mix_tau <= 1.0f))) {
+            mome_seterr_code(MOME_ERR_FORMAT,
+                             "%s: mixture settings out of range (mome.top_k %d: 2..%d, mome.top_k_temp %g: (0, 100], "
+                             "mome.top_k_tau: [-1, 1])",
+                             path, m->top_k, MEM_MAX_K, (double)m->mix_temp);
+            goto fail;
+        }
     }
     if (model) {
         const char *sha = mome_model_sha256(model);
@@ -656,7 +791,7 @@ int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {
 
 void mem_ckpt_meta_free(mem_ckpt_meta *meta) {
     free(meta->state); free(meta->target_loss); free(meta->n_fail); free(meta->adam_t); free(meta->loss);
-    free(meta->adam);
+    free(meta->adam); free(meta->recheck);
     memset(meta, 0, sizeof *meta);
 }
 
@@ -698,6 +833,17 @@ int mem_load_ckpt(const char *path, mome_model *model, mome_memory **out, mem_ck
     for (int i = 0; i < meta->n; i++)
         if (meta->state[i] < MEM_CKPT_TRAINING || meta->state[i] > MEM_CKPT_GIVEN_UP) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: checkpoint fact %d has state %d (0..3)", path, i, meta->state[i]);
+            goto done;
+        }
+    /* the facts to verify again (mixtures only; absent: none) */
+    int rr = ckpt_arr(f, "ckpt.recheck", GGUF_TYPE_INT32, st->n, (void **)&meta->recheck);
+    if (rr < 0) {
+        rc = rr;
+        goto done;
+    }
+    for (int i = 0; meta->recheck && i < meta->n; i++)
+        if (meta->recheck[i] != 0 && meta->recheck[i] != 1) {
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: checkpoint fact %d has recheck %d (0 or 1)", path, i, meta->recheck[i]);
             goto done;
         }
     /* the optimizer's state: all of it or none (an older checkpoint) */
@@ -755,3 +901,11 @@ void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool) {
     if (threshold >= -1.0f && threshold <= 1.0f) mem->tau = threshold;
     if (w_pool >= 0.0f && w_pool <= 1.0f) mem->w_pool = w_pool;
 }
+
+void mome_memory_set_mix(mome_memory *mem, int top_k, float temp, float tau) {
+    if (top_k >= 1 && top_k <= MEM_MAX_K) mem->top_k = top_k;
+    if (temp > 0.0f && temp <= 100.0f) mem->mix_temp = temp;
+    if (tau >= -1.0f && tau <= 1.0f) mem->mix_tau = tau;
+}
+
+int mome_memory_top_k(const mome_memory *mem) { return mem->top_k; }

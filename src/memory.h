@@ -31,6 +31,22 @@
  * selected row after row while the tokens fed are its answer's tokens; a
  * token that is not (sampling took another path) ends the selection.
  *
+ * A mixture of k facts (mome tune --top-k, issue 11 experiment 4). With
+ * top_k > 1 the decision row selects up to k facts: the k best by score
+ * (mem_best_k); the memory speaks exactly when it would with k = 1 (the best
+ * reaches tau and passes its gate), and each of the other k - 1 joins when
+ * its score reaches mix_tau (tau unless set) and it passes its gate. Weights
+ * a_i = softmax(s_i / T) over the facts in the mixture; on answer row j
+ *
+ *   h += rms(h) * sum_i a_i v[f_i][j]
+ *
+ * A fact stays in the mixture while the token fed is its own answer's next
+ * token (mem_mix_follow), the weights renormalised over the facts still in
+ * it; the memory's part ends when none is. With one fact in it a = 1 and
+ * the row is mem_value_row's, so k = 1 is version 2 bit for bit (and its
+ * files are version 2 files). The tuner trains the same mixture
+ * (tune.c: each fact's partners are those its own keys select).
+ *
  * The relation gate. Within a set whose facts share one wording ("What is
  * the ISO alpha-3 code of X?") centring removes the wording, so the keys
  * tell subjects apart but not what is asked about them: "What is the
@@ -69,6 +85,8 @@
 #define MEM_DEFAULT_TAU 0.55f
 #define MEM_DEFAULT_W_POOL 0.7f
 #define MEM_GATE_MAX_NEG 4096 /* rejected questions' keys a memory keeps */
+#define MEM_MAX_K 64          /* facts one question may mix (top_k) */
+#define MEM_DEFAULT_MIX_TEMP 0.1f /* softmax temperature T of the mixture weights (scores are cosines) */
 
 /* Token sequences of the chat template around a user message. */
 typedef struct mem_marks {
@@ -85,6 +103,9 @@ struct mome_memory {
     int32_t key_layer, value_layer;   /* lk < lv */
     float tau;                         /* selection threshold on the score */
     float w_pool;                      /* weight of the pooled key in the score */
+    int32_t top_k;                     /* facts mixed per question, 1..MEM_MAX_K (1: version 2) */
+    float mix_temp;                    /* T of the mixture weights softmax(s / T), > 0 */
+    float mix_tau;                     /* score the facts but the best need to join the mixture (NAN: tau) */
     float *mu_pool, *mu_last;          /* (C) centres */
     /* facts */
     int32_t n_facts, cap_facts;
@@ -107,13 +128,22 @@ struct mome_memory {
     uint8_t *blank;                    /* (n_vocab) 1: the token is whitespace only (left out of the pool) */
 };
 
+/* The facts a question selected that are still followed, best score first,
+ * with unnormalised weights e_i = exp((s_i - s_max) / T) (renormalised over
+ * the facts present where they are used). */
+typedef struct mem_mix {
+    int32_t n;                 /* 0: none */
+    int32_t fact[MEM_MAX_K];
+    float e[MEM_MAX_K];
+} mem_mix;
+
 /* Per-position routing state of a context (see forward.c). */
 typedef struct mem_pos {
     int32_t pool_start;   /* first content token of the open user turn, -1 if none */
     int32_t span0, span1; /* content tokens of the last closed user turn [span0, span1), span0 < 0: none */
     int32_t head_i;       /* tokens of the assistant header matched after that turn */
-    int32_t fact;         /* selected fact, -1 if none */
-    int32_t row;          /* its row at this position */
+    int32_t row;          /* the answer row of the facts in the mixture at this position */
+    mem_mix mix;          /* the selected facts still followed (mix.n = 0: none) */
 } mem_pos;
 
 /* The template's marks for m's chat template; error if it cannot be used. */
@@ -136,6 +166,25 @@ float mem_rms_normalize(const float *h, float *xhat, int32_t C);
 /* The best fact for raw keys (pool, last) and its score; -1 when the memory
  * is empty. q (2C) is scratch. Ties go to the later fact. */
 int mem_best(const mome_memory *mem, const float *pool, const float *last, float *q, float *score);
+/* The k best facts (k <= MEM_MAX_K) by score, best first, ties to the later
+ * fact (mem_best is k = 1): their indices in idx and scores in score;
+ * returns how many (min(k, facts)). q (2C) is scratch, left as mem_best
+ * leaves it. */
+int mem_best_k(const mome_memory *mem, const float *pool, const float *last, int k, float *q, int32_t *idx, float *score);
+/* The mixture a question with raw keys (pool, last) selects: the one rule of
+ * the engine and the tuner (memory.h's top comment). force >= 0 (the tuner,
+ * training a fact under its own keys): that fact is in the mixture whatever
+ * its score and gate, in the place of the k-th best if it is not among the
+ * k. best, best_score, best_gate (each may be NULL): the best fact by score
+ * (-1: empty memory), its score and its gate value, selected or not. q (2C)
+ * is scratch. Returns mix->n (0: the memory stays silent). */
+int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, int force, float *q, mem_mix *mix,
+                   int32_t *best, float *best_score, float *best_gate);
+/* The facts of `in` that go on after `tok` is fed at answer row `row` (the
+ * token is their answer token `row`); out may be in. Returns out->n. */
+int mem_mix_follow(const mome_memory *mem, const mem_mix *in, int32_t row, int32_t tok, mem_mix *out);
+/* a_i = e_i / sum_j e_j for the n facts of a mixture (a_0 = 1 when n = 1). */
+void mem_mix_weights(const float *e, int n, float *a);
 /* The gate's value for fact f and a centred unit last key (as mem_best
  * leaves it in q + C); +INFINITY when the memory or the fact has no gate.
  * Selected only when >= 0. */
@@ -154,14 +203,20 @@ int mem_gate_fit(mome_memory *mem, const float *pos, const int32_t *pos_fact, in
  * definition of an expert's output, for the engine and the tuner; its
  * gradient is dL/dv = rms(h) * dL/dx. */
 float mem_value_row(const float *h, const float *v, float *x, int C);
-/* h += rms(h) * v[f][row]. */
-void mem_apply_value(const mome_memory *mem, int f, int row, float *h);
+/* x = h + rms(h) * sum_i a_i v_i for the n facts of a mixture on one row
+ * (v: their value rows; a = mem_mix_weights(e)); written to a if a is not
+ * NULL; x may be h; returns rms(h). One fact: exactly mem_value_row. The one
+ * definition of the mixture's output; its gradient is dL/dv_i =
+ * a_i rms(h) dL/dx. */
+float mem_mix_row(const float *h, const float *const *v, const float *e, int n, float *x, int C, float *a);
+/* h += the mixture's output on answer row `row` (mem_mix_row). */
+void mem_apply_mix(const mome_memory *mem, const mem_mix *mix, int row, float *h);
 
 /* The routing step of position pos: from the states of positions 0..pos-1
  * (hist) and the tokens of positions 0..pos (toks), the new state. Returns 1 when this position is a
- * decision row (the keys are to be computed and mem_best consulted; the
- * caller then sets out->fact), 0 otherwise. An answer in progress is already
- * continued in out->fact / out->row. */
+ * decision row (the keys are to be computed and mem_mix_select consulted;
+ * the caller then sets out->mix and out->row), 0 otherwise. An answer in
+ * progress is already continued in out->mix / out->row (mem_mix_follow). */
 int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *toks, int32_t pos, mem_pos *out);
 
 /* Save (GGUF, atomic). f16: values as f16 (finished memories); f32 keeps them
@@ -189,6 +244,7 @@ typedef struct mem_ckpt_meta {
     int32_t cursor;
     float *adam;               /* (2 * n_adam_rows, C): the run's facts' first moments, then their second */
     int64_t n_adam_rows;       /* answer rows (sum of T) of the run's facts */
+    int32_t *recheck;          /* (n) or NULL: 1 = verified, to verify again (a fact of its mixture changed) */
 } mem_ckpt_meta;
 /* Frees meta's arrays. */
 void mem_ckpt_meta_free(mem_ckpt_meta *meta);

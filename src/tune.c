@@ -5,18 +5,32 @@
  *
  *   prepare();                       facts -> tokens; one engine pass per fact and context caches
  *                                    the value block's input at the answer rows, the K/V above it,
- *                                    and the fact's keys at the decision row
+ *                                    and the fact's keys at the decision row; the gate; each
+ *                                    fact's mixture under its own keys (prepare_mixtures)
  *   while (facts train) {
  *       train_round();               a batch of facts: the blocks above in f32 (train_stack.c),
- *                                    dLoss/dX -> each fact's values, Adam
+ *                                    dLoss/dX -> each fact's values (and with top_k_train_all its
+ *                                    mixture partners'), Adam
  *       verify_round();              learned facts decoded greedily by the engine with the memory
- *                                    (values rounded to f16 as saved); failures train on
+ *                                    (values rounded to f16 as saved); failures train on; verified
+ *                                    facts whose mixture changed are decoded again
  *       checkpoint();                memory + per-fact state, atomically
  *   }
  *   save();
  *
- * Facts do not share experts, so training one never disturbs another: a
- * verified fact stays verified. Contexts: besides the fact's own wording, up
+ * With one fact per question (top_k = 1, memory version 2) facts do not
+ * share experts, so training one never disturbs another: a verified fact
+ * stays verified. With a mixture of k (memory.h) a fact's rows also carry
+ * its partners' values (the facts its own keys select besides it, fixed by
+ * the keys, so computed once; weighted as the engine weighs them, and only
+ * on the rows where the partner's answer still matches). The experts trained
+ * per row: either the fact's own values alone, its partners' held (default),
+ * or every participant's, dv_i = a_i rms(h) dX (top_k_train_all, the
+ * paper's choice). Either way a partner's values change while it trains, so
+ * a verified fact whose mixture holds a fact that changed is decoded again
+ * at the next verification (a neighbour can undo it; it then trains on,
+ * without a failure counted). Facts of an earlier memory are held: they can
+ * be partners, but are not trained. Contexts: besides the fact's own wording, up
  * to `augment` contexts the tuner makes itself (a system prompt, an earlier
  * exchange, lower case, ...) train the same values, so that they hold when
  * the question is asked in surroundings it was not tuned in. The keys are
@@ -51,6 +65,9 @@ mome_tune_params mome_tune_default_params(void) {
     p.layer = -1;
     p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
+    p.top_k = 0;            /* the loaded memory's, 1 for a new one */
+    p.top_k_temp = 0.0f;    /* MEM_DEFAULT_MIX_TEMP */
+    p.top_k_tau = NAN;      /* the route threshold */
     p.augment = 2;
     p.gate_questions = 0;
     p.gate_margin = 1.0f;
@@ -172,6 +189,8 @@ typedef struct fact_rt {
     float loss, target_loss;
     fact_state state;
     int n_fail;
+    mem_mix mix;           /* its mixture under its own keys (itself included) */
+    int recheck;           /* verified, but a fact of its mixture changed since: verify again */
 } fact_rt;
 
 typedef struct tuner {
@@ -195,6 +214,13 @@ typedef struct tuner {
     ts_seq *seqs;
     int *batch;
     int cursor;
+    /* mixtures (top_k > 1) */
+    int n_old;             /* facts of the memory before this run (held) */
+    int *dep_off, *dep;    /* run facts whose mixture holds run fact r: dep[dep_off[r] .. dep_off[r + 1]) */
+    float *gall;           /* (run rows, C) gradients of every participant (top_k_train_all) */
+    int64_t *row0;         /* (n) first row of each run fact in gall */
+    int *touched;          /* (n) gall holds a gradient for the fact */
+    int64_t n_undone;      /* verified facts a neighbour's change undid */
 } tuner;
 
 static int count_state(const tuner *t, fact_state s) {
@@ -429,20 +455,84 @@ static int prepare_gate(tuner *t) {
     return rc;
 }
 
+/* Each fact's mixture under its own keys (mem_mix_select with the fact
+ * forced in: it is trained as selected, as with one fact), and for each fact
+ * the facts whose mixture holds it (their verification depends on its
+ * values). With top_k = 1 every mixture is the fact alone. */
+static int prepare_mixtures(tuner *t) {
+    const int C = t->m->hp.n_embd, n = t->n;
+    mome_memory *mem = t->mem;
+    t->n_old = mem->n_facts - n;
+    float *q = mome_malloc((size_t)2 * C * sizeof(float));
+    t->dep_off = mome_calloc((size_t)n + 1, sizeof(int));
+    if (!q || !t->dep_off) { free(q); return MOME_ERR_NOMEM; }
+    for (int i = 0; i < n; i++) {
+        fact_rt *f = &t->f[i];
+        const size_t o = (size_t)f->mi * C;
+        mem_mix_select(mem, mem->kpool + o, mem->klast + o, f->mi, q, &f->mix, NULL, NULL, NULL);
+        for (int k = 0; k < f->mix.n; k++) {
+            const int r = f->mix.fact[k] - t->n_old;
+            if (r >= 0 && r < n && r != i) t->dep_off[r + 1]++;
+        }
+    }
+    free(q);
+    for (int r = 0; r < n; r++) t->dep_off[r + 1] += t->dep_off[r];
+    t->dep = mome_malloc((size_t)(t->dep_off[n] ? t->dep_off[n] : 1) * sizeof(int));
+    int *fill = mome_calloc((size_t)(n ? n : 1), sizeof(int));
+    if (!t->dep || !fill) { free(fill); return MOME_ERR_NOMEM; }
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < t->f[i].mix.n; k++) {
+            const int r = t->f[i].mix.fact[k] - t->n_old;
+            if (r >= 0 && r < n && r != i) t->dep[t->dep_off[r] + fill[r]++] = i;
+        }
+    free(fill);
+    if (t->p->top_k_train_all && mem->top_k > 1) {
+        t->row0 = mome_malloc((size_t)(n ? n : 1) * sizeof(int64_t));
+        t->touched = mome_calloc((size_t)(n ? n : 1), sizeof(int));
+        int64_t rows = 0;
+        for (int i = 0; t->row0 && i < n; i++) {
+            t->row0[i] = rows;
+            rows += t->f[i].T;
+        }
+        t->gall = mome_calloc((size_t)(rows ? rows : 1) * C, sizeof(float));
+        if (!t->row0 || !t->touched || !t->gall) return MOME_ERR_NOMEM;
+    }
+    return 0;
+}
+
 /* --------------------------------------------------------------- train */
+
+/* The facts of f's mixture on its row j, in act: called for j = 0, 1, ...
+ * in turn (a partner stays while f's answer tokens are its own too). */
+static void mix_row(const tuner *t, const fact_rt *f, int j, mem_mix *act) {
+    if (j == 0) *act = f->mix;
+    else mem_mix_follow(t->mem, act, j - 1, f->target[j - 1], act);
+}
+
+/* Run fact r's values changed: a verified fact whose mixture holds it (or
+ * r itself, trained as a partner) is verified again. */
+static void values_changed(tuner *t, int r) {
+    if (t->f[r].state == FACT_VERIFIED) t->f[r].recheck = 1;
+    for (int d = t->dep_off[r]; d < t->dep_off[r + 1]; d++)
+        if (t->f[t->dep[d]].state == FACT_VERIFIED) t->f[t->dep[d]].recheck = 1;
+}
 
 /* One optimizer step on facts batch[0..nb). */
 static int train_round(tuner *t, int nb) {
     const int C = t->m->hp.n_embd;
+    const float *vp[MEM_MAX_K];
+    float a[MEM_MAX_K];
+    mem_mix act;
     int R = 0, ns = 0;
     for (int b = 0; b < nb; b++) {
         fact_rt *f = &t->f[t->batch[b]];
-        const float *v = mem_values(t->mem, f->mi);
         for (int k = 0; k < f->n_seq; k++, ns++) {
             const seq_rt *s = &f->seq[k];
             t->seqs[ns] = (ts_seq){s->P - 1, s->kpre, s->vpre, f->T, R, f->target};
             for (int j = 0; j < f->T; j++, R++) {
-                t->rms[R] = mem_value_row(s->h + (size_t)j * C, v + (size_t)j * C, t->X + (size_t)R * C, C);
+                mix_row(t, f, j, &act);
+                for (int i = 0; i < act.n; i++) vp[i] = mem_values(t->mem, act.fact[i]) + (size_t)j * C;
+                t->rms[R] = mem_mix_row(s->h + (size_t)j * C, vp, act.e, act.n, t->X + (size_t)R * C, C, NULL);
             }
         }
     }
@@ -450,28 +540,56 @@ static int train_round(tuner *t, int nb) {
     if (rc) return rc;
     t->step++;
     const adam_cfg ac = adam_default(t->p->lr);
+    const int all = t->gall != NULL; /* every participant trained */
     R = 0;
     ns = 0;
     for (int b = 0; b < nb; b++) {
-        fact_rt *f = &t->f[t->batch[b]];
-        memset(t->grad, 0, (size_t)f->T * C * sizeof(float));
+        const int fi = t->batch[b];
+        fact_rt *f = &t->f[fi];
         double ls = 0;
         int all_ok = 1;
-        for (int k = 0; k < f->n_seq; k++, ns++) {
-            ls += t->loss[ns];
-            all_ok &= t->ok[ns];
-            for (int j = 0; j < f->T; j++, R++) {
-                const float *dx = t->dX + (size_t)R * C;
-                float *g = t->grad + (size_t)j * C;
-                for (int i = 0; i < C; i++) g[i] += t->rms[R] * dx[i];
-            }
+        for (int k = 0; k < f->n_seq; k++) {
+            ls += t->loss[ns + k];
+            all_ok &= t->ok[ns + k];
         }
         f->loss = (float)(ls / f->n_seq);
-        if (all_ok && f->loss < f->target_loss) {
-            f->state = FACT_LEARNED; /* leaves the pool unchanged: these values did it */
-            continue;
-        }
+        /* learned: these values did it; the fact's rows give no gradient */
+        const int learned = all_ok && f->loss < f->target_loss;
+        if (learned) f->state = FACT_LEARNED;
+        if (!all) memset(t->grad, 0, (size_t)f->T * C * sizeof(float));
+        for (int k = 0; k < f->n_seq; k++, ns++)
+            for (int j = 0; j < f->T; j++, R++) {
+                if (learned) continue;
+                mix_row(t, f, j, &act);
+                mem_mix_weights(act.e, act.n, a);
+                const float *dx = t->dX + (size_t)R * C;
+                for (int i = 0; i < act.n; i++) {
+                    float *g;
+                    if (all) {
+                        const int r = act.fact[i] - t->n_old;
+                        if (r < 0) continue; /* a fact of an earlier memory: held */
+                        g = t->gall + (size_t)(t->row0[r] + j) * C;
+                        t->touched[r] = 1;
+                    } else if (act.fact[i] == f->mi)
+                        g = t->grad + (size_t)j * C;
+                    else
+                        continue; /* a partner: held */
+                    const float sc = a[i] * t->rms[R]; /* rms itself when a = 1 */
+                    for (int c = 0; c < C; c++) g[c] += sc * dx[c];
+                }
+            }
+        if (learned || all) continue;
         adam_update(&ac, ++f->adam_t, mem_values(t->mem, f->mi), t->grad, f->am, f->av, (size_t)f->T * C);
+        values_changed(t, fi);
+    }
+    for (int r = 0; all && r < t->n; r++) {
+        if (!t->touched[r]) continue;
+        fact_rt *f = &t->f[r];
+        float *g = t->gall + (size_t)t->row0[r] * C;
+        adam_update(&ac, ++f->adam_t, mem_values(t->mem, f->mi), g, f->am, f->av, (size_t)f->T * C);
+        memset(g, 0, (size_t)f->T * C * sizeof(float));
+        t->touched[r] = 0;
+        values_changed(t, r);
     }
     return 0;
 }
@@ -496,7 +614,16 @@ static int verify_fact(tuner *t, int i) {
     return ok;
 }
 
-/* Every learned fact, with the values rounded to f16 as the file holds them. */
+/* Facts waiting for a verification: learned ones, and verified ones whose
+ * mixture changed. */
+static int pending(const tuner *t) {
+    int k = 0;
+    for (int i = 0; i < t->n; i++) k += t->f[i].state == FACT_LEARNED || (t->f[i].state == FACT_VERIFIED && t->f[i].recheck);
+    return k;
+}
+
+/* Every learned fact, and every verified one whose mixture changed, with
+ * the values rounded to f16 as the file holds them. */
 static int verify_round(tuner *t) {
     const int C = t->m->hp.n_embd;
     const size_t nv = (size_t)(t->mem->n_ans_total + t->mem->n_facts) * C;
@@ -505,15 +632,20 @@ static int verify_round(tuner *t) {
     memcpy(keep, t->mem->val, nv * sizeof(float));
     mem_round_f16(t->mem);
     int rc = 0, done = 0;
-    const int todo = count_state(t, FACT_LEARNED);
+    const int todo = pending(t);
     double last = mome_time_s();
     for (int i = 0; i < t->n && !rc; i++) {
         fact_rt *f = &t->f[i];
-        if (f->state != FACT_LEARNED) continue;
+        const int again = f->state == FACT_VERIFIED && f->recheck;
+        if (f->state != FACT_LEARNED && !again) continue;
         int v = verify_fact(t, i);
         if (v < 0) { rc = MOME_ERR; break; }
+        f->recheck = 0;
         if (v) f->state = FACT_VERIFIED;
-        else {
+        else if (again) {
+            f->state = FACT_TRAINING; /* a neighbour undid it: not its own failure */
+            t->n_undone++;
+        } else {
             f->target_loss *= 0.25f;
             f->state = ++f->n_fail >= MAX_FAILS ? FACT_GIVEN_UP : FACT_TRAINING;
         }
@@ -569,8 +701,10 @@ static int save_checkpoint(tuner *t, const char *path) {
     meta.target_loss = mome_malloc((size_t)n1 * sizeof(float));
     meta.loss = mome_malloc((size_t)n1 * sizeof(float));
     meta.adam = mome_malloc((size_t)(rows ? 2 * rows : 1) * C * sizeof(float));
+    if (t->mem->top_k > 1) meta.recheck = mome_malloc((size_t)n1 * sizeof(int32_t));
     int rc = MOME_ERR_NOMEM;
-    if (meta.state && meta.n_fail && meta.adam_t && meta.target_loss && meta.loss && meta.adam) {
+    if (meta.state && meta.n_fail && meta.adam_t && meta.target_loss && meta.loss && meta.adam &&
+        (t->mem->top_k == 1 || meta.recheck)) {
         float *m1 = meta.adam, *m2 = meta.adam + (size_t)rows * C;
         for (int i = 0; i < t->n; i++) {
             const fact_rt *f = &t->f[i];
@@ -579,6 +713,7 @@ static int save_checkpoint(tuner *t, const char *path) {
             meta.adam_t[i] = f->adam_t;
             meta.target_loss[i] = f->target_loss;
             meta.loss[i] = f->loss;
+            if (meta.recheck) meta.recheck[i] = f->recheck;
             memcpy(m1, f->am, (size_t)f->T * C * sizeof(float));
             memcpy(m2, f->av, (size_t)f->T * C * sizeof(float));
             m1 += (size_t)f->T * C;
@@ -624,6 +759,7 @@ static int load_checkpoint(tuner *t, const char *path) {
         }
         f->n_fail = meta.n_fail[i];
         f->adam_t = meta.adam_t[i];
+        f->recheck = meta.recheck && f->state == FACT_VERIFIED ? meta.recheck[i] : 0;
         f->loss = meta.loss[i];
         memcpy(f->am, m1, (size_t)f->T * C * sizeof(float));
         memcpy(f->av, m2, (size_t)f->T * C * sizeof(float));
@@ -651,6 +787,7 @@ static void tuner_free(tuner *t) {
     }
     free(t->f);
     free(t->gpos);
+    free(t->dep_off); free(t->dep); free(t->gall); free(t->row0); free(t->touched);
     free(t->X); free(t->dX); free(t->rms); free(t->grad); free(t->loss); free(t->ok); free(t->seqs); free(t->batch);
     tstack_free(&t->st);
     if (t->ctx) free(t->ctx->capture); /* the tuner's buffer, not the context's */
@@ -673,13 +810,24 @@ static int prepare(tuner *t, int *new_memory) {
         return mome_seterr_code(MOME_ERR_ARG, "tune: --augment %d is outside 0..%d", p->augment, MAX_AUGMENT);
     if ((rc = prepare_tokens(t))) return rc;
     *new_memory = !p->init_memory;
+    if (p->top_k < 0 || p->top_k > MEM_MAX_K || p->top_k_temp < 0 || !(p->top_k_temp <= 100) ||
+        (!isnan(p->top_k_tau) && !(p->top_k_tau >= -1 && p->top_k_tau <= 1)))
+        return mome_seterr_code(MOME_ERR_ARG, "tune: --top-k %d (1..%d), --top-k-temp %g ((0, 100]) or --top-k-tau %g "
+                                              "([-1, 1]) out of range", p->top_k, MEM_MAX_K, (double)p->top_k_temp,
+                                (double)p->top_k_tau);
     if (p->init_memory) {
         if ((rc = mome_memory_load(p->init_memory, m, &t->mem))) return rc;
+        if (p->top_k > 0 && p->top_k != t->mem->top_k)
+            return mome_seterr_code(MOME_ERR_ARG, "tune: %s mixes %d fact(s) per question; facts added to it are tuned "
+                                                  "the same way (leave out --top-k or give %d)",
+                                    p->init_memory, t->mem->top_k, t->mem->top_k);
     } else {
         const int lv = p->layer >= 0 ? p->layer : model_mem_value_layer(m);
         const int lk = p->key_layer >= 0 ? p->key_layer : L / 5;
         if ((rc = mem_new(m, lk > 0 ? lk : 1, lv, &t->mem))) return rc;
         mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
+        mome_memory_set_mix(t->mem, p->top_k > 0 ? p->top_k : 1, p->top_k_temp > 0 ? p->top_k_temp : MEM_DEFAULT_MIX_TEMP,
+                            p->top_k_tau);
     }
     mome_ctx_params cp = mome_ctx_default_params();
     int nctx = t->max_P + t->max_T + 16;
@@ -698,6 +846,7 @@ static int prepare(tuner *t, int *new_memory) {
     if (!t->gpos) return MOME_ERR_NOMEM;
     if ((rc = prepare_captures(t, *new_memory))) return rc;
     if ((rc = prepare_gate(t))) return rc;
+    if ((rc = prepare_mixtures(t))) return rc;
     /* the training stack and the batch buffers */
     int maxP = 0;
     for (int i = 0; i < t->n; i++)
@@ -770,8 +919,8 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
         }
         /* a pass over the facts still training is done, or none is left */
         if (nb == 0 || t.cursor >= t.n || count_state(&t, FACT_LEARNED) >= pp.batch * 8) {
-            if (count_state(&t, FACT_LEARNED) > 0 && (rc = verify_round(&t))) break;
-            if (count_state(&t, FACT_TRAINING) + count_state(&t, FACT_LEARNED) == 0) break;
+            if (pending(&t) > 0 && (rc = verify_round(&t))) break;
+            if (count_state(&t, FACT_TRAINING) + pending(&t) == 0) break;
         }
         const double el = t.t_prev + mome_time_s() - t.t0;
         if ((pp.max_steps > 0 && t.step >= pp.max_steps) || (pp.max_minutes > 0 && el >= pp.max_minutes * 60)) {
@@ -786,7 +935,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     /* the checkpoint holds the state before this last verification, which
      * the uninterrupted run would do later: a resumed run continues it */
     if (!rc && stopped) rc = save_checkpoint(&t, ckpt);
-    if (!rc && stopped && count_state(&t, FACT_LEARNED) > 0) rc = verify_round(&t);
+    if (!rc && stopped && pending(&t) > 0) rc = verify_round(&t);
     if (!rc) {
         rep->n_facts = t.n;
         rep->n_memorized = count_state(&t, FACT_VERIFIED);
@@ -800,6 +949,10 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
                 rep->missing_lines[rep->n_missing_lines++] = t.fs->v[i].line;
         }
         rep->n_trained_experts = rows;
+        rep->n_undone = t.n_undone;
+        double mix = 0;
+        for (int i = 0; i < t.n; i++) mix += t.f[i].mix.n;
+        rep->mean_mix = t.n ? mix / t.n : 0;
         rep->mean_loss = t.n ? ls / t.n : 0;
         progress(&t, "done", rep->n_memorized);
         if (!rc) rc = mem_save(t.mem, pp.out_path, 1);

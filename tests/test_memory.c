@@ -7,6 +7,13 @@
  * on and nowhere before; save/load round trips (f32 exact, f16 rounded as
  * mem_round_f16 says); damaged or foreign memory files get one clear error;
  * a tuning checkpoint round trips the tuner's state and refuses bad fields.
+ * The k-fact mixture: its output with one fact is mem_value_row's bit for
+ * bit, its value gradient a_i rms(h) dL/dx matches finite differences, the
+ * k best facts are those a brute-force sort finds (ties to the later fact),
+ * the selection rule (the best must be selected, partners must reach their
+ * threshold, a forced fact takes the k-th place), a fact leaves the mixture
+ * when its answer's token is not fed, and a mixture memory is a version-3
+ * file while a one-fact memory stays version 2.
  */
 #include <math.h>
 #include <unistd.h>
@@ -80,15 +87,27 @@ static void test_routing_states(void) {
     float *key = calloc((size_t)2 * m->hp.n_embd, sizeof(float));
     int32_t ans[3] = {100, 200, 300};
     REQUIRE(mem_add_fact(mem, key, key + m->hp.n_embd, ans, 3) == 0, "add");
-    mem_pos st[4] = {0};
-    st[0].fact = 0;
+    mem_pos st[4];
+    memset(st, 0, sizeof st);
+    st[0].mix = (mem_mix){.n = 1, .fact = {0}, .e = {1.0f}};
     st[0].row = 0;
     st[0].pool_start = st[0].span0 = st[0].span1 = -1;
     const int32_t toks[3] = {7, 100, 201};
     mem_pos_next(mem, st, toks, 1, &st[1]);
     mem_pos_next(mem, st, toks, 2, &st[2]);
-    CHECK(st[1].fact == 0 && st[1].row == 1, "row 1 follows the first answer token");
-    CHECK(st[2].fact == -1, "another token ends the answer");
+    CHECK(st[1].mix.n == 1 && st[1].mix.fact[0] == 0 && st[1].row == 1, "row 1 follows the first answer token");
+    CHECK(st[2].mix.n == 0, "another token ends the answer");
+    /* a mixture: a fact leaves it when its own next token is not fed, the
+     * others go on with their weights */
+    int32_t ans2[2] = {100, 250};
+    REQUIRE(mem_add_fact(mem, key, key + m->hp.n_embd, ans2, 2) == 1, "add");
+    st[0].mix = (mem_mix){.n = 2, .fact = {1, 0}, .e = {1.0f, 0.25f}};
+    const int32_t toks2[4] = {7, 100, 200, 300};
+    for (int i = 1; i < 4; i++) mem_pos_next(mem, st, toks2, i, &st[i]);
+    CHECK(st[1].mix.n == 2 && st[1].row == 1, "a token both answers share keeps both (%d)", st[1].mix.n);
+    CHECK(st[2].mix.n == 1 && st[2].mix.fact[0] == 0 && st[2].mix.e[0] == 0.25f && st[2].row == 2,
+          "the other answer's token drops fact 1, fact 0 keeps its weight");
+    CHECK(st[3].mix.n == 1 && st[3].row == 3, "fact 0 goes on to its end-of-turn row");
     free(key);
     mome_memory_free(mem);
     mome_model_free(m);
@@ -377,7 +396,7 @@ static void test_checkpoint(void) {
     const int64_t rows = 3 + 2; /* (answer tokens + end of turn) per fact */
     float *adam = malloc((size_t)2 * rows * C * sizeof(float));
     for (int64_t i = 0; i < 2 * rows * C; i++) adam[i] = (float)i * 1e-3f - 0.25f;
-    mem_ckpt_meta meta = {2, state, tl, 42, 12.5, n_fail, adam_t, loss, 1, adam, rows};
+    mem_ckpt_meta meta = {2, state, tl, 42, 12.5, n_fail, adam_t, loss, 1, adam, rows, NULL};
     char path[] = "/tmp/mome_test_ckpt_XXXXXX";
     int fd = mkstemp(path);
     REQUIRE(fd >= 0, "mkstemp");
@@ -419,8 +438,170 @@ static void test_checkpoint(void) {
     mome_model_free(m);
 }
 
+/* ------------------------------------------------------------ mixtures */
+
+static float frand(uint64_t *s) {
+    *s = *s * 6364136223846793005ULL + 1442695040888963407ULL;
+    return (float)((*s >> 40) & 0xffffff) / 16777216.0f - 0.5f;
+}
+
+/* L(x) = sum_c w_c x_c + x_c^2 / 2 of the mixture's output, in double. */
+static double mix_loss(const float *h, const float *const *v, const float *e, int n, const float *w, float *x, int C) {
+    mem_mix_row(h, v, e, n, x, C, NULL);
+    double l = 0;
+    for (int c = 0; c < C; c++) l += (double)w[c] * x[c] + 0.5 * (double)x[c] * x[c];
+    return l;
+}
+
+/* The mixture's row output and its value gradient (model-free). */
+static void test_mix_row_grad(void) {
+    enum { C = 24, N = 3 };
+    uint64_t seed = 7;
+    float h[C], w[C], x[C], x1[C], vals[N][C], a[N];
+    for (int c = 0; c < C; c++) {
+        h[c] = 2.0f * frand(&seed);
+        w[c] = frand(&seed);
+    }
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c++) vals[i][c] = frand(&seed);
+    const float *v[N] = {vals[0], vals[1], vals[2]};
+    const float e[N] = {1.0f, 0.6f, 0.15f};
+    /* one fact: mem_value_row's bits, weight 1 */
+    float one = 0.0f;
+    const float r1 = mem_mix_row(h, v, e + 1, 1, x1, C, &one);
+    const float r0 = mem_value_row(h, v[0], x, C);
+    CHECK(r0 == r1 && one == 1.0f && !memcmp(x, x1, sizeof x), "one fact is mem_value_row bit for bit");
+    /* in place (x = h), as the engine calls it */
+    float hh[C];
+    memcpy(hh, h, sizeof h);
+    mem_mix_row(hh, v, e, N, hh, C, NULL);
+    mem_mix_row(h, v, e, N, x, C, a);
+    CHECK(!memcmp(hh, x, sizeof x), "in place = out of place");
+    CHECK(fabsf(a[0] + a[1] + a[2] - 1.0f) < 1e-6f && a[0] > a[1] && a[1] > a[2], "weights %g %g %g", a[0], a[1], a[2]);
+    /* dL/dv_i[c] = a_i rms(h) dL/dx_c against central differences */
+    const float rms = mem_mix_row(h, v, e, N, x, C, a);
+    double worst = 0;
+    for (int i = 0; i < N; i++)
+        for (int c = 0; c < C; c += 5) {
+            const double g = (double)a[i] * rms * (w[c] + x[c]);
+            const float keep = vals[i][c], step = 1e-2f;
+            vals[i][c] = keep + step;
+            const double lp = mix_loss(h, v, e, N, w, x1, C);
+            vals[i][c] = keep - step;
+            const double lm = mix_loss(h, v, e, N, w, x1, C);
+            vals[i][c] = keep;
+            const double fd = (lp - lm) / (2.0 * step);
+            const double err = fabs(fd - g) / (fabs(g) + 1e-3);
+            if (err > worst) worst = err;
+        }
+    CHECK(worst < 2e-3, "value gradient vs finite differences: worst relative error %g", worst);
+}
+
+/* mem_best_k against a brute-force order; the selection rule. */
+static void test_mix_select(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, NF = 12;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    uint64_t seed = 11;
+    float *keys = malloc((size_t)(NF + 1) * 2 * C * sizeof(float)), *q = malloc((size_t)2 * C * sizeof(float));
+    REQUIRE(keys && q, "oom");
+    for (int i = 0; i < (NF + 1) * 2 * C; i++) keys[i] = frand(&seed);
+    int32_t ans[2] = {100, 200};
+    for (int f = 0; f < NF; f++) {
+        /* facts 4 and 5 have the same keys (a tie) */
+        const float *k = keys + (size_t)(f == 5 ? 4 : f) * 2 * C;
+        REQUIRE(mem_add_fact(mem, k, k + C, ans, 2) == f, "add");
+    }
+    /* a question near fact 3, a little toward 4/5 and 7 */
+    float *qk = keys + (size_t)NF * 2 * C;
+    for (int i = 0; i < 2 * C; i++) qk[i] = keys[3 * 2 * C + i] + 0.6f * keys[4 * 2 * C + i] + 0.4f * keys[7 * 2 * C + i];
+    int32_t idx[MEM_MAX_K];
+    float sc[MEM_MAX_K];
+    float all[64];
+    const int n = mem_best_k(mem, qk, qk + C, NF, q, idx, sc);
+    REQUIRE(n == NF, "all %d facts (%d)", NF, n);
+    for (int i = 0; i < n; i++) all[idx[i]] = sc[i];
+    int sorted = 1, perm = 1;
+    int seen[64] = {0};
+    for (int i = 0; i < n; i++) {
+        seen[idx[i]]++;
+        if (i && sc[i] > sc[i - 1]) sorted = 0;
+        if (i && sc[i] == sc[i - 1] && idx[i] > idx[i - 1]) sorted = 0; /* ties: the later fact first */
+    }
+    for (int f = 0; f < NF; f++) perm &= seen[f] == 1;
+    CHECK(sorted && perm && all[4] == all[5], "mem_best_k orders every fact by score, ties to the later one");
+    CHECK(idx[0] == 3, "the question's own fact first (got %d)", idx[0]);
+    float s0;
+    CHECK(mem_best(mem, qk, qk + C, q, &s0) == idx[0] && s0 == sc[0], "mem_best is mem_best_k's first");
+    int32_t t3[3];
+    float s3[3];
+    CHECK(mem_best_k(mem, qk, qk + C, 3, q, t3, s3) == 3 && !memcmp(t3, idx, sizeof t3) && !memcmp(s3, sc, sizeof s3),
+          "the 3 best are the first 3 of the order");
+    /* the rule: k = 1 selects the best alone at tau */
+    mem_mix mx;
+    int32_t best;
+    float bs, bg;
+    mome_memory_set_routing(mem, sc[0] - 1e-3f, NAN);
+    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, &best, &bs, &bg) == 1 && mx.fact[0] == idx[0] && mx.e[0] == 1.0f &&
+              best == idx[0] && bs == sc[0] && isinf(bg),
+          "k = 1: the best fact, weight 1");
+    mome_memory_set_routing(mem, sc[0] + 1e-3f, NAN);
+    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, &best, &bs, NULL) == 0 && best == idx[0], "below tau: silent");
+    /* k = 4: partners at tau join; the memory still speaks only when the best is selected */
+    mome_memory_set_mix(mem, 4, 0.1f, NAN);
+    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, NULL, NULL, NULL) == 0, "k = 4, best below tau: silent");
+    mome_memory_set_routing(mem, sc[2] - 1e-4f, NAN);
+    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, NULL, NULL, NULL) == 3 && mx.fact[0] == idx[0] &&
+              mx.fact[1] == idx[1] && mx.fact[2] == idx[2],
+          "k = 4, tau between the 3rd and 4th scores: 3 facts (%d)", mx.n);
+    CHECK(mx.e[0] == 1.0f && fabsf(mx.e[1] - expf((sc[1] - sc[0]) / 0.1f)) < 1e-6f, "weights exp((s_i - s_max) / T)");
+    mome_memory_set_mix(mem, 4, 0.1f, -1.0f);
+    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, NULL, NULL, NULL) == 4 && mx.fact[3] == idx[3],
+          "partner threshold -1: the 4 best");
+    /* forced (the tuner): a fact outside the 4 best takes the 4th place */
+    const int far = idx[NF - 1];
+    CHECK(mem_mix_select(mem, qk, qk + C, far, q, &mx, NULL, NULL, NULL) == 4 && mx.fact[3] == far &&
+              mx.fact[0] == idx[0] && mx.e[0] == 1.0f && mx.e[3] < mx.e[2],
+          "a forced fact replaces the 4th");
+    /* a mixture memory is version 3 and round trips; one fact stays version 2 */
+    char path[] = "/tmp/mome_test_mix_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    mome_memory_set_mix(mem, 4, 0.25f, 0.3f);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    gguf_file *gf = NULL;
+    uint32_t ver = 0;
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    CHECK(gguf_get_u32(gf, "mome.version", &ver) == 1 && ver == 3, "mixture memory: version %u", ver);
+    gguf_close(gf);
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->top_k == 4 && l->mix_temp == 0.25f && l->mix_tau == 0.3f && mome_memory_top_k(l) == 4, "k, T, tau round trip");
+    mome_memory_free(l);
+    mome_memory_set_mix(mem, 1, NAN, NAN);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save");
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    int32_t kk;
+    CHECK(gguf_get_u32(gf, "mome.version", &ver) == 1 && ver == 2 && gguf_get_i32(gf, "mome.top_k", &kk) == 0,
+          "one fact per question: version 2, no mixture keys");
+    gguf_close(gf);
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load v2: %s", mome_errmsg());
+    CHECK(l->top_k == 1, "a version-2 file mixes one fact");
+    mome_memory_free(l);
+    unlink(path);
+    free(keys);
+    free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_routing_states);
+    RUN(test_mix_row_grad);
+    RUN(test_mix_select);
     RUN(test_exact_and_selected);
     RUN(test_bad_files);
     RUN(test_gate);

@@ -113,10 +113,13 @@ static const char *default_model_path(void) {
     return buf;
 }
 
-static mome_memory *attach_memory(mome_model *m, mome_ctx *c, const char *path) {
+/* The memory at path (NULL: none) attached to c; top_k > 0 overrides the
+ * facts it mixes per question. */
+static mome_memory *attach_memory(mome_model *m, mome_ctx *c, const char *path, int top_k) {
     if (!path) return NULL;
     mome_memory *mem;
     if (mome_memory_load(path, m, &mem)) die("%s", mome_errmsg());
+    if (top_k > 0) mome_memory_set_mix(mem, top_k, NAN, NAN);
     if (mome_ctx_set_memory(c, mem)) die("%s", mome_errmsg());
     return mem;
 }
@@ -281,6 +284,7 @@ typedef struct gen_opts {
     int default_system;    /* --default-system: the template's own default system message */
     char *system_owned;    /* the system message when it came from the template */
     const char *memory;
+    int memory_top_k;      /* --memory-top-k (0: the memory's) */
     mome_sampler_params sp;
 } gen_opts;
 
@@ -301,6 +305,8 @@ static const char *GEN_HELP =
     "                         Cloud. ...\"); by default mome renders chats as llama.cpp's\n"
     "                         llama_chat_apply_template does, which leaves it out\n"
     "  --memory FILE          attach a memory made by mome tune\n"
+    "  --memory-top-k K       mix K facts per question instead of the memory's own setting\n"
+    "                         (1..64; for measuring: a memory answers best as it was tuned)\n"
     "  -v, --verbose          timings, settings and the memory's selection on stderr\n";
 
 /* Parses the options shared by run and chat; returns 1 if handled. */
@@ -318,6 +324,7 @@ static int gen_opt(args *a, gen_opts *o) {
     else if (arg_is(a, "--system", NULL)) o->system = arg_val(a);
     else if (arg_is(a, "--default-system", NULL)) o->default_system = 1;
     else if (arg_is(a, "--memory", NULL)) o->memory = arg_val(a);
+    else if (arg_is(a, "--memory-top-k", NULL)) o->memory_top_k = (int)arg_long(a, 1, 64);
     else if (arg_is(a, "-v", "--verbose")) o->verbose = 1;
     else return 0;
     return 1;
@@ -345,7 +352,7 @@ static gen_session session_open(mome_model *m, const gen_opts *o) {
     cp.n_ctx = o->n_ctx;
     cp.n_threads = o->threads;
     if (mome_ctx_init(m, &cp, &g.c)) die_lib("context");
-    g.mem = attach_memory(m, g.c, o->memory);
+    g.mem = attach_memory(m, g.c, o->memory, o->memory_top_k);
     if (mome_sampler_init(&o->sp, mome_model_n_vocab(m), &g.s)) die_lib("sampler");
     return g;
 }
@@ -452,10 +459,18 @@ static int cmd_run(int argc, char **argv) {
         int32_t best;
         float gate;
         mome_ctx_memory_candidate(c, &best, &gate);
-        if (dfact >= 0)
-            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f)\n", dpos,
+        int32_t mf[64];
+        float mw[64];
+        const int nmix = mome_ctx_memory_mixture(c, mf, mw, 64);
+        if (dfact >= 0) {
+            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f)", dpos,
                     dfact, dscore, gate);
-        else
+            if (nmix > 1) {
+                fprintf(stderr, " mixed with %d more:", nmix - 1);
+                for (int i = 0; i < nmix; i++) fprintf(stderr, "%s fact %d weight %.3f", i ? "," : "", mf[i], mw[i]);
+            }
+            fprintf(stderr, "\n");
+        } else
             fprintf(stderr,
                     "mome: memory: question at token %d selects no fact (best fact %d: score %.3f, relation gate %+.2f; "
                     "selected needs the score at the threshold and the gate >= 0)\n",
@@ -588,7 +603,7 @@ static int cmp_double(const void *a, const void *b) {
 
 static int cmd_bench(int argc, char **argv) {
     const char *model = NULL, *memory = NULL;
-    int pp = 128, tg = 128, threads = 0, reps = 5, json = 0;
+    int pp = 128, tg = 128, threads = 0, reps = 5, json = 0, mem_top_k = 0;
     args a = {argc, argv, 0, "bench"};
     for (a.i = 1; a.i < argc; a.i++) {
         if (arg_is(&a, "-h", "--help")) {
@@ -601,6 +616,7 @@ static int cmd_bench(int argc, char **argv) {
                    "  -t N      threads (default: all cores)\n"
                    "  -r N      repetitions (default 5)\n"
                    "  --memory FILE  attach a memory (to measure its cost)\n"
+                   "  --memory-top-k K  mix K facts per question instead of the memory's setting\n"
                    "  --json    one JSON object on stdout\n");
             return 0;
         } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
@@ -610,6 +626,7 @@ static int cmd_bench(int argc, char **argv) {
         else if (arg_is(&a, "-r", "--reps")) reps = (int)arg_long(&a, 1, 1000);
         else if (arg_is(&a, "--json", NULL)) json = 1;
         else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
+        else if (arg_is(&a, "--memory-top-k", NULL)) mem_top_k = (int)arg_long(&a, 1, 64);
         else unknown(&a);
     }
     mome_model *m = load_model(model, threads);
@@ -619,7 +636,7 @@ static int cmd_bench(int argc, char **argv) {
     cp.n_threads = threads;
     mome_ctx *c;
     if (mome_ctx_init(m, &cp, &c)) die_lib("context");
-    mome_memory *mem = attach_memory(m, c, memory);
+    mome_memory *mem = attach_memory(m, c, memory, mem_top_k);
     int V = mome_model_n_vocab(m);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(pp > 0 ? pp : 1));
     uint64_t st = 12345;
@@ -747,6 +764,17 @@ static int cmd_tune(int argc, char **argv) {
                    "  --route-threshold X    a question selects its fact when the key score is at least X\n"
                    "                         (default 0.55; lower: more rewordings, higher: fewer false hits)\n"
                    "  --w-pool X             weight of the pooled question key in the score (default 0.7)\n"
+                   "  --top-k K              a question mixes the values of up to K facts, 1..64 (default 1:\n"
+                   "                         the best fact alone): the K best by key score, weighted\n"
+                   "                         softmax(score / T); the memory speaks when the best fact is\n"
+                   "                         selected, the others join when they reach --top-k-tau (a new\n"
+                   "                         memory; facts added to a memory take its setting)\n"
+                   "  --top-k-temp T         the mixture's softmax temperature (default 0.1; scores are cosines)\n"
+                   "  --top-k-tau X          score the facts but the best need to join (default: the route\n"
+                   "                         threshold; -1: the K best always, as a top-k router)\n"
+                   "  --top-k-train own|all  what a fact's loss trains: its own values, its partners held\n"
+                   "                         (own, default), or every fact of its mixture (all); either way\n"
+                   "                         verified facts whose partners changed are verified again\n"
                    "  --augment N            extra contexts per fact the tuner makes itself (system\n"
                    "                         prompts, an earlier exchange, lower case), 0..6 (default 2)\n"
                    "  --gate-questions N     a relation gate: the tuner asks N other questions about each\n"
@@ -787,7 +815,15 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--key-layer", NULL)) p.key_layer = (int)arg_long(&a, 1, 4095);
         else if (arg_is(&a, "--route-threshold", NULL)) p.route_threshold = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--w-pool", NULL)) p.w_pool = (float)arg_double(&a, 0, 1);
-        else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
+        else if (arg_is(&a, "--top-k", NULL)) p.top_k = (int)arg_long(&a, 1, 64);
+        else if (arg_is(&a, "--top-k-temp", NULL)) p.top_k_temp = (float)arg_double(&a, 1e-4, 100);
+        else if (arg_is(&a, "--top-k-tau", NULL)) p.top_k_tau = (float)arg_double(&a, -1, 1);
+        else if (arg_is(&a, "--top-k-train", NULL)) {
+            const char *v = arg_val(&a);
+            if (!strcmp(v, "own")) p.top_k_train_all = 0;
+            else if (!strcmp(v, "all")) p.top_k_train_all = 1;
+            else die("tune: --top-k-train expects own or all, got '%s'", v);
+        } else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
         else if (arg_is(&a, "--gate-questions", NULL)) p.gate_questions = (int)arg_long(&a, 0, 16);
         else if (arg_is(&a, "--gate-margin", NULL)) p.gate_margin = (float)arg_double(&a, 0, 100);
         else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
@@ -829,6 +865,10 @@ static int cmd_tune(int argc, char **argv) {
                         " (one per answer row); wrote %s\n",
                 rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
                 p.out_path);
+    if (p.method == MOME_TUNE_MOME && rep.mean_mix > 1)
+        fprintf(stderr, "tune: mixtures: %.2f facts per trained question on average; %lld verified fact(s) undone by a "
+                        "partner's change and trained again\n",
+                rep.mean_mix, (long long)rep.n_undone);
     if (rep.ppl_before > 0)
         fprintf(stderr, "tune: perplexity of %s: %.4f before, %.4f after (%+.2f%%)\n", p.ppl_text, rep.ppl_before,
                 rep.ppl_after, 100 * (rep.ppl_after / rep.ppl_before - 1));
@@ -886,6 +926,7 @@ static int cmd_eval(int argc, char **argv) {
     eval_cb cb = {0, isatty(2), 0};
     mome_eval_params p = mome_eval_default_params();
     float route_tau = NAN, route_w = NAN;
+    int mem_top_k = 0;
     const char **systems = NULL;
     int n_systems = 0;
     args a = {argc, argv, 0, "eval"};
@@ -919,6 +960,7 @@ static int cmd_eval(int argc, char **argv) {
                    "  --route-threshold X  override the memory's selection threshold (to measure the\n"
                    "                       trade-off between rewordings found and neighbours left alone)\n"
                    "  --w-pool X           override the pooled key's weight in the selection score\n"
+                   "  --memory-top-k K     override the facts the memory mixes per question (1..64)\n"
                    "  --neighbors FILE     more neighbour questions: the questions of this fact file\n"
                    "                       (answers ignored)\n"
                    "  --system TEXT        one more system prompt for context_recall (repeatable)\n"
@@ -947,6 +989,7 @@ static int cmd_eval(int argc, char **argv) {
         else if (arg_is(&a, "--neighbors", NULL)) p.neighbors_path = arg_val(&a);
         else if (arg_is(&a, "--route-threshold", NULL)) route_tau = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--w-pool", NULL)) route_w = (float)arg_double(&a, 0, 1);
+        else if (arg_is(&a, "--memory-top-k", NULL)) mem_top_k = (int)arg_long(&a, 1, 64);
         else if (arg_is(&a, "--system", NULL)) {
             const char *v = arg_val(&a);
             if (!*v) die("eval: --system expects a non-empty system prompt");
@@ -978,6 +1021,7 @@ static int cmd_eval(int argc, char **argv) {
     mome_memory *mem = NULL;
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
     if (mem) mome_memory_set_routing(mem, route_tau, route_w); /* NAN: unchanged */
+    if (mem && mem_top_k > 0) mome_memory_set_mix(mem, mem_top_k, NAN, NAN);
     p.on_fact = eval_on_fact;
     p.on_progress = eval_on_progress;
     p.user = &cb;

@@ -2,7 +2,8 @@
 # test_tune.sh - memory tuning end to end on the default model (SmolLM2):
 # exact recall after tuning, the stop rule, same seed = same file, checkpoint + resume
 # (bit for bit the uninterrupted run),
-# kill -9 during tuning, incremental tuning keeps old facts, conflicts,
+# kill -9 during tuning, incremental tuning keeps old facts, top-k mixtures (recalled with the file's
+# k, both training modes, exact resume), conflicts,
 # a memory for another base model is refused, the LoRA baseline runs.
 # The facts are random ticket prefixes (tests/data/facts/projects_*.jsonl),
 # which no model can know: recall before tuning is 0.
@@ -91,6 +92,32 @@ if $MOME tune -m "$MODEL" --facts $B --memory "$tmp/a.mome" -o "$tmp/ab.mome" -t
     ok "incremental tune of 6 new facts"; else bad "incremental: $(tail -2 "$tmp/log")"; fi
 ra=$(recall "$tmp/ab.mome" $A); rb=$(recall "$tmp/ab.mome" $B)
 if [ "$ra" = "1.000000" ] && [ "$rb" = "1.000000" ]; then ok "old and new facts both recalled"; else bad "after incremental: old $ra new $rb"; fi
+
+# top-k mixtures (issue 11 experiment 4): with --top-k 4 --top-k-tau -1 each question mixes its 4 best facts
+# (all 10 share one wording, so partners are close); facts the tuner verified through their mixtures are
+# recalled by the engine with the k the memory file holds, in both training modes; a run stopped and resumed
+# writes the uninterrupted run's file (the re-verification flags are in the checkpoint)
+for mode in own all; do
+    if $MOME tune -m "$MODEL" --facts $A -o "$tmp/k4$mode.mome" -t 2 --top-k 4 --top-k-tau -1 --top-k-train $mode \
+        2>"$tmp/klog" && grep -q "10/10 facts memorized" "$tmp/klog" && grep -q "mixtures: 4.00 facts per trained question" "$tmp/klog"; then
+        ok "top-k 4 ($mode): 10/10 memorized through mixtures of 4"; else bad "top-k 4 ($mode): $(tail -2 "$tmp/klog")"; fi
+    r=$(recall "$tmp/k4$mode.mome" $A)
+    [ "$r" = "1.000000" ] && ok "top-k 4 ($mode): the engine recalls every fact with the file's k" || bad "top-k 4 ($mode): recall $r"
+done
+$MOME run -m "$MODEL" --memory "$tmp/k4own.mome" --chat --temp 0 -n 4 -v -t 2 \
+    -p "What is the internal ticket prefix of project Falcon?" >/dev/null 2>"$tmp/ksel"
+grep -q "selects fact 0 (score 1.000, .*) mixed with 3 more: fact 0 weight" "$tmp/ksel" &&
+    ok "run -v: the trained question mixes its fact with 3 more, its own weighted first" || bad "run -v mixture: $(grep memory: "$tmp/ksel")"
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/k4r.mome" -t 2 --top-k 4 --top-k-tau -1 --top-k-train all --max-steps 3 2>/dev/null
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/k4r.mome" -t 2 --top-k 4 --top-k-tau -1 --top-k-train all --resume 2>/dev/null
+cmp -s "$tmp/k4all.mome" "$tmp/k4r.mome" && ok "top-k 4 (all): stopped and resumed = uninterrupted, bit for bit" ||
+    bad "top-k 4 (all): a resumed run differs from the uninterrupted one"
+if $MOME tune -m "$MODEL" --facts $B --memory "$tmp/k4own.mome" --top-k 2 -o "$tmp/x.mome" 2>"$tmp/err"; then bad "another k accepted"
+elif grep -q "mixes 4 fact(s) per question" "$tmp/err"; then ok "adding facts with another --top-k is refused"
+else bad "--top-k mismatch: $(cat "$tmp/err")"; fi
+# k = 1 is memory version 2: the file of --top-k 1 is the default run's, byte for byte
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/k1.mome" -t 2 --top-k 1 --top-k-train all 2>/dev/null
+cmp -s "$tmp/a.mome" "$tmp/k1.mome" && ok "--top-k 1: the one-fact memory, byte for byte" || bad "--top-k 1 differs from the default"
 
 # conflicting answers
 if $MOME tune -m "$MODEL" --facts tests/data/facts/conflict.jsonl -o "$tmp/c.mome" 2>"$tmp/err"; then bad "conflict accepted"
