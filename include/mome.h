@@ -125,7 +125,7 @@ typedef struct mome_tune_params {
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
                                   new one); an existing memory keeps its own */
-    float top_k_temp;          /* softmax temperature of the mixture weights (0: 0.1) */
+    float top_k_temp;          /* softmax temperature of the mixture weights (0: 0.25) */
     float top_k_tau;           /* score the facts but the best need to join the mixture (NAN: the
                                   route threshold) */
     int top_k_train_all;       /* 1: a fact's loss trains every fact of its mixture (dv_i =

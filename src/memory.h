@@ -86,7 +86,11 @@
 #define MEM_DEFAULT_W_POOL 0.7f
 #define MEM_GATE_MAX_NEG 4096 /* rejected questions' keys a memory keeps */
 #define MEM_MAX_K 64          /* facts one question may mix (top_k) */
-#define MEM_DEFAULT_MIX_TEMP 0.1f /* softmax temperature T of the mixture weights (scores are cosines) */
+/* Softmax temperature T of the mixture weights (scores are cosines). Measured
+ * on 24 zsRE facts mixed together: at 0.25 a trained question's own fact
+ * weighs 0.73 and a paraphrase's 0.56; at 0.1 (8 facts mixed) 0.999 and
+ * 0.996, which leaves the partners next to nothing to do. */
+#define MEM_DEFAULT_MIX_TEMP 0.25f
 
 /* Token sequences of the chat template around a user message. */
 typedef struct mem_marks {

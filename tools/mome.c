@@ -769,7 +769,7 @@ static int cmd_tune(int argc, char **argv) {
                    "                         softmax(score / T); the memory speaks when the best fact is\n"
                    "                         selected, the others join when they reach --top-k-tau (a new\n"
                    "                         memory; facts added to a memory take its setting)\n"
-                   "  --top-k-temp T         the mixture's softmax temperature (default 0.1; scores are cosines)\n"
+                   "  --top-k-temp T         the mixture's softmax temperature (default 0.25; scores are cosines)\n"
                    "  --top-k-tau X          score the facts but the best need to join (default: the route\n"
                    "                         threshold; -1: the K best always, as a top-k router)\n"
                    "  --top-k-train own|all  what a fact's loss trains: its own values, its partners held\n"
