@@ -99,6 +99,8 @@ $(B)/bench_batch: bench/bench_batch.c $(B)/libmome.a
 	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
 $(B)/bench_packed: bench/bench_packed.c $(B)/libmome.a
 	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
+$(B)/editing_tfacc: bench/editing_tfacc.c $(B)/libmome.a
+	$(CC) $(CFLAGS_BASE) $< $(B)/libmome.a $(LDLIBS) -o $@
 bench-serve: deps model all $(B)/bench_batch
 	OMP_WAIT_POLICY=passive $(B)/bench_batch
 	bash bench/bench_server.sh
