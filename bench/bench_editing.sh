@@ -13,12 +13,13 @@
 # loaded 2-core machine two torch threads ran GRACE 3.5x slower than one),
 # BUDGET_S (a peer stops editing after this many seconds and is scored on
 # the facts edited so far; default 0: no limit),
-# MOME (default build/peers/mome, built here), MOME_SHARED (default ../shared),
+# MOME (default build/peers/mome, made here with make B=build/peers), MOME_SHARED (default ../shared),
 # EASYEDIT_GIT: a git directory of zjunlp/EasyEdit (for example the one the
 # session tools' fetch brings) to take the source from; without it the source
 # is cloned. EASYEDIT_REV: the commit (default below, the one measured).
 #
-# Creates, all under build/peers (ignored), idempotently:
+# mome alone needs no Python packages (METHODS=mome). Creates, all under
+# build/peers (ignored), idempotently, the peers' part only when a peer runs:
 #   venv/                 torch, transformers, gguf and EasyEdit's few runtime
 #                         deps, pinned (torch and transformers at EasyEdit's
 #                         requirements.txt versions)
@@ -49,9 +50,13 @@ if [ ! -f "$ZSRE" ] || [ ! -f "$NQ" ]; then
 fi
 mkdir -p $B
 [ -f "$GGUF" ] || make model
-[ -x "$MOME" ] || make B=$B -j2 all
-make -s B=$B $B/editing_tfacc
+case " $METHODS " in *" mome "*) make -s B=$B -j2 all $B/editing_tfacc ;; esac
 
+FACTS=$B/zsre-$N.json
+python3 bench/editing_peers.py facts --zsre "$ZSRE" --n "$N" --out $FACTS
+case " $METHODS " in *" WISE "*|*" GRACE "*) PEERS=1 ;; *) PEERS=0 ;; esac
+
+if [ $PEERS = 1 ]; then
 # ---------------------------------------------------------------- venv
 PY=$B/venv/bin/python
 PINS="torch==2.9.1 transformers==4.57.1 gguf==0.19.0 numpy==2.2.6 PyYAML==6.0.2 tqdm==4.67.1
@@ -78,11 +83,10 @@ if [ ! -f $EE/.rev ] || [ "$(cat $EE/.rev)" != "$EASYEDIT_REV" ]; then
     rm -rf $EE && mv $EE.tmp $EE
 fi
 
-# ---------------------------------------------------------------- model, facts
+# ---------------------------------------------------------------- the model as transformers reads it
 HF=$B/SmolLM2-135M-Instruct
 [ -f $HF/config.json ] || $PY bench/editing_peers.py convert --gguf "$GGUF" --out $HF
-FACTS=$B/zsre-$N.json
-$PY bench/editing_peers.py facts --zsre "$ZSRE" --n "$N" --out $FACTS
+fi
 
 RESULTS=""
 for m in $METHODS; do
@@ -99,9 +103,9 @@ for m in $METHODS; do
         $MOME eval -m "$GGUF" --memory $B/mome-$N.mome --facts $FACTS --no-context --no-variants --json -t $T \
             --outputs $B/mome-$N.outputs.jsonl >$B/mome-$N.eval.json 2>$B/mome-$N.eval.log
         t2=$(date +%s.%N)
-        $PY bench/editing_peers.py tfacc-in --facts $FACTS --n $N --out $B/tfacc-$N.in.jsonl
+        python3 bench/editing_peers.py tfacc-in --facts $FACTS --n $N --out $B/tfacc-$N.in.jsonl
         THREADS=$T $B/editing_tfacc "$GGUF" $B/mome-$N.mome <$B/tfacc-$N.in.jsonl >$B/mome-$N.tfacc.jsonl
-        $PY bench/editing_peers.py mome --facts $FACTS --n $N --eval-json $B/mome-$N.eval.json \
+        python3 bench/editing_peers.py mome --facts $FACTS --n $N --eval-json $B/mome-$N.eval.json \
             --tfacc $B/mome-$N.tfacc.jsonl --outputs $B/mome-$N.outputs.jsonl --out $R \
             --edit-wall-s "$(awk "BEGIN{print $t1 - $t0}")" --edit-cpu-s "$cpu" --eval-wall-s "$(awk "BEGIN{print $t2 - $t1}")" \
             --settings "mome tune defaults, -t $T" ;;
@@ -109,8 +113,8 @@ for m in $METHODS; do
         log "$m: edit $N facts one after another (log: $B/$m-$N.log)"
         OMP_NUM_THREADS=$T nice -n 10 $PY bench/editing_peers.py peer --method $m --model $HF --easyedit $EE \
             --hparams bench/editing_hparams/$m-smollm2.yaml --facts $FACTS --negatives "$NQ" --n $N \
-            --threads $T --budget-s $BUDGET_S --out $R >$B/$m-$N.log 2>&1 || { log "$m failed: see $B/$m-$N.log"; tail -5 $B/$m-$N.log; } ;;
+            --threads $T --batch $([ $m = GRACE ] && echo 16 || echo 1) --budget-s $BUDGET_S --out $R >$B/$m-$N.log 2>&1 || { log "$m failed: see $B/$m-$N.log"; tail -5 $B/$m-$N.log; } ;;
     *) log "unknown method $m"; exit 2 ;;
     esac
 done
-$PY bench/editing_peers.py table $RESULTS | tee $B/table-$N.md
+python3 bench/editing_peers.py table $RESULTS | tee $B/table-$N.md
