@@ -79,6 +79,11 @@ int64_t mome_memory_n_trained(const mome_memory *mem);
  * measuring the trade-off between rewordings and locality); NAN or a value
  * outside [-1, 1] (threshold) / [0, 1] (weight) keeps the current one. */
 void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
+/* The wording check's threshold in [-1, 1] (NAN: unchanged); it applies only
+ * to facts tuned with their question tokens (mome tune --cover). */
+void mome_memory_set_cover(mome_memory *mem, float cover);
+/* The memory's wording-check threshold (NAN: none). */
+float mome_memory_cover_threshold(const mome_memory *mem);
 /* Overrides the mixture a question selects (memory.h): top_k facts (1..64;
  * else unchanged), the softmax temperature of their weights (> 0; else
  * unchanged) and the score the facts but the best need to join (in [-1, 1];
@@ -130,6 +135,9 @@ typedef struct mome_tune_params {
                                   route threshold) */
     int top_k_train_all;       /* 1: a fact's loss trains every fact of its mixture (dv_i =
                                   a_i rms(h) dX); 0: only its own values, its partners held */
+    float cover;               /* the wording check's threshold (memory.h): a question must have a
+                                  counterpart of every word of the fact's; NAN: no check (new
+                                  memories) or the loaded memory's */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int gate_questions;        /* other questions asked per fact that names its subject, which
@@ -302,10 +310,12 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem);
  * selected (-1: none) and its score. Returns 0 if there was none. */
 int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score);
 /* Why that decision went as it did: the best fact by key score, selected or
- * not, and the relation gate's value for it (+inf: no gate; a fact is
- * selected when its score reaches the memory's threshold and the gate is
- * >= 0). Returns 0 when the last decode had no decision row. */
-int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate);
+ * not, the relation gate's value for it (+inf: no gate) and its wording
+ * check (cover; +inf: none). A fact is selected when its score reaches the
+ * memory's threshold, the gate is >= 0 and the cover reaches the memory's
+ * cover threshold (mome_memory_cover_threshold). Returns 0 when the last
+ * decode had no decision row. */
+int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate, float *cover);
 /* The facts the last decision (mome_ctx_memory_decision) selected, best
  * first, and their weights (summing to 1), at most cap of them; returns how
  * many it selected (0: none). */

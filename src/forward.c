@@ -164,11 +164,11 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
         if (mem->n_embd != hp->n_embd || mem->n_layer != hp->n_layer || mem->n_vocab != hp->n_vocab)
             return mome_seterr_code(MOME_ERR_ARG, "memory does not fit this model (n_embd %d/%d, n_layer %d/%d)",
                                     mem->n_embd, hp->n_embd, mem->n_layer, hp->n_layer);
-        if ((mem->mk.n_head == 0 || !mem->blank) && mem_bind_model(mem, c->m)) return MOME_ERR;
+        if ((mem->mk.n_head == 0 || !mem->blank || !mem->content) && mem_bind_model(mem, c->m)) return MOME_ERR;
         if (!c->mpos) {
             c->mpos = mome_malloc((size_t)c->n_ctx * sizeof(mem_pos));
             c->mrows = mome_malloc((size_t)c->n_ctx * hp->n_embd * sizeof(float));
-            c->mscratch = mome_malloc((size_t)4 * hp->n_embd * sizeof(float));
+            c->mscratch = mome_malloc((2 * (size_t)hp->n_embd + MEM_SELECT_SCRATCH(hp->n_embd)) * sizeof(float));
             if (!c->mpos || !c->mrows || !c->mscratch) {
                 free(c->mpos); free(c->mrows); free(c->mscratch);
                 c->mpos = NULL; c->mrows = NULL; c->mscratch = NULL;
@@ -182,9 +182,10 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
     return MOME_OK;
 }
 
-int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate) {
+int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate, float *cover) {
     if (best) *best = c->dec_best;
     if (gate) *gate = c->dec_gate;
+    if (cover) *cover = c->dec_cover;
     return c->dec_pos >= 0;
 }
 
@@ -220,12 +221,14 @@ static void memory_row(mome_ctx *c, int32_t pos, float *x) {
         mem_rms_normalize(x, last, C);
         mem_mix mix;
         int32_t best = -1;
-        float score = -INFINITY, gate = INFINITY;
-        const int n = mem_mix_select(mem, pool, last, -1, q, &mix, &best, &score, &gate);
+        float score = -INFINITY, gate = INFINITY, cover = INFINITY;
+        const mem_query qt = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0};
+        const int n = mem_mix_select(mem, pool, last, &qt, -1, q, &mix, &best, &score, &gate, &cover);
         c->dec_pos = pos;
         c->dec_score = score;
         c->dec_best = best;
         c->dec_gate = gate;
+        c->dec_cover = cover;
         if (c->dec_keys) {
             memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
             memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));

@@ -95,6 +95,20 @@ int mem_bind_model(mome_memory *mem, const mome_model *m) {
         for (int i = 0; i < n && blank; i++) blank = piece[i] == ' ' || piece[i] == '\t';
         mem->blank[v] = (uint8_t)blank;
     }
+    free(mem->content);
+    mem->content = mome_calloc((size_t)V, 1);
+    if (!mem->content) return MOME_ERR_NOMEM;
+    for (int v = 0; v < V; v++) {
+        char piece[64]; /* special tokens have no text here */
+        int n = mome_token_to_piece(m, v, piece, sizeof piece, 0);
+        if (n <= 0 || n > (int)sizeof piece) continue;
+        int alnum = 0;
+        for (int i = 0; i < n && !alnum; i++) {
+            const unsigned char ch = (unsigned char)piece[i];
+            alnum = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch >= 0x80;
+        }
+        mem->content[v] = (uint8_t)alnum;
+    }
     return 0;
 }
 
@@ -122,6 +136,7 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->top_k = 1;
     mem->mix_temp = MEM_DEFAULT_MIX_TEMP;
     mem->mix_tau = NAN;
+    mem->cover_tau = NAN;
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
     mem->mu_last = mome_calloc((size_t)C, sizeof(float));
     int rc = mem->base_name && mem->mu_pool && mem->mu_last ? mem_bind_model(mem, m) : MOME_ERR_NOMEM;
@@ -146,7 +161,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
         if (nc > INT32_MAX / 2) return mome_seterr_code(MOME_ERR_ARG, "memory: too many facts");
         if (grow((void **)&mem->kpool, nc * C, sizeof(float)) || grow((void **)&mem->klast, nc * C, sizeof(float)) ||
             grow((void **)&mem->cpool, nc * C, sizeof(float)) || grow((void **)&mem->clast, nc * C, sizeof(float)) ||
-            grow((void **)&mem->n_ans, nc, sizeof(int32_t)) || grow((void **)&mem->ans_off, nc, sizeof(int64_t)))
+            grow((void **)&mem->n_ans, nc, sizeof(int32_t)) || grow((void **)&mem->ans_off, nc, sizeof(int64_t)) ||
+            grow((void **)&mem->n_tok, nc, sizeof(int32_t)) || grow((void **)&mem->tok_off, nc, sizeof(int64_t)))
             return MOME_ERR_NOMEM;
         mem->cap_facts = (int32_t)nc;
     }
@@ -170,6 +186,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
     centre_unit(klast, mem->mu_last, mem->clast + (size_t)f * C, C);
     mem->n_ans[f] = n_ans;
     mem->ans_off[f] = mem->n_ans_total;
+    mem->n_tok[f] = 0;
+    mem->tok_off[f] = mem->n_tok_total;
     memcpy(mem->ans + mem->n_ans_total, ans, (size_t)n_ans * sizeof(int32_t));
     memset(mem->val + (size_t)rows * C, 0, (size_t)(n_ans + 1) * C * sizeof(float));
     mem->n_ans_total += n_ans;
@@ -187,6 +205,86 @@ int mem_set_centres(mome_memory *mem, const float *mu_pool, const float *mu_last
         centre_unit(mem->klast + (size_t)f * C, mem->mu_last, mem->clast + (size_t)f * C, C);
     }
     return MOME_OK;
+}
+
+/* ------------------------------------------------------- wording check */
+
+int mem_set_fact_tokens(mome_memory *mem, int f, const mem_query *q) {
+    const int C = mem->n_embd;
+    if (f < 0 || f >= mem->n_facts || mem->n_tok[f] != 0 || f != mem->n_facts - 1 || mem->tok_off[f] != mem->n_tok_total)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: question tokens for fact %d must follow its mem_add_fact", f);
+    if (!mem->content) return mome_seterr_code(MOME_ERR_ARG, "memory: not bound to a model");
+    int n = 0;
+    for (int32_t i = 0; i < q->n; i++) n += mem->content[q->tokens[i]] != 0;
+    if (n > MEM_MAX_FACT_TOKENS) n = MEM_MAX_FACT_TOKENS;
+    if (mem->n_tok_total + n > mem->cap_tok) {
+        int64_t nc = mem->cap_tok ? 2 * mem->cap_tok : 1024;
+        while (nc < mem->n_tok_total + n) nc *= 2;
+        if (grow((void **)&mem->ktok, nc * C, sizeof(uint16_t))) return MOME_ERR_NOMEM;
+        mem->cap_tok = nc;
+    }
+    float *xh = mome_malloc((size_t)C * sizeof(float));
+    if (!xh) return MOME_ERR_NOMEM;
+    int k = 0;
+    for (int32_t i = 0; i < q->n && k < n; i++) {
+        if (!mem->content[q->tokens[i]]) continue;
+        mem_rms_normalize(q->rows + (size_t)i * C, xh, C);
+        uint16_t *dst = mem->ktok + (size_t)(mem->n_tok_total + k) * C;
+        for (int c = 0; c < C; c++) dst[c] = quant_f32_to_f16(xh[c]);
+        k++;
+    }
+    free(xh);
+    mem->n_tok[f] = k;
+    mem->n_tok_total += k;
+    return MOME_OK;
+}
+
+void mem_fact_tokens(const mome_memory *mem, int f, float *rows, int32_t *n) {
+    const int C = mem->n_embd;
+    *n = f >= 0 && f < mem->n_facts ? mem->n_tok[f] : 0;
+    for (int j = 0; j < *n; j++)
+        for (int c = 0; c < C; c++) rows[(size_t)j * C + c] = quant_f16_to_f32(mem->ktok[(size_t)(mem->tok_off[f] + j) * C + c]);
+}
+
+void mem_update_tok_centre(mome_memory *mem) {
+    const int C = mem->n_embd;
+    if (!mem->mu_tok && !(mem->mu_tok = mome_calloc((size_t)C, sizeof(float)))) return;
+    double *acc = mome_calloc((size_t)C, sizeof(double));
+    if (!acc) return;
+    for (int64_t r = 0; r < mem->n_tok_total; r++)
+        for (int c = 0; c < C; c++) acc[c] += quant_f16_to_f32(mem->ktok[(size_t)r * C + c]);
+    for (int c = 0; c < C; c++) mem->mu_tok[c] = mem->n_tok_total ? (float)(acc[c] / (double)mem->n_tok_total) : 0.0f;
+    free(acc);
+}
+
+float mem_cover(const mome_memory *mem, int f, const mem_query *q, float *scratch) {
+    if (isnan(mem->cover_tau) || !mem->mu_tok || !mem->content || !q || f < 0 || f >= mem->n_facts || mem->n_tok[f] == 0) return INFINITY;
+    const int C = mem->n_embd, nf = mem->n_tok[f];
+    float *xh = scratch, *qc = xh + C, *fc = qc + C, *best = fc + (size_t)MEM_MAX_FACT_TOKENS * C;
+    /* the fact's tokens, centred and unit, once */
+    for (int j = 0; j < nf; j++) {
+        const uint16_t *src = mem->ktok + (size_t)(mem->tok_off[f] + j) * C;
+        for (int c = 0; c < C; c++) xh[c] = quant_f16_to_f32(src[c]);
+        centre_unit(xh, mem->mu_tok, fc + (size_t)j * C, C);
+        best[j] = -INFINITY;
+    }
+    int nq = 0;
+    const int32_t first = q->n > MEM_MAX_QUERY_TOKENS ? q->n - MEM_MAX_QUERY_TOKENS : 0;
+    for (int32_t i = first; i < q->n; i++) {
+        if (q->tokens && !mem->content[q->tokens[i]]) continue;
+        mem_rms_normalize(q->rows + (size_t)i * C, xh, C);
+        centre_unit(xh, mem->mu_tok, qc, C);
+        nq++;
+        for (int j = 0; j < nf; j++) {
+            const float d = dot(qc, fc + (size_t)j * C, C);
+            if (d > best[j]) best[j] = d;
+        }
+    }
+    if (nq == 0) return -1.0f;
+    float cov = INFINITY;
+    for (int j = 0; j < nf; j++)
+        if (best[j] < cov) cov = best[j];
+    return cov;
 }
 
 int mem_best_k(const mome_memory *mem, const float *pool, const float *last, int k, float *q, int32_t *idx, float *score) {
@@ -227,17 +325,21 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
     return f;
 }
 
-int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, int force, float *q, mem_mix *mix,
-                   int32_t *best, float *best_score, float *best_gate) {
+int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
+                   mem_mix *mix, int32_t *best, float *best_score, float *best_gate, float *best_cover) {
     int32_t idx[MEM_MAX_K];
     float sc[MEM_MAX_K];
     const int k = mem->top_k < 1 ? 1 : mem->top_k > MEM_MAX_K ? MEM_MAX_K : mem->top_k;
     int n = mem_best_k(mem, pool, last, k, q, idx, sc);
     const float *last_c = q + mem->n_embd; /* the centred last key mem_best_k left there */
+    float *cs = q + 2 * (size_t)mem->n_embd;
     const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
+    const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     if (best) *best = n > 0 ? idx[0] : -1;
     if (best_score) *best_score = n > 0 ? sc[0] : -INFINITY;
     if (best_gate) *best_gate = g0;
+    if (best_cover) *best_cover = c0;
+    const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
     mix->n = 0;
     if (force >= 0) {
         int have = 0;
@@ -253,13 +355,15 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
             sc[n] = s;
             n++;
         }
-    } else if (n == 0 || !(sc[0] >= mem->tau && g0 >= 0.0f))
+    } else if (n == 0 || !(sc[0] >= mem->tau && g0 >= 0.0f && c0 >= ctau))
         return 0; /* the memory speaks only when its best fact is selected */
     const float tau_k = isnan(mem->mix_tau) ? mem->tau : mem->mix_tau;
     float smax = -INFINITY;
     for (int i = 0; i < n; i++) {
         const int first = force >= 0 ? idx[i] == force : i == 0;
-        if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f)) continue;
+        if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f &&
+                        (!qt || mem_cover(mem, idx[i], qt, cs) >= ctau)))
+            continue;
         mix->fact[mix->n] = idx[i];
         mix->e[mix->n] = sc[i];
         mix->n++;
@@ -472,6 +576,7 @@ int mem_pos_next(const mome_memory *mem, const mem_pos *hist, const int32_t *tok
  * refuses a mixture it would run as one fact. */
 #define MEM_VERSION 2
 #define MEM_VERSION_MIX 3
+#define MEM_VERSION_COVER 4 /* the wording check's tokens (and, optionally, a mixture) */
 
 void mem_round_f16(mome_memory *m) {
     const size_t n = (size_t)(m->n_ans_total + m->n_facts) * m->n_embd;
@@ -487,8 +592,8 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     const int64_t C = m->n_embd, n = m->n_facts, R = m->n_ans_total + m->n_facts;
 #define CK(x) do { if ((rc = (x)) != 0) goto done; } while (0)
     CK(gguf_writer_add_str(w, "general.architecture", MEM_ARCH));
-    const int mix = m->top_k > 1;
-    CK(gguf_writer_add_u32(w, "mome.version", mix ? MEM_VERSION_MIX : MEM_VERSION));
+    const int mix = m->top_k > 1, cover = !isnan(m->cover_tau) && n > 0;
+    CK(gguf_writer_add_u32(w, "mome.version", cover ? MEM_VERSION_COVER : mix ? MEM_VERSION_MIX : MEM_VERSION));
     CK(gguf_writer_add_str(w, "mome.base.sha256", m->base_sha256));
     CK(gguf_writer_add_str(w, "mome.base.name", m->base_name ? m->base_name : ""));
     CK(gguf_writer_add_i32(w, "mome.base.n_embd", m->n_embd));
@@ -509,6 +614,10 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     if (n) memcpy(n_ans, m->n_ans, (size_t)n * sizeof(int32_t));
     CK(gguf_writer_add_arr(w, "mome.n_answer", GGUF_TYPE_INT32, n_ans, (uint64_t)n));
     CK(gguf_writer_add_arr(w, "mome.answer_tokens", GGUF_TYPE_INT32, m->ans ? m->ans : n_ans, (uint64_t)m->n_ans_total));
+    if (cover) {
+        CK(gguf_writer_add_f32(w, "mome.cover_tau", m->cover_tau));
+        CK(gguf_writer_add_arr(w, "mome.n_question_tokens", GGUF_TYPE_INT32, m->n_tok, (uint64_t)n));
+    }
     if (meta) {
         CK(gguf_writer_add_u64(w, "ckpt.step", (uint64_t)meta->step));
         CK(gguf_writer_add_f32(w, "ckpt.seconds", (float)meta->seconds));
@@ -546,6 +655,8 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         } else
             TENSOR("mem.values", C, R, m->val, MOME_DTYPE_F32, (size_t)(C * R) * 4);
     }
+    if (cover && m->n_tok_total > 0)
+        TENSOR("mem.question_tokens", C, m->n_tok_total, m->ktok, MOME_DTYPE_F16, (size_t)(C * m->n_tok_total) * 2);
     if (meta && meta->adam && meta->n_adam_rows > 0)
         TENSOR("ckpt.adam", C, 2 * meta->n_adam_rows, meta->adam, MOME_DTYPE_F32, (size_t)(C * 2 * meta->n_adam_rows) * 4);
 #undef TENSOR
@@ -599,6 +710,43 @@ static int read_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_
 }
 
 /* The memory in an open GGUF file (the caller closes it). */
+/* The wording check of a version-4 file: its threshold, the token count
+ * of each fact (checked before anything is sized by them) and the tokens. */
+static int load_cover(const gguf_file *f, mome_memory *m) {
+    const int C = m->n_embd, nf = m->n_facts;
+    const gguf_kv *nt;
+    if (get_req_f32(f, "mome.cover_tau", &m->cover_tau)) return MOME_ERR_FORMAT;
+    if (!(m->cover_tau >= -1.0f && m->cover_tau <= 1.0f))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.cover_tau %g outside [-1, 1]", f->path, (double)m->cover_tau);
+    if (gguf_get_arr(f, "mome.n_question_tokens", GGUF_TYPE_INT32, &nt) != 1 || nt->n != (uint64_t)nf)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_question_tokens missing, mistyped or not one per fact (%d)",
+                                f->path, nf);
+    int64_t tot = 0;
+    for (int i = 0; i < nf; i++) {
+        int32_t k;
+        memcpy(&k, nt->data + 4 * (size_t)i, 4);
+        if (k < 0 || k > MEM_MAX_FACT_TOKENS)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %d keeps %d question tokens (0..%d)", f->path, i, k,
+                                    MEM_MAX_FACT_TOKENS);
+        m->n_tok[i] = k;
+        m->tok_off[i] = tot;
+        tot += k;
+    }
+    if (tot == 0) { m->n_tok_total = 0; mem_update_tok_centre(m); return m->mu_tok ? 0 : MOME_ERR_NOMEM; }
+    const gguf_tensor *t = gguf_find_tensor(f, "mem.question_tokens");
+    if (!t || t->type != MOME_DTYPE_F16 || t->ne[0] != C || t->ne[1] != tot || t->ne[2] != 1 || t->ne[3] != 1)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' is missing or not f16 [%d, %lld]",
+                                f->path, C, (long long)tot);
+    if (!(m->ktok = mome_malloc((size_t)tot * C * sizeof(uint16_t)))) return MOME_ERR_NOMEM;
+    memcpy(m->ktok, t->data, (size_t)tot * C * sizeof(uint16_t));
+    for (size_t i = 0; i < (size_t)tot * C; i++)
+        if (!isfinite(quant_f16_to_f32(m->ktok[i])))
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' contains NaN/Inf", f->path);
+    m->n_tok_total = m->cap_tok = tot;
+    mem_update_tok_centre(m);
+    return m->mu_tok ? 0 : MOME_ERR_NOMEM;
+}
+
 static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out) {
     *out = NULL;
     const char *path = f->path;
@@ -614,11 +762,11 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
         goto fail;
     }
     if (get_req_u32(f, "mome.version", &ver)) goto fail;
-    if (ver != MEM_VERSION && ver != MEM_VERSION_MIX) {
+    if (ver != MEM_VERSION && ver != MEM_VERSION_MIX && ver != MEM_VERSION_COVER) {
         mome_seterr_code(MOME_ERR_UNSUPPORTED,
-                         "%s: memory file version %u; this mome reads versions %d and %d (version 1 was the product-key "
+                         "%s: memory file version %u; this mome reads versions %d to %d (version 1 was the product-key "
                          "memory, which answered only the exact wording: tune the facts again)",
-                         path, ver, MEM_VERSION, MEM_VERSION_MIX);
+                         path, ver, MEM_VERSION, MEM_VERSION_COVER);
         goto fail;
     }
     if (gguf_get_str(f, "mome.base.sha256", &s) != 1 || s.len != 64) {
@@ -651,7 +799,15 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     m->top_k = 1;
     m->mix_temp = MEM_DEFAULT_MIX_TEMP;
     m->mix_tau = NAN;
-    if (ver == MEM_VERSION_MIX) {
+    m->cover_tau = NAN;
+    int has_mix = ver == MEM_VERSION_MIX;
+    if (ver == MEM_VERSION_COVER) {
+        int32_t k;
+        const int r = gguf_get_i32(f, "mome.top_k", &k);
+        if (r < 0) goto fail;
+        has_mix = r == 1;
+    }
+    if (has_mix) {
         if (get_req_i32(f, "mome.top_k", &m->top_k) || get_req_f32(f, "mome.top_k_temp", &m->mix_temp)) goto fail;
         const int r = gguf_get_f32(f, "mome.top_k_tau", &m->mix_tau);
         if (r < 0) goto fail;
@@ -768,6 +924,7 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
         if (fi < 0) goto fail;
         memcpy(mem_values(m, fi), val + (size_t)(off + i) * C, (size_t)(k + 1) * C * sizeof(float));
     }
+    if (ver == MEM_VERSION_COVER && nf > 0 && load_cover(f, m)) goto fail;
     m->n_frozen = m->n_facts;
     free(kp); free(kl); free(val);
     *out = m;
@@ -892,6 +1049,7 @@ void mome_memory_free(mome_memory *m) {
     free(m->base_name); free(m->mu_pool); free(m->mu_last); free(m->kpool); free(m->klast); free(m->cpool);
     free(m->clast); free(m->n_ans); free(m->ans_off); free(m->ans); free(m->val); free(m->blank);
     free(m->gate_w); free(m->gate_bias); free(m->gneg);
+    free(m->mu_tok); free(m->n_tok); free(m->tok_off); free(m->ktok); free(m->content);
     free(m);
 }
 
@@ -901,6 +1059,12 @@ void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool) {
     if (threshold >= -1.0f && threshold <= 1.0f) mem->tau = threshold;
     if (w_pool >= 0.0f && w_pool <= 1.0f) mem->w_pool = w_pool;
 }
+
+void mome_memory_set_cover(mome_memory *mem, float cover) {
+    if (cover >= -1.0f && cover <= 1.0f) mem->cover_tau = cover;
+}
+
+float mome_memory_cover_threshold(const mome_memory *mem) { return mem->cover_tau; }
 
 void mome_memory_set_mix(mome_memory *mem, int top_k, float temp, float tau) {
     if (top_k >= 1 && top_k <= MEM_MAX_K) mem->top_k = top_k;

@@ -92,6 +92,27 @@
  * 0.996, which leaves the partners next to nothing to do. */
 #define MEM_DEFAULT_MIX_TEMP 0.25f
 
+/* The wording check (mome tune --cover K, issue 8). The keys above find the
+ * right fact for a reworded question, but they find it just as well for
+ * another question about the same subject ("What is the ISO 3166-1 numeric
+ * code of X?" against the trained "... alpha-3 code of X?": one word apart,
+ * and nearer the fact at every block than the fact's own paraphrases). So
+ * the memory also keeps, per fact, the x̂ at the key block of each content
+ * token of its question (tokens with a letter or digit; at most
+ * MEM_MAX_FACT_TOKENS), and a fact passes only when every one of them has a
+ * counterpart in the question asked:
+ *   cover(f, q) = min over f's tokens j of max over q's content tokens i of
+ *                 cos(x̂_i - mu_tok, x̂_j - mu_tok)        >= cover_tau
+ * (mu_tok: the mean over every stored token). A question that drops a word
+ * of the fact's ("alpha-3") fails; lower case, extra spaces, missing
+ * punctuation and a system prompt keep each word's counterpart. Measured
+ * (docs/ARCHITECTURE.md): at 0.2 the numeric-code and same-subject
+ * questions are turned away and the variants kept; zsRE rewordings that
+ * replace a word of the question are turned away too. Memories without
+ * tokens (cover_tau NAN) skip the check. */
+#define MEM_MAX_FACT_TOKENS 64
+#define MEM_MAX_QUERY_TOKENS 1024 /* content tokens of a question the check reads (the last ones) */
+
 /* Token sequences of the chat template around a user message. */
 typedef struct mem_marks {
     int32_t user_open[MEM_MAX_MARK]; /* tokens before the user's content (e.g. <|im_start|> user \n) */
@@ -128,9 +149,25 @@ struct mome_memory {
     int32_t n_gate_bias;
     float *gneg;                       /* (n_gneg, C) raw last keys of rejected questions */
     int32_t n_gneg;
+    /* wording check (none when cover_tau is NAN) */
+    float cover_tau;                   /* a fact passes when cover(f, q) >= cover_tau */
+    float *mu_tok;                     /* (C) mean of the stored token states (derived) */
+    int32_t *n_tok;                    /* (cap_facts) content tokens kept per fact (0: the fact is not checked) */
+    int64_t *tok_off;                  /* (cap_facts) first row of fact f in ktok */
+    uint16_t *ktok;                    /* (n_tok_total, C) x̂ at the key block of the facts' content tokens, f16 */
+    int64_t n_tok_total, cap_tok;
     mem_marks mk;
     uint8_t *blank;                    /* (n_vocab) 1: the token is whitespace only (left out of the pool) */
+    uint8_t *content;                  /* (n_vocab) 1: the token has a letter or digit (the wording check's tokens) */
 };
+
+/* The question the wording check reads: the rows h (raw, at the key block)
+ * of its content span and their tokens. */
+typedef struct mem_query {
+    const float *rows;     /* (n, C) */
+    const int32_t *tokens; /* (n); NULL: every row is a content token */
+    int32_t n;
+} mem_query;
 
 /* The facts a question selected that are still followed, best score first,
  * with unnormalised weights e_i = exp((s_i - s_max) / T) (renormalised over
@@ -175,15 +212,35 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
  * returns how many (min(k, facts)). q (2C) is scratch, left as mem_best
  * leaves it. */
 int mem_best_k(const mome_memory *mem, const float *pool, const float *last, int k, float *q, int32_t *idx, float *score);
-/* The mixture a question with raw keys (pool, last) selects: the one rule of
- * the engine and the tuner (memory.h's top comment). force >= 0 (the tuner,
- * training a fact under its own keys): that fact is in the mixture whatever
- * its score and gate, in the place of the k-th best if it is not among the
- * k. best, best_score, best_gate (each may be NULL): the best fact by score
- * (-1: empty memory), its score and its gate value, selected or not. q (2C)
- * is scratch. Returns mix->n (0: the memory stays silent). */
-int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, int force, float *q, mem_mix *mix,
-                   int32_t *best, float *best_score, float *best_gate);
+/* Stores the question tokens of fact f (< n_facts, which has none yet):
+ * the raw key-block rows (n, C) of its content span and their tokens; the
+ * content ones are kept (at most MEM_MAX_FACT_TOKENS). Call
+ * mem_update_tok_centre after the last fact. */
+int mem_set_fact_tokens(mome_memory *mem, int f, const mem_query *q);
+/* Fact f's stored question tokens as rows (x̂, f32) into rows
+ * (MEM_MAX_FACT_TOKENS x C); *n = how many. */
+void mem_fact_tokens(const mome_memory *mem, int f, float *rows, int32_t *n);
+/* mu_tok = the mean of every stored token state. */
+void mem_update_tok_centre(mome_memory *mem);
+/* cover(f, q) (the comment above); +INFINITY when the memory has no check
+ * or f kept no tokens, -1 when q has no content token. scratch:
+ * MEM_COVER_SCRATCH(C) floats. */
+float mem_cover(const mome_memory *mem, int f, const mem_query *q, float *scratch);
+#define MEM_COVER_SCRATCH(C) ((2 + (size_t)MEM_MAX_FACT_TOKENS) * (size_t)(C) + MEM_MAX_FACT_TOKENS)
+
+/* The mixture a question with raw keys (pool, last) and content tokens qt
+ * (NULL: no wording check) selects: the one rule of the engine and the
+ * tuner (memory.h's top comment): a fact takes part when its score, its
+ * gate and its wording check pass. force >= 0 (the tuner, training a fact
+ * under its own keys): that fact is in the mixture whatever its score, gate
+ * and wording, in the place of the k-th best if it is not among the k.
+ * best, best_score, best_gate, best_cover (each may be NULL): the best fact
+ * by score (-1: empty memory), its score, gate value and cover, selected or
+ * not. q (MEM_SELECT_SCRATCH(C) floats) is scratch. Returns mix->n (0: the
+ * memory stays silent). */
+#define MEM_SELECT_SCRATCH(C) (2 * (size_t)(C) + MEM_COVER_SCRATCH(C))
+int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
+                   mem_mix *mix, int32_t *best, float *best_score, float *best_gate, float *best_cover);
 /* The facts of `in` that go on after `tok` is fed at answer row `row` (the
  * token is their answer token `row`); out may be in. Returns out->n. */
 int mem_mix_follow(const mome_memory *mem, const mem_mix *in, int32_t row, int32_t tok, mem_mix *out);

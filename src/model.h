@@ -127,6 +127,7 @@ struct mome_ctx {
     int32_t dec_fact;    /* the fact selected there (-1: none) */
     float dec_score;
     float dec_gate;      /* the relation gate's value there for dec_best (+inf: no gate) */
+    float dec_cover;     /* the wording check's cover there for dec_best (+inf: none) */
     int32_t dec_best;    /* the best fact by key score, selected or not */
     float *dec_keys;     /* (2C) if set: the pool and last keys of the last decision row */
     int32_t *tokens;     /* (n_ctx) the tokens in the cache */

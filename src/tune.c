@@ -65,6 +65,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.layer = -1;
     p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
+    p.cover = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
     p.top_k_temp = 0.0f;    /* MEM_DEFAULT_MIX_TEMP */
     p.top_k_tau = NAN;      /* the route threshold */
@@ -347,6 +348,17 @@ static int prepare_tokens(tuner *t) {
 }
 
 /* The engine pass over every fact in every context, and the keys. */
+/* The wording check's tokens of fact mi: the content of the user turn the
+ * capture just decoded, as the engine reads it at the decision row dpos. */
+static int keep_question_tokens(tuner *t, int mi, int dpos) {
+    const mome_ctx *c = t->ctx;
+    const mem_pos *ps = &c->mpos[dpos];
+    if (ps->span0 < 0 || ps->span1 <= ps->span0)
+        return mome_seterr_code(MOME_ERR_UNSUPPORTED, "tune: no user turn before the decision row %d", dpos);
+    const mem_query q = {c->mrows + (size_t)ps->span0 * t->mem->n_embd, c->tokens + ps->span0, ps->span1 - ps->span0};
+    return mem_set_fact_tokens(t->mem, mi, &q);
+}
+
 static int prepare_captures(tuner *t, int new_memory) {
     const int C = t->m->hp.n_embd;
     float *keys = mome_malloc((size_t)2 * C * sizeof(float));
@@ -381,6 +393,7 @@ static int prepare_captures(tuner *t, int new_memory) {
                 if (mi < 0) rc = mi;
                 r->mi = mi;
                 for (int j = 0; j < 2 * C; j++) mp[j] += keys[j];
+                if (!rc && !isnan(t->mem->cover_tau)) rc = keep_question_tokens(t, mi, r->seq[0].P - 1);
             }
             if (mome_time_s() - last > 0.5) {
                 last = mome_time_s();
@@ -398,6 +411,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             if (!rc && t->gate_on && mem_gate_add_negative(t->mem, keys + C) < 0) rc = MOME_ERR_NOMEM;
         }
     }
+    if (!rc && !isnan(t->mem->cover_tau)) mem_update_tok_centre(t->mem);
     if (!rc && new_memory) {
         if (!rc) {
             const double nk = t->n + N_GENERIC;
@@ -463,19 +477,25 @@ static int prepare_mixtures(tuner *t) {
     const int C = t->m->hp.n_embd, n = t->n;
     mome_memory *mem = t->mem;
     t->n_old = mem->n_facts - n;
-    float *q = mome_malloc((size_t)2 * C * sizeof(float));
+    float *q = mome_malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    float *own = mome_malloc((size_t)MEM_MAX_FACT_TOKENS * C * sizeof(float));
     t->dep_off = mome_calloc((size_t)n + 1, sizeof(int));
-    if (!q || !t->dep_off) { free(q); return MOME_ERR_NOMEM; }
+    if (!q || !own || !t->dep_off) { free(q); free(own); return MOME_ERR_NOMEM; }
     for (int i = 0; i < n; i++) {
         fact_rt *f = &t->f[i];
         const size_t o = (size_t)f->mi * C;
-        mem_mix_select(mem, mem->kpool + o, mem->klast + o, f->mi, q, &f->mix, NULL, NULL, NULL);
+        /* the partners the engine would mix for the fact's own wording: its
+         * keys, and its own question tokens for their wording checks */
+        mem_query qt = {own, NULL, 0};
+        mem_fact_tokens(mem, f->mi, own, &qt.n);
+        mem_mix_select(mem, mem->kpool + o, mem->klast + o, &qt, f->mi, q, &f->mix, NULL, NULL, NULL, NULL);
         for (int k = 0; k < f->mix.n; k++) {
             const int r = f->mix.fact[k] - t->n_old;
             if (r >= 0 && r < n && r != i) t->dep_off[r + 1]++;
         }
     }
     free(q);
+    free(own);
     for (int r = 0; r < n; r++) t->dep_off[r + 1] += t->dep_off[r];
     t->dep = mome_malloc((size_t)(t->dep_off[n] ? t->dep_off[n] : 1) * sizeof(int));
     int *fill = mome_calloc((size_t)(n ? n : 1), sizeof(int));
@@ -828,6 +848,11 @@ static int prepare(tuner *t, int *new_memory) {
         mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
         mome_memory_set_mix(t->mem, p->top_k > 0 ? p->top_k : 1, p->top_k_temp > 0 ? p->top_k_temp : MEM_DEFAULT_MIX_TEMP,
                             p->top_k_tau);
+    }
+    if (!isnan(p->cover)) {
+        if (!(p->cover >= -1.0f && p->cover <= 1.0f))
+            return mome_seterr_code(MOME_ERR_ARG, "tune: --cover %g outside [-1, 1]", (double)p->cover);
+        mome_memory_set_cover(t->mem, p->cover);
     }
     mome_ctx_params cp = mome_ctx_default_params();
     int nctx = t->max_P + t->max_T + 16;

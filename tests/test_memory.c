@@ -13,7 +13,9 @@
  * the selection rule (the best must be selected, partners must reach their
  * threshold, a forced fact takes the k-th place), a fact leaves the mixture
  * when its answer's token is not fed, and a mixture memory is a version-3
- * file while a one-fact memory stays version 2.
+ * file while a one-fact memory stays version 2. The wording check (--cover):
+ * its kept tokens, centre and cover against brute force, the selection it
+ * decides, its version-4 round trip and a bad token count refused.
  */
 #include <math.h>
 #include <unistd.h>
@@ -21,6 +23,7 @@
 #include "gguf.h"
 #include "memory.h"
 #include "model.h"
+#include "quant.h"
 #include "test.h"
 
 static const char *model_path(void) {
@@ -201,16 +204,10 @@ static void test_exact_and_selected(void) {
 
 /* A memory file (one fact of two answer tokens) with the 32-bit value of
  * one metadata key patched in place (for an array, its first element). */
-static int write_variant(mome_model *m, const char *path, const char *key, int64_t val) {
-    mome_memory *mem = NULL;
-    if (mem_new(m, 6, 24, &mem)) return -1;
-    float *k = calloc((size_t)2 * m->hp.n_embd, sizeof(float));
-    int32_t ans[2] = {5, 6};
-    mem_add_fact(mem, k, k + m->hp.n_embd, ans, 2);
-    free(k);
-    int rc = mem_save(mem, path, 1);
-    mome_memory_free(mem);
-    if (rc || !key) return rc;
+/* Overwrites the first int32 value of metadata key `key` (the first element
+ * of an array) in a memory file. */
+static int patch_key(const char *path, const char *key, int64_t val) {
+    int rc;
     FILE *f = fopen(path, "r+b");
     if (!f) return -1;
     char buf[4096];
@@ -227,6 +224,19 @@ static int write_variant(mome_model *m, const char *path, const char *key, int64
     rc = at < 0 || fseek(f, at, SEEK_SET) || fwrite(&v, 4, 1, f) != 1 ? -1 : 0;
     fclose(f);
     return rc;
+}
+
+static int write_variant(mome_model *m, const char *path, const char *key, int64_t val) {
+    mome_memory *mem = NULL;
+    if (mem_new(m, 6, 24, &mem)) return -1;
+    float *k = calloc((size_t)2 * m->hp.n_embd, sizeof(float));
+    int32_t ans[2] = {5, 6};
+    mem_add_fact(mem, k, k + m->hp.n_embd, ans, 2);
+    free(k);
+    int rc = mem_save(mem, path, 1);
+    mome_memory_free(mem);
+    if (rc || !key) return rc;
+    return patch_key(path, key, val);
 }
 
 static void test_bad_files(void) {
@@ -544,25 +554,25 @@ static void test_mix_select(void) {
     int32_t best;
     float bs, bg;
     mome_memory_set_routing(mem, sc[0] - 1e-3f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, &best, &bs, &bg) == 1 && mx.fact[0] == idx[0] && mx.e[0] == 1.0f &&
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &best, &bs, &bg, NULL) == 1 && mx.fact[0] == idx[0] && mx.e[0] == 1.0f &&
               best == idx[0] && bs == sc[0] && isinf(bg),
           "k = 1: the best fact, weight 1");
     mome_memory_set_routing(mem, sc[0] + 1e-3f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, &best, &bs, NULL) == 0 && best == idx[0], "below tau: silent");
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &best, &bs, NULL, NULL) == 0 && best == idx[0], "below tau: silent");
     /* k = 4: partners at tau join; the memory still speaks only when the best is selected */
     mome_memory_set_mix(mem, 4, 0.1f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, NULL, NULL, NULL) == 0, "k = 4, best below tau: silent");
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 0, "k = 4, best below tau: silent");
     mome_memory_set_routing(mem, sc[2] - 1e-4f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, NULL, NULL, NULL) == 3 && mx.fact[0] == idx[0] &&
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 3 && mx.fact[0] == idx[0] &&
               mx.fact[1] == idx[1] && mx.fact[2] == idx[2],
           "k = 4, tau between the 3rd and 4th scores: 3 facts (%d)", mx.n);
     CHECK(mx.e[0] == 1.0f && fabsf(mx.e[1] - expf((sc[1] - sc[0]) / 0.1f)) < 1e-6f, "weights exp((s_i - s_max) / T)");
     mome_memory_set_mix(mem, 4, 0.1f, -1.0f);
-    CHECK(mem_mix_select(mem, qk, qk + C, -1, q, &mx, NULL, NULL, NULL) == 4 && mx.fact[3] == idx[3],
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 4 && mx.fact[3] == idx[3],
           "partner threshold -1: the 4 best");
     /* forced (the tuner): a fact outside the 4 best takes the 4th place */
     const int far = idx[NF - 1];
-    CHECK(mem_mix_select(mem, qk, qk + C, far, q, &mx, NULL, NULL, NULL) == 4 && mx.fact[3] == far &&
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, far, q, &mx, NULL, NULL, NULL, NULL) == 4 && mx.fact[3] == far &&
               mx.fact[0] == idx[0] && mx.e[0] == 1.0f && mx.e[3] < mx.e[2],
           "a forced fact replaces the 4th");
     /* a mixture memory is version 3 and round trips; one fact stays version 2 */
@@ -598,6 +608,144 @@ static void test_mix_select(void) {
     mome_model_free(m);
 }
 
+/* The wording check: kept tokens are the content ones, rounded to f16; the
+ * centre is their mean; cover(f, q) is the brute-force min-max of centred
+ * cosines; a fact's own tokens cover it, a question that lacks one of its
+ * words does not and then leaves the memory silent; the check survives
+ * save/load as a version-4 file, and a bad token count is refused. */
+static double ref_cover(const float *ft, int nf, const float *qt, int nq, const float *mu, int C) {
+    double cov = INFINITY;
+    for (int j = 0; j < nf; j++) {
+        double best = -INFINITY;
+        for (int i = 0; i < nq; i++) {
+            double d = 0, a = 0, b = 0, qs = 0;
+            for (int c = 0; c < C; c++) qs += (double)qt[(size_t)i * C + c] * qt[(size_t)i * C + c];
+            const double r = 1.0 / sqrt(qs / C + 1e-6); /* x̂ = h / rms(h), as mem_rms_normalize */
+            for (int c = 0; c < C; c++) {
+                const double x = qt[(size_t)i * C + c] * r - mu[c], y = (double)ft[(size_t)j * C + c] - mu[c];
+                d += x * y; a += x * x; b += y * y;
+            }
+            const double cs = d / sqrt(a * b);
+            if (cs > best) best = cs;
+        }
+        if (best < cov) cov = best;
+    }
+    return cov;
+}
+
+static void test_cover(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, NF = 3, NT = 6;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    CHECK(isnan(mome_memory_cover_threshold(mem)), "a new memory has no wording check");
+    mome_memory_set_cover(mem, 0.2f);
+    /* content tokens, and one whitespace token that must be dropped */
+    int32_t content[8], blank = -1;
+    int nc = 0;
+    for (int v = 300; v < m->hp.n_vocab && (nc < 8 || blank < 0); v++) {
+        if (mem->content[v] && nc < 8) content[nc++] = v;
+        else if (mem->blank[v] && blank < 0) blank = v;
+    }
+    REQUIRE(nc == 8 && blank >= 0, "content and blank tokens");
+    uint64_t seed = 7;
+    float *rows = malloc(sizeof(float) * (size_t)NF * (NT + 1) * C), *kept = malloc(sizeof(float) * (size_t)NF * NT * C);
+    float *keys = calloc((size_t)2 * C, sizeof(float));
+    for (size_t i = 0; i < (size_t)NF * (NT + 1) * C; i++) rows[i] = 3.0f * (frand(&seed) - 0.5f);
+    int32_t toks[NT + 1];
+    for (int f = 0; f < NF; f++) {
+        for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[(i + f) % 8];
+        for (int c = 0; c < C; c++) keys[c] = keys[C + c] = frand(&seed);
+        int32_t ans[2] = {5, 6};
+        REQUIRE(mem_add_fact(mem, keys, keys + C, ans, 2) == f, "add");
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1};
+        REQUIRE(mem_set_fact_tokens(mem, f, &q) == 0, "tokens: %s", mome_errmsg());
+        CHECK(mem->n_tok[f] == NT, "fact %d keeps %d tokens, want %d (the blank one dropped)", f, mem->n_tok[f], NT);
+        for (int i = 0, k = 0; i < NT + 1; i++) {
+            if (i == 2) continue;
+            mem_rms_normalize(q.rows + (size_t)i * C, kept + ((size_t)f * NT + k) * C, C);
+            for (int c = 0; c < C; c++) {
+                float *x = kept + ((size_t)f * NT + k) * C + c;
+                *x = quant_f16_to_f32(quant_f32_to_f16(*x));
+            }
+            k++;
+        }
+    }
+    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1}) != 0, "tokens twice for one fact are refused");
+    mem_update_tok_centre(mem);
+    double err = 0;
+    for (int c = 0; c < C; c++) {
+        double s = 0;
+        for (int r = 0; r < NF * NT; r++) s += kept[(size_t)r * C + c];
+        err = fmax(err, fabs(s / (NF * NT) - mem->mu_tok[c]));
+    }
+    CHECK(err < 1e-5, "token centre off by %g", err);
+    float *scr = malloc(sizeof(float) * MEM_COVER_SCRATCH(C));
+    /* own tokens, and a question that lacks fact 0's token 3 (a random row in its place) */
+    for (int f = 0; f < NF; f++) {
+        for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[(i + f) % 8];
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1};
+        const float cv = mem_cover(mem, f, &q, scr);
+        CHECK(cv > 0.999f, "fact %d: its own tokens cover it %.4f", f, cv);
+    }
+    float *other = malloc(sizeof(float) * (size_t)(NT + 1) * C);
+    memcpy(other, rows, sizeof(float) * (size_t)(NT + 1) * C);
+    for (int c = 0; c < C; c++) other[(size_t)4 * C + c] = 3.0f * (frand(&seed) - 0.5f);
+    for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[i % 8];
+    const mem_query qo = {other, toks, NT + 1};
+    /* the reference over the question's content rows only */
+    float *qc = malloc(sizeof(float) * (size_t)NT * C);
+    for (int i = 0, k = 0; i < NT + 1; i++)
+        if (i != 2) memcpy(qc + (size_t)k++ * C, other + (size_t)i * C, sizeof(float) * C);
+    const float cv = mem_cover(mem, 0, &qo, scr);
+    const double rf = ref_cover(kept, NT, qc, NT, mem->mu_tok, C);
+    CHECK(fabs(cv - rf) < 1e-4, "cover %.6f, brute force %.6f", cv, rf);
+    CHECK(cv < 0.2f, "a question without one of the fact's words covers it %.3f", cv);
+    /* the selection: the same keys, the wording decides */
+    float *q = malloc(sizeof(float) * MEM_SELECT_SCRATCH(C));
+    mem_mix mx;
+    float bc;
+    const size_t o0 = 0;
+    const mem_query qs = {rows, toks, NT + 1};
+    for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[i % 8];
+    CHECK(mem_mix_select(mem, mem->kpool + o0, mem->klast + o0, &qs, -1, q, &mx, NULL, NULL, NULL, &bc) == 1 &&
+              mx.fact[0] == 0, "own wording selects fact 0 (cover %.3f)", bc);
+    CHECK(mem_mix_select(mem, mem->kpool + o0, mem->klast + o0, &qo, -1, q, &mx, NULL, NULL, NULL, &bc) == 0,
+          "a missing word leaves the memory silent (cover %.3f)", bc);
+    CHECK(mem_mix_select(mem, mem->kpool + o0, mem->klast + o0, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 1,
+          "no tokens given: no check");
+    /* save / load */
+    char path[] = "/tmp/mome_test_cover_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    gguf_file *gf = NULL;
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    uint32_t ver = 0;
+    gguf_get_u32(gf, "mome.version", &ver);
+    CHECK(ver == 4, "a memory with the wording check is a version-4 file (%u)", ver);
+    gguf_close(gf);
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->cover_tau == 0.2f && l->n_tok_total == mem->n_tok_total &&
+              !memcmp(l->ktok, mem->ktok, sizeof(uint16_t) * (size_t)C * mem->n_tok_total) &&
+              !memcmp(l->mu_tok, mem->mu_tok, sizeof(float) * C),
+          "the wording check round trips");
+    CHECK(mem_cover(l, 0, &qo, scr) == cv, "cover after load %.6f vs %.6f", mem_cover(l, 0, &qo, scr), cv);
+    mome_memory_free(l);
+    REQUIRE(patch_key(path, "mome.n_question_tokens", 65) == 0, "patch");
+    l = NULL;
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "question tokens"),
+          "a fact with 65 question tokens is refused: '%s'", mome_errmsg());
+    mome_memory_free(l);
+    unlink(path);
+    free(rows); free(kept); free(keys); free(scr); free(other); free(qc); free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_routing_states);
     RUN(test_mix_row_grad);
@@ -606,5 +754,6 @@ int main(void) {
     RUN(test_bad_files);
     RUN(test_gate);
     RUN(test_checkpoint);
+    RUN(test_cover);
     return test_summary();
 }

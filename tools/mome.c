@@ -457,14 +457,14 @@ static int cmd_run(int argc, char **argv) {
     float dscore;
     if (o.verbose && mome_ctx_memory_decision(c, &dpos, &dfact, &dscore)) {
         int32_t best;
-        float gate;
-        mome_ctx_memory_candidate(c, &best, &gate);
+        float gate, cover;
+        mome_ctx_memory_candidate(c, &best, &gate, &cover);
         int32_t mf[64];
         float mw[64];
         const int nmix = mome_ctx_memory_mixture(c, mf, mw, 64);
         if (dfact >= 0) {
-            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f)", dpos,
-                    dfact, dscore, gate);
+            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f, cover %.3f)",
+                    dpos, dfact, dscore, gate, cover);
             if (nmix > 1) {
                 fprintf(stderr, " mixed with %d more:", nmix - 1);
                 for (int i = 0; i < nmix; i++) fprintf(stderr, "%s fact %d weight %.3f", i ? "," : "", mf[i], mw[i]);
@@ -472,9 +472,9 @@ static int cmd_run(int argc, char **argv) {
             fprintf(stderr, "\n");
         } else
             fprintf(stderr,
-                    "mome: memory: question at token %d selects no fact (best fact %d: score %.3f, relation gate %+.2f; "
-                    "selected needs the score at the threshold and the gate >= 0)\n",
-                    dpos, best, dscore, gate);
+                    "mome: memory: question at token %d selects no fact (best fact %d: score %.3f, relation gate %+.2f, "
+                    "cover %.3f; selected needs the score at the threshold, the gate >= 0 and the cover at its threshold)\n",
+                    dpos, best, dscore, gate, cover);
     }
     int gen = generate(m, c, s, o.n_predict, o.ignore_eos, NULL, NULL);
     double t2 = mome_time_s();
@@ -764,6 +764,11 @@ static int cmd_tune(int argc, char **argv) {
                    "  --route-threshold X    a question selects its fact when the key score is at least X\n"
                    "                         (default 0.55; lower: more rewordings, higher: fewer false hits)\n"
                    "  --w-pool X             weight of the pooled question key in the score (default 0.7)\n"
+                   "  --cover X              the wording check: keep each fact's question words, and answer\n"
+                   "                         only questions with a counterpart of every one (cosine at the\n"
+                   "                         key block >= X; 0.2 turns away other questions about the same\n"
+                   "                         subject, keeps case/space/punctuation variants and contexts;\n"
+                   "                         default: no check; docs/BENCHMARKS.md has the trade-off)\n"
                    "  --top-k K              a question mixes the values of up to K facts, 1..64 (default 1:\n"
                    "                         the best fact alone): the K best by key score, weighted\n"
                    "                         softmax(score / T); the memory speaks when the best fact is\n"
@@ -815,6 +820,7 @@ static int cmd_tune(int argc, char **argv) {
         else if (arg_is(&a, "--key-layer", NULL)) p.key_layer = (int)arg_long(&a, 1, 4095);
         else if (arg_is(&a, "--route-threshold", NULL)) p.route_threshold = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--w-pool", NULL)) p.w_pool = (float)arg_double(&a, 0, 1);
+        else if (arg_is(&a, "--cover", NULL)) p.cover = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--top-k", NULL)) p.top_k = (int)arg_long(&a, 1, 64);
         else if (arg_is(&a, "--top-k-temp", NULL)) p.top_k_temp = (float)arg_double(&a, 1e-4, 100);
         else if (arg_is(&a, "--top-k-tau", NULL)) p.top_k_tau = (float)arg_double(&a, -1, 1);
@@ -925,7 +931,7 @@ static int cmd_eval(int argc, char **argv) {
     int json = 0;
     eval_cb cb = {0, isatty(2), 0};
     mome_eval_params p = mome_eval_default_params();
-    float route_tau = NAN, route_w = NAN;
+    float route_tau = NAN, route_w = NAN, route_cover = NAN;
     int mem_top_k = 0;
     const char **systems = NULL;
     int n_systems = 0;
@@ -960,6 +966,7 @@ static int cmd_eval(int argc, char **argv) {
                    "  --route-threshold X  override the memory's selection threshold (to measure the\n"
                    "                       trade-off between rewordings found and neighbours left alone)\n"
                    "  --w-pool X           override the pooled key's weight in the selection score\n"
+                   "  --cover X            override the wording check's threshold (memories tuned with --cover)\n"
                    "  --memory-top-k K     override the facts the memory mixes per question (1..64)\n"
                    "  --neighbors FILE     more neighbour questions: the questions of this fact file\n"
                    "                       (answers ignored)\n"
@@ -989,6 +996,7 @@ static int cmd_eval(int argc, char **argv) {
         else if (arg_is(&a, "--neighbors", NULL)) p.neighbors_path = arg_val(&a);
         else if (arg_is(&a, "--route-threshold", NULL)) route_tau = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--w-pool", NULL)) route_w = (float)arg_double(&a, 0, 1);
+        else if (arg_is(&a, "--cover", NULL)) route_cover = (float)arg_double(&a, -1, 1);
         else if (arg_is(&a, "--memory-top-k", NULL)) mem_top_k = (int)arg_long(&a, 1, 64);
         else if (arg_is(&a, "--system", NULL)) {
             const char *v = arg_val(&a);
@@ -1021,6 +1029,7 @@ static int cmd_eval(int argc, char **argv) {
     mome_memory *mem = NULL;
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
     if (mem) mome_memory_set_routing(mem, route_tau, route_w); /* NAN: unchanged */
+    if (mem) mome_memory_set_cover(mem, route_cover);
     if (mem && mem_top_k > 0) mome_memory_set_mix(mem, mem_top_k, NAN, NAN);
     p.on_fact = eval_on_fact;
     p.on_progress = eval_on_progress;
