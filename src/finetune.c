@@ -295,6 +295,7 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
     ts_param *prm = NULL;      /* the trainable tensors */
     float **mstate = NULL;     /* Adam's m and v of each */
     int NP = 0;
+    int64_t ppl_step = -1; /* the step rep->ppl_after was last measured at (-1: none) */
     if (rc) goto out;
     {
         const int ppl_pos = p->ppl_text ? 512 : 0;
@@ -361,8 +362,11 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
             if (cursor >= np) {
                 if ((rc = recheck(&st, m, f, n, B, p->target_loss, 1, seqs, loss, ok, X, &n_exact))) break;
                 pass++;
-                const double ppl = ppl_pass && pass % p->ppl_every == 0
-                                       ? stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X) : -1;
+                double ppl = -1;
+                if (ppl_pass && pass % p->ppl_every == 0) {
+                    ppl = rep->ppl_after = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
+                    ppl_step = step;
+                }
                 report(p, f, n, step, mome_time_s() - t0, "pass", pass, n_exact, ppl);
             }
             const double now = mome_time_s();
@@ -377,7 +381,8 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
         free(idx); free(seqs); free(loss); free(ok);
     }
     if (rc) goto out;
-    if (p->ppl_text) rep->ppl_after = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
+    /* the weights as the last pass's measurement saw them: not measured again */
+    if (p->ppl_text && ppl_step != rep->steps) rep->ppl_after = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
     if (full) rc = finetune_write_model(&st, m, "full", p->out_path);
     else {
         rc = save_lora(&st, m, p, p->out_path);

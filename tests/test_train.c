@@ -620,21 +620,23 @@ static void test_lora_pass_reports(void) {
     mp.n_threads = 1;
     mome_model *m = NULL;
     REQUIRE(mome_model_load(path, &mp, &m) == MOME_OK, "load: %s", mome_errmsg());
-    mome_tune_report rep[2];
-    pass_log lg[2];
+    /* runs 0 and 1 stop in the middle of a pass (step 7), 2 and 3 at the end of one (step 6), where the
+     * last pass's perplexity is the run's ppl_after, not measured again */
+    mome_tune_report rep[4];
+    pass_log lg[4];
     memset(lg, 0, sizeof lg);
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 4; k++) {
         mome_tune_params tp = mome_tune_default_params();
         tp.facts_path = facts;
         tp.out_path = out;
         tp.method = MOME_TUNE_LORA;
         tp.batch = 2;          /* 2 steps a pass over 3 facts */
         tp.lr = 0.01f;
-        tp.max_steps = 7;
+        tp.max_steps = k < 2 ? 7 : 6;
         tp.n_threads = 1;
         tp.checkpoint_s = 0;
         tp.ppl_text = text;
-        tp.ppl_every = k == 0 ? 1 : 0;
+        tp.ppl_every = k % 2 == 0 ? 1 : 0;
         tp.progress = on_pass;
         tp.user = &lg[k];
         CHECK(mome_tune(m, &tp, &rep[k]) == MOME_OK, "tune %d: %s", k, mome_errmsg());
@@ -660,6 +662,11 @@ static void test_lora_pass_reports(void) {
     CHECK(rep[0].steps == rep[1].steps && rep[0].mean_loss == rep[1].mean_loss && rep[0].ppl_after == rep[1].ppl_after,
           "measuring changed the run: steps %lld/%lld, loss %.6f/%.6f", (long long)rep[0].steps, (long long)rep[1].steps,
           rep[0].mean_loss, rep[1].mean_loss);
+    const pass_log *c = &lg[2];
+    CHECK(rep[2].steps == 6 && c->n == 4 && c->step[3] == 6 && c->ppl[3] == rep[2].ppl_after &&
+              rep[2].ppl_after == rep[3].ppl_after,
+          "stop at a pass's end: %d reports, last at step %lld, perplexity %.6f vs ppl_after %.6f (without: %.6f)", c->n,
+          c->n ? (long long)c->step[c->n - 1] : -1LL, c->n ? c->ppl[c->n - 1] : -1, rep[2].ppl_after, rep[3].ppl_after);
     mome_model_free(m);
     remove(out); remove(facts); remove(text); remove(path);
     rmdir(dir);
