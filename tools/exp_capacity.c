@@ -46,23 +46,20 @@
 #include "mome.h"
 #include "util.h"
 
+/* The fast version: sizes CAP_SIZES, CAP_NEIGHBOURS look-alikes and as many
+ * NQ questions as neighbours. */
+#define CAP_SIZES "20,40,80"
+#define CAP_NEIGHBOURS 30
 #define CAP_MAX_SIZES 16
 #define CAP_MAX_W 8
 
-static uint64_t cap_next(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
-}
-
 static void cap_word(uint64_t *s, char *w) {
     static const char cons[] = "bdfgklmnprstvz", vow[] = "aeiou";
-    const int syl = 2 + (int)(cap_next(s) % 2);
+    const int syl = 2 + (int)(exp_rand(s) % 2);
     int k = 0;
     for (int i = 0; i < syl; i++) {
-        w[k++] = cons[cap_next(s) % (sizeof cons - 1)];
-        w[k++] = vow[cap_next(s) % (sizeof vow - 1)];
+        w[k++] = cons[exp_rand(s) % (sizeof cons - 1)];
+        w[k++] = vow[exp_rand(s) % (sizeof vow - 1)];
     }
     w[k] = 0;
 }
@@ -87,7 +84,7 @@ static cap_fact *cap_generate(int n, int len, uint64_t seed) {
             if (!dup) break;
         }
         static const char al[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
-        for (int k = 0; k < len; k++) v[i].a[k] = al[cap_next(&s) % (sizeof al - 1)];
+        for (int k = 0; k < len; k++) v[i].a[k] = al[exp_rand(&s) % (sizeof al - 1)];
         v[i].a[len] = 0;
     }
     return v;
@@ -166,20 +163,6 @@ static double cap_quantile(float *v, int n, double q) {
     return v[i < 0 ? 0 : i >= n ? n - 1 : i];
 }
 
-static int parse_list(const char *s, double *out, int cap) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        const double v = strtod(s, &end);
-        if (end == s || n == cap) return -1;
-        out[n++] = v;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
-    }
-    return n;
-}
-
 static int cap_write_plot(const char *dir, const double *w, int n_w, const int *sizes, int n_sizes) {
     FILE *f = exp_open_plot(dir, "capacity", "capacity.svg", 1260, 560);
     if (!f) return 1;
@@ -221,56 +204,43 @@ static int cap_write_plot(const char *dir, const double *w, int n_w, const int *
 
 int exp_capacity(int argc, char **argv) {
     exp_common o;
-    exp_common_init(&o, "capacity");
-    const char *real_src = NULL, *sizes_s = "50,100,200", *w_s = "0.7,1,0";
-    int n_look = 50, n_real = 50, ans_len = 6, full = 0, ppl_all = 0, max_new = 24, replot = 0;
+    exp_common_init(&o, "capacity", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
+    const char *real_src = NULL, *sizes_s = CAP_SIZES, *w_s = "0.7,1,0";
+    int n_look = CAP_NEIGHBOURS, n_real = CAP_NEIGHBOURS, ans_len = 6, full = 0, ppl_all = 0, max_new = 24, replot = 0;
     char def_real[4096];
     snprintf(def_real, sizeof def_real, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: mome experiment capacity [options]\n\n"
-                   "How many random facts (\"What is the code of the <word> <word>?\" -> a random [A-Z0-9]\n"
-                   "string, seeded) one memory holds. Per size: a fresh memory tuned with the default settings\n"
-                   "(tuning time, steps, experts, file size), mome eval's recall, locality on untrained look-alike\n"
-                   "questions and on real questions, perplexity; and which fact each question selects, with its\n"
-                   "score, for each --w-pool setting (memory version 2 selects one fact per question; its\n"
-                   "expert count is the facts' answer rows, so the selection rule is what varies).\n"
-                   "Writes results.csv (every question's selection), sizes.csv, selection.csv, tau.csv, plot.gp,\n"
-                   "capacity.svg, summary.md.\n\n"
-                   "  --sizes LIST       increasing fact counts (default %s: the fast version)\n"
-                   "  --full             sizes 100,300,1000,3000 and perplexity at every size: the full version,\n"
-                   "                     budget 3 hours on 2 cores (the summary gives its wall time)\n"
-                   "  --w-pool LIST      pooled-key weights of the selection sweep (default %s)\n"
-                   "  --answer-chars N   random answer length (default 6)\n"
-                   "  --look-alikes N    untrained questions of the same form asked as neighbours (default 50)\n"
-                   "  --real FILE        real neighbour questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)\n"
-                   "  --n-real N         its first N questions (default 50)\n"
-                   "  --ppl-all          perplexity at every size (default: without a memory and the largest)\n"
-                   "  --replot           only rewrite plot.gp and redraw from the CSVs already in -o DIR (with the\n"
-                   "                     run's --sizes and --w-pool)\n",
-                   sizes_s, w_s);
-            exp_common_help(&o);
-            return 0;
-        } else if (exp_common_opt(&o, argc, argv, &i)) continue;
-        else if (!strcmp(a, "--sizes") && has) sizes_s = argv[++i];
-        else if (!strcmp(a, "--full")) full = 1;
-        else if (!strcmp(a, "--w-pool") && has) w_s = argv[++i];
-        else if (!strcmp(a, "--answer-chars") && has) ans_len = atoi(argv[++i]);
-        else if (!strcmp(a, "--look-alikes") && has) n_look = atoi(argv[++i]);
-        else if (!strcmp(a, "--real") && has) real_src = argv[++i];
-        else if (!strcmp(a, "--n-real") && has) n_real = atoi(argv[++i]);
-        else if (!strcmp(a, "--ppl-all")) ppl_all = 1;
-        else if (!strcmp(a, "--replot")) replot = 1;
-        else { exp_fail("capacity: unknown option or missing value '%s' (see mome experiment capacity --help)", a); return 2; }
-    }
+    const exp_option opts[] = {
+        {"--sizes", EXP_STR, &sizes_s, "LIST", "increasing fact counts (default " CAP_SIZES ": the fast version)"},
+        {"--full", EXP_FLAG, &full, NULL,
+         "sizes 100,300,1000,3000 and perplexity at every size: the full version,\nbudget 3 hours on 2 cores (the summary "
+         "gives its wall time)"},
+        {"--w-pool", EXP_STR, &w_s, "LIST", "pooled-key weights of the selection sweep (default 0.7,1,0)"},
+        {"--answer-chars", EXP_INT, &ans_len, "N", "random answer length (default 6)"},
+        {"--look-alikes", EXP_INT, &n_look, "N",
+         "untrained questions of the same form asked as neighbours (default " EXP_XSTR(CAP_NEIGHBOURS) ")"},
+        {"--real", EXP_STR, &real_src, "FILE", "real neighbour questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)"},
+        {"--n-real", EXP_INT, &n_real, "N", "its first N questions (default " EXP_XSTR(CAP_NEIGHBOURS) ")"},
+        {"--ppl-all", EXP_FLAG, &ppl_all, NULL, "perplexity at every size (default: without a memory and the largest)"},
+        {"--replot", EXP_FLAG, &replot, NULL,
+         "only rewrite plot.gp and redraw from the CSVs already in -o DIR (with the\nrun's --sizes and --w-pool)"},
+    };
+    const int prc = exp_parse_args(&o,
+                                   "How many random facts (\"What is the code of the <word> <word>?\" -> a random [A-Z0-9]\n"
+                                   "string, seeded) one memory holds. Per size: a fresh memory tuned with the default settings\n"
+                                   "(tuning time, steps, experts, file size), mome eval's recall, locality on untrained look-alike\n"
+                                   "questions and on real questions, perplexity; and which fact each question selects, with its\n"
+                                   "score, for each --w-pool setting (memory version 2 selects one fact per question; its\n"
+                                   "expert count is the facts' answer rows, so the selection rule is what varies).\n"
+                                   "Writes results.csv (every question's selection), sizes.csv, selection.csv, tau.csv, plot.gp,\n"
+                                   "capacity.svg, summary.md.\n",
+                                   opts, EXP_COUNT(opts), argc, argv);
+    if (prc >= 0) return prc;
     if (full) {
         sizes_s = "100,300,1000,3000";
         ppl_all = 1;
     }
     double sz_d[CAP_MAX_SIZES], w[CAP_MAX_W];
-    const int n_sizes = parse_list(sizes_s, sz_d, CAP_MAX_SIZES), n_w = parse_list(w_s, w, CAP_MAX_W);
+    const int n_sizes = exp_parse_list(sizes_s, sz_d, CAP_MAX_SIZES), n_w = exp_parse_list(w_s, w, CAP_MAX_W);
     int sizes[CAP_MAX_SIZES];
     for (int i = 0; i < n_sizes; i++) {
         sizes[i] = (int)sz_d[i];
@@ -291,7 +261,7 @@ int exp_capacity(int argc, char **argv) {
         if (strchr(o.dir, '\'') || cap_write_plot(o.dir, w, n_w, sizes, n_sizes)) return 1;
         return exp_run_gnuplot(o.dir) ? 0 : 1;
     }
-    int rc = exp_common_check(&o, "capacity");
+    int rc = exp_common_check(&o);
     if (rc) return rc;
     const char *model_path = o.model, *dir = o.dir, *text = o.text;
     const int threads = o.threads;
@@ -299,10 +269,8 @@ int exp_capacity(int argc, char **argv) {
     if (!real_src) real_src = def_real;
     if (access(real_src, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", real_src, strerror(errno));
-    const double t0 = mome_time_s();
-    char start[64], machine[512];
-    exp_utc_now(start, sizeof start);
-    exp_machine_line(machine, sizeof machine);
+    exp_run run;
+    exp_run_start(&run);
 
     char work[3100], path[3200], look_path[3200], real_path[3200];
     snprintf(work, sizeof work, "%s/work", dir);
@@ -322,11 +290,7 @@ int exp_capacity(int argc, char **argv) {
     if (!rc && !(fact_q = calloc((size_t)n_max, sizeof *fact_q))) rc = exp_fail("out of memory");
     for (int i = 0; !rc && i < n_max; i++) fact_q[i] = facts[i].q;
     mome_model *m = NULL;
-    if (!rc) {
-        mome_model_params mp = mome_model_default_params();
-        mp.n_threads = threads;
-        if (mome_model_load(model_path, &mp, &m)) rc = exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
-    }
+    if (!rc) rc = exp_load_model(&o, &m);
     snprintf(path, sizeof path, "%s/results.csv", dir);
     FILE *csv = rc ? NULL : fopen(path, "w");
     if (!rc && !csv) rc = exp_fail("%s: %s", path, strerror(errno));
@@ -519,14 +483,8 @@ int exp_capacity(int argc, char **argv) {
     }
     if (!rc) rc = cap_write_plot(dir, w, n_w, sizes, n_done);
     const int drew = rc ? 0 : exp_run_gnuplot(dir);
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/summary.md", dir);
-        if (!(f = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
-    }
+    if (!rc && !(f = exp_open_summary(dir, "capacity (random facts)", argc, argv, &run))) rc = 1;
     if (f) {
-        fprintf(f, "# Experiment: capacity (random facts)\n\n- command: `mome experiment");
-        for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
-        fprintf(f, "`\n- started: %s; wall time %.1f s\n- machine: %s\n", start, mome_time_s() - t0, machine);
         fprintf(f, "- model: %s; facts: \"What is the code of the <w1> <w2>?\" (two random pseudo-words) -> %d random "
                    "[A-Z0-9] characters, seed %lld; sizes %s, nested (each the first n of one list), a fresh memory per "
                    "size with the tuner's defaults, %d thread(s)\n",
@@ -636,7 +594,7 @@ int exp_capacity(int argc, char **argv) {
             fprintf(f, "- Check: the selection rows' recall at the default setting %s mome eval's recall at every size.\n",
                     agree ? "equals" : "differs from (a selected own fact whose values did not give the answer)");
         }
-        if (fclose(f)) rc = exp_fail("%s: write error", path);
+        if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
     }
     if (look_q)
         for (int i = 0; i < nl; i++) free(look_q[i]);
@@ -646,6 +604,6 @@ int exp_capacity(int argc, char **argv) {
     free(real_q);
     free(fact_q);
     free(facts);
-    if (!rc) fprintf(stderr, "experiment: capacity: wrote %s in %.1f s\n", dir, mome_time_s() - t0);
+    if (!rc) fprintf(stderr, "experiment: capacity: wrote %s in %.1f s\n", dir, mome_time_s() - run.t0);
     return rc ? 1 : 0;
 }

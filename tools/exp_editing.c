@@ -22,64 +22,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "answer.h"
 #include "exp_util.h"
 #include "experiment.h"
 #include "mome.h"
 #include "util.h"
 
-/* Decode tokens/s as `mome bench` measures generation (one token per
- * mome_decode call, from an empty cache), on a chat question so that the
- * memory's work is in the measured tokens: the question's prompt token by
- * token (its decision row scores every fact), then n_gen greedy tokens, not
- * stopped at the end of turn. With the memory and without it in turn (two
- * contexts), so both see the same load; the medians of reps after one
- * warm-up each. */
-static int ed_decode_tps(mome_model *m, mome_memory *mem, const char *question, int threads, int n_gen, int reps,
-                         double *tps_mem, double *tps_base) {
-    mome_chat_msg msg = {"user", question};
-    char *text = mome_chat_format(m, &msg, 1, 1);
-    if (!text) return exp_fail("chat template: %s", mome_errmsg());
-    int32_t *toks = NULL;
-    const int P = mome_tokenize_alloc(m, text, 1, 1, &toks);
-    free(text);
-    if (P < 1) return exp_fail("tokenize: %s", mome_errmsg());
-    mome_ctx_params cp = mome_ctx_default_params();
-    cp.n_ctx = P + n_gen + 8;
-    cp.n_batch = 16;
-    cp.n_threads = threads;
-    mome_ctx *c[2] = {NULL, NULL};
-    int rc = mome_ctx_init(m, &cp, &c[0]);
-    if (!rc) rc = mome_ctx_init(m, &cp, &c[1]);
-    if (!rc) rc = mome_ctx_set_memory(c[0], mem);
-    double t[2][32];
-    const int V = mome_model_n_vocab(m);
-    if (reps > 31) reps = 31;
-    for (int r = -1; r < reps && !rc; r++)
-        for (int k = 0; k < 2 && !rc; k++) {
-            const double t0 = mome_time_s();
-            for (int i = 0; i < P && !rc; i++) rc = mome_decode(c[k], &toks[i], 1, i, 0);
-            for (int g = 0; g < n_gen && !rc; g++) {
-                const int32_t tok = ans_argmax(mome_get_logits(c[k], -1), V);
-                rc = mome_decode(c[k], &tok, 1, P + g, 0);
-            }
-            if (r >= 0) t[k][r] = (P + n_gen) / (mome_time_s() - t0);
-        }
-    mome_ctx_free(c[0]);
-    mome_ctx_free(c[1]);
-    free(toks);
-    if (rc) return exp_fail("decode: %s", mome_errmsg());
-    for (int k = 0; k < 2; k++)
-        for (int i = 1; i < reps; i++) /* insertion sort: a handful of values */
-            for (int j = i; j > 0 && t[k][j] < t[k][j - 1]; j--) {
-                const double x = t[k][j];
-                t[k][j] = t[k][j - 1];
-                t[k][j - 1] = x;
-            }
-    *tps_mem = t[0][reps / 2];
-    *tps_base = t[1][reps / 2];
-    return 0;
-}
+/* The fast version: ED_BATCHES batches of ED_BATCH_SIZE facts; decode speed
+ * over ED_TPS_GEN greedy tokens, median of ED_TPS_REPS. */
+#define ED_BATCHES 4
+#define ED_BATCH_SIZE 15
+#define ED_TPS_GEN 32
+#define ED_TPS_REPS 5
 
 /* Per-fact outcomes of one evaluation, by the batch each fact came in. */
 typedef struct ed_state {
@@ -99,22 +52,6 @@ static void ed_on_fact(int index, int n, const char *question, const char *outpu
     fputc(',', s->csv);
     exp_csv_str(s->csv, output);
     fputc('\n', s->csv);
-}
-
-/* Elements [i0, i1) of a JSON array as JSON lines (one record per line). */
-static int ed_write_range(const cJSON *arr, int i0, int i1, const char *path) {
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
-    for (int i = i0; i < i1; i++) {
-        char *s = cJSON_PrintUnformatted(cJSON_GetArrayItem(arr, i));
-        if (!s) {
-            fclose(f);
-            return exp_fail("%s: out of memory", path);
-        }
-        fprintf(f, "%s\n", s);
-        cJSON_free(s);
-    }
-    return fclose(f) ? exp_fail("%s: write error", path) : 0;
 }
 
 typedef struct ed_row {
@@ -154,42 +91,31 @@ static int ed_write_plot(const char *dir) {
 
 int exp_editing(int argc, char **argv) {
     exp_common o;
-    exp_common_init(&o, "editing");
+    exp_common_init(&o, "editing", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
     const char *facts_src = NULL;
-    int n_batches = 4, batch_size = 25, max_new = 24, ppl_every = 0, full = 0;
+    int n_batches = ED_BATCHES, batch_size = ED_BATCH_SIZE, max_new = 24, ppl_every = 0, full = 0;
     char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/editing/zsre_mend_train-1k.json", exp_shared_dir());
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: mome experiment editing [options]\n\n"
-                   "Knowledge editing over time: zsRE facts (question `src`, answer `alt`) tuned into one\n"
-                   "memory a batch at a time (each batch added to the previous memory, as `mome tune --memory\n"
-                   "OLD.mome`); after each batch, mome eval's measures on every fact so far: recall, paraphrase\n"
-                   "recall (`rephrase`), locality (`loc` answered as without the memory), held-out perplexity;\n"
-                   "the recall of each earlier batch, decode tokens/s with and without the memory, file size.\n"
-                   "Writes results.csv (every fact after every batch), batches.csv, by_batch.csv, plot.gp,\n"
-                   "editing.svg, summary.md.\n\n"
-                   "  --facts FILE       zsRE records, a JSON array (default\n"
-                   "                     $MOME_SHARED/data/facts/editing/zsre_mend_train-1k.json)\n"
-                   "  --batches N        batches (default 4: the fast version)\n"
-                   "  --batch-size N     facts per batch (default 25)\n"
-                   "  --full             the issue's version: 10 batches of 100, perplexity after every batch\n"
-                   "  --ppl-every N      held-out perplexity after every Nth batch and the last (default: the\n"
-                   "                     last only; --full: 1); always once without a memory\n"
-                   "  --max-new N        answer length limit (default 24)\n");
-            exp_common_help(&o);
-            return 0;
-        } else if (exp_common_opt(&o, argc, argv, &i)) continue;
-        else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
-        else if (!strcmp(a, "--batches") && has) n_batches = atoi(argv[++i]);
-        else if (!strcmp(a, "--batch-size") && has) batch_size = atoi(argv[++i]);
-        else if (!strcmp(a, "--full")) full = 1;
-        else if (!strcmp(a, "--ppl-every") && has) ppl_every = atoi(argv[++i]);
-        else if (!strcmp(a, "--max-new") && has) max_new = atoi(argv[++i]);
-        else { exp_fail("editing: unknown option or missing value '%s' (see mome experiment editing --help)", a); return 2; }
-    }
+    const exp_option opts[] = {
+        {"--facts", EXP_STR, &facts_src, "FILE",
+         "zsRE records, a JSON array (default\n$MOME_SHARED/data/facts/editing/zsre_mend_train-1k.json)"},
+        {"--batches", EXP_INT, &n_batches, "N", "batches (default " EXP_XSTR(ED_BATCHES) ": the fast version)"},
+        {"--batch-size", EXP_INT, &batch_size, "N", "facts per batch (default " EXP_XSTR(ED_BATCH_SIZE) ")"},
+        {"--full", EXP_FLAG, &full, NULL, "the issue's version: 10 batches of 100, perplexity after every batch"},
+        {"--ppl-every", EXP_INT, &ppl_every, "N",
+         "held-out perplexity after every Nth batch and the last (default: the\nlast only; --full: 1); always once without a memory"},
+        {"--max-new", EXP_INT, &max_new, "N", "answer length limit (default 24)"},
+    };
+    const int prc = exp_parse_args(&o,
+                                   "Knowledge editing over time: zsRE facts (question `src`, answer `alt`) tuned into one\n"
+                                   "memory a batch at a time (each batch added to the previous memory, as `mome tune --memory\n"
+                                   "OLD.mome`); after each batch, mome eval's measures on every fact so far: recall, paraphrase\n"
+                                   "recall (`rephrase`), locality (`loc` answered as without the memory), held-out perplexity;\n"
+                                   "the recall of each earlier batch, decode tokens/s with and without the memory, file size.\n"
+                                   "Writes results.csv (every fact after every batch), batches.csv, by_batch.csv, plot.gp,\n"
+                                   "editing.svg, summary.md.\n",
+                                   opts, EXP_COUNT(opts), argc, argv);
+    if (prc >= 0) return prc;
     if (full) {
         n_batches = 10;
         batch_size = 100;
@@ -201,17 +127,15 @@ int exp_editing(int argc, char **argv) {
     }
     if (n_batches > 1000) { exp_fail("editing: at most 1000 batches"); return 2; }
     if (!facts_src) facts_src = def_facts;
-    int rc = exp_common_check(&o, "editing");
+    int rc = exp_common_check(&o);
     if (rc) return rc;
     const char *model_path = o.model, *dir = o.dir, *text = o.text;
     const int threads = o.threads;
     const long long seed = o.seed, text_bytes = o.text_bytes;
     if (access(facts_src, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", facts_src, strerror(errno));
-    const double t0 = mome_time_s();
-    char start[64], machine[512];
-    exp_utc_now(start, sizeof start);
-    exp_machine_line(machine, sizeof machine);
+    exp_run run;
+    exp_run_start(&run);
 
     /* the records */
     char *js = NULL;
@@ -237,17 +161,15 @@ int exp_editing(int argc, char **argv) {
     }
     for (int b = 0; b < n_batches && !rc; b++) {
         snprintf(path, sizeof path, "%s/batch_%02d.jsonl", work, b + 1);
-        rc = ed_write_range(arr, b * batch_size, (b + 1) * batch_size, path);
+        rc = exp_write_json_range(arr, b * batch_size, (b + 1) * batch_size, path);
         snprintf(path, sizeof path, "%s/sofar_%02d.jsonl", work, b + 1);
-        if (!rc) rc = ed_write_range(arr, 0, (b + 1) * batch_size, path);
+        if (!rc) rc = exp_write_json_range(arr, 0, (b + 1) * batch_size, path);
     }
     cJSON_Delete(arr);
     if (rc) return 1;
 
-    mome_model_params mp = mome_model_default_params();
-    mp.n_threads = threads;
     mome_model *m;
-    if (mome_model_load(model_path, &mp, &m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
+    if (exp_load_model(&o, &m)) return 1;
     snprintf(path, sizeof path, "%s/results.csv", dir);
     ed_state st = {fopen(path, "w"), 0, batch_size, malloc((size_t)n_batches * sizeof(int))};
     ed_row *rows = calloc((size_t)n_batches, sizeof *rows);
@@ -349,7 +271,7 @@ int exp_editing(int argc, char **argv) {
         r->recall_new = by_origin[b * n_batches + b];
         /* decode speed, with and without, interleaved so both see the same load */
         const char *q = "What is the product made by UniFirst?";
-        if (ed_decode_tps(m, mem, q, threads, 32, 5, &r->tps, &r->tps_base)) rc = 1;
+        if (exp_decode_tps(m, mem, q, threads, ED_TPS_GEN, ED_TPS_REPS, &r->tps, &r->tps_base)) rc = 1;
         mome_memory_free(mem);
         if (rc) break;
         n_rows++;
@@ -391,16 +313,9 @@ int exp_editing(int argc, char **argv) {
     if (!rc) rc = ed_write_plot(dir);
     const int drew = rc ? 0 : exp_run_gnuplot(dir);
     FILE *f = NULL;
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/summary.md", dir);
-        if (!(f = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
-    }
+    if (!rc && !(f = exp_open_summary(dir, "editing (knowledge added a batch at a time)", argc, argv, &run))) rc = 1;
     if (f) {
         const ed_row *first = &rows[0], *last = &rows[n_rows - 1];
-        fprintf(f, "# Experiment: editing (knowledge added a batch at a time)\n\n");
-        fprintf(f, "- command: `mome experiment");
-        for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
-        fprintf(f, "`\n- started: %s; wall time %.1f s\n- machine: %s\n", start, mome_time_s() - t0, machine);
         fprintf(f, "- model: %s; facts: the first %d zsRE records of %s in %d batches of %d (question `src`, answer "
                    "`alt`); each batch tuned into the previous batch's memory (`mome tune --memory OLD.mome`), tuner "
                    "seed %lld, %d thread(s)\n",
@@ -408,9 +323,10 @@ int exp_editing(int argc, char **argv) {
         fprintf(f, "- after each batch, `mome eval`'s measures (mome_eval) on every fact so far: recall (greedy answer "
                    "== `alt`), paraphrase recall (`rephrase`), locality (`loc` answered byte for byte as without the "
                    "memory); held-out perplexity of the first %lld bytes of %s without a memory and after %s; decode "
-                   "tokens/s: one token per call, a zsRE question's chat prompt then 32 greedy tokens, median of 5, with "
+                   "tokens/s: one token per call, a zsRE question's chat prompt then %d greedy tokens, median of %d, with "
                    "and without the memory in turn\n",
-                text_bytes, text, ppl_every ? "the batches that show it in the table" : "the last batch");
+                text_bytes, text, ppl_every ? "the batches that show it in the table" : "the last batch", ED_TPS_GEN,
+                ED_TPS_REPS);
         fprintf(f, "- data: `results.csv` (every fact's answer after every batch), `batches.csv`, `by_batch.csv` "
                    "(recall of each batch's facts after each later batch)\n\n");
         if (drew) fprintf(f, "![recall, paraphrases, locality, decode speed and file size per batch](editing.svg)\n\n");
@@ -489,10 +405,10 @@ int exp_editing(int argc, char **argv) {
                    "owned by its fact); a new batch only adds facts, trained with the earlier ones frozen. The key centres "
                    "stay those of the first batch (a loaded memory keeps its centres), so what can limit additions is "
                    "selection: a new fact whose keys outscore an old fact's on the old question.\n");
-        if (fclose(f)) rc = exp_fail("%s: write error", path);
+        if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
     }
     free(rows);
     free(by_origin);
-    if (!rc) fprintf(stderr, "experiment: editing: wrote %s in %.1f s\n", dir, mome_time_s() - t0);
+    if (!rc) fprintf(stderr, "experiment: editing: wrote %s in %.1f s\n", dir, mome_time_s() - run.t0);
     return rc ? 1 : 0;
 }

@@ -28,6 +28,15 @@
 #include "finetune.h"
 #include "mome.h"
 
+/* The fast version: FZ_FACTS facts, the first FZ_CAPITALS capitals, LoRA and
+ * full fine-tuning stopped after FZ_STEPS steps (a count, so that the run is
+ * the same on a loaded machine; FZ_MINUTES is only a safety), MoME run to
+ * the end. */
+#define FZ_FACTS 20
+#define FZ_CAPITALS 20
+#define FZ_STEPS 40
+#define FZ_MINUTES 60
+
 typedef struct fz_curve {
     FILE *f;
     const char *method;
@@ -52,6 +61,7 @@ typedef struct fz_opts {
     const char *work;      /* where the answers to the capitals go (capitals_TAG.jsonl) */
     long long text_bytes;
     int threads, max_new;
+    int n_capitals;        /* the first of the capitals asked (0: all) */
 } fz_opts;
 
 /* The share of answers in an eval --outputs file of at most 4 characters
@@ -98,6 +108,7 @@ static int fz_measure(mome_model *m, mome_memory *mem, const fz_opts *o, const c
     char answers[3400];
     snprintf(answers, sizeof answers, "%s/capitals_%s.jsonl", o->work, tag);
     ep.facts_path = o->capitals;
+    ep.max_facts = o->n_capitals;
     ep.text_path = NULL;
     ep.outputs_path = answers;
     if (mome_eval(m, mem, &ep, &r)) return exp_fail("%s: eval of %s: %s", what, o->capitals, mome_errmsg());
@@ -165,64 +176,54 @@ static double pct(double after, double before) { return 100 * (after / before - 
 
 int exp_frozen(int argc, char **argv) {
     exp_common c;
-    exp_common_init(&c, "frozen-vs-unfrozen");
+    exp_common_init(&c, "frozen-vs-unfrozen", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
     const char *facts_src = NULL;
-    int n_facts = 100, keep = 0;
-    double minutes[3] = {10, 1.5, 1.5}, lr[3] = {0, 0, 0};
-    fz_opts o = {NULL, NULL, NULL, NULL, 0, 1, 16};
+    int n_facts = FZ_FACTS, keep = 0, full = 0, max_steps = FZ_STEPS;
+    double minutes[3] = {FZ_MINUTES, FZ_MINUTES, FZ_MINUTES}, lr[3] = {0, 0, 0};
+    fz_opts o = {NULL, NULL, NULL, NULL, 0, 1, 16, FZ_CAPITALS};
     char def_facts[4096], def_cap[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
     snprintf(def_cap, sizeof def_cap, "%s/data/facts/capitals.jsonl", exp_shared_dir());
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: mome experiment frozen-vs-unfrozen [options]\n\n"
-                   "The same facts taught with the backbone frozen (MoME: memory experts), frozen under adapters\n"
-                   "(LoRA, rank 8, every projection) and unfrozen (full fine-tuning of every weight in f32).\n"
-                   "Per method: steps and wall time until every fact is memorized (the tuner's rule) or the cap;\n"
-                   "measured by the engine before and after: exact recall of the facts, held-out perplexity,\n"
-                   "contains-recall on capitals.jsonl. LoRA (merged) and full are written as f32 GGUF models and\n"
-                   "measured like any model; their 'before' is the untrained f32 file. Writes results.csv,\n"
-                   "curve_{mome,lora,full}.csv, plot.gp, frozen_vs_unfrozen.svg, summary.md.\n\n");
-            exp_common_help(&c);
-            printf("  --facts FILE       facts (default $MOME_SHARED/data/facts/languages.jsonl: ISO 639-3 codes,\n"
-                   "                     which the base model does not know)\n"
-                   "  --n-facts N        the first N facts (default 100)\n"
-                   "  --capitals FILE    other questions (default $MOME_SHARED/data/facts/capitals.jsonl)\n"
-                   "  --max-new N        answer length limit of the measurements in tokens (default 16)\n"
-                   "  --mome-minutes M   time cap of MoME (default 10)\n"
-                   "  --lora-minutes M   time cap of LoRA (default 1.5: the fast version)\n"
-                   "  --full-minutes M   time cap of full fine-tuning (default 1.5: the fast version)\n"
-                   "  --full-version     caps of 60 minutes for LoRA and full fine-tuning\n"
-                   "  --lora-lr X        LoRA's Adam learning rate (default the tuner's, 0.001)\n"
-                   "  --full-lr X        full fine-tuning's learning rate (default the tuner's, 0.0001)\n"
-                   "  --keep-models      keep the f32 model files (about 540 MB each for SmolLM2-135M)\n");
-            return 0;
-        } else if (exp_common_opt(&c, argc, argv, &i)) continue;
-        else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
-        else if (!strcmp(a, "--n-facts") && has) n_facts = atoi(argv[++i]);
-        else if (!strcmp(a, "--capitals") && has) o.capitals = argv[++i];
-        else if (!strcmp(a, "--max-new") && has) o.max_new = atoi(argv[++i]);
-        else if (!strcmp(a, "--mome-minutes") && has) minutes[0] = atof(argv[++i]);
-        else if (!strcmp(a, "--lora-minutes") && has) minutes[1] = atof(argv[++i]);
-        else if (!strcmp(a, "--full-minutes") && has) minutes[2] = atof(argv[++i]);
-        else if (!strcmp(a, "--full-version")) minutes[1] = minutes[2] = 60;
-        else if (!strcmp(a, "--lora-lr") && has) lr[1] = atof(argv[++i]);
-        else if (!strcmp(a, "--full-lr") && has) lr[2] = atof(argv[++i]);
-        else if (!strcmp(a, "--keep-models")) keep = 1;
-        else {
-            exp_fail("frozen-vs-unfrozen: unknown option or missing value '%s' (see mome experiment frozen-vs-unfrozen --help)", a);
-            return 2;
-        }
+    const exp_option opts[] = {
+        {"--facts", EXP_STR, &facts_src, "FILE",
+         "facts (default $MOME_SHARED/data/facts/languages.jsonl: ISO 639-3 codes,\nwhich the base model does not know)"},
+        {"--n-facts", EXP_INT, &n_facts, "N", "the first N facts (default " EXP_XSTR(FZ_FACTS) ": the fast version)"},
+        {"--capitals", EXP_STR, &o.capitals, "FILE", "other questions (default $MOME_SHARED/data/facts/capitals.jsonl)"},
+        {"--n-capitals", EXP_INT, &o.n_capitals, "N", "ask its first N questions (default " EXP_XSTR(FZ_CAPITALS) "; 0: all)"},
+        {"--max-new", EXP_INT, &o.max_new, "N", "answer length limit of the measurements in tokens (default 16)"},
+        {"--mome-minutes", EXP_DOUBLE, &minutes[0], "M", "time cap of MoME (default " EXP_XSTR(FZ_MINUTES) ")"},
+        {"--lora-minutes", EXP_DOUBLE, &minutes[1], "M", "time cap of LoRA (default " EXP_XSTR(FZ_MINUTES) ")"},
+        {"--full-minutes", EXP_DOUBLE, &minutes[2], "M", "time cap of full fine-tuning (default " EXP_XSTR(FZ_MINUTES) ")"},
+        {"--max-steps", EXP_INT, &max_steps, "N",
+         "LoRA and full fine-tuning stop after N steps (default " EXP_XSTR(FZ_STEPS) ": the fast\nversion; 0: no limit)"},
+        {"--full", EXP_FLAG, &full, NULL,
+         "the full version: 100 facts, every capital, no step limit (60 minutes\neach)"},
+        {"--lora-lr", EXP_DOUBLE, &lr[1], "X", "LoRA's Adam learning rate (default the tuner's, 0.001)"},
+        {"--full-lr", EXP_DOUBLE, &lr[2], "X", "full fine-tuning's learning rate (default the tuner's, 0.0001)"},
+        {"--keep-models", EXP_FLAG, &keep, NULL, "keep the f32 model files (about 540 MB each for SmolLM2-135M)"},
+    };
+    const int prc = exp_parse_args(&c,
+                                   "The same facts taught with the backbone frozen (MoME: memory experts), frozen under adapters\n"
+                                   "(LoRA, rank 8, every projection) and unfrozen (full fine-tuning of every weight in f32).\n"
+                                   "Per method: steps and wall time until every fact is memorized (the tuner's rule) or the cap;\n"
+                                   "measured by the engine before and after: exact recall of the facts, held-out perplexity,\n"
+                                   "contains-recall on capitals.jsonl. LoRA (merged) and full are written as f32 GGUF models and\n"
+                                   "measured like any model; their 'before' is the untrained f32 file. Writes results.csv,\n"
+                                   "curve_{mome,lora,full}.csv, plot.gp, frozen_vs_unfrozen.svg, summary.md.\n",
+                                   opts, EXP_COUNT(opts), argc, argv);
+    if (prc >= 0) return prc;
+    if (full) {
+        n_facts = 100;
+        o.n_capitals = 0;
+        max_steps = 0;
     }
-    if (n_facts < 1 || o.max_new < 1 || !(minutes[0] > 0) || !(minutes[1] > 0) || !(minutes[2] > 0) || lr[1] < 0 ||
+    if (n_facts < 1 || o.max_new < 1 || o.n_capitals < 0 || max_steps < 0 || !(minutes[0] > 0) || !(minutes[1] > 0) || !(minutes[2] > 0) || lr[1] < 0 ||
         lr[2] < 0) {
-        exp_fail("frozen-vs-unfrozen: --n-facts, --max-new and the time limits must be positive, the learning rates "
-                 "non-negative");
+        exp_fail("frozen-vs-unfrozen: --n-facts, --max-new and the time limits must be positive, --n-capitals, "
+                 "--max-steps and the learning rates non-negative");
         return 2;
     }
-    int crc = exp_common_check(&c, "frozen-vs-unfrozen");
+    int crc = exp_common_check(&c);
     if (crc) return crc;
     const char *dir = c.dir, *model_path = c.model;
     const long long seed = c.seed;
@@ -235,10 +236,8 @@ int exp_frozen(int argc, char **argv) {
     for (int i = 0; i < 2; i++)
         if (access(need[i], R_OK))
             return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", need[i], strerror(errno));
-    const double t0 = mome_time_s();
-    char start[64], machine[512];
-    exp_utc_now(start, sizeof start);
-    exp_machine_line(machine, sizeof machine);
+    exp_run er;
+    exp_run_start(&er);
     char work[3100], path[3200], facts[3200], base_f32[3300];
     snprintf(work, sizeof work, "%s/work", dir);
     if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
@@ -247,10 +246,8 @@ int exp_frozen(int argc, char **argv) {
     if (exp_copy_first_lines(facts_src, facts, n_facts, &got)) return 1;
     o.facts = facts;
     o.work = work;
-    mome_model_params mp = mome_model_default_params();
-    mp.n_threads = o.threads;
     mome_model *m;
-    if (mome_model_load(model_path, &mp, &m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
+    if (exp_load_model(&c, &m)) return 1;
     /* the two "before"s: the model as MoME runs it, and as the f32 file LoRA and full start from */
     fz_eval base_q, base_f;
     int rc = fz_measure(m, NULL, &o, "base model", "base_q4_1", &base_q);
@@ -282,6 +279,7 @@ int exp_frozen(int argc, char **argv) {
         tp.seed = (uint64_t)seed;
         tp.lr = (float)lr[mi];
         tp.max_minutes = minutes[mi];
+        tp.max_steps = mi ? max_steps : 0;
         tp.checkpoint_s = 0;
         tp.progress = fz_progress;
         tp.user = &cv;
@@ -331,24 +329,26 @@ int exp_frozen(int argc, char **argv) {
     }
     const int drew = rc ? 0 : exp_run_gnuplot(dir);
     if (rc) return 1;
-    snprintf(path, sizeof path, "%s/summary.md", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
-    fprintf(f, "# Experiment: frozen-vs-unfrozen (MoME vs LoRA vs full fine-tuning)\n\n");
-    fprintf(f, "- command: `mome experiment");
-    for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
-    fprintf(f, "`\n- started: %s; wall time %.1f s\n- machine: %s\n", start, mome_time_s() - t0, machine);
+    FILE *f = exp_open_summary(dir, "frozen-vs-unfrozen (MoME vs LoRA vs full fine-tuning)", argc, argv, &er);
+    if (!f) return 1;
+    char cap_n[48] = "every question";
+    if (o.n_capitals > 0) snprintf(cap_n, sizeof cap_n, "the first %d questions", o.n_capitals);
     fprintf(f, "- model: %s; facts: the first %d of %s; %d thread(s); seed %lld\n", model_path, got, facts_src, o.threads,
             seed);
-    fprintf(f, "- time caps: MoME %.1f min, LoRA %.1f min, full fine-tuning %.1f min%s\n", minutes[0], minutes[1],
-            minutes[2], minutes[1] == 1.5 && minutes[2] == 1.5 ? " (the fast version; `--full-version`: 60 min each)" : "");
+    char steps_cap[48] = "no step limit";
+    if (max_steps) snprintf(steps_cap, sizeof steps_cap, "at most %d steps", max_steps);
+    fprintf(f, "- caps: MoME %.1f min; LoRA and full fine-tuning %s and %.1f / %.1f min%s\n", minutes[0], steps_cap,
+            minutes[1], minutes[2],
+            full ? " (the full version)"
+                 : " (the fast version: fewer facts and capital questions than `--full`: 100 facts, every capital, "
+                   "no step limit, 60 min)");
     fprintf(f, "- memorized: each tuner's own rule (MoME: greedy decoding by the engine with the memory; LoRA and "
                "full: teacher-forced argmax of every answer token in the f32 training stack, mean loss < 0.01)\n");
     fprintf(f, "- measured by the engine (mome_eval, as `mome eval`): recall = exact greedy answers to the facts; "
-               "perplexity of the first %lld bytes of %s; contains-recall on %s (an expected answer appears in the "
-               "greedy answer); answers of at most %d tokens. Before: MoME on the Q4_1 model it runs on; LoRA "
+               "perplexity of the first %lld bytes of %s; contains-recall on %s (%s; an expected answer appears in "
+               "the greedy answer); answers of at most %d tokens. Before: MoME on the Q4_1 model it runs on; LoRA "
                "(adapters merged) and full on the untrained model written as the same f32 GGUF file\n",
-            o.text_bytes, o.text, o.capitals, o.max_new);
+            o.text_bytes, o.text, o.capitals, cap_n, o.max_new);
     fprintf(f, "- base model: Q4_1 recall %.3f, perplexity %.4f, capitals contains %.3f; as f32: recall %.3f, "
                "perplexity %.4f, capitals contains %.3f\n",
             base_q.recall, base_q.ppl, base_q.cap_contains, base_f.recall, base_f.ppl, base_f.cap_contains);
@@ -373,8 +373,9 @@ int exp_frozen(int argc, char **argv) {
             fprintf(f, "- %s: all %d facts memorized in %lld steps and %.0f s", r->method, r->n, (long long)r->steps,
                     r->seconds);
         else
-            fprintf(f, "- %s: stopped by its %.1f-minute cap after %lld steps with %d of %d facts memorized (time to "
-                       "100%% not reached)", r->method, r->minutes, (long long)r->steps, r->memorized, r->n);
+            fprintf(f, "- %s: stopped by its cap (%s) after %lld steps with %d of %d facts memorized (time to 100%% "
+                       "not reached)", r->method, max_steps && r->steps >= max_steps ? "steps" : "minutes",
+                    (long long)r->steps, r->memorized, r->n);
         fprintf(f, "; engine recall %.3f -> %.3f; held-out perplexity %+.2f%%%s; capitals contains-recall %.3f -> %.3f "
                    "(%+.1f points); capital answers of at most 4 characters (a code rather than a name) %.3f -> %.3f.\n",
                 r->before.recall, r->after.recall, pct(r->after.ppl, r->before.ppl),
@@ -399,6 +400,6 @@ int exp_frozen(int argc, char **argv) {
                 (long long)run[2].steps);
     }
     fclose(f);
-    fprintf(stderr, "experiment: frozen-vs-unfrozen: wrote %s in %.1f s\n", dir, mome_time_s() - t0);
+    fprintf(stderr, "experiment: frozen-vs-unfrozen: wrote %s in %.1f s\n", dir, mome_time_s() - er.t0);
     return 0;
 }

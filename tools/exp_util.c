@@ -1,14 +1,19 @@
 /* exp_util.c - see exp_util.h. */
 #include "exp_util.h"
 
+#include <cjson/cJSON.h>
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "answer.h"
 
 int exp_fail(const char *fmt, ...) {
     va_list ap;
@@ -62,6 +67,27 @@ int exp_copy_first_lines(const char *src, const char *dst, int n, int *got) {
     free(line);
     fclose(in);
     return fclose(out) ? exp_fail("%s: write error", dst) : 0;
+}
+
+int exp_parse_list(const char *s, double *out, int cap) {
+    int n = 0;
+    while (*s) {
+        char *end;
+        const double v = strtod(s, &end);
+        if (end == s || n == cap) return -1;
+        out[n++] = v;
+        s = end;
+        if (*s == ',') s++;
+        else if (*s) return -1;
+    }
+    return n;
+}
+
+uint64_t exp_rand(uint64_t *state) {
+    uint64_t z = (*state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
 }
 
 /* Levenshtein distance in bytes (answers are short). */
@@ -129,15 +155,18 @@ void exp_utc_now(char *buf, size_t n) {
     strftime(buf, n, "%Y-%m-%d %H:%M UTC", &tm);
 }
 
-/* Runs gnuplot on DIR/plot.gp; 1 if it drew. */
-FILE *exp_open_plot(const char *dir, const char *experiment, const char *svg, int width, int height) {
+/* DIR/NAME opened for writing; NULL after a message. */
+static FILE *open_in(const char *dir, const char *name) {
     char path[4200];
-    snprintf(path, sizeof path, "%s/plot.gp", dir);
+    snprintf(path, sizeof path, "%s/%s", dir, name);
     FILE *f = fopen(path, "w");
-    if (!f) {
-        exp_fail("%s: %s", path, strerror(errno));
-        return NULL;
-    }
+    if (!f) exp_fail("%s: %s", path, strerror(errno));
+    return f;
+}
+
+FILE *exp_open_plot(const char *dir, const char *experiment, const char *svg, int width, int height) {
+    FILE *f = open_in(dir, "plot.gp");
+    if (!f) return NULL;
     fprintf(f,
             "# written by `mome experiment %s`; run in this folder: gnuplot plot.gp\n"
             "set terminal svg size %d,%d font 'sans,12' background rgb 'white'\n"
@@ -162,9 +191,48 @@ int exp_run_gnuplot(const char *dir) {
     return 1;
 }
 
+void exp_run_start(exp_run *r) {
+    exp_utc_now(r->start, sizeof r->start);
+    exp_machine_line(r->machine, sizeof r->machine);
+    r->t0 = mome_time_s();
+    r->cpu0 = exp_cpu_s();
+}
 
-void exp_common_init(exp_common *c, const char *name) {
+double exp_cpu_s(void) {
+    struct rusage u;
+    if (getrusage(RUSAGE_SELF, &u)) return 0;
+    return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
+}
+
+FILE *exp_open_summary(const char *dir, const char *title, int argc, char **argv, const exp_run *r) {
+    FILE *f = open_in(dir, "summary.md");
+    if (!f) return NULL;
+    fprintf(f, "# Experiment: %s\n\n- command: `mome experiment", title);
+    for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
+    fprintf(f, "`\n- started: %s; wall time %.1f s, CPU time %.1f s (user + system, all threads)\n- machine: %s\n",
+            r->start, mome_time_s() - r->t0, exp_cpu_s() - r->cpu0, r->machine);
+    return f;
+}
+
+/* The common options: flag, long and short names, the value's name, help. */
+static const struct {
+    unsigned flag;
+    const char *lng, *shrt, *arg, *help;
+} COMMON_OPTS[] = {
+    {EXP_OPT_MODEL, "--model", "-m", "PATH", "base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)"},
+    {EXP_OPT_OUT, "--out", "-o", "DIR", "output folder (default build/experiments/NAME)"},
+    {EXP_OPT_TEXT, "--text", NULL, "FILE",
+     "held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt;\nMOME_SHARED defaults to ../shared)"},
+    {EXP_OPT_TEXT, "--text-bytes", NULL, "N", "its first N bytes (default 16384)"},
+    {EXP_OPT_THREADS, "--threads", "-t", "N", "threads (default 1)"},
+    {EXP_OPT_SEED, "--seed", "-s", "S", "seed (default 1234)"},
+};
+#define N_COMMON_OPTS ((int)(sizeof COMMON_OPTS / sizeof COMMON_OPTS[0]))
+
+void exp_common_init(exp_common *c, const char *name, unsigned takes) {
     memset(c, 0, sizeof *c);
+    c->takes = takes;
+    c->name = name;
     snprintf(c->def_dir, sizeof c->def_dir, "build/experiments/%s", name);
     snprintf(c->def_text, sizeof c->def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
     c->model = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
@@ -178,39 +246,166 @@ void exp_common_init(exp_common *c, const char *name) {
 int exp_common_opt(exp_common *c, int argc, char **argv, int *i) {
     const char *a = argv[*i];
     if (*i + 1 >= argc) return 0;
-    const char *v = argv[*i + 1];
-    if (!strcmp(a, "-m") || !strcmp(a, "--model")) c->model = v;
-    else if (!strcmp(a, "-o") || !strcmp(a, "--out")) c->dir = v;
-    else if (!strcmp(a, "-t") || !strcmp(a, "--threads")) c->threads = atoi(v);
-    else if (!strcmp(a, "-s") || !strcmp(a, "--seed")) c->seed = atoll(v);
-    else if (!strcmp(a, "--text")) c->text = v;
-    else if (!strcmp(a, "--text-bytes")) c->text_bytes = atoll(v);
-    else return 0;
-    (*i)++;
+    int k = 0;
+    while (k < N_COMMON_OPTS && strcmp(a, COMMON_OPTS[k].lng) && !(COMMON_OPTS[k].shrt && !strcmp(a, COMMON_OPTS[k].shrt)))
+        k++;
+    if (k == N_COMMON_OPTS || !(c->takes & COMMON_OPTS[k].flag)) return 0;
+    const char *o = COMMON_OPTS[k].lng, *v = argv[++*i];
+    if (!strcmp(o, "--model")) c->model = v;
+    else if (!strcmp(o, "--out")) c->dir = v;
+    else if (!strcmp(o, "--text")) c->text = v;
+    else if (!strcmp(o, "--text-bytes")) c->text_bytes = atoll(v);
+    else if (!strcmp(o, "--threads")) c->threads = atoi(v);
+    else c->seed = atoll(v);
     return 1;
 }
 
+static void help_line(const char *name, const char *arg, const char *text);
+
 void exp_common_help(const exp_common *c) {
-    printf("  -m, --model PATH   base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-           "  -o, --out DIR      output folder (default %s)\n"
-           "  --text FILE        held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt;\n"
-           "                     MOME_SHARED defaults to ../shared)\n"
-           "  --text-bytes N     its first N bytes (default 16384)\n"
-           "  -t, --threads N    threads (default 1)\n"
-           "  -s, --seed S       seed (default 1234)\n",
-           c->def_dir);
+    for (int k = 0; k < N_COMMON_OPTS; k++) {
+        if (!(c->takes & COMMON_OPTS[k].flag)) continue;
+        char name[32], out[320];
+        snprintf(name, sizeof name, "%s%s%s", COMMON_OPTS[k].shrt ? COMMON_OPTS[k].shrt : "",
+                 COMMON_OPTS[k].shrt ? ", " : "", COMMON_OPTS[k].lng);
+        snprintf(out, sizeof out, "output folder (default %s)", c->def_dir);
+        help_line(name, COMMON_OPTS[k].arg, COMMON_OPTS[k].flag == EXP_OPT_OUT ? out : COMMON_OPTS[k].help);
+    }
 }
 
-int exp_common_check(const exp_common *c, const char *name) {
+int exp_common_check(const exp_common *c) {
     if (c->threads < 1 || c->seed < 0 || c->text_bytes < 1) {
-        exp_fail("%s: --threads and --text-bytes must be positive, --seed non-negative", name);
+        exp_fail("%s: --threads and --text-bytes must be positive, --seed non-negative", c->name);
         return 2;
     }
     if (strchr(c->dir, '\'') || strchr(c->dir, '"') || strlen(c->dir) > 3000) {
-        exp_fail("%s: unusable output folder '%s'", name, c->dir);
+        exp_fail("%s: unusable output folder '%s'", c->name, c->dir);
         return 2;
     }
-    if (access(c->text, R_OK))
+    if ((c->takes & EXP_OPT_TEXT) && access(c->text, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", c->text, strerror(errno));
+    return 0;
+}
+
+int exp_load_model(const exp_common *c, mome_model **m) {
+    mome_model_params mp = mome_model_default_params();
+    mp.n_threads = c->threads;
+    if (mome_model_load(c->model, &mp, m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
+    return 0;
+}
+
+int exp_bad_option(const exp_common *c, const char *arg) {
+    exp_fail("%s: unknown option or missing value '%s' (see mome experiment %s --help)", c->name, arg, c->name);
+    return 2;
+}
+
+/* One option's help: the name column, then the text, continuation lines
+ * indented to it. */
+static void help_line(const char *name, const char *arg, const char *text) {
+    char col[64];
+    snprintf(col, sizeof col, "%s%s%s", name, arg ? " " : "", arg ? arg : "");
+    printf("  %-19s", col);
+    if (strlen(col) > 18) printf("\n  %-19s", "");
+    for (const char *t = text; *t; t++) {
+        putchar(*t);
+        if (*t == '\n' && t[1]) printf("  %-19s", "");
+    }
+    putchar('\n');
+}
+
+int exp_parse_args(exp_common *c, const char *about, const exp_option *opts, int n_opts, int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            printf("usage: mome experiment %s [options]\n\n%s\n", c->name, about);
+            for (int k = 0; k < n_opts; k++) help_line(opts[k].name, opts[k].arg, opts[k].help);
+            exp_common_help(c);
+            return 0;
+        }
+        if (exp_common_opt(c, argc, argv, &i)) continue;
+        int k = 0;
+        while (k < n_opts && strcmp(a, opts[k].name)) k++;
+        if (k == n_opts || (opts[k].kind != EXP_FLAG && i + 1 >= argc)) return exp_bad_option(c, a);
+        if (opts[k].kind == EXP_FLAG) {
+            *(int *)opts[k].dst = 1;
+            continue;
+        }
+        const char *v = argv[++i];
+        char *end = NULL;
+        errno = 0;
+        if (opts[k].kind == EXP_STR) *(const char **)opts[k].dst = v;
+        else if (opts[k].kind == EXP_DOUBLE) *(double *)opts[k].dst = strtod(v, &end);
+        else {
+            const long x = strtol(v, &end, 10);
+            if (x < INT_MIN || x > INT_MAX) errno = ERANGE;
+            *(int *)opts[k].dst = (int)x;
+        }
+        if (end && (end == v || *end || errno)) {
+            exp_fail("%s: %s expects a number, got '%s'", c->name, a, v);
+            return 2;
+        }
+    }
+    return -1;
+}
+
+int exp_write_json_range(const struct cJSON *arr, int i0, int i1, const char *path) {
+    FILE *f = fopen(path, "w");
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    for (int i = i0; i < i1; i++) {
+        char *s = cJSON_PrintUnformatted(cJSON_GetArrayItem(arr, i));
+        if (!s) {
+            fclose(f);
+            return exp_fail("%s: out of memory", path);
+        }
+        fprintf(f, "%s\n", s);
+        cJSON_free(s);
+    }
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+}
+
+int exp_decode_tps(mome_model *m, mome_memory *mem, const char *question, int threads, int n_gen, int reps,
+                   double *tps_mem, double *tps_base) {
+    mome_chat_msg msg = {"user", question};
+    char *text = mome_chat_format(m, &msg, 1, 1);
+    if (!text) return exp_fail("chat template: %s", mome_errmsg());
+    int32_t *toks = NULL;
+    const int P = mome_tokenize_alloc(m, text, 1, 1, &toks);
+    free(text);
+    if (P < 1) return exp_fail("tokenize: %s", mome_errmsg());
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = P + n_gen + 8;
+    cp.n_batch = 16;
+    cp.n_threads = threads;
+    mome_ctx *c[2] = {NULL, NULL};
+    int rc = mome_ctx_init(m, &cp, &c[0]);
+    if (!rc) rc = mome_ctx_init(m, &cp, &c[1]);
+    if (!rc) rc = mome_ctx_set_memory(c[0], mem);
+    double t[2][32];
+    const int V = mome_model_n_vocab(m);
+    if (reps > 31) reps = 31;
+    if (reps < 1) reps = 1;
+    for (int r = -1; r < reps && !rc; r++)
+        for (int k = 0; k < 2 && !rc; k++) {
+            const double t0 = mome_time_s();
+            for (int i = 0; i < P && !rc; i++) rc = mome_decode(c[k], &toks[i], 1, i, 0);
+            for (int g = 0; g < n_gen && !rc; g++) {
+                const int32_t tok = ans_argmax(mome_get_logits(c[k], -1), V);
+                rc = mome_decode(c[k], &tok, 1, P + g, 0);
+            }
+            if (r >= 0) t[k][r] = (P + n_gen) / (mome_time_s() - t0);
+        }
+    mome_ctx_free(c[0]);
+    mome_ctx_free(c[1]);
+    free(toks);
+    if (rc) return exp_fail("decode: %s", mome_errmsg());
+    for (int k = 0; k < 2; k++)
+        for (int i = 1; i < reps; i++) /* insertion sort: a handful of values */
+            for (int j = i; j > 0 && t[k][j] < t[k][j - 1]; j--) {
+                const double x = t[k][j];
+                t[k][j] = t[k][j - 1];
+                t[k][j - 1] = x;
+            }
+    *tps_mem = t[0][reps / 2];
+    *tps_base = t[1][reps / 2];
     return 0;
 }

@@ -8,6 +8,7 @@
 #ifndef MOME_EXP_UTIL_H
 #define MOME_EXP_UTIL_H
 
+#include <stdint.h>
 #include <stdio.h>
 
 #include "util.h"
@@ -20,14 +21,16 @@ const char *exp_shared_dir(void);
 int exp_mkdir_p(const char *path);
 /* The first n non-blank lines of a JSON-lines file into dst; *got = lines. */
 int exp_copy_first_lines(const char *src, const char *dst, int n, int *got);
+/* A comma-separated list of numbers ("1,2.5,10") into out (at most cap);
+ * the count, or -1 if it is not such a list or longer. */
+int exp_parse_list(const char *s, double *out, int cap);
+/* The next number of a seeded splitmix64 sequence (the experiments' random
+ * facts and answers). */
+uint64_t exp_rand(uint64_t *state);
 /* Levenshtein distance in bytes. */
 int exp_edit_distance(const char *a, const char *b);
 /* One CSV field, quoted, newlines as spaces. */
 void exp_csv_str(FILE *f, const char *s);
-/* "CPU, N cores online, kernel, load average at the start". */
-void exp_machine_line(char *buf, size_t n);
-/* "YYYY-MM-DD HH:MM UTC". */
-void exp_utc_now(char *buf, size_t n);
 /* Creates DIR/plot.gp with the common head (who wrote it, an SVG terminal of
  * width x height writing svg, comma-separated data) for the caller to add its
  * plots and close; NULL after reporting the error. */
@@ -35,9 +38,38 @@ FILE *exp_open_plot(const char *dir, const char *experiment, const char *svg, in
 /* Runs gnuplot on DIR/plot.gp; 1 if it drew (absence is reported, not an error). */
 int exp_run_gnuplot(const char *dir);
 
-/* The options an experiment shares with the others: -m/--model, -o/--out,
- * -t/--threads, -s/--seed, --text, --text-bytes (held-out text). */
+/* "CPU, N cores online, kernel, load average at the start". */
+void exp_machine_line(char *buf, size_t n);
+/* "YYYY-MM-DD HH:MM UTC". */
+void exp_utc_now(char *buf, size_t n);
+/* What a summary's head says about the run: started at, on what machine,
+ * wall and CPU time (user + system of every thread of the process, which the
+ * machine's other load does not change) since exp_run_start. */
+typedef struct exp_run {
+    char start[64], machine[512];
+    double t0, cpu0;
+} exp_run;
+void exp_run_start(exp_run *r);
+/* User + system CPU seconds of this process so far. */
+double exp_cpu_s(void);
+/* Creates DIR/summary.md with its head: "# Experiment: title", the command
+ * (`mome experiment` and argv), the start, wall and CPU time, the machine;
+ * the caller adds its lines and closes it. NULL after reporting the error. */
+FILE *exp_open_summary(const char *dir, const char *title, int argc, char **argv, const exp_run *r);
+
+/* The options experiments share; each experiment names those it takes (a
+ * set of EXP_OPT_*), and only those are parsed, checked and listed in its
+ * --help. */
+enum exp_opt {
+    EXP_OPT_MODEL = 1 << 0,   /* -m, --model PATH */
+    EXP_OPT_OUT = 1 << 1,     /* -o, --out DIR */
+    EXP_OPT_THREADS = 1 << 2, /* -t, --threads N */
+    EXP_OPT_SEED = 1 << 3,    /* -s, --seed S */
+    EXP_OPT_TEXT = 1 << 4,    /* --text FILE, --text-bytes N: the held-out text */
+};
 typedef struct exp_common {
+    unsigned takes;         /* EXP_OPT_* */
+    const char *name;       /* the experiment's name, for messages */
     const char *model;      /* the default model unless -m */
     const char *dir;        /* build/experiments/NAME unless -o */
     const char *text;       /* $MOME_SHARED/data/text/tinystories_val_head.txt unless --text */
@@ -46,15 +78,57 @@ typedef struct exp_common {
     long long text_bytes;   /* 16384: the first 16 KiB */
     char def_dir[256], def_text[4096];
 } exp_common;
-void exp_common_init(exp_common *c, const char *name);
-/* If argv[*i] is a common option with its value: stores it, advances *i
- * past the value and returns 1; else 0. */
+void exp_common_init(exp_common *c, const char *name, unsigned takes);
+/* If argv[*i] is a common option the experiment takes, with its value:
+ * stores it, advances *i past the value and returns 1; else 0. */
 int exp_common_opt(exp_common *c, int argc, char **argv, int *i);
 /* Their lines of --help. */
 void exp_common_help(const exp_common *c);
-/* Checks the common values (2 and a message if one is unusable) and that
- * the held-out text is readable (1, naming the shared data folder); 0 if
- * all is well. */
-int exp_common_check(const exp_common *c, const char *name);
+/* Checks the common values (2 and a message if one is unusable) and, if the
+ * experiment takes one, that the held-out text is readable (1, naming the
+ * shared data folder); 0 if all is well. */
+int exp_common_check(const exp_common *c);
+/* Loads the model c names (-m) with c's threads into *m; 1 after a message
+ * naming `make model` when it fails, else 0. */
+int exp_load_model(const exp_common *c, mome_model **m);
+/* The message and exit status 2 of an option the experiment does not know
+ * (or one missing its value). */
+int exp_bad_option(const exp_common *c, const char *arg);
+
+/* An experiment's own option: the name, the kind of value and where it goes
+ * (EXP_INT: int *, EXP_DOUBLE: double *, EXP_STR: const char **, EXP_FLAG:
+ * int * set to 1), the value's name in --help ("N", "FILE"; NULL for a flag)
+ * and its help text, which states the default ("\n" starts a continuation
+ * line). */
+enum exp_arg_kind { EXP_INT, EXP_DOUBLE, EXP_STR, EXP_FLAG };
+typedef struct exp_option {
+    const char *name;
+    enum exp_arg_kind kind;
+    void *dst;
+    const char *arg;
+    const char *help;
+} exp_option;
+/* Parses argv[1..] (argv[0] is the experiment's name) into opts and the
+ * common options c takes. -h/--help prints the usage line, about, the
+ * options and the common ones, and returns 0; an unknown option, a missing
+ * value or a number that does not parse returns 2 after a message; -1 when
+ * everything was parsed. Ranges are the experiment's to check. */
+int exp_parse_args(exp_common *c, const char *about, const exp_option *opts, int n_opts, int argc, char **argv);
+#define EXP_STR_(x) #x
+#define EXP_XSTR(x) EXP_STR_(x) /* a macro's value as a string, for help texts */
+#define EXP_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
+
+/* Records [i0, i1) of a cJSON array as JSON lines (one record per line). */
+struct cJSON;
+int exp_write_json_range(const struct cJSON *arr, int i0, int i1, const char *path);
+/* Decode tokens/s as `mome bench` measures generation (one token per
+ * mome_decode call, from an empty cache), on a chat question so that the
+ * memory's work is in the measured tokens: the question's prompt token by
+ * token (its decision row scores every fact), then n_gen greedy tokens, not
+ * stopped at the end of turn. With the memory and without it in turn (two
+ * contexts), so both see the same load; the medians of reps (at most 31)
+ * after one warm-up each. */
+int exp_decode_tps(mome_model *m, mome_memory *mem, const char *question, int threads, int n_gen, int reps,
+                   double *tps_mem, double *tps_base);
 
 #endif

@@ -15,29 +15,34 @@
  * step; seeds and thread counts are the tuner's own parameters. The binary
  * never needs Python; gnuplot is run as a separate program on the CSVs.
  *
- * Experiments:
- *   threshold   train facts with the memory tuner, stopping at a list of
- *               step counts (mome_tune's max_steps, as `mome tune --max-steps
- *               N`, each run resumed from the previous count's checkpoint,
- *               which continues the uninterrupted run exactly); at every
- *               snapshot, for every fact: the teacher-forced mean and max answer-token loss under the
- *               engine with the snapshot's memory, the real greedy answer,
- *               exact or not, and whether a wrong answer is a near miss (the
- *               first wrong token was the correct one's runner-up, or edit
- *               distance <= 2 to an expected answer).
+ * Experiments here (the others in tools/exp_NAME.c):
+ *   threshold      train facts with the memory tuner, stopping at a list of
+ *                  step counts (mome_tune's max_steps, as `mome tune
+ *                  --max-steps N`, each run resumed from the previous count's
+ *                  checkpoint, which continues the uninterrupted run exactly);
+ *                  at every snapshot, for every fact: the teacher-forced mean
+ *                  and max answer-token loss under the engine with the
+ *                  snapshot's memory, the real greedy answer (16 decoded
+ *                  together, ans_greedy_batch), exact or not, and whether a
+ *                  wrong answer is a near miss (the first wrong token was the
+ *                  correct one's runner-up, or edit distance <= 2).
+ *   random-labels  true vs random answers, MoME and LoRA: per epoch the
+ *                  training loss, exact recall and held-out perplexity (MoME
+ *                  by snapshots and the engine, LoRA by its tuner's per-pass
+ *                  reports in the f32 stack, mome_tune_params.ppl_every).
+ *
+ * Budget: `make experiments` runs every fast version in about 30 minutes on
+ * the 2-core machine; each fast version's CPU time is in docs/EXPERIMENTS.md
+ * and in its own summary (exp_open_summary).
  */
 #include "experiment.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/utsname.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "answer.h"
@@ -89,15 +94,9 @@ static int th_write_bins(const char *path, const th_row *r, int n, int use_max) 
 }
 
 static int th_write_plot(const char *dir) {
-    char path[4200];
-    snprintf(path, sizeof path, "%s/plot.gp", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    FILE *f = exp_open_plot(dir, "threshold", "threshold.svg", 1000, 420);
+    if (!f) return 1;
     fprintf(f,
-            "# written by `mome experiment threshold`; run in this folder: gnuplot plot.gp\n"
-            "set terminal svg size 1000,420 font 'sans,12' background rgb 'white'\n"
-            "set output 'threshold.svg'\n"
-            "set datafile separator ','\n"
             "set key bottom left box opaque\n"
             "set logscale x\n"
             "set xrange [0.0008:40]\n"
@@ -114,77 +113,84 @@ static int th_write_plot(const char *dir) {
             "plot 'bins_mean.csv' skip 2 using 3:5 with linespoints lw 2 pt 7 title 'P(exact)', \\\n"
             "     '' skip 2 using 3:6 with linespoints lw 2 pt 5 title 'P(near miss)'\n"
             "unset multiplot\n");
-    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+    return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
 }
 
+/* Increasing positive step counts; their number, or -1. */
 static int parse_steps(const char *s, int64_t *out, int cap) {
-    int n = 0;
-    while (*s) {
-        char *end;
-        long long v = strtoll(s, &end, 10);
-        if (end == s || v < 1 || n == cap || (n && v <= out[n - 1])) return -1;
-        out[n++] = v;
-        s = end;
-        if (*s == ',') s++;
-        else if (*s) return -1;
+    double v[256];
+    const int n = exp_parse_list(s, v, cap < 256 ? cap : 256);
+    for (int i = 0; i < n; i++) {
+        out[i] = (int64_t)v[i];
+        if (v[i] != (double)out[i] || out[i] < 1 || (i && out[i] <= out[i - 1])) return -1;
     }
     return n;
 }
 
+/* The fast version: 32 facts (the tuner's batch, so a step is one pass over
+ * the facts still training) and 10 snapshots over the steps where the
+ * answers turn exact. */
+#define TH_FACTS 32
+#define TH_STEPS "1,2,3,4,5,6,7,8,10,12"
+#define TH_PARALLEL 16 /* greedy answers decoded together (ans_greedy_batch) */
+
+/* One snapshot (mem, or none): every fact's teacher-forced answer losses
+ * (probe_answer, one at a time on one context) and its greedy answer
+ * (TH_PARALLEL at a time, each byte-identical to a one-at-a-time answer). */
+static int th_snapshot(mome_model *m, mome_memory *mem, const fact_set *fs, const ans_question *qs, int threads,
+                       int max_new, probe_result *pr, char **out) {
+    const int nc = fs->n < TH_PARALLEL ? fs->n : TH_PARALLEL;
+    mome_ctx *cs[TH_PARALLEL] = {0};
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 1024;
+    cp.n_batch = 512;
+    cp.n_threads = threads;
+    int rc = 0;
+    for (int k = 0; k < nc && !rc; k++)
+        if (mome_ctx_init(m, &cp, &cs[k]) || (mem && mome_ctx_set_memory(cs[k], mem))) rc = exp_fail("%s", mome_errmsg());
+    for (int i = 0; i < fs->n && !rc; i++)
+        if (probe_answer(m, cs[0], qs[i].msgs, qs[i].n_msgs, fs->v[i].answers[0], NULL, 0, &pr[i]))
+            rc = exp_fail("fact at %s:%d: %s", fs->path, fs->v[i].line, mome_errmsg());
+    if (!rc && ans_greedy_batch(m, cs, nc, qs, fs->n, max_new, out, NULL, NULL))
+        rc = exp_fail("greedy answers: %s", mome_errmsg());
+    for (int k = 0; k < nc; k++) mome_ctx_free(cs[k]);
+    return rc;
+}
+
 static int exp_threshold(int argc, char **argv) {
-    const char *model_path = NULL, *dir = "build/experiments/threshold", *facts_src = NULL;
-    const char *steps_s = "1,2,3,4,5,6,7,8,9,10,12,14,17,20,25";
-    int n_facts = 50, threads = 1, max_new = 24;
-    long long seed = 1234;
+    exp_common o;
+    exp_common_init(&o, "threshold", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED);
+    const char *facts_src = NULL, *steps_s = TH_STEPS;
+    int n_facts = TH_FACTS, max_new = 24;
     double lr = 0;
     char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: mome experiment threshold [options]\n\n"
-                   "Is a fact stated exactly once its answer loss is low? Trains facts with the memory\n"
-                   "tuner and stops at each step count of --steps (one run, resumed from count to count); at each\n"
-                   "snapshot and for each fact records the teacher-forced mean and max answer-token loss\n"
-                   "under the engine, the greedy answer, exact or not, and near misses (first wrong token\n"
-                   "was the runner-up, or edit distance <= 2). Step 0 is the model without a memory.\n"
-                   "Writes results.csv, bins_max.csv, bins_mean.csv, plot.gp, threshold.svg, summary.md.\n\n"
-                   "  -m, --model PATH   base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  -o, --out DIR      output folder (default build/experiments/threshold)\n"
-                   "  --facts FILE       JSON-lines facts (default $MOME_SHARED/data/facts/languages.jsonl,\n"
-                   "                     MOME_SHARED defaults to ../shared)\n"
-                   "  --n-facts N        the first N facts (default 50)\n"
-                   "  --steps LIST       increasing step counts to snapshot at (default %s)\n"
-                   "  --lr X             tuner learning rate (default: the tuner's)\n"
-                   "  --max-new N        greedy answer length limit (default 24)\n"
-                   "  -t, --threads N    threads (default 1)\n"
-                   "  -s, --seed S       tuner seed (default 1234)\n",
-                   steps_s);
-            return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
-        else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
-        else if (!strcmp(a, "--n-facts") && has) n_facts = atoi(argv[++i]);
-        else if (!strcmp(a, "--steps") && has) steps_s = argv[++i];
-        else if (!strcmp(a, "--lr") && has) lr = atof(argv[++i]);
-        else if (!strcmp(a, "--max-new") && has) max_new = atoi(argv[++i]);
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
-        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
-        else { exp_fail("threshold: unknown option or missing value '%s' (see mome experiment threshold --help)", a); return 2; }
-    }
+    const exp_option opts[] = {
+        {"--facts", EXP_STR, &facts_src, "FILE", "JSON-lines facts (default $MOME_SHARED/data/facts/languages.jsonl)"},
+        {"--n-facts", EXP_INT, &n_facts, "N", "the first N facts (default " EXP_XSTR(TH_FACTS) ": the fast version)"},
+        {"--steps", EXP_STR, &steps_s, "LIST", "increasing step counts to snapshot at (default " TH_STEPS ")"},
+        {"--lr", EXP_DOUBLE, &lr, "X", "tuner learning rate (default: the tuner's)"},
+        {"--max-new", EXP_INT, &max_new, "N", "greedy answer length limit (default 24)"},
+    };
+    const int prc = exp_parse_args(&o,
+                                   "Is a fact stated exactly once its answer loss is low? Trains facts with the memory\n"
+                                   "tuner and stops at each step count of --steps (one run, resumed from count to count); at\n"
+                                   "each snapshot and for each fact records the teacher-forced mean and max answer-token\n"
+                                   "loss under the engine, the greedy answer, exact or not, and near misses (first wrong\n"
+                                   "token was the runner-up, or edit distance <= 2). Step 0 is the model without a memory.\n"
+                                   "Writes results.csv, bins_max.csv, bins_mean.csv, plot.gp, threshold.svg, summary.md.\n",
+                                   opts, EXP_COUNT(opts), argc, argv);
+    if (prc >= 0) return prc;
     int64_t steps[256];
     const int n_steps = parse_steps(steps_s, steps, 256);
     if (n_steps < 1) { exp_fail("threshold: --steps expects increasing positive integers, got '%s'", steps_s); return 2; }
-    if (n_facts < 1 || threads < 1 || max_new < 1 || seed < 0 || lr < 0)
-        { exp_fail("threshold: --n-facts, --threads, --max-new must be positive, --seed and --lr non-negative"); return 2; }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { exp_fail("threshold: unusable output folder '%s'", dir); return 2; }
+    if (n_facts < 1 || max_new < 1 || lr < 0) { exp_fail("threshold: --n-facts, --max-new must be positive, --lr non-negative"); return 2; }
+    int rc = exp_common_check(&o);
+    if (rc) return rc;
+    const char *dir = o.dir;
     if (!facts_src) facts_src = def_facts;
-    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    const double t0 = mome_time_s();
-    char start[64], machine[512];
-    exp_utc_now(start, sizeof start);
-    exp_machine_line(machine, sizeof machine);
+    exp_run run;
+    exp_run_start(&run);
 
     char work[3100], facts_path[3200], mem_path[3200], ckpt[3300], path[3200];
     snprintf(work, sizeof work, "%s/work", dir);
@@ -199,26 +205,30 @@ static int exp_threshold(int argc, char **argv) {
     fact_set *fs;
     if (facts_load(facts_path, FACTS_CONFLICT_ERROR, &fs)) return exp_fail("%s", mome_errmsg());
 
-    mome_model_params mp = mome_model_default_params();
-    mp.n_threads = threads;
     mome_model *m;
-    if (mome_model_load(model_path, &mp, &m)) {
+    if (exp_load_model(&o, &m)) {
         facts_free(fs);
-        return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
+        return 1;
     }
     snprintf(path, sizeof path, "%s/results.csv", dir);
     FILE *csv = fopen(path, "w");
     th_row *rows = malloc((size_t)(n_steps + 1) * (size_t)fs->n * sizeof *rows);
-    if (!csv || !rows) {
-        mome_model_free(m);
-        facts_free(fs);
-        free(rows);
-        if (csv) fclose(csv);
-        return exp_fail("%s: cannot write", path);
+    mome_chat_msg *msgs = malloc((size_t)fs->n * 2 * sizeof *msgs);
+    ans_question *qs = malloc((size_t)fs->n * sizeof *qs);
+    probe_result *pr = malloc((size_t)fs->n * sizeof *pr);
+    char **outs = calloc((size_t)fs->n, sizeof *outs);
+    if (!csv || !rows || !msgs || !qs || !pr || !outs) rc = exp_fail("%s: cannot write (or out of memory)", path);
+    for (int i = 0; !rc && i < fs->n; i++) {
+        mome_chat_msg *mm = msgs + 2 * i;
+        int nm = 0;
+        if (fs->v[i].system) mm[nm++] = (mome_chat_msg){"system", fs->v[i].system};
+        mm[nm++] = (mome_chat_msg){"user", fs->v[i].question};
+        qs[i] = (ans_question){mm, nm};
     }
-    fprintf(csv, "step,fact,line,n_tokens,mean_loss,max_loss,first_wrong,first_wrong_rank,greedy_exact,"
-                 "edit_distance,near_miss,answer,output\n");
-    int n_rows = 0, rc = 0, snap = 0;
+    if (!rc)
+        fprintf(csv, "step,fact,line,n_tokens,mean_loss,max_loss,first_wrong,first_wrong_rank,greedy_exact,"
+                     "edit_distance,near_miss,answer,output\n");
+    int n_rows = 0, snap = 0;
     int64_t last_step = 0, steps_done[257];
     int memorized_at[257];
     for (snap = 0; snap <= n_steps && !rc; snap++) {
@@ -236,8 +246,8 @@ static int exp_threshold(int argc, char **argv) {
             if (snap == 1) unlink(ckpt);
             tp.max_steps = steps[snap - 1];
             tp.resume = snap > 1;
-            tp.n_threads = threads;
-            tp.seed = (uint64_t)seed;
+            tp.n_threads = o.threads;
+            tp.seed = (uint64_t)o.seed;
             tp.checkpoint_s = 0;
             if (lr > 0) tp.lr = (float)lr;
             mome_tune_report rep;
@@ -248,30 +258,14 @@ static int exp_threshold(int argc, char **argv) {
             fprintf(stderr, "experiment: threshold: step %lld, %d/%d verified by the tuner, mean loss %.4f\n",
                     (long long)step, rep.n_memorized, rep.n_facts, rep.mean_loss);
         }
-        mome_ctx_params cp = mome_ctx_default_params();
-        cp.n_ctx = 1024;
-        cp.n_batch = 512;
-        cp.n_threads = threads;
-        mome_ctx *c;
-        if (mome_ctx_init(m, &cp, &c)) { rc = exp_fail("%s", mome_errmsg()); mome_memory_free(mem); break; }
-        if (mem && mome_ctx_set_memory(c, mem)) { rc = exp_fail("%s", mome_errmsg()); }
+        rc = th_snapshot(m, mem, fs, qs, o.threads, max_new, pr, outs);
+        mome_memory_free(mem);
         int n_exact = 0;
         for (int i = 0; i < fs->n && !rc; i++) {
             const fact *fa = &fs->v[i];
-            mome_chat_msg msgs[2];
-            int nm = 0;
-            if (fa->system) msgs[nm++] = (mome_chat_msg){"system", fa->system};
-            msgs[nm++] = (mome_chat_msg){"user", fa->question};
-            probe_result pr;
-            char *out = NULL;
-            if (probe_answer(m, c, msgs, nm, fa->answers[0], NULL, 0, &pr) ||
-                ans_greedy(m, c, msgs, nm, max_new, &out, NULL, NULL)) {
-                rc = exp_fail("fact at %s:%d: %s", facts_path, fa->line, mome_errmsg());
-                break;
-            }
-            const int exact = facts_answer_matches(fa, out);
+            const int exact = facts_answer_matches(fa, outs[i]);
             int ed = 1 << 20;
-            char *no = facts_normalize_answer(out);
+            char *no = facts_normalize_answer(outs[i]);
             for (int k = 0; k < fa->n_answers && no; k++) {
                 char *na = facts_normalize_answer(fa->answers[k]);
                 if (na) {
@@ -281,19 +275,21 @@ static int exp_threshold(int argc, char **argv) {
                 free(na);
             }
             free(no);
-            const int near = !exact && (pr.first_wrong_rank == 2 || ed <= 2);
+            const int near = !exact && (pr[i].first_wrong_rank == 2 || ed <= 2);
             n_exact += exact;
-            fprintf(csv, "%lld,%d,%d,%d,%.6g,%.6g,%d,%d,%d,%d,%d,", (long long)step, i, fa->line, pr.n_tokens,
-                    pr.mean_loss, pr.max_loss, pr.first_wrong, pr.first_wrong_rank, exact, ed, near);
+            fprintf(csv, "%lld,%d,%d,%d,%.6g,%.6g,%d,%d,%d,%d,%d,", (long long)step, i, fa->line, pr[i].n_tokens,
+                    pr[i].mean_loss, pr[i].max_loss, pr[i].first_wrong, pr[i].first_wrong_rank, exact, ed, near);
             exp_csv_str(csv, fa->answers[0]);
             fputc(',', csv);
-            exp_csv_str(csv, out);
+            exp_csv_str(csv, outs[i]);
             fputc('\n', csv);
-            rows[n_rows++] = (th_row){step, i, pr.mean_loss, pr.max_loss, pr.first_wrong_rank, exact, near, ed};
-            free(out);
+            rows[n_rows++] = (th_row){step, i, pr[i].mean_loss, pr[i].max_loss, pr[i].first_wrong_rank, exact, near, ed};
         }
-        mome_ctx_free(c);
-        mome_memory_free(mem);
+        for (int i = 0; i < fs->n; i++) {
+            free(outs[i]);
+            outs[i] = NULL;
+        }
+        if (rc) break;
         steps_done[snap] = step;
         memorized_at[snap] = n_exact;
         last_step = step;
@@ -303,7 +299,11 @@ static int exp_threshold(int argc, char **argv) {
     }
     const int n_snaps = snap;
     mome_model_free(m);
-    if (fclose(csv) && !rc) rc = exp_fail("%s: write error", path);
+    free(msgs);
+    free(qs);
+    free(pr);
+    free(outs);
+    if (csv && fclose(csv) && !rc) rc = exp_fail("%s: write error", path);
     if (!rc) {
         snprintf(path, sizeof path, "%s/bins_max.csv", dir);
         rc = th_write_bins(path, rows, n_rows, 1);
@@ -333,18 +333,12 @@ static int exp_threshold(int argc, char **argv) {
                 if (r->mean_loss < min_wrong_mean) min_wrong_mean = r->mean_loss;
             } else if (r->max_loss > max_exact_max) max_exact_max = r->max_loss;
         }
-        snprintf(path, sizeof path, "%s/summary.md", dir);
-        FILE *f = fopen(path, "w");
-        if (!f) rc = exp_fail("%s: %s", path, strerror(errno));
+        FILE *f = exp_open_summary(dir, "threshold (paper Fig. 3)", argc, argv, &run);
+        if (!f) rc = 1;
         else {
-            fprintf(f, "# Experiment: threshold (paper Fig. 3)\n\n");
-            fprintf(f, "- command: `mome experiment");
-            for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
-            fprintf(f, "`\n");
-            fprintf(f, "- started: %s; wall time %.1f s\n", start, mome_time_s() - t0);
-            fprintf(f, "- machine: %s\n", machine);
-            fprintf(f, "- model: %s; facts: the first %d of %s; tuner seed %lld, %d thread(s), lr %s\n",
-                    model_path, fs->n, facts_src, seed, threads, lr > 0 ? "as given" : "default");
+            fprintf(f, "- model: %s; facts: the first %d of %s; tuner seed %lld, %d thread(s), lr %s; greedy answers "
+                       "decoded %d at a time (ans_greedy_batch: each byte-identical to one decoded alone)\n",
+                    o.model, fs->n, facts_src, o.seed, o.threads, lr > 0 ? "as given" : "default", TH_PARALLEL);
             fprintf(f, "- snapshots (tuner steps; 0 = no memory):");
             for (int s = 0; s < n_snaps; s++) fprintf(f, " %lld (%d exact)", (long long)steps_done[s], memorized_at[s]);
             fprintf(f, "\n- data: `results.csv` (one row per snapshot and fact), `bins_max.csv`, `bins_mean.csv`\n\n");
@@ -378,37 +372,64 @@ static int exp_threshold(int argc, char **argv) {
                 fprintf(f, "- Near misses were %.0f%% of wrong answers: %s.\n", 100.0 * near / wrong,
                         near * 2 > wrong ? "most errors were close to the fact, not unrelated text"
                                          : "most errors were not close to the fact");
-            fclose(f);
+            if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
         }
     }
     free(rows);
     facts_free(fs);
     if (!rc) fprintf(stderr, "experiment: threshold: wrote %s/{results.csv,bins_max.csv,bins_mean.csv,plot.gp%s,summary.md} "
-                             "in %.1f s (last step %lld)\n", dir, drew ? ",threshold.svg" : "", mome_time_s() - t0,
+                             "in %.1f s (last step %lld)\n", dir, drew ? ",threshold.svg" : "", mome_time_s() - run.t0,
                      (long long)last_step);
     return rc ? 1 : 0;
 }
 
 /* --------------------------------------------------------- random-labels */
 
+/* The fast version: RL_FACTS questions (LoRA's batch, so that a LoRA step is
+ * an epoch too), MoME measured at the epochs RL_MOME_EPOCHS (LoRA's loss and
+ * recall come with every epoch), the perplexity of both every RL_PPL_EVERY
+ * epochs (the issue's spacing), LoRA stopped after RL_LORA_STEPS steps (a
+ * count, so that a loaded machine gives the same run); time caps only as a
+ * safety. --full: the issue's 100 questions, MoME every 2 epochs, LoRA to
+ * convergence or 60 minutes per run. Measured: docs/EXPERIMENTS.md. */
+#define RL_FACTS 8
+#define RL_MOME_EPOCHS "2,4,6,8,12,16,24,32,48,64,96,128"
+#define RL_PPL_EVERY 10
+#define RL_LORA_STEPS 30
+#define RL_MINUTES 30
+#define RL_MAX_NEW 48 /* a random answer is about 20 tokens */
+
+/* One measured epoch of one run (perplexity < 0: not measured then). */
+typedef struct rl_point {
+    int epoch;
+    int64_t step;
+    double elapsed_s, mean_loss, ppl;
+    int exact, memorized, n;
+} rl_point;
+
 typedef struct rl_curve {
-    FILE *f;
-    const char *method, *labels;
+    rl_point *v;
+    int n, cap, failed;
 } rl_curve;
 
-static void rl_progress(const mome_tune_progress *p, void *user) {
-    rl_curve *c = user;
-    if (!strcmp(p->phase, "prepare")) return; /* its counts are facts prepared, not memorized */
-    fprintf(c->f, "%s,%s,%lld,%.3f,%.6f,%d,%d,%s\n", c->method, c->labels, (long long)p->step, p->elapsed_s,
-            p->mean_loss, p->n_memorized, p->n_facts, p->phase);
-    fflush(c->f);
+static void rl_add(rl_curve *c, rl_point p) {
+    if (c->n == c->cap) {
+        const int cap = c->cap ? 2 * c->cap : 64;
+        rl_point *v = realloc(c->v, (size_t)cap * sizeof *v);
+        if (!v) { c->failed = 1; return; }
+        c->v = v;
+        c->cap = cap;
+    }
+    c->v[c->n++] = p;
 }
 
-static uint64_t rl_rng(uint64_t *s) { /* splitmix64 */
-    uint64_t z = (*s += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+/* LoRA's "pass" reports: one point per epoch. */
+static void rl_lora_progress(const mome_tune_progress *p, void *user) {
+    if (strcmp(p->phase, "pass")) return;
+    rl_add(user, (rl_point){p->pass, p->step, p->elapsed_s, p->mean_loss, p->perplexity, p->n_exact, p->n_memorized,
+                            p->n_facts});
+    fprintf(stderr, "experiment: random-labels: lora epoch %d (step %lld): %d/%d exact, loss %.4f%s\n", p->pass,
+            (long long)p->step, p->n_exact, p->n_facts, p->mean_loss, p->perplexity > 0 ? ", perplexity measured" : "");
 }
 
 /* The same questions with random 32-character [A-Z0-9] answers. */
@@ -419,7 +440,7 @@ static int rl_write_random(const fact_set *fs, const char *path, uint64_t seed) 
     uint64_t st = seed;
     for (int i = 0; i < fs->n; i++) {
         char ans[33];
-        for (int k = 0; k < 32; k++) ans[k] = sym[rl_rng(&st) % 36];
+        for (int k = 0; k < 32; k++) ans[k] = sym[exp_rand(&st) % 36];
         ans[32] = 0;
         cJSON *o = cJSON_CreateObject();
         if (!o || !cJSON_AddStringToObject(o, "question", fs->v[i].question) || !cJSON_AddStringToObject(o, "answer", ans)) {
@@ -436,122 +457,256 @@ static int rl_write_random(const fact_set *fs, const char *path, uint64_t seed) 
     return fclose(f) ? exp_fail("%s: write error", path) : 0;
 }
 
-/* Perplexity of the text under the engine (with mem, or none). */
-static int rl_ppl(mome_model *m, mome_memory *mem, const char *text, int64_t bytes, int threads, double *ppl) {
+/* Under the engine, with mem or none: exact recall of the facts (greedy
+ * answers, batched; facts NULL: none) and, if ppl, the text's perplexity
+ * (else -1). */
+static int rl_engine(mome_model *m, mome_memory *mem, const char *facts, const exp_common *o, int ppl, double *recall,
+                     double *perplexity) {
     mome_eval_params ep = mome_eval_default_params();
-    ep.text_path = text;
-    ep.text_max_bytes = bytes;
-    ep.n_threads = threads;
+    ep.facts_path = facts;
+    ep.text_path = ppl ? o->text : NULL;
+    ep.text_max_bytes = o->text_bytes;
+    ep.max_new_tokens = RL_MAX_NEW;
+    ep.on_conflict = 1;
+    ep.no_context = ep.no_variants = 1;
+    ep.n_threads = o->threads;
     mome_eval_result r;
-    if (mome_eval(m, mem, &ep, &r)) return exp_fail("perplexity: %s", mome_errmsg());
-    *ppl = r.perplexity;
+    if (mome_eval(m, mem, &ep, &r)) return exp_fail("eval: %s", mome_errmsg());
+    *recall = r.recall;
+    *perplexity = ppl ? r.perplexity : -1;
     return 0;
 }
 
-static int rl_write_plot(const char *dir) {
-    char path[3200];
-    snprintf(path, sizeof path, "%s/plot.gp", dir);
-    FILE *f = fopen(path, "w");
-    if (!f) return exp_fail("%s: %s", path, strerror(errno));
-    fprintf(f,
-            "# written by `mome experiment random-labels`; run in this folder: gnuplot plot.gp\n"
-            "set terminal svg size 1000,760 font 'sans,12' background rgb 'white'\n"
-            "set output 'random_labels.svg'\n"
-            "set datafile separator ','\n"
-            "set key top right box opaque\n"
-            "set grid\n"
-            "set xlabel 'optimizer step'\n"
-            "set multiplot layout 2,2 title 'True vs random 32-character answers (NQ-open questions)'\n"
-            "set logscale y\n"
-            "set ylabel 'mean answer loss (nats)'\n"
-            "set title 'MoME (frozen model + memory)'\n"
-            "plot 'curve_mome_true.csv' skip 1 using 3:5 with lines lw 2 title 'true answers', \\\n"
-            "     'curve_mome_random.csv' skip 1 using 3:5 with lines lw 2 title 'random answers'\n"
-            "set title 'LoRA baseline (rank 8, all blocks)'\n"
-            "plot 'curve_lora_true.csv' skip 1 using 3:5 with lines lw 2 title 'true answers', \\\n"
-            "     'curve_lora_random.csv' skip 1 using 3:5 with lines lw 2 title 'random answers'\n"
-            "unset logscale y\n"
-            "set yrange [0:1.05]\n"
-            "set ylabel 'share memorized (tuner count; verify passes left out)'\n"
-            "set key bottom right\n"
-            "set title 'MoME'\n"
-            "plot 'curve_mome_true.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'true answers', \\\n"
-            "     'curve_mome_random.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'random answers'\n"
-            "set title 'LoRA'\n"
-            "plot 'curve_lora_true.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'true answers', \\\n"
-            "     'curve_lora_random.csv' skip 1 using 3:(strcol(8) eq 'verify' ? NaN : $6/$7) with lines lw 2 title 'random answers'\n"
-            "unset multiplot\n");
-    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+/* MoME on one answer set, measured at the given epochs: the tuner with a
+ * batch of every fact, so that one step is one epoch (facts do not share
+ * experts, so each fact's training is that of the default batching, pass by
+ * pass), stopped at each of those step counts and resumed from its
+ * checkpoint (the uninterrupted run, bit for bit); at each stop the engine
+ * with the memory measures recall, and perplexity at the epochs that are
+ * multiples of ppl_every and at the last. Epoch 0 is the model without a
+ * memory (its perplexity ppl0, measured once for both sets; its loss is not
+ * measured: blank). */
+static int rl_mome(mome_model *m, const char *facts, const char *work, const char *labels, const exp_common *o,
+                   const int64_t *epochs, int n_epochs, int ppl_every, double ppl0, double minutes, rl_curve *cv) {
+    char out[3300], ck[3400];
+    snprintf(out, sizeof out, "%s/mome_%s.mome", work, labels);
+    snprintf(ck, sizeof ck, "%s.ckpt", out);
+    unlink(ck);
+    double recall, ppl;
+    if (rl_engine(m, NULL, facts, o, 0, &recall, &ppl)) return 1;
+    int n = 0;
+    {
+        fact_set *fs;
+        if (facts_load(facts, FACTS_CONFLICT_FIRST, &fs)) return exp_fail("%s", mome_errmsg());
+        n = fs->n;
+        facts_free(fs);
+    }
+    rl_add(cv, (rl_point){0, 0, 0, -1, ppl0, (int)lround(recall * n), 0, n});
+    for (int k = 0, last = 0; !last && k < n_epochs; k++) {
+        mome_tune_params tp = mome_tune_default_params();
+        tp.facts_path = facts;
+        tp.out_path = out;
+        tp.on_conflict = 1;
+        tp.n_threads = o->threads;
+        tp.seed = (uint64_t)o->seed;
+        tp.batch = n;
+        tp.max_steps = epochs[k];
+        tp.resume = k > 0;
+        tp.checkpoint_s = 0;
+        mome_tune_report rep;
+        if (mome_tune(m, &tp, &rep)) return exp_fail("tune: %s", mome_errmsg());
+        /* done, nothing left to train, or out of time */
+        last = rep.n_memorized == n || rep.steps < tp.max_steps || rep.seconds >= minutes * 60 || k == n_epochs - 1;
+        mome_memory *mem;
+        if (mome_memory_load(out, m, &mem)) return exp_fail("%s", mome_errmsg());
+        const int rc = rl_engine(m, mem, facts, o, last || rep.steps % ppl_every == 0, &recall, &ppl);
+        mome_memory_free(mem);
+        if (rc) return 1;
+        rl_add(cv, (rl_point){(int)rep.steps, rep.steps, rep.seconds, rep.mean_loss, ppl, (int)lround(recall * n),
+                              rep.n_memorized, n});
+        fprintf(stderr, "experiment: random-labels: mome %s epoch %lld: %d/%d verified, engine recall %.3f, loss %.4f, "
+                        "perplexity %.4f\n", labels, (long long)rep.steps, rep.n_memorized, n, recall, rep.mean_loss, ppl);
+    }
+    unlink(ck);
+    return cv->failed ? exp_fail("out of memory") : 0;
 }
 
+/* LoRA on one answer set: one run, a point per epoch (the tuner's re-check of
+ * every fact in the f32 stack) with the perplexity every `every` epochs. */
+static int rl_lora(mome_model *m, const char *facts, const char *work, const char *labels, const exp_common *o, int every,
+                   int max_steps, double minutes, rl_curve *cv, mome_tune_report *rep) {
+    char out[3300];
+    snprintf(out, sizeof out, "%s/lora_%s.gguf", work, labels);
+    mome_tune_params tp = mome_tune_default_params();
+    tp.facts_path = facts;
+    tp.out_path = out;
+    tp.method = MOME_TUNE_LORA;
+    tp.on_conflict = 1;
+    tp.n_threads = o->threads;
+    tp.seed = (uint64_t)o->seed;
+    tp.max_minutes = minutes;
+    tp.max_steps = max_steps;
+    tp.checkpoint_s = 0;
+    tp.ppl_text = o->text;
+    tp.ppl_text_bytes = o->text_bytes;
+    tp.ppl_every = every;
+    tp.progress = rl_lora_progress;
+    tp.user = cv;
+    if (mome_tune(m, &tp, rep)) return exp_fail("tune: %s", mome_errmsg());
+    /* the last epoch is the final state when the run converged: its perplexity is the run's "after" */
+    rl_point *last = cv->n ? &cv->v[cv->n - 1] : NULL;
+    if (last && last->step == rep->steps && last->ppl < 0) last->ppl = rep->ppl_after;
+    return cv->failed ? exp_fail("out of memory") : 0;
+}
+
+static int rl_write_plot(const char *dir) {
+    FILE *f = exp_open_plot(dir, "random-labels", "random_labels.svg", 1260, 760);
+    if (!f) return 1;
+    static const char *const meth[2] = {"mome", "lora"};
+    static const char *const title[2] = {"MoME (frozen model + memory; engine)", "LoRA (rank 8, all blocks; f32 stack)"};
+    fprintf(f, "set grid\n"
+               "set xlabel 'epoch (pass over the facts still training)'\n"
+               "set key box opaque\n"
+               "set multiplot layout 2,3 title 'True vs random 32-character answers (NQ-open questions)'\n");
+    for (int mi = 0; mi < 2; mi++) {
+        fprintf(f, "set logscale y\nset autoscale y\nset key top right\nset ylabel 'mean answer loss (nats)'\n"
+                   "set title \"%s\"\n"
+                   "plot 'curve_%s_true.csv' skip 1 using 1:($4 > 0 ? $4 : 1/0) with linespoints lw 2 pt 7 ps 0.5 title 'true', \\\n"
+                   "     'curve_%s_random.csv' skip 1 using 1:($4 > 0 ? $4 : 1/0) with linespoints lw 2 pt 5 ps 0.5 title 'random'\n",
+                title[mi], meth[mi], meth[mi]);
+        fprintf(f, "unset logscale y\nset yrange [0:1.05]\nset key bottom right\nset ylabel 'exact recall'\nset title '%s'\n"
+                   "plot 'curve_%s_true.csv' skip 1 using 1:($5/$7) with linespoints lw 2 pt 7 ps 0.5 title 'true', \\\n"
+                   "     'curve_%s_random.csv' skip 1 using 1:($5/$7) with linespoints lw 2 pt 5 ps 0.5 title 'random'\n",
+                mi ? "LoRA: every answer token the argmax" : "MoME: greedy answers, engine", meth[mi], meth[mi]);
+        fprintf(f, "set autoscale y\nset key top left\nset ylabel 'held-out perplexity'\nset title '%s'\n"
+                   "plot 'ppl_%s_true.csv' skip 1 using 1:2 with linespoints lw 2 pt 7 title 'true', \\\n"
+                   "     'ppl_%s_random.csv' skip 1 using 1:2 with linespoints lw 2 pt 5 title 'random'\n",
+                mi ? "LoRA: perplexity, f32 stack" : "MoME: perplexity, engine", meth[mi], meth[mi]);
+    }
+    fprintf(f, "unset multiplot\n");
+    return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
+}
+
+/* curve_METHOD_LABELS.csv (every measured epoch), ppl_METHOD_LABELS.csv (the
+ * epochs with a perplexity), and the rows into results.csv. */
+static int rl_write_curve(const char *dir, const char *method, const char *labels, const rl_curve *cv, FILE *all) {
+    char path[3300], ppath[3300];
+    snprintf(path, sizeof path, "%s/curve_%s_%s.csv", dir, method, labels);
+    snprintf(ppath, sizeof ppath, "%s/ppl_%s_%s.csv", dir, method, labels);
+    FILE *f = fopen(path, "w"), *p = fopen(ppath, "w");
+    if (!f || !p) {
+        if (f) fclose(f);
+        if (p) fclose(p);
+        return exp_fail("%s: %s", f ? ppath : path, strerror(errno));
+    }
+    fprintf(f, "epoch,step,elapsed_s,mean_loss,exact,memorized,n_facts,perplexity\n");
+    fprintf(p, "epoch,perplexity\n");
+    for (int i = 0; i < cv->n; i++) {
+        const rl_point *q = &cv->v[i];
+        char loss[32] = "", ppl[32] = "";
+        if (q->mean_loss >= 0) snprintf(loss, sizeof loss, "%.6f", q->mean_loss);
+        if (q->ppl > 0) snprintf(ppl, sizeof ppl, "%.6f", q->ppl);
+        fprintf(f, "%d,%lld,%.2f,%s,%d,%d,%d,%s\n", q->epoch, (long long)q->step, q->elapsed_s, loss, q->exact,
+                q->memorized, q->n, ppl);
+        fprintf(all, "%s,%s,%d,%lld,%.2f,%s,%d,%d,%d,%s\n", method, labels, q->epoch, (long long)q->step, q->elapsed_s,
+                loss, q->exact, q->memorized, q->n, ppl);
+        if (q->ppl > 0) fprintf(p, "%d,%.6f\n", q->epoch, q->ppl);
+    }
+    const int bad = fclose(p) | fclose(f);
+    return bad ? exp_fail("%s: write error", path) : 0;
+}
+
+/* What a run's curve says: the first epoch of full exact recall and of every
+ * fact memorized (-1: never), the last loss and the perplexity range. */
 typedef struct rl_final {
-    const char *method, *labels;
+    int first_exact, first_memorized, last_epoch, exact, memorized, n, n_ppl;
     int64_t steps;
-    double seconds, mean_loss, ppl_before, ppl_after;
-    int memorized, n;
+    double seconds, loss, ppl0, ppl_last, ppl_max;
 } rl_final;
 
-static int exp_random_labels(int argc, char **argv) {
-    const char *model_path = NULL, *dir = "build/experiments/random-labels", *facts_src = NULL, *text = NULL;
-    int n_facts = 100, threads = 1, replot = 0;
-    long long seed = 1234, text_bytes = 16384;
-    double mome_minutes = 10, lora_minutes = 3;
-    char def_facts[4096], def_text[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    snprintf(def_text, sizeof def_text, "%s/data/text/tinystories_val_head.txt", exp_shared_dir());
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        const int has = i + 1 < argc;
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: mome experiment random-labels [options]\n\n"
-                   "The randomization test (paper Fig. 1 and 5): the same questions trained with their true\n"
-                   "answers and with random 32-character [A-Z0-9] answers, by the memory tuner and by the LoRA\n"
-                   "baseline; training loss and memorized share per step (the tuner's progress), held-out\n"
-                   "perplexity before and after. Writes results.csv (the curves), finals.csv, curve_*.csv,\n"
-                   "plot.gp, random_labels.svg, summary.md.\n\n"
-                   "  -m, --model PATH      base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  -o, --out DIR         output folder (default build/experiments/random-labels)\n"
-                   "  --facts FILE          questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)\n"
-                   "  --n-facts N           the first N questions (default 100)\n"
-                   "  --text FILE           held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt)\n"
-                   "  --text-bytes N        its first N bytes (default 16384)\n"
-                   "  --mome-minutes M      time limit of each MoME run (default 10)\n"
-                   "  --lora-minutes M      time limit of each LoRA run (default 3: the fast version; LoRA on\n"
-                   "                        100 true answers needed about 4 minutes on 2 idle cores)\n"
-                   "  -t, --threads N       threads (default 1)\n"
-                   "  -s, --seed S          seed of the tuners and of the random answers (default 1234)\n"
-                   "  --replot              only rewrite plot.gp and redraw from the CSVs already in -o DIR\n");
-            return 0;
-        } else if ((!strcmp(a, "-m") || !strcmp(a, "--model")) && has) model_path = argv[++i];
-        else if ((!strcmp(a, "-o") || !strcmp(a, "--out")) && has) dir = argv[++i];
-        else if (!strcmp(a, "--facts") && has) facts_src = argv[++i];
-        else if (!strcmp(a, "--n-facts") && has) n_facts = atoi(argv[++i]);
-        else if (!strcmp(a, "--text") && has) text = argv[++i];
-        else if (!strcmp(a, "--text-bytes") && has) text_bytes = atoll(argv[++i]);
-        else if (!strcmp(a, "--mome-minutes") && has) mome_minutes = atof(argv[++i]);
-        else if (!strcmp(a, "--lora-minutes") && has) lora_minutes = atof(argv[++i]);
-        else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && has) threads = atoi(argv[++i]);
-        else if ((!strcmp(a, "-s") || !strcmp(a, "--seed")) && has) seed = atoll(argv[++i]);
-        else if (!strcmp(a, "--replot")) replot = 1;
-        else { exp_fail("random-labels: unknown option or missing value '%s' (see mome experiment random-labels --help)", a); return 2; }
+static rl_final rl_summarize(const rl_curve *cv) {
+    rl_final r = {-1, -1, 0, 0, 0, 0, 0, 0, 0, -1, -1, -1, -1};
+    for (int i = 0; i < cv->n; i++) {
+        const rl_point *q = &cv->v[i];
+        if (r.first_exact < 0 && q->exact == q->n) r.first_exact = q->epoch;
+        if (r.first_memorized < 0 && q->memorized == q->n) r.first_memorized = q->epoch;
+        r.last_epoch = q->epoch;
+        r.exact = q->exact;
+        r.memorized = q->memorized;
+        r.n = q->n;
+        r.steps = q->step;
+        r.seconds = q->elapsed_s;
+        if (q->mean_loss >= 0) r.loss = q->mean_loss;
+        if (q->ppl > 0) {
+            if (r.ppl0 < 0) r.ppl0 = q->ppl;
+            r.ppl_last = q->ppl;
+            if (q->ppl > r.ppl_max) r.ppl_max = q->ppl;
+            r.n_ppl++;
+        }
     }
-    if (n_facts < 1 || threads < 1 || seed < 0 || text_bytes < 1 || !(mome_minutes > 0) || !(lora_minutes > 0)) {
-        exp_fail("random-labels: --n-facts, --threads, --text-bytes and the time limits must be positive, --seed non-negative");
+    return r;
+}
+
+static int exp_random_labels(int argc, char **argv) {
+    exp_common o;
+    exp_common_init(&o, "random-labels", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
+    const char *facts_src = NULL;
+    int n_facts = RL_FACTS, ppl_every = RL_PPL_EVERY, replot = 0, full = 0;
+    const char *epochs_s = RL_MOME_EPOCHS;
+    double mome_minutes = RL_MINUTES, lora_minutes = RL_MINUTES;
+    int lora_steps = RL_LORA_STEPS;
+    char def_facts[4096];
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
+    const exp_option opts[] = {
+        {"--facts", EXP_STR, &facts_src, "FILE", "questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)"},
+        {"--n-facts", EXP_INT, &n_facts, "N", "the first N questions (default " EXP_XSTR(RL_FACTS) ": the fast version)"},
+        {"--mome-epochs", EXP_STR, &epochs_s, "LIST",
+         "MoME: loss and recall at these epochs, increasing (default\n" RL_MOME_EPOCHS "; LoRA's come with every epoch)"},
+        {"--ppl-every", EXP_INT, &ppl_every, "P",
+         "perplexity every P epochs (default " EXP_XSTR(RL_PPL_EVERY) "; MoME: at its snapshots whose\nepoch P divides, and the last)"},
+        {"--lora-steps", EXP_INT, &lora_steps, "N",
+         "LoRA stops after N steps of 8 questions (default " EXP_XSTR(RL_LORA_STEPS) "; 0: no limit)"},
+        {"--mome-minutes", EXP_DOUBLE, &mome_minutes, "M", "time limit of each MoME run (default " EXP_XSTR(RL_MINUTES) ")"},
+        {"--lora-minutes", EXP_DOUBLE, &lora_minutes, "M", "time limit of each LoRA run (default " EXP_XSTR(RL_MINUTES) ")"},
+        {"--full", EXP_FLAG, &full, NULL,
+         "the issue's version: 100 questions, MoME every 2 epochs, perplexity every\n10, LoRA without a step limit, up to 60 minutes per run"},
+        {"--replot", EXP_FLAG, &replot, NULL, "only rewrite plot.gp and redraw from the CSVs already in -o DIR"},
+    };
+    const int prc = exp_parse_args(&o,
+                                   "The randomization test (paper Fig. 1 and 5): the same questions trained with their true\n"
+                                   "answers and with random 32-character [A-Z0-9] answers, by the memory tuner and by the LoRA\n"
+                                   "baseline; training loss, exact recall and held-out perplexity per epoch (pass over the facts\n"
+                                   "still training). Writes results.csv, curve_*.csv, ppl_*.csv, finals.csv, plot.gp,\n"
+                                   "random_labels.svg, summary.md.\n",
+                                   opts, EXP_COUNT(opts), argc, argv);
+    if (prc >= 0) return prc;
+    char full_epochs[512] = "";
+    if (full) {
+        n_facts = 100;
+        ppl_every = 10;
+        for (int e = 2; e <= 128; e += 2)
+            snprintf(full_epochs + strlen(full_epochs), sizeof full_epochs - strlen(full_epochs), "%s%d", e > 2 ? "," : "", e);
+        epochs_s = full_epochs;
+        lora_minutes = 60;
+        lora_steps = 0;
+    }
+    int64_t epochs[256];
+    const int n_epochs = parse_steps(epochs_s, epochs, 256);
+    if (n_epochs < 1) { exp_fail("random-labels: --mome-epochs expects increasing positive integers, got '%s'", epochs_s); return 2; }
+    if (n_facts < 1 || ppl_every < 1 || lora_steps < 0 || !(mome_minutes > 0) || !(lora_minutes > 0)) {
+        exp_fail("random-labels: --n-facts, --ppl-every and the time limits must be positive, --lora-steps non-negative");
         return 2;
     }
-    if (strchr(dir, '\'') || strchr(dir, '"') || strlen(dir) > 3000) { exp_fail("random-labels: unusable output folder '%s'", dir); return 2; }
+    int rc = exp_common_check(&o);
+    if (rc) return rc;
+    const char *dir = o.dir;
     if (replot) {
         if (rl_write_plot(dir)) return 1;
         return exp_run_gnuplot(dir) ? 0 : 1;
     }
     if (!facts_src) facts_src = def_facts;
-    if (!text) text = def_text;
-    if (access(text, R_OK)) return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", text, strerror(errno));
-    if (!model_path) model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
-    const double t0 = mome_time_s();
-    char start[64], machine[512];
-    exp_utc_now(start, sizeof start);
-    exp_machine_line(machine, sizeof machine);
+    exp_run run;
+    exp_run_start(&run);
     char work[3100], path[3200], sets[2][3200];
     snprintf(work, sizeof work, "%s/work", dir);
     if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
@@ -561,77 +716,32 @@ static int exp_random_labels(int argc, char **argv) {
     if (exp_copy_first_lines(facts_src, sets[0], n_facts, &got)) return 1;
     fact_set *fs;
     if (facts_load(sets[0], FACTS_CONFLICT_FIRST, &fs)) return exp_fail("%s", mome_errmsg());
-    int rc = rl_write_random(fs, sets[1], (uint64_t)seed ^ 0x5eed);
+    rc = rl_write_random(fs, sets[1], (uint64_t)o.seed ^ 0x5eed);
     const int n = fs->n;
     facts_free(fs);
     if (rc) return 1;
-    mome_model_params mp = mome_model_default_params();
-    mp.n_threads = threads;
     mome_model *m;
-    if (mome_model_load(model_path, &mp, &m)) return exp_fail("%s (`make model` fetches the default model)", mome_errmsg());
+    if (exp_load_model(&o, &m)) return 1;
     snprintf(path, sizeof path, "%s/results.csv", dir);
     FILE *all = fopen(path, "w");
     if (!all) { mome_model_free(m); return exp_fail("%s: %s", path, strerror(errno)); }
-    fprintf(all, "method,labels,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
-    double ppl_base = -1;
-    rc = rl_ppl(m, NULL, text, text_bytes, threads, &ppl_base);
+    fprintf(all, "method,labels,epoch,step,elapsed_s,mean_loss,exact,memorized,n_facts,perplexity\n");
+    /* the model without a memory: MoME's perplexity at epoch 0, the same for both sets */
+    double ppl0 = -1, recall0;
+    rc = rl_engine(m, NULL, NULL, &o, 1, &recall0, &ppl0);
     static const char *const methods[2] = {"mome", "lora"}, *const labels[2] = {"true", "random"};
-    rl_final fin[4];
-    int n_fin = 0;
+    rl_final fin[2][2];
+    mome_tune_report lrep[2];
     for (int mi = 0; mi < 2 && !rc; mi++)
         for (int li = 0; li < 2 && !rc; li++) {
-            char out[3300], cpath[3300];
-            snprintf(out, sizeof out, "%s/%s_%s.%s", work, methods[mi], labels[li], mi ? "gguf" : "mome");
-            snprintf(cpath, sizeof cpath, "%s/curve_%s_%s.csv", dir, methods[mi], labels[li]);
-            char ck[3400];
-            snprintf(ck, sizeof ck, "%s.ckpt", out);
-            unlink(ck);
-            FILE *cf = fopen(cpath, "w");
-            if (!cf) { rc = exp_fail("%s: %s", cpath, strerror(errno)); break; }
-            fprintf(cf, "method,labels,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
-            rl_curve cv = {cf, methods[mi], labels[li]};
-            mome_tune_params tp = mome_tune_default_params();
-            tp.facts_path = sets[li];
-            tp.out_path = out;
-            tp.method = mi ? MOME_TUNE_LORA : MOME_TUNE_MOME;
-            tp.on_conflict = 1;
-            tp.n_threads = threads;
-            tp.seed = (uint64_t)seed;
-            tp.max_minutes = mi ? lora_minutes : mome_minutes;
-            tp.checkpoint_s = 0;
-            tp.progress = rl_progress;
-            tp.user = &cv;
-            if (mi) {
-                tp.ppl_text = text;
-                tp.ppl_text_bytes = text_bytes;
-            }
+            rl_curve cv = {0};
             fprintf(stderr, "experiment: random-labels: %s on %s answers (at most %.1f min)\n", methods[mi], labels[li],
-                    tp.max_minutes);
-            mome_tune_report rep;
-            rc = mome_tune(m, &tp, &rep);
-            fclose(cf);
-            if (rc) { rc = exp_fail("tune: %s", mome_errmsg()); break; }
-            rl_final *fi = &fin[n_fin++];
-            *fi = (rl_final){methods[mi], labels[li], rep.steps, rep.seconds, rep.mean_loss, rep.ppl_before,
-                             rep.ppl_after, rep.n_memorized, rep.n_facts};
-            if (!mi) {
-                mome_memory *mem;
-                if (mome_memory_load(out, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
-                fi->ppl_before = ppl_base;
-                rc = rl_ppl(m, mem, text, text_bytes, threads, &fi->ppl_after);
-                mome_memory_free(mem);
-            }
-            /* the curve into results.csv too */
-            FILE *in = fopen(cpath, "r");
-            char line[512];
-            if (in) {
-                if (fgets(line, sizeof line, in))
-                    while (fgets(line, sizeof line, in)) fputs(line, all);
-                fclose(in);
-            }
-            fprintf(stderr, "experiment: random-labels: %s %s: %d/%d memorized in %lld steps, %.1f s; perplexity %.4f -> %.4f\n",
-                    methods[mi], labels[li], rep.n_memorized, rep.n_facts, (long long)rep.steps, rep.seconds,
-                    fi->ppl_before, fi->ppl_after);
+                    mi ? lora_minutes : mome_minutes);
+            rc = mi ? rl_lora(m, sets[li], work, labels[li], &o, ppl_every, lora_steps, lora_minutes, &cv, &lrep[li])
+                    : rl_mome(m, sets[li], work, labels[li], &o, epochs, n_epochs, ppl_every, ppl0, mome_minutes, &cv);
+            if (!rc) rc = rl_write_curve(dir, methods[mi], labels[li], &cv, all);
+            if (!rc) fin[mi][li] = rl_summarize(&cv);
+            free(cv.v);
         }
     mome_model_free(m);
     if (fclose(all) && !rc) rc = exp_fail("%s: write error", path);
@@ -640,58 +750,93 @@ static int exp_random_labels(int argc, char **argv) {
         FILE *f = fopen(path, "w");
         if (!f) rc = exp_fail("%s: %s", path, strerror(errno));
         else {
-            fprintf(f, "method,labels,steps,seconds,memorized,n_facts,mean_loss,ppl_before,ppl_after\n");
-            for (int i = 0; i < n_fin; i++)
-                fprintf(f, "%s,%s,%lld,%.1f,%d,%d,%.6f,%.6f,%.6f\n", fin[i].method, fin[i].labels, (long long)fin[i].steps,
-                        fin[i].seconds, fin[i].memorized, fin[i].n, fin[i].mean_loss, fin[i].ppl_before, fin[i].ppl_after);
+            fprintf(f, "method,labels,epochs,steps,seconds,exact,memorized,n_facts,first_epoch_all_exact,"
+                       "first_epoch_all_memorized,mean_loss,ppl_before,ppl_last,ppl_max\n");
+            for (int mi = 0; mi < 2; mi++)
+                for (int li = 0; li < 2; li++) {
+                    const rl_final *r = &fin[mi][li];
+                    fprintf(f, "%s,%s,%d,%lld,%.1f,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f\n", methods[mi], labels[li],
+                            r->last_epoch, (long long)r->steps, r->seconds, r->exact, r->memorized, r->n, r->first_exact,
+                            r->first_memorized, r->loss, r->ppl0, r->ppl_last, r->ppl_max);
+                }
             if (fclose(f)) rc = exp_fail("%s: write error", path);
         }
     }
     if (!rc) rc = rl_write_plot(dir);
     const int drew = rc ? 0 : exp_run_gnuplot(dir);
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/summary.md", dir);
-        FILE *f = fopen(path, "w");
-        if (!f) return exp_fail("%s: %s", path, strerror(errno));
-        fprintf(f, "# Experiment: random-labels (paper Fig. 1 and 5)\n\n");
-        fprintf(f, "- command: `mome experiment");
-        for (int i = 0; i < argc; i++) fprintf(f, " %s", argv[i]);
-        fprintf(f, "`\n- started: %s; wall time %.1f s\n- machine: %s\n", start, mome_time_s() - t0, machine);
+    FILE *f = rc ? NULL : exp_open_summary(dir, "random-labels (paper Fig. 1 and 5)", argc, argv, &run);
+    if (!rc && !f) rc = 1;
+    if (f) {
         fprintf(f, "- model: %s; questions: the first %d of %s (%d after duplicates); random answers: 32 characters "
-                   "of [A-Z0-9], seed %lld; %d thread(s); time limits: MoME %.1f min, LoRA %.1f min per run\n",
-                model_path, n_facts, facts_src, n, seed, threads, mome_minutes, lora_minutes);
-        fprintf(f, "- held-out perplexity: the first %lld bytes of %s; MoME under the engine (plain text has no user "
-                   "turn, so the memory selects nothing), LoRA in the f32 training stack (the engine does not run "
-                   "adapters), so compare each method's before with its after, not across methods\n",
-                text_bytes, text);
-        fprintf(f, "- recall: MoME's count is verified by greedy decoding with the engine; LoRA's is the teacher-forced "
-                   "argmax in the f32 stack\n- data: `results.csv` (every progress report of the tuners), `finals.csv`\n\n");
-        if (drew) fprintf(f, "![loss and memorized share per step, true vs random answers](random_labels.svg)\n\n");
+                   "of [A-Z0-9], seed %lld; %d thread(s)\n",
+                o.model, n_facts, facts_src, n, o.seed, o.threads);
+        if (full) fprintf(f, "- the full version (`--full`): the issue's 100 questions, perplexity every 10 epochs\n");
+        else
+            fprintf(f, "- **what this run does differently from the issue**: %d questions, not 100; MoME's loss and recall "
+                       "at epochs %s (LoRA's every epoch), perplexity every %d epochs; LoRA stopped after %d steps "
+                       "(%s) if it has not converged (the issue: to convergence). `--full` runs the issue's version "
+                       "(100 questions, MoME every 2 epochs, perplexity every 10, LoRA to convergence or 60 minutes "
+                       "per run)\n",
+                    n, epochs_s, ppl_every, lora_steps, n <= 8 ? "a step is an epoch with at most 8 questions" : "8 questions a step");
+        fprintf(f, "- epoch: a pass over the facts still training (both tuners train only facts not yet memorized). "
+                   "MoME: the memory tuner with a batch of all %d facts, so a step is an epoch, stopped at each measured "
+                   "epoch and resumed from its checkpoint (at most %.1f min per run; its seconds include one preparation "
+                   "per resume); LoRA: rank 8, alpha 16, all blocks, 8 facts a step, one run of at most %d steps and "
+                   "%.1f min\n",
+                n, mome_minutes, lora_steps, lora_minutes);
+        fprintf(f, "- measured: training loss (the tuners' mean answer loss over all facts; MoME's at epoch 0 not "
+                   "measured); exact recall (MoME: greedy answers of the engine with the memory, `mome eval`'s recall; "
+                   "LoRA: every answer token and the end of turn the teacher-forced argmax in the f32 stack, what "
+                   "greedy decoding states, at every epoch); held-out perplexity of the first %lld bytes of %s every "
+                   "%d epochs (MoME: engine, at the snapshots whose epoch %d divides and the last; LoRA: f32 stack, the "
+                   "engine does not run adapters, so compare each method's curve with its own start)\n",
+                o.text_bytes, o.text, ppl_every, ppl_every);
+        fprintf(f, "- data: `results.csv` (every measured epoch), `curve_*.csv`, `ppl_*.csv`, `finals.csv`\n\n");
+        if (drew) fprintf(f, "![loss, exact recall and perplexity per epoch, true vs random answers](random_labels.svg)\n\n");
         else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
-        fprintf(f, "| method | answers | memorized | steps | seconds | mean answer loss | perplexity before | after |\n"
-                   "|---|---|---:|---:|---:|---:|---:|---:|\n");
-        for (int i = 0; i < n_fin; i++)
-            fprintf(f, "| %s | %s | %d/%d | %lld | %.1f | %.4f | %.4f | %.4f (%+.2f%%) |\n", fin[i].method, fin[i].labels,
-                    fin[i].memorized, fin[i].n, (long long)fin[i].steps, fin[i].seconds, fin[i].mean_loss,
-                    fin[i].ppl_before, fin[i].ppl_after, 100 * (fin[i].ppl_after / fin[i].ppl_before - 1));
+        fprintf(f, "| method | answers | epochs | steps | seconds | exact | memorized | first epoch all exact | "
+                   "final loss | perplexity first -> last (max) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+        for (int mi = 0; mi < 2; mi++)
+            for (int li = 0; li < 2; li++) {
+                const rl_final *r = &fin[mi][li];
+                char fe[16] = "never";
+                if (r->first_exact >= 0) snprintf(fe, sizeof fe, "%d", r->first_exact);
+                fprintf(f, "| %s | %s | %d | %lld | %.1f | %d/%d | %d/%d | %s | %.4f | %.4f -> %.4f (%.4f, %+.2f%%) |\n",
+                        methods[mi], labels[li], r->last_epoch, (long long)r->steps, r->seconds, r->exact, r->n,
+                        r->memorized, r->n, fe, r->loss, r->ppl0, r->ppl_last, r->ppl_max,
+                        100 * (r->ppl_max / r->ppl0 - 1));
+            }
         fprintf(f, "\n## Reading (computed from the data)\n\n");
-        for (int mi = 0; mi + 1 < n_fin; mi += 2) {
-            const rl_final *a = &fin[mi], *b = &fin[mi + 1];
-            fprintf(f, "- %s: true answers %d/%d memorized in %lld steps (%.0f s), random answers %d/%d in %lld steps "
-                       "(%.0f s)%s; perplexity change %+.2f%% (true) and %+.2f%% (random).\n",
-                    a->method, a->memorized, a->n, (long long)a->steps, a->seconds, b->memorized, b->n,
-                    (long long)b->steps, b->seconds,
-                    (a->memorized == a->n && b->memorized == b->n)
-                        ? (b->steps <= 2 * a->steps ? ": both sets reached zero training error, random answers at "
-                                                      "most twice the steps of true ones"
-                                                    : ": both sets reached zero training error, random answers at "
-                                                      "more than twice the steps of true ones")
-                        : ": at least one run stopped at its time limit before every answer was memorized",
-                    100 * (a->ppl_after / a->ppl_before - 1), 100 * (b->ppl_after / b->ppl_before - 1));
+        for (int mi = 0; mi < 2; mi++) {
+            const rl_final *t = &fin[mi][0], *r = &fin[mi][1];
+            fprintf(f, "- %s: ", mi ? "LoRA" : "MoME");
+            for (int li = 0; li < 2; li++) {
+                const rl_final *x = &fin[mi][li];
+                if (x->first_exact >= 0)
+                    fprintf(f, "%s answers all exact from epoch %d", labels[li], x->first_exact);
+                else
+                    fprintf(f, "%s answers **%d/%d exact when the run stopped** at epoch %d (%s)", labels[li], x->exact,
+                            x->n, x->last_epoch,
+                            !mi ? "its last listed epoch or time limit"
+                            : lora_steps && lrep[li].steps >= lora_steps ? "its step limit" : "its time limit");
+                if (x->first_memorized >= 0) fprintf(f, ", every fact memorized by the tuner's rule at epoch %d", x->first_memorized);
+                fprintf(f, "; ");
+            }
+            if (t->first_memorized > 0 && r->first_memorized > 0)
+                fprintf(f, "random answers took %.1fx the epochs of true ones; ", (double)r->first_memorized / t->first_memorized);
+            fprintf(f, "final training loss %.4f (true) and %.4f (random); ", t->loss, r->loss);
+            if (t->ppl_max == t->ppl0 && r->ppl_max == r->ppl0 && t->ppl_last == t->ppl0 && r->ppl_last == r->ppl0)
+                fprintf(f, "held-out perplexity unchanged at every measured epoch (%.4f, bit-identical%s).\n", t->ppl0,
+                        mi ? "" : ": plain text has no user turn, so the memory selects nothing");
+            else
+                fprintf(f, "held-out perplexity at its highest %+.2f%% (true) and %+.2f%% (random) from epoch 0, %+.2f%% and "
+                           "%+.2f%% at the last measured epoch.\n",
+                        100 * (t->ppl_max / t->ppl0 - 1), 100 * (r->ppl_max / r->ppl0 - 1),
+                        100 * (t->ppl_last / t->ppl0 - 1), 100 * (r->ppl_last / r->ppl0 - 1));
         }
-        fclose(f);
+        if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
     }
-    if (!rc) fprintf(stderr, "experiment: random-labels: wrote %s in %.1f s\n", dir, mome_time_s() - t0);
+    if (!rc) fprintf(stderr, "experiment: random-labels: wrote %s in %.1f s\n", dir, mome_time_s() - run.t0);
     return rc ? 1 : 0;
 }
 
@@ -708,16 +853,16 @@ static const struct {
     {"threshold", exp_threshold,
      "P(exact answer) and P(near miss) against the answer's per-token loss over tuning snapshots (paper Fig. 3)"},
     {"random-labels", exp_random_labels,
-     "true vs random 32-character answers, MoME and LoRA: loss, memorized share, held-out perplexity "
-     "(paper Fig. 1 and 5)"},
+     "true vs random 32-character answers, MoME and LoRA: training loss, exact recall and held-out perplexity "
+     "per epoch (paper Fig. 1 and 5)"},
     {"frozen-vs-unfrozen", exp_frozen,
-     "100 facts: MoME (frozen model) vs LoRA vs full fine-tuning in f32: steps and time to 100% recall, "
+     "facts taught to MoME (frozen model) vs LoRA vs full fine-tuning in f32: steps and time to 100% recall, "
      "held-out perplexity and capitals contains-recall change"},
     {"editing", exp_editing,
      "zsRE facts added to one memory a batch at a time: recall so far, paraphrases, locality, perplexity, "
      "decode speed, file size"},
     {"capacity", exp_capacity,
-     "random facts from 50 upward: recall, locality (look-alike and real questions), perplexity, tuning time, "
+     "random facts at growing sizes: recall, locality (look-alike and real questions), perplexity, tuning time, "
      "file size, selection by key weight and threshold"},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof EXPERIMENTS[0]))

@@ -1,6 +1,7 @@
 #!/bin/sh
 # test_experiment.sh - the experiment harness on tiny cases (issue 11): `mome experiment threshold`
-# on 3 facts and 2 snapshots, `mome experiment random-labels` on 2 questions with short limits;
+# on 3 facts and 2 snapshots, `mome experiment random-labels` on 2 questions measured every epoch
+# with short limits, editing, capacity and frozen-vs-unfrozen on a few facts;
 # checks the files each writes, their row counts and columns, the consistency of the per-fact
 # fields, and that bad names and options are refused with exit status 2.
 set -u
@@ -40,25 +41,53 @@ if [ "$chk" = "0 0" ]; then ok "results.csv fields consistent, step 0 = no memor
 grep -q "^- command: \`mome experiment threshold" "$T/summary.md" && grep -q "wall time" "$T/summary.md" &&
     grep -q "^- machine: " "$T/summary.md" && ok "summary.md: command, wall time, machine" || bad "summary.md header"
 
+# each experiment takes only the common options it uses, and its --help lists those
+$MOME experiment threshold --text-bytes 100 -o "$tmp/x" >/dev/null 2>"$tmp/e_opt"; rc=$?
+[ $rc -eq 2 ] && grep -q "unknown option or missing value '--text-bytes'" "$tmp/e_opt" &&
+    ok "threshold: --text-bytes refused (it reads no held-out text)" || bad "threshold --text-bytes: exit $rc"
+$MOME experiment threshold --help >"$tmp/h1"; $MOME experiment random-labels --help >"$tmp/h2"
+if grep -q -- "--seed" "$tmp/h1" && ! grep -q -- "--text" "$tmp/h1" && grep -q -- "--text-bytes" "$tmp/h2"; then
+    ok "--help lists the common options each experiment takes"; else bad "--help: common options"; fi
+
 R="$tmp/rl"
-if $MOME experiment random-labels -o "$R" --n-facts 2 --mome-minutes 5 --lora-minutes 0.05 --text-bytes 1024 -t 2 2>"$tmp/log2"; then
-    ok "random-labels runs"; else bad "random-labels: $(tail -3 "$tmp/log2")"; fi
+if $MOME experiment random-labels -o "$R" --n-facts 2 --mome-epochs 4,8,12,16,20,24 --ppl-every 1 --mome-minutes 5 --lora-minutes 0.05 \
+    --text-bytes 1024 -t 2 2>"$tmp/log2"; then ok "random-labels runs"; else bad "random-labels: $(tail -3 "$tmp/log2")"; fi
 n=$(grep -c '' "$R/finals.csv" 2>/dev/null || echo 0)
 [ "$n" -eq 5 ] && ok "finals.csv: 4 runs" || bad "finals.csv: $n lines"
-for ml in mome,true mome,random lora,true lora,random; do
-    grep -q "^$ml," "$R/results.csv" && ok "results.csv has the $ml curve" || bad "results.csv lacks $ml"
+for f in curve_mome_true.csv curve_mome_random.csv curve_lora_true.csv curve_lora_random.csv ppl_mome_true.csv \
+    ppl_lora_random.csv plot.gp summary.md; do
+    [ -s "$R/$f" ] && ok "random-labels wrote $f" || bad "random-labels: no $f"
 done
-# the memory leaves plain text bit-identical: MoME's perplexity before = after
-python3 -c "
+# per run, a row per measured epoch from 0 with recall and perplexity; MoME: every 4th epoch and its last, the
+# memory leaves plain text bit-identical at every one and both sets end memorized and recalled; LoRA: every epoch
+# (0, 1, 2, ...) with loss and recall, its perplexity moves once the adapters train; results.csv holds every row
+chk=$(python3 -c "
 import csv,sys
-r=[x for x in csv.DictReader(open(sys.argv[1])) if x['method']=='mome']
-sys.exit(0 if r and all(x['ppl_before']==x['ppl_after'] and x['memorized']==x['n_facts'] for x in r) else 1)" "$R/finals.csv" &&
-    ok "MoME memorized both sets, perplexity unchanged" || bad "MoME finals: $(cat "$R/finals.csv")"
+d=sys.argv[1]
+err=[]
+allr=list(csv.DictReader(open(d+'/results.csv')))
+for m in ('mome','lora'):
+    for l in ('true','random'):
+        r=list(csv.DictReader(open(d+'/curve_%s_%s.csv'%(m,l))))
+        e=[int(x['epoch']) for x in r]
+        ok=len(e)>=2 and (e==list(range(len(e))) if m=='lora' else (e[:-1]==list(range(0,4*len(e)-4,4)) and 0<e[-1]-e[-2]<=4))
+        if not ok: err.append('epochs %s %s %s'%(m,l,e)); continue
+        if any(x['perplexity']=='' or not 0<=int(x['exact'])<=2 or x['n_facts']!='2' for x in r): err.append('fields %s %s'%(m,l))
+        if len([x for x in allr if x['method']==m and x['labels']==l])!=len(r): err.append('results.csv %s %s'%(m,l))
+        if m=='mome':
+            if len(set(x['perplexity'] for x in r))!=1: err.append('mome perplexity changed')
+            if r[-1]['memorized']!='2' or r[-1]['exact']!='2' or r[0]['mean_loss']!='': err.append('mome end '+l)
+        else:
+            if any(x['mean_loss']=='' for x in r): err.append('lora loss')
+            if r[-1]['perplexity']==r[0]['perplexity']: err.append('lora perplexity unchanged')
+print(' '.join(err) or 'ok')" "$R" 2>&1)
+[ "$chk" = ok ] && ok "random-labels: a point per epoch, MoME perplexity bit-identical, LoRA's moves" || bad "random-labels: $chk"
 [ "$(head -c 2 "$R/random.jsonl")" = '{"' ] && python3 -c "
 import json,sys,re
 a=[json.loads(l)['answer'] for l in open(sys.argv[1])]
 sys.exit(0 if len(a)==2 and all(re.fullmatch('[A-Z0-9]{32}',x) for x in a) else 1)" "$R/random.jsonl" &&
     ok "random answers: 32 characters of [A-Z0-9]" || bad "random.jsonl"
+grep -q "^- started: .*CPU time" "$R/summary.md" && ok "summary.md states the CPU time" || bad "random-labels summary head"
 # editing (experiment 6): 2 batches of 2 zsRE facts added to one memory
 Z="$SHARED/data/facts/editing/zsre_mend_train-1k.json"
 if [ ! -f "$Z" ]; then sk "editing: $Z absent"
