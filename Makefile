@@ -114,6 +114,7 @@ experiments: deps model all
 	OMP_WAIT_POLICY=passive $(B)/mome experiment frozen-vs-unfrozen -o $(EXPERIMENTS_OUT)/frozen-vs-unfrozen -t $(EXPERIMENTS_THREADS)
 	OMP_WAIT_POLICY=passive $(B)/mome experiment editing -o $(EXPERIMENTS_OUT)/editing -t $(EXPERIMENTS_THREADS)
 	OMP_WAIT_POLICY=passive $(B)/mome experiment capacity -o $(EXPERIMENTS_OUT)/capacity -t $(EXPERIMENTS_THREADS)
+	OMP_WAIT_POLICY=passive $(B)/mome experiment topk -o $(EXPERIMENTS_OUT)/topk -t $(EXPERIMENTS_THREADS)
 
 clean:
 	rm -rf build

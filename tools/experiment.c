@@ -565,6 +565,7 @@ static int rl_write_plot(const char *dir) {
     static const char *const meth[2] = {"mome", "lora"};
     static const char *const title[2] = {"MoME (frozen model + memory; engine)", "LoRA (rank 8, all blocks; f32 stack)"};
     fprintf(f, "set grid\n"
+               "set xrange [0:*]\n"
                "set xlabel 'epoch (pass over the facts still training)'\n"
                "set key box opaque\n"
                "set multiplot layout 2,3 title 'True vs random 32-character answers (NQ-open questions)'\n");
@@ -864,6 +865,9 @@ static const struct {
     {"capacity", exp_capacity,
      "random facts at growing sizes: recall, locality (look-alike and real questions), perplexity, tuning time, "
      "file size, selection by key weight and threshold"},
+    {"topk", exp_topk,
+     "facts mixed per question (--top-k 1..64), own or all values trained: recall, steps, tuning time, paraphrases, "
+     "locality, decode speed, file size"},
 };
 #define N_EXPERIMENTS ((int)(sizeof EXPERIMENTS / sizeof EXPERIMENTS[0]))
 

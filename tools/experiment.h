@@ -12,5 +12,6 @@ int experiment_main(int argc, char **argv);
 int exp_frozen(int argc, char **argv);    /* tools/exp_frozen.c */
 int exp_editing(int argc, char **argv);   /* tools/exp_editing.c */
 int exp_capacity(int argc, char **argv);  /* tools/exp_capacity.c */
+int exp_topk(int argc, char **argv);      /* tools/exp_topk.c */
 
 #endif
