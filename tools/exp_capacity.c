@@ -48,7 +48,7 @@
 
 /* The fast version: sizes CAP_SIZES, CAP_NEIGHBOURS look-alikes and as many
  * NQ questions as neighbours. */
-#define CAP_SIZES "20,40,80"
+#define CAP_SIZES "16,32,64"
 #define CAP_NEIGHBOURS 30
 #define CAP_MAX_SIZES 16
 #define CAP_MAX_W 8

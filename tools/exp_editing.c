@@ -30,7 +30,7 @@
 /* The fast version: ED_BATCHES batches of ED_BATCH_SIZE facts; decode speed
  * over ED_TPS_GEN greedy tokens, median of ED_TPS_REPS. */
 #define ED_BATCHES 4
-#define ED_BATCH_SIZE 15
+#define ED_BATCH_SIZE 12
 #define ED_TPS_GEN 32
 #define ED_TPS_REPS 5
 

@@ -32,7 +32,7 @@
  * full fine-tuning stopped after FZ_STEPS steps (a count, so that the run is
  * the same on a loaded machine; FZ_MINUTES is only a safety), MoME run to
  * the end. */
-#define FZ_FACTS 20
+#define FZ_FACTS 10
 #define FZ_CAPITALS 20
 #define FZ_STEPS 40
 #define FZ_MINUTES 60

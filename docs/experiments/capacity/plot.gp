@@ -4,9 +4,9 @@ set output 'capacity.svg'
 set datafile separator ','
 set grid
 set logscale x
-set xrange [35.7143:280]
+set xrange [11.4286:89.6]
 set xlabel 'random facts in the memory'
-set xtics (50, 100, 200)
+set xtics (16, 32, 64)
 set multiplot layout 1,3 title 'Capacity: random keys -> random answers, one memory per size'
 set key below box
 set yrange [0:1.05]
