@@ -85,28 +85,24 @@ int mem_bind_model(mome_memory *mem, const mome_model *m) {
     if (rc) return rc;
     const int V = m->hp.n_vocab;
     free(mem->blank);
+    free(mem->content);
     mem->blank = mome_calloc((size_t)V, 1);
-    if (!mem->blank) return MOME_ERR_NOMEM;
+    mem->content = mome_calloc((size_t)V, 1);
+    if (!mem->blank || !mem->content) return MOME_ERR_NOMEM;
+    /* one pass over the vocabulary: whitespace-only tokens (left out of the
+     * pool) and tokens with a letter or digit (the wording check's); special
+     * tokens have no text here and are neither */
     for (int v = 0; v < V; v++) {
         char piece[64];
         int n = mome_token_to_piece(m, v, piece, sizeof piece, 0);
         if (n <= 0 || n > (int)sizeof piece) continue;
-        int blank = 1;
-        for (int i = 0; i < n && blank; i++) blank = piece[i] == ' ' || piece[i] == '\t';
-        mem->blank[v] = (uint8_t)blank;
-    }
-    free(mem->content);
-    mem->content = mome_calloc((size_t)V, 1);
-    if (!mem->content) return MOME_ERR_NOMEM;
-    for (int v = 0; v < V; v++) {
-        char piece[64]; /* special tokens have no text here */
-        int n = mome_token_to_piece(m, v, piece, sizeof piece, 0);
-        if (n <= 0 || n > (int)sizeof piece) continue;
-        int alnum = 0;
-        for (int i = 0; i < n && !alnum; i++) {
+        int blank = 1, alnum = 0;
+        for (int i = 0; i < n; i++) {
             const unsigned char ch = (unsigned char)piece[i];
-            alnum = (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch >= 0x80;
+            blank &= ch == ' ' || ch == '\t';
+            alnum |= (ch >= '0' && ch <= '9') || (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') || ch >= 0x80;
         }
+        mem->blank[v] = (uint8_t)blank;
         mem->content[v] = (uint8_t)alnum;
     }
     return 0;
@@ -246,15 +242,16 @@ void mem_fact_tokens(const mome_memory *mem, int f, float *rows, int32_t *n) {
         for (int c = 0; c < C; c++) rows[(size_t)j * C + c] = quant_f16_to_f32(mem->ktok[(size_t)(mem->tok_off[f] + j) * C + c]);
 }
 
-void mem_update_tok_centre(mome_memory *mem) {
+int mem_update_tok_centre(mome_memory *mem) {
     const int C = mem->n_embd;
-    if (!mem->mu_tok && !(mem->mu_tok = mome_calloc((size_t)C, sizeof(float)))) return;
+    if (!mem->mu_tok && !(mem->mu_tok = mome_calloc((size_t)C, sizeof(float)))) return MOME_ERR_NOMEM;
     double *acc = mome_calloc((size_t)C, sizeof(double));
-    if (!acc) return;
+    if (!acc) return MOME_ERR_NOMEM;
     for (int64_t r = 0; r < mem->n_tok_total; r++)
         for (int c = 0; c < C; c++) acc[c] += quant_f16_to_f32(mem->ktok[(size_t)r * C + c]);
     for (int c = 0; c < C; c++) mem->mu_tok[c] = mem->n_tok_total ? (float)(acc[c] / (double)mem->n_tok_total) : 0.0f;
     free(acc);
+    return MOME_OK;
 }
 
 float mem_cover(const mome_memory *mem, int f, const mem_query *q, float *scratch) {
@@ -732,7 +729,7 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
         m->tok_off[i] = tot;
         tot += k;
     }
-    if (tot == 0) { m->n_tok_total = 0; mem_update_tok_centre(m); return m->mu_tok ? 0 : MOME_ERR_NOMEM; }
+    if (tot == 0) { m->n_tok_total = 0; return mem_update_tok_centre(m); }
     const gguf_tensor *t = gguf_find_tensor(f, "mem.question_tokens");
     if (!t || t->type != MOME_DTYPE_F16 || t->ne[0] != C || t->ne[1] != tot || t->ne[2] != 1 || t->ne[3] != 1)
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' is missing or not f16 [%d, %lld]",
@@ -743,8 +740,7 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
         if (!isfinite(quant_f16_to_f32(m->ktok[i])))
             return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' contains NaN/Inf", f->path);
     m->n_tok_total = m->cap_tok = tot;
-    mem_update_tok_centre(m);
-    return m->mu_tok ? 0 : MOME_ERR_NOMEM;
+    return mem_update_tok_centre(m);
 }
 
 static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out) {

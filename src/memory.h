@@ -220,8 +220,8 @@ int mem_set_fact_tokens(mome_memory *mem, int f, const mem_query *q);
 /* Fact f's stored question tokens as rows (x̂, f32) into rows
  * (MEM_MAX_FACT_TOKENS x C); *n = how many. */
 void mem_fact_tokens(const mome_memory *mem, int f, float *rows, int32_t *n);
-/* mu_tok = the mean of every stored token state. */
-void mem_update_tok_centre(mome_memory *mem);
+/* mu_tok = the mean of every stored token state; 0 or MOME_ERR_NOMEM. */
+int mem_update_tok_centre(mome_memory *mem);
 /* cover(f, q) (the comment above); +INFINITY when the memory has no check
  * or f kept no tokens, -1 when q has no content token. scratch:
  * MEM_COVER_SCRATCH(C) floats. */

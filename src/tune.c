@@ -411,7 +411,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             if (!rc && t->gate_on && mem_gate_add_negative(t->mem, keys + C) < 0) rc = MOME_ERR_NOMEM;
         }
     }
-    if (!rc && !isnan(t->mem->cover_tau)) mem_update_tok_centre(t->mem);
+    if (!rc && !isnan(t->mem->cover_tau)) rc = mem_update_tok_centre(t->mem);
     if (!rc && new_memory) {
         if (!rc) {
             const double nk = t->n + N_GENERIC;
