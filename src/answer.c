@@ -28,6 +28,7 @@ typedef struct ans_seq {
     int32_t next;      /* the token picked from the last logits */
     sbuf out;          /* text so far */
     int32_t *gen;      /* (max_new) token ids, when asked for */
+    ans_route route;   /* the memory's decision on the prompt */
 } ans_seq;
 
 static void seq_free(ans_seq *s) {
@@ -68,6 +69,10 @@ static int seq_start(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int 
     const int keep = mome_ctx_shared_prefix(c, ids, n);
     if ((rc = mome_decode(c, ids + keep, n - keep, keep, 0)) != MOME_OK) goto done;
     s->n_prompt = n;
+    ans_route *r = &s->route;
+    r->decided = mome_ctx_memory_candidate(c, &r->best, &r->gate, &r->cover);
+    mome_ctx_memory_decision(c, NULL, &r->fact, &r->score);
+    if (!r->decided) r->best = r->fact = -1;
     s->next = ans_argmax(mome_get_logits(c, -1), m->hp.n_vocab);
 done:
     free(ids);
@@ -91,7 +96,7 @@ static int seq_take(mome_model *m, ans_seq *s, int max_new, int *err) {
 }
 
 int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs, int max_new, char **text,
-               int32_t **out_ids, int *n_out) {
+               int32_t **out_ids, int *n_out, ans_route *route) {
     if (text) *text = NULL;
     if (out_ids) *out_ids = NULL;
     if (n_out) *n_out = 0;
@@ -109,6 +114,7 @@ int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs
     if (!rc) rc = err;
     if (rc) { seq_free(&s); return rc < 0 ? rc : MOME_ERR; }
     *text = s.out.p;
+    if (route) *route = s.route;
     if (out_ids) {
         if (s.ng == 0) { free(s.gen); s.gen = NULL; }
         *out_ids = s.gen;
@@ -120,7 +126,7 @@ int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs
 }
 
 int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_question *qs, int n_q, int max_new,
-                     char **texts, void (*on_done)(int done, int total, void *user), void *user) {
+                     char **texts, ans_route *routes, void (*on_done)(int done, int total, void *user), void *user) {
     if (!m || !ctxs || n_ctx < 1 || (n_q > 0 && (!qs || !texts)) || n_q < 0)
         return mome_seterr_code(MOME_ERR_ARG, "ans_greedy_batch: bad arguments");
     for (int i = 0; i < n_q; i++) texts[i] = NULL;
@@ -142,6 +148,7 @@ int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_
             while (job[k] < 0 && next_q < n_q && !rc) {
                 const int q = next_q++;
                 if ((rc = seq_start(m, ctxs[k], qs[q].msgs, qs[q].n_msgs, max_new, 0, &slot[k]))) break;
+                if (routes) routes[q] = slot[k].route;
                 int err = 0;
                 if (seq_take(m, &slot[k], max_new, &err)) job[k] = q;
                 else if (!(rc = err)) {

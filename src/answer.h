@@ -17,15 +17,29 @@
 
 #include "mome.h"
 
+/* How the memory decided on a question: read off the context right after
+ * its prompt is decoded (mome_ctx_memory_candidate / _decision). decided =
+ * 0 when the prompt held no decision row (no memory, or the prompt ended
+ * elsewhere); best: the fact with the highest key score (-1: none), score
+ * its key score, gate its relation gate and cover its wording-check cover
+ * (INFINITY where the memory has no such check); fact: the fact whose
+ * answer the memory gives (-1: it stayed silent). */
+typedef struct ans_route {
+    int decided;
+    int32_t best, fact;
+    float score, gate, cover;
+} ans_route;
+
 /* Greedy answer to a conversation (msgs rendered with
  * mome_chat_format(m, msgs, n_msgs, 1)): decodes at most max_new tokens until
  * an end-of-generation token. Writes the text (malloc'd, NUL-terminated) to
  * *text and, if ids != NULL, the generated token ids (malloc'd, without the
- * EOG token; NULL when none) to *ids and their count to *n_ids. Returns MOME_OK or an error status (mome_errmsg():
+ * EOG token; NULL when none) to *ids and their count to *n_ids, and the
+ * memory's decision to *route (may be NULL). Returns MOME_OK or an error status (mome_errmsg():
  * a prompt too long for the context, out of memory, a decode error); on
  * error the outputs are NULL / 0. */
 int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs, int max_new, char **text,
-               int32_t **ids, int *n_ids);
+               int32_t **ids, int *n_ids, ans_route *route);
 
 /* One question of a batch: a conversation as for ans_greedy. */
 typedef struct ans_question {
@@ -39,9 +53,10 @@ typedef struct ans_question {
  * ans_greedy's on that context. The contexts must be distinct and share the
  * model; a memory attached to them acts as in ans_greedy. texts[i] receives
  * question i's answer (malloc'd). on_done (may be NULL) is called as answers
- * end. On error every text is NULL. */
+ * end. routes (may be NULL) receives each question's ans_route. On error
+ * every text is NULL. */
 int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_question *qs, int n_q, int max_new,
-                     char **texts, void (*on_done)(int done, int total, void *user), void *user);
+                     char **texts, ans_route *routes, void (*on_done)(int done, int total, void *user), void *user);
 
 /* Index of the largest logit (the first one on ties). */
 int32_t ans_argmax(const float *logits, int V);

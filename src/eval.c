@@ -61,7 +61,13 @@
  *    "question": ..., "system": ... or null, "answer": the output (with the
  *    memory, if any), "base": the output without the memory (neighbours only;
  *    null for the other kinds, which are not asked twice), "exact": the answer
- *    matches an expected answer (neighbours: answer == base, byte for byte)}.
+ *    matches an expected answer (neighbours: answer == base, byte for byte),
+ *    "route": the memory's decision on the question asked with it (absent
+ *    without a memory or a decision row): {"best": the fact of the highest
+ *    key score, "score": that score, "gate": its relation gate, "cover": its
+ *    wording-check cover (null: the memory has no check), "fact": the fact
+ *    whose answer the memory gave, null when it stayed silent} (facts as
+ *    0-based indices into the memory)}.
  *    Strings are written as valid UTF-8: an answer cut inside a character
  *    (max_new_tokens, or a token holding part of one) shows U+FFFD there.
  *
@@ -162,6 +168,7 @@ typedef struct eval_job {
     mome_chat_msg msgs[4];
     int n, base;
     char *answer;
+    ans_route route;
 } eval_job;
 
 typedef struct evalr {
@@ -179,8 +186,11 @@ typedef struct evalr {
 } evalr;
 
 /* One question: the optional system prompt, the optional earlier exchange,
- * then the question; base = 1 asks the context without the memory. */
-static int ask(evalr *e, int base, const char *system, int exchange, const char *question, char **text) {
+ * then the question; base = 1 asks the context without the memory. route
+ * (may be NULL) receives the memory's decision on it. */
+static int ask(evalr *e, int base, const char *system, int exchange, const char *question, char **text,
+               ans_route *route) {
+    if (route) memset(route, 0, sizeof *route), route->best = route->fact = -1;
     mome_chat_msg msgs[4];
     int n = 0;
     if (system) msgs[n++] = (mome_chat_msg){"system", system};
@@ -215,6 +225,7 @@ static int ask(evalr *e, int base, const char *system, int exchange, const char 
         if (e->next_job >= e->n_jobs || e->jobs[e->next_job].base != base)
             return mome_seterr_code(MOME_ERR, "eval: the measures asked other questions the second time");
         *text = e->jobs[e->next_job].answer;
+        if (route) *route = e->jobs[e->next_job].route;
         e->jobs[e->next_job++].answer = NULL;
         return MOME_OK;
     }
@@ -222,7 +233,7 @@ static int ask(evalr *e, int base, const char *system, int exchange, const char 
         int rc = mome_ctx_init(e->m, e->cp, &e->c0);
         if (rc) return rc;
     }
-    return ans_greedy(e->m, base ? e->c0 : e->c, msgs, n, e->p->max_new_tokens, text, NULL, NULL);
+    return ans_greedy(e->m, base ? e->c0 : e->c, msgs, n, e->p->max_new_tokens, text, NULL, NULL, route);
 }
 
 /* A copy of s that is valid UTF-8: an answer cut at max_new tokens (or a
@@ -271,9 +282,28 @@ static cJSON *add_text(cJSON *o, const char *key, const char *s) {
     return r;
 }
 
-/* One line of the outputs file. fact < 0: null. */
+static cJSON *add_num(cJSON *o, const char *key, double v) {
+    return isfinite(v) ? cJSON_AddNumberToObject(o, key, v) : cJSON_AddNullToObject(o, key);
+}
+
+/* The memory's decision on a question, for the outputs file. */
+static int add_route(cJSON *o, const ans_route *r) {
+    cJSON *ro = cJSON_AddObjectToObject(o, "route");
+    if (!ro) return 0;
+    int ok = 1;
+    ok &= (r->best >= 0 ? cJSON_AddNumberToObject(ro, "best", r->best) : cJSON_AddNullToObject(ro, "best")) != NULL;
+    ok &= add_num(ro, "score", r->score) != NULL;
+    ok &= add_num(ro, "gate", r->gate) != NULL;
+    ok &= add_num(ro, "cover", r->cover) != NULL;
+    ok &= (r->fact >= 0 ? cJSON_AddNumberToObject(ro, "fact", r->fact) : cJSON_AddNullToObject(ro, "fact")) != NULL;
+    return ok;
+}
+
+/* One line of the outputs file. fact < 0: null. route: the memory's
+ * decision on the question asked with it (NULL or undecided: not written). */
 static int record(evalr *e, int fact, int line, const char *kind, const char *detail_key, const char *detail,
-                  const char *question, const char *system, const char *answer, const char *base, int exact) {
+                  const char *question, const char *system, const char *answer, const char *base, int exact,
+                  const ans_route *route) {
     if (!e->out || e->mode == EVAL_COLLECT) return MOME_OK;
     cJSON *o = cJSON_CreateObject();
     if (!o) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
@@ -287,6 +317,7 @@ static int record(evalr *e, int fact, int line, const char *kind, const char *de
     ok &= add_text(o, "answer", answer) != NULL;
     ok &= add_text(o, "base", base) != NULL;
     ok &= cJSON_AddBoolToObject(o, "exact", exact) != NULL;
+    if (route && route->decided) ok &= add_route(o, route);
     char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!s) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
@@ -300,12 +331,13 @@ static int record(evalr *e, int fact, int line, const char *kind, const char *de
 static int ask_scored(evalr *e, const fact *f, int idx, const char *kind, const char *dkey, const char *dval,
                       const char *system, int exchange, const char *question, int32_t *n, int32_t *n_exact) {
     char *out;
-    int rc = ask(e, 0, system, exchange, question, &out);
+    ans_route rt;
+    int rc = ask(e, 0, system, exchange, question, &out, &rt);
     if (rc) return rc;
     int ex = facts_answer_matches(f, out);
     (*n)++;
     *n_exact += ex;
-    rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex);
+    rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex, &rt);
     free(out);
     return rc;
 }
@@ -313,16 +345,17 @@ static int ask_scored(evalr *e, const fact *f, int idx, const char *kind, const 
 /* A neighbour question: asked with and without the memory. */
 static int ask_neighbor(evalr *e, int idx, int line, const char *system, const char *question) {
     char *with, *without;
-    int rc = ask(e, 0, system, 0, question, &with);
+    ans_route rt;
+    int rc = ask(e, 0, system, 0, question, &with, &rt);
     if (rc) return rc;
-    if ((rc = ask(e, 1, system, 0, question, &without))) {
+    if ((rc = ask(e, 1, system, 0, question, &without, NULL))) {
         free(with);
         return rc;
     }
     int same = strcmp(with, without) == 0;
     e->r->n_neighbors++;
     e->r->n_neighbors_same += same;
-    rc = record(e, idx, line, "neighbor", NULL, NULL, question, system, with, without, same);
+    rc = record(e, idx, line, "neighbor", NULL, NULL, question, system, with, without, same, &rt);
     free(with);
     free(without);
     return rc;
@@ -332,7 +365,8 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     const mome_eval_params *p = e->p;
     mome_eval_result *r = e->r;
     char *out;
-    int rc = ask(e, 0, f->system, 0, f->question, &out);
+    ans_route rt;
+    int rc = ask(e, 0, f->system, 0, f->question, &out, &rt);
     if (rc) return rc;
     int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
     int ab = !co && facts_is_abstention(out);
@@ -342,7 +376,7 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     r->n_abstain += ab;
     r->n_hallucinated += !co && !ab;
     if (p->on_fact && e->mode != EVAL_COLLECT) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
-    rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex);
+    rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex, &rt);
     free(out);
     if (rc) return rc;
     for (int j = 0; j < f->n_paraphrases; j++)
@@ -396,8 +430,9 @@ static int answer_jobs(evalr *e, int par) {
         const int nc = nq < par ? nq : par;
         ans_question *qs = mome_malloc((size_t)nq * sizeof *qs);
         char **texts = mome_calloc((size_t)nq, sizeof *texts);
+        ans_route *routes = mome_calloc((size_t)nq, sizeof *routes);
         mome_ctx **cs = mome_calloc((size_t)nc, sizeof *cs);
-        if (!qs || !texts || !cs) rc = MOME_ERR_NOMEM;
+        if (!qs || !texts || !routes || !cs) rc = MOME_ERR_NOMEM;
         for (int k = 0; k < nc && !rc; k++) {
             if ((rc = mome_ctx_init(e->m, e->cp, &cs[k]))) break;
             if (!base && e->mem) rc = mome_ctx_set_memory(cs[k], e->mem);
@@ -406,15 +441,16 @@ static int answer_jobs(evalr *e, int par) {
             int q = 0;
             for (int i = 0; i < e->n_jobs; i++)
                 if (e->jobs[i].base == base) qs[q++] = (ans_question){e->jobs[i].msgs, e->jobs[i].n};
-            rc = ans_greedy_batch(e->m, cs, nc, qs, nq, e->p->max_new_tokens, texts, e->p->on_progress, e->p->user);
+            rc = ans_greedy_batch(e->m, cs, nc, qs, nq, e->p->max_new_tokens, texts, routes, e->p->on_progress,
+                                  e->p->user);
         }
         if (!rc) {
             int q = 0;
             for (int i = 0; i < e->n_jobs; i++)
-                if (e->jobs[i].base == base) e->jobs[i].answer = texts[q++];
+                if (e->jobs[i].base == base) e->jobs[i].route = routes[q], e->jobs[i].answer = texts[q++];
         }
         for (int k = 0; cs && k < nc; k++) mome_ctx_free(cs[k]);
-        free(qs); free(texts); free(cs);
+        free(qs); free(texts); free(routes); free(cs);
     }
     return rc;
 }

@@ -627,7 +627,7 @@ static int verify_fact(tuner *t, int i) {
     int32_t *ids = NULL;
     int n = 0;
     /* one token more than the answer: an answer that goes on is not it */
-    if (ans_greedy(t->m, t->ctx, msgs, nm, f->T, &text, &ids, &n)) return -1;
+    if (ans_greedy(t->m, t->ctx, msgs, nm, f->T, &text, &ids, &n, NULL)) return -1;
     const int ok = n == f->T - 1 && memcmp(ids, f->target, (size_t)n * sizeof(int32_t)) == 0;
     free(text);
     free(ids);

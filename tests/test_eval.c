@@ -147,8 +147,8 @@ static void test_greedy(void) {
         mome_ctx_free(c2);
         c2 = NULL;
         REQUIRE(mome_ctx_init(m, &cp, &c2) == MOME_OK, "%s", mome_errmsg());
-        int rc1 = ans_greedy(m, c1, msgs, n, 12, &t1, &id1, &n1);
-        int rc2 = ans_greedy(m, c2, msgs, n, 12, &t2, &id2, &n2);
+        int rc1 = ans_greedy(m, c1, msgs, n, 12, &t1, &id1, &n1, NULL);
+        int rc2 = ans_greedy(m, c2, msgs, n, 12, &t2, &id2, &n2, NULL);
         CHECK(rc1 == MOME_OK && rc2 == MOME_OK, "%d %d: %s", rc1, rc2, mome_errmsg());
         if (rc1 || rc2) { free(t1); free(t2); free(id1); free(id2); break; }
         reused += had > 0;
@@ -173,7 +173,7 @@ static void test_greedy(void) {
     /* text only */
     mome_chat_msg one = {"user", "Hello"};
     char *t = NULL;
-    CHECK(ans_greedy(m, c1, &one, 1, 3, &t, NULL, NULL) == MOME_OK && t, "%s", mome_errmsg());
+    CHECK(ans_greedy(m, c1, &one, 1, 3, &t, NULL, NULL, NULL) == MOME_OK && t, "%s", mome_errmsg());
     free(t);
     /* errors: too long for the context, bad arguments */
     char *big = malloc(5000);
@@ -183,11 +183,11 @@ static void test_greedy(void) {
     mome_chat_msg longm = {"user", big};
     t = (char *)1;
     const int32_t past = mome_ctx_n_past(c1);
-    CHECK(ans_greedy(m, c1, &longm, 1, 4, &t, NULL, NULL) == MOME_ERR_ARG && t == NULL &&
+    CHECK(ans_greedy(m, c1, &longm, 1, 4, &t, NULL, NULL, NULL) == MOME_ERR_ARG && t == NULL &&
               strstr(mome_errmsg(), "too long"), "%s", mome_errmsg());
     CHECK(past > 0 && mome_ctx_n_past(c1) == past, "refused before decoding: the context's cache is untouched");
     free(big);
-    CHECK(ans_greedy(m, c1, NULL, 0, 4, &t, NULL, NULL) == MOME_ERR_ARG, "no messages");
+    CHECK(ans_greedy(m, c1, NULL, 0, 4, &t, NULL, NULL, NULL) == MOME_ERR_ARG, "no messages");
     mome_ctx_free(c1);
     mome_ctx_free(c2);
 }

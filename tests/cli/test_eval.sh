@@ -96,8 +96,17 @@ nb = [o for o in n if o["kind"] == "neighbor"]
 assert len(nb) == 4 and all(o["fact"] is None and isinstance(o["base"], str) for o in nb)
 assert all(o["exact"] == (o["answer"] == o["base"]) for o in nb)
 assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
+# every question asked with the memory carries its decision; a recalled fact was its own
+for o in n:
+    r = o["route"]
+    assert set(r) == {"best", "score", "gate", "cover", "fact"} and r["cover"] is None
+    if o["kind"] == "recall":
+        assert r["best"] == o["fact"] and r["fact"] == o["fact"] and r["score"] > 0.5, o
+    if o["kind"] == "neighbor" and r["fact"] is None:
+        assert o["exact"], o
 EOF
-        then ok "--outputs with a memory: neighbour lines carry the base answer"; else bad "--outputs with a memory"; fi
+        then ok "--outputs with a memory: neighbour lines carry the base answer, every line the memory's route"
+        else bad "--outputs with a memory"; fi
     fi
     # batched answers (default --parallel 16) equal one question at a time, byte for byte, every measure
     $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --max-facts 6 -t 2 --neighbors tests/data/facts/basic.jsonl \
