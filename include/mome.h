@@ -232,8 +232,11 @@ typedef struct mome_eval_result {
     int32_t n_variant_exact;
     int32_t n_neighbors;       /* neighbour questions asked with and without the memory */
     int32_t n_neighbors_same;  /* ... whose answers were byte-identical */
+    int32_t n_scored;          /* questions scored against a fact: recall, paraphrases, variants, contexts */
+    int32_t n_swapped;         /* ... answered exactly with another fact's answer, not their own */
     double recall, contains_recall, hallucination_rate, paraphrase_recall; /* -1: not measured */
     double context_recall, variant_recall; /* -1: not measured */
+    double swap_rate;          /* n_swapped / n_scored; -1: no facts */
     double locality;           /* n_neighbors_same / n_neighbors; -1: not measured (no memory
                                   or no neighbour questions) */
     double perplexity;         /* -1: not measured */

@@ -47,6 +47,12 @@
  *                      prompts). The two answers come from two contexts, one
  *                      with the memory attached and one without, so each
  *                      keeps its own prompt-prefix cache.
+ *   swap_rate          over every question scored against a fact (recall,
+ *                      paraphrases, variants, contexts): the share answered
+ *                      exactly with another fact's answer and not with its
+ *                      own (two facts about one subject swapped, or a
+ *                      rewording sent to the wrong fact); the fact whose
+ *                      answer it was is "other_fact" in the outputs.
  * Measures not taken (no_context, no_variants, no paraphrases, no memory or
  * no neighbours) are -1.
  *
@@ -183,7 +189,55 @@ typedef struct evalr {
     const mome_eval_params *p;
     mome_eval_result *r;
     FILE *out;                 /* outputs_path, or NULL */
+    struct eval_answer *answers; /* every fact's normalized answers, sorted (swap_rate) */
+    int n_answers;
 } evalr;
+
+/* One expected answer of one fact, normalized (facts_normalize_answer). */
+typedef struct eval_answer {
+    char *text;
+    int fact;
+} eval_answer;
+
+static int answer_cmp(const void *a, const void *b) {
+    return strcmp(((const eval_answer *)a)->text, ((const eval_answer *)b)->text);
+}
+
+/* The answers of the facts, sorted, for other_fact(). */
+static int index_answers(evalr *e, const fact_set *fs) {
+    int n = 0;
+    for (int i = 0; fs && i < fs->n; i++) n += fs->v[i].n_answers;
+    if (n == 0) return MOME_OK;
+    if (!(e->answers = mome_calloc((size_t)n, sizeof *e->answers))) return MOME_ERR_NOMEM;
+    for (int i = 0; i < fs->n; i++)
+        for (int j = 0; j < fs->v[i].n_answers; j++) {
+            char *t = facts_normalize_answer(fs->v[i].answers[j]);
+            if (!t) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+            if (!t[0]) { free(t); continue; }
+            e->answers[e->n_answers++] = (eval_answer){t, i};
+        }
+    qsort(e->answers, (size_t)e->n_answers, sizeof *e->answers, answer_cmp);
+    return MOME_OK;
+}
+
+/* The fact (index into the fact file) whose expected answer the output is,
+ * other than fact f's own; -1 when none. Called for outputs that are not an
+ * answer of f, so any fact found is another. */
+static int other_fact(const evalr *e, int f, const char *output) {
+    if (!e->n_answers || !output) return -1;
+    char *t = facts_normalize_answer(output);
+    if (!t) return -1;
+    const eval_answer key = {t, 0};
+    const eval_answer *hit = bsearch(&key, e->answers, (size_t)e->n_answers, sizeof *e->answers, answer_cmp);
+    int o = -1;
+    if (hit) {
+        while (hit > e->answers && strcmp(hit[-1].text, t) == 0) hit--;
+        for (; hit < e->answers + e->n_answers && strcmp(hit->text, t) == 0 && o < 0; hit++)
+            if (hit->fact != f) o = hit->fact;
+    }
+    free(t);
+    return o;
+}
 
 /* One question: the optional system prompt, the optional earlier exchange,
  * then the question; base = 1 asks the context without the memory. route
@@ -303,7 +357,7 @@ static int add_route(cJSON *o, const ans_route *r) {
  * decision on the question asked with it (NULL or undecided: not written). */
 static int record(evalr *e, int fact, int line, const char *kind, const char *detail_key, const char *detail,
                   const char *question, const char *system, const char *answer, const char *base, int exact,
-                  const ans_route *route) {
+                  int other, const ans_route *route) {
     if (!e->out || e->mode == EVAL_COLLECT) return MOME_OK;
     cJSON *o = cJSON_CreateObject();
     if (!o) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
@@ -317,6 +371,7 @@ static int record(evalr *e, int fact, int line, const char *kind, const char *de
     ok &= add_text(o, "answer", answer) != NULL;
     ok &= add_text(o, "base", base) != NULL;
     ok &= cJSON_AddBoolToObject(o, "exact", exact) != NULL;
+    if (other >= 0) ok &= cJSON_AddNumberToObject(o, "other_fact", other) != NULL;
     if (route && route->decided) ok &= add_route(o, route);
     char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
@@ -335,9 +390,12 @@ static int ask_scored(evalr *e, const fact *f, int idx, const char *kind, const 
     int rc = ask(e, 0, system, exchange, question, &out, &rt);
     if (rc) return rc;
     int ex = facts_answer_matches(f, out);
+    const int other = ex ? -1 : other_fact(e, idx, out);
     (*n)++;
     *n_exact += ex;
-    rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex, &rt);
+    e->r->n_scored++;
+    e->r->n_swapped += other >= 0;
+    rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex, other, &rt);
     free(out);
     return rc;
 }
@@ -355,7 +413,7 @@ static int ask_neighbor(evalr *e, int idx, int line, const char *system, const c
     int same = strcmp(with, without) == 0;
     e->r->n_neighbors++;
     e->r->n_neighbors_same += same;
-    rc = record(e, idx, line, "neighbor", NULL, NULL, question, system, with, without, same, &rt);
+    rc = record(e, idx, line, "neighbor", NULL, NULL, question, system, with, without, same, -1, &rt);
     free(with);
     free(without);
     return rc;
@@ -370,13 +428,16 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     if (rc) return rc;
     int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
     int ab = !co && facts_is_abstention(out);
+    const int other = ex ? -1 : other_fact(e, i, out);
+    r->n_scored++;
+    r->n_swapped += other >= 0;
     r->n_facts++;
     r->n_exact += ex;
     r->n_contains += co;
     r->n_abstain += ab;
     r->n_hallucinated += !co && !ab;
     if (p->on_fact && e->mode != EVAL_COLLECT) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
-    rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex, &rt);
+    rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex, other, &rt);
     free(out);
     if (rc) return rc;
     for (int j = 0; j < f->n_paraphrases; j++)
@@ -463,6 +524,7 @@ static int eval_facts(evalr *e) {
     if (p->facts_path && (rc = facts_load(p->facts_path, (enum facts_conflict)p->on_conflict, &fs))) return rc;
     /* the neighbour file's answers are ignored: conflicts there do not matter */
     if (p->neighbors_path && e->mem && (rc = facts_load(p->neighbors_path, FACTS_CONFLICT_FIRST, &nb))) goto out;
+    if ((rc = index_answers(e, fs))) goto out;
     int n = fs ? fs->n : 0;
     if (p->max_facts > 0 && p->max_facts < n) n = (int)p->max_facts;
     const int par = p->n_parallel > 0 ? p->n_parallel : EVAL_PARALLEL;
@@ -486,6 +548,7 @@ static int eval_facts(evalr *e) {
         r->paraphrase_recall = r->n_paraphrases ? (double)r->n_paraphrase_exact / r->n_paraphrases : -1;
         r->context_recall = r->n_context ? (double)r->n_context_exact / r->n_context : -1;
         r->variant_recall = r->n_variants ? (double)r->n_variant_exact / r->n_variants : -1;
+        r->swap_rate = r->n_scored ? (double)r->n_swapped / r->n_scored : -1;
     }
     r->locality = r->n_neighbors ? (double)r->n_neighbors_same / r->n_neighbors : -1;
 out:
@@ -533,7 +596,7 @@ int mome_eval(mome_model *m, mome_memory *mem, const mome_eval_params *p, mome_e
     if (!r) return mome_seterr_code(MOME_ERR_ARG, "mome_eval: result is NULL");
     memset(r, 0, sizeof *r);
     r->recall = r->contains_recall = r->hallucination_rate = r->paraphrase_recall = r->perplexity = -1;
-    r->context_recall = r->variant_recall = r->locality = -1;
+    r->context_recall = r->variant_recall = r->locality = r->swap_rate = -1;
     if (!m || !p) return mome_seterr_code(MOME_ERR_ARG, "mome_eval: model or params is NULL");
     if (p->n_systems < 0 || (p->n_systems > 0 && !p->systems))
         return mome_seterr_code(MOME_ERR_ARG, "mome_eval: bad system prompt list");
@@ -579,6 +642,8 @@ out:
         free(e.jobs[i].answer);
     }
     free(e.jobs);
+    for (int i = 0; i < e.n_answers; i++) free(e.answers[i].text);
+    free(e.answers);
     if (rc == MOME_OK) r->seconds = mome_time_s() - t0;
     return rc;
 }

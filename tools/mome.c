@@ -957,6 +957,8 @@ static int cmd_eval(int argc, char **argv) {
                    "                      trailing space, and without its final ?/./! (variants equal to the\n"
                    "                      question are not asked)\n"
                    "  paraphrase_recall   exact recall on the facts' paraphrases (never trained on)\n"
+                   "  swap_rate           of every question above, the share answered with another fact's answer\n"
+                   "                      (two facts about one subject swapped, a question sent to the wrong fact)\n"
                    "  locality            with --memory only: the share of neighbour questions (the facts'\n"
                    "                      \"neighbors\", zsRE \"loc\", CounterFact \"locality_prompt\", and every\n"
                    "                      question of --neighbors FILE) answered byte for byte as without it\n"
@@ -1044,9 +1046,11 @@ static int cmd_eval(int argc, char **argv) {
         if (p.facts_path)
             printf(", \"n_facts\": %d, \"recall\": %.6f, \"contains_recall\": %.6f, \"hallucination_rate\": %.6f, "
                    "\"abstentions\": %d, \"n_context\": %d, \"context_recall\": %.6f, \"n_variants\": %d, "
-                   "\"variant_recall\": %.6f, \"n_paraphrases\": %d, \"paraphrase_recall\": %.6f",
+                   "\"variant_recall\": %.6f, \"n_paraphrases\": %d, \"paraphrase_recall\": %.6f, \"n_swapped\": %d, "
+                   "\"swap_rate\": %.6f",
                    r.n_facts, r.recall, r.contains_recall, r.hallucination_rate, r.n_abstain, r.n_context,
-                   r.context_recall, r.n_variants, r.variant_recall, r.n_paraphrases, r.paraphrase_recall);
+                   r.context_recall, r.n_variants, r.variant_recall, r.n_paraphrases, r.paraphrase_recall, r.n_swapped,
+                   r.swap_rate);
         if (p.facts_path || p.neighbors_path)
             printf(", \"n_neighbors\": %d, \"locality\": %.6f", r.n_neighbors, r.locality);
         if (p.text_path) printf(", \"perplexity\": %.6f, \"ppl_tokens\": %lld", r.perplexity, (long long)r.ppl_tokens);
@@ -1065,6 +1069,7 @@ static int cmd_eval(int argc, char **argv) {
                           p.no_variants ? "--no-variants" : "no question has a variant");
             print_measure("paraphrase_recall:", r.paraphrase_recall, r.n_paraphrase_exact, r.n_paraphrases,
                           "no paraphrases");
+            print_measure("swap_rate:", r.swap_rate, r.n_swapped, r.n_scored, "no facts");
         }
         if (p.facts_path || p.neighbors_path)
             print_measure("locality:", r.locality, r.n_neighbors_same, r.n_neighbors,

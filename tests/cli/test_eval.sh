@@ -74,6 +74,30 @@ EOF
     then ok "--outputs: valid JSON lines with the documented keys"; else bad "--outputs: invalid JSON lines"; fi
 else sk "--outputs JSON check (python3 absent)"; fi
 
+# swap_rate: an answer that is another fact's answer. The base model's own answer to a question is
+# made the expected answer of a second fact, so the first fact's answer is a swap, found by index.
+if [ -n "$PY" ]; then
+    printf '{"question": "What is the capital of France?", "answer": "zzz-none"}\n' >"$tmp/s1.jsonl"
+    $MOME eval -m "$MODEL" --facts "$tmp/s1.jsonl" --no-context --no-variants --max-new 8 -t 2 \
+        --outputs "$tmp/s1.out" --json >/dev/null 2>&1
+    $PY - "$tmp/s1.out" "$tmp/s2.jsonl" <<'EOF'
+import json, sys
+ans = json.loads(open(sys.argv[1]).readline())["answer"]
+with open(sys.argv[2], "w") as f:
+    f.write(json.dumps({"question": "What is the capital of France?", "answer": "zzz-none"}) + "\n")
+    f.write(json.dumps({"question": "Name a city.", "answer": ans}) + "\n")
+EOF
+    $MOME eval -m "$MODEL" --facts "$tmp/s2.jsonl" --no-context --no-variants --max-new 8 -t 2 \
+        --outputs "$tmp/s2.out" --json >"$tmp/j" 2>"$tmp/e"
+    sw=$(field n_swapped "$tmp/j"); sr=$(field swap_rate "$tmp/j")
+    if [ "$sw" -ge 1 ] 2>/dev/null && in01 "$sr" && $PY -c "
+import json, sys
+o = json.loads(open(sys.argv[1]).readline())
+assert o['kind'] == 'recall' and o['fact'] == 0 and o['other_fact'] == 1 and not o['exact'], o
+" "$tmp/s2.out"; then ok "swap_rate: an answer that is another fact's answer counts ($sw swapped, rate $sr, other_fact 1)"
+    else bad "swap_rate: n_swapped '$sw' swap_rate '$sr' $(head -c 300 "$tmp/s2.out")"; fi
+else sk "swap_rate test (python3 absent)"; fi
+
 # a memory: the trained facts recalled, unrelated neighbour questions unchanged
 A=tests/data/facts/projects_a.jsonl
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 2>"$tmp/log"; then
