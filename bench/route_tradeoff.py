@@ -20,7 +20,8 @@ score + a * cover.
 
 Output: one row per rule of the score-only and cover-only sweeps, then the
 Pareto frontier over every rule tried (paraphrase recall against the lowest
-locality of the two neighbour kinds). Kinds: recall, paraphrase, variant_*,
+locality of the two neighbour kinds). The frontier ranks rules by those two
+only: read each row's context and variant columns for what else it costs. Kinds: recall, paraphrase, variant_*,
 context_*, neighbors of the facts (zsRE loc, ...) and the neighbour file's.
 """
 import json
