@@ -71,7 +71,8 @@
  *    "route": the memory's decision on the question asked with it (absent
  *    without a memory or a decision row): {"best": the fact of the highest
  *    key score, "score": that score, "gate": its relation gate, "cover": its
- *    wording-check cover (null: the memory has no check), "fact": the fact
+ *    wording-check cover (gate, cover null: the memory has no gate / no
+ *    check), "fact": the fact
  *    whose answer the memory gave, null when it stayed silent} (facts as
  *    0-based indices into the memory)}.
  *    Strings are written as valid UTF-8: an answer cut inside a character
@@ -239,6 +240,15 @@ static int other_fact(const evalr *e, int f, const char *output) {
     return o;
 }
 
+/* Counts a scored answer into swap_rate: the other fact whose answer it is
+ * (-1: none, or exact, or the collect pass whose answers are empty). */
+static int count_swap(evalr *e, int f, const char *output, int exact) {
+    const int other = exact || e->mode == EVAL_COLLECT ? -1 : other_fact(e, f, output);
+    e->r->n_scored++;
+    e->r->n_swapped += other >= 0;
+    return other;
+}
+
 /* One question: the optional system prompt, the optional earlier exchange,
  * then the question; base = 1 asks the context without the memory. route
  * (may be NULL) receives the memory's decision on it. */
@@ -390,11 +400,9 @@ static int ask_scored(evalr *e, const fact *f, int idx, const char *kind, const 
     int rc = ask(e, 0, system, exchange, question, &out, &rt);
     if (rc) return rc;
     int ex = facts_answer_matches(f, out);
-    const int other = ex ? -1 : other_fact(e, idx, out);
+    const int other = count_swap(e, idx, out, ex);
     (*n)++;
     *n_exact += ex;
-    e->r->n_scored++;
-    e->r->n_swapped += other >= 0;
     rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex, other, &rt);
     free(out);
     return rc;
@@ -428,9 +436,7 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     if (rc) return rc;
     int ex = facts_answer_matches(f, out), co = facts_answer_contained(f, out);
     int ab = !co && facts_is_abstention(out);
-    const int other = ex ? -1 : other_fact(e, i, out);
-    r->n_scored++;
-    r->n_swapped += other >= 0;
+    const int other = count_swap(e, i, out, ex);
     r->n_facts++;
     r->n_exact += ex;
     r->n_contains += co;
