@@ -6,8 +6,10 @@
 #   N=100                             facts per set
 #   EVAL_N=100                        facts evaluated (the rest only tuned)
 # Sets: countries = the demo's ISO 3166 alpha-3 facts with 2 paraphrases each;
-# neighbours: the capital and the numeric code of the same countries (same
-# subjects, other relations) and 24 unrelated questions. zsre / counterfact:
+# neighbours (tools/make_demo_facts.py --neighbors): the alpha-3 question of
+# every other country (other subjects, the same relation), the capital and the
+# numeric code of the same countries (same subjects, other relations) and 12
+# unrelated questions. zsre / counterfact:
 # ../shared/data/facts/editing (rephrase = paraphrase, loc / locality_prompt =
 # neighbours); for zsre also 2 other questions about each fact's subject
 # (templates the tuner's relation gate never uses). TUNE_ARGS are passed to
@@ -27,22 +29,8 @@ mkdir -p $OUT
 for set in ${SETS:-countries zsre counterfact}; do
     case $set in
     countries)
-        python3 tools/make_demo_facts.py --kind alpha3 --limit "$N" --out $OUT/countries.jsonl 2>/dev/null
-        python3 - "$OUT" <<'PY'
-import json, sys
-out = sys.argv[1]
-facts = [json.loads(l) for l in open(out + "/countries.jsonl")]
-with open(out + "/countries_neighbors.jsonl", "w") as f:
-    for x in facts:
-        c = x["question"].split(" of ", 1)[1].rstrip("?")
-        f.write(json.dumps({"question": "What is the capital of %s?" % c, "answer": "-"}) + "\n")
-        f.write(json.dumps({"question": "What is the ISO 3166-1 numeric code of %s?" % c, "answer": "-"}) + "\n")
-    for q in ["How do I sort a list in Python?", "What is the boiling point of water?", "Tell me a joke.",
-              "Who wrote Pride and Prejudice?", "What is 15 times 4?", "Write a short poem about rain.",
-              "What does CPU stand for?", "How many days are in a leap year?", "What is the tallest animal?",
-              "Explain what a noun is.", "What is the speed of light?", "Name three primary colors."]:
-        f.write(json.dumps({"question": q, "answer": "-"}) + "\n")
-PY
+        python3 tools/make_demo_facts.py --kind alpha3 --limit "$N" --out $OUT/countries.jsonl \
+            --neighbors $OUT/countries_neighbors.jsonl 2>/dev/null
         FACTS=$OUT/countries.jsonl; NB="--neighbors $OUT/countries_neighbors.jsonl" ;;
     zsre|counterfact)
         src=$SHARED/data/facts/editing/zsre_mend_train-1k.json

@@ -2,11 +2,12 @@
 """route_tradeoff.py - what each firing rule of the memory would give, from one eval run.
 
 The memory answers a question when its best fact's key score reaches the
-threshold (tau), the relation gate is >= 0 and, with the wording check, the
-cover reaches its threshold. `mome eval --outputs` records that decision for
-every question (the "route" field: best fact, score, gate, cover). Run eval
+threshold (tau), the relation gate is >= 0, with the wording check the
+cover reaches its threshold, and the question names the fact's subject (facts
+that keep one). `mome eval --outputs` records that decision for every
+question (the "route" field: best fact, score, gate, cover, subject). Run eval
 once with the thresholds lowered so that the memory answers every question
-whose gate passes:
+whose gate and subject check pass (the rules replayed keep both):
 
     build/mome eval -m M --memory MEM.mome --facts F --neighbors N \\
         --route-threshold -1 --cover -1 --outputs forced.jsonl

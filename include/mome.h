@@ -140,6 +140,11 @@ typedef struct mome_tune_params {
                                   memories) or the loaded memory's */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
+    int alt_keys;              /* keys of generated wordings per fact besides its own, which the
+                                  fact also scores with (memory.h): 1 the question in lower case
+                                  (default), 0 none */
+    int subject_check;         /* 1 (default): a fact that names its "subject" answers only
+                                  questions that name it too (memory.h); 0: no check */
     int gate_questions;        /* other questions asked per fact that names its subject, which
                                   the relation gate learns to pass to the model (0: no gate; 4
                                   is measured in docs/BENCHMARKS.md) */
@@ -313,12 +318,14 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem);
  * selected (-1: none) and its score. Returns 0 if there was none. */
 int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score);
 /* Why that decision went as it did: the best fact by key score, selected or
- * not, the relation gate's value for it (+inf: no gate) and its wording
- * check (cover; +inf: none). A fact is selected when its score reaches the
- * memory's threshold, the gate is >= 0 and the cover reaches the memory's
- * cover threshold (mome_memory_cover_threshold). Returns 0 when the last
- * decode had no decision row. */
-int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate, float *cover);
+ * not, the relation gate's value for it (+inf: no gate), its wording check
+ * (cover; +inf: none) and its subject check (1: the question names the
+ * fact's subject, 0: it does not, -1: no check). A fact is selected when its
+ * score reaches the memory's threshold, the gate is >= 0, the cover reaches
+ * the memory's cover threshold (mome_memory_cover_threshold) and the subject
+ * check is not 0. Returns 0 when the last decode had no decision row. Each
+ * out-pointer may be NULL. */
+int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate, float *cover, int *subject);
 /* The facts the last decision (mome_ctx_memory_decision) selected, best
  * first, and their weights (summing to 1), at most cap of them; returns how
  * many it selected (0: none). */

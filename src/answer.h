@@ -28,6 +28,7 @@ typedef struct ans_route {
     int decided;
     int32_t best, fact;
     float score, gate, cover;
+    int subject;  /* the subject check: 1 passed, 0 failed, -1 none */
 } ans_route;
 
 /* Greedy answer to a conversation (msgs rendered with

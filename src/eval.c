@@ -72,7 +72,8 @@
  *    without a memory or a decision row): {"best": the fact of the highest
  *    key score, "score": that score, "gate": its relation gate, "cover": its
  *    wording-check cover (gate, cover null: the memory has no gate / no
- *    check), "fact": the fact
+ *    check), "subject": whether the question names that fact's subject
+ *    (null: the fact keeps none), "fact": the fact
  *    whose answer the memory gave, null when it stayed silent} (facts as
  *    0-based indices into the memory)}.
  *    Strings are written as valid UTF-8: an answer cut inside a character
@@ -359,6 +360,7 @@ static int add_route(cJSON *o, const ans_route *r) {
     ok &= add_num(ro, "score", r->score) != NULL;
     ok &= add_num(ro, "gate", r->gate) != NULL;
     ok &= add_num(ro, "cover", r->cover) != NULL;
+    ok &= (r->subject >= 0 ? cJSON_AddBoolToObject(ro, "subject", r->subject) : cJSON_AddNullToObject(ro, "subject")) != NULL;
     ok &= (r->fact >= 0 ? cJSON_AddNumberToObject(ro, "fact", r->fact) : cJSON_AddNullToObject(ro, "fact")) != NULL;
     return ok;
 }

@@ -126,7 +126,8 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->logits = mome_aligned_alloc((size_t)hp->n_vocab * sizeof(float));
     c->tokens = mome_malloc((size_t)c->n_ctx * sizeof(int32_t));
     c->rows = mome_malloc(T * sizeof(fwd_row));
-    c->dec_pos = c->dec_fact = c->dec_best = -1;
+    c->dec_pos = c->dec_fact = -1;
+    c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1};
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
         !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow || !c->tokens ||
         !c->rows) {
@@ -182,17 +183,18 @@ int mome_ctx_set_memory(mome_ctx *c, mome_memory *mem) {
     return MOME_OK;
 }
 
-int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate, float *cover) {
-    if (best) *best = c->dec_best;
-    if (gate) *gate = c->dec_gate;
-    if (cover) *cover = c->dec_cover;
+int mome_ctx_memory_candidate(const mome_ctx *c, int32_t *best, float *gate, float *cover, int *subject) {
+    if (best) *best = c->dec_cand.best;
+    if (gate) *gate = c->dec_cand.gate;
+    if (cover) *cover = c->dec_cand.cover;
+    if (subject) *subject = c->dec_cand.subject;
     return c->dec_pos >= 0;
 }
 
 int mome_ctx_memory_decision(const mome_ctx *c, int32_t *pos, int32_t *fact, float *score) {
     if (pos) *pos = c->dec_pos;
     if (fact) *fact = c->dec_fact;
-    if (score) *score = c->dec_score;
+    if (score) *score = c->dec_cand.score;
     return c->dec_pos >= 0;
 }
 
@@ -220,15 +222,9 @@ static void memory_row(mome_ctx *c, int32_t pos, float *x) {
         for (int i = 0; i < C; i++) pool[i] *= inv;
         mem_rms_normalize(x, last, C);
         mem_mix mix;
-        int32_t best = -1;
-        float score = -INFINITY, gate = INFINITY, cover = INFINITY;
-        const mem_query qt = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0};
-        const int n = mem_mix_select(mem, pool, last, &qt, -1, q, &mix, &best, &score, &gate, &cover);
+        const mem_query qt = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL};
+        const int n = mem_mix_select(mem, pool, last, &qt, -1, q, &mix, &c->dec_cand);
         c->dec_pos = pos;
-        c->dec_score = score;
-        c->dec_best = best;
-        c->dec_gate = gate;
-        c->dec_cover = cover;
         if (c->dec_keys) {
             memcpy(c->dec_keys, pool, (size_t)C * sizeof(float));
             memcpy(c->dec_keys + C, last, (size_t)C * sizeof(float));
@@ -579,8 +575,8 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
         c->logits = nl;
         c->n_logits_cap = rows;
     }
-    c->dec_pos = -1;
-    c->dec_fact = c->dec_best = -1;
+    c->dec_pos = c->dec_fact = -1;
+    c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1};
     /* the memory's routing states stop before pos0 (it was attached later):
      * decode the cached tokens again to build them (bit-identical K/V:
      * splitting a prompt does not change its bits) */
@@ -625,8 +621,8 @@ int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n) {
     for (int i = 0; i < n; i++) {
         mome_ctx *c = ctxs[i];
         const int32_t pos = c->n_past;
-        c->dec_pos = -1;
-        c->dec_fact = c->dec_best = -1;
+        c->dec_pos = c->dec_fact = -1;
+        c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1};
         /* as in mome_decode: routing states for a memory attached later */
         if (c->mem && c->mem_valid < pos) decode_range(c, c->mem_valid, pos - c->mem_valid, 0);
         c->tokens[pos] = tokens[i];

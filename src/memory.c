@@ -80,20 +80,33 @@ done:
     return rc;
 }
 
+static int grow(void **p, int64_t n, size_t elem) {
+    void *q = realloc(*p, (size_t)n * elem);
+    if (!q) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory growing the memory");
+    *p = q;
+    return 0;
+}
+
 int mem_bind_model(mome_memory *mem, const mome_model *m) {
     int rc = mem_marks_from_model(m, &mem->mk);
     if (rc) return rc;
     const int V = m->hp.n_vocab;
     free(mem->blank);
     free(mem->content);
+    free(mem->piece_off);
+    free(mem->pieces);
     mem->blank = mome_calloc((size_t)V, 1);
     mem->content = mome_calloc((size_t)V, 1);
-    if (!mem->blank || !mem->content) return MOME_ERR_NOMEM;
+    mem->piece_off = mome_calloc((size_t)V + 1, sizeof(int32_t));
+    mem->pieces = mome_malloc((size_t)V * 8 + 64);
+    int64_t cap_pieces = (int64_t)V * 8 + 64, n_pieces = 0;
+    if (!mem->blank || !mem->content || !mem->piece_off || !mem->pieces) return MOME_ERR_NOMEM;
     /* one pass over the vocabulary: whitespace-only tokens (left out of the
      * pool) and tokens with a letter or digit (the wording check's); special
      * tokens have no text here and are neither */
     for (int v = 0; v < V; v++) {
         char piece[64];
+        mem->piece_off[v + 1] = (int32_t)n_pieces;
         int n = mome_token_to_piece(m, v, piece, sizeof piece, 0);
         if (n <= 0 || n > (int)sizeof piece) continue;
         int blank = 1, alnum = 0;
@@ -104,6 +117,17 @@ int mem_bind_model(mome_memory *mem, const mome_model *m) {
         }
         mem->blank[v] = (uint8_t)blank;
         mem->content[v] = (uint8_t)alnum;
+        /* its text for the subject check, ASCII lower case */
+        if (n_pieces + n > cap_pieces) {
+            cap_pieces = 2 * cap_pieces + n;
+            if (grow((void **)&mem->pieces, cap_pieces, 1)) return MOME_ERR_NOMEM;
+        }
+        for (int i = 0; i < n; i++) {
+            const char ch = piece[i];
+            mem->pieces[n_pieces + i] = ch >= 'A' && ch <= 'Z' ? (char)(ch - 'A' + 'a') : ch;
+        }
+        n_pieces += n;
+        mem->piece_off[v + 1] = (int32_t)n_pieces;
     }
     return 0;
 }
@@ -133,19 +157,13 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->mix_temp = MEM_DEFAULT_MIX_TEMP;
     mem->mix_tau = NAN;
     mem->cover_tau = NAN;
+    mem->alt_last = -1;
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
     mem->mu_last = mome_calloc((size_t)C, sizeof(float));
     int rc = mem->base_name && mem->mu_pool && mem->mu_last ? mem_bind_model(mem, m) : MOME_ERR_NOMEM;
     if (rc) { mome_memory_free(mem); return rc; }
     *out = mem;
     return MOME_OK;
-}
-
-static int grow(void **p, int64_t n, size_t elem) {
-    void *q = realloc(*p, (size_t)n * elem);
-    if (!q) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory growing the memory");
-    *p = q;
-    return 0;
 }
 
 int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const int32_t *ans, int n_ans) {
@@ -158,7 +176,9 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
         if (grow((void **)&mem->kpool, nc * C, sizeof(float)) || grow((void **)&mem->klast, nc * C, sizeof(float)) ||
             grow((void **)&mem->cpool, nc * C, sizeof(float)) || grow((void **)&mem->clast, nc * C, sizeof(float)) ||
             grow((void **)&mem->n_ans, nc, sizeof(int32_t)) || grow((void **)&mem->ans_off, nc, sizeof(int64_t)) ||
-            grow((void **)&mem->n_tok, nc, sizeof(int32_t)) || grow((void **)&mem->tok_off, nc, sizeof(int64_t)))
+            grow((void **)&mem->n_tok, nc, sizeof(int32_t)) || grow((void **)&mem->tok_off, nc, sizeof(int64_t)) ||
+            grow((void **)&mem->n_alt, nc, sizeof(int32_t)) || grow((void **)&mem->alt_off, nc, sizeof(int64_t)) ||
+            grow((void **)&mem->subj_len, nc, sizeof(int32_t)) || grow((void **)&mem->subj_off, nc, sizeof(int64_t)))
             return MOME_ERR_NOMEM;
         mem->cap_facts = (int32_t)nc;
     }
@@ -184,10 +204,133 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
     mem->ans_off[f] = mem->n_ans_total;
     mem->n_tok[f] = 0;
     mem->tok_off[f] = mem->n_tok_total;
+    mem->n_alt[f] = 0;
+    mem->alt_off[f] = mem->n_alt_total;
+    mem->subj_len[f] = 0;
+    mem->subj_off[f] = mem->n_subj_total;
     memcpy(mem->ans + mem->n_ans_total, ans, (size_t)n_ans * sizeof(int32_t));
     memset(mem->val + (size_t)rows * C, 0, (size_t)(n_ans + 1) * C * sizeof(float));
     mem->n_ans_total += n_ans;
     return f;
+}
+
+int mem_add_alt_key(mome_memory *mem, int f, const float *kpool, const float *klast) {
+    const int C = mem->n_embd;
+    if (f < 0 || f >= mem->n_facts || f < mem->alt_last || mem->n_alt[f] >= MEM_MAX_ALT)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: alternative keys go to facts in order (fact %d after %d), at most %d each",
+                                f, mem->alt_last, MEM_MAX_ALT);
+    if (mem->n_alt[f] == 0) mem->alt_off[f] = mem->n_alt_total; /* f's are the last ones: f >= alt_last */
+    if (mem->n_alt_total == mem->cap_alt) {
+        const int64_t nc = mem->cap_alt ? 2 * mem->cap_alt : 64;
+        if (grow((void **)&mem->akpool, nc * C, sizeof(float)) || grow((void **)&mem->aklast, nc * C, sizeof(float)) ||
+            grow((void **)&mem->acpool, nc * C, sizeof(float)) || grow((void **)&mem->aclast, nc * C, sizeof(float)))
+            return MOME_ERR_NOMEM;
+        mem->cap_alt = nc;
+    }
+    /* kept as the file keeps them (f16), so the tuner routes as the saved memory will */
+    const size_t a = (size_t)mem->n_alt_total++;
+    for (int i = 0; i < C; i++) {
+        mem->akpool[a * C + i] = quant_f16_to_f32(quant_f32_to_f16(kpool[i]));
+        mem->aklast[a * C + i] = quant_f16_to_f32(quant_f32_to_f16(klast[i]));
+    }
+    centre_unit(mem->akpool + a * C, mem->mu_pool, mem->acpool + a * C, C);
+    centre_unit(mem->aklast + a * C, mem->mu_last, mem->aclast + a * C, C);
+    mem->n_alt[f]++;
+    mem->alt_last = f;
+    return 0;
+}
+
+/* ------------------------------------------------------- subject check */
+
+static int is_space(char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_word(char c) {
+    const unsigned char u = (unsigned char)c;
+    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') || u >= 0x80;
+}
+static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
+
+/* src (n bytes) in ASCII lower case with each run of whitespace as one
+ * space and none at either end, into dst (n bytes at most); returns the
+ * length. */
+static size_t normalise(const char *src, size_t n, char *dst) {
+    size_t k = 0;
+    int sp = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (is_space(src[i])) { sp = k > 0; continue; }
+        if (sp) { dst[k++] = ' '; sp = 0; }
+        dst[k++] = lower(src[i]);
+    }
+    return k;
+}
+
+/* 1 when the normalised text (n bytes) contains the normalised subject (ns
+ * bytes) as whole words: a word character or a hyphen on neither side. */
+static int has_subject(const char *text, size_t n, const char *subject, int32_t ns) {
+    if (ns <= 0 || (size_t)ns > n) return 0;
+    for (size_t i = 0; i + (size_t)ns <= n; i++) {
+        if (text[i] != subject[0] || memcmp(text + i, subject, (size_t)ns) != 0) continue;
+        /* a hyphen joins: "Guinea-Bissau" does not name "Guinea" */
+        const int before = i == 0 || !(is_word(text[i - 1]) || text[i - 1] == '-') || !is_word(subject[0]);
+        const int after = i + ns == n || !(is_word(text[i + ns]) || text[i + ns] == '-') || !is_word(subject[ns - 1]);
+        if (before && after) return 1;
+    }
+    return 0;
+}
+
+int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const char *question) {
+    if (f < 0 || f != mem->n_facts - 1 || mem->subj_len[f] != 0 || mem->subj_off[f] != mem->n_subj_total)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: the subject of fact %d must follow its mem_add_fact", f);
+    const size_t raw = strlen(subject);
+    char *buf = mome_malloc(raw + 1);
+    if (!buf) return MOME_ERR_NOMEM;
+    const size_t k = normalise(subject, raw, buf);
+    if (k == 0 || k > MEM_MAX_SUBJECT) { free(buf); return 0; }
+    if (mem->n_subj_total + (int64_t)k > mem->cap_subj) {
+        int64_t nc = mem->cap_subj ? 2 * mem->cap_subj : 4096;
+        while (nc < mem->n_subj_total + (int64_t)k) nc *= 2;
+        if (grow((void **)&mem->subj, nc, 1)) { free(buf); return MOME_ERR_NOMEM; }
+        mem->cap_subj = nc;
+    }
+    memcpy(mem->subj + mem->n_subj_total, buf, k);
+    free(buf);
+    mem->n_subj_total += (int64_t)k;
+    mem->subj_len[f] = (int32_t)k;
+    const mem_query q = {NULL, NULL, 0, question};
+    if (mem_subject_check(mem, f, &q) == 1) return 1;
+    mem->subj_len[f] = 0;
+    mem->n_subj_total -= (int64_t)k;
+    return 0;
+}
+
+/* Appends src (n bytes) to the normalised text t (*len bytes, *sp: a space
+ * is pending), keeping the last half when it fills. */
+static void append_norm(char *t, size_t *len, int *sp, const char *src, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (is_space(src[i])) { *sp = *len > 0; continue; }
+        if (*len + 2 > MEM_SUBJECT_TEXT) {
+            memmove(t, t + MEM_SUBJECT_TEXT / 2, *len - MEM_SUBJECT_TEXT / 2);
+            *len -= MEM_SUBJECT_TEXT / 2;
+        }
+        if (*sp) { t[(*len)++] = ' '; *sp = 0; }
+        t[(*len)++] = lower(src[i]);
+    }
+}
+
+int mem_subject_check(const mome_memory *mem, int f, const mem_query *q) {
+    if (f < 0 || f >= mem->n_facts || mem->subj_len[f] == 0 || !q) return -1;
+    char text[MEM_SUBJECT_TEXT];
+    size_t n = 0;
+    int sp = 0;
+    if (q->text) append_norm(text, &n, &sp, q->text, strlen(q->text));
+    else if (q->tokens && mem->piece_off) {
+        for (int32_t i = 0; i < q->n; i++) {
+            const int32_t t = q->tokens[i];
+            if (t >= 0 && t < mem->n_vocab)
+                append_norm(text, &n, &sp, mem->pieces + mem->piece_off[t], (size_t)(mem->piece_off[t + 1] - mem->piece_off[t]));
+        }
+    } else
+        return -1;
+    return has_subject(text, n, mem->subj + mem->subj_off[f], mem->subj_len[f]);
 }
 
 float *mem_values(const mome_memory *mem, int f) { return mem->val + (size_t)(mem->ans_off[f] + f) * mem->n_embd; }
@@ -199,6 +342,10 @@ int mem_set_centres(mome_memory *mem, const float *mu_pool, const float *mu_last
     for (int f = 0; f < mem->n_facts; f++) {
         centre_unit(mem->kpool + (size_t)f * C, mem->mu_pool, mem->cpool + (size_t)f * C, C);
         centre_unit(mem->klast + (size_t)f * C, mem->mu_last, mem->clast + (size_t)f * C, C);
+    }
+    for (int64_t a = 0; a < mem->n_alt_total; a++) {
+        centre_unit(mem->akpool + (size_t)a * C, mem->mu_pool, mem->acpool + (size_t)a * C, C);
+        centre_unit(mem->aklast + (size_t)a * C, mem->mu_last, mem->aclast + (size_t)a * C, C);
     }
     return MOME_OK;
 }
@@ -293,7 +440,11 @@ int mem_best_k(const mome_memory *mem, const float *pool, const float *last, int
     const float w = mem->w_pool;
     int n = 0;
     for (int f = 0; f < mem->n_facts && k > 0; f++) {
-        const float s = w * dot(qp, mem->cpool + (size_t)f * C, C) + (1.0f - w) * dot(ql, mem->clast + (size_t)f * C, C);
+        float s = w * dot(qp, mem->cpool + (size_t)f * C, C) + (1.0f - w) * dot(ql, mem->clast + (size_t)f * C, C);
+        for (int64_t a = mem->alt_off[f], e = a + mem->n_alt[f]; a < e; a++) {
+            const float sa = w * dot(qp, mem->acpool + (size_t)a * C, C) + (1.0f - w) * dot(ql, mem->aclast + (size_t)a * C, C);
+            if (sa > s) s = sa;
+        }
         if (!(s >= -INFINITY)) continue; /* NaN */
         /* insertion before the first kept score it reaches: ties go to the later fact */
         int at = 0;
@@ -323,7 +474,7 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
 }
 
 int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
-                   mem_mix *mix, int32_t *best, float *best_score, float *best_gate, float *best_cover) {
+                   mem_mix *mix, mem_cand *cand) {
     int32_t idx[MEM_MAX_K];
     float sc[MEM_MAX_K];
     const int k = mem->top_k < 1 ? 1 : mem->top_k > MEM_MAX_K ? MEM_MAX_K : mem->top_k;
@@ -332,10 +483,8 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     float *cs = q + 2 * (size_t)mem->n_embd;
     const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
-    if (best) *best = n > 0 ? idx[0] : -1;
-    if (best_score) *best_score = n > 0 ? sc[0] : -INFINITY;
-    if (best_gate) *best_gate = g0;
-    if (best_cover) *best_cover = c0;
+    const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
+    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0};
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
     mix->n = 0;
     if (force >= 0) {
@@ -352,14 +501,14 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
             sc[n] = s;
             n++;
         }
-    } else if (n == 0 || !(sc[0] >= mem->tau && g0 >= 0.0f && c0 >= ctau))
+    } else if (n == 0 || !(sc[0] >= mem->tau && g0 >= 0.0f && c0 >= ctau && s0 != 0))
         return 0; /* the memory speaks only when its best fact is selected */
     const float tau_k = isnan(mem->mix_tau) ? mem->tau : mem->mix_tau;
     float smax = -INFINITY;
     for (int i = 0; i < n; i++) {
         const int first = force >= 0 ? idx[i] == force : i == 0;
         if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f &&
-                        (!qt || mem_cover(mem, idx[i], qt, cs) >= ctau)))
+                        (!qt || mem_cover(mem, idx[i], qt, cs) >= ctau) && mem_subject_check(mem, idx[i], qt) != 0))
             continue;
         mix->fact[mix->n] = idx[i];
         mix->e[mix->n] = sc[i];
@@ -582,7 +731,7 @@ void mem_round_f16(mome_memory *m) {
 
 static int save_file(const mome_memory *m, const char *path, int f16, const mem_ckpt_meta *meta) {
     gguf_writer *w;
-    uint16_t *h16 = NULL;
+    uint16_t *h16 = NULL, *a16 = NULL;
     int32_t *n_ans = NULL;
     int rc = gguf_writer_init(&w);
     if (rc) return rc;
@@ -611,6 +760,11 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     if (n) memcpy(n_ans, m->n_ans, (size_t)n * sizeof(int32_t));
     CK(gguf_writer_add_arr(w, "mome.n_answer", GGUF_TYPE_INT32, n_ans, (uint64_t)n));
     CK(gguf_writer_add_arr(w, "mome.answer_tokens", GGUF_TYPE_INT32, m->ans ? m->ans : n_ans, (uint64_t)m->n_ans_total));
+    if (m->n_alt_total > 0) CK(gguf_writer_add_arr(w, "mome.n_alt_keys", GGUF_TYPE_INT32, m->n_alt, (uint64_t)n));
+    if (m->n_subj_total > 0) {
+        CK(gguf_writer_add_arr(w, "mome.subject_len", GGUF_TYPE_INT32, m->subj_len, (uint64_t)n));
+        CK(gguf_writer_add_arr(w, "mome.subject_text", GGUF_TYPE_UINT8, m->subj, (uint64_t)m->n_subj_total));
+    }
     if (cover) {
         CK(gguf_writer_add_f32(w, "mome.cover_tau", m->cover_tau));
         CK(gguf_writer_add_arr(w, "mome.n_question_tokens", GGUF_TYPE_INT32, m->n_tok, (uint64_t)n));
@@ -652,6 +806,17 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         } else
             TENSOR("mem.values", C, R, m->val, MOME_DTYPE_F32, (size_t)(C * R) * 4);
     }
+    if (m->n_alt_total > 0) {
+        const size_t na = (size_t)(C * m->n_alt_total);
+        a16 = malloc(2 * na * sizeof(uint16_t));
+        if (!a16) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto done; }
+        for (size_t i = 0; i < na; i++) {
+            a16[i] = quant_f32_to_f16(m->akpool[i]);
+            a16[na + i] = quant_f32_to_f16(m->aklast[i]);
+        }
+        TENSOR("mem.alt_key_pool", C, m->n_alt_total, a16, MOME_DTYPE_F16, na * 2);
+        TENSOR("mem.alt_key_last", C, m->n_alt_total, a16 + na, MOME_DTYPE_F16, na * 2);
+    }
     if (cover && m->n_tok_total > 0)
         TENSOR("mem.question_tokens", C, m->n_tok_total, m->ktok, MOME_DTYPE_F16, (size_t)(C * m->n_tok_total) * 2);
     if (meta && meta->adam && meta->n_adam_rows > 0)
@@ -661,6 +826,7 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
 done:
     gguf_writer_free(w);
     free(h16);
+    free(a16);
     free(n_ans);
     return rc;
 #undef CK
@@ -743,12 +909,73 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
     return mem_update_tok_centre(m);
 }
 
+/* The alternative keys, when the file has them: the count per fact (checked
+ * before anything is sized by it) into *n_of (nf), the pool keys then the
+ * last keys into *keys (2 * *total rows of C); none: NULLs and 0. */
+static int load_alt_keys(const gguf_file *f, int C, uint32_t nf, int32_t **n_of, float **keys, int64_t *total) {
+    *n_of = NULL; *keys = NULL; *total = 0;
+    const gguf_kv *kv;
+    const int r = gguf_get_arr(f, "mome.n_alt_keys", GGUF_TYPE_INT32, &kv);
+    if (r == 0) return 0;
+    if (r < 0 || kv->n != nf)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_alt_keys is mistyped or not one per fact (%u)", f->path, nf);
+    if (!(*n_of = mome_malloc((size_t)nf * sizeof(int32_t)))) return MOME_ERR_NOMEM;
+    memcpy(*n_of, kv->data, (size_t)nf * sizeof(int32_t));
+    int64_t tot = 0;
+    for (uint32_t i = 0; i < nf; i++) {
+        if ((*n_of)[i] < 0 || (*n_of)[i] > MEM_MAX_ALT)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %u has %d alternative keys (0..%d)", f->path, i, (*n_of)[i],
+                                    MEM_MAX_ALT);
+        tot += (*n_of)[i];
+    }
+    if (tot == 0) return 0;
+    if (!(*keys = mome_malloc((size_t)(2 * tot) * C * sizeof(float)))) return MOME_ERR_NOMEM;
+    int rc = read_tensor(f, "mem.alt_key_pool", C, tot, 1, *keys);
+    if (!rc) rc = read_tensor(f, "mem.alt_key_last", C, tot, 1, *keys + (size_t)tot * C);
+    if (!rc) *total = tot;
+    return rc;
+}
+
+/* The subjects, when the file has them: a length per fact (checked first)
+ * and the text, stored as mem_set_fact_subject left it. */
+static int load_subjects(const gguf_file *f, mome_memory *m) {
+    const gguf_kv *kl, *kt;
+    const int r = gguf_get_arr(f, "mome.subject_len", GGUF_TYPE_INT32, &kl);
+    if (r == 0) return 0;
+    if (r < 0 || kl->n != (uint64_t)m->n_facts || gguf_get_arr(f, "mome.subject_text", GGUF_TYPE_UINT8, &kt) != 1)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.subject_len / mome.subject_text missing, mistyped or not one per fact (%d)",
+                                f->path, m->n_facts);
+    uint64_t tot = 0;
+    for (int i = 0; i < m->n_facts; i++) {
+        int32_t k;
+        memcpy(&k, kl->data + 4 * (size_t)i, 4);
+        if (k < 0 || k > MEM_MAX_SUBJECT)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %d has a subject of %d bytes (0..%d)", f->path, i, k, MEM_MAX_SUBJECT);
+        tot += (uint64_t)k;
+    }
+    if (tot != kt->n)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.subject_text has %llu bytes, the subject lengths add up to %llu",
+                                f->path, (unsigned long long)kt->n, (unsigned long long)tot);
+    if (!(m->subj = mome_malloc(tot ? (size_t)tot : 1))) return MOME_ERR_NOMEM;
+    memcpy(m->subj, kt->data, (size_t)tot);
+    m->cap_subj = m->n_subj_total = (int64_t)tot;
+    int64_t off = 0;
+    for (int i = 0; i < m->n_facts; i++) {
+        memcpy(&m->subj_len[i], kl->data + 4 * (size_t)i, 4);
+        m->subj_off[i] = off;
+        off += m->subj_len[i];
+    }
+    return 0;
+}
+
 static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out) {
     *out = NULL;
     const char *path = f->path;
     int rc;
     mome_memory *m = calloc(1, sizeof *m);
-    float *kp = NULL, *kl = NULL, *val = NULL;
+    float *kp = NULL, *kl = NULL, *val = NULL, *alt = NULL;
+    int32_t *alt_n = NULL;
+    int64_t n_alt = 0, alt_at = 0;
     if (!m) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     gguf_str s;
     uint32_t ver = 0, nf = 0;
@@ -796,6 +1023,7 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     m->mix_temp = MEM_DEFAULT_MIX_TEMP;
     m->mix_tau = NAN;
     m->cover_tau = NAN;
+    m->alt_last = -1;
     int has_mix = ver == MEM_VERSION_MIX;
     if (ver == MEM_VERSION_COVER) {
         int32_t k;
@@ -904,6 +1132,8 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
         if (read_tensor(f, "mem.key_pool", C, nf, 0, kp) || read_tensor(f, "mem.key_last", C, nf, 0, kl) ||
             read_tensor(f, "mem.values", C, (int64_t)R, 1, val))
             goto fail;
+        if ((rc = load_alt_keys(f, C, nf, &alt_n, &alt, &n_alt))) goto fail;
+        rc = MOME_ERR_FORMAT;
     }
     for (uint32_t i = 0; i < nf; i++) {
         int32_t k;
@@ -919,14 +1149,17 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
         int fi = mem_add_fact(m, kp + (size_t)i * C, kl + (size_t)i * C, ans, k);
         if (fi < 0) goto fail;
         memcpy(mem_values(m, fi), val + (size_t)(off + i) * C, (size_t)(k + 1) * C * sizeof(float));
+        for (int32_t j = 0; alt && j < alt_n[i]; j++, alt_at++)
+            if (mem_add_alt_key(m, fi, alt + (size_t)alt_at * C, alt + (size_t)(n_alt + alt_at) * C)) goto fail;
     }
+    if (nf > 0 && load_subjects(f, m)) goto fail;
     if (ver == MEM_VERSION_COVER && nf > 0 && load_cover(f, m)) goto fail;
     m->n_frozen = m->n_facts;
-    free(kp); free(kl); free(val);
+    free(kp); free(kl); free(val); free(alt); free(alt_n);
     *out = m;
     return MOME_OK;
 fail:
-    free(kp); free(kl); free(val);
+    free(kp); free(kl); free(val); free(alt); free(alt_n);
     mome_memory_free(m);
     return rc ? rc : MOME_ERR;
 }
@@ -1046,6 +1279,8 @@ void mome_memory_free(mome_memory *m) {
     free(m->clast); free(m->n_ans); free(m->ans_off); free(m->ans); free(m->val); free(m->blank);
     free(m->gate_w); free(m->gate_bias); free(m->gneg);
     free(m->mu_tok); free(m->n_tok); free(m->tok_off); free(m->ktok); free(m->content);
+    free(m->n_alt); free(m->alt_off); free(m->akpool); free(m->aklast); free(m->acpool); free(m->aclast);
+    free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces);
     free(m);
 }
 

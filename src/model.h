@@ -10,6 +10,7 @@
 #define MOME_MODEL_H
 
 #include "gguf.h"
+#include "memory.h"
 #include "mome.h"
 #include "quant.h"
 #include "tokenizer.h"
@@ -125,10 +126,7 @@ struct mome_ctx {
     int mem_route_off;   /* compute the keys but select nothing (tuning's base pass) */
     int32_t dec_pos;     /* the last decision row (-1: none in the last decode) */
     int32_t dec_fact;    /* the fact selected there (-1: none) */
-    float dec_score;
-    float dec_gate;      /* the relation gate's value there for dec_best (+inf: no gate) */
-    float dec_cover;     /* the wording check's cover there for dec_best (+inf: none) */
-    int32_t dec_best;    /* the best fact by key score, selected or not */
+    mem_cand dec_cand;   /* the best fact by key score there, selected or not, and its checks */
     float *dec_keys;     /* (2C) if set: the pool and last keys of the last decision row */
     int32_t *tokens;     /* (n_ctx) the tokens in the cache */
     struct fwd_row *rows; /* (n_batch) the rows of a forward pass using this context's buffers */

@@ -16,6 +16,10 @@
  * file while a one-fact memory stays version 2. The wording check (--cover):
  * its kept tokens, centre and cover against brute force, the selection it
  * decides, its version-4 round trip and a bad token count refused.
+ * Alternative keys: the best over a fact's keys against brute force, their
+ * limits, round trip and a bad count refused. The subject check: whole
+ * words, case and spaces aside, through text and tokens alike; the
+ * selection it silences; round trip; bad lengths refused.
  */
 #include <math.h>
 #include <unistd.h>
@@ -359,7 +363,7 @@ static void test_gate(void) {
     REQUIRE(mem_gate_fit(e, pos, pf, 40, 0.25f) == 0 && e->gate_w, "fit");
     REQUIRE(mome_decode(b, ids, n, 0, 0) == 0, "decode");
     mome_ctx_memory_decision(b, NULL, &fact, NULL);
-    CHECK(fact == -1 && b->dec_gate < 0, "the gate rejects the question (fact %d, gate %f)", fact, b->dec_gate);
+    CHECK(fact == -1 && b->dec_cand.gate < 0, "the gate rejects the question (fact %d, gate %f)", fact, b->dec_cand.gate);
     CHECK(memcmp(mome_get_logits(a, -1), mome_get_logits(b, -1), sizeof(float) * (size_t)V) == 0,
           "a rejected question's logits are bit-identical");
     /* save / load keeps the gate and its negatives */
@@ -560,28 +564,27 @@ static void test_mix_select(void) {
           "the 3 best are the first 3 of the order");
     /* the rule: k = 1 selects the best alone at tau */
     mem_mix mx;
-    int32_t best;
-    float bs, bg;
+    mem_cand cd;
     mome_memory_set_routing(mem, sc[0] - 1e-3f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &best, &bs, &bg, NULL) == 1 && mx.fact[0] == idx[0] && mx.e[0] == 1.0f &&
-              best == idx[0] && bs == sc[0] && isinf(bg),
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && mx.fact[0] == idx[0] && mx.e[0] == 1.0f &&
+              cd.best == idx[0] && cd.score == sc[0] && isinf(cd.gate),
           "k = 1: the best fact, weight 1");
     mome_memory_set_routing(mem, sc[0] + 1e-3f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &best, &bs, NULL, NULL) == 0 && best == idx[0], "below tau: silent");
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 0 && cd.best == idx[0], "below tau: silent");
     /* k = 4: partners at tau join; the memory still speaks only when the best is selected */
     mome_memory_set_mix(mem, 4, 0.1f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 0, "k = 4, best below tau: silent");
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL) == 0, "k = 4, best below tau: silent");
     mome_memory_set_routing(mem, sc[2] - 1e-4f, NAN);
-    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 3 && mx.fact[0] == idx[0] &&
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL) == 3 && mx.fact[0] == idx[0] &&
               mx.fact[1] == idx[1] && mx.fact[2] == idx[2],
           "k = 4, tau between the 3rd and 4th scores: 3 facts (%d)", mx.n);
     CHECK(mx.e[0] == 1.0f && fabsf(mx.e[1] - expf((sc[1] - sc[0]) / 0.1f)) < 1e-6f, "weights exp((s_i - s_max) / T)");
     mome_memory_set_mix(mem, 4, 0.1f, -1.0f);
-    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 4 && mx.fact[3] == idx[3],
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, NULL) == 4 && mx.fact[3] == idx[3],
           "partner threshold -1: the 4 best");
     /* forced (the tuner): a fact outside the 4 best takes the 4th place */
     const int far = idx[NF - 1];
-    CHECK(mem_mix_select(mem, qk, qk + C, NULL, far, q, &mx, NULL, NULL, NULL, NULL) == 4 && mx.fact[3] == far &&
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, far, q, &mx, NULL) == 4 && mx.fact[3] == far &&
               mx.fact[0] == idx[0] && mx.e[0] == 1.0f && mx.e[3] < mx.e[2],
           "a forced fact replaces the 4th");
     /* a mixture memory is version 3 and round trips; one fact stays version 2 */
@@ -666,7 +669,7 @@ static void test_cover(void) {
         for (int c = 0; c < C; c++) keys[c] = keys[C + c] = frand(&seed);
         int32_t ans[2] = {5, 6};
         REQUIRE(mem_add_fact(mem, keys, keys + C, ans, 2) == f, "add");
-        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1};
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL};
         REQUIRE(mem_set_fact_tokens(mem, f, &q) == 0, "tokens: %s", mome_errmsg());
         CHECK(mem->n_tok[f] == NT, "fact %d keeps %d tokens, want %d (the blank one dropped)", f, mem->n_tok[f], NT);
         for (int i = 0, k = 0; i < NT + 1; i++) {
@@ -679,7 +682,7 @@ static void test_cover(void) {
             k++;
         }
     }
-    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1}) != 0, "tokens twice for one fact are refused");
+    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1, NULL}) != 0, "tokens twice for one fact are refused");
     mem_update_tok_centre(mem);
     double err = 0;
     for (int c = 0; c < C; c++) {
@@ -692,7 +695,7 @@ static void test_cover(void) {
     /* own tokens, and a question that lacks fact 0's token 3 (a random row in its place) */
     for (int f = 0; f < NF; f++) {
         for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[(i + f) % 8];
-        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1};
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL};
         const float cv = mem_cover(mem, f, &q, scr);
         CHECK(cv > 0.999f, "fact %d: its own tokens cover it %.4f", f, cv);
     }
@@ -700,7 +703,7 @@ static void test_cover(void) {
     memcpy(other, rows, sizeof(float) * (size_t)(NT + 1) * C);
     for (int c = 0; c < C; c++) other[(size_t)4 * C + c] = 3.0f * (frand(&seed) - 0.5f);
     for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[i % 8];
-    const mem_query qo = {other, toks, NT + 1};
+    const mem_query qo = {other, toks, NT + 1, NULL};
     /* the reference over the question's content rows only */
     float *qc = malloc(sizeof(float) * (size_t)NT * C);
     for (int i = 0, k = 0; i < NT + 1; i++)
@@ -712,13 +715,13 @@ static void test_cover(void) {
     /* the selection: the same keys, the wording decides */
     float *q = malloc(sizeof(float) * MEM_SELECT_SCRATCH(C));
     mem_mix mx;
-    float bc;
-    const mem_query qs = {rows, toks, NT + 1}; /* fact 0's own rows; toks are still fact 0's */
-    CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qs, -1, q, &mx, NULL, NULL, NULL, &bc) == 1 && mx.fact[0] == 0,
-          "own wording selects fact 0 (cover %.3f)", bc);
-    CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qo, -1, q, &mx, NULL, NULL, NULL, &bc) == 0,
-          "a missing word leaves the memory silent (cover %.3f)", bc);
-    CHECK(mem_mix_select(mem, mem->kpool, mem->klast, NULL, -1, q, &mx, NULL, NULL, NULL, NULL) == 1,
+    mem_cand cd;
+    const mem_query qs = {rows, toks, NT + 1, NULL}; /* fact 0's own rows; toks are still fact 0's */
+    CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qs, -1, q, &mx, &cd) == 1 && mx.fact[0] == 0,
+          "own wording selects fact 0 (cover %.3f)", cd.cover);
+    CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qo, -1, q, &mx, &cd) == 0,
+          "a missing word leaves the memory silent (cover %.3f)", cd.cover);
+    CHECK(mem_mix_select(mem, mem->kpool, mem->klast, NULL, -1, q, &mx, NULL) == 1,
           "no tokens given: no check");
     /* save / load */
     char path[] = "/tmp/mome_test_cover_XXXXXX";
@@ -747,6 +750,206 @@ static void test_cover(void) {
     mome_model_free(m);
 }
 
+/* brute-force centred cosine in double */
+static double ref_ccos(const float *a, const float *b, const float *mu, int C) {
+    double ab = 0, aa = 0, bb = 0;
+    for (int i = 0; i < C; i++) {
+        const double x = (double)a[i] - mu[i], y = (double)b[i] - mu[i];
+        ab += x * y; aa += x * x; bb += y * y;
+    }
+    return aa > 0 && bb > 0 ? ab / sqrt(aa * bb) : 0;
+}
+
+/* Alternative keys: a fact scores the best of its own and alternative keys
+ * (brute force, also after new centres), a question asked as the
+ * alternative wording finds its fact, they are added only to the newest
+ * fact and at most MEM_MAX_ALT, they round trip (kept in f16 from the
+ * start, so bit for bit), a memory without them writes no field, and a bad
+ * count is refused. */
+static void test_alt_keys(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, NF = 5;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    uint64_t seed = 23;
+    /* keys: NF facts, 2 alternatives for fact 2 and 1 for fact 4, a question */
+    float *keys = malloc((size_t)(NF + 4) * 2 * C * sizeof(float)), *q = malloc((size_t)2 * C * sizeof(float));
+    REQUIRE(keys && q, "oom");
+    for (int i = 0; i < (NF + 4) * 2 * C; i++) keys[i] = frand(&seed);
+    const float *alt[3] = {keys + (size_t)NF * 2 * C, keys + (size_t)(NF + 1) * 2 * C, keys + (size_t)(NF + 2) * 2 * C};
+    int32_t ans[2] = {100, 200};
+    char path[] = "/tmp/mome_test_alt_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    for (int f = 0; f < NF; f++) REQUIRE(mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, ans, 2) == f, "add");
+    REQUIRE(mem_save(mem, path, 1) == 0, "save");
+    gguf_file *gf = NULL;
+    const gguf_kv *kv;
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    CHECK(gguf_get_arr(gf, "mome.n_alt_keys", GGUF_TYPE_INT32, &kv) == 0 && !gguf_find_tensor(gf, "mem.alt_key_pool"),
+          "no alternative keys: no field in the file");
+    gguf_close(gf);
+    REQUIRE(mem_add_alt_key(mem, 3, alt[0], alt[0] + C) == 0, "alt for fact 3: %s", mome_errmsg());
+    CHECK(mem_add_alt_key(mem, 2, alt[0], alt[0] + C) != 0, "alternative keys out of fact order are refused");
+    /* rebuild with the alternatives in place, added after every fact (as the tuner does) */
+    mome_memory_free(mem);
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new");
+    for (int f = 0; f < NF; f++)
+        REQUIRE(mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, ans, 2) == f, "add");
+    for (int f = 0; f < NF; f++) {
+        if (f == 2) for (int a = 0; a < 2; a++) REQUIRE(mem_add_alt_key(mem, f, alt[a], alt[a] + C) == 0, "alt: %s", mome_errmsg());
+        if (f == 4) {
+            REQUIRE(mem_add_alt_key(mem, f, alt[2], alt[2] + C) == 0, "alt");
+            for (int a = 1; a < MEM_MAX_ALT; a++) REQUIRE(mem_add_alt_key(mem, f, alt[2], alt[2] + C) == 0, "alt");
+            CHECK(mem_add_alt_key(mem, f, alt[2], alt[2] + C) != 0, "more than %d alternative keys are refused", MEM_MAX_ALT);
+        }
+    }
+    CHECK(mem->n_alt_total == 2 + MEM_MAX_ALT && mem->n_alt[2] == 2 && mem->n_alt[4] == MEM_MAX_ALT, "counts");
+    int ok = 1;
+    for (size_t i = 0; i < (size_t)C; i++) ok &= mem->akpool[i] == quant_f16_to_f32(quant_f32_to_f16(alt[0][i]));
+    CHECK(ok, "alternative keys are kept as f16 values");
+    /* brute force: every fact's score is the best over its keys, for a question near alt[1] and after new centres */
+    float *qk = keys + (size_t)(NF + 3) * 2 * C;
+    for (int round = 0; round < 2; round++) {
+        if (round == 1) {
+            float *mu = malloc((size_t)2 * C * sizeof(float));
+            REQUIRE(mu, "oom");
+            for (int i = 0; i < 2 * C; i++) mu[i] = 0.3f * frand(&seed);
+            REQUIRE(mem_set_centres(mem, mu, mu + C) == 0, "centres");
+            free(mu);
+        }
+        for (int i = 0; i < 2 * C; i++) qk[i] = alt[1][i] + 0.2f * keys[(size_t)3 * 2 * C + i];
+        int32_t idx[MEM_MAX_K];
+        float sc[MEM_MAX_K];
+        REQUIRE(mem_best_k(mem, qk, qk + C, NF, q, idx, sc) == NF, "all facts");
+        double worst = 0;
+        for (int i = 0; i < NF; i++) {
+            const int f = idx[i];
+            const float *kp = mem->kpool + (size_t)f * C, *kl = mem->klast + (size_t)f * C;
+            double best = 0.7 * ref_ccos(qk, kp, mem->mu_pool, C) + 0.3 * ref_ccos(qk + C, kl, mem->mu_last, C);
+            for (int64_t a = mem->alt_off[f]; a < mem->alt_off[f] + mem->n_alt[f]; a++) {
+                const double s = 0.7 * ref_ccos(qk, mem->akpool + (size_t)a * C, mem->mu_pool, C) +
+                                 0.3 * ref_ccos(qk + C, mem->aklast + (size_t)a * C, mem->mu_last, C);
+                if (s > best) best = s;
+            }
+            if (fabs(best - sc[i]) > worst) worst = fabs(best - sc[i]);
+        }
+        CHECK(worst < 1e-5, "round %d: scores are the best over each fact's keys (max error %.2e)", round, worst);
+        CHECK(idx[0] == 2 && sc[0] > 0.9f, "round %d: a question near fact 2's alternative wording finds fact 2 (%d, %.3f)",
+              round, idx[0], sc[0]);
+    }
+    /* round trip */
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->n_alt_total == mem->n_alt_total && !memcmp(l->n_alt, mem->n_alt, NF * sizeof(int32_t)) &&
+              !memcmp(l->akpool, mem->akpool, sizeof(float) * (size_t)C * mem->n_alt_total) &&
+              !memcmp(l->aklast, mem->aklast, sizeof(float) * (size_t)C * mem->n_alt_total),
+          "alternative keys round trip bit for bit");
+    float s1, s2;
+    CHECK(mem_best(l, qk, qk + C, q, &s1) == mem_best(mem, qk, qk + C, q, &s2) && s1 == s2, "the loaded memory scores alike");
+    mome_memory_free(l);
+    REQUIRE(patch_key(path, "mome.n_alt_keys", MEM_MAX_ALT + 1) == 0, "patch");
+    l = NULL;
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "alternative keys"),
+          "a fact with %d alternative keys is refused: '%s'", MEM_MAX_ALT + 1, mome_errmsg());
+    mome_memory_free(l);
+    unlink(path);
+    free(keys);
+    free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
+/* The subject check: subjects are kept normalised and only when the
+ * question names them; a question passes when its text (given, or its
+ * tokens' text) names the subject as whole words, whatever its ASCII case and
+ * spacing; the selection stays silent when the best fact's subject is not
+ * named; subjects round trip and a bad length is refused. */
+static void test_subject(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    uint64_t seed = 5;
+    float *keys = malloc((size_t)3 * 2 * C * sizeof(float)), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    REQUIRE(keys && q, "oom");
+    for (int i = 0; i < 3 * 2 * C; i++) keys[i] = frand(&seed);
+    int32_t ans[2] = {100, 200};
+    REQUIRE(mem_add_fact(mem, keys, keys + C, ans, 2) == 0, "add");
+    CHECK(mem_set_fact_subject(mem, 0, "United  States", "What is the code of Canada?") == 0 && mem->subj_len[0] == 0 &&
+              mem->n_subj_total == 0,
+          "a subject the question does not name is not kept");
+    CHECK(mem_set_fact_subject(mem, 0, " United  States ", "What is the ISO code of United States?") == 1 &&
+              mem->subj_len[0] == 13 && !memcmp(mem->subj, "united states", 13),
+          "kept normalised: '%.*s'", mem->subj_len[0], mem->subj);
+    REQUIRE(mem_add_fact(mem, keys + 2 * C, keys + 3 * C, ans, 2) == 1, "add");
+    CHECK(mem_set_fact_subject(mem, 0, "X", "X?") < 0, "a subject for an older fact is refused");
+    struct { const char *q; int want; } cases[] = {
+        {"What is the ISO code of United States?", 1},
+        {"what is the iso code of united states", 1},
+        {"WHAT  IS THE ISO CODE OF   UNITED\tSTATES ?", 1},
+        {"United States's code?", 1},
+        {"What is the code of the United Statesman?", 0},
+        {"What is the code of Reunited States?", 0},
+        {"What is the code of United States-Mexico?", 0},
+        {"What is the code of (United States)?", 1},
+        {"What is the code of Germany?", 0},
+        {"What is the code of United Kingdom?", 0},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        const mem_query qt = {NULL, NULL, 0, cases[i].q};
+        CHECK(mem_subject_check(mem, 0, &qt) == cases[i].want, "text '%s': %d", cases[i].q, cases[i].want);
+        /* the same through the question's tokens, as the engine reads it */
+        int32_t *ids = NULL;
+        const int n = mome_tokenize_alloc(m, cases[i].q, 0, 0, &ids);
+        REQUIRE(n > 0, "tokenize");
+        const mem_query qk = {NULL, ids, n, NULL};
+        CHECK(mem_subject_check(mem, 0, &qk) == cases[i].want, "tokens of '%s': %d", cases[i].q, cases[i].want);
+        free(ids);
+    }
+    const mem_query none = {NULL, NULL, 0, "anything"};
+    CHECK(mem_subject_check(mem, 1, &none) == -1, "a fact without a subject is not checked");
+    /* the selection: fact 0's own keys, asked with and without its subject */
+    mome_memory_set_routing(mem, 0.5f, NAN);
+    mem_mix mx;
+    mem_cand cd;
+    const mem_query yes = {NULL, NULL, 0, cases[1].q}, no = {NULL, NULL, 0, cases[6].q};
+    CHECK(mem_mix_select(mem, keys, keys + C, &yes, -1, q, &mx, &cd) == 1 && mx.fact[0] == 0 && cd.subject == 1,
+          "named: selected");
+    CHECK(mem_mix_select(mem, keys, keys + C, &no, -1, q, &mx, &cd) == 0 && cd.best == 0 && cd.subject == 0 && cd.score > 0.99f,
+          "not named: silent though the keys match (best %d, subject %d)", cd.best, cd.subject);
+    CHECK(mem_mix_select(mem, keys, keys + C, NULL, -1, q, &mx, &cd) == 1 && cd.subject == -1, "no question text: no check");
+    CHECK(mem_mix_select(mem, keys, keys + C, &no, 0, q, &mx, NULL) == 1 && mx.fact[0] == 0, "a forced fact is in regardless");
+    /* round trip */
+    char path[] = "/tmp/mome_test_subject_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->n_subj_total == 13 && l->subj_len[0] == 13 && l->subj_len[1] == 0 && !memcmp(l->subj, "united states", 13) &&
+              mem_subject_check(l, 0, &yes) == 1 && mem_subject_check(l, 0, &no) == 0,
+          "subjects round trip");
+    mome_memory_free(l);
+    REQUIRE(patch_key(path, "mome.subject_len", MEM_MAX_SUBJECT + 1) == 0, "patch");
+    l = NULL;
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "subject"),
+          "a subject of %d bytes is refused: '%s'", MEM_MAX_SUBJECT + 1, mome_errmsg());
+    REQUIRE(patch_key(path, "mome.subject_len", 12) == 0, "patch");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "add up"),
+          "lengths that do not add up to the text are refused: '%s'", mome_errmsg());
+    unlink(path);
+    free(keys);
+    free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_routing_states);
     RUN(test_mix_row_grad);
@@ -756,5 +959,7 @@ int main(void) {
     RUN(test_gate);
     RUN(test_checkpoint);
     RUN(test_cover);
+    RUN(test_alt_keys);
+    RUN(test_subject);
     return test_summary();
 }

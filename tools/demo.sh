@@ -10,7 +10,8 @@ MODEL=${MOME_MODELS:-models}/SmolLM2-135M-Instruct.Q4_1.gguf
 OUT=build/demo
 TEXT=/usr/share/common-licenses/GPL-3
 mkdir -p "$OUT"
-python3 tools/make_demo_facts.py --kind alpha3 --limit "${DEMO_FACTS:-100}" --out "$OUT/countries.jsonl"
+python3 tools/make_demo_facts.py --kind alpha3 --limit "${DEMO_FACTS:-100}" --out "$OUT/countries.jsonl" \
+    --neighbors "$OUT/neighbors.jsonl"
 N=$(wc -l <"$OUT/countries.jsonl")
 echo "== $N facts from /usr/share/iso-codes/json/iso_3166-1.json, e.g.:"
 head -2 "$OUT/countries.jsonl"
@@ -19,15 +20,26 @@ echo "== 1. the base model, without memory"
 $MOME eval -m "$MODEL" --facts "$OUT/countries.jsonl" --max-new 24 --text "$TEXT" --text-bytes 16384 | tee "$OUT/before.txt"
 echo
 echo "== 2. memory tuning (writes $OUT/countries.mome)"
-$MOME tune -m "$MODEL" --facts "$OUT/countries.jsonl" -o "$OUT/countries.mome"
+# Every question here shares one template, so the memory checks the words of
+# the question (--cover 0.2) and, with that check deciding, accepts low key
+# scores (--route-threshold 0.2): README, 'Asking in your own words'.
+$MOME tune -m "$MODEL" --facts "$OUT/countries.jsonl" -o "$OUT/countries.mome" --cover 0.2 --route-threshold 0.2
 ls -l "$OUT/countries.mome"
 echo
-echo "== 3. the same model with the memory"
-$MOME eval -m "$MODEL" --memory "$OUT/countries.mome" --facts "$OUT/countries.jsonl" --max-new 24 --text "$TEXT" --text-bytes 16384 | tee "$OUT/after.txt"
+echo "== 3. the same model with the memory: the questions as trained, behind system prompts and after an"
+echo "   exchange, in lower case, with extra spaces, without the question mark, reworded, and $(wc -l <"$OUT/neighbors.jsonl")"
+echo "   questions it must leave alone (other countries, the same countries' capitals and numeric codes, unrelated)"
+$MOME eval -m "$MODEL" --memory "$OUT/countries.mome" --facts "$OUT/countries.jsonl" --neighbors "$OUT/neighbors.jsonl" \
+    --max-new 24 --text "$TEXT" --text-bytes 16384 --outputs "$OUT/answers.jsonl" | tee "$OUT/after.txt"
+echo "(every answer: $OUT/answers.jsonl)"
 echo
 Q=$(head -1 "$OUT/countries.jsonl" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["question"])')
 echo "== 4. ask: $Q"
 printf 'without memory: '; $MOME run -m "$MODEL" --chat --temp 0 -n 40 -p "$Q" 2>/dev/null
 printf 'with memory:    '; $MOME run -m "$MODEL" --memory "$OUT/countries.mome" --chat --temp 0 -n 40 -p "$Q" 2>/dev/null
-echo "== and an unrelated question, with memory:"
+QL=$(printf '%s' "$Q" | tr 'A-Z' 'a-z')
+printf 'lower case, behind a system prompt: '
+$MOME run -m "$MODEL" --memory "$OUT/countries.mome" --chat --temp 0 -n 40 --system "You are a helpful assistant." -p "$QL" 2>/dev/null
+echo "== and unrelated questions, with memory:"
+$MOME run -m "$MODEL" --memory "$OUT/countries.mome" --chat --temp 0 -n 40 -p "What is the capital of $(head -1 "$OUT/countries.jsonl" | python3 -c 'import json,sys; print(json.loads(sys.stdin.read())["subject"])')?" 2>/dev/null
 $MOME run -m "$MODEL" --memory "$OUT/countries.mome" --chat --temp 0 -n 40 -p "What is the capital of France?" 2>/dev/null

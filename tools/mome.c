@@ -458,13 +458,14 @@ static int cmd_run(int argc, char **argv) {
     if (o.verbose && mome_ctx_memory_decision(c, &dpos, &dfact, &dscore)) {
         int32_t best;
         float gate, cover;
-        mome_ctx_memory_candidate(c, &best, &gate, &cover);
+        int subject;
+        mome_ctx_memory_candidate(c, &best, &gate, &cover, &subject);
         int32_t mf[64];
         float mw[64];
         const int nmix = mome_ctx_memory_mixture(c, mf, mw, 64);
         if (dfact >= 0) {
-            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f, cover %.3f)",
-                    dpos, dfact, dscore, gate, cover);
+            fprintf(stderr, "mome: memory: question at token %d selects fact %d (score %.3f, relation gate %+.2f, cover %.3f%s)",
+                    dpos, dfact, dscore, gate, cover, subject == 1 ? ", subject named" : "");
             if (nmix > 1) {
                 fprintf(stderr, " mixed with %d more:", nmix - 1);
                 for (int i = 0; i < nmix; i++) fprintf(stderr, "%s fact %d weight %.3f", i ? "," : "", mf[i], mw[i]);
@@ -473,8 +474,9 @@ static int cmd_run(int argc, char **argv) {
         } else
             fprintf(stderr,
                     "mome: memory: question at token %d selects no fact (best fact %d: score %.3f, relation gate %+.2f, "
-                    "cover %.3f; selected needs the score at the threshold, the gate >= 0 and the cover at its threshold)\n",
-                    dpos, best, dscore, gate, cover);
+                    "cover %.3f, subject %s; selected needs the score at the threshold, the gate >= 0, the cover at its "
+                    "threshold and the fact's subject named)\n",
+                    dpos, best, dscore, gate, cover, subject == 1 ? "named" : subject == 0 ? "not named" : "none kept");
     }
     int gen = generate(m, c, s, o.n_predict, o.ignore_eos, NULL, NULL);
     double t2 = mome_time_s();
@@ -782,6 +784,10 @@ static int cmd_tune(int argc, char **argv) {
                    "                         verified facts whose partners changed are verified again\n"
                    "  --augment N            extra contexts per fact the tuner makes itself (system\n"
                    "                         prompts, an earlier exchange, lower case), 0..6 (default 2)\n"
+                   "  --alt-keys N           keys of generated wordings a fact is also found by: 1 its\n"
+                   "                         question in lower case (default), 0 none\n"
+                   "  --subject-check 0|1    a fact that names its \"subject\" answers only questions that\n"
+                   "                         name it too (case and spaces aside; default 1)\n"
                    "  --gate-questions N     a relation gate: the tuner asks N other questions about each\n"
                    "                         fact's \"subject\" and the memory learns to stay silent on\n"
                    "                         such questions, at some cost in rewordings found (measured\n"
@@ -830,6 +836,8 @@ static int cmd_tune(int argc, char **argv) {
             else if (!strcmp(v, "all")) p.top_k_train_all = 1;
             else die("tune: --top-k-train expects own or all, got '%s'", v);
         } else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
+        else if (arg_is(&a, "--alt-keys", NULL)) p.alt_keys = (int)arg_long(&a, 0, 1);
+        else if (arg_is(&a, "--subject-check", NULL)) p.subject_check = (int)arg_long(&a, 0, 1);
         else if (arg_is(&a, "--gate-questions", NULL)) p.gate_questions = (int)arg_long(&a, 0, 16);
         else if (arg_is(&a, "--gate-margin", NULL)) p.gate_margin = (float)arg_double(&a, 0, 100);
         else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);

@@ -3,8 +3,9 @@
 # one-line errors, the --json fields (each in [0,1], locality -1 without a
 # memory), the --outputs file (valid JSON lines, one per question asked), and
 # locality with a tuned memory: unrelated neighbour questions answered byte
-# for byte as without it. Needs the default model (SmolLM2); the model parts
-# are skipped when it is absent.
+# for byte as without it; the subject check leaves other subjects' questions
+# to the model and the lower-case keys find lower-case questions. Needs the
+# default model (SmolLM2); the model parts are skipped when it is absent.
 set -u
 . tests/cli_common.sh
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
@@ -123,7 +124,7 @@ assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
 # every question asked with the memory carries its decision; a recalled fact was its own
 for o in n:
     r = o["route"]
-    assert set(r) == {"best", "score", "gate", "cover", "fact"} and r["cover"] is None
+    assert set(r) == {"best", "score", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
     if o["kind"] == "recall":
         assert r["best"] == o["fact"] and r["fact"] == o["fact"] and r["score"] > 0.5, o
     if o["kind"] == "neighbor" and r["fact"] is None:
@@ -142,5 +143,39 @@ EOF
         ok "--parallel 16 (batched) and --parallel 1 give identical answers and measures ($(wc -l <"$tmp/p1.jsonl") questions)"
     else bad "--parallel: batched and one-at-a-time differ: $(diff "$tmp/p1" "$tmp/p16" | head -3)"; fi
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
+
+# the subject check and the lower-case keys: facts that name their subject,
+# asked about other countries in the same words (left to the model) and in
+# lower case (answered); without the check the same memory answers the
+# other countries with a tuned country's code
+C=tests/data/facts/countries_subject.jsonl; O=tests/data/facts/countries_other.jsonl
+for chk in 1 0; do
+    if ! $MOME tune -m "$MODEL" --facts $C -o "$tmp/c$chk.mome" -t 2 --route-threshold 0.2 --subject-check $chk 2>"$tmp/log"; then
+        bad "tune --subject-check $chk: $(tail -2 "$tmp/log")"; continue
+    fi
+    $MOME eval -m "$MODEL" --memory "$tmp/c$chk.mome" --facts $C --no-context -t 2 --neighbors $O \
+        --outputs "$tmp/c$chk.jsonl" --json >"$tmp/j$chk" 2>"$tmp/e" || bad "eval --subject-check $chk: $(tail -1 "$tmp/e")"
+done
+if [ -n "$PY" ] && [ -s "$tmp/c1.jsonl" ] && [ -s "$tmp/c0.jsonl" ]; then
+    if out=$($PY - "$tmp/c1.jsonl" "$tmp/c0.jsonl" "$tmp/j1" <<'EOF'
+import json, sys
+on = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+off = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+j = json.loads(open(sys.argv[3]).read())
+nb_on = [o for o in on if o["kind"] == "neighbor"]
+nb_off = [o for o in off if o["kind"] == "neighbor"]
+assert len(nb_on) == 4 and all(o["route"]["subject"] is False and o["route"]["fact"] is None and o["exact"] for o in nb_on), nb_on
+assert all(o["route"]["subject"] is True for o in on if o["kind"] == "recall")
+assert j["recall"] == 1 and j["variant_recall"] == 1 and j["locality"] == 1, j
+low = [o for o in on if o.get("variant") == "lower"]
+assert len(low) == 4 and all(o["exact"] and o["route"]["score"] > 0.99 for o in low), low
+assert all(o["route"]["subject"] is None for o in off)
+fired = sum(o["route"]["fact"] is not None for o in nb_off)
+assert fired > 0, "without the check no other country was answered by the memory"
+print(fired)
+EOF
+); then ok "subject check: 4 other countries left to the model (without it $out of 4 got a tuned code); lower case found by its own key"
+    else bad "subject check / lower-case keys: $out"; fi
+else sk "subject check test (python3 or the tune absent)"; fi
 
 finish
