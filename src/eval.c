@@ -365,26 +365,36 @@ static int add_route(cJSON *o, const ans_route *r) {
     return ok;
 }
 
-/* One line of the outputs file. fact < 0: null. route: the memory's
- * decision on the question asked with it (NULL or undecided: not written). */
-static int record(evalr *e, int fact, int line, const char *kind, const char *detail_key, const char *detail,
-                  const char *question, const char *system, const char *answer, const char *base, int exact,
-                  int other, const ans_route *route) {
+/* One line of the outputs file (the fields of the format above). */
+typedef struct out_line {
+    int fact;                     /* < 0: null */
+    int line;
+    const char *kind;
+    const char *detail_key;       /* "variant" / "context", or NULL */
+    const char *detail;
+    const char *question, *system;
+    const char *answer, *base;    /* base: NULL but for neighbours */
+    int exact;
+    int other;                    /* the other fact answered, < 0: none */
+    const ans_route *route;       /* the decision with the memory (NULL or undecided: not written) */
+} out_line;
+
+static int record(evalr *e, const out_line *l) {
     if (!e->out || e->mode == EVAL_COLLECT) return MOME_OK;
     cJSON *o = cJSON_CreateObject();
     if (!o) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     int ok = 1;
-    ok &= (fact >= 0 ? cJSON_AddNumberToObject(o, "fact", fact) : cJSON_AddNullToObject(o, "fact")) != NULL;
-    ok &= cJSON_AddNumberToObject(o, "line", line) != NULL;
-    ok &= cJSON_AddStringToObject(o, "kind", kind) != NULL;
-    if (detail_key) ok &= cJSON_AddStringToObject(o, detail_key, detail) != NULL;
-    ok &= add_text(o, "question", question) != NULL;
-    ok &= add_text(o, "system", system) != NULL;
-    ok &= add_text(o, "answer", answer) != NULL;
-    ok &= add_text(o, "base", base) != NULL;
-    ok &= cJSON_AddBoolToObject(o, "exact", exact) != NULL;
-    if (other >= 0) ok &= cJSON_AddNumberToObject(o, "other_fact", other) != NULL;
-    if (route && route->decided) ok &= add_route(o, route);
+    ok &= (l->fact >= 0 ? cJSON_AddNumberToObject(o, "fact", l->fact) : cJSON_AddNullToObject(o, "fact")) != NULL;
+    ok &= cJSON_AddNumberToObject(o, "line", l->line) != NULL;
+    ok &= cJSON_AddStringToObject(o, "kind", l->kind) != NULL;
+    if (l->detail_key) ok &= cJSON_AddStringToObject(o, l->detail_key, l->detail) != NULL;
+    ok &= add_text(o, "question", l->question) != NULL;
+    ok &= add_text(o, "system", l->system) != NULL;
+    ok &= add_text(o, "answer", l->answer) != NULL;
+    ok &= add_text(o, "base", l->base) != NULL;
+    ok &= cJSON_AddBoolToObject(o, "exact", l->exact) != NULL;
+    if (l->other >= 0) ok &= cJSON_AddNumberToObject(o, "other_fact", l->other) != NULL;
+    if (l->route && l->route->decided) ok &= add_route(o, l->route);
     char *s = ok ? cJSON_PrintUnformatted(o) : NULL;
     cJSON_Delete(o);
     if (!s) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
@@ -405,7 +415,9 @@ static int ask_scored(evalr *e, const fact *f, int idx, const char *kind, const 
     const int other = count_swap(e, idx, out, ex);
     (*n)++;
     *n_exact += ex;
-    rc = record(e, idx, f->line, kind, dkey, dval, question, system, out, NULL, ex, other, &rt);
+    rc = record(e, &(out_line){.fact = idx, .line = f->line, .kind = kind, .detail_key = dkey, .detail = dval,
+                               .question = question, .system = system, .answer = out, .exact = ex, .other = other,
+                               .route = &rt});
     free(out);
     return rc;
 }
@@ -423,7 +435,8 @@ static int ask_neighbor(evalr *e, int idx, int line, const char *system, const c
     int same = strcmp(with, without) == 0;
     e->r->n_neighbors++;
     e->r->n_neighbors_same += same;
-    rc = record(e, idx, line, "neighbor", NULL, NULL, question, system, with, without, same, -1, &rt);
+    rc = record(e, &(out_line){.fact = idx, .line = line, .kind = "neighbor", .question = question, .system = system,
+                               .answer = with, .base = without, .exact = same, .other = -1, .route = &rt});
     free(with);
     free(without);
     return rc;
@@ -445,7 +458,8 @@ static int eval_fact(evalr *e, const fact *f, int i, int n) {
     r->n_abstain += ab;
     r->n_hallucinated += !co && !ab;
     if (p->on_fact && e->mode != EVAL_COLLECT) p->on_fact(i, n, f->question, out, ex, co, ab, p->user);
-    rc = record(e, i, f->line, "recall", NULL, NULL, f->question, f->system, out, NULL, ex, other, &rt);
+    rc = record(e, &(out_line){.fact = i, .line = f->line, .kind = "recall", .question = f->question, .system = f->system,
+                               .answer = out, .exact = ex, .other = other, .route = &rt});
     free(out);
     if (rc) return rc;
     for (int j = 0; j < f->n_paraphrases; j++)

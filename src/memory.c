@@ -105,7 +105,7 @@ int mem_bind_model(mome_memory *mem, const mome_model *m) {
      * pool) and tokens with a letter or digit (the wording check's); special
      * tokens have no text here and are neither */
     for (int v = 0; v < V; v++) {
-        char piece[64];
+        char piece[256]; /* a longer token counts as neither and adds no text */
         mem->piece_off[v + 1] = (int32_t)n_pieces;
         int n = mome_token_to_piece(m, v, piece, sizeof piece, 0);
         if (n <= 0 || n > (int)sizeof piece) continue;
@@ -322,7 +322,8 @@ int mem_subject_check(const mome_memory *mem, int f, const mem_query *q) {
     size_t n = 0;
     int sp = 0;
     if (q->text) append_norm(text, &n, &sp, q->text, strlen(q->text));
-    else if (q->tokens && mem->piece_off) {
+    else if (q->tokens) {
+        if (!mem->piece_off) return 0; /* not bound to a model: the text cannot be read, so it names nothing */
         for (int32_t i = 0; i < q->n; i++) {
             const int32_t t = q->tokens[i];
             if (t >= 0 && t < mem->n_vocab)
