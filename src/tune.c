@@ -371,8 +371,13 @@ static int add_alt_keys(tuner *t, float *keys) {
     if (t->p->alt_keys < 1) return 0;
     char qbuf[FACTS_MAX_FIELD + 1], where[256];
     int rc = 0;
+    double last = mome_time_s();
     for (int i = 0; i < t->n && !rc; i++) {
         const fact *fa = &t->fs->v[i];
+        if (mome_time_s() - last > 0.5) {
+            last = mome_time_s();
+            progress(t, "lower-case keys", i);
+        }
         mome_chat_msg msgs[4];
         const int nm = context_msgs(fa, 3, qbuf, sizeof qbuf, msgs);
         if (strcmp(qbuf, fa->question) == 0) continue;

@@ -708,13 +708,15 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
     fmt_time(p->elapsed_s, el, sizeof el);
     fmt_time(p->eta_s, eta, sizeof eta);
     const int done = strcmp(p->phase, "done") == 0, verifying = strcmp(p->phase, "verify") == 0;
+    /* before training the count is of facts prepared, not memorized */
+    const char *counted = verifying ? "verified" : done || strcmp(p->phase, "train") == 0 ? "memorized" : "prepared";
     if (ps->tty) {
         int w = 30, fill = p->n_facts ? (int)((int64_t)w * p->n_memorized / p->n_facts) : 0;
         char bar[64];
         for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
         bar[w] = 0;
-        if (strcmp(p->phase, "prepare") == 0)
-            fprintf(stderr, "\r\033[Kpreparing [%s] %d/%d facts cached  %s", bar, p->n_memorized, p->n_facts, el);
+        if (strcmp(counted, "prepared") == 0)
+            fprintf(stderr, "\r\033[K%s [%s] %d/%d facts  %s", p->phase, bar, p->n_memorized, p->n_facts, el);
         else
             fprintf(stderr, "\r\033[K%-7s [%s] %d/%d %s  loss %.4f  %.1f facts/s  step %lld  %s  ETA %s",
                     p->phase, bar, p->n_memorized, p->n_facts, verifying ? "verified" : "memorized", p->mean_loss,
@@ -727,8 +729,7 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
         ps->last_line = now;
         ps->last_phase = p->phase;
         fprintf(stderr, "tune: %s %d/%d %s, mean loss %.4f, %.1f facts/s, step %lld, elapsed %s, ETA %s\n", p->phase,
-                p->n_memorized, p->n_facts, verifying ? "verified" : "memorized", p->mean_loss, p->facts_per_s,
-                (long long)p->step, el, eta);
+                p->n_memorized, p->n_facts, counted, p->mean_loss, p->facts_per_s, (long long)p->step, el, eta);
     }
 }
 
