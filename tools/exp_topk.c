@@ -186,7 +186,7 @@ int exp_topk(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "topk", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED);
     const char *facts_src = NULL, *ks_s = TK_KS, *modes_s = "own,all";
-    int n_facts = TK_FACTS, max_new = 24, full = 0, replot = 0, augment = 0, max_steps = TK_STEPS;
+    int n_facts = TK_FACTS, max_new = 24, full = 0, replot = 0, augment = 0, max_steps = TK_STEPS, subject_check = 0;
     double temp = 0.25, mix_tau = -1.0, max_minutes = 0;
     char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/editing/zsre_mend_train-1k.json", exp_shared_dir());
@@ -208,6 +208,9 @@ int exp_topk(int argc, char **argv) {
          "cap per tuning run in optimizer steps (default " EXP_XSTR(TK_STEPS) "; the run is reported\nas it stands: "
          "memorized = verified when it stopped)"},
         {"--max-minutes", EXP_DOUBLE, &max_minutes, "M", "also a wall-clock cap per run (default 0: none; depends on the load)"},
+        {"--subject-check", EXP_INT, &subject_check, "0|1",
+         "mome tune's subject check (default 0 here: a zsRE question names only\nits own subject, so with it every K > 1 "
+         "mixes one fact and K is not\nmeasured; 1 = the tuner's default, to see that)"},
         {"--full", EXP_FLAG, &full, NULL, "100 facts, augment 2, at most 200 steps per run"},
         {"--max-new", EXP_INT, &max_new, "N", "answer length limit (default 24)"},
         {"--replot", EXP_FLAG, &replot, NULL, "only rewrite plot.gp and redraw from runs_*.csv in -o DIR (with --top-k)"},
@@ -243,9 +246,9 @@ int exp_topk(int argc, char **argv) {
         return 2;
     }
     if (n_facts < 1 || n_facts > 100000 || max_new < 1 || !(temp > 0 && temp <= 100) || !(mix_tau >= -1 && mix_tau <= 1) ||
-        !(max_minutes >= 0) || max_steps < 1 || augment < 0 || augment > 6) {
+        !(max_minutes >= 0) || max_steps < 1 || augment < 0 || augment > 6 || subject_check < 0 || subject_check > 1) {
         exp_fail("topk: --n-facts, --max-new and --max-steps must be positive, --temp in (0, 100], --mix-tau in [-1, 1], "
-                 "--max-minutes non-negative, --augment 0..6");
+                 "--max-minutes non-negative, --augment 0..6, --subject-check 0 or 1");
         return 2;
     }
     if (replot) {
@@ -344,6 +347,7 @@ int exp_topk(int argc, char **argv) {
             tp.top_k_temp = (float)temp;
             tp.top_k_tau = (float)mix_tau;
             tp.top_k_train_all = all;
+            tp.subject_check = subject_check;
             fprintf(stderr, "experiment: topk: k %d, mode %s: tuning %d facts\n", k, all ? "all" : "own", fs->n);
             mome_tune_report rep;
             const double c0 = exp_cpu_s();
@@ -436,8 +440,13 @@ int exp_topk(int argc, char **argv) {
                    "threshold (as with K = 1); the others join when their score reaches %g%s; weights softmax(s / %g); "
                    "a fact stays while the answer fed is its own. Modes: own = a fact's loss trains its own values "
                    "(partners held), all = every fact of its mixture (dv_i = a_i rms(h) dX); either way verified facts "
-                   "whose partners changed are verified again. K = 1 is one run, listed under both modes\n",
-                mix_tau, mix_tau <= -1 ? " (-1: always, as a top-k router)" : "", temp);
+                   "whose partners changed are verified again. K = 1 is one run, listed under both modes. The subject "
+                   "check is %s\n",
+                mix_tau, mix_tau <= -1 ? " (-1: always, as a top-k router)" : "", temp,
+                subject_check ? "on (--subject-check 1: a partner joins only where the question names its subject, "
+                                "which a zsRE question does only for its own fact)"
+                              : "off (--subject-check 0, the default here: with it a zsRE question mixes only its own "
+                                "fact, whatever K)");
         fprintf(f, "- measures: memorized = verified by greedy decoding at the end of tuning; recall, paraphrase "
                    "recall, locality from mome_eval (no context or variant questions); facts mixed: the tuner's mean "
                    "mixture under each fact's own keys, and the engine's for the trained questions and the paraphrases "
