@@ -1,6 +1,14 @@
 /* mome.c - the command-line tool: info, tokenize, run, chat, bench, tune, eval, serve,
  * experiment (tools/experiment.c).
  *
+ * Options: every option of every command is one row of OPTS below
+ * (tools/arg.h): its spellings, the field of V it sets, its range, its help
+ * text and the commands that take it, so an option several commands share
+ * (the model, threads, sampling, the memory) is declared once. A command sets
+ * its defaults in V (from the library's *_default_params()), calls
+ * parse_args() and reads V; its --help is its usage text and the lines
+ * arg_help() makes from the rows, with the defaults read from V.
+ *
  * Only this file decides to exit: library calls return a status and the
  * message from mome_errmsg() is printed as one line "mome: error: ...".
  * Generated text goes to stdout; everything else (timings, progress,
@@ -18,9 +26,12 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "arg.h"
 #include "blas.h"
+#include "eval.h"
 #include "experiment.h"
 #include "gguf.h"
+#include "memory.h"
 #include "mome.h"
 #include "quant.h"
 #include "server.h"
@@ -39,50 +50,267 @@ static void die(const char *fmt, ...) {
 
 static void die_lib(const char *what) { die("%s: %s", what, mome_errmsg()); }
 
-/* ------------------------------------------------------------ arguments */
+/* -------------------------------------------------------------- options */
 
-typedef struct args {
-    int argc;
-    char **argv;
-    int i;
-    const char *cmd;
-} args;
+enum {
+    CMD_INFO = 1 << 0,
+    CMD_TOKENIZE = 1 << 1,
+    CMD_RUN = 1 << 2,
+    CMD_CHAT = 1 << 3,
+    CMD_BENCH = 1 << 4,
+    CMD_TUNE = 1 << 5,
+    CMD_EVAL = 1 << 6,
+    CMD_SERVE = 1 << 7,
+    CMD_GEN = CMD_RUN | CMD_CHAT,                 /* generate with a sampler */
+    CMD_MEM = CMD_GEN | CMD_BENCH | CMD_EVAL,     /* attach a memory */
+    CMD_COMPUTE = CMD_MEM | CMD_TUNE | CMD_SERVE, /* run the model (threads) */
+    CMD_MODEL = CMD_TOKENIZE | CMD_COMPUTE,       /* -m, with the default model */
+};
 
-static int arg_is(args *a, const char *s1, const char *s2) {
-    const char *x = a->argv[a->i];
-    return strcmp(x, s1) == 0 || (s2 && strcmp(x, s2) == 0);
+/* What the options set. The library's parameter structs are filled in place
+ * by the options of the command they belong to; an option several commands
+ * share has its own field, which the commands copy where they need it. The
+ * process runs one command, so the rest stays zero. */
+static struct cli {
+    /* shared */
+    const char *model;        /* -m (NULL: default_model) */
+    int threads;              /* -t (0: all cores) */
+    const char *memory;       /* --memory: attach it */
+    int memory_top_k;         /* --memory-top-k (0: the memory's) */
+    const char *facts;        /* tune, eval: --facts */
+    int on_conflict;          /* tune, eval: --on-conflict */
+    int json;                 /* bench, eval: --json */
+    int verbose;              /* run, chat, eval: -v */
+    /* tokenize, run, chat */
+    const char *prompt, *file;
+    int no_bos, no_parse_special, pieces;
+    int chat, ignore_eos, n_predict, n_ctx;
+    const char *system;       /* --system */
+    int default_system;       /* --default-system: the template's own default system message */
+    mome_sampler_params sp;
+    /* bench */
+    int pp, tg, reps;
+    /* tune */
+    mome_tune_params tune;
+    /* eval */
+    mome_eval_params eval;
+    float route_tau, route_w, route_cover; /* overrides of the memory's (NAN: its own) */
+    arg_list systems;
+    /* serve */
+    srv_params srv;
+    arg_list memories;
+    const char *key_file;
+} V;
+
+/* $MOME_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf ($MOME_MODELS: models), set by main. */
+static char default_model[PATH_MAX];
+
+static const arg_opt OPTS[] = {
+    /* the model */
+    {CMD_INFO, "-m, --model", "PATH", ARG_STR(&V.model), .help = "the GGUF file (or give it without -m)"},
+    {CMD_MODEL, "-m, --model", "PATH", ARG_STR(&V.model), .help = "GGUF model", .def = default_model},
+
+    /* the text: tokenize, run */
+    {CMD_TOKENIZE, "-p, --prompt", "TEXT", ARG_STR(&V.prompt), .help = "text to tokenize"},
+    {CMD_RUN, "-p, --prompt", "TEXT", ARG_STR(&V.prompt), .help = "the prompt", .def = "empty, i.e. BOS only"},
+    {CMD_TOKENIZE | CMD_RUN, "-f, --file", "PATH", ARG_STR(&V.file), .help = "read the text from a file"},
+    {CMD_TOKENIZE, "--no-bos", NULL, ARG_FLAG(&V.no_bos), .help = "never add BOS"},
+    {CMD_TOKENIZE, "--no-parse-special", NULL, ARG_FLAG(&V.no_parse_special),
+     .help = "treat special-token text such as <|im_end|> as plain text"},
+    {CMD_TOKENIZE, "--pieces", NULL, ARG_FLAG(&V.pieces), .help = "print one 'id<TAB>piece' line per token instead"},
+
+    /* generation: run, chat */
+    {CMD_RUN, "--chat", NULL, ARG_FLAG(&V.chat), .help = "use the chat template"},
+    {CMD_RUN, "--ignore-eos", NULL, ARG_FLAG(&V.ignore_eos), .help = "keep generating past end-of-generation tokens"},
+    {CMD_GEN, "-n, --n-predict", "N", ARG_INT(&V.n_predict, -1, 1 << 24),
+     .help = "tokens to generate; -1 = until end of turn or full context"},
+    {CMD_GEN, "-c, --ctx", "N", ARG_INT(&V.n_ctx, 8, 1 << 22), .help = "context size in tokens",
+     .def = "min(train ctx, 4096)"},
+    {CMD_GEN, "--temp", "T", ARG_FLOAT(&V.sp.temp, 0, 100), .help = "temperature; 0 = greedy"},
+    {CMD_GEN, "--top-k", "K", ARG_INT(&V.sp.top_k, 0, INT_MAX), .help = "keep the K most likely tokens; 0 = off"},
+    {CMD_GEN, "--top-p", "P", ARG_FLOAT(&V.sp.top_p, 0, 1), .help = "nucleus sampling; 1 = off"},
+    {CMD_GEN, "--min-p", "P", ARG_FLOAT(&V.sp.min_p, 0, 1),
+     .help = "drop tokens below P x the best one's probability; 0 = off"},
+    {CMD_GEN, "--repeat-penalty", "R", ARG_FLOAT(&V.sp.repeat_penalty, 0.01, 100),
+     .help = "penalise the last 64 tokens; 1 = off"},
+    {CMD_GEN, "-s, --seed", "S", ARG_U64(&V.sp.seed, 0, LONG_MAX), .help = "random seed", .def = "from the clock"},
+    {CMD_GEN, "--system", "TEXT", ARG_STR(&V.system), .help = "system message (chat)"},
+    {CMD_GEN, "--default-system", NULL, ARG_FLAG(&V.default_system),
+     .help = "without --system, start the chat with the system message the model's template writes by default "
+             "(Qwen2.5: \"You are Qwen, created by Alibaba Cloud. ...\"); by default mome renders chats as "
+             "llama.cpp's llama_chat_apply_template does, which leaves it out"},
+
+    /* a memory made by mome tune, attached */
+    {CMD_MEM, "--memory", "FILE", ARG_STR(&V.memory), .help = "attach a memory made by mome tune"},
+    {CMD_MEM, "--memory-top-k", "K", ARG_INT(&V.memory_top_k, 1, 64),
+     .help = "mix K facts per question, 1..64 (for measuring: a memory answers best as it was tuned)",
+     .def = "the memory's own setting"},
+    {CMD_GEN, "-v, --verbose", NULL, ARG_FLAG(&V.verbose),
+     .help = "timings, settings and the memory's selection on stderr"},
+
+    /* bench */
+    {CMD_BENCH, "-p", "N", ARG_INT(&V.pp, 0, 1 << 16), .help = "prompt tokens; 0 = skip"},
+    {CMD_BENCH, "-n", "N", ARG_INT(&V.tg, 0, 1 << 16), .help = "generated tokens; 0 = skip"},
+    {CMD_BENCH, "-r, --reps", "N", ARG_INT(&V.reps, 1, 1000), .help = "repetitions"},
+
+    /* tune (and eval's facts) */
+    {CMD_TUNE | CMD_EVAL, "--facts", "FILE", ARG_STR(&V.facts), .help = "the facts (JSONL, chat JSONL or CSV)"},
+    {CMD_TUNE, "-o, --out", "FILE", ARG_STR(&V.tune.out_path), .help = "the memory file to write"},
+    {CMD_TUNE, "--memory", "OLD.mome", ARG_STR(&V.tune.init_memory),
+     .help = "add the facts to an existing memory (old facts stay)"},
+    {CMD_TUNE, "--method", NULL, ARG_CHOICE(&V.tune.method, "mome|lora|full"),
+     .help = "memory experts, the LoRA baseline, or full fine-tuning of every weight in f32 (OUT is then the "
+             "tuned model, an f32 GGUF file for mome run/eval -m; about 16 bytes per parameter while it trains: "
+             "2.2 GB for SmolLM2-135M)"},
+    {CMD_TUNE | CMD_EVAL, "--on-conflict", NULL, ARG_CHOICE(&V.on_conflict, "error|first|last"),
+     .help = "a question repeated with another answer"},
+    {CMD_TUNE, "--layer", "L", ARG_INT(&V.tune.layer, 1, 4095), .help = "block whose input the fact values join",
+     .def = "4/5 of the depth, 7/8 on qwen2 models"},
+    {CMD_TUNE, "--key-layer", "L", ARG_INT(&V.tune.key_layer, 1, 4095),
+     .help = "block whose input gives the pooled question key", .def = "1/5 of the depth"},
+    {CMD_TUNE, "--route-threshold", "X", ARG_FLOAT(&V.tune.route_threshold, -1, 1),
+     .help = "a question selects its fact when the key score is at least X; lower: more rewordings, higher: "
+             "fewer false hits"},
+    {CMD_TUNE, "--w-pool", "X", ARG_FLOAT(&V.tune.w_pool, 0, 1),
+     .help = "weight of the pooled question key in the score"},
+    {CMD_TUNE, "--cover", "X", ARG_FLOAT(&V.tune.cover, -1, 1),
+     .help = "the wording check: keep each fact's question words, and answer only questions with a counterpart "
+             "of every one (cosine at the key block >= X); 0.2 turns away other questions about the same subject, "
+             "keeps case/space/punctuation variants and contexts; docs/BENCHMARKS.md has the trade-off",
+     .def = "no check"},
+    {CMD_TUNE, "--top-k", "K", ARG_INT(&V.tune.top_k, 1, 64),
+     .help = "a question mixes the values of up to K facts, 1..64: the K best by key score, weighted "
+             "softmax(score / T); the memory speaks when the best fact is selected, the others join when they "
+             "reach --top-k-tau (a new memory; facts added to a memory take its setting)",
+     .def = "1, the best fact alone"},
+    {CMD_TUNE, "--top-k-temp", "T", ARG_FLOAT(&V.tune.top_k_temp, 1e-4, 100),
+     .help = "the mixture's softmax temperature; scores are cosines"},
+    {CMD_TUNE, "--top-k-tau", "X", ARG_FLOAT(&V.tune.top_k_tau, -1, 1),
+     .help = "score the facts but the best need to join; -1: the K best always, as a top-k router",
+     .def = "the route threshold"},
+    {CMD_TUNE, "--top-k-train", NULL, ARG_CHOICE(&V.tune.top_k_train_all, "own|all"),
+     .help = "what a fact's loss trains: its own values, its partners held (own), or every fact of its mixture "
+             "(all); either way verified facts whose partners changed are verified again"},
+    {CMD_TUNE, "--augment", "N", ARG_INT(&V.tune.augment, 0, 6),
+     .help = "extra contexts per fact the tuner makes itself (system prompts, an earlier exchange, lower case), "
+             "0..6"},
+    {CMD_TUNE, "--alt-keys", "N", ARG_INT(&V.tune.alt_keys, 0, 1),
+     .help = "keys of generated wordings a fact is also found by: 1 its question in lower case, 0 none"},
+    {CMD_TUNE, "--subject-check", "0|1", ARG_INT(&V.tune.subject_check, 0, 1),
+     .help = "a fact that names its \"subject\" answers only questions that name it too, case and spaces aside"},
+    {CMD_TUNE, "--gate-questions", "N", ARG_INT(&V.tune.gate_questions, 0, 16),
+     .help = "a relation gate: the tuner asks N other questions about each fact's \"subject\" and the memory "
+             "learns to stay silent on such questions, at some cost in rewordings found (measured in "
+             "docs/BENCHMARKS.md), 0..16; 0: no gate, try 4"},
+    {CMD_TUNE, "--gate-margin", "X", ARG_FLOAT(&V.tune.gate_margin, 0, 100),
+     .help = "the gate lets trained contexts through with at least X; 0.25: quieter on neighbours, fewer "
+             "rewordings"},
+    {CMD_TUNE, "--lr", "X", ARG_FLOAT(&V.tune.lr, 1e-7, 10), .help = "Adam learning rate",
+     .def = "0.05, qwen2 models 0.15; LoRA 0.001, full 0.0001"},
+    {CMD_TUNE, "--target-loss", "X", ARG_FLOAT(&V.tune.target_loss, 1e-6, 10),
+     .help = "memorized below this mean answer loss, in nats"},
+    {CMD_TUNE, "--batch", "B", ARG_INT(&V.tune.batch, 1, 4096), .help = "facts per step"},
+    {CMD_TUNE, "--max-steps", "N", ARG_I64(&V.tune.max_steps, 1, LONG_MAX),
+     .help = "stop after N steps; a checkpoint allows --resume", .def = "no limit"},
+    {CMD_TUNE, "--max-minutes", "M", ARG_DOUBLE(&V.tune.max_minutes, 0.001, 1e6), .help = "stop after M minutes",
+     .def = "no limit"},
+    {CMD_TUNE, "--resume", NULL, ARG_FLAG(&V.tune.resume), .help = "continue from OUT.mome.ckpt"},
+    {CMD_TUNE, "--checkpoint-s", "S", ARG_DOUBLE(&V.tune.checkpoint_s, 0, 1e6),
+     .help = "seconds between checkpoints"},
+    {CMD_TUNE, "--lora-rank", "R", ARG_INT(&V.tune.lora_rank, 1, 256), .help = "LoRA baseline rank"},
+    {CMD_TUNE, "--lora-alpha", "A", ARG_FLOAT(&V.tune.lora_alpha, 1e-6, 1e6), .help = "LoRA scale alpha"},
+    {CMD_TUNE, "--merged-out", "FILE", ARG_STR(&V.tune.model_out),
+     .help = "LoRA: also write the base with the adapters merged (f32 GGUF)"},
+    {CMD_TUNE, "--ppl-text", "FILE", ARG_STR(&V.tune.ppl_text),
+     .help = "LoRA, full: perplexity of this text before and after (f32 stack)"},
+    {CMD_TUNE, "--ppl-text-bytes", "N", ARG_I64(&V.tune.ppl_text_bytes, 1, LONG_MAX), .help = "only its first N bytes",
+     .def = ""},
+    {CMD_TUNE, "-s, --seed", "S", ARG_U64(&V.tune.seed, 0, LONG_MAX),
+     .help = "seed: same seed and threads, same result"},
+
+    /* eval */
+    {CMD_EVAL, "--route-threshold", "X", ARG_FLOAT(&V.route_tau, -1, 1),
+     .help = "override the memory's selection threshold (to measure the trade-off between rewordings found and "
+             "neighbours left alone)"},
+    {CMD_EVAL, "--w-pool", "X", ARG_FLOAT(&V.route_w, 0, 1),
+     .help = "override the pooled key's weight in the selection score"},
+    {CMD_EVAL, "--cover", "X", ARG_FLOAT(&V.route_cover, -1, 1),
+     .help = "override the wording check's threshold (memories tuned with --cover)"},
+    {CMD_EVAL, "--neighbors", "FILE", ARG_STR(&V.eval.neighbors_path),
+     .help = "more neighbour questions: the questions of this fact file (answers ignored)"},
+    {CMD_EVAL, "--system", "TEXT", ARG_LIST(&V.systems),
+     .help = "one more system prompt for context_recall (repeatable)"},
+    {CMD_EVAL, "--no-context", NULL, ARG_FLAG(&V.eval.no_context), .help = "skip context_recall"},
+    {CMD_EVAL, "--no-variants", NULL, ARG_FLAG(&V.eval.no_variants), .help = "skip variant_recall"},
+    {CMD_EVAL, "--outputs", "FILE", ARG_STR(&V.eval.outputs_path),
+     .help = "write one JSON line per question asked: {\"fact\", \"line\", \"kind\" "
+             "(recall|paraphrase|variant|context|neighbor), \"question\", \"system\", \"answer\", \"base\" (the "
+             "answer without the memory; neighbours only, else null), \"exact\", \"route\" (with a memory: the "
+             "memory's decision, {\"best\", \"score\", \"gate\", \"cover\", \"fact\"}; bench/route_tradeoff.py "
+             "replays other thresholds on it)}"},
+    {CMD_EVAL, "--text", "FILE", ARG_STR(&V.eval.text_path), .help = "held-out text for perplexity"},
+    {CMD_EVAL, "--text-bytes", "N", ARG_I64(&V.eval.text_max_bytes, 1, LONG_MAX),
+     .help = "only the first N bytes of the text", .def = ""},
+    {CMD_EVAL, "--ppl-ctx", "N", ARG_INT(&V.eval.ppl_ctx, 2, 1 << 16), .help = "perplexity window"},
+    {CMD_EVAL, "--max-facts", "N", ARG_I64(&V.eval.max_facts, 1, LONG_MAX), .help = "only the first N facts",
+     .def = ""},
+    {CMD_EVAL, "--max-new", "N", ARG_INT(&V.eval.max_new_tokens, 1, 4096),
+     .help = "answer length limit in tokens; it was 64 before"},
+    {CMD_EVAL, "--parallel", "N", ARG_INT(&V.eval.n_parallel, 1, 256),
+     .help = "questions answered together in one batched forward pass; 1: one at a time, the figures are the "
+             "same"},
+    {CMD_EVAL, "-v, --verbose", NULL, ARG_FLAG(&V.verbose), .help = "print every trained question and its answer"},
+
+    /* serve */
+    {CMD_SERVE, "--memory", "FILE", ARG_LIST(&V.memories), .help = "serve this memory too (repeatable)"},
+    {CMD_SERVE, "--host", "ADDR", ARG_STR(&V.srv.host),
+     .help = "address to listen on; the default is this machine only"},
+    {CMD_SERVE, "--port", "N", ARG_INT(&V.srv.port, 0, 65535), .help = "port; 0: any free port, printed"},
+    {CMD_SERVE, "-np, --parallel", "N", ARG_INT(&V.srv.n_parallel, 1, 64),
+     .help = "slots: requests decoded together in one batch"},
+    {CMD_SERVE, "-c, --ctx", "N", ARG_INT(&V.srv.n_ctx, 64, 1 << 20),
+     .help = "context per slot in tokens, prompt + answer"},
+    {CMD_SERVE, "--queue", "N", ARG_INT(&V.srv.queue, 0, 100000),
+     .help = "requests that may wait for a slot; more get 503"},
+    {CMD_SERVE, "--timeout", "S", ARG_DOUBLE(&V.srv.timeout_s, 1, 86400),
+     .help = "close a connection idle for S seconds: slow or half-sent requests"},
+    {CMD_SERVE, "--max-body", "BYTES", ARG_SIZE(&V.srv.max_body, 1024, 1L << 30),
+     .help = "request body limit, larger gets 413"},
+    {CMD_SERVE, "--api-key-file", "FILE", ARG_STR(&V.key_file),
+     .help = "require \"Authorization: Bearer KEY\" with the key in FILE (the environment variable MOME_API_KEY "
+             "works too); / and /health stay open"},
+    {CMD_SERVE, "--ready-file", "FILE", ARG_STR(&V.srv.ready_file),
+     .help = "write the port there once listening (for scripts)"},
+    {CMD_SERVE, "-v, --verbose", NULL, ARG_FLAG(&V.srv.verbose), .help = "one line per request on stderr"},
+
+    /* the machine and the output */
+    {CMD_COMPUTE, "-t, --threads", "N", ARG_INT(&V.threads, 1, 256), .help = "compute threads", .def = "all cores"},
+    {CMD_BENCH | CMD_EVAL, "--json", NULL, ARG_FLAG(&V.json), .help = "one JSON object on stdout"},
+};
+
+/* Parses the arguments of command cmd (a CMD_* bit; argv[0] is its name)
+ * into V. --help prints the usage text, then the options cmd takes with
+ * their defaults as V holds them, and exits 0; an error dies. An argument
+ * that is no option goes to *positional, or is an error without it. */
+static void parse_args(unsigned cmd, int argc, char **argv, const char **positional, const char *usage) {
+    const int n_opts = (int)(sizeof OPTS / sizeof OPTS[0]);
+    arg_error e;
+    const enum arg_result r = arg_parse(OPTS, n_opts, cmd, argc, argv, positional, &e);
+    if (r == ARG_HELP) {
+        printf("%s\n", usage);
+        arg_help(stdout, OPTS, n_opts, cmd);
+        exit(0);
+    }
+    if (r == ARG_ERROR) {
+        char msg[512];
+        arg_error_text(&e, msg, sizeof msg);
+        if (e.kind == ARG_ERR_UNKNOWN || e.kind == ARG_ERR_MISSING)
+            die("%s: %s (see mome %s --help)", argv[0], msg, argv[0]);
+        die("%s: %s", argv[0], msg);
+    }
 }
 
-static const char *arg_val(args *a) {
-    if (a->i + 1 >= a->argc) die("%s: option %s needs a value (see mome %s --help)", a->cmd, a->argv[a->i], a->cmd);
-    return a->argv[++a->i];
-}
-
-static long arg_long(args *a, long lo, long hi) {
-    const char *opt = a->argv[a->i];
-    const char *v = arg_val(a);
-    char *end;
-    errno = 0;
-    long x = strtol(v, &end, 10);
-    if (errno || end == v || *end || x < lo || x > hi)
-        die("%s: %s expects an integer in [%ld, %ld], got '%s'", a->cmd, opt, lo, hi, v);
-    return x;
-}
-
-static double arg_double(args *a, double lo, double hi) {
-    const char *opt = a->argv[a->i];
-    const char *v = arg_val(a);
-    char *end;
-    errno = 0;
-    double x = strtod(v, &end);
-    if (errno || end == v || *end || !(x >= lo && x <= hi))
-        die("%s: %s expects a number in [%g, %g], got '%s'", a->cmd, opt, lo, hi, v);
-    return x;
-}
-
-static void unknown(args *a) {
-    die("%s: unknown option '%s' (see mome %s --help)", a->cmd, a->argv[a->i], a->cmd);
-}
+/* ------------------------------------------------------------- helpers */
 
 static char *read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
@@ -106,13 +334,6 @@ static char *read_file(const char *path, size_t *len) {
     return buf;
 }
 
-static const char *default_model_path(void) {
-    static char buf[PATH_MAX];
-    const char *e = getenv("MOME_MODELS");
-    snprintf(buf, sizeof buf, "%s/SmolLM2-135M-Instruct.Q4_1.gguf", (e && *e) ? e : "models");
-    return buf;
-}
-
 /* The memory at path (NULL: none) attached to c; top_k > 0 overrides the
  * facts it mixes per question. */
 static mome_memory *attach_memory(mome_model *m, mome_ctx *c, const char *path, int top_k) {
@@ -124,14 +345,16 @@ static mome_memory *attach_memory(mome_model *m, mome_ctx *c, const char *path, 
     return mem;
 }
 
-static mome_model *load_model(const char *path, int threads) {
+/* The model -m names (or the default one) with -t's threads. */
+static mome_model *load_model(void) {
+    const char *path = V.model;
     if (!path) {
-        path = default_model_path();
+        path = default_model;
         if (access(path, R_OK) != 0)
             die("no model given: pass -m MODEL.gguf (the default model %s is absent; `make model` fetches it)", path);
     }
     mome_model_params mp = mome_model_default_params();
-    mp.n_threads = threads;
+    mp.n_threads = V.threads;
     mome_model *m;
     if (mome_model_load(path, &mp, &m)) die("%s", mome_errmsg());
     return m;
@@ -168,18 +391,11 @@ static void print_piece(mome_model *m, int32_t tok, FILE *out) {
 /* ----------------------------------------------------------------- info */
 
 static int cmd_info(int argc, char **argv) {
-    const char *path = NULL;
-    args a = {argc, argv, 0, "info"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome info MODEL.gguf\n\n"
-                   "Print the GGUF header, every metadata key/value and the tensor table\n"
-                   "(name, type, shape, bytes, offset). Validates the whole file first.\n");
-            return 0;
-        } else if (arg_is(&a, "-m", "--model")) path = arg_val(&a);
-        else if (argv[a.i][0] == '-') unknown(&a);
-        else path = argv[a.i];
-    }
+    parse_args(CMD_INFO, argc, argv, &V.model,
+               "usage: mome info MODEL.gguf\n\n"
+               "Print the GGUF header, every metadata key/value and the tensor table\n"
+               "(name, type, shape, bytes, offset). Validates the whole file first.\n");
+    const char *path = V.model;
     if (!path) die("info: no file given (usage: mome info MODEL.gguf)");
     gguf_file *f;
     if (gguf_open(path, &f)) die("%s", mome_errmsg());
@@ -215,35 +431,16 @@ static int cmd_info(int argc, char **argv) {
 /* ------------------------------------------------------------- tokenize */
 
 static int cmd_tokenize(int argc, char **argv) {
-    const char *model = NULL, *prompt = NULL, *file = NULL;
-    int bos = 1, special = 1, pieces = 0;
-    args a = {argc, argv, 0, "tokenize"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos] [--no-parse-special] [--pieces]\n\n"
-                   "Print the token ids of TEXT as the model is fed them, space-separated:\n"
-                   "with BOS when the model's metadata asks for it (tokenizer.ggml.add_bos_token).\n"
-                   "Only the tokenizer is read, so vocabulary-only GGUF files work too.\n"
-                   "  -m, --model PATH      GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  -p, --prompt TEXT     text to tokenize\n"
-                   "  -f, --file PATH       read the text from a file\n"
-                   "  --no-bos              never add BOS\n"
-                   "  --no-parse-special    treat special-token text such as <|im_end|> as plain text\n"
-                   "  --pieces              print one 'id<TAB>piece' line per token instead\n");
-            return 0;
-        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
-        else if (arg_is(&a, "-p", "--prompt")) prompt = arg_val(&a);
-        else if (arg_is(&a, "-f", "--file")) file = arg_val(&a);
-        else if (arg_is(&a, "--no-bos", NULL)) bos = 0;
-        else if (arg_is(&a, "--no-parse-special", NULL)) special = 0;
-        else if (arg_is(&a, "--pieces", NULL)) pieces = 1;
-        else unknown(&a);
-    }
+    parse_args(CMD_TOKENIZE, argc, argv, NULL,
+               "usage: mome tokenize -m MODEL (-p TEXT | -f FILE) [--no-bos] [--no-parse-special] [--pieces]\n\n"
+               "Print the token ids of TEXT as the model is fed them, space-separated:\n"
+               "with BOS when the model's metadata asks for it (tokenizer.ggml.add_bos_token).\n"
+               "Only the tokenizer is read, so vocabulary-only GGUF files work too.\n");
     char *text = NULL;
-    if (file) text = read_file(file, NULL);
-    else if (prompt) text = strdup(prompt);
+    if (V.file) text = read_file(V.file, NULL);
+    else if (V.prompt) text = strdup(V.prompt);
     else die("tokenize: give the text with -p TEXT or -f FILE");
-    if (!model) model = default_model_path();
+    const char *model = V.model ? V.model : default_model;
     /* the tokenizer alone: vocabulary-only files and any architecture work */
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = 1;
@@ -251,9 +448,9 @@ static int cmd_tokenize(int argc, char **argv) {
     mome_model *m;
     if (mome_model_load(model, &mp, &m)) die("%s", mome_errmsg());
     int n;
-    int32_t *ids = tokenize(m, text, bos, special, &n);
+    int32_t *ids = tokenize(m, text, !V.no_bos, !V.no_parse_special, &n);
     for (int i = 0; i < n; i++) {
-        if (pieces) {
+        if (V.pieces) {
             char buf[512];
             int k = mome_token_to_piece(m, ids[i], buf, sizeof buf - 1, 1);
             if (k < 0 || k > (int)sizeof buf - 1) k = 0;
@@ -261,7 +458,7 @@ static int cmd_tokenize(int argc, char **argv) {
             printf("%d\t%s\n", ids[i], buf);
         } else printf(i ? " %d" : "%d", ids[i]);
     }
-    if (!pieces) printf("\n");
+    if (!V.pieces) printf("\n");
     free(ids);
     free(text);
     mome_model_free(m);
@@ -270,73 +467,21 @@ static int cmd_tokenize(int argc, char **argv) {
 
 /* ------------------------------------------------------------- run/chat */
 
-typedef struct gen_opts {
-    const char *model;
-    const char *prompt;
-    const char *file;
-    const char *system;
-    int n_predict;
-    int threads;
-    int n_ctx;
-    int chat;
-    int verbose;
-    int ignore_eos;
-    int default_system;    /* --default-system: the template's own default system message */
-    char *system_owned;    /* the system message when it came from the template */
-    const char *memory;
-    int memory_top_k;      /* --memory-top-k (0: the memory's) */
-    mome_sampler_params sp;
-} gen_opts;
-
-static const char *GEN_HELP =
-    "  -m, --model PATH       GGUF model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-    "  -n, --n-predict N      tokens to generate (default 256; -1 = until end of turn or full context)\n"
-    "  -t, --threads N        threads (default: all cores)\n"
-    "  -c, --ctx N            context size in tokens (default: min(train ctx, 4096))\n"
-    "  --temp T               temperature; 0 = greedy (default 0.8)\n"
-    "  --top-k K              keep the K most likely tokens (default 40; 0 = off)\n"
-    "  --top-p P              nucleus sampling (default 0.95; 1 = off)\n"
-    "  --min-p P              drop tokens below P x the best one's probability (default 0.05; 0 = off)\n"
-    "  --repeat-penalty R     penalise the last 64 tokens (default 1 = off)\n"
-    "  -s, --seed S           random seed (default: from the clock)\n"
-    "  --system TEXT          system message (chat)\n"
-    "  --default-system       without --system, start the chat with the system message the model's\n"
-    "                         template writes by default (Qwen2.5: \"You are Qwen, created by Alibaba\n"
-    "                         Cloud. ...\"); by default mome renders chats as llama.cpp's\n"
-    "                         llama_chat_apply_template does, which leaves it out\n"
-    "  --memory FILE          attach a memory made by mome tune\n"
-    "  --memory-top-k K       mix K facts per question instead of the memory's own setting\n"
-    "                         (1..64; for measuring: a memory answers best as it was tuned)\n"
-    "  -v, --verbose          timings, settings and the memory's selection on stderr\n";
-
-/* Parses the options shared by run and chat; returns 1 if handled. */
-static int gen_opt(args *a, gen_opts *o) {
-    if (arg_is(a, "-m", "--model")) o->model = arg_val(a);
-    else if (arg_is(a, "-n", "--n-predict")) o->n_predict = (int)arg_long(a, -1, 1 << 24);
-    else if (arg_is(a, "-t", "--threads")) o->threads = (int)arg_long(a, 1, 256);
-    else if (arg_is(a, "-c", "--ctx")) o->n_ctx = (int)arg_long(a, 8, 1 << 22);
-    else if (arg_is(a, "--temp", NULL)) o->sp.temp = (float)arg_double(a, 0, 100);
-    else if (arg_is(a, "--top-k", NULL)) o->sp.top_k = (int)arg_long(a, 0, INT_MAX);
-    else if (arg_is(a, "--top-p", NULL)) o->sp.top_p = (float)arg_double(a, 0, 1);
-    else if (arg_is(a, "--min-p", NULL)) o->sp.min_p = (float)arg_double(a, 0, 1);
-    else if (arg_is(a, "--repeat-penalty", NULL)) o->sp.repeat_penalty = (float)arg_double(a, 0.01, 100);
-    else if (arg_is(a, "-s", "--seed")) o->sp.seed = (uint64_t)arg_long(a, 0, LONG_MAX);
-    else if (arg_is(a, "--system", NULL)) o->system = arg_val(a);
-    else if (arg_is(a, "--default-system", NULL)) o->default_system = 1;
-    else if (arg_is(a, "--memory", NULL)) o->memory = arg_val(a);
-    else if (arg_is(a, "--memory-top-k", NULL)) o->memory_top_k = (int)arg_long(a, 1, 64);
-    else if (arg_is(a, "-v", "--verbose")) o->verbose = 1;
-    else return 0;
-    return 1;
+/* run's and chat's defaults: the sampler's, a seed from the clock. */
+static void gen_defaults(int n_predict) {
+    V.n_predict = n_predict;
+    V.sp = mome_sampler_default_params();
+    V.sp.seed = (uint64_t)(mome_time_s() * 1e6) ^ (uint64_t)getpid();
 }
 
-/* --default-system: the template's default system message unless --system
- * gave one. */
-static void resolve_system(mome_model *m, gen_opts *o) {
-    if (o->system || !o->default_system) return;
-    o->system_owned = mome_chat_default_system(m);
-    if (!o->system_owned) fprintf(stderr, "mome: the model's chat template has no default system message\n");
-    o->system = o->system_owned;
+/* The system message: --system, else with --default-system the template's
+ * default one (malloc'd into *owned), else none. */
+static const char *chat_system(mome_model *m, char **owned) {
+    *owned = NULL;
+    if (V.system || !V.default_system) return V.system;
+    *owned = mome_chat_default_system(m);
+    if (!*owned) fprintf(stderr, "mome: the model's chat template has no default system message\n");
+    return *owned;
 }
 
 /* Context, memory and sampler for run/chat, as the options say. */
@@ -346,14 +491,14 @@ typedef struct gen_session {
     mome_sampler *s;
 } gen_session;
 
-static gen_session session_open(mome_model *m, const gen_opts *o) {
+static gen_session session_open(mome_model *m) {
     gen_session g;
     mome_ctx_params cp = mome_ctx_default_params();
-    cp.n_ctx = o->n_ctx;
-    cp.n_threads = o->threads;
+    cp.n_ctx = V.n_ctx;
+    cp.n_threads = V.threads;
     if (mome_ctx_init(m, &cp, &g.c)) die_lib("context");
-    g.mem = attach_memory(m, g.c, o->memory, o->memory_top_k);
-    if (mome_sampler_init(&o->sp, mome_model_n_vocab(m), &g.s)) die_lib("sampler");
+    g.mem = attach_memory(m, g.c, V.memory, V.memory_top_k);
+    if (mome_sampler_init(&V.sp, mome_model_n_vocab(m), &g.s)) die_lib("sampler");
     return g;
 }
 
@@ -361,13 +506,6 @@ static void session_close(gen_session *g) {
     mome_sampler_free(g->s);
     mome_ctx_free(g->c);
     mome_memory_free(g->mem);
-}
-
-static void gen_defaults(gen_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->n_predict = 256;
-    o->sp = mome_sampler_default_params();
-    o->sp.seed = (uint64_t)(mome_time_s() * 1e6) ^ (uint64_t)getpid();
 }
 
 /* Generates from the cached state after `prompt` (already decoded, logits of
@@ -405,49 +543,34 @@ static int generate(mome_model *m, mome_ctx *c, mome_sampler *s, int n_predict, 
 }
 
 static int cmd_run(int argc, char **argv) {
-    gen_opts o;
-    gen_defaults(&o);
-    args a = {argc, argv, 0, "run"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome run [-m MODEL] [-p PROMPT | -f FILE] [--chat] [options]\n\n"
-                   "Generate a continuation of PROMPT and print only the generated text to stdout.\n"
-                   "With --chat the prompt is a user message wrapped in the model's chat template,\n"
-                   "and generation stops at the end of the assistant's turn.\n\n"
-                   "  -p, --prompt TEXT      the prompt (default: empty, i.e. BOS only)\n"
-                   "  -f, --file PATH        read the prompt from a file\n"
-                   "  --chat                 use the chat template\n"
-                   "  --ignore-eos           keep generating past end-of-generation tokens\n"
-                   "%s", GEN_HELP);
-            return 0;
-        } else if (gen_opt(&a, &o)) {
-        } else if (arg_is(&a, "-p", "--prompt")) o.prompt = arg_val(&a);
-        else if (arg_is(&a, "-f", "--file")) o.file = arg_val(&a);
-        else if (arg_is(&a, "--chat", NULL)) o.chat = 1;
-        else if (arg_is(&a, "--ignore-eos", NULL)) o.ignore_eos = 1;
-        else unknown(&a);
-    }
-    char *text = o.file ? read_file(o.file, NULL) : strdup(o.prompt ? o.prompt : "");
-    mome_model *m = load_model(o.model, o.threads);
-    resolve_system(m, &o);
+    gen_defaults(256);
+    parse_args(CMD_RUN, argc, argv, NULL,
+               "usage: mome run [-m MODEL] [-p PROMPT | -f FILE] [--chat] [options]\n\n"
+               "Generate a continuation of PROMPT and print only the generated text to stdout.\n"
+               "With --chat the prompt is a user message wrapped in the model's chat template,\n"
+               "and generation stops at the end of the assistant's turn.\n");
+    char *text = V.file ? read_file(V.file, NULL) : strdup(V.prompt ? V.prompt : "");
+    mome_model *m = load_model();
+    char *system_owned;
+    const char *system = chat_system(m, &system_owned);
     char *full = text;
-    if (o.chat) {
+    if (V.chat) {
         mome_chat_msg msgs[2];
         int nm = 0;
-        if (o.system) msgs[nm++] = (mome_chat_msg){"system", o.system};
+        if (system) msgs[nm++] = (mome_chat_msg){"system", system};
         msgs[nm++] = (mome_chat_msg){"user", text};
         full = mome_chat_format(m, msgs, nm, 1);
         if (!full) die_lib("chat template");
     }
     int n;
-    int32_t *ids = tokenize(m, full, 1, o.chat, &n);
+    int32_t *ids = tokenize(m, full, 1, V.chat, &n);
     if (n == 0) {
         int32_t bos = mome_token_bos(m);
         if (bos < 0) die("run: empty prompt and the model has no BOS token: give a prompt with -p");
         ids[0] = bos;
         n = 1;
     }
-    gen_session g = session_open(m, &o);
+    gen_session g = session_open(m);
     mome_ctx *c = g.c;
     mome_sampler *s = g.s;
     double t0 = mome_time_s();
@@ -455,7 +578,7 @@ static int cmd_run(int argc, char **argv) {
     double t1 = mome_time_s();
     int32_t dpos, dfact;
     float dscore;
-    if (o.verbose && mome_ctx_memory_decision(c, &dpos, &dfact, &dscore)) {
+    if (V.verbose && mome_ctx_memory_decision(c, &dpos, &dfact, &dscore)) {
         int32_t best;
         float gate, cover;
         int subject;
@@ -478,46 +601,38 @@ static int cmd_run(int argc, char **argv) {
                     "threshold and the fact's subject named)\n",
                     dpos, best, dscore, gate, cover, subject == 1 ? "named" : subject == 0 ? "not named" : "none kept");
     }
-    int gen = generate(m, c, s, o.n_predict, o.ignore_eos, NULL, NULL);
+    int gen = generate(m, c, s, V.n_predict, V.ignore_eos, NULL, NULL);
     double t2 = mome_time_s();
     printf("\n");
-    if (o.verbose)
+    if (V.verbose)
         fprintf(stderr, "mome: prompt %d tokens in %.3f s (%.1f tok/s); generated %d tokens in %.3f s (%.1f tok/s); kernels %s\n",
                 n, t1 - t0, n / (t1 - t0), gen, t2 - t1, gen > 0 ? gen / (t2 - t1) : 0.0, quant_kernel_name());
     session_close(&g);
     if (full != text) free(full);
     free(text);
     free(ids);
-    free(o.system_owned);
+    free(system_owned);
     mome_model_free(m);
     return 0;
 }
 
 static int cmd_chat(int argc, char **argv) {
-    gen_opts o;
-    gen_defaults(&o);
-    o.n_predict = -1;
-    args a = {argc, argv, 0, "chat"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome chat [-m MODEL] [options]\n\n"
-                   "Interactive chat with the model's chat template. Type a message and press\n"
-                   "Enter; an empty line or end of input (Ctrl-D) quits; /reset clears the history.\n"
-                   "The KV cache is reused across turns, so only new text is processed.\n\n%s",
-                   GEN_HELP);
-            return 0;
-        } else if (gen_opt(&a, &o)) {
-        } else unknown(&a);
-    }
-    mome_model *m = load_model(o.model, o.threads);
-    resolve_system(m, &o);
-    gen_session g = session_open(m, &o);
+    gen_defaults(-1);
+    parse_args(CMD_CHAT, argc, argv, NULL,
+               "usage: mome chat [-m MODEL] [options]\n\n"
+               "Interactive chat with the model's chat template. Type a message and press\n"
+               "Enter; an empty line or end of input (Ctrl-D) quits; /reset clears the history.\n"
+               "The KV cache is reused across turns, so only new text is processed.\n");
+    mome_model *m = load_model();
+    char *system_owned;
+    const char *system = chat_system(m, &system_owned);
+    gen_session g = session_open(m);
     mome_ctx *c = g.c;
     mome_sampler *s = g.s;
     int tty = isatty(0);
     int cap_msgs = 64, n_msgs = 0;
     mome_chat_msg *msgs = calloc((size_t)cap_msgs, sizeof *msgs);
-    if (o.system) msgs[n_msgs++] = (mome_chat_msg){"system", strdup(o.system)};
+    if (system) msgs[n_msgs++] = (mome_chat_msg){"system", strdup(system)};
     int32_t *cached = NULL;
     int n_cached = 0;
     char line[65536];
@@ -529,8 +644,8 @@ static int cmd_chat(int argc, char **argv) {
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) break;
         if (strcmp(line, "/reset") == 0) {
-            for (int i = o.system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
-            n_msgs = o.system ? 1 : 0;
+            for (int i = system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
+            n_msgs = system ? 1 : 0;
             n_cached = 0;
             continue;
         }
@@ -553,13 +668,13 @@ static int cmd_chat(int argc, char **argv) {
             fprintf(stderr, "mome: %s; clearing the history\n", mome_errmsg());
             n_cached = 0;
             free(ids);
-            for (int i = o.system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
-            n_msgs = o.system ? 1 : 0;
+            for (int i = system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
+            n_msgs = system ? 1 : 0;
             continue;
         }
         int32_t *gen;
         int ng;
-        generate(m, c, s, o.n_predict, 0, &gen, &ng);
+        generate(m, c, s, V.n_predict, 0, &gen, &ng);
         printf("\n");
         fflush(stdout);
         /* the answer as text becomes the assistant message */
@@ -591,10 +706,11 @@ static int cmd_chat(int argc, char **argv) {
     free(msgs);
     free(cached);
     session_close(&g);
-    free(o.system_owned);
+    free(system_owned);
     mome_model_free(m);
     return 0;
 }
+
 
 /* ----------------------------------------------------------------- bench */
 
@@ -604,47 +720,29 @@ static int cmp_double(const void *a, const void *b) {
 }
 
 static int cmd_bench(int argc, char **argv) {
-    const char *model = NULL, *memory = NULL;
-    int pp = 128, tg = 128, threads = 0, reps = 5, json = 0, mem_top_k = 0;
-    args a = {argc, argv, 0, "bench"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome bench [-m MODEL] [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
-                   "Measure prompt processing (one batch of N tokens from an empty cache) and\n"
-                   "generation (N tokens one at a time from an empty cache), like llama-bench's\n"
-                   "pp and tg tests, after one warm-up run. Prints tokens/s per repetition and the median.\n"
-                   "  -p N      prompt tokens (default 128; 0 = skip)\n"
-                   "  -n N      generated tokens (default 128; 0 = skip)\n"
-                   "  -t N      threads (default: all cores)\n"
-                   "  -r N      repetitions (default 5)\n"
-                   "  --memory FILE  attach a memory (to measure its cost)\n"
-                   "  --memory-top-k K  mix K facts per question instead of the memory's setting\n"
-                   "  --json    one JSON object on stdout\n");
-            return 0;
-        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
-        else if (arg_is(&a, "-p", NULL)) pp = (int)arg_long(&a, 0, 1 << 16);
-        else if (arg_is(&a, "-n", NULL)) tg = (int)arg_long(&a, 0, 1 << 16);
-        else if (arg_is(&a, "-t", "--threads")) threads = (int)arg_long(&a, 1, 256);
-        else if (arg_is(&a, "-r", "--reps")) reps = (int)arg_long(&a, 1, 1000);
-        else if (arg_is(&a, "--json", NULL)) json = 1;
-        else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
-        else if (arg_is(&a, "--memory-top-k", NULL)) mem_top_k = (int)arg_long(&a, 1, 64);
-        else unknown(&a);
-    }
-    mome_model *m = load_model(model, threads);
+    V.pp = 128;
+    V.tg = 128;
+    V.reps = 5;
+    parse_args(CMD_BENCH, argc, argv, NULL,
+               "usage: mome bench [-m MODEL] [-p N] [-n N] [-t THREADS] [-r REPS] [--json]\n\n"
+               "Measure prompt processing (one batch of N tokens from an empty cache) and\n"
+               "generation (N tokens one at a time from an empty cache), like llama-bench's\n"
+               "pp and tg tests, after one warm-up run. Prints tokens/s per repetition and the median.\n");
+    const int pp = V.pp, tg = V.tg, reps = V.reps;
+    mome_model *m = load_model();
     mome_ctx_params cp = mome_ctx_default_params();
     cp.n_ctx = (pp > tg ? pp : tg) + 16;
     cp.n_batch = pp > 0 ? pp : 1;
-    cp.n_threads = threads;
+    cp.n_threads = V.threads;
     mome_ctx *c;
     if (mome_ctx_init(m, &cp, &c)) die_lib("context");
-    mome_memory *mem = attach_memory(m, c, memory, mem_top_k);
-    int V = mome_model_n_vocab(m);
+    mome_memory *mem = attach_memory(m, c, V.memory, V.memory_top_k);
+    const int n_vocab = mome_model_n_vocab(m);
     int32_t *toks = malloc(sizeof(int32_t) * (size_t)(pp > 0 ? pp : 1));
     uint64_t st = 12345;
     for (int i = 0; i < pp; i++) {
         st = st * 6364136223846793005ULL + 1442695040888963407ULL;
-        toks[i] = (int32_t)((st >> 33) % (uint64_t)V);
+        toks[i] = (int32_t)((st >> 33) % (uint64_t)n_vocab);
     }
     double *pps = calloc((size_t)reps, sizeof(double)), *tgs = calloc((size_t)reps, sizeof(double));
     for (int r = -1; r < reps; r++) { /* r = -1: warm-up */
@@ -663,9 +761,10 @@ static int cmd_bench(int argc, char **argv) {
             if (r >= 0) tgs[r] = tg / dt;
         }
     }
-    int nth = threads > 0 ? threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
-    if (json) {
-        printf("{\"model\": \"%s\", \"threads\": %d, \"pp_tokens\": %d, \"tg_tokens\": %d, \"pp_tps\": [", model ? model : default_model_path(), nth, pp, tg);
+    int nth = V.threads > 0 ? V.threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    if (V.json) {
+        printf("{\"model\": \"%s\", \"threads\": %d, \"pp_tokens\": %d, \"tg_tokens\": %d, \"pp_tps\": [",
+               V.model ? V.model : default_model, nth, pp, tg);
         for (int r = 0; r < reps && pp > 0; r++) printf(r ? ", %.3f" : "%.3f", pps[r]);
         printf("], \"tg_tps\": [");
         for (int r = 0; r < reps && tg > 0; r++) printf(r ? ", %.3f" : "%.3f", tgs[r]);
@@ -673,7 +772,7 @@ static int cmd_bench(int argc, char **argv) {
     } else {
         qsort(pps, (size_t)reps, sizeof(double), cmp_double);
         qsort(tgs, (size_t)reps, sizeof(double), cmp_double);
-        printf("model: %s\nthreads: %d, kernels: %s, repetitions: %d\n", model ? model : default_model_path(), nth,
+        printf("model: %s\nthreads: %d, kernels: %s, repetitions: %d\n", V.model ? V.model : default_model, nth,
                quant_kernel_name(), reps);
         if (pp > 0) printf("pp%-5d %10.2f tok/s (median; min %.2f, max %.2f)\n", pp, pps[reps / 2], pps[0], pps[reps - 1]);
         if (tg > 0) printf("tg%-5d %10.2f tok/s (median; min %.2f, max %.2f)\n", tg, tgs[reps / 2], tgs[0], tgs[reps - 1]);
@@ -733,134 +832,25 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
     }
 }
 
-static int parse_conflict(const char *v) {
-    if (!strcmp(v, "error")) return 0;
-    if (!strcmp(v, "first")) return 1;
-    if (!strcmp(v, "last")) return 2;
-    die("--on-conflict expects error, first or last, got '%s'", v);
-    return 0;
-}
-
 static int cmd_tune(int argc, char **argv) {
-    const char *model = NULL;
-    mome_tune_params p = mome_tune_default_params();
-    args a = {argc, argv, 0, "tune"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome tune -m MODEL --facts FILE -o OUT.mome [options]\n\n"
-                   "Memory-tune a frozen model: attach a mixture of memory experts and train only the\n"
-                   "experts each fact selects until greedy decoding states every fact exactly.\n"
-                   "FILE: JSONL {\"question\", \"answer\" (or a list; the first is trained)}, chat JSONL\n"
-                   "{\"messages\": [...]}, or CSV with a question,answer header.\n\n"
-                   "  -m, --model PATH       base model (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)\n"
-                   "  --facts FILE           the facts\n"
-                   "  -o, --out FILE         the memory file to write\n"
-                   "  --memory OLD.mome      add the facts to an existing memory (old facts stay)\n"
-                   "  --method mome|lora|full  memory experts (default), the LoRA baseline, or full\n"
-                   "                         fine-tuning of every weight in f32 (OUT is then the tuned model,\n"
-                   "                         an f32 GGUF file for mome run/eval -m; about 16 bytes per\n"
-                   "                         parameter while it trains: 2.2 GB for SmolLM2-135M)\n"
-                   "  --on-conflict error|first|last  a question repeated with another answer\n"
-                   "  --layer L              block whose input the fact values join (default: 4/5 of the depth,\n"
-                   "                         7/8 on qwen2 models)\n"
-                   "  --key-layer L          block whose input gives the pooled question key (default: 1/5)\n"
-                   "  --route-threshold X    a question selects its fact when the key score is at least X\n"
-                   "                         (default 0.55; lower: more rewordings, higher: fewer false hits)\n"
-                   "  --w-pool X             weight of the pooled question key in the score (default 0.7)\n"
-                   "  --cover X              the wording check: keep each fact's question words, and answer\n"
-                   "                         only questions with a counterpart of every one (cosine at the\n"
-                   "                         key block >= X; 0.2 turns away other questions about the same\n"
-                   "                         subject, keeps case/space/punctuation variants and contexts;\n"
-                   "                         default: no check; docs/BENCHMARKS.md has the trade-off)\n"
-                   "  --top-k K              a question mixes the values of up to K facts, 1..64 (default 1:\n"
-                   "                         the best fact alone): the K best by key score, weighted\n"
-                   "                         softmax(score / T); the memory speaks when the best fact is\n"
-                   "                         selected, the others join when they reach --top-k-tau (a new\n"
-                   "                         memory; facts added to a memory take its setting)\n"
-                   "  --top-k-temp T         the mixture's softmax temperature (default 0.25; scores are cosines)\n"
-                   "  --top-k-tau X          score the facts but the best need to join (default: the route\n"
-                   "                         threshold; -1: the K best always, as a top-k router)\n"
-                   "  --top-k-train own|all  what a fact's loss trains: its own values, its partners held\n"
-                   "                         (own, default), or every fact of its mixture (all); either way\n"
-                   "                         verified facts whose partners changed are verified again\n"
-                   "  --augment N            extra contexts per fact the tuner makes itself (system\n"
-                   "                         prompts, an earlier exchange, lower case), 0..6 (default 2)\n"
-                   "  --alt-keys N           keys of generated wordings a fact is also found by: 1 its\n"
-                   "                         question in lower case (default), 0 none\n"
-                   "  --subject-check 0|1    a fact that names its \"subject\" answers only questions that\n"
-                   "                         name it too (case and spaces aside; default 1)\n"
-                   "  --gate-questions N     a relation gate: the tuner asks N other questions about each\n"
-                   "                         fact's \"subject\" and the memory learns to stay silent on\n"
-                   "                         such questions, at some cost in rewordings found (measured\n"
-                   "                         in docs/BENCHMARKS.md), 0..16 (default 0: no gate; try 4)\n"
-                   "  --gate-margin X        the gate lets trained contexts through with at least X\n"
-                   "                         (default 1.0; 0.25: quieter on neighbours, fewer rewordings)\n"
-                   "  --lr X                 Adam learning rate (default 0.05, qwen2 models 0.15; LoRA 0.001,\n"
-                   "                         full 0.0001)\n"
-                   "  --target-loss X        memorized below this mean answer loss (default 0.01 nats)\n"
-                   "  --batch B              facts per step (default 32)\n"
-                   "  --max-steps N          stop after N steps (a checkpoint allows --resume)\n"
-                   "  --max-minutes M        stop after M minutes\n"
-                   "  --resume               continue from OUT.mome.ckpt\n"
-                   "  --checkpoint-s S       seconds between checkpoints (default 60)\n"
-                   "  --lora-rank R          LoRA baseline rank (default 8)\n"
-                   "  --lora-alpha A         LoRA scale alpha (default 16)\n"
-                   "  --merged-out FILE      LoRA: also write the base with the adapters merged (f32 GGUF)\n"
-                   "  --ppl-text FILE        LoRA, full: perplexity of this text before and after (f32 stack)\n"
-                   "  --ppl-text-bytes N     only its first N bytes\n"
-                   "  -t, --threads N        threads (default: all cores)\n"
-                   "  -s, --seed S           seed (default 1234): same seed and threads, same result\n"
-                   "\nExit status: 0 all facts memorized, 1 error, 3 stopped with facts not memorized\n");
-            return 0;
-        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
-        else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
-        else if (arg_is(&a, "-o", "--out")) p.out_path = arg_val(&a);
-        else if (arg_is(&a, "--memory", NULL)) p.init_memory = arg_val(&a);
-        else if (arg_is(&a, "--method", NULL)) {
-            const char *v = arg_val(&a);
-            if (!strcmp(v, "mome")) p.method = MOME_TUNE_MOME;
-            else if (!strcmp(v, "lora")) p.method = MOME_TUNE_LORA;
-            else if (!strcmp(v, "full")) p.method = MOME_TUNE_FULL;
-            else die("tune: --method expects mome, lora or full, got '%s'", v);
-        } else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
-        else if (arg_is(&a, "--layer", NULL)) p.layer = (int)arg_long(&a, 1, 4095);
-        else if (arg_is(&a, "--key-layer", NULL)) p.key_layer = (int)arg_long(&a, 1, 4095);
-        else if (arg_is(&a, "--route-threshold", NULL)) p.route_threshold = (float)arg_double(&a, -1, 1);
-        else if (arg_is(&a, "--w-pool", NULL)) p.w_pool = (float)arg_double(&a, 0, 1);
-        else if (arg_is(&a, "--cover", NULL)) p.cover = (float)arg_double(&a, -1, 1);
-        else if (arg_is(&a, "--top-k", NULL)) p.top_k = (int)arg_long(&a, 1, 64);
-        else if (arg_is(&a, "--top-k-temp", NULL)) p.top_k_temp = (float)arg_double(&a, 1e-4, 100);
-        else if (arg_is(&a, "--top-k-tau", NULL)) p.top_k_tau = (float)arg_double(&a, -1, 1);
-        else if (arg_is(&a, "--top-k-train", NULL)) {
-            const char *v = arg_val(&a);
-            if (!strcmp(v, "own")) p.top_k_train_all = 0;
-            else if (!strcmp(v, "all")) p.top_k_train_all = 1;
-            else die("tune: --top-k-train expects own or all, got '%s'", v);
-        } else if (arg_is(&a, "--augment", NULL)) p.augment = (int)arg_long(&a, 0, 6);
-        else if (arg_is(&a, "--alt-keys", NULL)) p.alt_keys = (int)arg_long(&a, 0, 1);
-        else if (arg_is(&a, "--subject-check", NULL)) p.subject_check = (int)arg_long(&a, 0, 1);
-        else if (arg_is(&a, "--gate-questions", NULL)) p.gate_questions = (int)arg_long(&a, 0, 16);
-        else if (arg_is(&a, "--gate-margin", NULL)) p.gate_margin = (float)arg_double(&a, 0, 100);
-        else if (arg_is(&a, "--lr", NULL)) p.lr = (float)arg_double(&a, 1e-7, 10);
-        else if (arg_is(&a, "--target-loss", NULL)) p.target_loss = (float)arg_double(&a, 1e-6, 10);
-        else if (arg_is(&a, "--batch", NULL)) p.batch = (int)arg_long(&a, 1, 4096);
-        else if (arg_is(&a, "--max-steps", NULL)) p.max_steps = arg_long(&a, 1, LONG_MAX);
-        else if (arg_is(&a, "--max-minutes", NULL)) p.max_minutes = arg_double(&a, 0.001, 1e6);
-        else if (arg_is(&a, "--resume", NULL)) p.resume = 1;
-        else if (arg_is(&a, "--checkpoint-s", NULL)) p.checkpoint_s = arg_double(&a, 0, 1e6);
-        else if (arg_is(&a, "--lora-rank", NULL)) p.lora_rank = (int)arg_long(&a, 1, 256);
-        else if (arg_is(&a, "--lora-alpha", NULL)) p.lora_alpha = (float)arg_double(&a, 1e-6, 1e6);
-        else if (arg_is(&a, "--merged-out", NULL)) p.model_out = arg_val(&a);
-        else if (arg_is(&a, "--ppl-text", NULL)) p.ppl_text = arg_val(&a);
-        else if (arg_is(&a, "--ppl-text-bytes", NULL)) p.ppl_text_bytes = arg_long(&a, 1, LONG_MAX);
-        else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
-        else if (arg_is(&a, "-s", "--seed")) p.seed = (uint64_t)arg_long(&a, 0, LONG_MAX);
-        else unknown(&a);
-    }
+    V.tune = mome_tune_default_params();
+    V.tune.top_k_temp = MEM_DEFAULT_MIX_TEMP; /* what 0 stands for, shown by --help */
+    V.on_conflict = V.tune.on_conflict;
+    parse_args(CMD_TUNE, argc, argv, NULL,
+               "usage: mome tune -m MODEL --facts FILE -o OUT.mome [options]\n\n"
+               "Memory-tune a frozen model: attach a mixture of memory experts and train only the\n"
+               "experts each fact selects until greedy decoding states every fact exactly.\n"
+               "FILE: JSONL {\"question\", \"answer\" (or a list; the first is trained)}, chat JSONL\n"
+               "{\"messages\": [...]}, or CSV with a question,answer header.\n"
+               "Exit status: 0 all facts memorized, 1 error, 3 stopped with facts not memorized.\n");
+    mome_tune_params p = V.tune;
+    p.facts_path = V.facts;
+    p.on_conflict = V.on_conflict;
+    p.n_threads = V.threads;
     if (!p.facts_path) die("tune: give the facts with --facts FILE");
     if (!p.out_path) die("tune: give the output file with -o OUT.mome");
     if (p.model_out && p.method != MOME_TUNE_LORA) die("tune: --merged-out is for --method lora");
-    mome_model *m = load_model(model, p.n_threads);
+    mome_model *m = load_model();
     fprintf(stderr, "tune: SIMD kernels %s, OpenBLAS core %s\n", quant_kernel_name(), blas_core_name());
     prog_state ps = {isatty(2), 0, NULL};
     p.progress = tune_progress;
@@ -935,122 +925,67 @@ static void print_measure(const char *name, double v, int k, int n, const char *
     else printf("%-20s %6.2f%%  (%d of %d)\n", name, 100 * v, k, n);
 }
 
+/* eval's usage: what each measure is. */
+static const char EVAL_USAGE[] =
+    "usage: mome eval -m MODEL [--memory MEM] --facts FILE [--text HELDOUT.txt] [--json]\n\n"
+    "Greedy answers (chat template, at most --max-new tokens) scored against the expected answers:\n"
+    "  recall              output == an expected answer (trimmed, final period dropped), for the\n"
+    "                      trained question with the fact's own system prompt\n"
+    "  contains_recall     an expected answer appears in the output\n"
+    "  hallucination_rate  neither correct nor an abstention (\"I don't know\", \"I'm not sure\", ...)\n"
+    "  context_recall      the trained question in surroundings the fact never had, once per fact\n"
+    "                      and context: behind each built-in system prompt\n"
+    "                        \"You are a helpful assistant.\"\n"
+    "                        \"You are the support assistant of ACME Corp. Answer the user's\n"
+    "                         questions briefly and accurately.\"\n"
+    "                        \"You are a knowledgeable assistant. Keep your answers short.\"\n"
+    "                      and each --system prompt (these replace the fact's own), and after one\n"
+    "                      earlier exchange (user \"Hi! Can you help me with a few questions?\",\n"
+    "                      assistant \"Of course! What would you like to know?\")\n"
+    "  variant_recall      the trained question in lower case, with every space doubled plus a\n"
+    "                      trailing space, and without its final ?/./! (variants equal to the\n"
+    "                      question are not asked)\n"
+    "  paraphrase_recall   exact recall on the facts' paraphrases (never trained on)\n"
+    "  swap_rate           of every question above, the share answered with another fact's answer\n"
+    "                      (two facts about one subject swapped, a question sent to the wrong fact)\n"
+    "  locality            with --memory only: the share of neighbour questions (the facts'\n"
+    "                      \"neighbors\", zsRE \"loc\", CounterFact \"locality_prompt\", and every\n"
+    "                      question of --neighbors FILE) answered byte for byte as without it\n"
+    "  perplexity          of --text, in windows of --ppl-ctx tokens\n"
+    "A measure not taken is reported as -1 in --json.\n";
+
 static int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *memory = NULL;
-    int json = 0;
-    eval_cb cb = {0, isatty(2), 0};
-    mome_eval_params p = mome_eval_default_params();
-    float route_tau = NAN, route_w = NAN, route_cover = NAN;
-    int mem_top_k = 0;
-    const char **systems = NULL;
-    int n_systems = 0;
-    args a = {argc, argv, 0, "eval"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome eval -m MODEL [--memory MEM] --facts FILE [--text HELDOUT.txt] [--json]\n\n"
-                   "Greedy answers (chat template, at most --max-new tokens) scored against the expected answers:\n"
-                   "  recall              output == an expected answer (trimmed, final period dropped), for the\n"
-                   "                      trained question with the fact's own system prompt\n"
-                   "  contains_recall     an expected answer appears in the output\n"
-                   "  hallucination_rate  neither correct nor an abstention (\"I don't know\", \"I'm not sure\", ...)\n"
-                   "  context_recall      the trained question in surroundings the fact never had, once per fact\n"
-                   "                      and context: behind each built-in system prompt\n"
-                   "                        \"You are a helpful assistant.\"\n"
-                   "                        \"You are the support assistant of ACME Corp. Answer the user's\n"
-                   "                         questions briefly and accurately.\"\n"
-                   "                        \"You are a knowledgeable assistant. Keep your answers short.\"\n"
-                   "                      and each --system prompt (these replace the fact's own), and after one\n"
-                   "                      earlier exchange (user \"Hi! Can you help me with a few questions?\",\n"
-                   "                      assistant \"Of course! What would you like to know?\")\n"
-                   "  variant_recall      the trained question in lower case, with every space doubled plus a\n"
-                   "                      trailing space, and without its final ?/./! (variants equal to the\n"
-                   "                      question are not asked)\n"
-                   "  paraphrase_recall   exact recall on the facts' paraphrases (never trained on)\n"
-                   "  swap_rate           of every question above, the share answered with another fact's answer\n"
-                   "                      (two facts about one subject swapped, a question sent to the wrong fact)\n"
-                   "  locality            with --memory only: the share of neighbour questions (the facts'\n"
-                   "                      \"neighbors\", zsRE \"loc\", CounterFact \"locality_prompt\", and every\n"
-                   "                      question of --neighbors FILE) answered byte for byte as without it\n"
-                   "  perplexity          of --text, in windows of --ppl-ctx tokens\n"
-                   "A measure not taken is reported as -1 in --json.\n\n"
-                   "  --memory FILE        attach a memory\n"
-                   "  --route-threshold X  override the memory's selection threshold (to measure the\n"
-                   "                       trade-off between rewordings found and neighbours left alone)\n"
-                   "  --w-pool X           override the pooled key's weight in the selection score\n"
-                   "  --cover X            override the wording check's threshold (memories tuned with --cover)\n"
-                   "  --memory-top-k K     override the facts the memory mixes per question (1..64)\n"
-                   "  --neighbors FILE     more neighbour questions: the questions of this fact file\n"
-                   "                       (answers ignored)\n"
-                   "  --system TEXT        one more system prompt for context_recall (repeatable)\n"
-                   "  --no-context         skip context_recall\n"
-                   "  --no-variants        skip variant_recall\n"
-                   "  --outputs FILE       write one JSON line per question asked: {\"fact\", \"line\", \"kind\"\n"
-                   "                       (recall|paraphrase|variant|context|neighbor), \"question\", \"system\",\n"
-                   "                       \"answer\", \"base\" (the answer without the memory; neighbours only,\n"
-                   "                       else null), \"exact\", \"route\" (with a memory: the memory's decision,\n"
-                   "                       {\"best\", \"score\", \"gate\", \"cover\", \"fact\"}; bench/route_tradeoff.py\n"
-                   "                       replays other thresholds on it)}\n"
-                   "  --text FILE          held-out text for perplexity\n"
-                   "  --text-bytes N       only the first N bytes of the text\n"
-                   "  --ppl-ctx N          perplexity window (default 512)\n"
-                   "  --max-facts N        only the first N facts\n"
-                   "  --max-new N          answer length limit in tokens (default 24; it was 64 before)\n"
-                   "  --parallel N         questions answered together in one batched forward pass\n"
-                   "                       (default 16; 1: one at a time; the figures are the same)\n"
-                   "  --on-conflict error|first|last\n"
-                   "  --json               one JSON object on stdout\n"
-                   "  -v, --verbose        print every trained question and its answer\n"
-                   "  -t, --threads N\n");
-            free(systems);
-            return 0;
-        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
-        else if (arg_is(&a, "--memory", NULL)) memory = arg_val(&a);
-        else if (arg_is(&a, "--facts", NULL)) p.facts_path = arg_val(&a);
-        else if (arg_is(&a, "--neighbors", NULL)) p.neighbors_path = arg_val(&a);
-        else if (arg_is(&a, "--route-threshold", NULL)) route_tau = (float)arg_double(&a, -1, 1);
-        else if (arg_is(&a, "--w-pool", NULL)) route_w = (float)arg_double(&a, 0, 1);
-        else if (arg_is(&a, "--cover", NULL)) route_cover = (float)arg_double(&a, -1, 1);
-        else if (arg_is(&a, "--memory-top-k", NULL)) mem_top_k = (int)arg_long(&a, 1, 64);
-        else if (arg_is(&a, "--system", NULL)) {
-            const char *v = arg_val(&a);
-            if (!*v) die("eval: --system expects a non-empty system prompt");
-            const char **ns = realloc(systems, (size_t)(n_systems + 1) * sizeof *ns);
-            if (!ns) die("out of memory");
-            systems = ns;
-            systems[n_systems++] = v;
-        } else if (arg_is(&a, "--no-context", NULL)) p.no_context = 1;
-        else if (arg_is(&a, "--no-variants", NULL)) p.no_variants = 1;
-        else if (arg_is(&a, "--outputs", NULL)) p.outputs_path = arg_val(&a);
-        else if (arg_is(&a, "--text", NULL)) p.text_path = arg_val(&a);
-        else if (arg_is(&a, "--text-bytes", NULL)) p.text_max_bytes = arg_long(&a, 1, LONG_MAX);
-        else if (arg_is(&a, "--ppl-ctx", NULL)) p.ppl_ctx = (int)arg_long(&a, 2, 1 << 16);
-        else if (arg_is(&a, "--max-facts", NULL)) p.max_facts = arg_long(&a, 1, LONG_MAX);
-        else if (arg_is(&a, "--max-new", NULL)) p.max_new_tokens = (int)arg_long(&a, 1, 4096);
-        else if (arg_is(&a, "--parallel", NULL)) p.n_parallel = (int)arg_long(&a, 1, 256);
-        else if (arg_is(&a, "--on-conflict", NULL)) p.on_conflict = parse_conflict(arg_val(&a));
-        else if (arg_is(&a, "--json", NULL)) json = 1;
-        else if (arg_is(&a, "-v", "--verbose")) cb.verbose = 1;
-        else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
-        else unknown(&a);
-    }
+    V.eval = mome_eval_default_params();
+    V.eval.n_parallel = EVAL_PARALLEL; /* what 0 stands for, shown by --help */
+    V.on_conflict = V.eval.on_conflict;
+    V.route_tau = V.route_w = V.route_cover = NAN;
+    parse_args(CMD_EVAL, argc, argv, NULL, EVAL_USAGE);
+    for (int i = 0; i < V.systems.n; i++)
+        if (!*V.systems.v[i]) die("eval: --system expects a non-empty system prompt");
+    mome_eval_params p = V.eval;
+    p.facts_path = V.facts;
+    p.on_conflict = V.on_conflict;
+    p.n_threads = V.threads;
+    p.systems = V.systems.v;
+    p.n_systems = V.systems.n;
+    const char *model = V.model, *memory = V.memory;
+    eval_cb cb = {V.verbose, isatty(2), 0};
     if (!p.facts_path && !p.text_path) die("eval: give --facts FILE and/or --text FILE");
     if (p.neighbors_path && !memory)
         fprintf(stderr, "eval: --neighbors is used only with --memory (locality compares answers with and without it)\n");
-    p.systems = systems;
-    p.n_systems = n_systems;
-    mome_model *m = load_model(model, p.n_threads);
+    mome_model *m = load_model();
     mome_memory *mem = NULL;
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
-    if (mem) mome_memory_set_routing(mem, route_tau, route_w); /* NAN: unchanged */
-    if (mem) mome_memory_set_cover(mem, route_cover);
-    if (mem && mem_top_k > 0) mome_memory_set_mix(mem, mem_top_k, NAN, NAN);
+    if (mem) mome_memory_set_routing(mem, V.route_tau, V.route_w); /* NAN: unchanged */
+    if (mem) mome_memory_set_cover(mem, V.route_cover);
+    if (mem && V.memory_top_k > 0) mome_memory_set_mix(mem, V.memory_top_k, NAN, NAN);
     p.on_fact = eval_on_fact;
     p.on_progress = eval_on_progress;
     p.user = &cb;
     mome_eval_result r;
     if (mome_eval(m, mem, &p, &r)) die("%s", mome_errmsg());
-    if (json) {
-        printf("{\"model\": \"%s\", \"memory\": %s%s%s", model ? model : default_model_path(), memory ? "\"" : "",
+    if (V.json) {
+        printf("{\"model\": \"%s\", \"memory\": %s%s%s", model ? model : default_model, memory ? "\"" : "",
                memory ? memory : "null", memory ? "\"" : "");
         if (p.facts_path)
             printf(", \"n_facts\": %d, \"recall\": %.6f, \"contains_recall\": %.6f, \"hallucination_rate\": %.6f, "
@@ -1065,7 +1000,7 @@ static int cmd_eval(int argc, char **argv) {
         if (p.text_path) printf(", \"perplexity\": %.6f, \"ppl_tokens\": %lld", r.perplexity, (long long)r.ppl_tokens);
         printf(", \"seconds\": %.2f}\n", r.seconds);
     } else {
-        printf("model: %s%s%s\n", model ? model : default_model_path(), memory ? "  memory: " : "", memory ? memory : "");
+        printf("model: %s%s%s\n", model ? model : default_model, memory ? "  memory: " : "", memory ? memory : "");
         if (p.facts_path) {
             printf("facts: %d\n", r.n_facts);
             printf("recall (exact):      %6.2f%%  (%d)\n", 100 * r.recall, r.n_exact);
@@ -1087,7 +1022,7 @@ static int cmd_eval(int argc, char **argv) {
         if (p.outputs_path && (p.facts_path || (p.neighbors_path && memory))) printf("outputs: %s\n", p.outputs_path);
         printf("time: %.1f s\n", r.seconds);
     }
-    free(systems);
+    free(V.systems.v);
     mome_memory_free(mem);
     mome_model_free(m);
     return 0;
@@ -1101,57 +1036,18 @@ static void serve_signal(int sig) {
 }
 
 static int cmd_serve(int argc, char **argv) {
-    srv_params p = srv_default_params();
-    const char *model = NULL, *key_file = NULL;
-    const char **mems = NULL;
-    int n_mems = 0;
-    args a = {argc, argv, 0, "serve"};
-    for (a.i = 1; a.i < argc; a.i++) {
-        if (arg_is(&a, "-h", "--help")) {
-            printf("usage: mome serve -m MODEL [--memory FILE ...] [--host 127.0.0.1] [--port 8080] [--parallel N]\n"
-                   "                  [--ctx N] [--queue N] [--timeout S] [--threads N] [--api-key-file FILE]\n\n"
-                   "An OpenAI-compatible HTTP server: GET /v1/models, POST /v1/completions, POST /v1/chat/completions\n"
-                   "(\"stream\": true for server-sent events), GET /health, GET /metrics (Prometheus), and a chat page\n"
-                   "at /. The base model's id is its file name; each memory's id is its file name without .mome, and\n"
-                   "a request picks one with \"model\". SIGTERM or Ctrl-C finishes the requests in flight, then exits.\n\n"
-                   "  -m, --model FILE     the base model (GGUF)\n"
-                   "  --memory FILE        serve this memory too (repeatable)\n"
-                   "  --host ADDR          address to listen on (default 127.0.0.1: this machine only)\n"
-                   "  --port N             port (default 8080; 0: any free port, printed)\n"
-                   "  --parallel N         slots: requests decoded together in one batch (default 4)\n"
-                   "  --ctx N              context per slot in tokens, prompt + answer (default 2048)\n"
-                   "  --queue N            requests that may wait for a slot; more get 503 (default 64)\n"
-                   "  --timeout S          close a connection idle for S seconds (slow or half-sent requests;\n"
-                   "                       default 60)\n"
-                   "  --max-body BYTES     request body limit, larger gets 413 (default 1048576)\n"
-                   "  -t, --threads N      compute threads (default: all cores)\n"
-                   "  --api-key-file FILE  require \"Authorization: Bearer KEY\" with the key in FILE (the\n"
-                   "                       environment variable MOME_API_KEY works too); / and /health stay open\n"
-                   "  --ready-file FILE    write the port there once listening (for scripts)\n"
-                   "  -v, --verbose        one line per request on stderr\n");
-            free(mems);
-            return 0;
-        } else if (arg_is(&a, "-m", "--model")) model = arg_val(&a);
-        else if (arg_is(&a, "--memory", NULL)) {
-            const char **nm = realloc(mems, (size_t)(n_mems + 1) * sizeof *nm);
-            if (!nm) die("out of memory");
-            mems = nm;
-            mems[n_mems++] = arg_val(&a);
-        } else if (arg_is(&a, "--host", NULL)) p.host = arg_val(&a);
-        else if (arg_is(&a, "--port", NULL)) p.port = (int)arg_long(&a, 0, 65535);
-        else if (arg_is(&a, "--parallel", "-np")) p.n_parallel = (int)arg_long(&a, 1, 64);
-        else if (arg_is(&a, "--ctx", "-c")) p.n_ctx = (int)arg_long(&a, 64, 1 << 20);
-        else if (arg_is(&a, "--queue", NULL)) p.queue = (int)arg_long(&a, 0, 100000);
-        else if (arg_is(&a, "--timeout", NULL)) p.timeout_s = arg_double(&a, 1, 86400);
-        else if (arg_is(&a, "--max-body", NULL)) p.max_body = (size_t)arg_long(&a, 1024, 1L << 30);
-        else if (arg_is(&a, "-t", "--threads")) p.n_threads = (int)arg_long(&a, 1, 256);
-        else if (arg_is(&a, "--api-key-file", NULL)) key_file = arg_val(&a);
-        else if (arg_is(&a, "--ready-file", NULL)) p.ready_file = arg_val(&a);
-        else if (arg_is(&a, "-v", "--verbose")) p.verbose = 1;
-        else unknown(&a);
-    }
+    V.srv = srv_default_params();
+    parse_args(CMD_SERVE, argc, argv, NULL,
+               "usage: mome serve -m MODEL [--memory FILE ...] [--host ADDR] [--port N] [--parallel N]\n"
+               "                  [--ctx N] [--queue N] [--timeout S] [--threads N] [--api-key-file FILE]\n\n"
+               "An OpenAI-compatible HTTP server: GET /v1/models, POST /v1/completions, POST /v1/chat/completions\n"
+               "(\"stream\": true for server-sent events), GET /health, GET /metrics (Prometheus), and a chat page\n"
+               "at /. The base model's id is its file name; each memory's id is its file name without .mome, and\n"
+               "a request picks one with \"model\". SIGTERM or Ctrl-C finishes the requests in flight, then exits.\n");
+    srv_params p = V.srv;
+    const char *model = V.model, *key_file = V.key_file;
     if (!model) {
-        model = default_model_path();
+        model = default_model;
         if (access(model, R_OK) != 0) die("serve: no model given: pass -m MODEL.gguf");
     }
     char *key = NULL;
@@ -1165,8 +1061,9 @@ static int cmd_serve(int argc, char **argv) {
         if (!key) die("out of memory");
     }
     p.model_path = model;
-    p.memory_paths = mems;
-    p.n_memories = n_mems;
+    p.memory_paths = V.memories.v;
+    p.n_memories = V.memories.n;
+    p.n_threads = V.threads;
     p.api_key = key;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -1177,7 +1074,7 @@ static int cmd_serve(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     const int rc = srv_run(&p);
     free(key);
-    free(mems);
+    free(V.memories.v);
     if (rc) die("%s", mome_errmsg());
     return 0;
 }
@@ -1200,6 +1097,9 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    const char *models = getenv("MOME_MODELS");
+    snprintf(default_model, sizeof default_model, "%s/SmolLM2-135M-Instruct.Q4_1.gguf",
+             models && *models ? models : "models");
     if (argc < 2) {
         usage(stderr);
         return 1;
