@@ -205,24 +205,26 @@ static int cap_write_plot(const char *dir, const double *w, int n_w, const int *
 int exp_capacity(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "capacity", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
-    const char *real_src = NULL, *sizes_s = CAP_SIZES, *w_s = "0.7,1,0";
-    int n_look = CAP_NEIGHBOURS, n_real = CAP_NEIGHBOURS, ans_len = 6, full = 0, ppl_all = 0, max_new = 24, replot = 0;
     char def_real[4096];
     snprintf(def_real, sizeof def_real, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    const exp_option opts[] = {
-        {"--sizes", EXP_STR, &sizes_s, "LIST", "increasing fact counts (default " CAP_SIZES ": the fast version)"},
-        {"--full", EXP_FLAG, &full, NULL,
-         "sizes 100,300,1000,3000 and perplexity at every size: the full version,\nbudget 3 hours on 2 cores (the summary "
-         "gives its wall time)"},
-        {"--w-pool", EXP_STR, &w_s, "LIST", "pooled-key weights of the selection sweep (default 0.7,1,0)"},
-        {"--answer-chars", EXP_INT, &ans_len, "N", "random answer length (default 6)"},
-        {"--look-alikes", EXP_INT, &n_look, "N",
-         "untrained questions of the same form asked as neighbours (default " EXP_XSTR(CAP_NEIGHBOURS) ")"},
-        {"--real", EXP_STR, &real_src, "FILE", "real neighbour questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)"},
-        {"--n-real", EXP_INT, &n_real, "N", "its first N questions (default " EXP_XSTR(CAP_NEIGHBOURS) ")"},
-        {"--ppl-all", EXP_FLAG, &ppl_all, NULL, "perplexity at every size (default: without a memory and the largest)"},
-        {"--replot", EXP_FLAG, &replot, NULL,
-         "only rewrite plot.gp and redraw from the CSVs already in -o DIR (with the\nrun's --sizes and --w-pool)"},
+    const char *real_src = def_real, *sizes_s = CAP_SIZES, *w_s = "0.7,1,0";
+    int n_look = CAP_NEIGHBOURS, n_real = CAP_NEIGHBOURS, ans_len = 6, full = 0, ppl_all = 0, max_new = 24, replot = 0;
+    const arg_opt opts[] = {
+        {0, "--sizes", "LIST", ARG_STR(&sizes_s), .help = "increasing fact counts; the default runs the fast version"},
+        {0, "--full", NULL, ARG_FLAG(&full),
+         .help = "sizes 100,300,1000,3000 and perplexity at every size: the full version, budget 3 hours on 2 cores "
+                 "(the summary gives its wall time)"},
+        {0, "--w-pool", "LIST", ARG_STR(&w_s), .help = "pooled-key weights of the selection sweep"},
+        {0, "--answer-chars", "N", ARG_INT(&ans_len, 0, 0), .help = "random answer length"},
+        {0, "--look-alikes", "N", ARG_INT(&n_look, 0, 0),
+         .help = "untrained questions of the same form asked as neighbours"},
+        {0, "--real", "FILE", ARG_STR(&real_src), .help = "real neighbour questions"},
+        {0, "--n-real", "N", ARG_INT(&n_real, 0, 0), .help = "its first N questions"},
+        {0, "--ppl-all", NULL, ARG_FLAG(&ppl_all), .help = "perplexity at every size",
+         .def = "without a memory and the largest"},
+        {0, "--replot", NULL, ARG_FLAG(&replot),
+         .help = "only rewrite plot.gp and redraw from the CSVs already in -o DIR (with the run's --sizes and "
+                 "--w-pool)"},
     };
     const int prc = exp_parse_args(&o,
                                    "How many random facts (\"What is the code of the <word> <word>?\" -> a random [A-Z0-9]\n"
@@ -266,7 +268,6 @@ int exp_capacity(int argc, char **argv) {
     const char *model_path = o.model, *dir = o.dir, *text = o.text;
     const int threads = o.threads;
     const long long seed = o.seed, text_bytes = o.text_bytes;
-    if (!real_src) real_src = def_real;
     if (access(real_src, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", real_src, strerror(errno));
     exp_run run;

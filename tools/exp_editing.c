@@ -92,19 +92,19 @@ static int ed_write_plot(const char *dir) {
 int exp_editing(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "editing", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
-    const char *facts_src = NULL;
-    int n_batches = ED_BATCHES, batch_size = ED_BATCH_SIZE, max_new = 24, ppl_every = 0, full = 0;
     char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/editing/zsre_mend_train-1k.json", exp_shared_dir());
-    const exp_option opts[] = {
-        {"--facts", EXP_STR, &facts_src, "FILE",
-         "zsRE records, a JSON array (default\n$MOME_SHARED/data/facts/editing/zsre_mend_train-1k.json)"},
-        {"--batches", EXP_INT, &n_batches, "N", "batches (default " EXP_XSTR(ED_BATCHES) ": the fast version)"},
-        {"--batch-size", EXP_INT, &batch_size, "N", "facts per batch (default " EXP_XSTR(ED_BATCH_SIZE) ")"},
-        {"--full", EXP_FLAG, &full, NULL, "the issue's version: 10 batches of 100, perplexity after every batch"},
-        {"--ppl-every", EXP_INT, &ppl_every, "N",
-         "held-out perplexity after every Nth batch and the last (default: the\nlast only; --full: 1); always once without a memory"},
-        {"--max-new", EXP_INT, &max_new, "N", "answer length limit (default 24)"},
+    const char *facts_src = def_facts;
+    int n_batches = ED_BATCHES, batch_size = ED_BATCH_SIZE, max_new = 24, ppl_every = 0, full = 0;
+    const arg_opt opts[] = {
+        {0, "--facts", "FILE", ARG_STR(&facts_src), .help = "zsRE records, a JSON array"},
+        {0, "--batches", "N", ARG_INT(&n_batches, 0, 0), .help = "batches; the default runs the fast version"},
+        {0, "--batch-size", "N", ARG_INT(&batch_size, 0, 0), .help = "facts per batch"},
+        {0, "--full", NULL, ARG_FLAG(&full), .help = "the issue's version: 10 batches of 100, perplexity after every batch"},
+        {0, "--ppl-every", "N", ARG_INT(&ppl_every, 0, 0),
+         .help = "held-out perplexity after every Nth batch and the last (--full: 1); always once without a memory",
+         .def = "the last only"},
+        {0, "--max-new", "N", ARG_INT(&max_new, 0, 0), .help = "answer length limit"},
     };
     const int prc = exp_parse_args(&o,
                                    "Knowledge editing over time: zsRE facts (question `src`, answer `alt`) tuned into one\n"
@@ -126,7 +126,6 @@ int exp_editing(int argc, char **argv) {
         return 2;
     }
     if (n_batches > 1000) { exp_fail("editing: at most 1000 batches"); return 2; }
-    if (!facts_src) facts_src = def_facts;
     int rc = exp_common_check(&o);
     if (rc) return rc;
     const char *model_path = o.model, *dir = o.dir, *text = o.text;

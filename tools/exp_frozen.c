@@ -177,30 +177,31 @@ static double pct(double after, double before) { return 100 * (after / before - 
 int exp_frozen(int argc, char **argv) {
     exp_common c;
     exp_common_init(&c, "frozen-vs-unfrozen", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
-    const char *facts_src = NULL;
-    int n_facts = FZ_FACTS, keep = 0, full = 0, max_steps = FZ_STEPS;
-    double minutes[3] = {FZ_MINUTES, FZ_MINUTES, FZ_MINUTES}, lr[3] = {0, 0, 0};
-    fz_opts o = {NULL, NULL, NULL, NULL, 0, 1, 16, FZ_CAPITALS};
     char def_facts[4096], def_cap[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
     snprintf(def_cap, sizeof def_cap, "%s/data/facts/capitals.jsonl", exp_shared_dir());
-    const exp_option opts[] = {
-        {"--facts", EXP_STR, &facts_src, "FILE",
-         "facts (default $MOME_SHARED/data/facts/languages.jsonl: ISO 639-3 codes,\nwhich the base model does not know)"},
-        {"--n-facts", EXP_INT, &n_facts, "N", "the first N facts (default " EXP_XSTR(FZ_FACTS) ": the fast version)"},
-        {"--capitals", EXP_STR, &o.capitals, "FILE", "other questions (default $MOME_SHARED/data/facts/capitals.jsonl)"},
-        {"--n-capitals", EXP_INT, &o.n_capitals, "N", "ask its first N questions (default " EXP_XSTR(FZ_CAPITALS) "; 0: all)"},
-        {"--max-new", EXP_INT, &o.max_new, "N", "answer length limit of the measurements in tokens (default 16)"},
-        {"--mome-minutes", EXP_DOUBLE, &minutes[0], "M", "time cap of MoME (default " EXP_XSTR(FZ_MINUTES) ")"},
-        {"--lora-minutes", EXP_DOUBLE, &minutes[1], "M", "time cap of LoRA (default " EXP_XSTR(FZ_MINUTES) ")"},
-        {"--full-minutes", EXP_DOUBLE, &minutes[2], "M", "time cap of full fine-tuning (default " EXP_XSTR(FZ_MINUTES) ")"},
-        {"--max-steps", EXP_INT, &max_steps, "N",
-         "LoRA and full fine-tuning stop after N steps (default " EXP_XSTR(FZ_STEPS) ": the fast\nversion; 0: no limit)"},
-        {"--full", EXP_FLAG, &full, NULL,
-         "the full version: 100 facts, every capital, no step limit (60 minutes\neach)"},
-        {"--lora-lr", EXP_DOUBLE, &lr[1], "X", "LoRA's Adam learning rate (default the tuner's, 0.001)"},
-        {"--full-lr", EXP_DOUBLE, &lr[2], "X", "full fine-tuning's learning rate (default the tuner's, 0.0001)"},
-        {"--keep-models", EXP_FLAG, &keep, NULL, "keep the f32 model files (about 540 MB each for SmolLM2-135M)"},
+    const char *facts_src = def_facts;
+    int n_facts = FZ_FACTS, keep = 0, full = 0, max_steps = FZ_STEPS;
+    double minutes[3] = {FZ_MINUTES, FZ_MINUTES, FZ_MINUTES}, lr[3] = {0, 0, 0};
+    fz_opts o = {NULL, def_cap, NULL, NULL, 0, 1, 16, FZ_CAPITALS};
+    const arg_opt opts[] = {
+        {0, "--facts", "FILE", ARG_STR(&facts_src),
+         .help = "facts; the default's are ISO 639-3 codes, which the base model does not know"},
+        {0, "--n-facts", "N", ARG_INT(&n_facts, 0, 0), .help = "the first N facts; the default runs the fast version"},
+        {0, "--capitals", "FILE", ARG_STR(&o.capitals), .help = "other questions"},
+        {0, "--n-capitals", "N", ARG_INT(&o.n_capitals, 0, 0), .help = "ask its first N questions; 0: all"},
+        {0, "--max-new", "N", ARG_INT(&o.max_new, 0, 0), .help = "answer length limit of the measurements in tokens"},
+        {0, "--mome-minutes", "M", ARG_DOUBLE(&minutes[0], 0, 0), .help = "time cap of MoME"},
+        {0, "--lora-minutes", "M", ARG_DOUBLE(&minutes[1], 0, 0), .help = "time cap of LoRA"},
+        {0, "--full-minutes", "M", ARG_DOUBLE(&minutes[2], 0, 0), .help = "time cap of full fine-tuning"},
+        {0, "--max-steps", "N", ARG_INT(&max_steps, 0, 0),
+         .help = "LoRA and full fine-tuning stop after N steps; the default runs the fast version, 0: no limit"},
+        {0, "--full", NULL, ARG_FLAG(&full),
+         .help = "the full version: 100 facts, every capital, no step limit (60 minutes each)"},
+        {0, "--lora-lr", "X", ARG_DOUBLE(&lr[1], 0, 0), .help = "LoRA's Adam learning rate", .def = "the tuner's, 0.001"},
+        {0, "--full-lr", "X", ARG_DOUBLE(&lr[2], 0, 0), .help = "full fine-tuning's learning rate",
+         .def = "the tuner's, 0.0001"},
+        {0, "--keep-models", NULL, ARG_FLAG(&keep), .help = "keep the f32 model files (about 540 MB each for SmolLM2-135M)"},
     };
     const int prc = exp_parse_args(&c,
                                    "The same facts taught with the backbone frozen (MoME: memory experts), frozen under adapters\n"
@@ -230,8 +231,6 @@ int exp_frozen(int argc, char **argv) {
     o.text = c.text;
     o.text_bytes = c.text_bytes;
     o.threads = c.threads;
-    if (!facts_src) facts_src = def_facts;
-    if (!o.capitals) o.capitals = def_cap;
     const char *need[2] = {facts_src, o.capitals};
     for (int i = 0; i < 2; i++)
         if (access(need[i], R_OK))

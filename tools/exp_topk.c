@@ -185,35 +185,36 @@ static void tk_write_row(FILE *f, const tk_run *r) {
 int exp_topk(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "topk", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED);
-    const char *facts_src = NULL, *ks_s = TK_KS, *modes_s = "own,all";
-    int n_facts = TK_FACTS, max_new = 24, full = 0, replot = 0, augment = 0, max_steps = TK_STEPS, subject_check = 0;
-    double temp = 0.25, mix_tau = -1.0, max_minutes = 0;
     char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/editing/zsre_mend_train-1k.json", exp_shared_dir());
-    const exp_option opts[] = {
-        {"--facts", EXP_STR, &facts_src, "FILE",
-         "zsRE records, a JSON array (default\n$MOME_SHARED/data/facts/editing/zsre_mend_train-1k.json)"},
-        {"--n-facts", EXP_INT, &n_facts, "N", "its first N records (default " EXP_XSTR(TK_FACTS) ": the fast version)"},
-        {"--top-k", EXP_STR, &ks_s, "LIST", "increasing K values, 1..64 (default " TK_KS ")"},
-        {"--modes", EXP_STR, &modes_s, "LIST", "own, all or own,all (default own,all)"},
-        {"--temp", EXP_DOUBLE, &temp, "T",
-         "the mixture's softmax temperature (default 0.25: a trained question's\nown fact weighs about 0.6 among 24 "
-         "zsRE facts; at 0.1 the others weigh\nnext to nothing)"},
-        {"--mix-tau", EXP_DOUBLE, &mix_tau, "X",
-         "score the facts but the best need to join (default -1: the K best\nalways join, as a top-k router; 0.55 = the "
-         "route threshold)"},
-        {"--augment", EXP_INT, &augment, "N",
-         "the tuner's extra contexts per fact (default 0 in the fast version,\nthe tuner's 2 with --full)"},
-        {"--max-steps", EXP_INT, &max_steps, "N",
-         "cap per tuning run in optimizer steps (default " EXP_XSTR(TK_STEPS) "; the run is reported\nas it stands: "
-         "memorized = verified when it stopped)"},
-        {"--max-minutes", EXP_DOUBLE, &max_minutes, "M", "also a wall-clock cap per run (default 0: none; depends on the load)"},
-        {"--subject-check", EXP_INT, &subject_check, "0|1",
-         "mome tune's subject check (default 0 here: a zsRE question names only\nits own subject, so with it every K > 1 "
-         "mixes one fact and K is not\nmeasured; 1 = the tuner's default, to see that)"},
-        {"--full", EXP_FLAG, &full, NULL, "100 facts, augment 2, at most 200 steps per run"},
-        {"--max-new", EXP_INT, &max_new, "N", "answer length limit (default 24)"},
-        {"--replot", EXP_FLAG, &replot, NULL, "only rewrite plot.gp and redraw from runs_*.csv in -o DIR (with --top-k)"},
+    const char *facts_src = def_facts, *ks_s = TK_KS, *modes_s = "own,all";
+    int n_facts = TK_FACTS, max_new = 24, full = 0, replot = 0, augment = 0, max_steps = TK_STEPS, subject_check = 0;
+    double temp = 0.25, mix_tau = -1.0, max_minutes = 0;
+    const arg_opt opts[] = {
+        {0, "--facts", "FILE", ARG_STR(&facts_src), .help = "zsRE records, a JSON array"},
+        {0, "--n-facts", "N", ARG_INT(&n_facts, 0, 0), .help = "its first N records; the default runs the fast version"},
+        {0, "--top-k", "LIST", ARG_STR(&ks_s), .help = "increasing K values, 1..64"},
+        {0, "--modes", "LIST", ARG_STR(&modes_s), .help = "own, all or own,all"},
+        {0, "--temp", "T", ARG_DOUBLE(&temp, 0, 0),
+         .help = "the mixture's softmax temperature; at the default a trained question's own fact weighs about 0.6 "
+                 "among 24 zsRE facts, at 0.1 the others weigh next to nothing"},
+        {0, "--mix-tau", "X", ARG_DOUBLE(&mix_tau, 0, 0),
+         .help = "score the facts but the best need to join; -1: the K best always join, as a top-k router; 0.55 = "
+                 "the route threshold"},
+        {0, "--augment", "N", ARG_INT(&augment, 0, 0),
+         .help = "the tuner's extra contexts per fact; --full: the tuner's 2"},
+        {0, "--max-steps", "N", ARG_INT(&max_steps, 0, 0),
+         .help = "cap per tuning run in optimizer steps; the run is reported as it stands: memorized = verified "
+                 "when it stopped"},
+        {0, "--max-minutes", "M", ARG_DOUBLE(&max_minutes, 0, 0),
+         .help = "also a wall-clock cap per run, which depends on the load; 0: none"},
+        {0, "--subject-check", "0|1", ARG_INT(&subject_check, 0, 0),
+         .help = "mome tune's subject check, off by default here: a zsRE question names only its own subject, so "
+                 "with it every K > 1 mixes one fact and K is not measured; 1 = the tuner's default, to see that"},
+        {0, "--full", NULL, ARG_FLAG(&full), .help = "100 facts, augment 2, at most 200 steps per run"},
+        {0, "--max-new", "N", ARG_INT(&max_new, 0, 0), .help = "answer length limit"},
+        {0, "--replot", NULL, ARG_FLAG(&replot),
+         .help = "only rewrite plot.gp and redraw from runs_*.csv in -o DIR (with --top-k)"},
     };
     const int prc = exp_parse_args(&o,
                                    "Facts mixed per question (mome tune --top-k K): per K and training mode, a fresh memory tuned\n"
@@ -257,7 +258,6 @@ int exp_topk(int argc, char **argv) {
     }
     int rc = exp_common_check(&o);
     if (rc) return rc;
-    if (!facts_src) facts_src = def_facts;
     if (access(facts_src, R_OK))
         return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", facts_src, strerror(errno));
     const char *dir = o.dir;
@@ -434,7 +434,7 @@ int exp_topk(int argc, char **argv) {
                    "`rephrase`, neighbour `loc`), %d after duplicates; per K and mode a fresh memory with the tuner's "
                    "defaults but --augment %d (learning rate, batch 32, target loss 0.01), seed %lld, %d thread(s), at "
                    "most %d steps per tuning run%s\n",
-                o.model, n_facts, facts_src, fs->n, augment, o.seed, o.threads, max_steps,
+                o.model, n_facts, facts_src, fs->n, augment, (long long)o.seed, o.threads, max_steps,
                 max_minutes > 0 ? " and the --max-minutes cap" : "");
         fprintf(f, "- the mixture: the K best facts by key score; the memory speaks when the best reaches the route "
                    "threshold (as with K = 1); the others join when their score reaches %g%s; weights softmax(s / %g); "

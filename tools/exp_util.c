@@ -3,7 +3,6 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
-#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -214,21 +213,6 @@ FILE *exp_open_summary(const char *dir, const char *title, int argc, char **argv
     return f;
 }
 
-/* The common options: flag, long and short names, the value's name, help. */
-static const struct {
-    unsigned flag;
-    const char *lng, *shrt, *arg, *help;
-} COMMON_OPTS[] = {
-    {EXP_OPT_MODEL, "--model", "-m", "PATH", "base model (default models/SmolLM2-135M-Instruct.Q4_1.gguf)"},
-    {EXP_OPT_OUT, "--out", "-o", "DIR", "output folder (default build/experiments/NAME)"},
-    {EXP_OPT_TEXT, "--text", NULL, "FILE",
-     "held-out text (default $MOME_SHARED/data/text/tinystories_val_head.txt;\nMOME_SHARED defaults to ../shared)"},
-    {EXP_OPT_TEXT, "--text-bytes", NULL, "N", "its first N bytes (default 16384)"},
-    {EXP_OPT_THREADS, "--threads", "-t", "N", "threads (default 1)"},
-    {EXP_OPT_SEED, "--seed", "-s", "S", "seed (default 1234)"},
-};
-#define N_COMMON_OPTS ((int)(sizeof COMMON_OPTS / sizeof COMMON_OPTS[0]))
-
 void exp_common_init(exp_common *c, const char *name, unsigned takes) {
     memset(c, 0, sizeof *c);
     c->takes = takes;
@@ -241,36 +225,6 @@ void exp_common_init(exp_common *c, const char *name, unsigned takes) {
     c->threads = 1;
     c->seed = 1234;
     c->text_bytes = 16384;
-}
-
-int exp_common_opt(exp_common *c, int argc, char **argv, int *i) {
-    const char *a = argv[*i];
-    if (*i + 1 >= argc) return 0;
-    int k = 0;
-    while (k < N_COMMON_OPTS && strcmp(a, COMMON_OPTS[k].lng) && !(COMMON_OPTS[k].shrt && !strcmp(a, COMMON_OPTS[k].shrt)))
-        k++;
-    if (k == N_COMMON_OPTS || !(c->takes & COMMON_OPTS[k].flag)) return 0;
-    const char *o = COMMON_OPTS[k].lng, *v = argv[++*i];
-    if (!strcmp(o, "--model")) c->model = v;
-    else if (!strcmp(o, "--out")) c->dir = v;
-    else if (!strcmp(o, "--text")) c->text = v;
-    else if (!strcmp(o, "--text-bytes")) c->text_bytes = atoll(v);
-    else if (!strcmp(o, "--threads")) c->threads = atoi(v);
-    else c->seed = atoll(v);
-    return 1;
-}
-
-static void help_line(const char *name, const char *arg, const char *text);
-
-void exp_common_help(const exp_common *c) {
-    for (int k = 0; k < N_COMMON_OPTS; k++) {
-        if (!(c->takes & COMMON_OPTS[k].flag)) continue;
-        char name[32], out[320];
-        snprintf(name, sizeof name, "%s%s%s", COMMON_OPTS[k].shrt ? COMMON_OPTS[k].shrt : "",
-                 COMMON_OPTS[k].shrt ? ", " : "", COMMON_OPTS[k].lng);
-        snprintf(out, sizeof out, "output folder (default %s)", c->def_dir);
-        help_line(name, COMMON_OPTS[k].arg, COMMON_OPTS[k].flag == EXP_OPT_OUT ? out : COMMON_OPTS[k].help);
-    }
 }
 
 int exp_common_check(const exp_common *c) {
@@ -299,53 +253,37 @@ int exp_bad_option(const exp_common *c, const char *arg) {
     return 2;
 }
 
-/* One option's help: the name column, then the text, continuation lines
- * indented to it. */
-static void help_line(const char *name, const char *arg, const char *text) {
-    char col[64];
-    snprintf(col, sizeof col, "%s%s%s", name, arg ? " " : "", arg ? arg : "");
-    printf("  %-19s", col);
-    if (strlen(col) > 18) printf("\n  %-19s", "");
-    for (const char *t = text; *t; t++) {
-        putchar(*t);
-        if (*t == '\n' && t[1]) printf("  %-19s", "");
+int exp_parse_args(exp_common *c, const char *about, const arg_opt *opts, int n_opts, int argc, char **argv) {
+    /* the experiment's rows, then the common ones (those c takes: cmds & c->takes) */
+    const arg_opt common[] = {
+        {EXP_OPT_MODEL, "-m, --model", "PATH", ARG_STR(&c->model), .help = "base model"},
+        {EXP_OPT_OUT, "-o, --out", "DIR", ARG_STR(&c->dir), .help = "output folder"},
+        {EXP_OPT_TEXT, "--text", "FILE", ARG_STR(&c->text),
+         .help = "held-out text; the shared data folder is $MOME_SHARED/data, ../shared/data unless set"},
+        {EXP_OPT_TEXT, "--text-bytes", "N", ARG_I64(&c->text_bytes, 0, 0), .help = "its first N bytes"},
+        {EXP_OPT_THREADS, "-t, --threads", "N", ARG_INT(&c->threads, 0, 0), .help = "threads"},
+        {EXP_OPT_SEED, "-s, --seed", "S", ARG_I64(&c->seed, 0, 0), .help = "seed"},
+    };
+    const int n_all = n_opts + EXP_COUNT(common);
+    arg_opt *all = malloc((size_t)n_all * sizeof *all);
+    if (!all) return exp_fail("out of memory");
+    memcpy(all, opts, (size_t)n_opts * sizeof *all);
+    memcpy(all + n_opts, common, sizeof common);
+    arg_error e;
+    const enum arg_result r = arg_parse(all, n_all, c->takes, argc, argv, NULL, &e);
+    int rc = -1;
+    if (r == ARG_HELP) {
+        printf("usage: mome experiment %s [options]\n\n%s\n", c->name, about);
+        arg_help(stdout, all, n_all, c->takes);
+        rc = 0;
+    } else if (r == ARG_ERROR) {
+        if (e.kind == ARG_ERR_VALUE) exp_fail("%s: %s expects a number, got '%s'", c->name, e.arg, e.value);
+        else if (e.kind == ARG_ERR_NOMEM) exp_fail("out of memory");
+        else exp_bad_option(c, e.arg);
+        rc = 2;
     }
-    putchar('\n');
-}
-
-int exp_parse_args(exp_common *c, const char *about, const exp_option *opts, int n_opts, int argc, char **argv) {
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            printf("usage: mome experiment %s [options]\n\n%s\n", c->name, about);
-            for (int k = 0; k < n_opts; k++) help_line(opts[k].name, opts[k].arg, opts[k].help);
-            exp_common_help(c);
-            return 0;
-        }
-        if (exp_common_opt(c, argc, argv, &i)) continue;
-        int k = 0;
-        while (k < n_opts && strcmp(a, opts[k].name)) k++;
-        if (k == n_opts || (opts[k].kind != EXP_FLAG && i + 1 >= argc)) return exp_bad_option(c, a);
-        if (opts[k].kind == EXP_FLAG) {
-            *(int *)opts[k].dst = 1;
-            continue;
-        }
-        const char *v = argv[++i];
-        char *end = NULL;
-        errno = 0;
-        if (opts[k].kind == EXP_STR) *(const char **)opts[k].dst = v;
-        else if (opts[k].kind == EXP_DOUBLE) *(double *)opts[k].dst = strtod(v, &end);
-        else {
-            const long x = strtol(v, &end, 10);
-            if (x < INT_MIN || x > INT_MAX) errno = ERANGE;
-            *(int *)opts[k].dst = (int)x;
-        }
-        if (end && (end == v || *end || errno)) {
-            exp_fail("%s: %s expects a number, got '%s'", c->name, a, v);
-            return 2;
-        }
-    }
-    return -1;
+    free(all);
+    return rc;
 }
 
 int exp_write_json_range(const struct cJSON *arr, int i0, int i1, const char *path) {

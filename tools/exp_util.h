@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "arg.h"
 #include "util.h"
 
 /* Prints "mome: error: experiment: ..." and returns 1. */
@@ -57,9 +58,9 @@ double exp_cpu_s(void);
  * the caller adds its lines and closes it. NULL after reporting the error. */
 FILE *exp_open_summary(const char *dir, const char *title, int argc, char **argv, const exp_run *r);
 
-/* The options experiments share; each experiment names those it takes (a
- * set of EXP_OPT_*), and only those are parsed, checked and listed in its
- * --help. */
+/* The options experiments share (-m, -o, -t, -s, --text, --text-bytes: rows
+ * of tools/arg.h in exp_util.c); each experiment names those it takes (a set
+ * of EXP_OPT_*), and only those are parsed and listed in its --help. */
 enum exp_opt {
     EXP_OPT_MODEL = 1 << 0,   /* -m, --model PATH */
     EXP_OPT_OUT = 1 << 1,     /* -o, --out DIR */
@@ -74,16 +75,11 @@ typedef struct exp_common {
     const char *dir;        /* build/experiments/NAME unless -o */
     const char *text;       /* $MOME_SHARED/data/text/tinystories_val_head.txt unless --text */
     int threads;            /* 1 */
-    long long seed;         /* 1234 */
-    long long text_bytes;   /* 16384: the first 16 KiB */
+    int64_t seed;           /* 1234 */
+    int64_t text_bytes;     /* 16384: the first 16 KiB */
     char def_dir[256], def_text[4096];
 } exp_common;
 void exp_common_init(exp_common *c, const char *name, unsigned takes);
-/* If argv[*i] is a common option the experiment takes, with its value:
- * stores it, advances *i past the value and returns 1; else 0. */
-int exp_common_opt(exp_common *c, int argc, char **argv, int *i);
-/* Their lines of --help. */
-void exp_common_help(const exp_common *c);
 /* Checks the common values (2 and a message if one is unusable) and, if the
  * experiment takes one, that the held-out text is readable (1, naming the
  * shared data folder); 0 if all is well. */
@@ -95,27 +91,14 @@ int exp_load_model(const exp_common *c, mome_model **m);
  * (or one missing its value). */
 int exp_bad_option(const exp_common *c, const char *arg);
 
-/* An experiment's own option: the name, the kind of value and where it goes
- * (EXP_INT: int *, EXP_DOUBLE: double *, EXP_STR: const char **, EXP_FLAG:
- * int * set to 1), the value's name in --help ("N", "FILE"; NULL for a flag)
- * and its help text, which states the default ("\n" starts a continuation
- * line). */
-enum exp_arg_kind { EXP_INT, EXP_DOUBLE, EXP_STR, EXP_FLAG };
-typedef struct exp_option {
-    const char *name;
-    enum exp_arg_kind kind;
-    void *dst;
-    const char *arg;
-    const char *help;
-} exp_option;
-/* Parses argv[1..] (argv[0] is the experiment's name) into opts and the
- * common options c takes. -h/--help prints the usage line, about, the
- * options and the common ones, and returns 0; an unknown option, a missing
- * value or a number that does not parse returns 2 after a message; -1 when
- * everything was parsed. Ranges are the experiment's to check. */
-int exp_parse_args(exp_common *c, const char *about, const exp_option *opts, int n_opts, int argc, char **argv);
-#define EXP_STR_(x) #x
-#define EXP_XSTR(x) EXP_STR_(x) /* a macro's value as a string, for help texts */
+/* Parses argv[1..] (argv[0] is the experiment's name) with the experiment's
+ * own option rows (tools/arg.h; cmds 0) and the common options c takes.
+ * -h/--help prints the usage line, about, the options and the common ones,
+ * each with its default as the variables hold it, and returns 0; an unknown
+ * option, a missing value or a number that does not parse returns 2 after a
+ * message; -1 when everything was parsed. The experiments declare their
+ * numbers without a range (0, 0) and check them themselves. */
+int exp_parse_args(exp_common *c, const char *about, const arg_opt *opts, int n_opts, int argc, char **argv);
 #define EXP_COUNT(a) ((int)(sizeof(a) / sizeof((a)[0])))
 
 /* Records [i0, i1) of a cJSON array as JSON lines (one record per line). */

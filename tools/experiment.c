@@ -160,17 +160,17 @@ static int th_snapshot(mome_model *m, mome_memory *mem, const fact_set *fs, cons
 static int exp_threshold(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "threshold", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED);
-    const char *facts_src = NULL, *steps_s = TH_STEPS;
-    int n_facts = TH_FACTS, max_new = 24;
-    double lr = 0;
     char def_facts[4096];
     snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
-    const exp_option opts[] = {
-        {"--facts", EXP_STR, &facts_src, "FILE", "JSON-lines facts (default $MOME_SHARED/data/facts/languages.jsonl)"},
-        {"--n-facts", EXP_INT, &n_facts, "N", "the first N facts (default " EXP_XSTR(TH_FACTS) ": the fast version)"},
-        {"--steps", EXP_STR, &steps_s, "LIST", "increasing step counts to snapshot at (default " TH_STEPS ")"},
-        {"--lr", EXP_DOUBLE, &lr, "X", "tuner learning rate (default: the tuner's)"},
-        {"--max-new", EXP_INT, &max_new, "N", "greedy answer length limit (default 24)"},
+    const char *facts_src = def_facts, *steps_s = TH_STEPS;
+    int n_facts = TH_FACTS, max_new = 24;
+    double lr = 0;
+    const arg_opt opts[] = {
+        {0, "--facts", "FILE", ARG_STR(&facts_src), .help = "JSON-lines facts"},
+        {0, "--n-facts", "N", ARG_INT(&n_facts, 0, 0), .help = "the first N facts; the default runs the fast version"},
+        {0, "--steps", "LIST", ARG_STR(&steps_s), .help = "increasing step counts to snapshot at"},
+        {0, "--lr", "X", ARG_DOUBLE(&lr, 0, 0), .help = "tuner learning rate", .def = "the tuner's"},
+        {0, "--max-new", "N", ARG_INT(&max_new, 0, 0), .help = "greedy answer length limit"},
     };
     const int prc = exp_parse_args(&o,
                                    "Is a fact stated exactly once its answer loss is low? Trains facts with the memory\n"
@@ -188,7 +188,6 @@ static int exp_threshold(int argc, char **argv) {
     int rc = exp_common_check(&o);
     if (rc) return rc;
     const char *dir = o.dir;
-    if (!facts_src) facts_src = def_facts;
     exp_run run;
     exp_run_start(&run);
 
@@ -338,7 +337,7 @@ static int exp_threshold(int argc, char **argv) {
         else {
             fprintf(f, "- model: %s; facts: the first %d of %s; tuner seed %lld, %d thread(s), lr %s; greedy answers "
                        "decoded %d at a time (ans_greedy_batch: each byte-identical to one decoded alone)\n",
-                    o.model, fs->n, facts_src, o.seed, o.threads, lr > 0 ? "as given" : "default", TH_PARALLEL);
+                    o.model, fs->n, facts_src, (long long)o.seed, o.threads, lr > 0 ? "as given" : "default", TH_PARALLEL);
             fprintf(f, "- snapshots (tuner steps; 0 = no memory):");
             for (int s = 0; s < n_snaps; s++) fprintf(f, " %lld (%d exact)", (long long)steps_done[s], memorized_at[s]);
             fprintf(f, "\n- data: `results.csv` (one row per snapshot and fact), `bins_max.csv`, `bins_mean.csv`\n\n");
@@ -651,27 +650,27 @@ static rl_final rl_summarize(const rl_curve *cv) {
 static int exp_random_labels(int argc, char **argv) {
     exp_common o;
     exp_common_init(&o, "random-labels", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
-    const char *facts_src = NULL;
+    char def_facts[4096];
+    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
+    const char *facts_src = def_facts;
     int n_facts = RL_FACTS, ppl_every = RL_PPL_EVERY, replot = 0, full = 0;
     const char *epochs_s = RL_MOME_EPOCHS;
     double mome_minutes = RL_MINUTES, lora_minutes = RL_MINUTES;
     int lora_steps = RL_LORA_STEPS;
-    char def_facts[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    const exp_option opts[] = {
-        {"--facts", EXP_STR, &facts_src, "FILE", "questions (default $MOME_SHARED/data/facts/NQ-open.dev.jsonl)"},
-        {"--n-facts", EXP_INT, &n_facts, "N", "the first N questions (default " EXP_XSTR(RL_FACTS) ": the fast version)"},
-        {"--mome-epochs", EXP_STR, &epochs_s, "LIST",
-         "MoME: loss and recall at these epochs, increasing (default\n" RL_MOME_EPOCHS "; LoRA's come with every epoch)"},
-        {"--ppl-every", EXP_INT, &ppl_every, "P",
-         "perplexity every P epochs (default " EXP_XSTR(RL_PPL_EVERY) "; MoME: at its snapshots whose\nepoch P divides, and the last)"},
-        {"--lora-steps", EXP_INT, &lora_steps, "N",
-         "LoRA stops after N steps of 8 questions (default " EXP_XSTR(RL_LORA_STEPS) "; 0: no limit)"},
-        {"--mome-minutes", EXP_DOUBLE, &mome_minutes, "M", "time limit of each MoME run (default " EXP_XSTR(RL_MINUTES) ")"},
-        {"--lora-minutes", EXP_DOUBLE, &lora_minutes, "M", "time limit of each LoRA run (default " EXP_XSTR(RL_MINUTES) ")"},
-        {"--full", EXP_FLAG, &full, NULL,
-         "the issue's version: 100 questions, MoME every 2 epochs, perplexity every\n10, LoRA without a step limit, up to 60 minutes per run"},
-        {"--replot", EXP_FLAG, &replot, NULL, "only rewrite plot.gp and redraw from the CSVs already in -o DIR"},
+    const arg_opt opts[] = {
+        {0, "--facts", "FILE", ARG_STR(&facts_src), .help = "questions"},
+        {0, "--n-facts", "N", ARG_INT(&n_facts, 0, 0), .help = "the first N questions; the default runs the fast version"},
+        {0, "--mome-epochs", "LIST", ARG_STR(&epochs_s),
+         .help = "MoME: loss and recall at these epochs, increasing; LoRA's come with every epoch"},
+        {0, "--ppl-every", "P", ARG_INT(&ppl_every, 0, 0),
+         .help = "perplexity every P epochs; MoME: at its snapshots whose epoch P divides, and the last"},
+        {0, "--lora-steps", "N", ARG_INT(&lora_steps, 0, 0), .help = "LoRA stops after N steps of 8 questions; 0: no limit"},
+        {0, "--mome-minutes", "M", ARG_DOUBLE(&mome_minutes, 0, 0), .help = "time limit of each MoME run"},
+        {0, "--lora-minutes", "M", ARG_DOUBLE(&lora_minutes, 0, 0), .help = "time limit of each LoRA run"},
+        {0, "--full", NULL, ARG_FLAG(&full),
+         .help = "the issue's version: 100 questions, MoME every 2 epochs, perplexity every 10, LoRA without a step "
+                 "limit, up to 60 minutes per run"},
+        {0, "--replot", NULL, ARG_FLAG(&replot), .help = "only rewrite plot.gp and redraw from the CSVs already in -o DIR"},
     };
     const int prc = exp_parse_args(&o,
                                    "The randomization test (paper Fig. 1 and 5): the same questions trained with their true\n"
@@ -705,7 +704,6 @@ static int exp_random_labels(int argc, char **argv) {
         if (rl_write_plot(dir)) return 1;
         return exp_run_gnuplot(dir) ? 0 : 1;
     }
-    if (!facts_src) facts_src = def_facts;
     exp_run run;
     exp_run_start(&run);
     char work[3100], path[3200], sets[2][3200];
@@ -770,7 +768,7 @@ static int exp_random_labels(int argc, char **argv) {
     if (f) {
         fprintf(f, "- model: %s; questions: the first %d of %s (%d after duplicates); random answers: 32 characters "
                    "of [A-Z0-9], seed %lld; %d thread(s)\n",
-                o.model, n_facts, facts_src, n, o.seed, o.threads);
+                o.model, n_facts, facts_src, n, (long long)o.seed, o.threads);
         if (full) fprintf(f, "- the full version (`--full`): the issue's 100 questions, perplexity every 10 epochs\n");
         else
             fprintf(f, "- **what this run does differently from the issue**: %d questions, not 100; MoME's loss and recall "
@@ -791,7 +789,7 @@ static int exp_random_labels(int argc, char **argv) {
                    "greedy decoding states, at every epoch); held-out perplexity of the first %lld bytes of %s every "
                    "%d epochs (MoME: engine, at the snapshots whose epoch %d divides and the last; LoRA: f32 stack, the "
                    "engine does not run adapters, so compare each method's curve with its own start)\n",
-                o.text_bytes, o.text, ppl_every, ppl_every);
+                (long long)o.text_bytes, o.text, ppl_every, ppl_every);
         fprintf(f, "- data: `results.csv` (every measured epoch), `curve_*.csv`, `ppl_*.csv`, `finals.csv`\n\n");
         if (drew) fprintf(f, "![loss, exact recall and perplexity per epoch, true vs random answers](random_labels.svg)\n\n");
         else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
