@@ -150,6 +150,10 @@ typedef struct mome_tune_params {
                                   is measured in docs/BENCHMARKS.md) */
     float gate_margin;         /* the gate lets each fact's trained contexts through with at
                                   least this logit (1.0; lower: a stricter gate) */
+    int cached_facts;          /* facts whose training contexts (the value block's input and the
+                                  K/V above it, about 1 MB per fact on SmolLM2) are held at once;
+                                  the others are prepared when earlier ones are verified, which
+                                  bounds the tuner's memory (default 2048; 0: all at once) */
     /* optimisation */
     float lr;                  /* Adam learning rate; <= 0: the default (MoME 0.05, 0.15 on qwen2; LoRA 1e-3, full 1e-4) */
     float target_loss;         /* memorized below this mean answer loss (0.01 nats) */

@@ -8,6 +8,9 @@
  *                                    and the fact's keys at the decision row; the gate; each
  *                                    fact's mixture under its own keys (prepare_mixtures)
  *   while (facts train) {
+ *       cache_more();                at most cached_facts facts hold their contexts (about 1 MB
+ *                                    each on SmolLM2: 10,000 facts held 11 GiB); done facts free
+ *                                    theirs and the next facts are prepared
  *       train_round();               a batch of facts: the blocks above in f32 (train_stack.c),
  *                                    dLoss/dX -> each fact's values (and with top_k_train_all its
  *                                    mixture partners'), Adam
@@ -74,6 +77,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.subject_check = 1;
     p.gate_questions = 0;
     p.gate_margin = 1.0f;
+    p.cached_facts = 2048;
     p.lr = 0.0f; /* method default */
     p.target_loss = 0.01f;
     p.batch = 32;
@@ -183,6 +187,7 @@ typedef struct seq_rt {
 
 typedef struct fact_rt {
     int mi;                /* index in the memory */
+    int was_cached;        /* its contexts have been prepared for training at least once */
     int32_t *target;       /* (T) answer tokens, then end-of-turn */
     int T;
     seq_rt *seq;           /* (n_seq): [0] the fact's own wording */
@@ -209,6 +214,9 @@ typedef struct tuner {
     int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
+    int max_seq_P;         /* the longest prompt of any context, in tokens */
+    int window;            /* facts whose contexts are cached at once (cache_more) */
+    int n_was_cached;      /* facts whose contexts have been cached at least once */
     int64_t step;
     double t0, t_prev;
     /* batch buffers */
@@ -276,6 +284,7 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
         return mome_seterr_code(MOME_ERR_ARG, "%s: the fact is %d tokens long, longer than the %d-token context", where,
                                 P + na, c->n_ctx);
     }
+    if (P > t->max_seq_P) t->max_seq_P = P;
     int32_t *seq = realloc(ids, (size_t)(P + na) * sizeof(int32_t));
     if (!seq) { free(ids); return mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); }
     if (na) memcpy(seq + P, ans, (size_t)na * sizeof(int32_t));
@@ -317,6 +326,29 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
     return rc;
 }
 
+/* The length in tokens of a context's prompt, for one not captured now (the
+ * training stack is sized for the longest of all). */
+static int context_len(tuner *t, const mome_chat_msg *msgs, int nm) {
+    char *text = mome_chat_format(t->m, msgs, nm, 1);
+    if (!text) return MOME_ERR_NOMEM;
+    int32_t *ids = NULL;
+    const int P = mome_tokenize_alloc(t->m, text, 1, 1, &ids);
+    free(text);
+    free(ids);
+    if (P < 0) return P;
+    if (P > t->max_seq_P) t->max_seq_P = P;
+    return 0;
+}
+
+static int is_cached(const fact_rt *f) { return f->seq && f->seq[0].h; }
+
+static void uncache(fact_rt *f) {
+    for (int k = 0; k < f->n_seq && f->seq; k++) {
+        free(f->seq[k].h); free(f->seq[k].kpre); free(f->seq[k].vpre);
+        f->seq[k].h = f->seq[k].kpre = f->seq[k].vpre = NULL;
+    }
+}
+
 /* Tokens of every fact's answer; the context size the facts need. */
 static int prepare_tokens(tuner *t) {
     const int32_t eot = mome_token_eot(t->m);
@@ -349,7 +381,6 @@ static int prepare_tokens(tuner *t) {
     return 0;
 }
 
-/* The engine pass over every fact in every context, and the keys. */
 /* The wording check's tokens of fact mi: the content of the user turn the
  * capture just decoded, as the engine reads it at the decision row dpos. */
 static int keep_question_tokens(tuner *t, int mi, int dpos) {
@@ -388,6 +419,68 @@ static int add_alt_keys(tuner *t, float *keys) {
     return rc;
 }
 
+/* The training contexts of facts idx[0..n) (their value block inputs and
+ * prefix K/V), context by context, so that consecutive prompts share their
+ * start (the system prompt, an earlier exchange) and its K/V is computed
+ * once: on Qwen2.5, whose template adds a 20-token default system message,
+ * this halves the prefill (docs/BENCHMARKS.md). keys (2C) is scratch. */
+static int cache_contexts(tuner *t, const int *idx, int n, float *keys) {
+    char qbuf[FACTS_MAX_FIELD + 1], where[256];
+    const int n_seq = t->n ? t->f[0].n_seq : 0;
+    int rc = 0;
+    double last = mome_time_s();
+    for (int k = 0; k < n_seq && !rc; k++)
+        for (int j = 0; j < n && !rc; j++) {
+            const int i = idx[j];
+            const fact *fa = &t->fs->v[i];
+            fact_rt *r = &t->f[i];
+            snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
+            mome_chat_msg msgs[4];
+            const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
+            rc = capture(t, msgs, nm, r->target, r->T - 1, &r->seq[k], keys, where);
+            if (!rc && k == n_seq - 1 && !r->was_cached) {
+                r->was_cached = 1;
+                t->n_was_cached++;
+            }
+            if (mome_time_s() - last > 0.5) {
+                last = mome_time_s();
+                progress(t, "prepare", t->n_was_cached);
+            }
+        }
+    return rc;
+}
+
+/* With more facts than the window (mome_tune_params.cached_facts): the
+ * contexts of facts that are done (verified, given up) are freed, and when
+ * at most half the window still trains, the next facts that train are
+ * prepared. A fact a partner undoes after its contexts were freed is
+ * prepared again when its turn comes. */
+static int cache_more(tuner *t) {
+    if (t->window >= t->n) return 0;
+    int active = 0;
+    for (int i = 0; i < t->n; i++) {
+        fact_rt *f = &t->f[i];
+        if (!is_cached(f)) continue;
+        if (f->state == FACT_GIVEN_UP || (f->state == FACT_VERIFIED && !f->recheck)) uncache(f);
+        else active++;
+    }
+    if (active > t->window / 2) return 0;
+    int *idx = mome_malloc((size_t)t->window * sizeof(int));
+    float *keys = mome_malloc((size_t)2 * t->m->hp.n_embd * sizeof(float));
+    int n = 0, rc = 0;
+    if (!idx || !keys) rc = MOME_ERR_NOMEM;
+    for (int i = 0; !rc && i < t->n && active + n < t->window; i++)
+        if (t->f[i].state == FACT_TRAINING && !is_cached(&t->f[i])) idx[n++] = i;
+    if (!rc && n > 0) rc = cache_contexts(t, idx, n, keys);
+    free(idx);
+    free(keys);
+    return rc;
+}
+
+/* The engine pass over every fact in every context: the keys, each fact
+ * added to the memory, and the training contexts of the first `window`
+ * facts (cache_more prepares the others' later; for them only the own
+ * wording is decoded now, and every context where the gate needs its keys). */
 static int prepare_captures(tuner *t, int new_memory) {
     const int C = t->m->hp.n_embd;
     float *keys = mome_malloc((size_t)2 * C * sizeof(float));
@@ -396,6 +489,8 @@ static int prepare_captures(tuner *t, int new_memory) {
     int rc = 0;
     char qbuf[FACTS_MAX_FIELD + 1], where[256];
     double last = mome_time_s();
+    const int cf = t->p->cached_facts;
+    t->window = cf > 0 && cf < t->n ? cf : t->n;
     for (int i = 0; i < t->n && !rc; i++) {
         fact_rt *r = &t->f[i];
         r->seq = mome_calloc((size_t)r->n_seq, sizeof(seq_rt));
@@ -403,26 +498,35 @@ static int prepare_captures(tuner *t, int new_memory) {
         r->av = mome_calloc((size_t)r->T * C, sizeof(float));
         if (!r->seq || !r->am || !r->av) rc = MOME_ERR_NOMEM;
     }
-    /* context by context, so that consecutive prompts share their start (the
-     * system prompt, an earlier exchange) and its K/V is computed once: on
-     * Qwen2.5, whose template adds a 20-token default system message, this
-     * halves the prefill (docs/BENCHMARKS.md) */
+    /* context by context, as cache_contexts */
     const int n_seq = t->n ? t->f[0].n_seq : 0;
     for (int k = 0, done = 0; k < n_seq && !rc; k++) {
         for (int i = 0; i < t->n && !rc; i++, done++) {
             const fact *fa = &t->fs->v[i];
             fact_rt *r = &t->f[i];
+            const int cache = i < t->window;
             snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
             mome_chat_msg msgs[4];
             int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
-            rc = capture(t, msgs, nm, r->target, r->T - 1, &r->seq[k], keys, where);
+            if (!cache && k > 0 && !t->gate_on) {
+                rc = context_len(t, msgs, nm);
+                continue;
+            }
+            rc = capture(t, msgs, nm, cache ? r->target : NULL, cache ? r->T - 1 : 0, cache ? &r->seq[k] : NULL, keys,
+                         where);
             if (!rc) memcpy(t->gpos + ((size_t)i * r->n_seq + k) * C, keys + C, (size_t)C * sizeof(float));
+            if (!rc && cache && k == n_seq - 1) {
+                r->was_cached = 1;
+                t->n_was_cached++;
+            }
             if (!rc && k == 0) {
                 int mi = mem_add_fact(t->mem, keys, keys + C, r->target, r->T - 1);
                 if (mi < 0) rc = mi;
                 r->mi = mi;
                 for (int j = 0; j < 2 * C; j++) mp[j] += keys[j];
-                if (!rc && !isnan(t->mem->cover_tau)) rc = keep_question_tokens(t, mi, r->seq[0].P - 1);
+                int32_t dpos = -1; /* the decision row, P - 1 (capture checked it) */
+                mome_ctx_memory_decision(t->ctx, &dpos, NULL, NULL);
+                if (!rc && !isnan(t->mem->cover_tau)) rc = keep_question_tokens(t, mi, dpos);
                 if (!rc && fa->subject && t->p->subject_check) {
                     const int r_s = mem_set_fact_subject(t->mem, mi, fa->subject, fa->question);
                     if (r_s < 0) rc = r_s;
@@ -834,9 +938,7 @@ out:
 static void tuner_free(tuner *t) {
     for (int i = 0; i < t->n && t->f; i++) {
         fact_rt *f = &t->f[i];
-        for (int k = 0; k < f->n_seq && f->seq; k++) {
-            free(f->seq[k].h); free(f->seq[k].kpre); free(f->seq[k].vpre);
-        }
+        uncache(f);
         free(f->seq); free(f->target); free(f->am); free(f->av);
     }
     free(t->f);
@@ -909,10 +1011,7 @@ static int prepare(tuner *t, int *new_memory) {
     if ((rc = prepare_gate(t))) return rc;
     if ((rc = prepare_mixtures(t))) return rc;
     /* the training stack and the batch buffers */
-    int maxP = 0;
-    for (int i = 0; i < t->n; i++)
-        for (int k = 0; k < t->f[i].n_seq; k++)
-            if (t->f[i].seq[k].P > maxP) maxP = t->f[i].seq[k].P;
+    const int maxP = t->max_seq_P;
     const int B = p->batch, S = B * (1 + p->augment), C = m->hp.n_embd;
     const int max_rows = S * t->max_T;
     if ((rc = tstack_init(&t->st, m, t->mem->value_layer, maxP + t->max_T + 1, max_rows))) return rc;
@@ -928,12 +1027,13 @@ static int prepare(tuner *t, int *new_memory) {
     return 0;
 }
 
-/* The next batch of facts still training (round robin); 0 if none. */
+/* The next batch of facts still training whose contexts are cached (round
+ * robin); 0 if none. */
 static int next_batch(tuner *t) {
     int nb = 0, seen = 0;
     while (nb < t->p->batch && seen < t->n) {
         if (t->cursor >= t->n) t->cursor = 0;
-        if (t->f[t->cursor].state == FACT_TRAINING) t->batch[nb++] = t->cursor;
+        if (t->f[t->cursor].state == FACT_TRAINING && is_cached(&t->f[t->cursor])) t->batch[nb++] = t->cursor;
         t->cursor++;
         seen++;
     }
@@ -969,6 +1069,7 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     double last_ckpt = mome_time_s(), last_prog = 0;
     int stopped = 0;
     while (!rc) {
+        if ((rc = cache_more(&t))) break;
         int nb = next_batch(&t);
         if (nb > 0) {
             if ((rc = train_round(&t, nb))) break;

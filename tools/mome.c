@@ -205,6 +205,9 @@ static const arg_opt OPTS[] = {
     {CMD_TUNE, "--gate-margin", "X", ARG_FLOAT(&V.tune.gate_margin, 0, 100),
      .help = "the gate lets trained contexts through with at least X; 0.25: quieter on neighbours, fewer "
              "rewordings"},
+    {CMD_TUNE, "--cached-facts", "N", ARG_INT(&V.tune.cached_facts, 0, INT_MAX),
+     .help = "facts whose training contexts are held at once (about 1 MB each on SmolLM2; the others are "
+             "prepared as earlier ones are verified), which bounds the tuner's memory; 0: all at once"},
     {CMD_TUNE, "--lr", "X", ARG_FLOAT(&V.tune.lr, 1e-7, 10), .help = "Adam learning rate",
      .def = "0.05, qwen2 models 0.15; LoRA 0.001, full 0.0001"},
     {CMD_TUNE, "--target-loss", "X", ARG_FLOAT(&V.tune.target_loss, 1e-6, 10),

@@ -74,6 +74,16 @@ $MOME tune -m "$MODEL" --facts $A -o "$tmp/r3.mome" -t 2 --resume 2>/dev/null
 if cmp -s "$tmp/a.mome" "$tmp/r3.mome"; then ok "stopped and resumed: the uninterrupted run's memory, bit for bit"
 else bad "a resumed run differs from the uninterrupted one"; fi
 
+# a window of 5 facts' training contexts (--cached-facts): the others are prepared as earlier ones
+# are verified; every fact memorized and recalled; stopped mid-way and resumed, it completes
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/w.mome" -t 2 --cached-facts 5 2>"$tmp/log" && grep -q "10/10 facts memorized" "$tmp/log" &&
+    [ "$(recall "$tmp/w.mome" $A)" = "1.000000" ]; then ok "--cached-facts 5: 10/10 memorized and recalled"
+else bad "--cached-facts 5: $(tail -2 "$tmp/log")"; fi
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/w2.mome" -t 2 --cached-facts 5 --max-steps 14 2>/dev/null
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/w2.mome" -t 2 --cached-facts 5 --resume 2>"$tmp/log" &&
+    grep -q "10/10 facts memorized" "$tmp/log"; then ok "--cached-facts 5: stopped and resumed, 10/10 memorized"
+else bad "--cached-facts 5 resume: $(tail -2 "$tmp/log")"; fi
+
 # kill -9 while tuning with frequent checkpoints; the checkpoint stays valid
 $MOME tune -m "$MODEL" --facts $A -o "$tmp/k.mome" -t 2 --checkpoint-s 0.01 2>/dev/null &
 pid=$!
