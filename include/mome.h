@@ -130,7 +130,7 @@ typedef struct mome_tune_params {
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
                                   new one); an existing memory keeps its own */
-    float top_k_temp;          /* softmax temperature of the mixture weights (0: 0.25) */
+    float top_k_temp;          /* softmax temperature of the mixture weights (0.25; 0 the same) */
     float top_k_tau;           /* score the facts but the best need to join the mixture (NAN: the
                                   route threshold) */
     int top_k_train_all;       /* 1: a fact's loss trains every fact of its mixture (dv_i =
@@ -218,7 +218,8 @@ typedef struct mome_eval_params {
                                   (answers ignored); NULL: only the facts' own */
     const char *outputs_path;  /* write one JSON line per question asked (NULL: none) */
     int n_parallel;            /* questions answered together in one batched forward pass
-                                  (0: 16; 1: one at a time; the figures are the same) */
+                                  (16 by default, 0 the same; 1: one at a time; the
+                                  figures are the same) */
     /* called after each fact with its outcome (may be NULL) */
     void (*on_fact)(int index, int n, const char *question, const char *output, int exact, int contains,
                     int abstained, void *user);

@@ -119,6 +119,7 @@ mome_eval_params mome_eval_default_params(void) {
     memset(&p, 0, sizeof p);
     p.ppl_ctx = 512;
     p.max_new_tokens = 24;
+    p.n_parallel = EVAL_PARALLEL;
     return p;
 }
 

@@ -70,7 +70,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
-    p.top_k_temp = 0.0f;    /* MEM_DEFAULT_MIX_TEMP */
+    p.top_k_temp = MEM_DEFAULT_MIX_TEMP;
     p.top_k_tau = NAN;      /* the route threshold */
     p.augment = 2;
     p.alt_keys = 1;

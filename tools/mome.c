@@ -28,10 +28,8 @@
 
 #include "arg.h"
 #include "blas.h"
-#include "eval.h"
 #include "experiment.h"
 #include "gguf.h"
-#include "memory.h"
 #include "mome.h"
 #include "quant.h"
 #include "server.h"
@@ -837,7 +835,6 @@ static void tune_progress(const mome_tune_progress *p, void *user) {
 
 static int cmd_tune(int argc, char **argv) {
     V.tune = mome_tune_default_params();
-    V.tune.top_k_temp = MEM_DEFAULT_MIX_TEMP; /* what 0 stands for, shown by --help */
     V.on_conflict = V.tune.on_conflict;
     parse_args(CMD_TUNE, argc, argv, NULL,
                "usage: mome tune -m MODEL --facts FILE -o OUT.mome [options]\n\n"
@@ -959,7 +956,6 @@ static const char EVAL_USAGE[] =
 
 static int cmd_eval(int argc, char **argv) {
     V.eval = mome_eval_default_params();
-    V.eval.n_parallel = EVAL_PARALLEL; /* what 0 stands for, shown by --help */
     V.on_conflict = V.eval.on_conflict;
     V.route_tau = V.route_w = V.route_cover = NAN;
     parse_args(CMD_EVAL, argc, argv, NULL, EVAL_USAGE);
