@@ -247,11 +247,13 @@ static void progress(tuner *t, const char *phase, int done_override) {
     pr.step = t->step;
     pr.n_facts = t->n;
     double ls = 0;
-    for (int i = 0; i < t->n; i++) ls += t->f[i].loss;
+    int nl = 0; /* the facts trained so far (a fact not yet cached has no loss) */
+    for (int i = 0; i < t->n; i++)
+        if (t->f[i].was_cached) ls += t->f[i].loss, nl++;
     pr.n_memorized = done_override >= 0 ? done_override
                      : strcmp(phase, "verify") == 0 ? count_state(t, FACT_VERIFIED)
                                                     : count_state(t, FACT_VERIFIED) + count_state(t, FACT_LEARNED);
-    pr.mean_loss = t->n ? (float)(ls / t->n) : 0;
+    pr.mean_loss = nl ? (float)(ls / nl) : 0;
     pr.elapsed_s = t->t_prev + mome_time_s() - t->t0;
     pr.facts_per_s = pr.elapsed_s > 0 ? pr.n_memorized / pr.elapsed_s : 0;
     pr.eta_s = pr.facts_per_s > 0 && pr.n_memorized * 10 >= pr.n_facts && strcmp(phase, "train") == 0
