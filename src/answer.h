@@ -29,6 +29,7 @@ typedef struct ans_route {
     int32_t best, fact;
     float score, gate, cover;
     int subject;  /* the subject check: 1 passed, 0 failed, -1 none */
+    float second; /* the key score of the next best fact (-inf: none) */
 } ans_route;
 
 /* Greedy answer to a conversation (msgs rendered with

@@ -479,13 +479,16 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     int32_t idx[MEM_MAX_K];
     float sc[MEM_MAX_K];
     const int k = mem->top_k < 1 ? 1 : mem->top_k > MEM_MAX_K ? MEM_MAX_K : mem->top_k;
-    int n = mem_best_k(mem, pool, last, k, q, idx, sc);
+    /* at least the two best: the runner-up's score is reported (mem_cand) */
+    int n = mem_best_k(mem, pool, last, k < 2 ? 2 : k, q, idx, sc);
+    const float second = n > 1 ? sc[1] : -INFINITY;
+    if (n > k) n = k;
     const float *last_c = q + mem->n_embd; /* the centred last key mem_best_k left there */
     float *cs = q + 2 * (size_t)mem->n_embd;
     const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
-    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0};
+    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second};
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
     mix->n = 0;
     if (force >= 0) {

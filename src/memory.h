@@ -149,6 +149,7 @@ typedef struct mem_cand {
     float gate;    /* its relation gate (+inf: no gate) */
     float cover;   /* its wording check (+inf: no check) */
     int subject;   /* its subject check: 1 the question names it, 0 it does not, -1 no check */
+    float second;  /* the key score of the next best fact (-inf: none): how far the best stands out */
 } mem_cand;
 
 /* Token sequences of the chat template around a user message. */

@@ -124,7 +124,8 @@ assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
 # every question asked with the memory carries its decision; a recalled fact was its own
 for o in n:
     r = o["route"]
-    assert set(r) == {"best", "score", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
+    assert set(r) == {"best", "score", "second", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
+    assert r["second"] is not None and r["second"] <= r["score"], o  # the runner-up of a 10-fact memory
     if o["kind"] == "recall":
         assert r["best"] == o["fact"] and r["fact"] == o["fact"] and r["score"] > 0.5, o
     if o["kind"] == "neighbor" and r["fact"] is None:
