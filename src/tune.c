@@ -214,7 +214,7 @@ typedef struct tuner {
     int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
-    int max_seq_P;         /* the longest prompt of any context, in tokens */
+    int max_seq_P;         /* the longest prompt of a fact's training contexts, in tokens */
     int window;            /* facts whose contexts are cached at once (cache_more) */
     int n_was_cached;      /* facts whose contexts have been cached at least once */
     int64_t step;
@@ -264,6 +264,24 @@ static void progress(tuner *t, const char *phase, int done_override) {
 
 /* ------------------------------------------------------------- prepare */
 
+/* A context's chat prompt, tokenized as the engine reads it: its length
+ * (or a negative status), the tokens in *ids (the caller frees them). */
+static int prompt_ids(tuner *t, const mome_chat_msg *msgs, int nm, int32_t **ids) {
+    char *text = mome_chat_format(t->m, msgs, nm, 1);
+    if (!text) return MOME_ERR_NOMEM;
+    *ids = NULL;
+    const int P = mome_tokenize_alloc(t->m, text, 1, 1, ids);
+    free(text);
+    return P;
+}
+
+/* 0 if a prompt of P tokens and na answer tokens fit the tuner's context. */
+static int context_fits(const tuner *t, int P, int na, const char *where) {
+    if (P + na + 1 <= t->ctx->n_ctx) return 0;
+    return mome_seterr_code(MOME_ERR_ARG, "%s: the fact is %d tokens long, longer than the %d-token context", where,
+                            P + na, t->ctx->n_ctx);
+}
+
 /* Engine pass over one context of a fact (ans: the answer tokens to feed
  * after the prompt, may be 0 for key-only passes): the keys at the decision
  * row, and if s is given the value block's input at the answer rows and the
@@ -275,18 +293,14 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
     const llama_hparams *hp = &t->m->hp;
     const int C = hp->n_embd, lv = t->mem->value_layer, NL = hp->n_layer - lv;
     const size_t KV = (size_t)hp->n_head_kv * hp->head_dim;
-    char *text = mome_chat_format(t->m, msgs, nm, 1);
-    if (!text) return MOME_ERR_NOMEM;
-    int32_t *ids = NULL;
-    int P = mome_tokenize_alloc(t->m, text, 1, 1, &ids);
-    free(text);
+    int32_t *ids;
+    const int P = prompt_ids(t, msgs, nm, &ids);
     if (P < 0) return P;
-    if (P + na + 1 > c->n_ctx) {
+    int rc = context_fits(t, P, na, where);
+    if (rc) {
         free(ids);
-        return mome_seterr_code(MOME_ERR_ARG, "%s: the fact is %d tokens long, longer than the %d-token context", where,
-                                P + na, c->n_ctx);
+        return rc;
     }
-    if (P > t->max_seq_P) t->max_seq_P = P;
     int32_t *seq = realloc(ids, (size_t)(P + na) * sizeof(int32_t));
     if (!seq) { free(ids); return mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); }
     if (na) memcpy(seq + P, ans, (size_t)na * sizeof(int32_t));
@@ -300,7 +314,7 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
     c->capture_layer = lv;
     c->dec_keys = keys;
     c->mem_route_off = 1;
-    int rc = mome_decode(c, seq + keep, n - keep, keep, 0);
+    rc = mome_decode(c, seq + keep, n - keep, keep, 0);
     c->capture_layer = -1;
     c->dec_keys = NULL;
     c->mem_route_off = 0;
@@ -328,21 +342,13 @@ static int capture(tuner *t, const mome_chat_msg *msgs, int nm, const int32_t *a
     return rc;
 }
 
-/* The length in tokens of a context's prompt, for one not captured now (the
- * training stack is sized for the longest of all). */
-static int context_len(tuner *t, const mome_chat_msg *msgs, int nm) {
-    char *text = mome_chat_format(t->m, msgs, nm, 1);
-    if (!text) return MOME_ERR_NOMEM;
-    int32_t *ids = NULL;
-    const int P = mome_tokenize_alloc(t->m, text, 1, 1, &ids);
-    free(text);
-    free(ids);
-    if (P < 0) return P;
-    if (P > t->max_seq_P) t->max_seq_P = P;
-    return 0;
-}
-
 static int is_cached(const fact_rt *f) { return f->seq && f->seq[0].h; }
+
+static void mark_cached(tuner *t, fact_rt *f) {
+    if (f->was_cached) return;
+    f->was_cached = 1;
+    t->n_was_cached++;
+}
 
 static void uncache(fact_rt *f) {
     for (int k = 0; k < f->n_seq && f->seq; k++) {
@@ -440,10 +446,7 @@ static int cache_contexts(tuner *t, const int *idx, int n, float *keys) {
             mome_chat_msg msgs[4];
             const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
             rc = capture(t, msgs, nm, r->target, r->T - 1, &r->seq[k], keys, where);
-            if (!rc && k == n_seq - 1 && !r->was_cached) {
-                r->was_cached = 1;
-                t->n_was_cached++;
-            }
+            if (!rc && k == n_seq - 1) mark_cached(t, r);
             if (mome_time_s() - last > 0.5) {
                 last = mome_time_s();
                 progress(t, "prepare", t->n_was_cached);
@@ -510,25 +513,30 @@ static int prepare_captures(tuner *t, int new_memory) {
             snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
             mome_chat_msg msgs[4];
             int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
-            if (!cache && k > 0 && !t->gate_on) {
-                rc = context_len(t, msgs, nm);
-                continue;
+            const int decode = cache || k == 0 || t->gate_on; /* keys (and contexts) needed now */
+            int P;
+            if (!decode) {
+                /* not decoded now: only its length, for the training stack's size */
+                int32_t *ids;
+                P = prompt_ids(t, msgs, nm, &ids);
+                free(ids);
+                rc = P < 0 ? P : context_fits(t, P, r->T - 1, where);
+            } else {
+                rc = capture(t, msgs, nm, cache ? r->target : NULL, cache ? r->T - 1 : 0, cache ? &r->seq[k] : NULL,
+                             keys, where);
+                int32_t dpos = -1; /* the decision row, P - 1 (capture checked it) */
+                mome_ctx_memory_decision(t->ctx, &dpos, NULL, NULL);
+                P = dpos + 1;
             }
-            rc = capture(t, msgs, nm, cache ? r->target : NULL, cache ? r->T - 1 : 0, cache ? &r->seq[k] : NULL, keys,
-                         where);
-            if (!rc) memcpy(t->gpos + ((size_t)i * r->n_seq + k) * C, keys + C, (size_t)C * sizeof(float));
-            if (!rc && cache && k == n_seq - 1) {
-                r->was_cached = 1;
-                t->n_was_cached++;
-            }
+            if (!rc && P > t->max_seq_P) t->max_seq_P = P;
+            if (!rc && decode) memcpy(t->gpos + ((size_t)i * r->n_seq + k) * C, keys + C, (size_t)C * sizeof(float));
+            if (!rc && cache && k == n_seq - 1) mark_cached(t, r);
             if (!rc && k == 0) {
                 int mi = mem_add_fact(t->mem, keys, keys + C, r->target, r->T - 1);
                 if (mi < 0) rc = mi;
                 r->mi = mi;
                 for (int j = 0; j < 2 * C; j++) mp[j] += keys[j];
-                int32_t dpos = -1; /* the decision row, P - 1 (capture checked it) */
-                mome_ctx_memory_decision(t->ctx, &dpos, NULL, NULL);
-                if (!rc && !isnan(t->mem->cover_tau)) rc = keep_question_tokens(t, mi, dpos);
+                if (!rc && !isnan(t->mem->cover_tau)) rc = keep_question_tokens(t, mi, P - 1);
                 if (!rc && fa->subject && t->p->subject_check) {
                     const int r_s = mem_set_fact_subject(t->mem, mi, fa->subject, fa->question);
                     if (r_s < 0) rc = r_s;
