@@ -4,39 +4,50 @@ on one `mome eval --outputs` run (issue 8: locality with many facts in memory).
 
 A question the rule rejects is answered as without the memory: a neighbour is
 then left alone, any other kind is missed. The route field's "second" (the next
-best fact's key score) gives the margin score - second.
+best fact's key score) gives the margin score - second; its "rival" (the best
+fact the question could also be asking about: another answer, a subject check
+that does not fail; memory.h) the margin the engine applies with
+`--route-margin M`: score - rival >= M, or score >= 0.98 (the stored question).
+Run the eval without a margin (`--route-margin 0`), so that the answers of the
+questions the rule would let through are there.
 
-  python3 bench/route_margin.py OUTPUTS.jsonl ZSRE.json
+  python3 bench/route_margin.py OUTPUTS.jsonl [ZSRE.json]
 
 ZSRE.json: the zsRE records evaluated; their `loc` questions ("nq question: "
 removed) are counted as unrelated neighbours, every other neighbour as a
-same-subject question (bench_generalization.sh's).
+same-subject question (bench_generalization.sh's). Without it every neighbour
+counts as "neighbor".
 """
 import collections
 import json
 import sys
 
+SURE = 0.98  # memory.h MEM_MARGIN_SURE
 rows = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
-loc = set(x["loc"].replace("nq question: ", "") for x in json.load(open(sys.argv[2], encoding="utf-8")))
-KINDS = ["recall", "paraphrase", "loc", "same-subject"]
+loc = set()
+if len(sys.argv) > 2:
+    loc = set(x["loc"].replace("nq question: ", "") for x in json.load(open(sys.argv[2], encoding="utf-8")))
 
 
 def kind(r):
-    if r["kind"] != "neighbor":
+    if r["kind"] != "neighbor" or len(sys.argv) <= 2:
         return r["kind"]
     return "loc" if r["question"] in loc else "same-subject"
+
+
+ORDER = ["recall", "context", "variant", "paraphrase", "neighbor", "loc", "same-subject"]
+KINDS = [k for k in ORDER if any(kind(r) == k for r in rows)]
 
 
 def replay(rule):
     kept, n = collections.Counter(), collections.Counter()
     for r in rows:
         k = kind(r)
-        if k not in KINDS:
-            continue
         ro = r.get("route") or {}
         spoke = ro.get("fact") is not None
-        second = ro.get("second")
-        if not spoke or rule(ro["score"], second if second is not None else -9.0):
+        second, rival = ro.get("second"), ro.get("rival")
+        if not spoke or rule(ro["score"], second if second is not None else -9.0,
+                             rival if rival is not None else -9.0):
             good = r["exact"]
         else:
             good = r["kind"] == "neighbor"
@@ -45,11 +56,19 @@ def replay(rule):
     return [kept[k] / n[k] if n[k] else float("nan") for k in KINDS]
 
 
+def line(name, rule):
+    print("| %s | " % name + " | ".join("%.3f" % x for x in replay(rule)) + " |")
+
+
 print("| rule | " + " | ".join(KINDS) + " |")
 print("|---|" + "---:|" * len(KINDS))
 for t in [0.55, 0.65, 0.75, 0.8, 0.85, 0.9]:
-    print("| score >= %.2f | " % t + " | ".join("%.3f" % x for x in replay(lambda s1, s2: s1 >= t)) + " |")
+    line("score >= %.2f" % t, lambda s1, s2, r: s1 >= t)
 for t in [0.55, 0.7, 0.75]:
     for m in [0.05, 0.08, 0.1, 0.15, 0.2]:
-        print("| score >= %.2f, margin >= %.2f | " % (t, m) +
-              " | ".join("%.3f" % x for x in replay(lambda s1, s2: s1 >= t and s1 - s2 >= m)) + " |")
+        line("score >= %.2f, margin >= %.2f" % (t, m), lambda s1, s2, r: s1 >= t and s1 - s2 >= m)
+if any("rival" in (r.get("route") or {}) for r in rows):
+    for t in [0.55, 0.7]:
+        for m in [0.05, 0.08, 0.1, 0.12, 0.15, 0.2]:
+            line("score >= %.2f, margin over the rival >= %.2f" % (t, m),
+                 lambda s1, s2, r: s1 >= t and (s1 >= SURE or s1 - r >= m))

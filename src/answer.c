@@ -73,6 +73,7 @@ static int seq_start(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int 
     r->decided = mome_ctx_memory_candidate(c, &r->best, &r->gate, &r->cover, &r->subject);
     mome_ctx_memory_decision(c, NULL, &r->fact, &r->score);
     r->second = c->dec_cand.second;
+    r->rival = c->dec_cand.rival;
     if (!r->decided) r->best = r->fact = -1;
     s->next = ans_argmax(mome_get_logits(c, -1), m->hp.n_vocab);
 done:

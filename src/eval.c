@@ -71,7 +71,8 @@
  *    "route": the memory's decision on the question asked with it (absent
  *    without a memory or a decision row): {"best": the fact of the highest
  *    key score, "score": that score, "second": the next best fact's score,
- *    "gate": its relation gate, "cover": its
+ *    "rival": the best score of a fact with another answer (the margin's
+ *    runner-up, memory.h), "gate": its relation gate, "cover": its
  *    wording-check cover (gate, cover null: the memory has no gate / no
  *    check), "subject": whether the question names that fact's subject
  *    (null: the fact keeps none), "fact": the fact
@@ -361,6 +362,7 @@ static int add_route(cJSON *o, const ans_route *r) {
     ok &= (r->best >= 0 ? cJSON_AddNumberToObject(ro, "best", r->best) : cJSON_AddNullToObject(ro, "best")) != NULL;
     ok &= add_num(ro, "score", r->score) != NULL;
     ok &= add_num(ro, "second", r->second) != NULL;
+    ok &= add_num(ro, "rival", r->rival) != NULL;
     ok &= add_num(ro, "gate", r->gate) != NULL;
     ok &= add_num(ro, "cover", r->cover) != NULL;
     ok &= (r->subject >= 0 ? cJSON_AddBoolToObject(ro, "subject", r->subject) : cJSON_AddNullToObject(ro, "subject")) != NULL;

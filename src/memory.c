@@ -156,6 +156,7 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->top_k = 1;
     mem->mix_temp = MEM_DEFAULT_MIX_TEMP;
     mem->mix_tau = NAN;
+    mem->margin = 0.0f;
     mem->cover_tau = NAN;
     mem->alt_last = -1;
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
@@ -474,21 +475,39 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
     return f;
 }
 
+/* Whether facts a and b answer the same tokens. */
+static int same_answer(const mome_memory *mem, int a, int b) {
+    return mem->n_ans[a] == mem->n_ans[b] &&
+           !memcmp(mem->ans + mem->ans_off[a], mem->ans + mem->ans_off[b], (size_t)mem->n_ans[a] * sizeof(int32_t));
+}
+
+/* The rival of the best of the n best facts idx/sc for the question qt
+ * (memory.h, the margin): the first with another answer whose subject check
+ * does not fail; -inf when none is. */
+static float mem_rival(const mome_memory *mem, const int32_t *idx, const float *sc, int n, const mem_query *qt) {
+    for (int i = 1; i < n && i < MEM_MARGIN_K; i++)
+        if (!same_answer(mem, idx[0], idx[i]) && mem_subject_check(mem, idx[i], qt) != 0) return sc[i];
+    return -INFINITY;
+}
+
 int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
                    mem_mix *mix, mem_cand *cand) {
     int32_t idx[MEM_MAX_K];
     float sc[MEM_MAX_K];
     const int k = mem->top_k < 1 ? 1 : mem->top_k > MEM_MAX_K ? MEM_MAX_K : mem->top_k;
-    /* at least the two best: the runner-up's score is reported (mem_cand) */
-    int n = mem_best_k(mem, pool, last, k < 2 ? 2 : k, q, idx, sc);
+    /* at least the MEM_MARGIN_K best: the runner-up and the rival are
+     * reported (mem_cand), the rival decides the margin */
+    int n = mem_best_k(mem, pool, last, k < MEM_MARGIN_K ? MEM_MARGIN_K : k, q, idx, sc);
     const float second = n > 1 ? sc[1] : -INFINITY;
+    const float rival = mem_rival(mem, idx, sc, n, qt);
     if (n > k) n = k;
     const float *last_c = q + mem->n_embd; /* the centred last key mem_best_k left there */
     float *cs = q + 2 * (size_t)mem->n_embd;
     const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
-    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second};
+    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival};
+    const int lead = !(mem->margin > 0.0f) || (n > 0 && (sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= mem->margin));
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
     mix->n = 0;
     if (force >= 0) {
@@ -505,7 +524,7 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
             sc[n] = s;
             n++;
         }
-    } else if (n == 0 || !(sc[0] >= mem->tau && g0 >= 0.0f && c0 >= ctau && s0 != 0))
+    } else if (n == 0 || !(sc[0] >= mem->tau && lead && g0 >= 0.0f && c0 >= ctau && s0 != 0))
         return 0; /* the memory speaks only when its best fact is selected */
     const float tau_k = isnan(mem->mix_tau) ? mem->tau : mem->mix_tau;
     float smax = -INFINITY;
@@ -753,6 +772,7 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     CK(gguf_writer_add_i32(w, "mome.value_layer", m->value_layer));
     CK(gguf_writer_add_f32(w, "mome.tau", m->tau));
     CK(gguf_writer_add_f32(w, "mome.w_pool", m->w_pool));
+    if (m->margin > 0.0f) CK(gguf_writer_add_f32(w, "mome.route_margin", m->margin));
     if (mix) {
         CK(gguf_writer_add_i32(w, "mome.top_k", m->top_k));
         CK(gguf_writer_add_f32(w, "mome.top_k_temp", m->mix_temp));
@@ -1026,8 +1046,18 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     m->top_k = 1;
     m->mix_temp = MEM_DEFAULT_MIX_TEMP;
     m->mix_tau = NAN;
+    m->margin = 0.0f;
     m->cover_tau = NAN;
     m->alt_last = -1;
+    {
+        const int r = gguf_get_f32(f, "mome.route_margin", &m->margin);
+        if (r < 0) goto fail;
+        if (r == 0) m->margin = 0.0f;
+        if (!(m->margin >= 0.0f && m->margin <= 2.0f)) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.route_margin %g outside [0, 2]", path, (double)m->margin);
+            goto fail;
+        }
+    }
     int has_mix = ver == MEM_VERSION_MIX;
     if (ver == MEM_VERSION_COVER) {
         int32_t k;
@@ -1300,6 +1330,12 @@ void mome_memory_set_cover(mome_memory *mem, float cover) {
 }
 
 float mome_memory_cover_threshold(const mome_memory *mem) { return mem->cover_tau; }
+
+void mome_memory_set_margin(mome_memory *mem, float margin) {
+    if (margin >= 0.0f && margin <= 2.0f) mem->margin = margin;
+}
+
+float mome_memory_margin(const mome_memory *mem) { return mem->margin; }
 
 void mome_memory_set_mix(mome_memory *mem, int top_k, float temp, float tau) {
     if (top_k >= 1 && top_k <= MEM_MAX_K) mem->top_k = top_k;

@@ -141,6 +141,26 @@
 #define MEM_MAX_SUBJECT 256  /* bytes of a fact's subject, normalised */
 #define MEM_SUBJECT_TEXT 8192
 
+/* The margin over the rival (mome tune --route-margin M, issue 8). Among many
+ * facts of one style (3,000 NQ questions, lower case, no subject) a question
+ * about something else always finds one above tau; but it finds many about as
+ * close, where a question about a stored fact, reworded or not, finds its
+ * own fact well ahead of the rest (measured at 11,000 facts: median margin
+ * 0.020 for unrelated questions, 0.257 for zsRE rewordings). So with M > 0
+ * the best fact is selected only when
+ *   s_best - s_rival >= M   or   s_best >= MEM_MARGIN_SURE
+ * where the rival is the best-scoring fact among the MEM_MARGIN_K best that
+ * the question could also be asking about: another answer (facts with the
+ * same answer do not make a question ambiguous: NQ holds the same question
+ * asked twice) and a subject check that does not fail (other countries of a
+ * one-template set are no rivals when the question names its country).
+ * None among them: no rival. A score of MEM_MARGIN_SURE or more is the
+ * stored question itself (its own key scores 1): two facts whose questions
+ * differ by a word keep their recall. M = 0: no margin (the default;
+ * docs/BENCHMARKS.md measures it). */
+#define MEM_MARGIN_K 8
+#define MEM_MARGIN_SURE 0.98f
+
 /* Why a decision went as it did: the best fact by key score, selected or
  * not, and its checks. */
 typedef struct mem_cand {
@@ -150,6 +170,7 @@ typedef struct mem_cand {
     float cover;   /* its wording check (+inf: no check) */
     int subject;   /* its subject check: 1 the question names it, 0 it does not, -1 no check */
     float second;  /* the key score of the next best fact (-inf: none): how far the best stands out */
+    float rival;   /* the key score of its rival (-inf: none): the margin's runner-up (memory.h) */
 } mem_cand;
 
 /* Token sequences of the chat template around a user message. */
@@ -170,6 +191,7 @@ struct mome_memory {
     int32_t top_k;                     /* facts mixed per question, 1..MEM_MAX_K (1: version 2) */
     float mix_temp;                    /* T of the mixture weights softmax(s / T), > 0 */
     float mix_tau;                     /* score the facts but the best need to join the mixture (NAN: tau) */
+    float margin;                      /* the best must lead its rival by this (0: no margin) */
     float *mu_pool, *mu_last;          /* (C) centres */
     /* facts */
     int32_t n_facts, cap_facts;

@@ -69,6 +69,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
+    p.route_margin = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
     p.top_k_temp = MEM_DEFAULT_MIX_TEMP;
     p.top_k_tau = NAN;      /* the route threshold */
@@ -996,6 +997,11 @@ static int prepare(tuner *t, int *new_memory) {
         mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
         mome_memory_set_mix(t->mem, p->top_k > 0 ? p->top_k : 1, p->top_k_temp > 0 ? p->top_k_temp : MEM_DEFAULT_MIX_TEMP,
                             p->top_k_tau);
+    }
+    if (!isnan(p->route_margin)) {
+        if (!(p->route_margin >= 0.0f && p->route_margin <= 2.0f))
+            return mome_seterr_code(MOME_ERR_ARG, "tune: --route-margin %g outside [0, 2]", (double)p->route_margin);
+        mome_memory_set_margin(t->mem, p->route_margin);
     }
     if (!isnan(p->cover)) {
         if (!(p->cover >= -1.0f && p->cover <= 1.0f))

@@ -19,7 +19,11 @@
  * Alternative keys: the best over a fact's keys against brute force, their
  * limits, round trip and a bad count refused. The subject check: whole
  * words, case and spaces aside, through text and tokens alike; the
- * selection it silences; round trip; bad lengths refused.
+ * selection it silences; round trip; bad lengths refused. The margin over
+ * the rival: the rival is the best fact with another answer among the K
+ * best whose subject the question names (or that has none); the best
+ * is silent when it does not lead by the margin, selected when it does or
+ * is its stored question; round trip and a bad margin refused.
  */
 #include <math.h>
 #include <unistd.h>
@@ -618,6 +622,119 @@ static void test_mix_select(void) {
     mome_model_free(m);
 }
 
+static void test_margin(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, NF = 12;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
+    uint64_t seed = 5;
+    float *keys = malloc((size_t)(NF + 1) * 2 * C * sizeof(float)), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    REQUIRE(keys && q, "oom");
+    for (int i = 0; i < (NF + 1) * 2 * C; i++) keys[i] = frand(&seed);
+    float *qk = keys + (size_t)NF * 2 * C;
+    for (int i = 0; i < 2 * C; i++) qk[i] = keys[3 * 2 * C + i] + 0.8f * keys[4 * 2 * C + i] + 0.5f * keys[7 * 2 * C + i];
+    int32_t idx[MEM_MAX_K];
+    float sc[MEM_MAX_K];
+    /* the order, from a memory whose answers all differ */
+    for (int f = 0; f < NF; f++) {
+        int32_t a[2] = {100 + f, 7};
+        REQUIRE(mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2) == f, "add");
+    }
+    REQUIRE(mem_best_k(mem, qk, qk + C, NF, q, idx, sc) == NF, "order");
+    REQUIRE(sc[0] < MEM_MARGIN_SURE && sc[0] - sc[1] > 0.02f && sc[1] - sc[2] > 0.02f, "a question that is not stored, "
+            "clear leads (%g %g %g)", sc[0], sc[1], sc[2]);
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    mem_mix mx;
+    mem_cand cd;
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.rival == sc[1] && cd.second == sc[1],
+          "answers all differ: the rival is the runner-up");
+    const float lead1 = sc[0] - sc[1], lead2 = sc[0] - sc[2];
+    mome_memory_set_margin(mem, lead1 + 0.01f);
+    CHECK(mome_memory_margin(mem) == lead1 + 0.01f, "margin set");
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 0 && cd.best == idx[0], "a lead below the margin: silent");
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, idx[0], q, &mx, NULL) == 1, "a forced fact is in regardless");
+    mome_memory_set_margin(mem, lead1 - 0.01f);
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && mx.fact[0] == idx[0], "a lead above it: selected");
+    /* the same memory where the runner-up answers as the best: the third is the rival */
+    mome_memory *m2 = NULL;
+    REQUIRE(mem_new(m, 6, 24, &m2) == 0, "mem_new");
+    for (int f = 0; f < NF; f++) {
+        int32_t a[2] = {100 + (f == idx[1] ? idx[0] : f), 7};
+        REQUIRE(mem_add_fact(m2, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2) == f, "add");
+    }
+    mome_memory_set_routing(m2, -1.0f, NAN);
+    mome_memory_set_margin(m2, (lead1 + lead2) / 2);
+    CHECK(mem_mix_select(m2, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.rival == sc[2] && cd.second == sc[1],
+          "a runner-up with the same answer is no rival: selected (rival %g, third %g)", cd.rival, sc[2]);
+    /* its own stored question: selected whatever the margin */
+    mome_memory_set_margin(m2, 2.0f);
+    CHECK(mem_mix_select(m2, keys + 3 * 2 * C, keys + 3 * 2 * C + C, NULL, -1, q, &mx, &cd) == 1 && mx.fact[0] == 3 &&
+              cd.score >= MEM_MARGIN_SURE,
+          "the stored question passes any margin (score %g)", cd.score);
+    mome_memory_free(m2);
+    /* the rival comes from the K best: fact 11 (another answer, the K+1-th) is none */
+    REQUIRE(mem_new(m, 6, 24, &m2) == 0, "mem_new");
+    REQUIRE(mem_best_k(mem, qk, qk + C, NF, q, idx, sc) == NF, "order");
+    for (int f = 0; f < NF; f++) {
+        int32_t a[2] = {f == idx[MEM_MARGIN_K] ? 101 : 100, 7};
+        mem_add_fact(m2, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2);
+    }
+    mome_memory_set_routing(m2, -1.0f, NAN);
+    mome_memory_set_margin(m2, 2.0f);
+    CHECK(mem_mix_select(m2, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && isinf(cd.rival) && cd.rival < 0,
+          "the %d best share one answer: no rival, selected (%g)", MEM_MARGIN_K, cd.rival);
+    mome_memory_free(m2);
+    /* a runner-up whose subject the question does not name is no rival */
+    REQUIRE(mem_new(m, 6, 24, &m2) == 0, "mem_new");
+    for (int f = 0; f < NF; f++) {
+        int32_t a[2] = {100 + f, 7};
+        mem_add_fact(m2, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2);
+        if (f == idx[0]) REQUIRE(mem_set_fact_subject(m2, f, "Austria", "What is the code of Austria?") == 1, "subject");
+        if (f == idx[1]) REQUIRE(mem_set_fact_subject(m2, f, "Germany", "What is the code of Germany?") == 1, "subject");
+    }
+    mome_memory_set_routing(m2, -1.0f, NAN);
+    mome_memory_set_margin(m2, (lead1 + lead2) / 2);
+    const mem_query at = {NULL, NULL, 0, "what is the code of austria"}, both = {NULL, NULL, 0, "Austria or Germany?"};
+    CHECK(mem_mix_select(m2, qk, qk + C, &at, -1, q, &mx, &cd) == 1 && cd.rival == sc[2],
+          "the runner-up's subject not named: the third is the rival, selected (%g)", cd.rival);
+    CHECK(mem_mix_select(m2, qk, qk + C, &both, -1, q, &mx, &cd) == 0 && cd.rival == sc[1],
+          "both subjects named: the runner-up is the rival, silent (%g)", cd.rival);
+    mome_memory_free(m2);
+    /* round trip; a file without it has none; a bad one is refused */
+    char path[] = "/tmp/mome_test_margin_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    mome_memory_set_margin(mem, 0.125f);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(mome_memory_margin(l) == 0.125f, "margin round trips (%g)", mome_memory_margin(l));
+    mome_memory_free(l);
+    float bad = 3.0f;
+    int32_t bits;
+    memcpy(&bits, &bad, 4);
+    REQUIRE(patch_key(path, "mome.route_margin", bits) == 0, "patch");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "mome.route_margin"),
+          "a margin of 3 is refused: '%s'", mome_errmsg());
+    mome_memory_set_margin(mem, 0.0f);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save");
+    gguf_file *gf = NULL;
+    float fv;
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    CHECK(gguf_get_f32(gf, "mome.route_margin", &fv) == 0, "no margin: no key in the file");
+    gguf_close(gf);
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load");
+    CHECK(mome_memory_margin(l) == 0.0f, "a file without it: no margin");
+    mome_memory_free(l);
+    unlink(path);
+    free(keys);
+    free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 /* The wording check: kept tokens are the content ones, rounded to f16; the
  * centre is their mean; cover(f, q) is the brute-force min-max of centred
  * cosines; a fact's own tokens cover it, a question that lacks one of its
@@ -961,5 +1078,6 @@ int main(void) {
     RUN(test_cover);
     RUN(test_alt_keys);
     RUN(test_subject);
+    RUN(test_margin);
     return test_summary();
 }

@@ -92,7 +92,7 @@ static struct cli {
     mome_tune_params tune;
     /* eval */
     mome_eval_params eval;
-    float route_tau, route_w, route_cover; /* overrides of the memory's (NAN: its own) */
+    float route_tau, route_w, route_cover, route_margin; /* overrides of the memory's (NAN: its own) */
     arg_list systems;
     /* serve */
     srv_params srv;
@@ -169,6 +169,11 @@ static const arg_opt OPTS[] = {
     {CMD_TUNE, "--route-threshold", "X", ARG_FLOAT(&V.tune.route_threshold, -1, 1),
      .help = "a question selects its fact when the key score is at least X; lower: more rewordings, higher: "
              "fewer false hits"},
+    {CMD_TUNE, "--route-margin", "M", ARG_FLOAT(&V.tune.route_margin, 0, 2),
+     .help = "a question selects its fact only when the key score leads the best fact with another answer by M "
+             "(or is the stored question itself): quiet on unrelated questions among many facts of one style; "
+             "facts added with --memory keep the memory's unless given",
+     .def = "0, no margin"},
     {CMD_TUNE, "--w-pool", "X", ARG_FLOAT(&V.tune.w_pool, 0, 1),
      .help = "weight of the pooled question key in the score"},
     {CMD_TUNE, "--cover", "X", ARG_FLOAT(&V.tune.cover, -1, 1),
@@ -233,6 +238,8 @@ static const arg_opt OPTS[] = {
     {CMD_EVAL, "--route-threshold", "X", ARG_FLOAT(&V.route_tau, -1, 1),
      .help = "override the memory's selection threshold (to measure the trade-off between rewordings found and "
              "neighbours left alone)"},
+    {CMD_EVAL, "--route-margin", "M", ARG_FLOAT(&V.route_margin, 0, 2),
+     .help = "override the memory's margin over the rival (0: none)"},
     {CMD_EVAL, "--w-pool", "X", ARG_FLOAT(&V.route_w, 0, 1),
      .help = "override the pooled key's weight in the selection score"},
     {CMD_EVAL, "--cover", "X", ARG_FLOAT(&V.route_cover, -1, 1),
@@ -957,7 +964,7 @@ static const char EVAL_USAGE[] =
 static int cmd_eval(int argc, char **argv) {
     V.eval = mome_eval_default_params();
     V.on_conflict = V.eval.on_conflict;
-    V.route_tau = V.route_w = V.route_cover = NAN;
+    V.route_tau = V.route_w = V.route_cover = V.route_margin = NAN;
     parse_args(CMD_EVAL, argc, argv, NULL, EVAL_USAGE);
     for (int i = 0; i < V.systems.n; i++)
         if (!*V.systems.v[i]) die("eval: --system expects a non-empty system prompt");
@@ -977,6 +984,7 @@ static int cmd_eval(int argc, char **argv) {
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
     if (mem) mome_memory_set_routing(mem, V.route_tau, V.route_w); /* NAN: unchanged */
     if (mem) mome_memory_set_cover(mem, V.route_cover);
+    if (mem) mome_memory_set_margin(mem, V.route_margin);
     if (mem && V.memory_top_k > 0) mome_memory_set_mix(mem, V.memory_top_k, NAN, NAN);
     p.on_fact = eval_on_fact;
     p.on_progress = eval_on_progress;

@@ -124,8 +124,9 @@ assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
 # every question asked with the memory carries its decision; a recalled fact was its own
 for o in n:
     r = o["route"]
-    assert set(r) == {"best", "score", "second", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
+    assert set(r) == {"best", "score", "second", "rival", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
     assert r["second"] is not None and r["second"] <= r["score"], o  # the runner-up of a 10-fact memory
+    assert r["rival"] is not None and r["rival"] <= r["second"], o  # answers all differ: the rival is the runner-up
     if o["kind"] == "recall":
         assert r["best"] == o["fact"] and r["fact"] == o["fact"] and r["score"] > 0.5, o
     if o["kind"] == "neighbor" and r["fact"] is None:
@@ -144,6 +145,33 @@ EOF
         ok "--parallel 16 (batched) and --parallel 1 give identical answers and measures ($(wc -l <"$tmp/p1.jsonl") questions)"
     else bad "--parallel: batched and one-at-a-time differ: $(diff "$tmp/p1" "$tmp/p16" | head -3)"; fi
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
+
+# the margin over the rival: a memory tuned with --route-margin 2 answers its
+# stored questions (they score >= 0.98) and is silent for anything less sure,
+# the paraphrase included; eval --route-margin 0 lifts it
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 2>"$tmp/log"; then
+    for mg in own 0; do
+        o=""; [ $mg = 0 ] && o="--route-margin 0"
+        $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 2 --no-context --no-variants -t 2 $o \
+            --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/am$mg.jsonl" --json >"$tmp/jm$mg" 2>"$tmp/e" ||
+            bad "eval --route-margin $mg: $(tail -1 "$tmp/e")"
+    done
+    if [ -n "$PY" ] && out=$($PY - "$tmp/amown.jsonl" "$tmp/am0.jsonl" "$tmp/jmown" 2>&1 <<'EOF'
+import json, sys
+own = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+off = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
+j = json.loads(open(sys.argv[3]).read())
+assert j["recall"] == 1 and j["locality"] == 1, j
+for o in own:
+    r = o["route"]
+    assert (r["fact"] is not None) == (r["score"] >= 0.98), o  # a margin of 2: only the stored questions
+para = [o for o in off if o["kind"] == "paraphrase"]
+assert para and all(o["route"]["fact"] is not None for o in para), para  # no margin: the paraphrase is answered
+print(len(own))
+EOF
+    ); then ok "--route-margin: tuned 2, only the stored questions answered ($out lines); eval --route-margin 0 lifts it"
+    elif [ -n "$PY" ]; then bad "--route-margin: $out"; fi
+else bad "tune --route-margin 2: $(tail -2 "$tmp/log")"; fi
 
 # the subject check and the lower-case keys: facts that name their subject,
 # asked about other countries in the same words (left to the model) and in
