@@ -84,9 +84,10 @@ void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
 void mome_memory_set_cover(mome_memory *mem, float cover);
 /* The memory's wording-check threshold (NAN: none). */
 float mome_memory_cover_threshold(const mome_memory *mem);
-/* The margin the best fact must lead its rival (the best fact with another
- * answer) by to be selected (memory.h; 0: no margin), in [0, 2]; else
- * unchanged. */
+/* The margin the best fact must lead its rival (the best other fact with
+ * another answer the question could be asking about) by to be selected
+ * (memory.h; 0: no margin), in [0, 2]; else unchanged. It caps each fact's
+ * own margin, which the tuner calibrates on the fact's training contexts. */
 void mome_memory_set_margin(mome_memory *mem, float margin);
 float mome_memory_margin(const mome_memory *mem);
 /* Overrides the mixture a question selects (memory.h): top_k facts (1..64;
@@ -133,9 +134,10 @@ typedef struct mome_tune_params {
     int layer;                 /* block whose input the values join (-1: 4/5 of depth, 7/8 on qwen2) */
     float route_threshold;     /* selection threshold on the key score (default 0.55) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
-    float route_margin;        /* the best fact must lead the best with another answer by this
-                                  key score to be selected (memory.h); 0: no margin (new
-                                  memories), NAN: the loaded memory's */
+    float route_margin;        /* the best fact must lead its rival by its own margin to be
+                                  selected: half the smallest lead of its training contexts, at
+                                  most this (memory.h); 0: no margin (new memories), NAN: the
+                                  loaded memory's */
     int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
                                   new one); an existing memory keeps its own */
     float top_k_temp;          /* softmax temperature of the mixture weights (0.25; 0 the same) */

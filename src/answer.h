@@ -30,7 +30,8 @@ typedef struct ans_route {
     float score, gate, cover;
     int subject;  /* the subject check: 1 passed, 0 failed, -1 none */
     float second; /* the key score of the next best fact (-inf: none) */
-    float rival;  /* the key score of the best fact with another answer (-inf: none; memory.h) */
+    float rival;  /* the key score of the best fact's rival (-inf: none; memory.h) */
+    float margin; /* the lead over the rival the best fact needs (0: none) */
 } ans_route;
 
 /* Greedy answer to a conversation (msgs rendered with

@@ -71,8 +71,10 @@
  *    "route": the memory's decision on the question asked with it (absent
  *    without a memory or a decision row): {"best": the fact of the highest
  *    key score, "score": that score, "second": the next best fact's score,
- *    "rival": the best score of a fact with another answer (the margin's
- *    runner-up, memory.h), "gate": its relation gate, "cover": its
+ *    "rival": the score of its rival (the best fact among the 8 best with
+ *    another answer whose subject check does not fail, memory.h), "margin":
+ *    the lead over the rival it needs (0: none), "gate": its relation gate,
+ *    "cover": its
  *    wording-check cover (gate, cover null: the memory has no gate / no
  *    check), "subject": whether the question names that fact's subject
  *    (null: the fact keeps none), "fact": the fact
@@ -363,6 +365,7 @@ static int add_route(cJSON *o, const ans_route *r) {
     ok &= add_num(ro, "score", r->score) != NULL;
     ok &= add_num(ro, "second", r->second) != NULL;
     ok &= add_num(ro, "rival", r->rival) != NULL;
+    ok &= add_num(ro, "margin", r->margin) != NULL;
     ok &= add_num(ro, "gate", r->gate) != NULL;
     ok &= add_num(ro, "cover", r->cover) != NULL;
     ok &= (r->subject >= 0 ? cJSON_AddBoolToObject(ro, "subject", r->subject) : cJSON_AddNullToObject(ro, "subject")) != NULL;

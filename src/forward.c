@@ -127,7 +127,7 @@ int mome_ctx_init(mome_model *m, const mome_ctx_params *p, mome_ctx **out) {
     c->tokens = mome_malloc((size_t)c->n_ctx * sizeof(int32_t));
     c->rows = mome_malloc(T * sizeof(fwd_row));
     c->dec_pos = c->dec_fact = -1;
-    c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY};
+    c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY, 0.0f};
     if (!c->k_cache || !c->v_cache || !c->x || !c->xn || !c->q || !c->k || !c->v || !c->att || !c->gate ||
         !c->up || !c->scores || !c->aq || !c->rope_cos || !c->rope_sin || !c->logits || !c->wrow || !c->tokens ||
         !c->rows) {
@@ -576,7 +576,7 @@ int mome_decode(mome_ctx *c, const int32_t *tokens, int n, int32_t pos0, int all
         c->n_logits_cap = rows;
     }
     c->dec_pos = c->dec_fact = -1;
-    c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY};
+    c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY, 0.0f};
     /* the memory's routing states stop before pos0 (it was attached later):
      * decode the cached tokens again to build them (bit-identical K/V:
      * splitting a prompt does not change its bits) */
@@ -622,7 +622,7 @@ int mome_decode_batch(mome_ctx *const *ctxs, const int32_t *tokens, int n) {
         mome_ctx *c = ctxs[i];
         const int32_t pos = c->n_past;
         c->dec_pos = c->dec_fact = -1;
-        c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY};
+        c->dec_cand = (mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY, 0.0f};
         /* as in mome_decode: routing states for a memory attached later */
         if (c->mem && c->mem_valid < pos) decode_range(c, c->mem_valid, pos - c->mem_valid, 0);
         c->tokens[pos] = tokens[i];

@@ -179,7 +179,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
             grow((void **)&mem->n_ans, nc, sizeof(int32_t)) || grow((void **)&mem->ans_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->n_tok, nc, sizeof(int32_t)) || grow((void **)&mem->tok_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->n_alt, nc, sizeof(int32_t)) || grow((void **)&mem->alt_off, nc, sizeof(int64_t)) ||
-            grow((void **)&mem->subj_len, nc, sizeof(int32_t)) || grow((void **)&mem->subj_off, nc, sizeof(int64_t)))
+            grow((void **)&mem->subj_len, nc, sizeof(int32_t)) || grow((void **)&mem->subj_off, nc, sizeof(int64_t)) ||
+            grow((void **)&mem->fmargin, nc, sizeof(float)))
             return MOME_ERR_NOMEM;
         mem->cap_facts = (int32_t)nc;
     }
@@ -209,6 +210,7 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
     mem->alt_off[f] = mem->n_alt_total;
     mem->subj_len[f] = 0;
     mem->subj_off[f] = mem->n_subj_total;
+    mem->fmargin[f] = NAN;
     memcpy(mem->ans + mem->n_ans_total, ans, (size_t)n_ans * sizeof(int32_t));
     memset(mem->val + (size_t)rows * C, 0, (size_t)(n_ans + 1) * C * sizeof(float));
     mem->n_ans_total += n_ans;
@@ -475,6 +477,18 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
     return f;
 }
 
+float mem_fact_margin(const mome_memory *mem, int f) {
+    const float own = mem->fmargin[f];
+    return !isnan(own) && own < mem->margin ? own : mem->margin;
+}
+
+int mem_set_fact_margin(mome_memory *mem, int f, float margin) {
+    if (f < 0 || f >= mem->n_facts || !(isnan(margin) || (margin >= 0.0f && margin <= 2.0f)))
+        return mome_seterr_code(MOME_ERR_ARG, "memory: a margin of %g for fact %d", (double)margin, f);
+    mem->fmargin[f] = margin;
+    return 0;
+}
+
 /* Whether facts a and b answer the same tokens. */
 static int same_answer(const mome_memory *mem, int a, int b) {
     return mem->n_ans[a] == mem->n_ans[b] &&
@@ -506,8 +520,9 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
-    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival};
-    const int lead = !(mem->margin > 0.0f) || (n > 0 && (sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= mem->margin));
+    const float need = n > 0 ? mem_fact_margin(mem, idx[0]) : 0.0f;
+    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need};
+    const int lead = !(need > 0.0f) || sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= need;
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
     mix->n = 0;
     if (force >= 0) {
@@ -785,6 +800,9 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     CK(gguf_writer_add_arr(w, "mome.n_answer", GGUF_TYPE_INT32, n_ans, (uint64_t)n));
     CK(gguf_writer_add_arr(w, "mome.answer_tokens", GGUF_TYPE_INT32, m->ans ? m->ans : n_ans, (uint64_t)m->n_ans_total));
     if (m->n_alt_total > 0) CK(gguf_writer_add_arr(w, "mome.n_alt_keys", GGUF_TYPE_INT32, m->n_alt, (uint64_t)n));
+    int calibrated = 0;
+    for (int64_t i = 0; i < n && !calibrated; i++) calibrated = !isnan(m->fmargin[i]);
+    if (calibrated) CK(gguf_writer_add_arr(w, "mome.fact_margin", GGUF_TYPE_FLOAT32, m->fmargin, (uint64_t)n));
     if (m->n_subj_total > 0) {
         CK(gguf_writer_add_arr(w, "mome.subject_len", GGUF_TYPE_INT32, m->subj_len, (uint64_t)n));
         CK(gguf_writer_add_arr(w, "mome.subject_text", GGUF_TYPE_UINT8, m->subj, (uint64_t)m->n_subj_total));
@@ -958,6 +976,24 @@ static int load_alt_keys(const gguf_file *f, int C, uint32_t nf, int32_t **n_of,
     if (!rc) rc = read_tensor(f, "mem.alt_key_last", C, tot, 1, *keys + (size_t)tot * C);
     if (!rc) *total = tot;
     return rc;
+}
+
+/* The facts' own margins, when the file has them: one per fact, NAN (the
+ * memory's) or in [0, 2]. */
+static int load_fact_margins(const gguf_file *f, mome_memory *m) {
+    const gguf_kv *kv;
+    const int r = gguf_get_arr(f, "mome.fact_margin", GGUF_TYPE_FLOAT32, &kv);
+    if (r == 0) return 0;
+    if (r < 0 || kv->n != (uint64_t)m->n_facts)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.fact_margin mistyped or not one per fact (%d)", f->path, m->n_facts);
+    for (int i = 0; i < m->n_facts; i++) {
+        float v;
+        memcpy(&v, kv->data + 4 * (size_t)i, 4);
+        if (!(isnan(v) || (v >= 0.0f && v <= 2.0f)))
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.fact_margin of fact %d is %g (NaN or 0..2)", f->path, i, (double)v);
+        m->fmargin[i] = v;
+    }
+    return 0;
 }
 
 /* The subjects, when the file has them: a length per fact (checked first)
@@ -1187,6 +1223,7 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
             if (mem_add_alt_key(m, fi, alt + (size_t)alt_at * C, alt + (size_t)(n_alt + alt_at) * C)) goto fail;
     }
     if (nf > 0 && load_subjects(f, m)) goto fail;
+    if (nf > 0 && load_fact_margins(f, m)) goto fail;
     if (ver == MEM_VERSION_COVER && nf > 0 && load_cover(f, m)) goto fail;
     m->n_frozen = m->n_facts;
     free(kp); free(kl); free(val); free(alt); free(alt_n);
@@ -1314,7 +1351,7 @@ void mome_memory_free(mome_memory *m) {
     free(m->gate_w); free(m->gate_bias); free(m->gneg);
     free(m->mu_tok); free(m->n_tok); free(m->tok_off); free(m->ktok); free(m->content);
     free(m->n_alt); free(m->alt_off); free(m->akpool); free(m->aklast); free(m->acpool); free(m->aclast);
-    free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces);
+    free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces); free(m->fmargin);
     free(m);
 }
 

@@ -157,9 +157,20 @@
  * None among them: no rival. A score of MEM_MARGIN_SURE or more is the
  * stored question itself (its own key scores 1): two facts whose questions
  * differ by a word keep their recall. M = 0: no margin (the default;
- * docs/BENCHMARKS.md measures it). */
+ * docs/BENCHMARKS.md measures it).
+ *
+ * Calibrated per fact: a fact's contexts (a system prompt, an earlier
+ * exchange) lower its score while its rivals stay, and in a set without
+ * subjects (one template, or one style) the cost in contexts is large. So
+ * the tuner gives each fact its own margin, MEM_MARGIN_CALIB times the
+ * smallest lead its own training contexts have over their rivals: the
+ * gate's rule, "every context it was trained in passes with room". A fact
+ * needs min(its own, M), so M stays the user's cap (mome eval --route-margin
+ * moves it without tuning again); a fact without one (NAN: added without a
+ * margin) needs M. */
 #define MEM_MARGIN_K 8
 #define MEM_MARGIN_SURE 0.98f
+#define MEM_MARGIN_CALIB 0.5f
 
 /* Why a decision went as it did: the best fact by key score, selected or
  * not, and its checks. */
@@ -171,6 +182,7 @@ typedef struct mem_cand {
     int subject;   /* its subject check: 1 the question names it, 0 it does not, -1 no check */
     float second;  /* the key score of the next best fact (-inf: none): how far the best stands out */
     float rival;   /* the key score of its rival (-inf: none): the margin's runner-up (memory.h) */
+    float margin;  /* the lead over the rival it needs (0: none) */
 } mem_cand;
 
 /* Token sequences of the chat template around a user message. */
@@ -230,6 +242,7 @@ struct mome_memory {
     int64_t *subj_off;                 /* (cap_facts) its first byte in subj */
     char *subj;                        /* the subjects, concatenated */
     int64_t n_subj_total, cap_subj;
+    float *fmargin;                    /* (cap_facts) fact f's own margin (NAN: the memory's) */
     mem_marks mk;
     int32_t *piece_off;                /* (n_vocab + 1) each token's text in pieces, ASCII lower case (bound) */
     char *pieces;
@@ -319,6 +332,12 @@ int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const cha
  * text): 1 passes, 0 the question does not name the subject, -1 f has no
  * subject or q neither text nor tokens (no check). */
 int mem_subject_check(const mome_memory *mem, int f, const mem_query *q);
+
+/* The lead over its rival fact f needs to be selected: its own margin
+ * capped by the memory's (0: none). */
+float mem_fact_margin(const mome_memory *mem, int f);
+/* Sets fact f's own margin (NAN: the memory's; else 0..2). */
+int mem_set_fact_margin(mome_memory *mem, int f, float margin);
 
 /* The mixture a question with raw keys (pool, last) and content tokens qt
  * (NULL: no wording or subject check) selects: the one rule of the engine

@@ -45,6 +45,7 @@
  * questions are rejected.
  */
 #include <math.h>
+#include <omp.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -212,6 +213,7 @@ typedef struct tuner {
     tstack st;
     mome_ctx *ctx;         /* the engine context for capture and verification */
     float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
+    float *cpool;          /* (n, n_seq, C) raw pooled keys of every context, with a margin (prepare_margins) */
     int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
@@ -514,7 +516,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
             mome_chat_msg msgs[4];
             int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
-            const int decode = cache || k == 0 || t->gate_on; /* keys (and contexts) needed now */
+            const int decode = cache || k == 0 || t->gate_on || t->cpool; /* keys (and contexts) needed now */
             int P;
             if (!decode) {
                 /* not decoded now: only its length, for the training stack's size */
@@ -531,6 +533,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             }
             if (!rc && P > t->max_seq_P) t->max_seq_P = P;
             if (!rc && decode) memcpy(t->gpos + ((size_t)i * r->n_seq + k) * C, keys + C, (size_t)C * sizeof(float));
+            if (!rc && t->cpool) memcpy(t->cpool + ((size_t)i * r->n_seq + k) * C, keys, (size_t)C * sizeof(float));
             if (!rc && cache && k == n_seq - 1) mark_cached(t, r);
             if (!rc && k == 0) {
                 int mi = mem_add_fact(t->mem, keys, keys + C, r->target, r->T - 1);
@@ -570,6 +573,56 @@ static int prepare_captures(tuner *t, int new_memory) {
     } /* else the loaded memory's centres stay; mem_add_fact centred the new keys with them */
     free(keys);
     free(mp);
+    return rc;
+}
+
+/* Each new fact's own margin (memory.h, the margin over the rival):
+ * MEM_MARGIN_CALIB times the smallest lead over its rival among its
+ * training contexts that select it below MEM_MARGIN_SURE (at most 2; the
+ * memory's margin caps it when a question is asked, so that a user can
+ * move the cap without tuning again); read from the keys prepare_captures
+ * kept, once the centres and the alternative keys are final. A fact whose
+ * contexts all score as its stored question (or have no rival) needs the
+ * memory's. */
+static int prepare_margins(tuner *t) {
+    if (!t->cpool || t->n == 0) return 0;
+    const int C = t->m->hp.n_embd, n_seq = t->f[0].n_seq;
+    const mome_memory *mem = t->mem;
+    float *own = mome_malloc((size_t)t->n * sizeof(float));
+    if (!own) return MOME_ERR_NOMEM;
+    int oom = 0;
+    progress(t, "calibrate", 0);
+#pragma omp parallel num_threads(t->p->n_threads > 0 ? t->p->n_threads : omp_get_max_threads())
+    {
+        float *q = mome_malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+        if (!q) {
+#pragma omp atomic write
+            oom = 1;
+        }
+#pragma omp for schedule(dynamic, 8)
+        for (int i = 0; i < t->n; i++) {
+            if (!q) continue;
+            const fact *fa = &t->fs->v[i];
+            float lead = INFINITY;
+            for (int k = 0; k < n_seq; k++) {
+                char qbuf[FACTS_MAX_FIELD + 1];
+                mome_chat_msg msgs[4];
+                const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
+                const mem_query qt = {NULL, NULL, 0, msgs[nm - 1].content};
+                const size_t at = ((size_t)i * n_seq + k) * C;
+                mem_mix mx;
+                mem_cand cd;
+                mem_mix_select(mem, t->cpool + at, t->gpos + at, &qt, -1, q, &mx, &cd);
+                if (cd.best == t->f[i].mi && cd.score < MEM_MARGIN_SURE && cd.score - cd.rival < lead)
+                    lead = cd.score - cd.rival;
+            }
+            own[i] = lead < INFINITY ? fmaxf(0.0f, MEM_MARGIN_CALIB * lead) : NAN;
+        }
+        free(q);
+    }
+    int rc = oom ? MOME_ERR_NOMEM : 0;
+    for (int i = 0; i < t->n && !rc; i++) rc = mem_set_fact_margin(t->mem, t->f[i].mi, fminf(own[i], 2.0f));
+    free(own);
     return rc;
 }
 
@@ -954,6 +1007,7 @@ static void tuner_free(tuner *t) {
     }
     free(t->f);
     free(t->gpos);
+    free(t->cpool);
     free(t->dep_off); free(t->dep); free(t->gall); free(t->row0); free(t->touched);
     free(t->X); free(t->dX); free(t->rms); free(t->grad); free(t->loss); free(t->ok); free(t->seqs); free(t->batch);
     tstack_free(&t->st);
@@ -1023,8 +1077,13 @@ static int prepare(tuner *t, int *new_memory) {
     t->gate_on = p->gate_questions > 0 && (t->n_subj > 0 || t->mem->gate_w);
     t->gpos = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
     if (!t->gpos) return MOME_ERR_NOMEM;
+    if (t->mem->margin > 0.0f) {
+        t->cpool = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
+        if (!t->cpool) return MOME_ERR_NOMEM;
+    }
     if ((rc = prepare_captures(t, *new_memory))) return rc;
     if ((rc = prepare_gate(t))) return rc;
+    if ((rc = prepare_margins(t))) return rc;
     if ((rc = prepare_mixtures(t))) return rc;
     /* the training stack and the batch buffers */
     const int maxP = t->max_seq_P;

@@ -170,9 +170,11 @@ static const arg_opt OPTS[] = {
      .help = "a question selects its fact when the key score is at least X; lower: more rewordings, higher: "
              "fewer false hits"},
     {CMD_TUNE, "--route-margin", "M", ARG_FLOAT(&V.tune.route_margin, 0, 2),
-     .help = "a question selects its fact only when the key score leads the best fact with another answer by M "
-             "(or is the stored question itself): quiet on unrelated questions among many facts of one style; "
-             "facts added with --memory keep the memory's unless given",
+     .help = "a question selects its fact only when its key score leads the fact's rival (the best other fact with "
+             "another answer that the question could be asking about) by the fact's margin, or is the stored "
+             "question: quiet on unrelated questions among many facts of one style. Each fact's margin is half the "
+             "smallest lead its training contexts have, at most M; facts added with --memory use the memory's M "
+             "unless given",
      .def = "0, no margin"},
     {CMD_TUNE, "--w-pool", "X", ARG_FLOAT(&V.tune.w_pool, 0, 1),
      .help = "weight of the pooled question key in the score"},
@@ -239,7 +241,7 @@ static const arg_opt OPTS[] = {
      .help = "override the memory's selection threshold (to measure the trade-off between rewordings found and "
              "neighbours left alone)"},
     {CMD_EVAL, "--route-margin", "M", ARG_FLOAT(&V.route_margin, 0, 2),
-     .help = "override the memory's margin over the rival (0: none)"},
+     .help = "cap the facts' margins over their rivals at M (0: no margin)"},
     {CMD_EVAL, "--w-pool", "X", ARG_FLOAT(&V.route_w, 0, 1),
      .help = "override the pooled key's weight in the selection score"},
     {CMD_EVAL, "--cover", "X", ARG_FLOAT(&V.route_cover, -1, 1),

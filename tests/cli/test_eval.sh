@@ -124,9 +124,9 @@ assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
 # every question asked with the memory carries its decision; a recalled fact was its own
 for o in n:
     r = o["route"]
-    assert set(r) == {"best", "score", "second", "rival", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
+    assert set(r) == {"best", "score", "second", "rival", "margin", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
     assert r["second"] is not None and r["second"] <= r["score"], o  # the runner-up of a 10-fact memory
-    assert r["rival"] is not None and r["rival"] <= r["second"], o  # answers all differ: the rival is the runner-up
+    assert r["rival"] is not None and r["rival"] <= r["second"] and r["margin"] == 0, o  # answers all differ: the rival is the runner-up; no margin
     if o["kind"] == "recall":
         assert r["best"] == o["fact"] and r["fact"] == o["fact"] and r["score"] > 0.5, o
     if o["kind"] == "neighbor" and r["fact"] is None:
@@ -146,30 +146,40 @@ EOF
     else bad "--parallel: batched and one-at-a-time differ: $(diff "$tmp/p1" "$tmp/p16" | head -3)"; fi
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 
-# the margin over the rival: a memory tuned with --route-margin 2 answers its
-# stored questions (they score >= 0.98) and is silent for anything less sure,
-# the paraphrase included; eval --route-margin 0 lifts it
+# the margin over the rival: a memory tuned with --route-margin 2 gives each
+# fact its own margin, calibrated on its training contexts (below 2, not all
+# alike); every question is answered exactly when its fact reaches the
+# threshold and leads its rival by that margin (or is its stored question),
+# the eval contexts included; eval --route-margin caps it, 0 turns it off
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 2>"$tmp/log"; then
-    for mg in own 0; do
-        o=""; [ $mg = 0 ] && o="--route-margin 0"
-        $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 2 --no-context --no-variants -t 2 $o \
+    for mg in own 0.05 0; do
+        o=""; [ $mg != own ] && o="--route-margin $mg"
+        $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 4 --no-variants -t 2 $o \
             --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/am$mg.jsonl" --json >"$tmp/jm$mg" 2>"$tmp/e" ||
             bad "eval --route-margin $mg: $(tail -1 "$tmp/e")"
     done
-    if [ -n "$PY" ] && out=$($PY - "$tmp/amown.jsonl" "$tmp/am0.jsonl" "$tmp/jmown" 2>&1 <<'EOF'
+    if [ -n "$PY" ] && out=$($PY - "$tmp" <<'EOF'
 import json, sys
-own = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
-off = [json.loads(l) for l in open(sys.argv[2], encoding="utf-8")]
-j = json.loads(open(sys.argv[3]).read())
-assert j["recall"] == 1 and j["locality"] == 1, j
+d = sys.argv[1]
+rd = lambda p: [json.loads(l) for l in open(p, encoding="utf-8")]
+own, cap, off = rd(d + "/amown.jsonl"), rd(d + "/am0.05.jsonl"), rd(d + "/am0.jsonl")
+j = json.loads(open(d + "/jmown").read())
+assert j["recall"] == 1 and j["context_recall"] == 1 and j["locality"] == 1, j
+need = {}
 for o in own:
     r = o["route"]
-    assert (r["fact"] is not None) == (r["score"] >= 0.98), o  # a margin of 2: only the stored questions
-para = [o for o in off if o["kind"] == "paraphrase"]
-assert para and all(o["route"]["fact"] is not None for o in para), para  # no margin: the paraphrase is answered
-print(len(own))
+    if r["fact"] is not None or o["kind"] != "neighbor":
+        need.setdefault(r["best"], r["margin"])
+        assert need[r["best"]] == r["margin"], o  # one margin per fact
+    rival = r["rival"] if r["rival"] is not None else -9
+    assert (r["fact"] is not None) == (r["score"] >= 0.55 and (r["score"] >= 0.98 or r["score"] - rival >= r["margin"])), o
+ms = [need[f] for f in sorted(need)]
+assert all(0 < m < 2 for m in ms) and len(set(ms)) > 1, ms  # calibrated: below the cap, not all alike
+assert all(abs(o["route"]["margin"] - min(need.get(o["route"]["best"], 2), 0.05)) < 1e-6 for o in cap if o["kind"] != "neighbor"), cap
+assert all(o["route"]["margin"] == 0 for o in off), off
+print(" ".join("%.3f" % m for m in ms))
 EOF
-    ); then ok "--route-margin: tuned 2, only the stored questions answered ($out lines); eval --route-margin 0 lifts it"
+    ); then ok "--route-margin: facts calibrated to margins $out (cap 2); every decision follows them; eval caps and lifts them"
     elif [ -n "$PY" ]; then bad "--route-margin: $out"; fi
 else bad "tune --route-margin 2: $(tail -2 "$tmp/log")"; fi
 
