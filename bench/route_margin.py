@@ -126,6 +126,6 @@ if own:
     def need(f, cap):
         m = own[f] if f < len(own) and not math.isnan(own[f]) else cap
         return min(m, cap)
-    for m in [0.1, 0.15, 0.2]:
+    for m in [0.1, 0.15, 0.2, 0.3, 0.5, 2.0]:
         line("score >= 0.55, each fact's own margin over the rival, at most %.2f" % m,
              lambda s1, s2, r, f: s1 >= 0.55 and (s1 >= SURE or s1 - r >= need(f, m)))

@@ -621,7 +621,7 @@ static int prepare_margins(tuner *t) {
         free(q);
     }
     int rc = oom ? MOME_ERR_NOMEM : 0;
-    for (int i = 0; i < t->n && !rc; i++) rc = mem_set_fact_margin(t->mem, t->f[i].mi, fminf(own[i], 2.0f));
+    for (int i = 0; i < t->n && !rc; i++) rc = mem_set_fact_margin(t->mem, t->f[i].mi, isnan(own[i]) ? NAN : fminf(own[i], 2.0f));
     free(own);
     return rc;
 }
