@@ -13,8 +13,9 @@ questions the rule would let through are there.
 
   python3 bench/route_margin.py OUTPUTS.jsonl [ZSRE.json] [--memory MEM.mome]
 
---memory: the memory evaluated, tuned with --route-margin; its facts' own
-margins (calibrated on their training contexts) are replayed under caps.
+--memory: the memory evaluated, tuned with --route-margin; its facts' leads
+(the smallest lead of their training contexts over their rivals) are replayed
+as margins min(share x lead, cap) for several shares and caps.
 
 ZSRE.json: the zsRE records evaluated; their `loc` questions ("nq question: "
 removed) are counted as unrelated neighbours, every other neighbour as a
@@ -76,7 +77,7 @@ def gguf_f32_array(path, want):
     return None
 
 
-own = gguf_f32_array(mem_path, "mome.fact_margin") if mem_path else None
+lead = gguf_f32_array(mem_path, "mome.fact_lead") if mem_path else None
 
 
 def kind(r):
@@ -122,10 +123,11 @@ if any("rival" in (r.get("route") or {}) for r in rows):
         for m in [0.05, 0.08, 0.1, 0.12, 0.15, 0.2]:
             line("score >= %.2f, margin over the rival >= %.2f" % (t, m),
                  lambda s1, s2, r, f: s1 >= t and (s1 >= SURE or s1 - r >= m))
-if own:
-    def need(f, cap):
-        m = own[f] if f < len(own) and not math.isnan(own[f]) else cap
+if lead:
+    def need(f, share, cap):
+        m = share * lead[f] if f < len(lead) and not math.isnan(lead[f]) else cap
         return min(m, cap)
-    for m in [0.1, 0.15, 0.2, 0.3, 0.5, 2.0]:
-        line("score >= 0.55, each fact's own margin over the rival, at most %.2f" % m,
-             lambda s1, s2, r, f: s1 >= 0.55 and (s1 >= SURE or s1 - r >= need(f, m)))
+    for share in [0.5, 0.7, 0.9]:
+        for m in [0.1, 0.2, 0.3, 0.5]:
+            line("score >= 0.55, margin min(%.1f x the fact's lead, %.2f)" % (share, m),
+                 lambda s1, s2, r, f: s1 >= 0.55 and (s1 >= SURE or s1 - r >= need(f, share, m)))

@@ -90,6 +90,10 @@ float mome_memory_cover_threshold(const mome_memory *mem);
  * own margin, which the tuner calibrates on the fact's training contexts. */
 void mome_memory_set_margin(mome_memory *mem, float margin);
 float mome_memory_margin(const mome_memory *mem);
+/* The share of its training contexts' lead over their rivals a fact needs
+ * (below the margin; default 0.5), in [0, 2]; else unchanged. Higher:
+ * quieter on unrelated questions, fewer contexts and variants. */
+void mome_memory_set_margin_share(mome_memory *mem, float share);
 /* Overrides the mixture a question selects (memory.h): top_k facts (1..64;
  * else unchanged), the softmax temperature of their weights (> 0; else
  * unchanged) and the score the facts but the best need to join (in [-1, 1];
@@ -135,9 +139,10 @@ typedef struct mome_tune_params {
     float route_threshold;     /* selection threshold on the key score (default 0.55) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     float route_margin;        /* the best fact must lead its rival by its own margin to be
-                                  selected: half the smallest lead of its training contexts, at
-                                  most this (memory.h); 0: no margin (new memories), NAN: the
+                                  selected: a share of the smallest lead of its training contexts,
+                                  at most this (memory.h); 0: no margin (new memories), NAN: the
                                   loaded memory's */
+    float route_margin_share;  /* that share (NAN: the loaded memory's, 0.5 for a new one) */
     int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
                                   new one); an existing memory keeps its own */
     float top_k_temp;          /* softmax temperature of the mixture weights (0.25; 0 the same) */

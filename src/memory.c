@@ -157,6 +157,7 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->mix_temp = MEM_DEFAULT_MIX_TEMP;
     mem->mix_tau = NAN;
     mem->margin = 0.0f;
+    mem->margin_share = MEM_DEFAULT_MARGIN_SHARE;
     mem->cover_tau = NAN;
     mem->alt_last = -1;
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
@@ -180,7 +181,7 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
             grow((void **)&mem->n_tok, nc, sizeof(int32_t)) || grow((void **)&mem->tok_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->n_alt, nc, sizeof(int32_t)) || grow((void **)&mem->alt_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->subj_len, nc, sizeof(int32_t)) || grow((void **)&mem->subj_off, nc, sizeof(int64_t)) ||
-            grow((void **)&mem->fmargin, nc, sizeof(float)))
+            grow((void **)&mem->flead, nc, sizeof(float)))
             return MOME_ERR_NOMEM;
         mem->cap_facts = (int32_t)nc;
     }
@@ -210,7 +211,7 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
     mem->alt_off[f] = mem->n_alt_total;
     mem->subj_len[f] = 0;
     mem->subj_off[f] = mem->n_subj_total;
-    mem->fmargin[f] = NAN;
+    mem->flead[f] = NAN;
     memcpy(mem->ans + mem->n_ans_total, ans, (size_t)n_ans * sizeof(int32_t));
     memset(mem->val + (size_t)rows * C, 0, (size_t)(n_ans + 1) * C * sizeof(float));
     mem->n_ans_total += n_ans;
@@ -478,14 +479,14 @@ int mem_best(const mome_memory *mem, const float *pool, const float *last, float
 }
 
 float mem_fact_margin(const mome_memory *mem, int f) {
-    const float own = mem->fmargin[f];
+    const float own = mem->margin_share * mem->flead[f];
     return !isnan(own) && own < mem->margin ? own : mem->margin;
 }
 
-int mem_set_fact_margin(mome_memory *mem, int f, float margin) {
-    if (f < 0 || f >= mem->n_facts || !(isnan(margin) || (margin >= 0.0f && margin <= 2.0f)))
-        return mome_seterr_code(MOME_ERR_ARG, "memory: a margin of %g for fact %d", (double)margin, f);
-    mem->fmargin[f] = margin;
+int mem_set_fact_lead(mome_memory *mem, int f, float lead) {
+    if (f < 0 || f >= mem->n_facts || !(isnan(lead) || (lead >= 0.0f && lead <= 2.0f)))
+        return mome_seterr_code(MOME_ERR_ARG, "memory: a lead of %g for fact %d", (double)lead, f);
+    mem->flead[f] = lead;
     return 0;
 }
 
@@ -788,6 +789,7 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     CK(gguf_writer_add_f32(w, "mome.tau", m->tau));
     CK(gguf_writer_add_f32(w, "mome.w_pool", m->w_pool));
     if (m->margin > 0.0f) CK(gguf_writer_add_f32(w, "mome.route_margin", m->margin));
+    if (m->margin_share != MEM_DEFAULT_MARGIN_SHARE) CK(gguf_writer_add_f32(w, "mome.route_margin_share", m->margin_share));
     if (mix) {
         CK(gguf_writer_add_i32(w, "mome.top_k", m->top_k));
         CK(gguf_writer_add_f32(w, "mome.top_k_temp", m->mix_temp));
@@ -801,8 +803,8 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     CK(gguf_writer_add_arr(w, "mome.answer_tokens", GGUF_TYPE_INT32, m->ans ? m->ans : n_ans, (uint64_t)m->n_ans_total));
     if (m->n_alt_total > 0) CK(gguf_writer_add_arr(w, "mome.n_alt_keys", GGUF_TYPE_INT32, m->n_alt, (uint64_t)n));
     int calibrated = 0;
-    for (int64_t i = 0; i < n && !calibrated; i++) calibrated = !isnan(m->fmargin[i]);
-    if (calibrated) CK(gguf_writer_add_arr(w, "mome.fact_margin", GGUF_TYPE_FLOAT32, m->fmargin, (uint64_t)n));
+    for (int64_t i = 0; i < n && !calibrated; i++) calibrated = !isnan(m->flead[i]);
+    if (calibrated) CK(gguf_writer_add_arr(w, "mome.fact_lead", GGUF_TYPE_FLOAT32, m->flead, (uint64_t)n));
     if (m->n_subj_total > 0) {
         CK(gguf_writer_add_arr(w, "mome.subject_len", GGUF_TYPE_INT32, m->subj_len, (uint64_t)n));
         CK(gguf_writer_add_arr(w, "mome.subject_text", GGUF_TYPE_UINT8, m->subj, (uint64_t)m->n_subj_total));
@@ -978,20 +980,20 @@ static int load_alt_keys(const gguf_file *f, int C, uint32_t nf, int32_t **n_of,
     return rc;
 }
 
-/* The facts' own margins, when the file has them: one per fact, NAN (the
- * memory's) or in [0, 2]. */
-static int load_fact_margins(const gguf_file *f, mome_memory *m) {
+/* The facts' leads, when the file has them: one per fact, NAN (none: the
+ * memory's margin) or in [0, 2]. */
+static int load_fact_leads(const gguf_file *f, mome_memory *m) {
     const gguf_kv *kv;
-    const int r = gguf_get_arr(f, "mome.fact_margin", GGUF_TYPE_FLOAT32, &kv);
+    const int r = gguf_get_arr(f, "mome.fact_lead", GGUF_TYPE_FLOAT32, &kv);
     if (r == 0) return 0;
     if (r < 0 || kv->n != (uint64_t)m->n_facts)
-        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.fact_margin mistyped or not one per fact (%d)", f->path, m->n_facts);
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.fact_lead mistyped or not one per fact (%d)", f->path, m->n_facts);
     for (int i = 0; i < m->n_facts; i++) {
         float v;
         memcpy(&v, kv->data + 4 * (size_t)i, 4);
         if (!(isnan(v) || (v >= 0.0f && v <= 2.0f)))
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.fact_margin of fact %d is %g (NaN or 0..2)", f->path, i, (double)v);
-        m->fmargin[i] = v;
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.fact_lead of fact %d is %g (NaN or 0..2)", f->path, i, (double)v);
+        m->flead[i] = v;
     }
     return 0;
 }
@@ -1083,14 +1085,17 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     m->mix_temp = MEM_DEFAULT_MIX_TEMP;
     m->mix_tau = NAN;
     m->margin = 0.0f;
+    m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
     m->cover_tau = NAN;
     m->alt_last = -1;
     {
-        const int r = gguf_get_f32(f, "mome.route_margin", &m->margin);
-        if (r < 0) goto fail;
+        const int r = gguf_get_f32(f, "mome.route_margin", &m->margin), r2 = gguf_get_f32(f, "mome.route_margin_share", &m->margin_share);
+        if (r < 0 || r2 < 0) goto fail;
         if (r == 0) m->margin = 0.0f;
-        if (!(m->margin >= 0.0f && m->margin <= 2.0f)) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.route_margin %g outside [0, 2]", path, (double)m->margin);
+        if (r2 == 0) m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
+        if (!(m->margin >= 0.0f && m->margin <= 2.0f) || !(m->margin_share >= 0.0f && m->margin_share <= 2.0f)) {
+            mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.route_margin %g or mome.route_margin_share %g outside [0, 2]", path,
+                             (double)m->margin, (double)m->margin_share);
             goto fail;
         }
     }
@@ -1223,7 +1228,7 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
             if (mem_add_alt_key(m, fi, alt + (size_t)alt_at * C, alt + (size_t)(n_alt + alt_at) * C)) goto fail;
     }
     if (nf > 0 && load_subjects(f, m)) goto fail;
-    if (nf > 0 && load_fact_margins(f, m)) goto fail;
+    if (nf > 0 && load_fact_leads(f, m)) goto fail;
     if (ver == MEM_VERSION_COVER && nf > 0 && load_cover(f, m)) goto fail;
     m->n_frozen = m->n_facts;
     free(kp); free(kl); free(val); free(alt); free(alt_n);
@@ -1351,7 +1356,7 @@ void mome_memory_free(mome_memory *m) {
     free(m->gate_w); free(m->gate_bias); free(m->gneg);
     free(m->mu_tok); free(m->n_tok); free(m->tok_off); free(m->ktok); free(m->content);
     free(m->n_alt); free(m->alt_off); free(m->akpool); free(m->aklast); free(m->acpool); free(m->aclast);
-    free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces); free(m->fmargin);
+    free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces); free(m->flead);
     free(m);
 }
 
@@ -1367,6 +1372,10 @@ void mome_memory_set_cover(mome_memory *mem, float cover) {
 }
 
 float mome_memory_cover_threshold(const mome_memory *mem) { return mem->cover_tau; }
+
+void mome_memory_set_margin_share(mome_memory *mem, float share) {
+    if (share >= 0.0f && share <= 2.0f) mem->margin_share = share;
+}
 
 void mome_memory_set_margin(mome_memory *mem, float margin) {
     if (margin >= 0.0f && margin <= 2.0f) mem->margin = margin;

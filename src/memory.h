@@ -162,15 +162,16 @@
  * Calibrated per fact: a fact's contexts (a system prompt, an earlier
  * exchange) lower its score while its rivals stay, and in a set without
  * subjects (one template, or one style) the cost in contexts is large. So
- * the tuner gives each fact its own margin, MEM_MARGIN_CALIB times the
- * smallest lead its own training contexts have over their rivals: the
- * gate's rule, "every context it was trained in passes with room". A fact
- * needs min(its own, M), so M stays the user's cap (mome eval --route-margin
- * moves it without tuning again); a fact without one (NAN: added without a
- * margin) needs M. */
+ * the tuner keeps, per fact, the smallest lead its own training contexts
+ * have over their rivals (lead_f), and fact f needs
+ *   min(share * lead_f, M)
+ * (the gate's rule, "every context it was trained in passes with room"):
+ * share (default MEM_DEFAULT_MARGIN_SHARE) and M are the memory's, and
+ * mome eval moves both without tuning again. A fact without a lead (NAN:
+ * added without a margin, or no context met a rival) needs M. */
 #define MEM_MARGIN_K 8
 #define MEM_MARGIN_SURE 0.98f
-#define MEM_MARGIN_CALIB 0.5f
+#define MEM_DEFAULT_MARGIN_SHARE 0.5f
 
 /* Why a decision went as it did: the best fact by key score, selected or
  * not, and its checks. */
@@ -203,7 +204,8 @@ struct mome_memory {
     int32_t top_k;                     /* facts mixed per question, 1..MEM_MAX_K (1: version 2) */
     float mix_temp;                    /* T of the mixture weights softmax(s / T), > 0 */
     float mix_tau;                     /* score the facts but the best need to join the mixture (NAN: tau) */
-    float margin;                      /* the best must lead its rival by this (0: no margin) */
+    float margin;                      /* the best must lead its rival by this at most (0: no margin) */
+    float margin_share;                /* and by this share of its contexts' lead */
     float *mu_pool, *mu_last;          /* (C) centres */
     /* facts */
     int32_t n_facts, cap_facts;
@@ -242,7 +244,7 @@ struct mome_memory {
     int64_t *subj_off;                 /* (cap_facts) its first byte in subj */
     char *subj;                        /* the subjects, concatenated */
     int64_t n_subj_total, cap_subj;
-    float *fmargin;                    /* (cap_facts) fact f's own margin (NAN: the memory's) */
+    float *flead;                      /* (cap_facts) fact f's contexts' smallest lead over their rivals (NAN: none) */
     mem_marks mk;
     int32_t *piece_off;                /* (n_vocab + 1) each token's text in pieces, ASCII lower case (bound) */
     char *pieces;
@@ -333,11 +335,11 @@ int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const cha
  * subject or q neither text nor tokens (no check). */
 int mem_subject_check(const mome_memory *mem, int f, const mem_query *q);
 
-/* The lead over its rival fact f needs to be selected: its own margin
- * capped by the memory's (0: none). */
+/* The lead over its rival fact f needs to be selected: min(share * lead_f,
+ * M), M when it has no lead (0: none). */
 float mem_fact_margin(const mome_memory *mem, int f);
-/* Sets fact f's own margin (NAN: the memory's; else 0..2). */
-int mem_set_fact_margin(mome_memory *mem, int f, float margin);
+/* Sets fact f's lead (NAN: none; else 0..2). */
+int mem_set_fact_lead(mome_memory *mem, int f, float lead);
 
 /* The mixture a question with raw keys (pool, last) and content tokens qt
  * (NULL: no wording or subject check) selects: the one rule of the engine

@@ -71,6 +71,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
     p.route_margin = NAN;
+    p.route_margin_share = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
     p.top_k_temp = MEM_DEFAULT_MIX_TEMP;
     p.top_k_tau = NAN;      /* the route threshold */
@@ -576,14 +577,12 @@ static int prepare_captures(tuner *t, int new_memory) {
     return rc;
 }
 
-/* Each new fact's own margin (memory.h, the margin over the rival):
- * MEM_MARGIN_CALIB times the smallest lead over its rival among its
- * training contexts that select it below MEM_MARGIN_SURE (at most 2; the
- * memory's margin caps it when a question is asked, so that a user can
- * move the cap without tuning again); read from the keys prepare_captures
- * kept, once the centres and the alternative keys are final. A fact whose
- * contexts all score as its stored question (or have no rival) needs the
- * memory's. */
+/* Each new fact's lead (memory.h, the margin over the rival): the smallest
+ * lead over its rival among its training contexts that select it below
+ * MEM_MARGIN_SURE; read from the keys prepare_captures kept, once the
+ * centres and the alternative keys are final. A fact whose contexts all
+ * score as its stored question (or meet no rival) gets none (NAN): it needs
+ * the memory's margin. */
 static int prepare_margins(tuner *t) {
     if (!t->cpool || t->n == 0) return 0;
     const int C = t->m->hp.n_embd, n_seq = t->f[0].n_seq;
@@ -616,12 +615,12 @@ static int prepare_margins(tuner *t) {
                 if (cd.best == t->f[i].mi && cd.score < MEM_MARGIN_SURE && cd.score - cd.rival < lead)
                     lead = cd.score - cd.rival;
             }
-            own[i] = lead < INFINITY ? fmaxf(0.0f, MEM_MARGIN_CALIB * lead) : NAN;
+            own[i] = lead < INFINITY ? fminf(2.0f, fmaxf(0.0f, lead)) : NAN;
         }
         free(q);
     }
     int rc = oom ? MOME_ERR_NOMEM : 0;
-    for (int i = 0; i < t->n && !rc; i++) rc = mem_set_fact_margin(t->mem, t->f[i].mi, isnan(own[i]) ? NAN : fminf(own[i], 2.0f));
+    for (int i = 0; i < t->n && !rc; i++) rc = mem_set_fact_lead(t->mem, t->f[i].mi, own[i]);
     free(own);
     return rc;
 }
@@ -1056,6 +1055,11 @@ static int prepare(tuner *t, int *new_memory) {
         if (!(p->route_margin >= 0.0f && p->route_margin <= 2.0f))
             return mome_seterr_code(MOME_ERR_ARG, "tune: --route-margin %g outside [0, 2]", (double)p->route_margin);
         mome_memory_set_margin(t->mem, p->route_margin);
+    }
+    if (!isnan(p->route_margin_share)) {
+        if (!(p->route_margin_share >= 0.0f && p->route_margin_share <= 2.0f))
+            return mome_seterr_code(MOME_ERR_ARG, "tune: --route-margin-share %g outside [0, 2]", (double)p->route_margin_share);
+        mome_memory_set_margin_share(t->mem, p->route_margin_share);
     }
     if (!isnan(p->cover)) {
         if (!(p->cover >= -1.0f && p->cover <= 1.0f))

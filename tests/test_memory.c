@@ -23,8 +23,8 @@
  * the rival: the rival is the best fact with another answer among the K
  * best whose subject the question names (or that has none); the best
  * is silent when it does not lead by the margin, selected when it does or
- * is its stored question; a fact's own margin decides below the memory's;
- * round trip and bad margins refused.
+ * is its stored question; a fact's own margin (share x its lead) decides
+ * below the memory's; round trip and bad margins and leads refused.
  */
 #include <math.h>
 #include <unistd.h>
@@ -702,22 +702,29 @@ static void test_margin(void) {
     CHECK(mem_mix_select(m2, qk, qk + C, &both, -1, q, &mx, &cd) == 0 && cd.rival == sc[1],
           "both subjects named: the runner-up is the rival, silent (%g)", cd.rival);
     mome_memory_free(m2);
-    /* a fact's own margin: below the memory's it decides, above it or NAN the memory's does */
+    /* a fact's own margin, share x its lead: below the memory's it decides, above it or NAN the memory's does */
+    CHECK(mem->margin_share == MEM_DEFAULT_MARGIN_SHARE, "default share");
+    mome_memory_set_margin_share(mem, 1.0f);
     mome_memory_set_margin(mem, lead1 + 0.01f);
     CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 0 && cd.margin == lead1 + 0.01f, "the memory's margin");
-    REQUIRE(mem_set_fact_margin(mem, idx[0], lead1 - 0.01f) == 0, "set");
+    REQUIRE(mem_set_fact_lead(mem, idx[0], lead1 - 0.01f) == 0, "set");
     CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.margin == lead1 - 0.01f,
           "its own margin below the lead: selected");
     CHECK(mem_fact_margin(mem, idx[1]) == lead1 + 0.01f, "another fact keeps the memory's");
-    REQUIRE(mem_set_fact_margin(mem, idx[0], 1.5f) == 0, "set");
+    mome_memory_set_margin_share(mem, 0.5f);
+    CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.margin == 0.5f * (lead1 - 0.01f),
+          "share 0.5: half its lead");
+    mome_memory_set_margin_share(mem, 1.0f);
+    REQUIRE(mem_set_fact_lead(mem, idx[0], 1.5f) == 0, "set");
     CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 0 && cd.margin == lead1 + 0.01f,
           "its own margin above the memory's: capped");
     mome_memory_set_margin(mem, 0.0f);
     CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.margin == 0.0f, "the memory's 0 turns it off");
-    CHECK(mem_set_fact_margin(mem, idx[0], 2.5f) < 0 && mem_set_fact_margin(mem, NF, 0.1f) < 0 &&
-              mem_set_fact_margin(mem, idx[0], -0.1f) < 0,
-          "a margin outside [0, 2] or for no fact is refused");
-    REQUIRE(mem_set_fact_margin(mem, idx[0], 0.0625f) == 0, "set");
+    CHECK(mem_set_fact_lead(mem, idx[0], 2.5f) < 0 && mem_set_fact_lead(mem, NF, 0.1f) < 0 &&
+              mem_set_fact_lead(mem, idx[0], -0.1f) < 0,
+          "a lead outside [0, 2] or for no fact is refused");
+    REQUIRE(mem_set_fact_lead(mem, idx[0], 0.0625f) == 0, "set");
+    mome_memory_set_margin_share(mem, 0.75f);
     /* round trip; a file without it has none; a bad one is refused */
     char path[] = "/tmp/mome_test_margin_XXXXXX";
     int fd = mkstemp(path);
@@ -729,13 +736,14 @@ static void test_margin(void) {
     mome_memory *l = NULL;
     REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
     CHECK(mome_memory_margin(l) == 0.125f, "margin round trips (%g)", mome_memory_margin(l));
-    CHECK(mem_fact_margin(l, idx[0]) == 0.0625f && isnan(l->fmargin[idx[1]]) && mem_fact_margin(l, idx[1]) == 0.125f,
-          "the facts' own margins round trip");
+    CHECK(l->margin_share == 0.75f && mem_fact_margin(l, idx[0]) == 0.75f * 0.0625f && isnan(l->flead[idx[1]]) &&
+              mem_fact_margin(l, idx[1]) == 0.125f,
+          "the share and the facts' leads round trip");
     mome_memory_free(l);
     memcpy(&bits, &(float){-1.0f}, 4);
-    REQUIRE(patch_key(path, "mome.fact_margin", bits) == 0, "patch");
-    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "mome.fact_margin of fact 0"),
-          "a fact margin of -1 is refused: '%s'", mome_errmsg());
+    REQUIRE(patch_key(path, "mome.fact_lead", bits) == 0, "patch");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "mome.fact_lead of fact 0"),
+          "a fact lead of -1 is refused: '%s'", mome_errmsg());
     REQUIRE(mem_save(mem, path, 1) == 0, "save");
     memcpy(&bits, &(float){3.0f}, 4);
     REQUIRE(patch_key(path, "mome.route_margin", bits) == 0, "patch");

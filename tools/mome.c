@@ -92,7 +92,7 @@ static struct cli {
     mome_tune_params tune;
     /* eval */
     mome_eval_params eval;
-    float route_tau, route_w, route_cover, route_margin; /* overrides of the memory's (NAN: its own) */
+    float route_tau, route_w, route_cover, route_margin, route_share; /* overrides of the memory's (NAN: its own) */
     arg_list systems;
     /* serve */
     srv_params srv;
@@ -172,10 +172,14 @@ static const arg_opt OPTS[] = {
     {CMD_TUNE, "--route-margin", "M", ARG_FLOAT(&V.tune.route_margin, 0, 2),
      .help = "a question selects its fact only when its key score leads the fact's rival (the best other fact with "
              "another answer that the question could be asking about) by the fact's margin, or is the stored "
-             "question: quiet on unrelated questions among many facts of one style. Each fact's margin is half the "
-             "smallest lead its training contexts have, at most M; facts added with --memory use the memory's M "
-             "unless given",
+             "question: quiet on unrelated questions among many facts of one style. Each fact's margin is a share "
+             "(--route-margin-share) of the smallest lead its training contexts have, at most M; facts added "
+             "with --memory use the memory's settings unless given",
      .def = "0, no margin"},
+    {CMD_TUNE, "--route-margin-share", "X", ARG_FLOAT(&V.tune.route_margin_share, 0, 2),
+     .help = "the share of its training contexts' lead a fact's margin is; higher: quieter on unrelated "
+             "questions, fewer contexts and variants answered",
+     .def = "0.5"},
     {CMD_TUNE, "--w-pool", "X", ARG_FLOAT(&V.tune.w_pool, 0, 1),
      .help = "weight of the pooled question key in the score"},
     {CMD_TUNE, "--cover", "X", ARG_FLOAT(&V.tune.cover, -1, 1),
@@ -242,6 +246,8 @@ static const arg_opt OPTS[] = {
              "neighbours left alone)"},
     {CMD_EVAL, "--route-margin", "M", ARG_FLOAT(&V.route_margin, 0, 2),
      .help = "cap the facts' margins over their rivals at M (0: no margin)"},
+    {CMD_EVAL, "--route-margin-share", "X", ARG_FLOAT(&V.route_share, 0, 2),
+     .help = "override the share of its contexts' lead a fact's margin is"},
     {CMD_EVAL, "--w-pool", "X", ARG_FLOAT(&V.route_w, 0, 1),
      .help = "override the pooled key's weight in the selection score"},
     {CMD_EVAL, "--cover", "X", ARG_FLOAT(&V.route_cover, -1, 1),
@@ -966,7 +972,7 @@ static const char EVAL_USAGE[] =
 static int cmd_eval(int argc, char **argv) {
     V.eval = mome_eval_default_params();
     V.on_conflict = V.eval.on_conflict;
-    V.route_tau = V.route_w = V.route_cover = V.route_margin = NAN;
+    V.route_tau = V.route_w = V.route_cover = V.route_margin = V.route_share = NAN;
     parse_args(CMD_EVAL, argc, argv, NULL, EVAL_USAGE);
     for (int i = 0; i < V.systems.n; i++)
         if (!*V.systems.v[i]) die("eval: --system expects a non-empty system prompt");
@@ -987,6 +993,7 @@ static int cmd_eval(int argc, char **argv) {
     if (mem) mome_memory_set_routing(mem, V.route_tau, V.route_w); /* NAN: unchanged */
     if (mem) mome_memory_set_cover(mem, V.route_cover);
     if (mem) mome_memory_set_margin(mem, V.route_margin);
+    if (mem) mome_memory_set_margin_share(mem, V.route_share);
     if (mem && V.memory_top_k > 0) mome_memory_set_mix(mem, V.memory_top_k, NAN, NAN);
     p.on_fact = eval_on_fact;
     p.on_progress = eval_on_progress;

@@ -147,13 +147,14 @@ EOF
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 
 # the margin over the rival: a memory tuned with --route-margin 2 gives each
-# fact its own margin, calibrated on its training contexts (below 2, not all
+# fact its own margin, half its training contexts' lead (below 2, not all
 # alike); every question is answered exactly when its fact reaches the
 # threshold and leads its rival by that margin (or is its stored question),
-# the eval contexts included; eval --route-margin caps it, 0 turns it off
+# the eval contexts included; eval --route-margin caps it, 0 turns it off,
+# --route-margin-share 1 doubles it
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 2>"$tmp/log"; then
-    for mg in own 0.05 0; do
-        o=""; [ $mg != own ] && o="--route-margin $mg"
+    for mg in own 0.05 0 share1; do
+        o=""; [ $mg != own ] && o="--route-margin $mg"; [ $mg = share1 ] && o="--route-margin-share 1"
         $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 4 --no-variants -t 2 $o \
             --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/am$mg.jsonl" --json >"$tmp/jm$mg" 2>"$tmp/e" ||
             bad "eval --route-margin $mg: $(tail -1 "$tmp/e")"
@@ -162,7 +163,7 @@ if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 2>"
 import json, sys
 d = sys.argv[1]
 rd = lambda p: [json.loads(l) for l in open(p, encoding="utf-8")]
-own, cap, off = rd(d + "/amown.jsonl"), rd(d + "/am0.05.jsonl"), rd(d + "/am0.jsonl")
+own, cap, off, s1 = rd(d + "/amown.jsonl"), rd(d + "/am0.05.jsonl"), rd(d + "/am0.jsonl"), rd(d + "/amshare1.jsonl")
 j = json.loads(open(d + "/jmown").read())
 assert j["recall"] == 1 and j["context_recall"] == 1 and j["locality"] == 1, j
 need = {}
@@ -177,6 +178,8 @@ ms = [need[f] for f in sorted(need)]
 assert all(0 < m < 2 for m in ms) and len(set(ms)) > 1, ms  # calibrated: below the cap, not all alike
 assert all(abs(o["route"]["margin"] - min(need.get(o["route"]["best"], 2), 0.05)) < 1e-6 for o in cap if o["kind"] != "neighbor"), cap
 assert all(o["route"]["margin"] == 0 for o in off), off
+# share 1 (default 0.5): each fact needs twice its margin (below the cap of 2)
+assert all(abs(o["route"]["margin"] - 2 * need[o["route"]["best"]]) < 1e-6 for o in s1 if o["route"]["best"] in need), s1
 print(" ".join("%.3f" % m for m in ms))
 EOF
     ); then ok "--route-margin: facts calibrated to margins $out (cap 2); every decision follows them; eval caps and lifts them"
