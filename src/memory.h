@@ -28,8 +28,9 @@
  *   s_f = w_pool * cos(pool, K_pool[f]) + (1 - w_pool) * cos(last, K_last[f])
  * (the best over the fact's own keys and its alternative keys: the question
  * lower-cased, MEM_MAX_ALT) and the best fact is selected when s_f >= tau,
- * the relation gate lets the question through, and its wording check and
- * subject check (below) pass. Its experts then stay
+ * the relation gate lets the question through, its wording check and
+ * subject check (below) pass, and it leads its rival by its margin (below;
+ * off by default). Its experts then stay
  * selected row after row while the tokens fed are its answer's tokens; a
  * token that is not (sampling took another path) ends the selection.
  *
