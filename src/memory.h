@@ -169,7 +169,10 @@
  * (the gate's rule, "every context it was trained in passes with room"):
  * share (default MEM_DEFAULT_MARGIN_SHARE) and M are the memory's, and
  * mome eval moves both without tuning again. A fact without a lead (NAN:
- * added without a margin, or no context met a rival) needs M. */
+ * added without a margin, or no context met a rival) needs M. A lead is
+ * measured when its fact is tuned: facts added later with --memory may
+ * become rivals of its contexts (the contexts' keys are not kept in the
+ * file; tuning the set again measures it anew). */
 #define MEM_MARGIN_K 8
 #define MEM_MARGIN_SURE 0.98f
 #define MEM_DEFAULT_MARGIN_SHARE 0.5f
