@@ -473,6 +473,13 @@ static float frand(uint64_t *s) {
     return (float)((*s >> 40) & 0xffffff) / 16777216.0f - 0.5f;
 }
 
+/* n random key pairs (pool, last: 2C floats each) from seed; NULL: oom. */
+static float *random_keys(int n, int C, uint64_t seed) {
+    float *k = malloc((size_t)n * 2 * C * sizeof(float));
+    for (size_t i = 0; k && i < (size_t)n * 2 * C; i++) k[i] = frand(&seed);
+    return k;
+}
+
 /* L(x) = sum_c w_c x_c + x_c^2 / 2 of the mixture's output, in double. */
 static double mix_loss(const float *h, const float *const *v, const float *e, int n, const float *w, float *x, int C) {
     mem_mix_row(h, v, e, n, x, C, NULL);
@@ -532,10 +539,8 @@ static void test_mix_select(void) {
     const int C = m->hp.n_embd, NF = 12;
     mome_memory *mem = NULL;
     REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
-    uint64_t seed = 11;
-    float *keys = malloc((size_t)(NF + 1) * 2 * C * sizeof(float)), *q = malloc((size_t)2 * C * sizeof(float));
+    float *keys = random_keys(NF + 1, C, 11), *q = malloc((size_t)2 * C * sizeof(float));
     REQUIRE(keys && q, "oom");
-    for (int i = 0; i < (NF + 1) * 2 * C; i++) keys[i] = frand(&seed);
     int32_t ans[2] = {100, 200};
     for (int f = 0; f < NF; f++) {
         /* facts 4 and 5 have the same keys (a tie) */
@@ -623,29 +628,45 @@ static void test_mix_select(void) {
     mome_model_free(m);
 }
 
+/* A memory of nf facts with the key pairs `keys`, fact f answering
+ * {first[f], 7} (subject `subj[f]` when not NULL), every score above the
+ * threshold; NULL on error. */
+static mome_memory *answer_memory(mome_model *m, const float *keys, int nf, const int32_t *first, const char *const *subj) {
+    const int C = m->hp.n_embd;
+    mome_memory *mem = NULL;
+    if (mem_new(m, 6, 24, &mem)) return NULL;
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    for (int f = 0; f < nf; f++) {
+        const int32_t a[2] = {first[f], 7};
+        char question[64];
+        snprintf(question, sizeof question, "What is the code of %s?", subj && subj[f] ? subj[f] : "");
+        if (mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2) != f ||
+            (subj && subj[f] && mem_set_fact_subject(mem, f, subj[f], question) != 1)) {
+            mome_memory_free(mem);
+            return NULL;
+        }
+    }
+    return mem;
+}
+
 static void test_margin(void) {
     mome_model *m = load();
     if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
-    const int C = m->hp.n_embd, NF = 12;
-    mome_memory *mem = NULL;
-    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
-    uint64_t seed = 5;
-    float *keys = malloc((size_t)(NF + 1) * 2 * C * sizeof(float)), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    enum { NF = 12 };
+    const int C = m->hp.n_embd;
+    float *keys = random_keys(NF + 1, C, 5), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
     REQUIRE(keys && q, "oom");
-    for (int i = 0; i < (NF + 1) * 2 * C; i++) keys[i] = frand(&seed);
     float *qk = keys + (size_t)NF * 2 * C;
     for (int i = 0; i < 2 * C; i++) qk[i] = keys[3 * 2 * C + i] + 0.8f * keys[4 * 2 * C + i] + 0.5f * keys[7 * 2 * C + i];
-    int32_t idx[MEM_MAX_K];
+    int32_t idx[MEM_MAX_K], first[NF];
     float sc[MEM_MAX_K];
     /* the order, from a memory whose answers all differ */
-    for (int f = 0; f < NF; f++) {
-        int32_t a[2] = {100 + f, 7};
-        REQUIRE(mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2) == f, "add");
-    }
+    for (int f = 0; f < NF; f++) first[f] = 100 + f;
+    mome_memory *mem = answer_memory(m, keys, NF, first, NULL);
+    REQUIRE(mem, "memory: %s", mome_errmsg());
     REQUIRE(mem_best_k(mem, qk, qk + C, NF, q, idx, sc) == NF, "order");
     REQUIRE(sc[0] < MEM_MARGIN_SURE && sc[0] - sc[1] > 0.02f && sc[1] - sc[2] > 0.02f, "a question that is not stored, "
             "clear leads (%g %g %g)", sc[0], sc[1], sc[2]);
-    mome_memory_set_routing(mem, -1.0f, NAN);
     mem_mix mx;
     mem_cand cd;
     CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.rival == sc[1] && cd.second == sc[1],
@@ -658,13 +679,9 @@ static void test_margin(void) {
     mome_memory_set_margin(mem, lead1 - 0.01f);
     CHECK(mem_mix_select(mem, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && mx.fact[0] == idx[0], "a lead above it: selected");
     /* the same memory where the runner-up answers as the best: the third is the rival */
-    mome_memory *m2 = NULL;
-    REQUIRE(mem_new(m, 6, 24, &m2) == 0, "mem_new");
-    for (int f = 0; f < NF; f++) {
-        int32_t a[2] = {100 + (f == idx[1] ? idx[0] : f), 7};
-        REQUIRE(mem_add_fact(m2, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2) == f, "add");
-    }
-    mome_memory_set_routing(m2, -1.0f, NAN);
+    first[idx[1]] = 100 + idx[0];
+    mome_memory *m2 = answer_memory(m, keys, NF, first, NULL);
+    REQUIRE(m2, "memory: %s", mome_errmsg());
     mome_memory_set_margin(m2, (lead1 + lead2) / 2);
     CHECK(mem_mix_select(m2, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && cd.rival == sc[2] && cd.second == sc[1],
           "a runner-up with the same answer is no rival: selected (rival %g, third %g)", cd.rival, sc[2]);
@@ -675,26 +692,21 @@ static void test_margin(void) {
           "the stored question passes any margin (score %g)", cd.score);
     mome_memory_free(m2);
     /* the rival comes from the K best: fact 11 (another answer, the K+1-th) is none */
-    REQUIRE(mem_new(m, 6, 24, &m2) == 0, "mem_new");
     REQUIRE(mem_best_k(mem, qk, qk + C, NF, q, idx, sc) == NF, "order");
-    for (int f = 0; f < NF; f++) {
-        int32_t a[2] = {f == idx[MEM_MARGIN_K] ? 101 : 100, 7};
-        mem_add_fact(m2, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2);
-    }
-    mome_memory_set_routing(m2, -1.0f, NAN);
+    for (int f = 0; f < NF; f++) first[f] = f == idx[MEM_MARGIN_K] ? 101 : 100;
+    m2 = answer_memory(m, keys, NF, first, NULL);
+    REQUIRE(m2, "memory: %s", mome_errmsg());
     mome_memory_set_margin(m2, 2.0f);
     CHECK(mem_mix_select(m2, qk, qk + C, NULL, -1, q, &mx, &cd) == 1 && isinf(cd.rival) && cd.rival < 0,
           "the %d best share one answer: no rival, selected (%g)", MEM_MARGIN_K, cd.rival);
     mome_memory_free(m2);
     /* a runner-up whose subject the question does not name is no rival */
-    REQUIRE(mem_new(m, 6, 24, &m2) == 0, "mem_new");
-    for (int f = 0; f < NF; f++) {
-        int32_t a[2] = {100 + f, 7};
-        mem_add_fact(m2, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, a, 2);
-        if (f == idx[0]) REQUIRE(mem_set_fact_subject(m2, f, "Austria", "What is the code of Austria?") == 1, "subject");
-        if (f == idx[1]) REQUIRE(mem_set_fact_subject(m2, f, "Germany", "What is the code of Germany?") == 1, "subject");
-    }
-    mome_memory_set_routing(m2, -1.0f, NAN);
+    const char *subj[NF] = {0};
+    subj[idx[0]] = "Austria";
+    subj[idx[1]] = "Germany";
+    for (int f = 0; f < NF; f++) first[f] = 100 + f;
+    m2 = answer_memory(m, keys, NF, first, subj);
+    REQUIRE(m2, "memory: %s", mome_errmsg());
     mome_memory_set_margin(m2, (lead1 + lead2) / 2);
     const mem_query at = {NULL, NULL, 0, "what is the code of austria"}, both = {NULL, NULL, 0, "Austria or Germany?"};
     CHECK(mem_mix_select(m2, qk, qk + C, &at, -1, q, &mx, &cd) == 1 && cd.rival == sc[2],
@@ -920,11 +932,9 @@ static void test_alt_keys(void) {
     const int C = m->hp.n_embd, NF = 5;
     mome_memory *mem = NULL;
     REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
-    uint64_t seed = 23;
-    /* keys: NF facts, 2 alternatives for fact 2 and 1 for fact 4, a question */
-    float *keys = malloc((size_t)(NF + 4) * 2 * C * sizeof(float)), *q = malloc((size_t)2 * C * sizeof(float));
+    /* keys: NF facts, 2 alternatives for fact 2 and 1 for fact 4, a question, new centres */
+    float *keys = random_keys(NF + 5, C, 23), *q = malloc((size_t)2 * C * sizeof(float));
     REQUIRE(keys && q, "oom");
-    for (int i = 0; i < (NF + 4) * 2 * C; i++) keys[i] = frand(&seed);
     const float *alt[3] = {keys + (size_t)NF * 2 * C, keys + (size_t)(NF + 1) * 2 * C, keys + (size_t)(NF + 2) * 2 * C};
     int32_t ans[2] = {100, 200};
     char path[] = "/tmp/mome_test_alt_XXXXXX";
@@ -964,7 +974,7 @@ static void test_alt_keys(void) {
         if (round == 1) {
             float *mu = malloc((size_t)2 * C * sizeof(float));
             REQUIRE(mu, "oom");
-            for (int i = 0; i < 2 * C; i++) mu[i] = 0.3f * frand(&seed);
+            for (int i = 0; i < 2 * C; i++) mu[i] = 0.3f * keys[(size_t)(NF + 4) * 2 * C + i];
             REQUIRE(mem_set_centres(mem, mu, mu + C) == 0, "centres");
             free(mu);
         }
@@ -1022,10 +1032,8 @@ static void test_subject(void) {
     const int C = m->hp.n_embd;
     mome_memory *mem = NULL;
     REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new: %s", mome_errmsg());
-    uint64_t seed = 5;
-    float *keys = malloc((size_t)3 * 2 * C * sizeof(float)), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    float *keys = random_keys(3, C, 5), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
     REQUIRE(keys && q, "oom");
-    for (int i = 0; i < 3 * 2 * C; i++) keys[i] = frand(&seed);
     int32_t ans[2] = {100, 200};
     REQUIRE(mem_add_fact(mem, keys, keys + C, ans, 2) == 0, "add");
     CHECK(mem_set_fact_subject(mem, 0, "United  States", "What is the code of Canada?") == 0 && mem->subj_len[0] == 0 &&
