@@ -14,7 +14,7 @@ questions the rule would let through are there.
   python3 bench/route_margin.py OUTPUTS.jsonl [ZSRE.json] [--memory MEM.mome]
 
 --memory: the memory evaluated, tuned with --route-margin; its facts' leads
-(the smallest lead of their training contexts over their rivals) are replayed
+(the smallest lead of the contexts the tuner made for them over their rivals) are replayed
 as margins min(share x lead, cap) for several shares and caps.
 
 ZSRE.json: the zsRE records evaluated; their `loc` questions ("nq question: "
@@ -127,7 +127,7 @@ if lead:
     def need(f, share, cap):
         m = share * lead[f] if f < len(lead) and not math.isnan(lead[f]) else cap
         return min(m, cap)
-    for share in [0.5, 0.7, 0.9]:
+    for share in [0.5, 0.7, 0.8, 0.9, 1.0]:
         for m in [0.1, 0.2, 0.3, 0.5]:
             line("score >= 0.55, margin min(%.1f x the fact's lead, %.2f)" % (share, m),
                  lambda s1, s2, r, f: s1 >= 0.55 and (s1 >= SURE or s1 - r >= need(f, share, m)))

@@ -163,8 +163,10 @@
  * Calibrated per fact: a fact's contexts (a system prompt, an earlier
  * exchange) lower its score while its rivals stay, and in a set without
  * subjects (one template, or one style) the cost in contexts is large. So
- * the tuner keeps, per fact, the smallest lead its own training contexts
- * have over their rivals (lead_f), and fact f needs
+ * the tuner keeps, per fact, the smallest lead its own contexts have over
+ * their rivals (lead_f: every context the tuner makes, the trained ones and,
+ * keys only, the others: lower case, no final mark, doubled spaces), and
+ * fact f needs
  *   min(share * lead_f, M)
  * (the gate's rule, "every context it was trained in passes with room"):
  * share (default MEM_DEFAULT_MARGIN_SHARE) and M are the memory's, and

@@ -35,8 +35,10 @@
  * without a failure counted). Facts of an earlier memory are held: they can
  * be partners, but are not trained. Contexts: besides the fact's own wording, up
  * to `augment` contexts the tuner makes itself (a system prompt, an earlier
- * exchange, lower case, ...) train the same values, so that they hold when
- * the question is asked in surroundings it was not tuned in. The keys are
+ * exchange, lower case, ...; context_kind) train the same values, so that
+ * they hold when the question is asked in surroundings it was not tuned in;
+ * with a margin the others are decoded for their keys, which calibrate each
+ * fact's margin (prepare_margins). The keys are
  * taken from the fact's own wording, and (alt_keys) from it lower-cased.
  *
  * The relation gate (memory.h) is fitted once the keys are known: the
@@ -132,34 +134,58 @@ static const char *const relation_templates[] = {
 };
 #define N_RELATION ((int)(sizeof relation_templates / sizeof relation_templates[0]))
 #define GATE_BUDGET 512 /* relation questions asked per tuning run */
-#define MAX_AUGMENT 6
+/* The contexts of a question (context_msgs); --augment N trains the first N
+ * after the fact's own, the margin's calibration reads them all. */
+typedef enum context_kind {
+    CTX_OWN,       /* the fact as given */
+    CTX_SYSTEM,    /* behind a system prompt (an earlier exchange if the fact has one) */
+    CTX_EXCHANGE,  /* after an earlier exchange */
+    CTX_LOWER,     /* lower case (ASCII) */
+    CTX_SYSTEM2,   /* behind another system prompt */
+    CTX_NO_MARK,   /* without its final punctuation, behind a third system prompt */
+    CTX_SPACES,    /* every space doubled, and one after the question */
+    N_CONTEXTS
+} context_kind;
+#define MAX_AUGMENT (N_CONTEXTS - 1)
+#define CONTEXT_QCAP (2 * FACTS_MAX_FIELD + 2) /* a context's question: at most every byte doubled, and a space */
 #define MAX_FAILS 6
 
-/* Context k (0: the fact as given) of a question: the messages, with the
- * question text written to qbuf when it is changed. */
-static int context_msgs(const fact *fa, int k, char *qbuf, size_t qcap, mome_chat_msg *msgs) {
+/* Context k of a question: the messages, with the question text written to
+ * qbuf when it is changed. */
+static int context_msgs(const fact *fa, context_kind k, char *qbuf, size_t qcap, mome_chat_msg *msgs) {
     int nm = 0;
     const char *q = fa->question;
     const char *sys = fa->system;
     int turn = 0;
     switch (k) {
-    case 0: break;
-    case 1: if (!sys) sys = aug_system[0]; else turn = 1; break;
-    case 2: turn = 1; break;
-    case 3: /* lower case (ASCII) */
+    case CTX_OWN: case N_CONTEXTS: break;
+    case CTX_SYSTEM: if (!sys) sys = aug_system[0]; else turn = 1; break;
+    case CTX_EXCHANGE: turn = 1; break;
+    case CTX_LOWER:
         snprintf(qbuf, qcap, "%s", q);
         for (char *c = qbuf; *c; c++)
             if (*c >= 'A' && *c <= 'Z') *c = (char)(*c - 'A' + 'a');
         q = qbuf;
         break;
-    case 4: if (!sys) sys = aug_system[1]; else turn = 1; break;
-    default: { /* no final punctuation, behind another system prompt */
+    case CTX_SYSTEM2: if (!sys) sys = aug_system[1]; else turn = 1; break;
+    case CTX_NO_MARK: {
         snprintf(qbuf, qcap, "%s", q);
         size_t n = strlen(qbuf);
         while (n > 0 && (qbuf[n - 1] == '?' || qbuf[n - 1] == '.' || qbuf[n - 1] == '!' || qbuf[n - 1] == ' ')) qbuf[--n] = 0;
         if (n == 0) snprintf(qbuf, qcap, "%s", fa->question);
         q = qbuf;
         if (!sys) sys = aug_system[2];
+        break;
+    }
+    case CTX_SPACES: {
+        size_t n = 0;
+        for (const char *c = q; *c && n + 3 < qcap; c++) { /* (CONTEXT_QCAP holds them all) */
+            qbuf[n++] = *c;
+            if (*c == ' ') qbuf[n++] = ' ';
+        }
+        qbuf[n++] = ' ';
+        qbuf[n] = 0;
+        q = qbuf;
         break;
     }
     }
@@ -214,7 +240,8 @@ typedef struct tuner {
     tstack st;
     mome_ctx *ctx;         /* the engine context for capture and verification */
     float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
-    float *cpool;          /* (n, n_seq, C) raw pooled keys of every context, with a margin (prepare_margins) */
+    float *ckeys;          /* (n, N_CONTEXTS, 2C) raw keys (pooled, last) of every context the tuner makes,
+                            * trained or not, with a margin (prepare_margins) */
     int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
@@ -387,7 +414,7 @@ static int prepare_tokens(tuner *t) {
         /* a bound on the prompt in tokens (a token is at least one byte):
          * the question, the system prompt, and 200 bytes for the template
          * and the longest context the tuner adds */
-        size_t qb = strlen(fa->question) + (fa->system ? strlen(fa->system) : 0) + 200;
+        size_t qb = 2 * strlen(fa->question) + 1 + (fa->system ? strlen(fa->system) : 0) + 200; /* doubled spaces */
         if ((int)qb + na > t->max_P) t->max_P = (int)qb + na;
     }
     return 0;
@@ -405,14 +432,14 @@ static int keep_question_tokens(tuner *t, int mi, int dpos) {
 }
 
 /* The alternative keys of every fact (memory.h): its question lower-cased,
- * in its own context (context 3), when that changes it. A pass of their own
+ * in its own context (CTX_LOWER), when that changes it. A pass of their own
  * after the facts' own wordings, so that consecutive prompts share their
  * start (one-template sets: most of the prompt) and its K/V is reused:
  * interleaved with the own wordings, the 10,000-fact set prepared 3 times
  * slower. keys (2C) is scratch. */
 static int add_alt_keys(tuner *t, float *keys) {
     if (t->p->alt_keys < 1) return 0;
-    char qbuf[FACTS_MAX_FIELD + 1], where[256];
+    char qbuf[CONTEXT_QCAP], where[256];
     int rc = 0;
     double last = mome_time_s();
     for (int i = 0; i < t->n && !rc; i++) {
@@ -422,7 +449,7 @@ static int add_alt_keys(tuner *t, float *keys) {
             progress(t, "lower-case keys", i);
         }
         mome_chat_msg msgs[4];
-        const int nm = context_msgs(fa, 3, qbuf, sizeof qbuf, msgs);
+        const int nm = context_msgs(fa, CTX_LOWER, qbuf, sizeof qbuf, msgs);
         if (strcmp(qbuf, fa->question) == 0) continue;
         snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
         rc = capture(t, msgs, nm, NULL, 0, NULL, keys, where);
@@ -437,7 +464,7 @@ static int add_alt_keys(tuner *t, float *keys) {
  * once: on Qwen2.5, whose template adds a 20-token default system message,
  * this halves the prefill (docs/BENCHMARKS.md). keys (2C) is scratch. */
 static int cache_contexts(tuner *t, const int *idx, int n, float *keys) {
-    char qbuf[FACTS_MAX_FIELD + 1], where[256];
+    char qbuf[CONTEXT_QCAP], where[256];
     const int n_seq = t->n ? t->f[0].n_seq : 0;
     int rc = 0;
     double last = mome_time_s();
@@ -486,17 +513,26 @@ static int cache_more(tuner *t) {
     return rc;
 }
 
+/* Whether the calibration decodes untrained context k for the leads: not the
+ * lower-cased question when it is the fact's alternative key (add_alt_keys),
+ * where it scores as the stored question. */
+static int calibrates(const tuner *t, int k) { return k != CTX_LOWER || t->p->alt_keys < 1; }
+
 /* The engine pass over every fact in every context: the keys, each fact
  * added to the memory, and the training contexts of the first `window`
  * facts (cache_more prepares the others' later; for them only the own
- * wording is decoded now, and every context where the gate needs its keys). */
+ * wording is decoded now, and every context where the gate or the margin
+ * needs its keys). With a margin, the contexts past --augment are decoded
+ * too, for their keys alone (the lower-cased question is the alternative
+ * key's pass): 3 more prompt passes per fact at --augment 2, about 0.3 s per
+ * fact on 2 AVX2 cores, which keeps the margin opt-in (docs/BENCHMARKS.md). */
 static int prepare_captures(tuner *t, int new_memory) {
     const int C = t->m->hp.n_embd;
     float *keys = mome_malloc((size_t)2 * C * sizeof(float));
     double *mp = mome_calloc((size_t)2 * C, sizeof(double));
     if (!keys || !mp) { free(keys); free(mp); return MOME_ERR_NOMEM; }
     int rc = 0;
-    char qbuf[FACTS_MAX_FIELD + 1], where[256];
+    char qbuf[CONTEXT_QCAP], where[256];
     double last = mome_time_s();
     const int cf = t->p->cached_facts;
     t->window = cf > 0 && cf < t->n ? cf : t->n;
@@ -509,7 +545,10 @@ static int prepare_captures(tuner *t, int new_memory) {
     }
     /* context by context, as cache_contexts */
     const int n_seq = t->n ? t->f[0].n_seq : 0;
-    for (int k = 0, done = 0; k < n_seq && !rc; k++) {
+    int passes = n_seq;
+    for (int k = n_seq; t->ckeys && k < N_CONTEXTS; k++) passes += calibrates(t, k);
+    int done = 0;
+    for (int k = 0; k < n_seq && !rc; k++) {
         for (int i = 0; i < t->n && !rc; i++, done++) {
             const fact *fa = &t->fs->v[i];
             fact_rt *r = &t->f[i];
@@ -517,7 +556,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
             mome_chat_msg msgs[4];
             int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
-            const int decode = cache || k == 0 || t->gate_on || t->cpool; /* keys (and contexts) needed now */
+            const int decode = cache || k == 0 || t->gate_on || t->ckeys; /* keys (and contexts) needed now */
             int P;
             if (!decode) {
                 /* not decoded now: only its length, for the training stack's size */
@@ -534,7 +573,7 @@ static int prepare_captures(tuner *t, int new_memory) {
             }
             if (!rc && P > t->max_seq_P) t->max_seq_P = P;
             if (!rc && decode) memcpy(t->gpos + ((size_t)i * r->n_seq + k) * C, keys + C, (size_t)C * sizeof(float));
-            if (!rc && t->cpool) memcpy(t->cpool + ((size_t)i * r->n_seq + k) * C, keys, (size_t)C * sizeof(float));
+            if (!rc && t->ckeys) memcpy(t->ckeys + ((size_t)i * N_CONTEXTS + k) * 2 * C, keys, (size_t)2 * C * sizeof(float));
             if (!rc && cache && k == n_seq - 1) mark_cached(t, r);
             if (!rc && k == 0) {
                 int mi = mem_add_fact(t->mem, keys, keys + C, r->target, r->T - 1);
@@ -549,7 +588,24 @@ static int prepare_captures(tuner *t, int new_memory) {
             }
             if (mome_time_s() - last > 0.5) {
                 last = mome_time_s();
-                progress(t, "prepare", done / n_seq);
+                progress(t, "prepare", done / passes);
+            }
+        }
+    }
+    /* with a margin, the contexts the tuner makes but does not train (those
+     * past --augment): their keys only, for the leads (prepare_margins) */
+    for (int k = n_seq; t->ckeys && k < N_CONTEXTS && !rc; k++) {
+        if (!calibrates(t, k)) continue;
+        for (int i = 0; i < t->n && !rc; i++, done++) {
+            const fact *fa = &t->fs->v[i];
+            snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
+            mome_chat_msg msgs[4];
+            const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
+            rc = capture(t, msgs, nm, NULL, 0, NULL, keys, where);
+            if (!rc) memcpy(t->ckeys + ((size_t)i * N_CONTEXTS + k) * 2 * C, keys, (size_t)2 * C * sizeof(float));
+            if (mome_time_s() - last > 0.5) {
+                last = mome_time_s();
+                progress(t, "prepare", done / passes);
             }
         }
     }
@@ -578,14 +634,16 @@ static int prepare_captures(tuner *t, int new_memory) {
 }
 
 /* Each new fact's lead (memory.h, the margin over the rival): the smallest
- * lead over its rival among its training contexts that select it below
+ * lead over its rival among the contexts the tuner makes for it (all
+ * N_CONTEXTS, trained or not: lower case, doubled spaces and no final mark
+ * are wordings an application's users produce) that select it below
  * MEM_MARGIN_SURE; read from the keys prepare_captures kept, once the
  * centres and the alternative keys are final. A fact whose contexts all
  * score as its stored question (or meet no rival) gets none (NAN): it needs
  * the memory's margin. */
 static int prepare_margins(tuner *t) {
-    if (!t->cpool || t->n == 0) return 0;
-    const int C = t->m->hp.n_embd, n_seq = t->f[0].n_seq;
+    if (!t->ckeys || t->n == 0) return 0;
+    const int C = t->m->hp.n_embd;
     const mome_memory *mem = t->mem;
     float *own = mome_malloc((size_t)t->n * sizeof(float));
     if (!own) return MOME_ERR_NOMEM;
@@ -603,15 +661,16 @@ static int prepare_margins(tuner *t) {
             if (!q) continue;
             const fact *fa = &t->fs->v[i];
             float lead = INFINITY;
-            for (int k = 0; k < n_seq; k++) {
-                char qbuf[FACTS_MAX_FIELD + 1];
+            for (int k = 0; k < N_CONTEXTS; k++) {
+                if (k >= t->f[i].n_seq && !calibrates(t, k)) continue;
+                char qbuf[CONTEXT_QCAP];
                 mome_chat_msg msgs[4];
                 const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
                 const mem_query qt = {NULL, NULL, 0, msgs[nm - 1].content};
-                const size_t at = ((size_t)i * n_seq + k) * C;
+                const float *kk = t->ckeys + ((size_t)i * N_CONTEXTS + k) * 2 * C;
                 mem_mix mx;
                 mem_cand cd;
-                mem_mix_select(mem, t->cpool + at, t->gpos + at, &qt, -1, q, &mx, &cd);
+                mem_mix_select(mem, kk, kk + C, &qt, -1, q, &mx, &cd);
                 if (cd.best == t->f[i].mi && cd.score < MEM_MARGIN_SURE && cd.score - cd.rival < lead)
                     lead = cd.score - cd.rival;
             }
@@ -1006,7 +1065,7 @@ static void tuner_free(tuner *t) {
     }
     free(t->f);
     free(t->gpos);
-    free(t->cpool);
+    free(t->ckeys);
     free(t->dep_off); free(t->dep); free(t->gall); free(t->row0); free(t->touched);
     free(t->X); free(t->dX); free(t->rms); free(t->grad); free(t->loss); free(t->ok); free(t->seqs); free(t->batch);
     tstack_free(&t->st);
@@ -1082,8 +1141,8 @@ static int prepare(tuner *t, int *new_memory) {
     t->gpos = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
     if (!t->gpos) return MOME_ERR_NOMEM;
     if (t->mem->margin > 0.0f) {
-        t->cpool = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
-        if (!t->cpool) return MOME_ERR_NOMEM;
+        t->ckeys = mome_malloc((size_t)(t->n ? t->n : 1) * N_CONTEXTS * 2 * m->hp.n_embd * sizeof(float));
+        if (!t->ckeys) return MOME_ERR_NOMEM;
     }
     if ((rc = prepare_captures(t, *new_memory))) return rc;
     if ((rc = prepare_gate(t))) return rc;

@@ -147,15 +147,15 @@ EOF
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 
 # the margin over the rival: a memory tuned with --route-margin 2 gives each
-# fact its own margin, half its training contexts' lead (below 2, not all
+# fact its own margin, half its contexts' lead (below 2, not all
 # alike); every question is answered exactly when its fact reaches the
 # threshold and leads its rival by that margin (or is its stored question),
-# the eval contexts included; eval --route-margin caps it, 0 turns it off,
+# the eval contexts and variants included; eval --route-margin caps it, 0 turns it off,
 # --route-margin-share 1 doubles it
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 2>"$tmp/log"; then
-    for mg in own 0.05 0 share1; do
-        o=""; [ $mg != own ] && o="--route-margin $mg"; [ $mg = share1 ] && o="--route-margin-share 1"
-        $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 4 --no-variants -t 2 $o \
+    for mg in own 0.05 0 share1 share0.98; do
+        o=""; [ $mg != own ] && o="--route-margin $mg"; case $mg in share*) o="--route-margin-share ${mg#share}" ;; esac
+        $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 4 -t 2 $o \
             --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/am$mg.jsonl" --json >"$tmp/jm$mg" 2>"$tmp/e" ||
             bad "eval --route-margin $mg: $(tail -1 "$tmp/e")"
     done
@@ -165,7 +165,13 @@ d = sys.argv[1]
 rd = lambda p: [json.loads(l) for l in open(p, encoding="utf-8")]
 own, cap, off, s1 = rd(d + "/amown.jsonl"), rd(d + "/am0.05.jsonl"), rd(d + "/am0.jsonl"), rd(d + "/amshare1.jsonl")
 j = json.loads(open(d + "/jmown").read())
-assert j["recall"] == 1 and j["context_recall"] == 1 and j["locality"] == 1, j
+assert j["recall"] == 1 and j["context_recall"] == 1 and j["variant_recall"] == 1 and j["locality"] == 1, j
+# each lead is the smallest over every context the tuner makes, trained or not
+# (lower case, no final mark, doubled spaces): at 98% of it the eval's other
+# contexts and variants still pass (measured from the trained contexts alone,
+# a system prompt and a variant fail here)
+j98 = json.loads(open(d + "/jmshare0.98").read())
+assert j98["context_recall"] == 1 and j98["variant_recall"] == 1, j98
 need = {}
 for o in own:
     r = o["route"]
