@@ -173,11 +173,12 @@ static const arg_opt OPTS[] = {
      .help = "a question selects its fact only when its key score leads the fact's rival (the best other fact with "
              "another answer that the question could be asking about) by the fact's margin, or is the stored "
              "question: quiet on unrelated questions among many facts of one style. Each fact's margin is a share "
-             "(--route-margin-share) of the smallest lead its training contexts have, at most M; facts added "
+             "(--route-margin-share) of the smallest lead the contexts the tuner makes for it have (trained, and for "
+             "their keys only the rest of the 6: slower prepare), at most M; facts added "
              "with --memory use the memory's settings unless given",
      .def = "0, no margin"},
     {CMD_TUNE, "--route-margin-share", "X", ARG_FLOAT(&V.tune.route_margin_share, 0, 2),
-     .help = "the share of its training contexts' lead a fact's margin is; higher: quieter on unrelated "
+     .help = "the share of its contexts' lead a fact's margin is; higher: quieter on unrelated "
              "questions, fewer contexts and variants answered",
      .def = "0.5"},
     {CMD_TUNE, "--w-pool", "X", ARG_FLOAT(&V.tune.w_pool, 0, 1),
@@ -201,8 +202,8 @@ static const arg_opt OPTS[] = {
      .help = "what a fact's loss trains: its own values, its partners held (own), or every fact of its mixture "
              "(all); either way verified facts whose partners changed are verified again"},
     {CMD_TUNE, "--augment", "N", ARG_INT(&V.tune.augment, 0, 6),
-     .help = "extra contexts per fact the tuner makes itself (system prompts, an earlier exchange, lower case), "
-             "0..6"},
+     .help = "extra contexts per fact the tuner makes itself and trains (in order: a system prompt, an earlier "
+             "exchange, lower case, another system prompt, no final mark, doubled spaces), 0..6"},
     {CMD_TUNE, "--alt-keys", "N", ARG_INT(&V.tune.alt_keys, 0, 1),
      .help = "keys of generated wordings a fact is also found by: 1 its question in lower case, 0 none"},
     {CMD_TUNE, "--subject-check", "0|1", ARG_INT(&V.tune.subject_check, 0, 1),
