@@ -1147,6 +1147,8 @@ static int prepare(tuner *t, int *new_memory) {
     if ((rc = prepare_captures(t, *new_memory))) return rc;
     if ((rc = prepare_gate(t))) return rc;
     if ((rc = prepare_margins(t))) return rc;
+    free(t->ckeys); /* the leads are set: the contexts' keys are not read again */
+    t->ckeys = NULL;
     if ((rc = prepare_mixtures(t))) return rc;
     /* the training stack and the batch buffers */
     const int maxP = t->max_seq_P;
