@@ -87,10 +87,11 @@ float mome_memory_cover_threshold(const mome_memory *mem);
 /* The margin the best fact must lead its rival (the best other fact with
  * another answer the question could be asking about) by to be selected
  * (memory.h; 0: no margin), in [0, 2]; else unchanged. It caps each fact's
- * own margin, which the tuner calibrates on the fact's training contexts. */
+ * own margin, which the tuner calibrates on the contexts it makes for the
+ * fact (trained or, with a margin, decoded for their keys only). */
 void mome_memory_set_margin(mome_memory *mem, float margin);
 float mome_memory_margin(const mome_memory *mem);
-/* The share of its training contexts' lead over their rivals a fact needs
+/* The share of its contexts' lead over their rivals a fact needs
  * (below the margin; default 0.5), in [0, 2]; else unchanged. Higher:
  * quieter on unrelated questions, fewer contexts and variants. */
 void mome_memory_set_margin_share(mome_memory *mem, float share);
@@ -139,8 +140,9 @@ typedef struct mome_tune_params {
     float route_threshold;     /* selection threshold on the key score (default 0.55) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     float route_margin;        /* the best fact must lead its rival by its own margin to be
-                                  selected: a share of the smallest lead of its training contexts,
-                                  at most this (memory.h); 0: no margin (new memories), NAN: the
+                                  selected: a share of the smallest lead of the contexts the tuner
+                                  makes for it, trained or not, at most this (memory.h); 0: no
+                                  margin (new memories, and no untrained context decoded), NAN: the
                                   loaded memory's */
     float route_margin_share;  /* that share (NAN: the loaded memory's, 0.5 for a new one) */
     int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
