@@ -25,6 +25,11 @@
  * is silent when it does not lead by the margin, selected when it does or
  * is its stored question; a fact's own margin (share x its lead) decides
  * below the memory's; round trip and bad margins and leads refused.
+ * Hostile files: a memory with every optional part, its per-fact arrays
+ * edited (sums kept, so that a negative length passes the total) and its
+ * bytes mutated at random, is refused naming the file or loads into a
+ * memory that selects, decodes and saves (ASan build too); removing the
+ * subject-length or question-token-count check makes ASan fail here.
  */
 #include <math.h>
 #include <unistd.h>
@@ -1106,6 +1111,279 @@ static void test_subject(void) {
     mome_model_free(m);
 }
 
+/* ------------------------------------------------------------ hostile files */
+
+/* A memory with every part a file can hold: a two-fact mixture, the wording
+ * check's tokens, subjects, an alternative key, leads, a margin and share,
+ * a gate with its negatives; fact 0's keys are those of `ids` (n tokens), so
+ * that the question selects it. NULL on failure (mome_errmsg). */
+static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) {
+    const int C = m->hp.n_embd, NF = 3, NT = 5;
+    mome_memory *mem = NULL;
+    if (mem_new(m, 6, 24, &mem)) return NULL;
+    mome_memory_set_cover(mem, 0.2f);
+    mome_memory_set_mix(mem, 2, 0.1f, 0.3f);
+    mome_memory_set_margin(mem, 0.2f);
+    mome_memory_set_margin_share(mem, 0.7f);
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 128;
+    mome_ctx *c = NULL;
+    uint64_t seed = 11;
+    float *keys = random_keys(NF + 3, C, 3), *rows = malloc(sizeof(float) * (size_t)(NT + 1) * C);
+    int ok = keys && rows && mome_ctx_init(m, &cp, &c) == 0 && mome_ctx_set_memory(c, mem) == 0;
+    if (ok) { /* fact 0: the question's own keys */
+        c->dec_keys = keys;
+        c->mem_route_off = 1;
+        ok = mome_decode(c, ids, n, 0, 0) == 0;
+        c->dec_keys = NULL;
+        c->mem_route_off = 0;
+    }
+    static const char *const subj[] = {"Austria", "Germany", NULL};
+    int32_t content[NT + 1];
+    int nc = 0;
+    for (int v = 300; ok && v < m->hp.n_vocab && nc < NT + 1; v++)
+        if (mem->content[v]) content[nc++] = v;
+    ok = ok && nc == NT + 1;
+    for (int f = 0; ok && f < NF; f++) {
+        const int32_t ans[3] = {100 + f, 7, 9};
+        ok = mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, ans, f == 1 ? 3 : 2) == f;
+        for (size_t i = 0; ok && i < (size_t)(NT + 1) * C; i++) rows[i] = 2.0f * frand(&seed);
+        /* fact 0: the question's words as the engine read them; the others random rows */
+        const mem_pos *ps = &c->mpos[n - 1];
+        const mem_query q0 = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL},
+                        q = {rows, content, NT + 1 - f, NULL};
+        ok = ok && (f > 0 || ps->span1 > ps->span0) && mem_set_fact_tokens(mem, f, f ? &q : &q0) == 0;
+        char question[64];
+        snprintf(question, sizeof question, "What is the code of %s?", subj[f] ? subj[f] : "it");
+        ok = ok && (!subj[f] || mem_set_fact_subject(mem, f, subj[f], question) == 1);
+        ok = ok && mem_set_fact_lead(mem, f, f == 1 ? NAN : 0.1f + 0.2f * (float)f) == 0;
+        float *v = mem_values(mem, f);
+        for (int i = 0; ok && i < (f == 1 ? 4 : 3) * C; i++) v[i] = 0.25f * frand(&seed);
+    }
+    ok = ok && mem_add_alt_key(mem, NF - 1, keys + (size_t)NF * 2 * C, keys + (size_t)NF * 2 * C + C) == 0;
+    ok = ok && mem_update_tok_centre(mem) == 0;
+    for (int g = 0; ok && g < 2; g++) ok = mem_gate_add_negative(mem, keys + (size_t)(NF + 1 + g) * 2 * C + C) == 0;
+    const int32_t pf[3] = {0, 1, 2};
+    float *pos = malloc(sizeof(float) * (size_t)NF * C);
+    for (int f = 0; ok && pos && f < NF; f++) memcpy(pos + (size_t)f * C, keys + (size_t)f * 2 * C + C, sizeof(float) * C);
+    ok = ok && pos && mem_gate_fit(mem, pos, pf, NF, 0.25f) == 0 && mem->gate_w;
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    free(pos);
+    free(keys);
+    free(rows);
+    mome_ctx_free(c);
+    if (!ok) { mome_memory_free(mem); return NULL; }
+    return mem;
+}
+
+static uint64_t fz_rng = 0x2545F4914F6CDD1Dull;
+static uint64_t fz_next(void) {
+    fz_rng ^= fz_rng << 13;
+    fz_rng ^= fz_rng >> 7;
+    fz_rng ^= fz_rng << 17;
+    return fz_rng;
+}
+
+/* What a hostile file must meet (test_hostile_files). */
+typedef struct hostile {
+    mome_model *m;
+    mome_ctx *c;
+    const char *path, *again;
+    const int32_t *ids; /* the question, n tokens */
+    int n;
+    float *q, *key, *rows; /* scratch */
+    uint64_t seed;
+    int accepted, decoded, fired;
+} hostile;
+
+/* Writes the image and loads it: refused with a message naming the file,
+ * or a memory that selects under random keys and, when decode, decodes the
+ * question and saves and loads again. 1 accepted, 0 refused, -1 failed
+ * (reported). */
+static int hostile_one(hostile *h, const uint8_t *img, size_t len, int decode, const char *what) {
+    const int C = h->m->hp.n_embd;
+    FILE *fp = fopen(h->path, "wb");
+    if (!fp || fwrite(img, 1, len, fp) != len || fclose(fp) != 0) { CHECK(0, "write %s", what); return -1; }
+    mome_memory *l = NULL;
+    const int rc = mome_memory_load(h->path, h->m, &l);
+    if (rc != 0) {
+        if (l || !strstr(mome_errmsg(), h->path)) {
+            CHECK(0, "%s: rc %d, memory %p, message without the file name: '%s'", what, rc, (void *)l, mome_errmsg());
+            return -1;
+        }
+        return 0;
+    }
+    h->accepted++;
+    int bad = 0;
+    for (int i = 0; i < 2 * C; i++) h->key[i] = frand(&h->seed);
+    for (int i = 0; i < 4 * C; i++) h->rows[i] = frand(&h->seed);
+    const mem_query qt = {h->rows, h->ids + h->n - 6, 4, "What is the code of Austria?"};
+    mem_mix mx;
+    mem_cand cd;
+    const int k = mem_mix_select(l, h->key, h->key + C, &qt, -1, h->q, &mx, &cd);
+    if (k < 0 || k > l->top_k) { CHECK(0, "%s: a mixture of %d facts", what, k); bad = 1; }
+    if (!bad && decode) {
+        h->decoded++;
+        if (mome_ctx_set_memory(h->c, l) != 0 || mome_decode(h->c, h->ids, h->n, 0, 0) != 0) {
+            CHECK(0, "%s: an accepted memory does not decode: %s", what, mome_errmsg());
+            bad = 1;
+        } else {
+            int32_t fact = -1;
+            mome_ctx_memory_decision(h->c, NULL, &fact, NULL);
+            h->fired += fact >= 0;
+        }
+        mome_ctx_set_memory(h->c, NULL);
+        mome_memory *l2 = NULL;
+        if (!bad && (mem_save(l, h->again, 1) != 0 || mome_memory_load(h->again, h->m, &l2) != 0)) {
+            CHECK(0, "%s: an accepted memory does not save and load again: %s", what, mome_errmsg());
+            bad = 1;
+        }
+        mome_memory_free(l2);
+    }
+    mome_memory_free(l);
+    return bad ? -1 : 1;
+}
+
+/* A memory file with every optional part, attacked two ways; each file is
+ * refused with a message naming it, or loads into a memory that selects,
+ * mixes and decodes a question without a fault (the ASan build runs this
+ * too) and saves again. 1. Every per-fact array (answer lengths, subject
+ * lengths, question-token counts, alternative-key counts, leads) with one
+ * entry set to a hostile value, and with two entries moved by +d and -d so
+ * that their sum, which the loader checks against the data, still holds
+ * (a negative length then points outside the data). 2. Random mutations
+ * (bit flips, interesting bytes, 4-byte words such as counts, token ids and
+ * floats, truncation), biased to the header where the counts and the
+ * per-fact arrays live. */
+static void test_hostile_files(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd;
+    mome_chat_msg qm = {"user", "What is the code of Austria?"};
+    int32_t *ids = NULL;
+    const int n = prompt_ids(m, &qm, 1, &ids);
+    REQUIRE(n > 0, "tokenize");
+    mome_memory *mem = every_part_memory(m, ids, n);
+    REQUIRE(mem, "memory: %s", mome_errmsg());
+    char path[] = "/tmp/mome_test_fuzz_XXXXXX", again[64];
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    snprintf(again, sizeof again, "%s.again", path);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory_free(mem);
+    FILE *fp = fopen(path, "rb");
+    REQUIRE(fp, "open");
+    fseek(fp, 0, SEEK_END);
+    const size_t size = (size_t)ftell(fp);
+    fseek(fp, 0, SEEK_SET);
+    uint8_t *orig = malloc(size), *mut = malloc(size);
+    REQUIRE(orig && mut && fread(orig, 1, size, fp) == size, "read");
+    fclose(fp);
+    /* where the header ends and the per-fact arrays are */
+    static const char *const arrays[] = {"mome.n_answer", "mome.subject_len", "mome.n_question_tokens", "mome.n_alt_keys",
+                                         "mome.fact_lead"};
+    enum { NA = sizeof arrays / sizeof arrays[0] };
+    size_t at_arr[NA];
+    uint64_t n_arr[NA];
+    gguf_file *gf = NULL;
+    REQUIRE(gguf_open(path, &gf) == 0, "gguf: %s", mome_errmsg());
+    const size_t header = gf->data_offset;
+    for (int a = 0; a < NA; a++) {
+        const gguf_kv *kv = gguf_get_kv(gf, arrays[a]);
+        REQUIRE(kv && kv->type == GGUF_TYPE_ARRAY && kv->n == 3, "%s: one entry per fact", arrays[a]);
+        at_arr[a] = (size_t)(kv->data - gf->map);
+        n_arr[a] = kv->n;
+    }
+    gguf_close(gf);
+
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 64;
+    hostile h = {m, NULL, path, again, ids, n, malloc(MEM_SELECT_SCRATCH(C) * sizeof(float)),
+                 malloc(2 * sizeof(float) * C), malloc(4 * sizeof(float) * C), 5, 0, 0, 0};
+    REQUIRE(h.q && h.key && h.rows && mome_ctx_init(m, &cp, &h.c) == 0, "ctx");
+    /* the original: loads with every part, and the question selects its fact */
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->top_k == 2 && l->n_alt_total == 1 && l->n_subj_total > 0 && l->gate_w && !isnan(l->cover_tau) &&
+              l->margin == 0.2f && l->flead[0] == 0.1f,
+          "every part round trips");
+    REQUIRE(mome_ctx_set_memory(h.c, l) == 0 && mome_decode(h.c, ids, n, 0, 0) == 0, "decode: %s", mome_errmsg());
+    int32_t fact = -1;
+    mome_ctx_memory_decision(h.c, NULL, &fact, NULL);
+    CHECK(fact == 0, "the question selects its fact (%d)", fact);
+    mome_ctx_set_memory(h.c, NULL);
+    mome_memory_free(l);
+
+    /* 1. the per-fact arrays */
+    static const int32_t ivals[] = {-1, 0, 1, 2, 7, 64, 65, 1000, -2147483647 - 1, 2147483647};
+    static const int32_t deltas[] = {1, 3, 100, 1 << 20, 2147483647};
+    static const float fvals[] = {-0.5f, 0.0f, 2.0f, 2.5f, INFINITY, -INFINITY, 1e30f};
+    int structured = 0, failed = 0;
+    char what[128];
+    for (int a = 0; a < NA && !failed; a++) {
+        const int is_f = a == NA - 1;
+        for (uint64_t i = 0; i < n_arr[a] && !failed; i++) {
+            const int nv = is_f ? (int)(sizeof fvals / 4) : (int)(sizeof ivals / 4);
+            for (int v = 0; v < nv && !failed; v++) {
+                memcpy(mut, orig, size);
+                memcpy(mut + at_arr[a] + 4 * i, is_f ? (const void *)&fvals[v] : (const void *)&ivals[v], 4);
+                snprintf(what, sizeof what, "%s[%llu] = value %d", arrays[a], (unsigned long long)i, v);
+                failed = hostile_one(&h, mut, size, 1, what) < 0;
+                structured++;
+            }
+            for (uint64_t j = 0; j < n_arr[a] && !is_f && !failed; j++) {
+                if (j == i) continue;
+                for (size_t d = 0; d < sizeof deltas / 4 && !failed; d++) {
+                    int32_t x, y;
+                    memcpy(mut, orig, size);
+                    memcpy(&x, mut + at_arr[a] + 4 * i, 4);
+                    memcpy(&y, mut + at_arr[a] + 4 * j, 4);
+                    x = (int32_t)((uint32_t)x + (uint32_t)deltas[d]);
+                    y = (int32_t)((uint32_t)y - (uint32_t)deltas[d]);
+                    memcpy(mut + at_arr[a] + 4 * i, &x, 4);
+                    memcpy(mut + at_arr[a] + 4 * j, &y, 4);
+                    snprintf(what, sizeof what, "%s[%llu] += %d, [%llu] -= it", arrays[a], (unsigned long long)i,
+                             deltas[d], (unsigned long long)j);
+                    failed = hostile_one(&h, mut, size, 1, what) < 0;
+                    structured++;
+                }
+            }
+        }
+    }
+    const int structured_ok = h.accepted;
+    /* 2. random mutations */
+    const uint8_t interesting[] = {0, 1, 0x7f, 0x80, 0xff, 0xfe, 0x20};
+    const uint32_t words[] = {0, 1, 2, 0x7fffffffu, 0x80000000u, 0xffffffffu, 0x7fc00000u /* NaN */, 0x7f800000u /* Inf */,
+                              0x40400000u /* 3.0f */, 0xbf800000u /* -1.0f */, 49152, 1u << 20};
+    const int N = 600;
+    for (int it = 0; it < N && !failed; it++) {
+        memcpy(mut, orig, size);
+        size_t len = size;
+        const int kind = (int)(fz_next() % 4), edits = 1 + (int)(fz_next() % 3);
+        for (int e = 0; e < edits; e++) {
+            size_t at = (size_t)(fz_next() % (fz_next() % 4 ? header : size));
+            if (kind == 0 || kind == 3) mut[at] ^= (uint8_t)(1u << (fz_next() % 8));
+            else if (kind == 1) mut[at] = interesting[fz_next() % sizeof interesting];
+            else if ((at &= ~(size_t)3) + 4 <= size) memcpy(mut + at, &words[fz_next() % (sizeof words / 4)], 4);
+        }
+        if (kind == 3 && fz_next() % 2) len = (size_t)(fz_next() % size);
+        snprintf(what, sizeof what, "mutant %d", it);
+        /* every 8th accepted one is decoded: the engine's pass costs (ASan) */
+        failed = hostile_one(&h, mut, len, h.accepted % 8 == 1, what) < 0;
+    }
+    fprintf(stderr,
+            "  hostile memory files: %d of %d per-fact array edits and %d of %d random mutants accepted; %d decoded (%d "
+            "selected a fact)\n",
+            structured_ok, structured, h.accepted - structured_ok, N, h.decoded, h.fired);
+    CHECK(h.accepted - structured_ok > 0 && h.accepted - structured_ok < N, "the mutants both load and fail");
+    unlink(path);
+    unlink(again);
+    free(orig); free(mut); free(h.q); free(h.key); free(h.rows); free(ids);
+    mome_ctx_free(h.c);
+    mome_model_free(m);
+}
+
 int main(void) {
     RUN(test_routing_states);
     RUN(test_mix_row_grad);
@@ -1118,5 +1396,6 @@ int main(void) {
     RUN(test_alt_keys);
     RUN(test_subject);
     RUN(test_margin);
+    RUN(test_hostile_files);
     return test_summary();
 }
