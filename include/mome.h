@@ -92,8 +92,10 @@ float mome_memory_cover_threshold(const mome_memory *mem);
 void mome_memory_set_margin(mome_memory *mem, float margin);
 float mome_memory_margin(const mome_memory *mem);
 /* The share of its contexts' lead over their rivals a fact needs
- * (below the margin; default 0.5), in [0, 2]; else unchanged. Higher:
- * quieter on unrelated questions, fewer contexts and variants. */
+ * (below the margin; default MOME_DEFAULT_MARGIN_SHARE), in [0, 2]; else
+ * unchanged. Higher: quieter on unrelated questions, fewer contexts and
+ * variants. */
+#define MOME_DEFAULT_MARGIN_SHARE 0.5f
 void mome_memory_set_margin_share(mome_memory *mem, float share);
 /* Overrides the mixture a question selects (memory.h): top_k facts (1..64;
  * else unchanged), the softmax temperature of their weights (> 0; else

@@ -177,7 +177,7 @@
  * file; tuning the set again measures it anew). */
 #define MEM_MARGIN_K 8
 #define MEM_MARGIN_SURE 0.98f
-#define MEM_DEFAULT_MARGIN_SHARE 0.5f
+#define MEM_DEFAULT_MARGIN_SHARE MOME_DEFAULT_MARGIN_SHARE /* mome.h */
 
 /* Why a decision went as it did: the best fact by key score, selected or
  * not, and its checks. */

@@ -102,6 +102,8 @@ static struct cli {
 
 /* $MOME_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf ($MOME_MODELS: models), set by main. */
 static char default_model[PATH_MAX];
+/* MOME_DEFAULT_MARGIN_SHARE as text, for the help (set by main). */
+static char default_share[32];
 
 static const arg_opt OPTS[] = {
     /* the model */
@@ -180,7 +182,7 @@ static const arg_opt OPTS[] = {
     {CMD_TUNE, "--route-margin-share", "X", ARG_FLOAT(&V.tune.route_margin_share, 0, 2),
      .help = "the share of its contexts' lead a fact's margin is; higher: quieter on unrelated "
              "questions, fewer contexts and variants answered",
-     .def = "0.5"},
+     .def = default_share},
     {CMD_TUNE, "--w-pool", "X", ARG_FLOAT(&V.tune.w_pool, 0, 1),
      .help = "weight of the pooled question key in the score"},
     {CMD_TUNE, "--cover", "X", ARG_FLOAT(&V.tune.cover, -1, 1),
@@ -1117,6 +1119,7 @@ int main(int argc, char **argv) {
     const char *models = getenv("MOME_MODELS");
     snprintf(default_model, sizeof default_model, "%s/SmolLM2-135M-Instruct.Q4_1.gguf",
              models && *models ? models : "models");
+    snprintf(default_share, sizeof default_share, "%g", (double)MOME_DEFAULT_MARGIN_SHARE);
     if (argc < 2) {
         usage(stderr);
         return 1;
