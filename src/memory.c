@@ -134,6 +134,19 @@ int mem_bind_model(mome_memory *mem, const mome_model *m) {
 
 /* ------------------------------------------------------------------ facts */
 
+/* The settings of a memory without its optional parts (one fact per
+ * question, no margin, no wording check, no alternative key yet): a new
+ * memory's, and a file's before it says otherwise. */
+static void optional_parts_off(mome_memory *m) {
+    m->top_k = 1;
+    m->mix_temp = MEM_DEFAULT_MIX_TEMP;
+    m->mix_tau = NAN;
+    m->margin = 0.0f;
+    m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
+    m->cover_tau = NAN;
+    m->alt_last = -1;
+}
+
 int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     *out = NULL;
     const int L = m->hp.n_layer, C = m->hp.n_embd;
@@ -153,13 +166,7 @@ int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
     mem->value_layer = value_layer;
     mem->tau = MEM_DEFAULT_TAU;
     mem->w_pool = MEM_DEFAULT_W_POOL;
-    mem->top_k = 1;
-    mem->mix_temp = MEM_DEFAULT_MIX_TEMP;
-    mem->mix_tau = NAN;
-    mem->margin = 0.0f;
-    mem->margin_share = MEM_DEFAULT_MARGIN_SHARE;
-    mem->cover_tau = NAN;
-    mem->alt_last = -1;
+    optional_parts_off(mem);
     mem->mu_pool = mome_calloc((size_t)C, sizeof(float));
     mem->mu_last = mome_calloc((size_t)C, sizeof(float));
     int rc = mem->base_name && mem->mu_pool && mem->mu_last ? mem_bind_model(mem, m) : MOME_ERR_NOMEM;
@@ -1081,13 +1088,7 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
         mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.tau must be in [-1, 1] and mome.w_pool in [0, 1]", path);
         goto fail;
     }
-    m->top_k = 1;
-    m->mix_temp = MEM_DEFAULT_MIX_TEMP;
-    m->mix_tau = NAN;
-    m->margin = 0.0f;
-    m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
-    m->cover_tau = NAN;
-    m->alt_last = -1;
+    optional_parts_off(m);
     {
         const int r = gguf_get_f32(f, "mome.route_margin", &m->margin), r2 = gguf_get_f32(f, "mome.route_margin_share", &m->margin_share);
         if (r < 0 || r2 < 0) goto fail;

@@ -1180,6 +1180,26 @@ static int next_batch(tuner *t) {
     return nb;
 }
 
+/* What the run did, for the caller (mome_tune_report; seconds aside). */
+static void report(const tuner *t, mome_tune_report *rep) {
+    rep->n_facts = t->n;
+    rep->n_memorized = count_state(t, FACT_VERIFIED);
+    rep->steps = t->step;
+    rep->n_undone = t->n_undone;
+    int64_t rows = 0;
+    double ls = 0, mix = 0;
+    for (int i = 0; i < t->n; i++) {
+        rows += t->f[i].T;
+        ls += t->f[i].loss;
+        mix += t->f[i].mix.n;
+        if (t->f[i].state != FACT_VERIFIED && rep->n_missing_lines < (int)(sizeof rep->missing_lines / sizeof rep->missing_lines[0]))
+            rep->missing_lines[rep->n_missing_lines++] = t->fs->v[i].line;
+    }
+    rep->n_trained_experts = rows;
+    rep->mean_mix = t->n ? mix / t->n : 0;
+    rep->mean_loss = t->n ? ls / t->n : 0;
+}
+
 int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep) {
     memset(rep, 0, sizeof *rep);
     rep->ppl_before = rep->ppl_after = -1;
@@ -1239,25 +1259,9 @@ int mome_tune(mome_model *m, const mome_tune_params *p_in, mome_tune_report *rep
     if (!rc && stopped) rc = save_checkpoint(&t, ckpt);
     if (!rc && stopped && pending(&t) > 0) rc = verify_round(&t);
     if (!rc) {
-        rep->n_facts = t.n;
-        rep->n_memorized = count_state(&t, FACT_VERIFIED);
-        rep->steps = t.step;
-        int64_t rows = 0;
-        double ls = 0;
-        for (int i = 0; i < t.n; i++) {
-            rows += t.f[i].T;
-            ls += t.f[i].loss;
-            if (t.f[i].state != FACT_VERIFIED && rep->n_missing_lines < 32)
-                rep->missing_lines[rep->n_missing_lines++] = t.fs->v[i].line;
-        }
-        rep->n_trained_experts = rows;
-        rep->n_undone = t.n_undone;
-        double mix = 0;
-        for (int i = 0; i < t.n; i++) mix += t.f[i].mix.n;
-        rep->mean_mix = t.n ? mix / t.n : 0;
-        rep->mean_loss = t.n ? ls / t.n : 0;
+        report(&t, rep);
         progress(&t, "done", rep->n_memorized);
-        if (!rc) rc = mem_save(t.mem, pp.out_path, 1);
+        rc = mem_save(t.mem, pp.out_path, 1);
         if (!rc && !stopped) unlink(ckpt);
         rep->seconds = t.t_prev + mome_time_s() - t.t0;
     }
