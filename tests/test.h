@@ -11,9 +11,18 @@
 #define MOME_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* xorshift64: the fuzzers' deterministic stream (*s must not start at 0) */
+static inline uint64_t test_xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
 
 static int test_n_pass, test_n_fail, test_n_skip;
 static int test_cur_failed, test_cur_skipped;

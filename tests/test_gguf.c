@@ -1281,12 +1281,7 @@ static void test_write_file_atomic(void) {
 /* ------------------------------------------------------------------ fuzz */
 
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static uint64_t rnd(void) {
-    g_rng ^= g_rng << 13;
-    g_rng ^= g_rng >> 7;
-    g_rng ^= g_rng << 17;
-    return g_rng;
-}
+static uint64_t rnd(void) { return test_xorshift(&g_rng); }
 
 static void test_fuzz_mutations(void) {
     hb b;

@@ -1177,12 +1177,7 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
 }
 
 static uint64_t fz_rng = 0x2545F4914F6CDD1Dull;
-static uint64_t fz_next(void) {
-    fz_rng ^= fz_rng << 13;
-    fz_rng ^= fz_rng >> 7;
-    fz_rng ^= fz_rng << 17;
-    return fz_rng;
-}
+static uint64_t fz_next(void) { return test_xorshift(&fz_rng); }
 
 /* What a hostile file must meet (test_hostile_files). */
 typedef struct hostile {
