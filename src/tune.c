@@ -247,6 +247,7 @@ typedef struct tuner {
     int max_T, max_P;
     int max_seq_P;         /* the longest prompt of a fact's training contexts, in tokens */
     int window;            /* facts whose contexts are cached at once (cache_more) */
+    int passes;            /* prompt passes per fact in the prepare pass (its progress) */
     int n_was_cached;      /* facts whose contexts have been cached at least once */
     int64_t step;
     double t0, t_prev;
@@ -518,38 +519,39 @@ static int cache_more(tuner *t) {
  * where it scores as the stored question. */
 static int calibrates(const tuner *t, int k) { return k != CTX_LOWER || t->p->alt_keys < 1; }
 
-/* The engine pass over every fact in every context: the keys, each fact
- * added to the memory, and the training contexts of the first `window`
- * facts (cache_more prepares the others' later; for them only the own
- * wording is decoded now, and every context where the gate or the margin
- * needs its keys). With a margin, the contexts past --augment are decoded
- * too, for their keys alone (the lower-cased question is the alternative
- * key's pass): 3 more prompt passes per fact at --augment 2, about 0.3 s per
- * fact on 2 AVX2 cores, which keeps the margin opt-in (docs/BENCHMARKS.md). */
-static int prepare_captures(tuner *t, int new_memory) {
+/* Each fact's buffers: its contexts (n_seq), and its mixture's inputs. */
+static int alloc_facts(tuner *t) {
     const int C = t->m->hp.n_embd;
-    float *keys = mome_malloc((size_t)2 * C * sizeof(float));
-    double *mp = mome_calloc((size_t)2 * C, sizeof(double));
-    if (!keys || !mp) { free(keys); free(mp); return MOME_ERR_NOMEM; }
-    int rc = 0;
-    char qbuf[CONTEXT_QCAP], where[256];
-    double last = mome_time_s();
-    const int cf = t->p->cached_facts;
-    t->window = cf > 0 && cf < t->n ? cf : t->n;
-    for (int i = 0; i < t->n && !rc; i++) {
+    for (int i = 0; i < t->n; i++) {
         fact_rt *r = &t->f[i];
         r->seq = mome_calloc((size_t)r->n_seq, sizeof(seq_rt));
         r->am = mome_calloc((size_t)r->T * C, sizeof(float));
         r->av = mome_calloc((size_t)r->T * C, sizeof(float));
-        if (!r->seq || !r->am || !r->av) rc = MOME_ERR_NOMEM;
+        if (!r->seq || !r->am || !r->av) return MOME_ERR_NOMEM;
     }
-    /* context by context, as cache_contexts */
-    const int n_seq = t->n ? t->f[0].n_seq : 0;
-    int passes = n_seq;
-    for (int k = n_seq; t->ckeys && k < N_CONTEXTS; k++) passes += calibrates(t, k);
-    int done = 0;
+    return 0;
+}
+
+/* Progress of the prepare pass: done of t->passes x n prompt passes. */
+static void prepare_progress(tuner *t, int done, double *last) {
+    if (mome_time_s() - *last <= 0.5) return;
+    *last = mome_time_s();
+    progress(t, "prepare", done / t->passes);
+}
+
+/* The trained contexts (0 .. --augment), context by context as
+ * cache_contexts: each fact's keys (the gate's and the margin's copies), the
+ * fact added to the memory from its own wording (with its question tokens
+ * and subject), and the training contexts of the first `window` facts
+ * (cache_more prepares the others' later; for them only the own wording is
+ * decoded now, and every context where the gate or the margin needs its
+ * keys). mp sums the own wordings' keys, for the centres. */
+static int capture_trained(tuner *t, float *keys, double *mp, int *done, double *last) {
+    const int C = t->m->hp.n_embd, n_seq = t->n ? t->f[0].n_seq : 0;
+    char qbuf[CONTEXT_QCAP], where[256];
+    int rc = 0;
     for (int k = 0; k < n_seq && !rc; k++) {
-        for (int i = 0; i < t->n && !rc; i++, done++) {
+        for (int i = 0; i < t->n && !rc; i++, (*done)++) {
             const fact *fa = &t->fs->v[i];
             fact_rt *r = &t->f[i];
             const int cache = i < t->window;
@@ -586,48 +588,77 @@ static int prepare_captures(tuner *t, int new_memory) {
                     if (r_s < 0) rc = r_s;
                 }
             }
-            if (mome_time_s() - last > 0.5) {
-                last = mome_time_s();
-                progress(t, "prepare", done / passes);
-            }
+            prepare_progress(t, *done, last);
         }
     }
-    /* with a margin, the contexts the tuner makes but does not train (those
-     * past --augment): their keys only, for the leads (prepare_margins) */
+    return rc;
+}
+
+/* With a margin, the contexts the tuner makes but does not train (those
+ * past --augment; not the lower-cased question when it is the alternative
+ * key, calibrates()): their keys only, for the leads (prepare_margins). 3
+ * more prompt passes per fact at --augment 2, about 0.3 s per fact on 2
+ * AVX2 cores, which keeps the margin opt-in (docs/BENCHMARKS.md). */
+static int capture_untrained(tuner *t, float *keys, int *done, double *last) {
+    const int C = t->m->hp.n_embd, n_seq = t->n ? t->f[0].n_seq : 0;
+    char qbuf[CONTEXT_QCAP], where[256];
+    int rc = 0;
     for (int k = n_seq; t->ckeys && k < N_CONTEXTS && !rc; k++) {
         if (!calibrates(t, k)) continue;
-        for (int i = 0; i < t->n && !rc; i++, done++) {
+        for (int i = 0; i < t->n && !rc; i++, (*done)++) {
             const fact *fa = &t->fs->v[i];
             snprintf(where, sizeof where, "%s:%d", t->fs->path, fa->line);
             mome_chat_msg msgs[4];
             const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
             rc = capture(t, msgs, nm, NULL, 0, NULL, keys, where);
             if (!rc) memcpy(t->ckeys + ((size_t)i * N_CONTEXTS + k) * 2 * C, keys, (size_t)2 * C * sizeof(float));
-            if (mome_time_s() - last > 0.5) {
-                last = mome_time_s();
-                progress(t, "prepare", done / passes);
-            }
+            prepare_progress(t, *done, last);
         }
     }
-    if (!rc) rc = add_alt_keys(t, keys);
-    if (!rc && (new_memory || (t->gate_on && t->mem->n_gneg == 0))) {
-        /* centres: the mean key over the facts and the generic questions,
-         * which the gate also rejects */
+    return rc;
+}
+
+/* The generic questions' keys (which the gate also rejects) and, for a new
+ * memory, the centres: the mean key over the facts' own wordings (mp, the
+ * sum) and the generic questions. A loaded memory keeps its centres;
+ * mem_add_fact centred the new keys with them. */
+static int capture_centres(tuner *t, int new_memory, float *keys, double *mp) {
+    const int C = t->m->hp.n_embd;
+    int rc = 0;
+    if (new_memory || (t->gate_on && t->mem->n_gneg == 0))
         for (int g = 0; g < N_GENERIC && !rc; g++) {
             mome_chat_msg msg = {"user", generic_questions[g]};
             rc = capture(t, &msg, 1, NULL, 0, NULL, keys, "generic question");
             for (int j = 0; !rc && j < 2 * C; j++) mp[j] += keys[j];
             if (!rc && t->gate_on && mem_gate_add_negative(t->mem, keys + C) < 0) rc = MOME_ERR_NOMEM;
         }
-    }
     if (!rc && !isnan(t->mem->cover_tau)) rc = mem_update_tok_centre(t->mem);
     if (!rc && new_memory) {
-        if (!rc) {
-            const double nk = t->n + N_GENERIC;
-            for (int j = 0; j < 2 * C; j++) keys[j] = (float)(mp[j] / nk);
-            rc = mem_set_centres(t->mem, keys, keys + C);
-        }
-    } /* else the loaded memory's centres stay; mem_add_fact centred the new keys with them */
+        const double nk = t->n + N_GENERIC;
+        for (int j = 0; j < 2 * C; j++) keys[j] = (float)(mp[j] / nk);
+        rc = mem_set_centres(t->mem, keys, keys + C);
+    }
+    return rc;
+}
+
+/* The engine pass over every fact in every context the tuner needs: the
+ * trained contexts, the untrained ones for the margin, the lower-cased
+ * questions (the alternative keys), the generic questions and the centres. */
+static int prepare_captures(tuner *t, int new_memory) {
+    const int C = t->m->hp.n_embd;
+    float *keys = mome_malloc((size_t)2 * C * sizeof(float));
+    double *mp = mome_calloc((size_t)2 * C, sizeof(double));
+    int rc = keys && mp ? alloc_facts(t) : MOME_ERR_NOMEM;
+    const int cf = t->p->cached_facts;
+    t->window = cf > 0 && cf < t->n ? cf : t->n;
+    t->passes = t->n ? t->f[0].n_seq : 0;
+    for (int k = t->passes; t->ckeys && k < N_CONTEXTS; k++) t->passes += calibrates(t, k);
+    int done = 0;
+    double last = mome_time_s();
+    if (!rc) rc = capture_trained(t, keys, mp, &done, &last);
+    if (!rc) rc = capture_untrained(t, keys, &done, &last);
+    if (!rc) rc = add_alt_keys(t, keys);
+    if (!rc) rc = capture_centres(t, new_memory, keys, mp);
     free(keys);
     free(mp);
     return rc;
@@ -1076,10 +1107,9 @@ static void tuner_free(tuner *t) {
 }
 
 /* The memory to add to (loaded) or a new one, and the engine context. */
-static int prepare(tuner *t, int *new_memory) {
+/* The facts, checked, and each one's answer tokens. */
+static int load_facts(tuner *t) {
     const mome_tune_params *p = t->p;
-    mome_model *m = t->m;
-    const int L = m->hp.n_layer;
     int rc = facts_load(p->facts_path, (enum facts_conflict)p->on_conflict, &t->fs);
     if (rc) return rc;
     t->n = t->fs->n;
@@ -1089,7 +1119,16 @@ static int prepare(tuner *t, int *new_memory) {
         return mome_seterr_code(MOME_ERR_ARG, "tune: --augment %d is outside 0..%d", p->augment, MAX_AUGMENT);
     if (p->alt_keys < 0 || p->alt_keys > 1)
         return mome_seterr_code(MOME_ERR_ARG, "tune: --alt-keys %d is outside 0..1", p->alt_keys);
-    if ((rc = prepare_tokens(t))) return rc;
+    for (int i = 0; i < t->n; i++) t->n_subj += t->fs->v[i].subject != NULL;
+    return prepare_tokens(t);
+}
+
+/* The memory the facts join: a new one with the run's layers and routing,
+ * or the one given (--memory), whose settings stay unless given. */
+static int open_memory(tuner *t, int *new_memory) {
+    const mome_tune_params *p = t->p;
+    mome_model *m = t->m;
+    int rc;
     *new_memory = !p->init_memory;
     if (p->top_k < 0 || p->top_k > MEM_MAX_K || p->top_k_temp < 0 || !(p->top_k_temp <= 100) ||
         (!isnan(p->top_k_tau) && !(p->top_k_tau >= -1 && p->top_k_tau <= 1)))
@@ -1104,7 +1143,7 @@ static int prepare(tuner *t, int *new_memory) {
                                     p->init_memory, t->mem->top_k, t->mem->top_k);
     } else {
         const int lv = p->layer >= 0 ? p->layer : model_mem_value_layer(m);
-        const int lk = p->key_layer >= 0 ? p->key_layer : L / 5;
+        const int lk = p->key_layer >= 0 ? p->key_layer : m->hp.n_layer / 5;
         if ((rc = mem_new(m, lk > 0 ? lk : 1, lv, &t->mem))) return rc;
         mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
         mome_memory_set_mix(t->mem, p->top_k > 0 ? p->top_k : 1, p->top_k_temp > 0 ? p->top_k_temp : MEM_DEFAULT_MIX_TEMP,
@@ -1125,8 +1164,17 @@ static int prepare(tuner *t, int *new_memory) {
             return mome_seterr_code(MOME_ERR_ARG, "tune: --cover %g outside [-1, 1]", (double)p->cover);
         mome_memory_set_cover(t->mem, p->cover);
     }
+    return 0;
+}
+
+/* The engine context the captures decode in (the memory attached, selection
+ * off in capture) and the keys the gate and the margin collect. */
+static int open_context(tuner *t) {
+    const mome_tune_params *p = t->p;
+    mome_model *m = t->m;
+    const int C = m->hp.n_embd;
     mome_ctx_params cp = mome_ctx_default_params();
-    int nctx = t->max_P + t->max_T + 16;
+    int nctx = t->max_P + t->max_T + 16, rc;
     if (nctx < 64) nctx = 64;
     if (nctx > m->hp.n_ctx_train && m->hp.n_ctx_train > 0) nctx = m->hp.n_ctx_train;
     cp.n_ctx = nctx;
@@ -1134,27 +1182,24 @@ static int prepare(tuner *t, int *new_memory) {
     cp.n_threads = p->n_threads;
     if ((rc = mome_ctx_init(m, &cp, &t->ctx))) return rc;
     if ((rc = mome_ctx_set_memory(t->ctx, t->mem))) return rc;
-    t->ctx->capture = mome_malloc((size_t)nctx * m->hp.n_embd * sizeof(float));
+    t->ctx->capture = mome_malloc((size_t)nctx * C * sizeof(float));
     if (!t->ctx->capture) return MOME_ERR_NOMEM;
-    for (int i = 0; i < t->n; i++) t->n_subj += t->fs->v[i].subject != NULL;
     t->gate_on = p->gate_questions > 0 && (t->n_subj > 0 || t->mem->gate_w);
-    t->gpos = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * m->hp.n_embd * sizeof(float));
+    t->gpos = mome_malloc((size_t)(t->n ? t->n : 1) * (1 + p->augment) * C * sizeof(float));
     if (!t->gpos) return MOME_ERR_NOMEM;
     if (t->mem->margin > 0.0f) {
-        t->ckeys = mome_malloc((size_t)(t->n ? t->n : 1) * N_CONTEXTS * 2 * m->hp.n_embd * sizeof(float));
+        t->ckeys = mome_malloc((size_t)(t->n ? t->n : 1) * N_CONTEXTS * 2 * C * sizeof(float));
         if (!t->ckeys) return MOME_ERR_NOMEM;
     }
-    if ((rc = prepare_captures(t, *new_memory))) return rc;
-    if ((rc = prepare_gate(t))) return rc;
-    if ((rc = prepare_margins(t))) return rc;
-    free(t->ckeys); /* the leads are set: the contexts' keys are not read again */
-    t->ckeys = NULL;
-    if ((rc = prepare_mixtures(t))) return rc;
-    /* the training stack and the batch buffers */
-    const int maxP = t->max_seq_P;
-    const int B = p->batch, S = B * (1 + p->augment), C = m->hp.n_embd;
+    return 0;
+}
+
+/* The training stack and the batch buffers. */
+static int alloc_training(tuner *t) {
+    const int B = t->p->batch, S = B * (1 + t->p->augment), C = t->m->hp.n_embd;
     const int max_rows = S * t->max_T;
-    if ((rc = tstack_init(&t->st, m, t->mem->value_layer, maxP + t->max_T + 1, max_rows))) return rc;
+    int rc;
+    if ((rc = tstack_init(&t->st, t->m, t->mem->value_layer, t->max_seq_P + t->max_T + 1, max_rows))) return rc;
     t->X = mome_malloc((size_t)max_rows * C * sizeof(float));
     t->dX = mome_malloc((size_t)max_rows * C * sizeof(float));
     t->rms = mome_malloc((size_t)max_rows * sizeof(float));
@@ -1165,6 +1210,21 @@ static int prepare(tuner *t, int *new_memory) {
     t->batch = mome_malloc((size_t)B * sizeof(int));
     if (!t->X || !t->dX || !t->rms || !t->grad || !t->loss || !t->ok || !t->seqs || !t->batch) return MOME_ERR_NOMEM;
     return 0;
+}
+
+/* Everything before the first training step. */
+static int prepare(tuner *t, int *new_memory) {
+    int rc;
+    if ((rc = load_facts(t))) return rc;
+    if ((rc = open_memory(t, new_memory))) return rc;
+    if ((rc = open_context(t))) return rc;
+    if ((rc = prepare_captures(t, *new_memory))) return rc;
+    if ((rc = prepare_gate(t))) return rc;
+    if ((rc = prepare_margins(t))) return rc;
+    free(t->ckeys); /* the leads are set: the contexts' keys are not read again */
+    t->ckeys = NULL;
+    if ((rc = prepare_mixtures(t))) return rc;
+    return alloc_training(t);
 }
 
 /* The next batch of facts still training whose contexts are cached (round
