@@ -923,7 +923,6 @@ static int read_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_
     return 0;
 }
 
-/* The memory in an open GGUF file (the caller closes it). */
 /* The wording check of a version-4 file: its threshold, the token count
  * of each fact (checked before anything is sized by them) and the tokens. */
 static int load_cover(const gguf_file *f, mome_memory *m) {
@@ -1037,34 +1036,21 @@ static int load_subjects(const gguf_file *f, mome_memory *m) {
     return 0;
 }
 
-static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out) {
-    *out = NULL;
+/* The header: what the file is, its base model, layers and routing. */
+static int load_header(const gguf_file *f, mome_memory *m, uint32_t *ver, uint32_t *nf) {
     const char *path = f->path;
-    int rc;
-    mome_memory *m = calloc(1, sizeof *m);
-    float *kp = NULL, *kl = NULL, *val = NULL, *alt = NULL;
-    int32_t *alt_n = NULL;
-    int64_t n_alt = 0, alt_at = 0;
-    if (!m) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
     gguf_str s;
-    uint32_t ver = 0, nf = 0;
-    rc = MOME_ERR_FORMAT;
-    if (gguf_get_str(f, "general.architecture", &s) != 1 || !gguf_str_eq(s, MEM_ARCH)) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: not a mome memory file (general.architecture is not '%s')", path, MEM_ARCH);
-        goto fail;
-    }
-    if (get_req_u32(f, "mome.version", &ver)) goto fail;
-    if (ver != MEM_VERSION && ver != MEM_VERSION_MIX && ver != MEM_VERSION_COVER) {
-        mome_seterr_code(MOME_ERR_UNSUPPORTED,
-                         "%s: memory file version %u; this mome reads versions %d to %d (version 1 was the product-key "
-                         "memory, which answered only the exact wording: tune the facts again)",
-                         path, ver, MEM_VERSION, MEM_VERSION_COVER);
-        goto fail;
-    }
-    if (gguf_get_str(f, "mome.base.sha256", &s) != 1 || s.len != 64) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.base.sha256 missing or malformed", path);
-        goto fail;
-    }
+    if (gguf_get_str(f, "general.architecture", &s) != 1 || !gguf_str_eq(s, MEM_ARCH))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: not a mome memory file (general.architecture is not '%s')", path,
+                                MEM_ARCH);
+    if (get_req_u32(f, "mome.version", ver)) return MOME_ERR_FORMAT;
+    if (*ver != MEM_VERSION && *ver != MEM_VERSION_MIX && *ver != MEM_VERSION_COVER)
+        return mome_seterr_code(MOME_ERR_UNSUPPORTED,
+                                "%s: memory file version %u; this mome reads versions %d to %d (version 1 was the "
+                                "product-key memory, which answered only the exact wording: tune the facts again)",
+                                path, *ver, MEM_VERSION, MEM_VERSION_COVER);
+    if (gguf_get_str(f, "mome.base.sha256", &s) != 1 || s.len != 64)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.base.sha256 missing or malformed", path);
     memcpy(m->base_sha256, s.ptr, 64);
     if (gguf_get_str(f, "mome.base.name", &s) == 1) {
         m->base_name = malloc((size_t)s.len + 1);
@@ -1073,172 +1059,192 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     if (get_req_i32(f, "mome.base.n_embd", &m->n_embd) || get_req_i32(f, "mome.base.n_layer", &m->n_layer) ||
         get_req_i32(f, "mome.base.n_vocab", &m->n_vocab) || get_req_i32(f, "mome.key_layer", &m->key_layer) ||
         get_req_i32(f, "mome.value_layer", &m->value_layer) || get_req_f32(f, "mome.tau", &m->tau) ||
-        get_req_f32(f, "mome.w_pool", &m->w_pool) || get_req_u32(f, "mome.n_facts", &nf))
-        goto fail;
-    if (m->n_embd < 1 || m->n_embd > 65536 || m->n_layer < 2 || m->n_layer > 4096 || m->n_vocab < 1) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: implausible model shape in the memory header", path);
-        goto fail;
-    }
-    if (m->key_layer < 1 || m->key_layer >= m->value_layer || m->value_layer >= m->n_layer) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: key layer %d / value layer %d outside 1 <= key < value < %d", path,
-                         m->key_layer, m->value_layer, m->n_layer);
-        goto fail;
-    }
-    if (!(m->tau >= -1.0f && m->tau <= 1.0f) || !(m->w_pool >= 0.0f && m->w_pool <= 1.0f)) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.tau must be in [-1, 1] and mome.w_pool in [0, 1]", path);
-        goto fail;
-    }
+        get_req_f32(f, "mome.w_pool", &m->w_pool) || get_req_u32(f, "mome.n_facts", nf))
+        return MOME_ERR_FORMAT;
+    if (m->n_embd < 1 || m->n_embd > 65536 || m->n_layer < 2 || m->n_layer > 4096 || m->n_vocab < 1)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: implausible model shape in the memory header", path);
+    if (m->key_layer < 1 || m->key_layer >= m->value_layer || m->value_layer >= m->n_layer)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: key layer %d / value layer %d outside 1 <= key < value < %d", path,
+                                m->key_layer, m->value_layer, m->n_layer);
+    if (!(m->tau >= -1.0f && m->tau <= 1.0f) || !(m->w_pool >= 0.0f && m->w_pool <= 1.0f))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.tau must be in [-1, 1] and mome.w_pool in [0, 1]", path);
+    return 0;
+}
+
+/* The margin and, in a mixture memory (version 3, or 4 with mome.top_k),
+ * the mixture's settings; absent ones keep optional_parts_off's. */
+static int load_selection(const gguf_file *f, mome_memory *m, uint32_t ver) {
+    const char *path = f->path;
     optional_parts_off(m);
-    {
-        const int r = gguf_get_f32(f, "mome.route_margin", &m->margin), r2 = gguf_get_f32(f, "mome.route_margin_share", &m->margin_share);
-        if (r < 0 || r2 < 0) goto fail;
-        if (r == 0) m->margin = 0.0f;
-        if (r2 == 0) m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
-        if (!(m->margin >= 0.0f && m->margin <= 2.0f) || !(m->margin_share >= 0.0f && m->margin_share <= 2.0f)) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.route_margin %g or mome.route_margin_share %g outside [0, 2]", path,
-                             (double)m->margin, (double)m->margin_share);
-            goto fail;
-        }
-    }
+    const int r = gguf_get_f32(f, "mome.route_margin", &m->margin), r2 = gguf_get_f32(f, "mome.route_margin_share", &m->margin_share);
+    if (r < 0 || r2 < 0) return MOME_ERR_FORMAT;
+    if (r == 0) m->margin = 0.0f;
+    if (r2 == 0) m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
+    if (!(m->margin >= 0.0f && m->margin <= 2.0f) || !(m->margin_share >= 0.0f && m->margin_share <= 2.0f))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.route_margin %g or mome.route_margin_share %g outside [0, 2]",
+                                path, (double)m->margin, (double)m->margin_share);
     int has_mix = ver == MEM_VERSION_MIX;
     if (ver == MEM_VERSION_COVER) {
         int32_t k;
-        const int r = gguf_get_i32(f, "mome.top_k", &k);
-        if (r < 0) goto fail;
-        has_mix = r == 1;
+        const int rk = gguf_get_i32(f, "mome.top_k", &k);
+        if (rk < 0) return MOME_ERR_FORMAT;
+        has_mix = rk == 1;
     }
-    if (has_mix) {
-        if (get_req_i32(f, "mome.top_k", &m->top_k) || get_req_f32(f, "mome.top_k_temp", &m->mix_temp)) goto fail;
-        const int r = gguf_get_f32(f, "mome.top_k_tau", &m->mix_tau);
-        if (r < 0) goto fail;
-        if (r == 0) m->mix_tau = NAN;
-        if (m->top_k < 2 || m->top_k > MEM_MAX_K || !(m->mix_temp > 0.0f && m->mix_temp <= 100.0f) ||
-            (r == 1 && !(m->mix_tau >= -1.0f && m->mix_tau <= 1.0f))) {
-            mome_seterr_code(MOME_ERR_FORMAT,
-                             "%s: mixture settings out of range (mome.top_k %d: 2..%d, mome.top_k_temp %g: (0, 100], "
-                             "mome.top_k_tau: [-1, 1])",
-                             path, m->top_k, MEM_MAX_K, (double)m->mix_temp);
-            goto fail;
-        }
-    }
-    if (model) {
-        const char *sha = mome_model_sha256(model);
-        if (!sha) goto fail;
-        if (strcmp(sha, m->base_sha256) != 0 || m->n_embd != model->hp.n_embd || m->n_layer != model->hp.n_layer ||
-            m->n_vocab != model->hp.n_vocab) {
-            mome_seterr_code(MOME_ERR_ARG,
-                             "%s: this memory was made for another base model (%s, sha256 %.16s...); the model given is %s "
-                             "(sha256 %.16s...). Use the model the memory was tuned on.",
-                             path, m->base_name ? m->base_name : "?", m->base_sha256, model->path, sha);
-            goto fail;
-        }
-        if (mem_bind_model(m, model)) goto fail;
-    }
-    const int C = m->n_embd;
-    const gguf_kv *na, *at;
-    if (gguf_get_arr(f, "mome.n_answer", GGUF_TYPE_INT32, &na) != 1 ||
-        gguf_get_arr(f, "mome.answer_tokens", GGUF_TYPE_INT32, &at) != 1) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_answer / mome.answer_tokens missing or mistyped", path);
-        goto fail;
-    }
-    if (na->n != nf) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_answer has %llu entries for %u facts", path, (unsigned long long)na->n, nf);
-        goto fail;
-    }
-    /* the answer lengths decide every later size: check them first */
-    uint64_t tot = 0;
+    if (!has_mix) return 0;
+    if (get_req_i32(f, "mome.top_k", &m->top_k) || get_req_f32(f, "mome.top_k_temp", &m->mix_temp)) return MOME_ERR_FORMAT;
+    const int rt = gguf_get_f32(f, "mome.top_k_tau", &m->mix_tau);
+    if (rt < 0) return MOME_ERR_FORMAT;
+    if (rt == 0) m->mix_tau = NAN;
+    if (m->top_k < 2 || m->top_k > MEM_MAX_K || !(m->mix_temp > 0.0f && m->mix_temp <= 100.0f) ||
+        (rt == 1 && !(m->mix_tau >= -1.0f && m->mix_tau <= 1.0f)))
+        return mome_seterr_code(MOME_ERR_FORMAT,
+                                "%s: mixture settings out of range (mome.top_k %d: 2..%d, mome.top_k_temp %g: (0, 100], "
+                                "mome.top_k_tau: [-1, 1])",
+                                path, m->top_k, MEM_MAX_K, (double)m->mix_temp);
+    return 0;
+}
+
+/* The memory was made for this model (its file's SHA-256 and shape). */
+static int check_base(const gguf_file *f, mome_memory *m, mome_model *model) {
+    const char *sha = mome_model_sha256(model);
+    if (!sha) return MOME_ERR_IO;
+    if (strcmp(sha, m->base_sha256) != 0 || m->n_embd != model->hp.n_embd || m->n_layer != model->hp.n_layer ||
+        m->n_vocab != model->hp.n_vocab)
+        return mome_seterr_code(MOME_ERR_ARG,
+                                "%s: this memory was made for another base model (%s, sha256 %.16s...); the model given "
+                                "is %s (sha256 %.16s...). Use the model the memory was tuned on.",
+                                f->path, m->base_name ? m->base_name : "?", m->base_sha256, model->path, sha);
+    return mem_bind_model(m, model);
+}
+
+/* The answer lengths (checked first: they decide every later size) and
+ * tokens; *tot: their sum. */
+static int load_answer_lengths(const gguf_file *f, uint32_t nf, const gguf_kv **na, const gguf_kv **at, uint64_t *tot) {
+    const char *path = f->path;
+    if (gguf_get_arr(f, "mome.n_answer", GGUF_TYPE_INT32, na) != 1 ||
+        gguf_get_arr(f, "mome.answer_tokens", GGUF_TYPE_INT32, at) != 1)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_answer / mome.answer_tokens missing or mistyped", path);
+    if ((*na)->n != nf)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_answer has %llu entries for %u facts", path,
+                                (unsigned long long)(*na)->n, nf);
+    *tot = 0;
     for (uint32_t i = 0; i < nf; i++) {
         int32_t k;
-        memcpy(&k, na->data + 4 * (size_t)i, 4);
-        if (k < 1 || k > MEM_MAX_ANSWER) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %u has an answer of %d tokens (1..%d)", path, i, k, MEM_MAX_ANSWER);
-            goto fail;
-        }
-        tot += (uint64_t)k;
+        memcpy(&k, (*na)->data + 4 * (size_t)i, 4);
+        if (k < 1 || k > MEM_MAX_ANSWER)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %u has an answer of %d tokens (1..%d)", path, i, k,
+                                    MEM_MAX_ANSWER);
+        *tot += (uint64_t)k;
     }
-    if (tot != at->n) {
-        mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.answer_tokens has %llu tokens, the answer lengths add up to %llu", path,
-                         (unsigned long long)at->n, (unsigned long long)tot);
-        goto fail;
-    }
+    if (*tot != (*at)->n)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.answer_tokens has %llu tokens, the answer lengths add up to %llu",
+                                path, (unsigned long long)(*at)->n, (unsigned long long)*tot);
+    return 0;
+}
+
+/* The centres, and the relation gate when the file has one. */
+static int load_centres_gate(const gguf_file *f, mome_memory *m, uint32_t nf) {
+    const char *path = f->path;
+    const int C = m->n_embd;
     m->mu_pool = mome_malloc((size_t)C * sizeof(float));
     m->mu_last = mome_malloc((size_t)C * sizeof(float));
-    if (!m->mu_pool || !m->mu_last) goto fail;
-    if (read_tensor(f, "mem.mu_pool", C, 1, 0, m->mu_pool) || read_tensor(f, "mem.mu_last", C, 1, 0, m->mu_last)) goto fail;
+    if (!m->mu_pool || !m->mu_last) return MOME_ERR_NOMEM;
+    int rc;
+    if ((rc = read_tensor(f, "mem.mu_pool", C, 1, 0, m->mu_pool)) || (rc = read_tensor(f, "mem.mu_last", C, 1, 0, m->mu_last)))
+        return rc;
     if (gguf_find_tensor(f, "mem.gate_w")) {
         /* a gate biases every fact of the file (facts tuned later have none) */
         const gguf_tensor *tb = gguf_find_tensor(f, "mem.gate_bias");
-        if (!tb || tb->ne[0] < 1 || (uint64_t)tb->ne[0] > nf) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.gate_bias' is missing or longer than the %u facts",
-                             path, nf);
-            goto fail;
-        }
+        if (!tb || tb->ne[0] < 1 || (uint64_t)tb->ne[0] > nf)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.gate_bias' is missing or longer than the %u facts",
+                                    path, nf);
         m->gate_w = mome_malloc((size_t)C * sizeof(float));
         m->gate_bias = mome_malloc((size_t)tb->ne[0] * sizeof(float));
-        if (!m->gate_w || !m->gate_bias) goto fail;
-        if (read_tensor(f, "mem.gate_w", C, 1, 0, m->gate_w) || read_tensor(f, "mem.gate_bias", tb->ne[0], 1, 0, m->gate_bias))
-            goto fail;
+        if (!m->gate_w || !m->gate_bias) return MOME_ERR_NOMEM;
+        if ((rc = read_tensor(f, "mem.gate_w", C, 1, 0, m->gate_w)) ||
+            (rc = read_tensor(f, "mem.gate_bias", tb->ne[0], 1, 0, m->gate_bias)))
+            return rc;
         m->n_gate_bias = (int32_t)tb->ne[0];
     }
     const gguf_tensor *tg = gguf_find_tensor(f, "mem.gate_neg");
     if (tg) {
-        if (tg->ne[1] < 1 || tg->ne[1] > MEM_GATE_MAX_NEG) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.gate_neg' holds %lld keys (1..%d)", path,
-                             (long long)tg->ne[1], MEM_GATE_MAX_NEG);
-            goto fail;
-        }
-        if (!(m->gneg = mome_malloc((size_t)MEM_GATE_MAX_NEG * C * sizeof(float)))) goto fail;
-        if (read_tensor(f, "mem.gate_neg", C, tg->ne[1], 0, m->gneg)) goto fail;
+        if (tg->ne[1] < 1 || tg->ne[1] > MEM_GATE_MAX_NEG)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.gate_neg' holds %lld keys (1..%d)", path,
+                                    (long long)tg->ne[1], MEM_GATE_MAX_NEG);
+        if (!(m->gneg = mome_malloc((size_t)MEM_GATE_MAX_NEG * C * sizeof(float)))) return MOME_ERR_NOMEM;
+        if ((rc = read_tensor(f, "mem.gate_neg", C, tg->ne[1], 0, m->gneg))) return rc;
         m->n_gneg = (int32_t)tg->ne[1];
     }
-    if (nf) {
-        const uint64_t R = tot + nf;
-        /* the tensor table was bounds-checked against the file, so a shape
-         * that matches is backed by bytes; allocate only after that check */
-        const gguf_tensor *tv = gguf_find_tensor(f, "mem.values");
-        if (!tv || tv->ne[0] != C || (uint64_t)tv->ne[1] != R) {
-            mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.values' is missing or not [%d, %llu]", path, C,
-                             (unsigned long long)R);
-            goto fail;
-        }
-        kp = mome_malloc((size_t)nf * C * sizeof(float));
-        kl = mome_malloc((size_t)nf * C * sizeof(float));
-        val = mome_malloc((size_t)R * C * sizeof(float));
-        if (!kp || !kl || !val) goto fail;
-        if (read_tensor(f, "mem.key_pool", C, nf, 0, kp) || read_tensor(f, "mem.key_last", C, nf, 0, kl) ||
-            read_tensor(f, "mem.values", C, (int64_t)R, 1, val))
-            goto fail;
-        if ((rc = load_alt_keys(f, C, nf, &alt_n, &alt, &n_alt))) goto fail;
-        rc = MOME_ERR_FORMAT;
-    }
-    for (uint32_t i = 0; i < nf; i++) {
+    return 0;
+}
+
+/* The facts: keys, values, answers (inside the vocabulary) and alternative
+ * keys, added through mem_add_fact as the tuner adds them. */
+static int load_fact_data(const gguf_file *f, mome_memory *m, uint32_t nf, const gguf_kv *na, const gguf_kv *at,
+                          uint64_t tot) {
+    if (nf == 0) return 0;
+    const char *path = f->path;
+    const int C = m->n_embd;
+    const uint64_t R = tot + nf;
+    /* the tensor table was bounds-checked against the file, so a shape
+     * that matches is backed by bytes; allocate only after that check */
+    const gguf_tensor *tv = gguf_find_tensor(f, "mem.values");
+    if (!tv || tv->ne[0] != C || (uint64_t)tv->ne[1] != R)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.values' is missing or not [%d, %llu]", path, C,
+                                (unsigned long long)R);
+    float *kp = mome_malloc((size_t)nf * C * sizeof(float)), *kl = mome_malloc((size_t)nf * C * sizeof(float));
+    float *val = mome_malloc((size_t)R * C * sizeof(float)), *alt = NULL;
+    int32_t *alt_n = NULL;
+    int64_t n_alt = 0, alt_at = 0;
+    int rc = kp && kl && val ? 0 : MOME_ERR_NOMEM;
+    if (!rc && !(rc = read_tensor(f, "mem.key_pool", C, nf, 0, kp)) && !(rc = read_tensor(f, "mem.key_last", C, nf, 0, kl)) &&
+        !(rc = read_tensor(f, "mem.values", C, (int64_t)R, 1, val)))
+        rc = load_alt_keys(f, C, nf, &alt_n, &alt, &n_alt);
+    for (uint32_t i = 0; i < nf && !rc; i++) {
         int32_t k;
         memcpy(&k, na->data + 4 * (size_t)i, 4);
         int32_t ans[MEM_MAX_ANSWER];
         const int64_t off = m->n_ans_total;
         memcpy(ans, at->data + 4 * (size_t)off, (size_t)k * 4);
-        for (int j = 0; j < k; j++)
-            if (ans[j] < 0 || ans[j] >= m->n_vocab) {
-                mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %u: answer token %d is outside the vocabulary", path, i, ans[j]);
-                goto fail;
-            }
-        int fi = mem_add_fact(m, kp + (size_t)i * C, kl + (size_t)i * C, ans, k);
-        if (fi < 0) goto fail;
-        memcpy(mem_values(m, fi), val + (size_t)(off + i) * C, (size_t)(k + 1) * C * sizeof(float));
-        for (int32_t j = 0; alt && j < alt_n[i]; j++, alt_at++)
-            if (mem_add_alt_key(m, fi, alt + (size_t)alt_at * C, alt + (size_t)(n_alt + alt_at) * C)) goto fail;
+        for (int j = 0; j < k && !rc; j++)
+            if (ans[j] < 0 || ans[j] >= m->n_vocab)
+                rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %u: answer token %d is outside the vocabulary", path, i,
+                                      ans[j]);
+        const int fi = rc ? -1 : mem_add_fact(m, kp + (size_t)i * C, kl + (size_t)i * C, ans, k);
+        if (!rc && fi < 0) rc = fi;
+        if (!rc) memcpy(mem_values(m, fi), val + (size_t)(off + i) * C, (size_t)(k + 1) * C * sizeof(float));
+        for (int32_t j = 0; !rc && alt && j < alt_n[i]; j++, alt_at++)
+            rc = mem_add_alt_key(m, fi, alt + (size_t)alt_at * C, alt + (size_t)(n_alt + alt_at) * C);
     }
-    if (nf > 0 && load_subjects(f, m)) goto fail;
-    if (nf > 0 && load_fact_leads(f, m)) goto fail;
-    if (ver == MEM_VERSION_COVER && nf > 0 && load_cover(f, m)) goto fail;
-    m->n_frozen = m->n_facts;
     free(kp); free(kl); free(val); free(alt); free(alt_n);
+    return rc;
+}
+
+/* The memory in an open GGUF file (the caller closes it): its parts in
+ * file order, each checked before anything is sized by it. */
+static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out) {
+    *out = NULL;
+    mome_memory *m = calloc(1, sizeof *m);
+    if (!m) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    uint32_t ver = 0, nf = 0;
+    uint64_t tot = 0;
+    const gguf_kv *na = NULL, *at = NULL;
+    int rc = load_header(f, m, &ver, &nf);
+    if (!rc) rc = load_selection(f, m, ver);
+    if (!rc && model) rc = check_base(f, m, model);
+    if (!rc) rc = load_answer_lengths(f, nf, &na, &at, &tot);
+    if (!rc) rc = load_centres_gate(f, m, nf);
+    if (!rc) rc = load_fact_data(f, m, nf, na, at, tot);
+    if (!rc && nf > 0) rc = load_subjects(f, m);
+    if (!rc && nf > 0) rc = load_fact_leads(f, m);
+    if (!rc && ver == MEM_VERSION_COVER && nf > 0) rc = load_cover(f, m);
+    if (rc) {
+        mome_memory_free(m);
+        return rc;
+    }
+    m->n_frozen = m->n_facts;
     *out = m;
     return MOME_OK;
-fail:
-    free(kp); free(kl); free(val); free(alt); free(alt_n);
-    mome_memory_free(m);
-    return rc ? rc : MOME_ERR;
 }
 
 int mome_memory_load(const char *path, mome_model *model, mome_memory **out) {
