@@ -429,20 +429,16 @@ static int compile_regexes(tokenizer *t, const pre_def *pd) {
     return 0;
 }
 
-int tokenizer_load(const gguf_file *f, tokenizer **out) {
+/* The tokenizer's kind (SentencePiece or BPE) and, for BPE, its
+ * pre-tokenizer (*pdp); the defaults each kind starts from. */
+static int load_kind(const gguf_file *f, tokenizer *t, const char *path, const pre_def **pdp) {
     int rc;
-    *out = NULL;
-    init_byte_map();
-    tokenizer *t = calloc(1, sizeof *t);
-    if (!t) return mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-    const char *path = f->path ? f->path : "(gguf)";
-
     gguf_str model = {0}, pre = {0};
     rc = gguf_get_str(f, "tokenizer.ggml.model", &model);
-    if (rc < 0) goto fail;
+    if (rc < 0) return rc;
     if (rc == 0) {
         rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.model", path);
-        goto fail;
+        return rc;
     }
     if (gguf_str_eq(model, "llama")) {
         t->type = TOKENIZER_SPM;
@@ -454,14 +450,14 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
     } else {
         rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: unsupported tokenizer.ggml.model '%.*s' (want llama or gpt2)",
                               path, (int)(model.len > 64 ? 64 : model.len), model.ptr);
-        goto fail;
+        return rc;
     }
     t->eot = t->eom = t->sep = t->pad = -1;
 
     const pre_def *pd = NULL;
     if (t->type == TOKENIZER_BPE) {
         rc = gguf_get_str(f, "tokenizer.ggml.pre", &pre);
-        if (rc < 0) goto fail;
+        if (rc < 0) return rc;
         if (rc == 0 || pre.len == 0) {
             pd = &k_pre[0]; /* llama.cpp: missing -> default (with a warning) */
             snprintf(t->pre, sizeof t->pre, "default");
@@ -471,7 +467,7 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
             if (!pd) {
                 rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: unsupported pre-tokenizer tokenizer.ggml.pre = '%.*s'",
                                       path, (int)(pre.len > 64 ? 64 : pre.len), pre.ptr);
-                goto fail;
+                return rc;
             }
             snprintf(t->pre, sizeof t->pre, "%.*s", (int)pre.len, pre.ptr);
         }
@@ -479,32 +475,37 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
         if (pd->add_bos >= 0) t->add_bos = pd->add_bos;
     }
 
-    if ((rc = read_bool(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix))) goto fail;
+    if ((rc = read_bool(f, "tokenizer.ggml.add_space_prefix", &t->add_space_prefix))) return rc;
+    *pdp = pd;
+    return 0;
+}
 
-    /* vocabulary */
+/* The vocabulary: each token's text, score and type. */
+static int load_vocab(const gguf_file *f, tokenizer *t, const char *path) {
+    int rc;
     const gguf_kv *ktok = NULL, *kscore = NULL, *ktype = NULL;
     rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &ktok);
-    if (rc < 0) goto fail;
+    if (rc < 0) return rc;
     if (rc == 0) {
         rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.tokens", path);
-        goto fail;
+        return rc;
     }
     if (ktok->n == 0 || ktok->n > (1u << 30)) {
         rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries (want 1..2^30)", path,
                               (unsigned long long)ktok->n);
-        goto fail;
+        return rc;
     }
     t->n_vocab = (int32_t)ktok->n;
     const gguf_kv *kv = gguf_get_kv(f, "tokenizer.ggml.scores");
     if (kv) {
         if (kv->type != GGUF_TYPE_ARRAY || (kv->arr_type != GGUF_TYPE_FLOAT32 && kv->arr_type != GGUF_TYPE_INT32)) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.scores must be an array of f32 or i32", path);
-            goto fail;
+            return rc;
         }
         if (kv->n != ktok->n) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries but there are %d tokens",
                                   path, (unsigned long long)kv->n, t->n_vocab);
-            goto fail;
+            return rc;
         }
         kscore = kv;
     }
@@ -512,13 +513,13 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
     if (kv) {
         if (kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_INT32) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.token_type must be an array of i32", path);
-            goto fail;
+            return rc;
         }
         if (kv->n != ktok->n) {
             rc = mome_seterr_code(MOME_ERR_FORMAT,
                                   "%s: tokenizer.ggml.token_type has %llu entries but there are %d tokens", path,
                                   (unsigned long long)kv->n, t->n_vocab);
-            goto fail;
+            return rc;
         }
         ktype = kv;
     }
@@ -526,7 +527,7 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
     t->tok = calloc((size_t)t->n_vocab, sizeof *t->tok);
     if (!t->tok) {
         rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-        goto fail;
+        return rc;
     }
     size_t n_empty = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
@@ -534,14 +535,14 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
         if (ktok->strs[i].len > (1u << 20)) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: token %d is %llu bytes long", path, i,
                                   (unsigned long long)ktok->strs[i].len);
-            goto fail;
+            return rc;
         }
     }
     if (n_empty) {
         t->owned = malloc(n_empty * 24);
         if (!t->owned) {
             rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-            goto fail;
+            return rc;
         }
     }
     size_t owned_off = 0;
@@ -583,14 +584,19 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
             }
         }
     }
+    return 0;
+}
 
+/* Text -> id, and the token of each byte. */
+static int build_index(tokenizer *t) {
+    int rc;
     /* text -> id (a later duplicate wins, as llama.cpp's token_to_id[word] = i) */
     {
         uint32_t cap = table_size((uint64_t)t->n_vocab);
         t->map.slots = malloc(cap * sizeof *t->map.slots);
         if (!t->map.slots) {
             rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-            goto fail;
+            return rc;
         }
         memset(t->map.slots, 0xff, cap * sizeof *t->map.slots);
         t->map.mask = cap - 1;
@@ -625,21 +631,25 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
             t->byte_tok[b] = id >= 0 ? id : t->char_tok[b];
         }
     }
+    return 0;
+}
 
-    /* merges */
+/* BPE: the merges (ranked pairs) and the pre-tokenizer's regexes. */
+static int load_merges(const gguf_file *f, tokenizer *t, const char *path, const pre_def *pd) {
+    int rc;
     if (t->type == TOKENIZER_BPE) {
         const gguf_kv *km = NULL;
         rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &km);
-        if (rc < 0) goto fail;
+        if (rc < 0) return rc;
         if (rc == 0) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.merges (required for gpt2)", path);
-            goto fail;
+            return rc;
         }
         if (km->n > (1u << 30)) {
             rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: too many merges", path);
-            goto fail;
+            return rc;
         }
-        if ((rc = u64_init(&t->merges, km->n))) goto fail;
+        if ((rc = u64_init(&t->merges, km->n))) return rc;
         char *tmp = NULL;
         size_t tmp_cap = 0;
         for (uint64_t i = 0; i < km->n; i++) {
@@ -649,7 +659,7 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
                 rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: merge %llu '%.*s' is not of the form 'A B'", path,
                                       (unsigned long long)i, (int)(w.len > 64 ? 64 : w.len), w.ptr);
                 free(tmp);
-                goto fail;
+                return rc;
             }
             size_t la = (size_t)(sp - w.ptr), lb = w.len - la - 1;
             int32_t a = map_find(t, w.ptr, la), b = map_find(t, sp + 1, lb);
@@ -659,7 +669,7 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
                                       (int)(a < 0 ? (la > 64 ? 64 : la) : (lb > 64 ? 64 : lb)),
                                       a < 0 ? w.ptr : sp + 1);
                 free(tmp);
-                goto fail;
+                return rc;
             }
             if (la + lb > tmp_cap) {
                 tmp_cap = (la + lb) * 2 + 64;
@@ -667,7 +677,7 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
                 if (!nt) {
                     free(tmp);
                     rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-                    goto fail;
+                    return rc;
                 }
                 tmp = nt;
             }
@@ -679,23 +689,29 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
             if (u64_put(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b, (int32_t)i, res, &found) < 0) {
                 free(tmp);
                 rc = MOME_ERR_NOMEM;
-                goto fail;
+                return rc;
             }
         }
         free(tmp);
-        if ((rc = compile_regexes(t, pd))) goto fail;
+        if ((rc = compile_regexes(t, pd))) return rc;
     }
+    return 0;
+}
 
-    /* special ids: defaults (if in range), then metadata (if in range) */
-    if ((rc = read_id(f, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos))) goto fail;
-    if ((rc = read_id(f, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos))) goto fail;
-    if ((rc = read_id(f, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot))) goto fail;
-    if ((rc = read_id(f, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom))) goto fail;
-    if ((rc = read_id(f, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk))) goto fail;
-    if ((rc = read_id(f, "tokenizer.ggml.seperator_token_id", t->n_vocab, &t->sep))) goto fail;
-    if ((rc = read_id(f, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad))) goto fail;
-    if ((rc = read_bool(f, "tokenizer.ggml.add_bos_token", &t->add_bos))) goto fail;
-    if ((rc = read_bool(f, "tokenizer.ggml.add_eos_token", &t->add_eos))) goto fail;
+/* The special ids: defaults (if in range), then metadata (if in range),
+ * then auto-detection by text as llama.cpp (lowest id wins where it picks
+ * one); the end-of-generation flags. */
+static int load_special_ids(const gguf_file *f, tokenizer *t) {
+    int rc;
+    if ((rc = read_id(f, "tokenizer.ggml.bos_token_id", t->n_vocab, &t->bos))) return rc;
+    if ((rc = read_id(f, "tokenizer.ggml.eos_token_id", t->n_vocab, &t->eos))) return rc;
+    if ((rc = read_id(f, "tokenizer.ggml.eot_token_id", t->n_vocab, &t->eot))) return rc;
+    if ((rc = read_id(f, "tokenizer.ggml.eom_token_id", t->n_vocab, &t->eom))) return rc;
+    if ((rc = read_id(f, "tokenizer.ggml.unknown_token_id", t->n_vocab, &t->unk))) return rc;
+    if ((rc = read_id(f, "tokenizer.ggml.seperator_token_id", t->n_vocab, &t->sep))) return rc;
+    if ((rc = read_id(f, "tokenizer.ggml.padding_token_id", t->n_vocab, &t->pad))) return rc;
+    if ((rc = read_bool(f, "tokenizer.ggml.add_bos_token", &t->add_bos))) return rc;
+    if ((rc = read_bool(f, "tokenizer.ggml.add_eos_token", &t->add_eos))) return rc;
 
     /* auto-detection by text, as llama.cpp (lowest id wins where it picks one) */
     {
@@ -750,13 +766,28 @@ int tokenizer_load(const gguf_file *f, tokenizer **out) {
         if (t->eot >= 0) t->tok[t->eot].attr |= TOK_FLAG_EOG;
         if (t->eom >= 0) t->tok[t->eom].attr |= TOK_FLAG_EOG;
     }
+    return 0;
+}
 
-    if ((rc = build_special(t))) goto fail;
+int tokenizer_load(const gguf_file *f, tokenizer **out) {
+    *out = NULL;
+    init_byte_map();
+    tokenizer *t = calloc(1, sizeof *t);
+    if (!t) return mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
+    const char *path = f->path ? f->path : "(gguf)";
+    const pre_def *pd = NULL;
+    int rc = load_kind(f, t, path, &pd);
+    if (!rc) rc = load_vocab(f, t, path);
+    if (!rc) rc = build_index(t);
+    if (!rc) rc = load_merges(f, t, path, pd);
+    if (!rc) rc = load_special_ids(f, t);
+    if (!rc) rc = build_special(t);
+    if (rc) {
+        tokenizer_free(t);
+        return rc < 0 ? rc : MOME_ERR;
+    }
     *out = t;
     return MOME_OK;
-fail:
-    tokenizer_free(t);
-    return rc < 0 ? rc : MOME_ERR;
 }
 
 void tokenizer_free(tokenizer *t) {
