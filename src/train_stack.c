@@ -342,6 +342,144 @@ static void proj_bwd(const tstack *s, int R, int n_out, int n_in, const float *X
     }
 }
 
+/* Causal attention of layer l (its saved Q, K, V; the sequences' prefix
+ * K/V) into v->att, keeping the probabilities in v->P: for (seq, head, row)
+ * at P + (h*R + row)*max_pos. One job per sequence and head. */
+static void attn_fwd(const tstack *s, lsave *v, const ts_seq *seqs, int n_seqs, int R, int l) {
+    const int H = s->H, Hkv = s->Hkv, D = s->D, HD = H * D, KV = Hkv * D, G = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)D);
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int job = 0; job < n_seqs * H; job++) {
+        const ts_seq *q = &seqs[job / H];
+        const int h = job % H, kh = h / G, np = q->n_prefix;
+        const float *kp = q->kpre ? q->kpre + (size_t)l * np * KV : NULL;
+        const float *vp = q->vpre ? q->vpre + (size_t)l * np * KV : NULL;
+        for (int t = 0; t < q->T; t++) {
+            const int row = q->row0 + t, n = np + t + 1;
+            const float *qi = v->Q + (size_t)row * HD + (size_t)h * D;
+            float *P = v->P + ((size_t)h * R + row) * s->max_pos;
+            float m = -INFINITY;
+            for (int j = 0; j < n; j++) {
+                const float *kj = j < np ? kp + (size_t)j * KV + (size_t)kh * D
+                                         : v->K + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                float d = 0;
+                for (int e = 0; e < D; e++) d += qi[e] * kj[e];
+                P[j] = d * scale;
+                if (P[j] > m) m = P[j];
+            }
+            float sum = 0;
+            for (int j = 0; j < n; j++) { P[j] = expf(P[j] - m); sum += P[j]; }
+            const float inv = 1.0f / sum;
+            float *o = v->att + (size_t)row * HD + (size_t)h * D;
+            for (int e = 0; e < D; e++) o[e] = 0;
+            for (int j = 0; j < n; j++) {
+                P[j] *= inv;
+                const float *vj = j < np ? vp + (size_t)j * KV + (size_t)kh * D
+                                         : v->V + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                for (int e = 0; e < D; e++) o[e] += P[j] * vj[e];
+            }
+        }
+    }
+}
+
+/* The backward of attn_fwd: datt (R x HD) in, dQ, dK, dV out (cleared
+ * here), un-rotated. Parallel over sequences: K/V gradients of a sequence
+ * stay inside it. */
+static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_seqs, int R, int l, const float *t1,
+                     float *t2, float *t3, float *dV) {
+    const int H = s->H, Hkv = s->Hkv, D = s->D, HD = H * D, KV = Hkv * D, G = H / Hkv;
+    const float scale = 1.0f / sqrtf((float)D);
+    const int half = s->n_rot / 2;
+    memset(t2, 0, (size_t)R * HD * sizeof(float));      /* dQ */
+    memset(t3, 0, (size_t)R * KV * sizeof(float));      /* dK */
+    memset(dV, 0, (size_t)R * KV * sizeof(float));
+#pragma omp parallel for schedule(dynamic, 1)
+    for (int si = 0; si < n_seqs; si++) {
+        const ts_seq *q = &seqs[si];
+        const int np = q->n_prefix;
+        const float *kp = q->kpre ? q->kpre + (size_t)l * np * KV : NULL;
+        const float *vp = q->vpre ? q->vpre + (size_t)l * np * KV : NULL;
+        float dP[q->n_prefix + q->T];
+        for (int h = 0; h < H; h++) {
+            const int kh = h / G;
+            for (int t = 0; t < q->T; t++) {
+                const int row = q->row0 + t, n = np + t + 1;
+                const float *P = v->P + ((size_t)h * R + row) * s->max_pos;
+                const float *da = t1 + (size_t)row * HD + (size_t)h * D;
+                double sdot = 0;
+                for (int j = 0; j < n; j++) {
+                    const float *vj = j < np ? vp + (size_t)j * KV + (size_t)kh * D
+                                             : v->V + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                    float d = 0;
+                    for (int e = 0; e < D; e++) d += da[e] * vj[e];
+                    dP[j] = d;
+                    sdot += (double)P[j] * d;
+                    if (j >= np) {
+                        float *dvj = dV + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                        for (int e = 0; e < D; e++) dvj[e] += P[j] * da[e];
+                    }
+                }
+                const float *qi = v->Q + (size_t)row * HD + (size_t)h * D;
+                float *dq = t2 + (size_t)row * HD + (size_t)h * D;
+                for (int j = 0; j < n; j++) {
+                    const float ds = P[j] * (dP[j] - (float)sdot) * scale;
+                    if (ds == 0.0f) continue;
+                    const float *kj = j < np ? kp + (size_t)j * KV + (size_t)kh * D
+                                             : v->K + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                    for (int e = 0; e < D; e++) dq[e] += ds * kj[e];
+                    if (j >= np) {
+                        float *dk = t3 + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                        for (int e = 0; e < D; e++) dk[e] += ds * qi[e];
+                    }
+                }
+            }
+        }
+        for (int t = 0; t < q->T; t++) {
+            const int pos = np + t, row = q->row0 + t;
+            rope(t2 + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
+                 s->rope_sin + (size_t)pos * half, -1.0f);
+            rope(t3 + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
+                 s->rope_sin + (size_t)pos * half, -1.0f);
+        }
+    }
+}
+
+/* Each sequence's mean cross-entropy over its targets (loss) and whether
+ * every target is the argmax (ok); with grad, logits become dlogits (rows
+ * without a target zero). */
+static void loss_dlogits(const ts_seq *seqs, int n_seqs, int V, float *logits, float *loss, int *ok, int grad) {
+for (int si = 0; si < n_seqs; si++) {
+    const ts_seq *q = &seqs[si];
+    int nt = 0, good = 1;
+    double L = 0;
+    for (int t = 0; t < q->T; t++) nt += q->target[t] >= 0;
+    for (int t = 0; t < q->T; t++) {
+        float *lg = logits + (size_t)(q->row0 + t) * V;
+        const int32_t y = q->target[t];
+        if (y < 0) {
+            if (grad) memset(lg, 0, (size_t)V * sizeof(float));
+            continue;
+        }
+        float m = lg[0];
+        int am = 0;
+        for (int j = 1; j < V; j++)
+            if (lg[j] > m) { m = lg[j]; am = j; }
+        double z = 0;
+        for (int j = 0; j < V; j++) z += exp((double)(lg[j] - m));
+        const double lse = m + log(z);
+        L += lse - lg[y];
+        good &= am == y;
+        if (grad) {
+            const float inv = 1.0f / (float)nt;
+            for (int j = 0; j < V; j++) lg[j] = (float)exp((double)lg[j] - lse) * inv;
+            lg[y] -= inv;
+        }
+    }
+    if (loss) loss[si] = nt ? (float)(L / nt) : 0.0f;
+    if (ok) ok[si] = good;
+}
+}
+
 int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float *dX, float *loss, int *ok, int grad) {
     int R = 0;
     for (int i = 0; i < n_seqs; i++) {
@@ -352,8 +490,7 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
     }
     if (R > s->max_rows) return mome_seterr_code(MOME_ERR_ARG, "train: %d rows exceed the workspace (%d)", R, s->max_rows);
     const int C = s->C, F = s->F, H = s->H, Hkv = s->Hkv, D = s->D, V = s->V, NL = s->L - s->l0;
-    const int HD = H * D, KV = Hkv * D, G = H / Hkv, half = s->n_rot / 2;
-    const float scale = 1.0f / sqrtf((float)D);
+    const int HD = H * D, KV = Hkv * D, half = s->n_rot / 2;
     int mx = F > HD ? F : HD;
     if (C > mx) mx = C;
     float *p = s->ws;
@@ -399,39 +536,7 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
                      s->rope_sin + (size_t)pos * half, 1.0f);
             }
         }
-        /* attention: P for (seq, head, row) is stored at P + (h*R + row)*max_pos */
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int job = 0; job < n_seqs * H; job++) {
-            const ts_seq *q = &seqs[job / H];
-            const int h = job % H, kh = h / G, np = q->n_prefix;
-            const float *kp = q->kpre ? q->kpre + (size_t)l * np * KV : NULL;
-            const float *vp = q->vpre ? q->vpre + (size_t)l * np * KV : NULL;
-            for (int t = 0; t < q->T; t++) {
-                const int row = q->row0 + t, n = np + t + 1;
-                const float *qi = v->Q + (size_t)row * HD + (size_t)h * D;
-                float *P = v->P + ((size_t)h * R + row) * s->max_pos;
-                float m = -INFINITY;
-                for (int j = 0; j < n; j++) {
-                    const float *kj = j < np ? kp + (size_t)j * KV + (size_t)kh * D
-                                             : v->K + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
-                    float d = 0;
-                    for (int e = 0; e < D; e++) d += qi[e] * kj[e];
-                    P[j] = d * scale;
-                    if (P[j] > m) m = P[j];
-                }
-                float sum = 0;
-                for (int j = 0; j < n; j++) { P[j] = expf(P[j] - m); sum += P[j]; }
-                const float inv = 1.0f / sum;
-                float *o = v->att + (size_t)row * HD + (size_t)h * D;
-                for (int e = 0; e < D; e++) o[e] = 0;
-                for (int j = 0; j < n; j++) {
-                    P[j] *= inv;
-                    const float *vj = j < np ? vp + (size_t)j * KV + (size_t)kh * D
-                                             : v->V + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
-                    for (int e = 0; e < D; e++) o[e] += P[j] * vj[e];
-                }
-            }
-        }
+        attn_fwd(s, v, seqs, n_seqs, R, l);
         proj_fwd(s, R, C, HD, v->att, w->wo, t1, lo ? &lo[TS_O] : NULL, v->la[TS_O]);
         for (size_t i = 0; i < (size_t)R * C; i++) v->X1[i] = v->Xin[i] + t1[i];
         rms_fwd(R, C, v->X1, w->ffn_norm, s->eps, v->xn2, v->r2);
@@ -450,36 +555,7 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
     gemm_xwt(R, V, C, xf, s->wout, logits, 0.0f);
 
     /* ------------------------------------------------------ loss, dlogits */
-    for (int si = 0; si < n_seqs; si++) {
-        const ts_seq *q = &seqs[si];
-        int nt = 0, good = 1;
-        double L = 0;
-        for (int t = 0; t < q->T; t++) nt += q->target[t] >= 0;
-        for (int t = 0; t < q->T; t++) {
-            float *lg = logits + (size_t)(q->row0 + t) * V;
-            const int32_t y = q->target[t];
-            if (y < 0) {
-                if (grad) memset(lg, 0, (size_t)V * sizeof(float));
-                continue;
-            }
-            float m = lg[0];
-            int am = 0;
-            for (int j = 1; j < V; j++)
-                if (lg[j] > m) { m = lg[j]; am = j; }
-            double z = 0;
-            for (int j = 0; j < V; j++) z += exp((double)(lg[j] - m));
-            const double lse = m + log(z);
-            L += lse - lg[y];
-            good &= am == y;
-            if (grad) {
-                const float inv = 1.0f / (float)nt;
-                for (int j = 0; j < V; j++) lg[j] = (float)exp((double)lg[j] - lse) * inv;
-                lg[y] -= inv;
-            }
-        }
-        if (loss) loss[si] = nt ? (float)(L / nt) : 0.0f;
-        if (ok) ok[si] = good;
-    }
+    loss_dlogits(seqs, n_seqs, V, logits, loss, ok, grad);
     if (!grad) return MOME_OK;
 
     /* --------------------------------------------------------- backward */
@@ -507,60 +583,8 @@ int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float
         /* attention: X1 = Xin + Wo·att */
         proj_bwd(s, R, C, HD, v->att, w->wo, gX, t1, 0.0f, gw ? gw->wo : NULL, lo ? &lo[TS_O] : NULL, v->la[TS_O],
                  lt); /* t1 = datt */
-        memset(t2, 0, (size_t)R * HD * sizeof(float));      /* dQ */
-        memset(t3, 0, (size_t)R * KV * sizeof(float));      /* dK */
         float *dV = t4;
-        memset(dV, 0, (size_t)R * KV * sizeof(float));
-        /* parallel over sequences: K/V gradients of a sequence stay inside it */
-#pragma omp parallel for schedule(dynamic, 1)
-        for (int si = 0; si < n_seqs; si++) {
-            const ts_seq *q = &seqs[si];
-            const int np = q->n_prefix;
-            const float *kp = q->kpre ? q->kpre + (size_t)l * np * KV : NULL;
-            const float *vp = q->vpre ? q->vpre + (size_t)l * np * KV : NULL;
-            float dP[q->n_prefix + q->T];
-            for (int h = 0; h < H; h++) {
-                const int kh = h / G;
-                for (int t = 0; t < q->T; t++) {
-                    const int row = q->row0 + t, n = np + t + 1;
-                    const float *P = v->P + ((size_t)h * R + row) * s->max_pos;
-                    const float *da = t1 + (size_t)row * HD + (size_t)h * D;
-                    double sdot = 0;
-                    for (int j = 0; j < n; j++) {
-                        const float *vj = j < np ? vp + (size_t)j * KV + (size_t)kh * D
-                                                 : v->V + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
-                        float d = 0;
-                        for (int e = 0; e < D; e++) d += da[e] * vj[e];
-                        dP[j] = d;
-                        sdot += (double)P[j] * d;
-                        if (j >= np) {
-                            float *dvj = dV + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
-                            for (int e = 0; e < D; e++) dvj[e] += P[j] * da[e];
-                        }
-                    }
-                    const float *qi = v->Q + (size_t)row * HD + (size_t)h * D;
-                    float *dq = t2 + (size_t)row * HD + (size_t)h * D;
-                    for (int j = 0; j < n; j++) {
-                        const float ds = P[j] * (dP[j] - (float)sdot) * scale;
-                        if (ds == 0.0f) continue;
-                        const float *kj = j < np ? kp + (size_t)j * KV + (size_t)kh * D
-                                                 : v->K + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
-                        for (int e = 0; e < D; e++) dq[e] += ds * kj[e];
-                        if (j >= np) {
-                            float *dk = t3 + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
-                            for (int e = 0; e < D; e++) dk[e] += ds * qi[e];
-                        }
-                    }
-                }
-            }
-            for (int t = 0; t < q->T; t++) {
-                const int pos = np + t, row = q->row0 + t;
-                rope(t2 + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
-                     s->rope_sin + (size_t)pos * half, -1.0f);
-                rope(t3 + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
-                     s->rope_sin + (size_t)pos * half, -1.0f);
-            }
-        }
+        attn_bwd(s, v, seqs, n_seqs, R, l, t1, t2, t3, dV);
         if (gw) { /* t2, t3, dV are the gradients of the biased, not yet rotated projections */
             bias_bwd(R, HD, t2, gw->bq);
             bias_bwd(R, KV, t3, gw->bk);
