@@ -734,14 +734,111 @@ static int check_unsupported(const cJSON *k, perr *e) {
 
 /* Parses and validates a request body into r (prompt tokenized). Returns
  * 0, or -1 with the HTTP error in e. */
+/* The chat request's messages rendered with the model's template into
+ * *prompt (the caller frees it); -1 with e filled. */
+static int parse_messages(srv_state *S, const cJSON *j_msgs, char **prompt, perr *e) {
+    int rc = -1, n_msgs = 0, n_texts = 0;
+    mome_chat_msg *msgs = NULL;
+    sbuf *texts = NULL;
+    if (!j_msgs) { fail(e, 400, "messages", "missing_required_parameter", "'messages' is required"); goto out; }
+    const int nm = cJSON_GetArraySize(j_msgs);
+    if (!cJSON_IsArray(j_msgs) || nm < 1 || nm > SRV_MAX_MSGS) {
+        fail(e, 400, "messages", "invalid_value", "'messages' must be an array of 1 to %d messages", SRV_MAX_MSGS);
+        goto out;
+    }
+    msgs = calloc((size_t)nm, sizeof *msgs);
+    texts = calloc((size_t)nm, sizeof *texts);
+    if (!msgs || !texts) { fail(e, 500, NULL, NULL, "out of memory"); goto out; }
+    n_texts = nm;
+    const cJSON *m;
+    cJSON_ArrayForEach(m, j_msgs) {
+        const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
+        const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
+        if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
+            fail(e, 400, "messages", "invalid_value", "messages[%d] must be an object with a string 'role'", n_msgs);
+            goto out;
+        }
+        const char *rs = role->valuestring;
+        if (!strcmp(rs, "developer")) rs = "system";
+        if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
+            fail(e, 400, "messages", "invalid_value",
+                 "messages[%d]: role '%.40s' is not supported (system, developer, user, assistant)", n_msgs,
+                 role->valuestring);
+            goto out;
+        }
+        const cJSON *f;
+        cJSON_ArrayForEach(f, m) if (strcmp(f->string, "role") && strcmp(f->string, "content") && strcmp(f->string, "name")) {
+            fail(e, 400, "messages", "unsupported_parameter", "messages[%d]: '%.40s' is not supported", n_msgs,
+                 f->string);
+            goto out;
+        }
+        if (content_text(content, &texts[n_msgs])) {
+            fail(e, 400, "messages", "invalid_value",
+                 "messages[%d].content must be a string or an array of text parts", n_msgs);
+            goto out;
+        }
+        if (texts[n_msgs].oom) { fail(e, 500, NULL, NULL, "out of memory"); goto out; }
+        msgs[n_msgs].role = rs;
+        msgs[n_msgs].content = texts[n_msgs].p ? texts[n_msgs].p : "";
+        n_msgs++;
+    }
+    *prompt = mome_chat_format(S->m, msgs, n_msgs, 1);
+    if (!*prompt) { fail(e, 500, NULL, NULL, "chat template: %s", mome_errmsg()); goto out; }
+    rc = 0;
+out:
+    for (int i = 0; i < n_texts; i++) sb_free(&texts[i]);
+    free(texts);
+    free(msgs);
+    return rc;
+}
+
+/* The completion request's prompt (a string, or an array of one) into
+ * *prompt (the caller frees it); -1 with e filled. */
+static int parse_prompt(const cJSON *j_prompt, char **prompt, perr *e) {
+    if (!j_prompt) { fail(e, 400, "prompt", "missing_required_parameter", "'prompt' is required"); return -1; }
+    const cJSON *ps = j_prompt;
+    if (cJSON_IsArray(j_prompt) && cJSON_GetArraySize(j_prompt) == 1) ps = j_prompt->child;
+    if (!cJSON_IsString(ps)) {
+        fail(e, 400, "prompt", "invalid_value", "'prompt' must be a string (or an array of one string)");
+        return -1;
+    }
+    *prompt = strdup(ps->valuestring);
+    if (!*prompt) { fail(e, 500, NULL, NULL, "out of memory"); return -1; }
+    return 0;
+}
+
+/* "stop": a string or an array of at most SRV_MAX_STOPS non-empty strings
+ * into r->stops; -1 with e filled. */
+static int parse_stop(const cJSON *k, srv_req *r, perr *e) {
+    const char *n = k->string;
+    const cJSON *one = k;
+    int count = cJSON_IsArray(k) ? cJSON_GetArraySize(k) : 1;
+    if ((!cJSON_IsString(k) && !cJSON_IsArray(k)) || count > SRV_MAX_STOPS) {
+        fail(e, 400, n, "invalid_value", "'stop' must be a string or an array of at most %d strings",
+             SRV_MAX_STOPS);
+        return -1;
+    }
+    if (cJSON_IsArray(k)) one = k->child;
+    for (; one; one = cJSON_IsArray(k) ? one->next : NULL) {
+        if (!cJSON_IsString(one) || !one->valuestring[0] || strlen(one->valuestring) > SRV_MAX_STOP_LEN) {
+            fail(e, 400, n, "invalid_value", "each stop string must be a non-empty string of at most %d bytes",
+                 SRV_MAX_STOP_LEN);
+            return -1;
+        }
+        if (!(r->stops[r->n_stops] = strdup(one->valuestring))) {
+            fail(e, 500, NULL, NULL, "out of memory");
+            return -1;
+        }
+        r->n_stops++;
+    }
+    return 0;
+}
+
 static int parse_request(srv_state *S, int kind, const char *body, size_t len, srv_req *r, perr *e) {
     if (!utf8_valid(body, len)) return fail(e, 400, NULL, "invalid_utf8", "request body is not valid UTF-8");
     cJSON *root = cJSON_ParseWithLength(body, len);
     if (!root) return fail(e, 400, NULL, "invalid_json", "request body is not valid JSON");
     int rc = -1;
-    mome_chat_msg *msgs = NULL;
-    sbuf *texts = NULL;
-    int n_msgs = 0, n_texts = 0;
     char *prompt = NULL;
     const cJSON *j_prompt = NULL, *j_msgs = NULL;
     int64_t max_tokens = -1;
@@ -818,26 +915,7 @@ static int parse_request(srv_state *S, int kind, const char *body, size_t len, s
             r->include_usage = u && cJSON_IsTrue(u);
         } else if (!strcmp(n, "stop")) {
             if (is_null(k)) continue;
-            const cJSON *one = k;
-            int count = cJSON_IsArray(k) ? cJSON_GetArraySize(k) : 1;
-            if ((!cJSON_IsString(k) && !cJSON_IsArray(k)) || count > SRV_MAX_STOPS) {
-                fail(e, 400, n, "invalid_value", "'stop' must be a string or an array of at most %d strings",
-                     SRV_MAX_STOPS);
-                goto out;
-            }
-            if (cJSON_IsArray(k)) one = k->child;
-            for (; one; one = cJSON_IsArray(k) ? one->next : NULL) {
-                if (!cJSON_IsString(one) || !one->valuestring[0] || strlen(one->valuestring) > SRV_MAX_STOP_LEN) {
-                    fail(e, 400, n, "invalid_value", "each stop string must be a non-empty string of at most %d bytes",
-                         SRV_MAX_STOP_LEN);
-                    goto out;
-                }
-                if (!(r->stops[r->n_stops] = strdup(one->valuestring))) {
-                    fail(e, 500, NULL, NULL, "out of memory");
-                    goto out;
-                }
-                r->n_stops++;
-            }
+            if (parse_stop(k, r, e)) goto out;
         } else if (check_unsupported(k, e)) {
             goto out;
         }
@@ -847,60 +925,9 @@ static int parse_request(srv_state *S, int kind, const char *body, size_t len, s
         goto out;
     }
     if (kind == KIND_CHAT) {
-        if (!j_msgs) { fail(e, 400, "messages", "missing_required_parameter", "'messages' is required"); goto out; }
-        const int nm = cJSON_GetArraySize(j_msgs);
-        if (!cJSON_IsArray(j_msgs) || nm < 1 || nm > SRV_MAX_MSGS) {
-            fail(e, 400, "messages", "invalid_value", "'messages' must be an array of 1 to %d messages", SRV_MAX_MSGS);
-            goto out;
-        }
-        msgs = calloc((size_t)nm, sizeof *msgs);
-        texts = calloc((size_t)nm, sizeof *texts);
-        if (!msgs || !texts) { fail(e, 500, NULL, NULL, "out of memory"); goto out; }
-        n_texts = nm;
-        const cJSON *m;
-        cJSON_ArrayForEach(m, j_msgs) {
-            const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
-            const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-            if (!cJSON_IsObject(m) || !cJSON_IsString(role)) {
-                fail(e, 400, "messages", "invalid_value", "messages[%d] must be an object with a string 'role'", n_msgs);
-                goto out;
-            }
-            const char *rs = role->valuestring;
-            if (!strcmp(rs, "developer")) rs = "system";
-            if (strcmp(rs, "system") && strcmp(rs, "user") && strcmp(rs, "assistant")) {
-                fail(e, 400, "messages", "invalid_value",
-                     "messages[%d]: role '%.40s' is not supported (system, developer, user, assistant)", n_msgs,
-                     role->valuestring);
-                goto out;
-            }
-            const cJSON *f;
-            cJSON_ArrayForEach(f, m) if (strcmp(f->string, "role") && strcmp(f->string, "content") && strcmp(f->string, "name")) {
-                fail(e, 400, "messages", "unsupported_parameter", "messages[%d]: '%.40s' is not supported", n_msgs,
-                     f->string);
-                goto out;
-            }
-            if (content_text(content, &texts[n_msgs])) {
-                fail(e, 400, "messages", "invalid_value",
-                     "messages[%d].content must be a string or an array of text parts", n_msgs);
-                goto out;
-            }
-            if (texts[n_msgs].oom) { fail(e, 500, NULL, NULL, "out of memory"); goto out; }
-            msgs[n_msgs].role = rs;
-            msgs[n_msgs].content = texts[n_msgs].p ? texts[n_msgs].p : "";
-            n_msgs++;
-        }
-        prompt = mome_chat_format(S->m, msgs, n_msgs, 1);
-        if (!prompt) { fail(e, 500, NULL, NULL, "chat template: %s", mome_errmsg()); goto out; }
+        if (parse_messages(S, j_msgs, &prompt, e)) goto out;
     } else {
-        if (!j_prompt) { fail(e, 400, "prompt", "missing_required_parameter", "'prompt' is required"); goto out; }
-        const cJSON *ps = j_prompt;
-        if (cJSON_IsArray(j_prompt) && cJSON_GetArraySize(j_prompt) == 1) ps = j_prompt->child;
-        if (!cJSON_IsString(ps)) {
-            fail(e, 400, "prompt", "invalid_value", "'prompt' must be a string (or an array of one string)");
-            goto out;
-        }
-        prompt = strdup(ps->valuestring);
-        if (!prompt) { fail(e, 500, NULL, NULL, "out of memory"); goto out; }
+        if (parse_prompt(j_prompt, &prompt, e)) goto out;
     }
     const int n = mome_tokenize_alloc(S->m, prompt, 1, 1, &r->ids);
     if (n < 0) { fail(e, 400, NULL, "invalid_value", "tokenizer: %s", mome_errmsg()); goto out; }
@@ -915,9 +942,6 @@ static int parse_request(srv_state *S, int kind, const char *body, size_t len, s
     rc = 0;
 out:
     free(prompt);
-    for (int i = 0; i < n_texts; i++) sb_free(&texts[i]);
-    free(texts);
-    free(msgs);
     cJSON_Delete(root);
     return rc;
 }
