@@ -90,6 +90,8 @@
 
 #include <stddef.h>
 
+#include "mome.h"
+
 #define FACTS_MAX_FILE   ((size_t)1 << 30)   /* 1 GiB */
 #define FACTS_MAX_RECORD ((size_t)8 << 20)   /* 8 MiB per JSON line / element */
 #define FACTS_MAX_FIELD  ((size_t)64 << 10)  /* 64 KiB per string */
@@ -112,6 +114,15 @@ typedef struct fact {
     int n_train_wordings;
     int line;              /* physical line where the record starts (1-based) */
 } fact;
+
+/* The messages that ask fact fa as its file states it: its system prompt,
+ * if it has one, then its question. Returns their number (1 or 2). */
+static inline int fact_messages(const fact *fa, mome_chat_msg msgs[2]) {
+    int n = 0;
+    if (fa->system) msgs[n++] = (mome_chat_msg){"system", fa->system};
+    msgs[n++] = (mome_chat_msg){"user", fa->question};
+    return n;
+}
 
 enum facts_format { FACTS_FORMAT_JSONL = 1, FACTS_FORMAT_CSV = 2, FACTS_FORMAT_JSON_ARRAY = 3 };
 

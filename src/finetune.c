@@ -265,9 +265,7 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
     int rc = 0, max_len = 8;
     for (int i = 0; i < n && !rc; i++) {
         mome_chat_msg msgs[2];
-        int nm = 0;
-        if (fs->v[i].system) msgs[nm++] = (mome_chat_msg){"system", fs->v[i].system};
-        msgs[nm++] = (mome_chat_msg){"user", fs->v[i].question};
+        const int nm = fact_messages(&fs->v[i], msgs);
         char *prompt = mome_chat_format(m, msgs, nm, 1);
         int32_t *pi = NULL, *ai = NULL;
         int np = prompt ? mome_tokenize_alloc(m, prompt, 1, 1, &pi) : MOME_ERR_NOMEM;

@@ -219,10 +219,7 @@ static int exp_threshold(int argc, char **argv) {
     if (!csv || !rows || !msgs || !qs || !pr || !outs) rc = exp_fail("%s: cannot write (or out of memory)", path);
     for (int i = 0; !rc && i < fs->n; i++) {
         mome_chat_msg *mm = msgs + 2 * i;
-        int nm = 0;
-        if (fs->v[i].system) mm[nm++] = (mome_chat_msg){"system", fs->v[i].system};
-        mm[nm++] = (mome_chat_msg){"user", fs->v[i].question};
-        qs[i] = (ans_question){mm, nm};
+        qs[i] = (ans_question){mm, fact_messages(&fs->v[i], mm)};
     }
     if (!rc)
         fprintf(csv, "step,fact,line,n_tokens,mean_loss,max_loss,first_wrong,first_wrong_rank,greedy_exact,"
