@@ -252,17 +252,15 @@ static void report(const mome_tune_params *p, const lfact *f, int n, int64_t ste
     p->progress(&pr, p->user);
 }
 
-int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs) {
-    const double t0 = mome_time_s();
-    const int n = fs->n, C = m->hp.n_embd;
+/* Facts per step: --batch, at most 8 (the f32 stack's activations). */
+static int batch_of(const mome_tune_params *p) { return p->batch > 0 ? (p->batch < 8 ? p->batch : 8) : 8; }
+
+/* Each fact as one training sequence: its chat prompt and answer, the
+ * targets the answer and the end of turn; *max_len: the longest. */
+static int tokenize_facts(mome_model *m, const fact_set *fs, lfact *f, int *max_len) {
+    const int n = fs->n;
     const int32_t eot = mome_token_eot(m);
-    const int full = p->method == MOME_TUNE_FULL;
-    const float lr = p->lr > 0 ? p->lr : full ? FINETUNE_FULL_LR : 1e-3f;
-    const int B = p->batch > 0 ? (p->batch < 8 ? p->batch : 8) : 8;
-    rep->ppl_before = rep->ppl_after = -1;
-    lfact *f = mome_calloc((size_t)n, sizeof(lfact));
-    if (!f) return MOME_ERR_NOMEM;
-    int rc = 0, max_len = 8;
+    int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
         mome_chat_msg msgs[2];
         const int nm = fact_messages(&fs->v[i], msgs);
@@ -284,9 +282,98 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
         memcpy(f[i].ids, pi, (size_t)np * sizeof(int32_t));
         memcpy(f[i].ids + np, ai, (size_t)na * sizeof(int32_t));
         for (int j = 0; j < f[i].n; j++) f[i].target[j] = j >= np - 1 ? (j + 1 < f[i].n ? f[i].ids[j + 1] : eot) : -1;
-        if (f[i].n > max_len) max_len = f[i].n;
+        if (f[i].n > *max_len) *max_len = f[i].n;
         free(pi); free(ai);
     }
+    return rc;
+}
+
+/* The training passes: batches of the facts not yet memorized, one Adam
+ * step each, every fact re-checked after each pass (later steps move the
+ * dense weights under the earlier facts), until all are memorized or a
+ * limit is reached; perplexity every --ppl-every passes. */
+static int train_passes(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, lfact *f, int n, tstack *st,
+                        ts_param *prm, float **mstate, int NP, float *X, float *dX, int64_t *ppl_step, double t0) {
+    const int C = m->hp.n_embd, full = p->method == MOME_TUNE_FULL;
+    const float lr = p->lr > 0 ? p->lr : full ? FINETUNE_FULL_LR : 1e-3f;
+    const int B = batch_of(p);
+    int rc = 0;
+    int *idx = mome_malloc((size_t)(n ? n : 1) * sizeof(int));
+    ts_seq *seqs = mome_malloc((size_t)B * sizeof(ts_seq));
+    float *loss = mome_malloc((size_t)B * sizeof(float));
+    int *ok = mome_malloc((size_t)B * sizeof(int));
+    if (!idx || !seqs || !loss || !ok) rc = MOME_ERR_NOMEM;
+    int64_t step = 0;
+    int cursor = 0, pass = 0, n_exact;
+    double last_prog = 0;
+    const int ppl_pass = p->ppl_text && p->ppl_every > 0;
+    /* pass 0: the untrained model, measured as after every pass (states untouched) */
+    if (!rc && ppl_pass && !(rc = recheck(st, m, f, n, B, p->target_loss, 0, seqs, loss, ok, X, &n_exact)))
+        report(p, f, n, 0, mome_time_s() - t0, "pass", 0, n_exact, rep->ppl_before);
+    while (!rc) {
+        int np = 0;
+        for (int i = 0; i < n; i++)
+            if (!f[i].state) idx[np++] = i;
+        if (np == 0) break;
+        if (cursor >= np) cursor = 0;
+        int nb = np - cursor < B ? np - cursor : B, R = 0;
+        for (int k = 0; k < nb; k++) {
+            lfact *q = &f[idx[cursor + k]];
+            seqs[k] = (ts_seq){0, NULL, NULL, q->n, R, q->target};
+            tstack_embed(st, m, q->ids, q->n, X + (size_t)R * C);
+            R += q->n;
+        }
+        for (int i = 0; i < NP; i++) memset(prm[i].g, 0, prm[i].n * sizeof(float));
+        if ((rc = tstack_step(st, seqs, nb, X, dX, loss, ok, 1))) break;
+        if (full) /* the embedding's gradient: dX at the rows of each token */
+            for (int k = 0; k < nb; k++) {
+                const lfact *q = &f[idx[cursor + k]];
+                tstack_embed_bwd(st, q->ids, q->n, dX + (size_t)seqs[k].row0 * C);
+            }
+        step++;
+        const adam_cfg ac = adam_default(lr);
+        for (int i = 0; i < NP; i++) adam_update(&ac, (int)step, prm[i].w, prm[i].g, mstate[2 * i], mstate[2 * i + 1], prm[i].n);
+        for (int k = 0; k < nb; k++) {
+            lfact *q = &f[idx[cursor + k]];
+            q->loss = loss[k];
+            if (ok[k] && loss[k] < p->target_loss) q->state = 1;
+        }
+        cursor += nb;
+        /* a pass over the pool is done: memorized facts may have been
+         * disturbed by later steps (dense adapters), so re-check them all */
+        if (cursor >= np) {
+            if ((rc = recheck(st, m, f, n, B, p->target_loss, 1, seqs, loss, ok, X, &n_exact))) break;
+            pass++;
+            double ppl = -1;
+            if (ppl_pass && pass % p->ppl_every == 0) {
+                ppl = rep->ppl_after = stack_ppl(m, st, p->ppl_text, p->ppl_text_bytes, X);
+                *ppl_step = step;
+            }
+            report(p, f, n, step, mome_time_s() - t0, "pass", pass, n_exact, ppl);
+        }
+        const double now = mome_time_s();
+        if (now - last_prog > 0.25) {
+            last_prog = now;
+            report(p, f, n, step, now - t0, "train", pass, 0, -1);
+        }
+        if (p->max_steps > 0 && step >= p->max_steps) break;
+        if (p->max_minutes > 0 && now - t0 > 60 * p->max_minutes) break;
+    }
+    rep->steps = step;
+    free(idx); free(seqs); free(loss); free(ok);
+    return rc;
+}
+
+int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs) {
+    const double t0 = mome_time_s();
+    const int n = fs->n, C = m->hp.n_embd;
+    const int full = p->method == MOME_TUNE_FULL;
+    const int B = batch_of(p);
+    rep->ppl_before = rep->ppl_after = -1;
+    lfact *f = mome_calloc((size_t)n, sizeof(lfact));
+    if (!f) return MOME_ERR_NOMEM;
+    int max_len = 8;
+    int rc = tokenize_facts(m, fs, f, &max_len);
     tstack st;
     memset(&st, 0, sizeof st);
     float *X = NULL, *dX = NULL;
@@ -313,71 +400,7 @@ int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_repor
         for (int i = 0; i < 2 * NP; i++)
             if (!(mstate[i] = mome_calloc(prm[i / 2].n, sizeof(float)))) { rc = MOME_ERR_NOMEM; goto out; }
     }
-    {
-        int *idx = mome_malloc((size_t)(n ? n : 1) * sizeof(int));
-        ts_seq *seqs = mome_malloc((size_t)B * sizeof(ts_seq));
-        float *loss = mome_malloc((size_t)B * sizeof(float));
-        int *ok = mome_malloc((size_t)B * sizeof(int));
-        if (!idx || !seqs || !loss || !ok) rc = MOME_ERR_NOMEM;
-        int64_t step = 0;
-        int cursor = 0, pass = 0, n_exact;
-        double last_prog = 0;
-        const int ppl_pass = p->ppl_text && p->ppl_every > 0;
-        /* pass 0: the untrained model, measured as after every pass (states untouched) */
-        if (!rc && ppl_pass && !(rc = recheck(&st, m, f, n, B, p->target_loss, 0, seqs, loss, ok, X, &n_exact)))
-            report(p, f, n, 0, mome_time_s() - t0, "pass", 0, n_exact, rep->ppl_before);
-        while (!rc) {
-            int np = 0;
-            for (int i = 0; i < n; i++)
-                if (!f[i].state) idx[np++] = i;
-            if (np == 0) break;
-            if (cursor >= np) cursor = 0;
-            int nb = np - cursor < B ? np - cursor : B, R = 0;
-            for (int k = 0; k < nb; k++) {
-                lfact *q = &f[idx[cursor + k]];
-                seqs[k] = (ts_seq){0, NULL, NULL, q->n, R, q->target};
-                tstack_embed(&st, m, q->ids, q->n, X + (size_t)R * C);
-                R += q->n;
-            }
-            for (int i = 0; i < NP; i++) memset(prm[i].g, 0, prm[i].n * sizeof(float));
-            if ((rc = tstack_step(&st, seqs, nb, X, dX, loss, ok, 1))) break;
-            if (full) /* the embedding's gradient: dX at the rows of each token */
-                for (int k = 0; k < nb; k++) {
-                    const lfact *q = &f[idx[cursor + k]];
-                    tstack_embed_bwd(&st, q->ids, q->n, dX + (size_t)seqs[k].row0 * C);
-                }
-            step++;
-            const adam_cfg ac = adam_default(lr);
-            for (int i = 0; i < NP; i++) adam_update(&ac, (int)step, prm[i].w, prm[i].g, mstate[2 * i], mstate[2 * i + 1], prm[i].n);
-            for (int k = 0; k < nb; k++) {
-                lfact *q = &f[idx[cursor + k]];
-                q->loss = loss[k];
-                if (ok[k] && loss[k] < p->target_loss) q->state = 1;
-            }
-            cursor += nb;
-            /* a pass over the pool is done: memorized facts may have been
-             * disturbed by later steps (dense adapters), so re-check them all */
-            if (cursor >= np) {
-                if ((rc = recheck(&st, m, f, n, B, p->target_loss, 1, seqs, loss, ok, X, &n_exact))) break;
-                pass++;
-                double ppl = -1;
-                if (ppl_pass && pass % p->ppl_every == 0) {
-                    ppl = rep->ppl_after = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
-                    ppl_step = step;
-                }
-                report(p, f, n, step, mome_time_s() - t0, "pass", pass, n_exact, ppl);
-            }
-            const double now = mome_time_s();
-            if (now - last_prog > 0.25) {
-                last_prog = now;
-                report(p, f, n, step, now - t0, "train", pass, 0, -1);
-            }
-            if (p->max_steps > 0 && step >= p->max_steps) break;
-            if (p->max_minutes > 0 && now - t0 > 60 * p->max_minutes) break;
-        }
-        rep->steps = step;
-        free(idx); free(seqs); free(loss); free(ok);
-    }
+    rc = train_passes(m, p, rep, f, n, &st, prm, mstate, NP, X, dX, &ppl_step, t0);
     if (rc) goto out;
     /* the weights as the last pass's measurement saw them: not measured again */
     if (p->ppl_text && ppl_step != rep->steps) rep->ppl_after = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
