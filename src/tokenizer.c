@@ -436,10 +436,7 @@ static int load_kind(const gguf_file *f, tokenizer *t, const char *path, const p
     gguf_str model = {0}, pre = {0};
     rc = gguf_get_str(f, "tokenizer.ggml.model", &model);
     if (rc < 0) return rc;
-    if (rc == 0) {
-        rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.model", path);
-        return rc;
-    }
+    if (rc == 0) return mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.model", path);
     if (gguf_str_eq(model, "llama")) {
         t->type = TOKENIZER_SPM;
         t->bos = 1, t->eos = 2, t->unk = 0;
@@ -448,9 +445,8 @@ static int load_kind(const gguf_file *f, tokenizer *t, const char *path, const p
         t->type = TOKENIZER_BPE;
         t->bos = 11, t->eos = 11, t->unk = -1;
     } else {
-        rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: unsupported tokenizer.ggml.model '%.*s' (want llama or gpt2)",
-                              path, (int)(model.len > 64 ? 64 : model.len), model.ptr);
-        return rc;
+        return mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: unsupported tokenizer.ggml.model '%.*s' (want llama or gpt2)",
+                                path, (int)(model.len > 64 ? 64 : model.len), model.ptr);
     }
     t->eot = t->eom = t->sep = t->pad = -1;
 
@@ -465,9 +461,8 @@ static int load_kind(const gguf_file *f, tokenizer *t, const char *path, const p
             for (size_t i = 0; i < sizeof k_pre / sizeof k_pre[0] && !pd; i++)
                 if (name_in(k_pre[i].names, pre.ptr, pre.len)) pd = &k_pre[i];
             if (!pd) {
-                rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: unsupported pre-tokenizer tokenizer.ggml.pre = '%.*s'",
-                                      path, (int)(pre.len > 64 ? 64 : pre.len), pre.ptr);
-                return rc;
+                return mome_seterr_code(MOME_ERR_UNSUPPORTED, "%s: unsupported pre-tokenizer tokenizer.ggml.pre = '%.*s'",
+                                        path, (int)(pre.len > 64 ? 64 : pre.len), pre.ptr);
             }
             snprintf(t->pre, sizeof t->pre, "%.*s", (int)pre.len, pre.ptr);
         }
@@ -486,64 +481,49 @@ static int load_vocab(const gguf_file *f, tokenizer *t, const char *path) {
     const gguf_kv *ktok = NULL, *kscore = NULL, *ktype = NULL;
     rc = gguf_get_arr(f, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, &ktok);
     if (rc < 0) return rc;
-    if (rc == 0) {
-        rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.tokens", path);
-        return rc;
-    }
+    if (rc == 0) return mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.tokens", path);
     if (ktok->n == 0 || ktok->n > (1u << 30)) {
-        rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries (want 1..2^30)", path,
-                              (unsigned long long)ktok->n);
-        return rc;
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.tokens has %llu entries (want 1..2^30)", path,
+                                (unsigned long long)ktok->n);
     }
     t->n_vocab = (int32_t)ktok->n;
     const gguf_kv *kv = gguf_get_kv(f, "tokenizer.ggml.scores");
     if (kv) {
         if (kv->type != GGUF_TYPE_ARRAY || (kv->arr_type != GGUF_TYPE_FLOAT32 && kv->arr_type != GGUF_TYPE_INT32)) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.scores must be an array of f32 or i32", path);
-            return rc;
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.scores must be an array of f32 or i32", path);
         }
         if (kv->n != ktok->n) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries but there are %d tokens",
-                                  path, (unsigned long long)kv->n, t->n_vocab);
-            return rc;
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.scores has %llu entries but there are %d tokens",
+                                    path, (unsigned long long)kv->n, t->n_vocab);
         }
         kscore = kv;
     }
     kv = gguf_get_kv(f, "tokenizer.ggml.token_type");
     if (kv) {
         if (kv->type != GGUF_TYPE_ARRAY || kv->arr_type != GGUF_TYPE_INT32) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.token_type must be an array of i32", path);
-            return rc;
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: tokenizer.ggml.token_type must be an array of i32", path);
         }
         if (kv->n != ktok->n) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT,
-                                  "%s: tokenizer.ggml.token_type has %llu entries but there are %d tokens", path,
-                                  (unsigned long long)kv->n, t->n_vocab);
-            return rc;
+            return mome_seterr_code(MOME_ERR_FORMAT,
+                                    "%s: tokenizer.ggml.token_type has %llu entries but there are %d tokens", path,
+                                    (unsigned long long)kv->n, t->n_vocab);
         }
         ktype = kv;
     }
 
     t->tok = calloc((size_t)t->n_vocab, sizeof *t->tok);
-    if (!t->tok) {
-        rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-        return rc;
-    }
+    if (!t->tok) return mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
     size_t n_empty = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
         if (ktok->strs[i].len == 0) n_empty++;
         if (ktok->strs[i].len > (1u << 20)) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: token %d is %llu bytes long", path, i,
-                                  (unsigned long long)ktok->strs[i].len);
-            return rc;
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: token %d is %llu bytes long", path, i,
+                                    (unsigned long long)ktok->strs[i].len);
         }
     }
     if (n_empty) {
         t->owned = malloc(n_empty * 24);
-        if (!t->owned) {
-            rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-            return rc;
-        }
+        if (!t->owned) return mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
     }
     size_t owned_off = 0;
     for (int32_t i = 0; i < t->n_vocab; i++) {
@@ -589,15 +569,11 @@ static int load_vocab(const gguf_file *f, tokenizer *t, const char *path) {
 
 /* Text -> id, and the token of each byte. */
 static int build_index(tokenizer *t) {
-    int rc;
     /* text -> id (a later duplicate wins, as llama.cpp's token_to_id[word] = i) */
     {
         uint32_t cap = table_size((uint64_t)t->n_vocab);
         t->map.slots = malloc(cap * sizeof *t->map.slots);
-        if (!t->map.slots) {
-            rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-            return rc;
-        }
+        if (!t->map.slots) return mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
         memset(t->map.slots, 0xff, cap * sizeof *t->map.slots);
         t->map.mask = cap - 1;
         for (int32_t i = 0; i < t->n_vocab; i++) {
@@ -636,66 +612,57 @@ static int build_index(tokenizer *t) {
 
 /* BPE: the merges (ranked pairs) and the pre-tokenizer's regexes. */
 static int load_merges(const gguf_file *f, tokenizer *t, const char *path, const pre_def *pd) {
+    if (t->type != TOKENIZER_BPE) return 0;
     int rc;
-    if (t->type == TOKENIZER_BPE) {
-        const gguf_kv *km = NULL;
-        rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &km);
-        if (rc < 0) return rc;
-        if (rc == 0) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.merges (required for gpt2)", path);
+    const gguf_kv *km = NULL;
+    rc = gguf_get_arr(f, "tokenizer.ggml.merges", GGUF_TYPE_STRING, &km);
+    if (rc < 0) return rc;
+    if (rc == 0)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: missing tokenizer.ggml.merges (required for gpt2)", path);
+    if (km->n > (1u << 30)) return mome_seterr_code(MOME_ERR_FORMAT, "%s: too many merges", path);
+    if ((rc = u64_init(&t->merges, km->n))) return rc;
+    char *tmp = NULL;
+    size_t tmp_cap = 0;
+    for (uint64_t i = 0; i < km->n; i++) {
+        gguf_str w = km->strs[i];
+        const char *sp = w.len > 1 ? memchr(w.ptr + 1, ' ', w.len - 1) : NULL;
+        if (!sp) {
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: merge %llu '%.*s' is not of the form 'A B'", path,
+                                  (unsigned long long)i, (int)(w.len > 64 ? 64 : w.len), w.ptr);
+            free(tmp);
             return rc;
         }
-        if (km->n > (1u << 30)) {
-            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: too many merges", path);
+        size_t la = (size_t)(sp - w.ptr), lb = w.len - la - 1;
+        int32_t a = map_find(t, w.ptr, la), b = map_find(t, sp + 1, lb);
+        if (a < 0 || b < 0) {
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: merge %llu '%.*s': '%.*s' is not a token", path,
+                                  (unsigned long long)i, (int)(w.len > 64 ? 64 : w.len), w.ptr,
+                                  (int)(a < 0 ? (la > 64 ? 64 : la) : (lb > 64 ? 64 : lb)),
+                                  a < 0 ? w.ptr : sp + 1);
+            free(tmp);
             return rc;
         }
-        if ((rc = u64_init(&t->merges, km->n))) return rc;
-        char *tmp = NULL;
-        size_t tmp_cap = 0;
-        for (uint64_t i = 0; i < km->n; i++) {
-            gguf_str w = km->strs[i];
-            const char *sp = w.len > 1 ? memchr(w.ptr + 1, ' ', w.len - 1) : NULL;
-            if (!sp) {
-                rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: merge %llu '%.*s' is not of the form 'A B'", path,
-                                      (unsigned long long)i, (int)(w.len > 64 ? 64 : w.len), w.ptr);
+        if (la + lb > tmp_cap) {
+            tmp_cap = (la + lb) * 2 + 64;
+            char *nt = realloc(tmp, tmp_cap);
+            if (!nt) {
                 free(tmp);
-                return rc;
+                return mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
             }
-            size_t la = (size_t)(sp - w.ptr), lb = w.len - la - 1;
-            int32_t a = map_find(t, w.ptr, la), b = map_find(t, sp + 1, lb);
-            if (a < 0 || b < 0) {
-                rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: merge %llu '%.*s': '%.*s' is not a token", path,
-                                      (unsigned long long)i, (int)(w.len > 64 ? 64 : w.len), w.ptr,
-                                      (int)(a < 0 ? (la > 64 ? 64 : la) : (lb > 64 ? 64 : lb)),
-                                      a < 0 ? w.ptr : sp + 1);
-                free(tmp);
-                return rc;
-            }
-            if (la + lb > tmp_cap) {
-                tmp_cap = (la + lb) * 2 + 64;
-                char *nt = realloc(tmp, tmp_cap);
-                if (!nt) {
-                    free(tmp);
-                    rc = mome_seterr_code(MOME_ERR_NOMEM, "tokenizer: out of memory");
-                    return rc;
-                }
-                tmp = nt;
-            }
-            memcpy(tmp, w.ptr, la);
-            memcpy(tmp + la, sp + 1, lb);
-            int32_t res = map_find(t, tmp, la + lb);
-            int found;
-            /* first occurrence wins (std::map::emplace) */
-            if (u64_put(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b, (int32_t)i, res, &found) < 0) {
-                free(tmp);
-                rc = MOME_ERR_NOMEM;
-                return rc;
-            }
+            tmp = nt;
         }
-        free(tmp);
-        if ((rc = compile_regexes(t, pd))) return rc;
+        memcpy(tmp, w.ptr, la);
+        memcpy(tmp + la, sp + 1, lb);
+        int32_t res = map_find(t, tmp, la + lb);
+        int found;
+        /* first occurrence wins (std::map::emplace) */
+        if (u64_put(&t->merges, ((uint64_t)(uint32_t)a << 32) | (uint32_t)b, (int32_t)i, res, &found) < 0) {
+            free(tmp);
+            return MOME_ERR_NOMEM;
+        }
     }
-    return 0;
+    free(tmp);
+    return compile_regexes(t, pd);
 }
 
 /* The special ids: defaults (if in range), then metadata (if in range),
