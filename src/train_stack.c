@@ -385,13 +385,13 @@ static void attn_fwd(const tstack *s, lsave *v, const ts_seq *seqs, int n_seqs, 
 /* The backward of attn_fwd: datt (R x HD) in, dQ, dK, dV out (cleared
  * here), un-rotated. Parallel over sequences: K/V gradients of a sequence
  * stay inside it. */
-static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_seqs, int R, int l, const float *t1,
-                     float *t2, float *t3, float *dV) {
+static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_seqs, int R, int l, const float *datt,
+                     float *dQ, float *dK, float *dV) {
     const int H = s->H, Hkv = s->Hkv, D = s->D, HD = H * D, KV = Hkv * D, G = H / Hkv;
     const float scale = 1.0f / sqrtf((float)D);
     const int half = s->n_rot / 2;
-    memset(t2, 0, (size_t)R * HD * sizeof(float));      /* dQ */
-    memset(t3, 0, (size_t)R * KV * sizeof(float));      /* dK */
+    memset(dQ, 0, (size_t)R * HD * sizeof(float));
+    memset(dK, 0, (size_t)R * KV * sizeof(float));
     memset(dV, 0, (size_t)R * KV * sizeof(float));
 #pragma omp parallel for schedule(dynamic, 1)
     for (int si = 0; si < n_seqs; si++) {
@@ -405,7 +405,7 @@ static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_
             for (int t = 0; t < q->T; t++) {
                 const int row = q->row0 + t, n = np + t + 1;
                 const float *P = v->P + ((size_t)h * R + row) * s->max_pos;
-                const float *da = t1 + (size_t)row * HD + (size_t)h * D;
+                const float *da = datt + (size_t)row * HD + (size_t)h * D;
                 double sdot = 0;
                 for (int j = 0; j < n; j++) {
                     const float *vj = j < np ? vp + (size_t)j * KV + (size_t)kh * D
@@ -420,7 +420,7 @@ static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_
                     }
                 }
                 const float *qi = v->Q + (size_t)row * HD + (size_t)h * D;
-                float *dq = t2 + (size_t)row * HD + (size_t)h * D;
+                float *dq = dQ + (size_t)row * HD + (size_t)h * D;
                 for (int j = 0; j < n; j++) {
                     const float ds = P[j] * (dP[j] - (float)sdot) * scale;
                     if (ds == 0.0f) continue;
@@ -428,7 +428,7 @@ static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_
                                              : v->K + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
                     for (int e = 0; e < D; e++) dq[e] += ds * kj[e];
                     if (j >= np) {
-                        float *dk = t3 + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
+                        float *dk = dK + (size_t)(q->row0 + j - np) * KV + (size_t)kh * D;
                         for (int e = 0; e < D; e++) dk[e] += ds * qi[e];
                     }
                 }
@@ -436,9 +436,9 @@ static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_
         }
         for (int t = 0; t < q->T; t++) {
             const int pos = np + t, row = q->row0 + t;
-            rope(t2 + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
+            rope(dQ + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
                  s->rope_sin + (size_t)pos * half, -1.0f);
-            rope(t3 + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
+            rope(dK + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
                  s->rope_sin + (size_t)pos * half, -1.0f);
         }
     }
@@ -448,36 +448,36 @@ static void attn_bwd(const tstack *s, const lsave *v, const ts_seq *seqs, int n_
  * every target is the argmax (ok); with grad, logits become dlogits (rows
  * without a target zero). */
 static void loss_dlogits(const ts_seq *seqs, int n_seqs, int V, float *logits, float *loss, int *ok, int grad) {
-for (int si = 0; si < n_seqs; si++) {
-    const ts_seq *q = &seqs[si];
-    int nt = 0, good = 1;
-    double L = 0;
-    for (int t = 0; t < q->T; t++) nt += q->target[t] >= 0;
-    for (int t = 0; t < q->T; t++) {
-        float *lg = logits + (size_t)(q->row0 + t) * V;
-        const int32_t y = q->target[t];
-        if (y < 0) {
-            if (grad) memset(lg, 0, (size_t)V * sizeof(float));
-            continue;
+    for (int si = 0; si < n_seqs; si++) {
+        const ts_seq *q = &seqs[si];
+        int nt = 0, good = 1;
+        double L = 0;
+        for (int t = 0; t < q->T; t++) nt += q->target[t] >= 0;
+        for (int t = 0; t < q->T; t++) {
+            float *lg = logits + (size_t)(q->row0 + t) * V;
+            const int32_t y = q->target[t];
+            if (y < 0) {
+                if (grad) memset(lg, 0, (size_t)V * sizeof(float));
+                continue;
+            }
+            float m = lg[0];
+            int am = 0;
+            for (int j = 1; j < V; j++)
+                if (lg[j] > m) { m = lg[j]; am = j; }
+            double z = 0;
+            for (int j = 0; j < V; j++) z += exp((double)(lg[j] - m));
+            const double lse = m + log(z);
+            L += lse - lg[y];
+            good &= am == y;
+            if (grad) {
+                const float inv = 1.0f / (float)nt;
+                for (int j = 0; j < V; j++) lg[j] = (float)exp((double)lg[j] - lse) * inv;
+                lg[y] -= inv;
+            }
         }
-        float m = lg[0];
-        int am = 0;
-        for (int j = 1; j < V; j++)
-            if (lg[j] > m) { m = lg[j]; am = j; }
-        double z = 0;
-        for (int j = 0; j < V; j++) z += exp((double)(lg[j] - m));
-        const double lse = m + log(z);
-        L += lse - lg[y];
-        good &= am == y;
-        if (grad) {
-            const float inv = 1.0f / (float)nt;
-            for (int j = 0; j < V; j++) lg[j] = (float)exp((double)lg[j] - lse) * inv;
-            lg[y] -= inv;
-        }
+        if (loss) loss[si] = nt ? (float)(L / nt) : 0.0f;
+        if (ok) ok[si] = good;
     }
-    if (loss) loss[si] = nt ? (float)(L / nt) : 0.0f;
-    if (ok) ok[si] = good;
-}
 }
 
 int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float *dX, float *loss, int *ok, int grad) {
