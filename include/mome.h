@@ -146,7 +146,7 @@ typedef struct mome_tune_params {
                                   makes for it, trained or not, at most this (memory.h); 0: no
                                   margin (new memories, and no untrained context decoded), NAN: the
                                   loaded memory's */
-    float route_margin_share;  /* that share (NAN: the loaded memory's, 0.5 for a new one) */
+    float route_margin_share;  /* that share (NAN: the loaded memory's, MOME_DEFAULT_MARGIN_SHARE for a new one) */
     int top_k;                 /* facts mixed per question, 1..64 (0: the loaded memory's, 1 for a
                                   new one); an existing memory keeps its own */
     float top_k_temp;          /* softmax temperature of the mixture weights (0.25; 0 the same) */

@@ -1106,7 +1106,6 @@ static void tuner_free(tuner *t) {
     facts_free(t->fs);
 }
 
-/* The memory to add to (loaded) or a new one, and the engine context. */
 /* The facts, checked, and each one's answer tokens. */
 static int load_facts(tuner *t) {
     const mome_tune_params *p = t->p;
