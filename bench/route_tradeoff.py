@@ -12,12 +12,14 @@ whose gate and subject check pass (the rules replayed keep both):
     build/mome eval -m M --memory MEM.mome --facts F --neighbors N \\
         --route-threshold -1 --cover -1 --outputs forced.jsonl
 
-and this script replays other rules on those answers: a question the rule
+(with --verify -1 too for a memory tuned with the relation check, whose
+value each line then records), and this script replays other rules on those answers: a question the rule
 rejects is answered as without the memory (a trained question then counts as
 missed, a neighbour as left alone), one it accepts as in the forced run. So one
 eval gives the whole trade-off between rewordings found and neighbours left
-alone, for rules on the score alone, the cover alone, both thresholds, and
-score + a * cover.
+alone, for rules on the score alone, the cover alone, both thresholds,
+score + a * cover and, where the lines hold it, the relation check (verify
+alone, with a score or cover threshold, and verify + a * score).
 
 Output: one row per rule of the score-only and cover-only sweeps, then the
 Pareto frontier over every rule tried (paraphrase recall against the lowest
@@ -58,7 +60,9 @@ def fires(o, rule):
     r = o.get("route")
     if not r or r["best"] is None or r["fact"] is None:
         return False
-    return rule(r["score"], r["cover"] if r["cover"] is not None else float("inf"))
+    inf = float("inf")
+    v = r.get("verify")
+    return rule(r["score"], r["cover"] if r["cover"] is not None else inf, v if v is not None else inf)
 
 
 def measure(groups, rule):
@@ -78,6 +82,7 @@ def main():
     if "paraphrase" not in groups:
         sys.exit("%s: no paraphrase questions: the frontier needs rewordings" % sys.argv[1])
     nbk = [k for k in ("nb_facts", "nb_file") if k in groups]
+    verify = any((o.get("route") or {}).get("verify") is not None for v in groups.values() for o in v)
 
     def row(name, m):
         print("%-26s" % name + "".join("%10.3f" % m[k] for k in kinds))
@@ -86,17 +91,29 @@ def main():
     print("%-26s" % "(counts)" + "".join("%10d" % len(groups[k]) for k in kinds))
     rules = []
     for t in frange(0.3, 0.8, 0.05):
-        rules.append(("score >= %.2f" % t, lambda s, c, t=t: s >= t))
+        rules.append(("score >= %.2f" % t, lambda s, c, v, t=t: s >= t))
     for K in frange(0.0, 0.3, 0.025):
-        rules.append(("cover >= %.3f" % K, lambda s, c, K=K: c >= K))
+        rules.append(("cover >= %.3f" % K, lambda s, c, v, K=K: c >= K))
+    if verify:
+        for V in frange(0.2, 0.8, 0.05):
+            rules.append(("verify >= %.2f" % V, lambda s, c, v, V=V: v >= V))
     for name, rule in rules:
         row(name, measure(groups, rule))
     for t in frange(0.3, 0.9, 0.025):
         for K in frange(-0.1, 0.3, 0.0125):
-            rules.append(("score >= %.3f, cover >= %.4f" % (t, K), lambda s, c, t=t, K=K: s >= t and c >= K))
+            rules.append(("score >= %.3f, cover >= %.4f" % (t, K), lambda s, c, v, t=t, K=K: s >= t and c >= K))
     for a in (0.5, 1, 2, 3, 4):
         for t in frange(0.3, 1.6, 0.0125):
-            rules.append(("score + %g cover >= %.4f" % (a, t), lambda s, c, a=a, t=t: s + a * c >= t))
+            rules.append(("score + %g cover >= %.4f" % (a, t), lambda s, c, v, a=a, t=t: s + a * c >= t))
+    if verify:
+        for V in frange(0.2, 0.8, 0.0125):
+            for t in frange(-0.2, 0.8, 0.05):
+                rules.append(("verify >= %.4f, score >= %.2f" % (V, t), lambda s, c, v, V=V, t=t: v >= V and s >= t))
+            for K in frange(-0.1, 0.3, 0.025):
+                rules.append(("verify >= %.4f, cover >= %.3f" % (V, K), lambda s, c, v, V=V, K=K: v >= V and c >= K))
+        for a in (0.5, 1, 2):
+            for t in frange(0.3, 1.8, 0.0125):
+                rules.append(("verify + %g score >= %.4f" % (a, t), lambda s, c, v, a=a, t=t: v + a * s >= t))
     res = []
     for name, rule in rules:
         m = measure(groups, rule)

@@ -84,6 +84,11 @@ void mome_memory_set_routing(mome_memory *mem, float threshold, float w_pool);
 void mome_memory_set_cover(mome_memory *mem, float cover);
 /* The memory's wording-check threshold (NAN: none). */
 float mome_memory_cover_threshold(const mome_memory *mem);
+/* The relation check's threshold in [-1, 1] (NAN: unchanged); it applies
+ * only to memories tuned with it (mome tune --verify). */
+void mome_memory_set_verify(mome_memory *mem, float verify);
+/* The memory's relation-check threshold (NAN: none). */
+float mome_memory_verify_threshold(const mome_memory *mem);
 /* The margin the best fact must lead its rival (the best other fact with
  * another answer the question could be asking about) by to be selected
  * (memory.h; 0: no margin), in [0, 2]; else unchanged. It caps each fact's
@@ -157,6 +162,10 @@ typedef struct mome_tune_params {
     float cover;               /* the wording check's threshold (memory.h): a question must have a
                                   counterpart of every word of the fact's; NAN: no check (new
                                   memories) or the loaded memory's */
+    float verify;              /* the relation check's threshold (memory.h): the question's state at
+                                  block verify_layer must be near one of the fact's tuned contexts';
+                                  NAN: no check (new memories) or the loaded memory's */
+    int verify_layer;          /* its block (-1: 3/5 of the blocks, 18 of 30 on SmolLM2) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int alt_keys;              /* keys of generated wordings per fact besides its own, which the

@@ -75,6 +75,7 @@ static int seq_start(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int 
     r->second = c->dec_cand.second;
     r->rival = c->dec_cand.rival;
     r->margin = c->dec_cand.margin;
+    r->verify = c->dec_cand.verify;
     if (!r->decided) r->best = r->fact = -1;
     s->next = ans_argmax(mome_get_logits(c, -1), m->hp.n_vocab);
 done:

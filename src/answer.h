@@ -32,6 +32,7 @@ typedef struct ans_route {
     float second; /* the key score of the next best fact (-inf: none) */
     float rival;  /* the key score of the best fact's rival (-inf: none; memory.h) */
     float margin; /* the lead over the rival the best fact needs (0: none) */
+    float verify; /* the best fact's relation check (INFINITY: none; memory.h) */
 } ans_route;
 
 /* Greedy answer to a conversation (msgs rendered with

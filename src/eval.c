@@ -368,6 +368,7 @@ static int add_route(cJSON *o, const ans_route *r) {
     ok &= add_num(ro, "margin", r->margin) != NULL;
     ok &= add_num(ro, "gate", r->gate) != NULL;
     ok &= add_num(ro, "cover", r->cover) != NULL;
+    ok &= add_num(ro, "verify", r->verify) != NULL;
     ok &= (r->subject >= 0 ? cJSON_AddBoolToObject(ro, "subject", r->subject) : cJSON_AddNullToObject(ro, "subject")) != NULL;
     ok &= (r->fact >= 0 ? cJSON_AddNumberToObject(ro, "fact", r->fact) : cJSON_AddNullToObject(ro, "fact")) != NULL;
     return ok;

@@ -145,6 +145,9 @@ static void optional_parts_off(mome_memory *m) {
     m->margin_share = MEM_DEFAULT_MARGIN_SHARE;
     m->cover_tau = NAN;
     m->alt_last = -1;
+    m->ver_layer = -1;
+    m->ver_tau = NAN;
+    m->ver_last = -1;
 }
 
 int mem_new(mome_model *m, int key_layer, int value_layer, mome_memory **out) {
@@ -188,7 +191,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
             grow((void **)&mem->n_tok, nc, sizeof(int32_t)) || grow((void **)&mem->tok_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->n_alt, nc, sizeof(int32_t)) || grow((void **)&mem->alt_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->subj_len, nc, sizeof(int32_t)) || grow((void **)&mem->subj_off, nc, sizeof(int64_t)) ||
-            grow((void **)&mem->flead, nc, sizeof(float)))
+            grow((void **)&mem->flead, nc, sizeof(float)) || grow((void **)&mem->n_ver, nc, sizeof(int32_t)) ||
+            grow((void **)&mem->ver_off, nc, sizeof(int64_t)))
             return MOME_ERR_NOMEM;
         mem->cap_facts = (int32_t)nc;
     }
@@ -219,6 +223,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
     mem->subj_len[f] = 0;
     mem->subj_off[f] = mem->n_subj_total;
     mem->flead[f] = NAN;
+    mem->n_ver[f] = 0;
+    mem->ver_off[f] = mem->n_ver_total;
     memcpy(mem->ans + mem->n_ans_total, ans, (size_t)n_ans * sizeof(int32_t));
     memset(mem->val + (size_t)rows * C, 0, (size_t)(n_ans + 1) * C * sizeof(float));
     mem->n_ans_total += n_ans;
@@ -249,6 +255,76 @@ int mem_add_alt_key(mome_memory *mem, int f, const float *kpool, const float *kl
     mem->n_alt[f]++;
     mem->alt_last = f;
     return 0;
+}
+
+/* ------------------------------------------------------ relation check */
+
+int mem_verify_init(mome_memory *mem, int layer, float tau) {
+    if (layer < 1 || layer >= mem->value_layer || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
+        return mome_seterr_code(MOME_ERR_ARG, "memory: relation check at block %d (1..%d) with threshold %g ([-1, 1])", layer,
+                                mem->value_layer - 1, (double)tau);
+    if (mem->n_ver_total > 0 && layer != mem->ver_layer)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: its relation check reads block %d, not %d", mem->ver_layer, layer);
+    if (!mem->mu_ver && !(mem->mu_ver = mome_calloc((size_t)mem->n_embd, sizeof(float)))) return MOME_ERR_NOMEM;
+    mem->ver_layer = layer;
+    mem->ver_tau = tau;
+    return 0;
+}
+
+int mem_set_fact_verify(mome_memory *mem, int f, const float *rows, int n) {
+    const int C = mem->n_embd;
+    if (mem->ver_layer < 0 || f < 0 || f >= mem->n_facts || f <= mem->ver_last || n < 0 || n > MEM_MAX_VER)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: relation-check states go to facts in order, once (fact %d after %d), "
+                                              "at most %d each, to a memory with the check", f, mem->ver_last, MEM_MAX_VER);
+    if (mem->n_ver_total + n > mem->cap_ver) {
+        int64_t nc = mem->cap_ver ? 2 * mem->cap_ver : 256;
+        while (nc < mem->n_ver_total + n) nc *= 2;
+        if (grow((void **)&mem->kver, nc * C, sizeof(uint16_t))) return MOME_ERR_NOMEM;
+        mem->cap_ver = nc;
+    }
+    mem->ver_off[f] = mem->n_ver_total; /* f's are the last ones: f > ver_last */
+    for (size_t i = 0; i < (size_t)n * C; i++) mem->kver[(size_t)mem->n_ver_total * C + i] = quant_f32_to_f16(rows[i]);
+    mem->n_ver[f] = n;
+    mem->n_ver_total += n;
+    mem->ver_last = f;
+    return 0;
+}
+
+int mem_find_question(const mome_memory *mem, const int32_t *toks, int n, int32_t *span0, int32_t *span1) {
+    mem_pos *st = mome_malloc((size_t)(n > 0 ? n : 1) * sizeof(mem_pos));
+    if (!st) return MOME_ERR_NOMEM;
+    int32_t dec = -1;
+    for (int32_t p = 0; p < n; p++)
+        if (mem_pos_next(mem, st, toks, p, &st[p])) {
+            dec = p;
+            *span0 = st[p].span0;
+            *span1 = st[p].span1;
+        }
+    free(st);
+    return dec;
+}
+
+int mem_set_verify_centre(mome_memory *mem, const float *mu) {
+    if (mem->ver_layer < 0 || !mem->mu_ver) return mome_seterr_code(MOME_ERR_ARG, "memory: no relation check");
+    memcpy(mem->mu_ver, mu, (size_t)mem->n_embd * sizeof(float));
+    return 0;
+}
+
+float mem_verify(const mome_memory *mem, int f, const float *xhat, float *scratch) {
+    if (isnan(mem->ver_tau) || mem->ver_layer < 0 || !xhat || f < 0 || f >= mem->n_facts || mem->n_ver[f] == 0)
+        return INFINITY;
+    const int C = mem->n_embd;
+    float *qc = scratch, *kc = scratch + C;
+    centre_unit(xhat, mem->mu_ver, qc, C);
+    float best = -INFINITY;
+    for (int j = 0; j < mem->n_ver[f]; j++) {
+        const uint16_t *src = mem->kver + (size_t)(mem->ver_off[f] + j) * C;
+        for (int c = 0; c < C; c++) kc[c] = quant_f16_to_f32(src[c]);
+        centre_unit(kc, mem->mu_ver, kc, C);
+        const float d = dot(qc, kc, C);
+        if (d > best) best = d;
+    }
+    return best;
 }
 
 /* ------------------------------------------------------- subject check */
@@ -306,7 +382,7 @@ int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const cha
     free(buf);
     mem->n_subj_total += (int64_t)k;
     mem->subj_len[f] = (int32_t)k;
-    const mem_query q = {NULL, NULL, 0, question};
+    const mem_query q = {NULL, NULL, 0, question, NULL};
     if (mem_subject_check(mem, f, &q) == 1) return 1;
     mem->subj_len[f] = 0;
     mem->n_subj_total -= (int64_t)k;
@@ -529,9 +605,11 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
     const float need = n > 0 ? mem_fact_margin(mem, idx[0]) : 0.0f;
-    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need};
+    const float v0 = n > 0 && qt ? mem_verify(mem, idx[0], qt->ver, cs) : INFINITY;
+    if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need, v0};
     const int lead = !(need > 0.0f) || sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= need;
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
+    const float vtau = isnan(mem->ver_tau) ? -INFINITY : mem->ver_tau;
     mix->n = 0;
     if (force >= 0) {
         int have = 0;
@@ -547,14 +625,15 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
             sc[n] = s;
             n++;
         }
-    } else if (n == 0 || !(sc[0] >= mem->tau && lead && g0 >= 0.0f && c0 >= ctau && s0 != 0))
+    } else if (n == 0 || !(sc[0] >= mem->tau && lead && g0 >= 0.0f && c0 >= ctau && s0 != 0 && v0 >= vtau))
         return 0; /* the memory speaks only when its best fact is selected */
     const float tau_k = isnan(mem->mix_tau) ? mem->tau : mem->mix_tau;
     float smax = -INFINITY;
     for (int i = 0; i < n; i++) {
         const int first = force >= 0 ? idx[i] == force : i == 0;
         if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f &&
-                        (!qt || mem_cover(mem, idx[i], qt, cs) >= ctau) && mem_subject_check(mem, idx[i], qt) != 0))
+                        (!qt || (mem_cover(mem, idx[i], qt, cs) >= ctau && mem_verify(mem, idx[i], qt->ver, cs) >= vtau)) &&
+                        mem_subject_check(mem, idx[i], qt) != 0))
             continue;
         mix->fact[mix->n] = idx[i];
         mix->e[mix->n] = sc[i];
@@ -820,6 +899,12 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         CK(gguf_writer_add_f32(w, "mome.cover_tau", m->cover_tau));
         CK(gguf_writer_add_arr(w, "mome.n_question_tokens", GGUF_TYPE_INT32, m->n_tok, (uint64_t)n));
     }
+    const int verify = m->ver_layer >= 0 && n > 0;
+    if (verify) {
+        CK(gguf_writer_add_i32(w, "mome.verify_layer", m->ver_layer));
+        CK(gguf_writer_add_f32(w, "mome.verify_tau", m->ver_tau));
+        CK(gguf_writer_add_arr(w, "mome.n_verify", GGUF_TYPE_INT32, m->n_ver, (uint64_t)n));
+    }
     if (meta) {
         CK(gguf_writer_add_u64(w, "ckpt.step", (uint64_t)meta->step));
         CK(gguf_writer_add_f32(w, "ckpt.seconds", (float)meta->seconds));
@@ -870,6 +955,11 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
     }
     if (cover && m->n_tok_total > 0)
         TENSOR("mem.question_tokens", C, m->n_tok_total, m->ktok, MOME_DTYPE_F16, (size_t)(C * m->n_tok_total) * 2);
+    if (verify) {
+        TENSOR("mem.verify_centre", C, 1, m->mu_ver, MOME_DTYPE_F32, (size_t)C * 4);
+        if (m->n_ver_total > 0)
+            TENSOR("mem.verify_states", C, m->n_ver_total, m->kver, MOME_DTYPE_F16, (size_t)(C * m->n_ver_total) * 2);
+    }
     if (meta && meta->adam && meta->n_adam_rows > 0)
         TENSOR("ckpt.adam", C, 2 * meta->n_adam_rows, meta->adam, MOME_DTYPE_F32, (size_t)(C * 2 * meta->n_adam_rows) * 4);
 #undef TENSOR
@@ -957,6 +1047,55 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
             return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' contains NaN/Inf", f->path);
     m->n_tok_total = m->cap_tok = tot;
     return mem_update_tok_centre(m);
+}
+
+/* The relation check, when the file has one: its block and threshold, the
+ * state count of each fact (checked before anything is sized by them), the
+ * centre and the states. */
+static int load_verify(const gguf_file *f, mome_memory *m) {
+    const int C = m->n_embd, nf = m->n_facts;
+    int32_t layer;
+    const int r = gguf_get_i32(f, "mome.verify_layer", &layer);
+    if (r == 0) return 0;
+    float tau;
+    const gguf_kv *nv;
+    if (r < 0 || get_req_f32(f, "mome.verify_tau", &tau)) return MOME_ERR_FORMAT;
+    if (layer < 1 || layer >= m->value_layer || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: relation check at block %d (1..%d) with threshold %g ([-1, 1])", f->path,
+                                layer, m->value_layer - 1, (double)tau);
+    if (gguf_get_arr(f, "mome.n_verify", GGUF_TYPE_INT32, &nv) != 1 || nv->n != (uint64_t)nf)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_verify missing, mistyped or not one per fact (%d)", f->path, nf);
+    int64_t tot = 0;
+    for (int i = 0; i < nf; i++) {
+        int32_t k;
+        memcpy(&k, nv->data + 4 * (size_t)i, 4);
+        if (k < 0 || k > MEM_MAX_VER)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %d keeps %d relation-check states (0..%d)", f->path, i, k, MEM_MAX_VER);
+        tot += k;
+    }
+    int rc = mem_verify_init(m, layer, tau);
+    if (rc) return rc;
+    if ((rc = read_tensor(f, "mem.verify_centre", C, 1, 0, m->mu_ver))) return rc;
+    if (tot > 0) {
+        const gguf_tensor *t = gguf_find_tensor(f, "mem.verify_states");
+        if (!t || t->type != MOME_DTYPE_F16 || t->ne[0] != C || t->ne[1] != tot || t->ne[2] != 1 || t->ne[3] != 1)
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.verify_states' is missing or not f16 [%d, %lld]",
+                                    f->path, C, (long long)tot);
+        if (!(m->kver = mome_malloc((size_t)tot * C * sizeof(uint16_t)))) return MOME_ERR_NOMEM;
+        memcpy(m->kver, t->data, (size_t)tot * C * sizeof(uint16_t));
+        for (size_t i = 0; i < (size_t)tot * C; i++)
+            if (!isfinite(quant_f16_to_f32(m->kver[i])))
+                return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.verify_states' contains NaN/Inf", f->path);
+    }
+    int64_t off = 0;
+    for (int i = 0; i < nf; i++) {
+        memcpy(&m->n_ver[i], nv->data + 4 * (size_t)i, 4);
+        m->ver_off[i] = off;
+        off += m->n_ver[i];
+    }
+    m->n_ver_total = m->cap_ver = tot;
+    m->ver_last = nf - 1;
+    return 0;
 }
 
 /* The alternative keys, when the file has them: the count per fact (checked
@@ -1238,6 +1377,7 @@ static int memory_from(const gguf_file *f, mome_model *model, mome_memory **out)
     if (!rc && nf > 0) rc = load_subjects(f, m);
     if (!rc && nf > 0) rc = load_fact_leads(f, m);
     if (!rc && ver == MEM_VERSION_COVER && nf > 0) rc = load_cover(f, m);
+    if (!rc && nf > 0) rc = load_verify(f, m);
     if (rc) {
         mome_memory_free(m);
         return rc;
@@ -1364,6 +1504,7 @@ void mome_memory_free(mome_memory *m) {
     free(m->mu_tok); free(m->n_tok); free(m->tok_off); free(m->ktok); free(m->content);
     free(m->n_alt); free(m->alt_off); free(m->akpool); free(m->aklast); free(m->acpool); free(m->aclast);
     free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces); free(m->flead);
+    free(m->mu_ver); free(m->n_ver); free(m->ver_off); free(m->kver);
     free(m);
 }
 
@@ -1379,6 +1520,12 @@ void mome_memory_set_cover(mome_memory *mem, float cover) {
 }
 
 float mome_memory_cover_threshold(const mome_memory *mem) { return mem->cover_tau; }
+
+void mome_memory_set_verify(mome_memory *mem, float verify) {
+    if (mem->ver_layer >= 0 && verify >= -1.0f && verify <= 1.0f) mem->ver_tau = verify;
+}
+
+float mome_memory_verify_threshold(const mome_memory *mem) { return mem->ver_layer >= 0 ? mem->ver_tau : NAN; }
 
 void mome_memory_set_margin_share(mome_memory *mem, float share) {
     if (share >= 0.0f && share <= 2.0f) mem->margin_share = share;

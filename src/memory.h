@@ -76,6 +76,7 @@
 #ifndef MOME_MEMORY_H
 #define MOME_MEMORY_H
 
+#include <math.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -179,6 +180,32 @@
 #define MEM_MARGIN_SURE 0.98f
 #define MEM_DEFAULT_MARGIN_SHARE MOME_DEFAULT_MARGIN_SHARE /* mome.h */
 
+/* The relation check (mome tune --verify T, issue 8). Once the subject
+ * check has found a candidate, what is left is the relation: "What will be
+ * the product of X?" must fire the fact "What is the product made by X?",
+ * "Who owns X?" must not. Measured layer by layer (bench/relation_keys.py,
+ * 300 zsRE facts, f32): the last prompt token's state at the input of block
+ * 18 of 30 tells them apart best (59% of rewordings pass at 99% of
+ * same-subject questions turned away; block 24, the last key, 42%; every
+ * rule over score and cover 48%). It is a poor index (34-46% top-1 among
+ * 300 facts) and a good check, but read in place it moves with what precedes
+ * the question (behind an unseen system prompt 38% of trained questions
+ * passed, 100 facts in the engine). So the state is read from the question
+ * asked alone: the user turn's content tokens as a fresh one-message chat
+ * (the template's marks around them), blocks 0..ver_layer - 1, in a context
+ * of its own (forward.c, ctx_question_state): a system prompt or earlier
+ * turns leave it bit-identical. Each fact keeps that state for its question
+ * as given, lower-cased, without its final mark and with doubled spaces
+ * (each once; at most MEM_MAX_VER, f16), and the selected fact needs
+ *   verify(f, q) = max over f's states k of cos(x̂_q - mu_ver, k - mu_ver)
+ *                >= ver_tau
+ * (mu_ver: the mean over the tuned facts' states and the tuner's unrelated
+ * questions'). Facts without states are not checked; ver_tau NAN: no
+ * check. Cost: one pass of the question alone through ver_layer blocks per
+ * decision row. */
+#define MEM_MAX_VER 8
+#define MEM_QUESTION_TOKENS 256 /* content tokens the check reads (the last ones) */
+
 /* Why a decision went as it did: the best fact by key score, selected or
  * not, and its checks. */
 typedef struct mem_cand {
@@ -190,7 +217,10 @@ typedef struct mem_cand {
     float second;  /* the key score of the next best fact (-inf: none): how far the best stands out */
     float rival;   /* the key score of its rival (-inf: none): the margin's runner-up (memory.h) */
     float margin;  /* the lead over the rival it needs (0: none) */
+    float verify;  /* its relation check (+inf: no check) */
 } mem_cand;
+/* No decision yet. */
+#define MEM_CAND_NONE ((mem_cand){-1, -INFINITY, INFINITY, INFINITY, -1, -INFINITY, -INFINITY, 0.0f, INFINITY})
 
 /* Token sequences of the chat template around a user message. */
 typedef struct mem_marks {
@@ -251,6 +281,15 @@ struct mome_memory {
     char *subj;                        /* the subjects, concatenated */
     int64_t n_subj_total, cap_subj;
     float *flead;                      /* (cap_facts) fact f's contexts' smallest lead over their rivals (NAN: none) */
+    /* relation check (none when ver_layer < 0) */
+    int32_t ver_layer;                 /* the block whose input at the decision row is kept, < value_layer */
+    float ver_tau;                     /* a fact passes when verify(f, q) >= ver_tau (NAN: no check) */
+    float *mu_ver;                     /* (C) centre */
+    int32_t *n_ver;                    /* (cap_facts) states kept per fact, 0..MEM_MAX_VER (0: not checked) */
+    int64_t *ver_off;                  /* (cap_facts) first row of fact f in kver */
+    uint16_t *kver;                    /* (n_ver_total, C) x̂ at the input of ver_layer, f16 */
+    int64_t n_ver_total, cap_ver;
+    int32_t ver_last;                  /* the fact the last states went to (-1: none) */
     mem_marks mk;
     int32_t *piece_off;                /* (n_vocab + 1) each token's text in pieces, ASCII lower case (bound) */
     char *pieces;
@@ -265,6 +304,7 @@ typedef struct mem_query {
     const int32_t *tokens; /* (n); NULL: every row is a content token */
     int32_t n;
     const char *text;      /* the question's text for the subject check (NULL: the tokens' text) */
+    const float *ver;      /* (C) x̂ at the input of ver_layer at the decision row (NULL: no relation check) */
 } mem_query;
 
 /* The facts a question selected that are still followed, best score first,
@@ -340,6 +380,23 @@ int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const cha
  * text): 1 passes, 0 the question does not name the subject, -1 f has no
  * subject or q neither text nor tokens (no check). */
 int mem_subject_check(const mome_memory *mem, int f, const mem_query *q);
+
+/* Turns the relation check on at block layer (1 <= layer < value_layer)
+ * with threshold tau (NAN: states kept, no check), for a memory without
+ * states yet. */
+int mem_verify_init(mome_memory *mem, int layer, float tau);
+/* Stores fact f's states x̂ (n, C; n <= MEM_MAX_VER; f16 as the file keeps
+ * them); facts get theirs in order (f after the last fact given some), once. */
+int mem_set_fact_verify(mome_memory *mem, int f, const float *rows, int n);
+/* The last decision row of the tokens (n) and the content span of its
+ * question [*span0, *span1); -1 when there is none. */
+int mem_find_question(const mome_memory *mem, const int32_t *toks, int n, int32_t *span0, int32_t *span1);
+/* mu_ver (C); the fact's states are centred with it when checked. */
+int mem_set_verify_centre(mome_memory *mem, const float *mu);
+/* verify(f, q) (the comment above) for the state x̂ (C) of a question;
+ * +INFINITY when the memory has no check, f kept no state or x̂ is NULL.
+ * scratch: 2C floats. */
+float mem_verify(const mome_memory *mem, int f, const float *xhat, float *scratch);
 
 /* The lead over its rival fact f needs to be selected: min(share * lead_f,
  * M), M when it has no lead (0: none). */

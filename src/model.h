@@ -68,6 +68,9 @@ float model_mem_lr(const mome_model *m);
 /* mome_ctx_shared_prefix without its exactness condition: for callers that
  * only need states close to a decode from scratch (the tuner's captures). */
 int ctx_shared_prefix_any(const mome_ctx *c, const int32_t *ids, int n);
+/* The relation check's state of a question from its content tokens
+ * (forward.c; memory.h): x̂ (C) at the memory's ver_layer, asked alone. */
+int ctx_question_state(mome_ctx *c, const int32_t *content, int n, float *xhat);
 int model_mem_value_layer(const mome_model *m);
 
 struct mome_model {
@@ -121,7 +124,10 @@ struct mome_ctx {
     const mome_memory *mem_last; /* the memory whose routing states are in mpos */
     struct mem_pos *mpos; /* (n_ctx) routing state per position (memory.h) */
     float *mrows;        /* (n_ctx, C) input of the memory's key block per position */
-    float *mscratch;     /* (4C) routing scratch */
+    float *vrows;        /* (n_ctx, C) the relation check's state at each decision row (memories with one) */
+    struct mome_ctx *qctx; /* where those states are computed (ctx_question_state) */
+    int stop_layer;      /* end the pass at this block's input (after its capture), or -1 */
+    float *mscratch;     /* (2C + MEM_SELECT_SCRATCH) routing scratch */
     int32_t mem_valid;   /* positions whose routing states are valid */
     int mem_route_off;   /* compute the keys but select nothing (tuning's base pass) */
     int32_t dec_pos;     /* the last decision row (-1: none in the last decode) */

@@ -72,6 +72,8 @@ mome_tune_params mome_tune_default_params(void) {
     p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
+    p.verify = NAN;
+    p.verify_layer = -1;
     p.route_margin = NAN;
     p.route_margin_share = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
@@ -242,6 +244,7 @@ typedef struct tuner {
     float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
     float *ckeys;          /* (n, N_CONTEXTS, 2C) raw keys (pooled, last) of every context the tuner makes,
                             * trained or not, with a margin (prepare_margins) */
+    int verify_on;         /* the memory has a relation check: keep the new facts' states */
     int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
@@ -428,7 +431,7 @@ static int keep_question_tokens(tuner *t, int mi, int dpos) {
     const mem_pos *ps = &c->mpos[dpos];
     if (ps->span0 < 0 || ps->span1 <= ps->span0)
         return mome_seterr_code(MOME_ERR_UNSUPPORTED, "tune: no user turn before the decision row %d", dpos);
-    const mem_query q = {c->mrows + (size_t)ps->span0 * t->mem->n_embd, c->tokens + ps->span0, ps->span1 - ps->span0, NULL};
+    const mem_query q = {c->mrows + (size_t)ps->span0 * t->mem->n_embd, c->tokens + ps->span0, ps->span1 - ps->span0, NULL, NULL};
     return mem_set_fact_tokens(t->mem, mi, &q);
 }
 
@@ -641,6 +644,74 @@ static int capture_centres(tuner *t, int new_memory, float *keys, double *mp) {
     return rc;
 }
 
+/* The relation check's state (memory.h) of the question of a one-message
+ * chat, into xhat (C). */
+static int question_state(tuner *t, const char *question, float *xhat) {
+    const mome_chat_msg msg = {"user", question};
+    int32_t *ids;
+    const int P = prompt_ids(t, &msg, 1, &ids);
+    if (P < 0) return P;
+    int32_t span0, span1;
+    int rc = mem_find_question(t->mem, ids, P, &span0, &span1);
+    if (rc >= 0) rc = ctx_question_state(t->ctx, ids + span0, span1 - span0, xhat);
+    else rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "tune: the memory found no question in the chat prompt");
+    free(ids);
+    return rc;
+}
+
+/* The relation check's states of each new fact: its question alone, as
+ * given, lower-cased, without its final mark and with doubled spaces (the
+ * wordings of the same question an application's users produce; a system
+ * prompt or earlier turns do not change the state, which reads the question
+ * alone), each once; for a memory that had none, the centre: their mean
+ * with the generic questions'. */
+static int capture_verify_states(tuner *t) {
+    if (!t->verify_on) return 0;
+    static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
+    enum { NK = sizeof kinds / sizeof kinds[0] };
+    const int C = t->m->hp.n_embd;
+    float *rows = mome_malloc((size_t)NK * C * sizeof(float));
+    double *sum = mome_calloc((size_t)C, sizeof(double));
+    int rc = rows && sum ? 0 : MOME_ERR_NOMEM;
+    int64_t n_sum = 0;
+    char qbuf[NK][CONTEXT_QCAP];           /* each kind's wording, when it changes the question */
+    const char *asked[NK];                 /* the wordings kept so far */
+    double last = mome_time_s();
+    for (int i = 0; i < t->n && !rc; i++) {
+        const fact *fa = &t->fs->v[i];
+        int n = 0;
+        for (int j = 0; j < NK && !rc; j++) {
+            mome_chat_msg msgs[4];
+            const int nm = context_msgs(fa, kinds[j], qbuf[j], sizeof qbuf[j], msgs);
+            const char *q = msgs[nm - 1].content;
+            int seen = 0;
+            for (int k = 0; k < n && !seen; k++) seen = strcmp(q, asked[k]) == 0;
+            if (seen) continue;
+            rc = question_state(t, q, rows + (size_t)n * C);
+            for (int c = 0; !rc && c < C; c++) sum[c] += rows[(size_t)n * C + c];
+            if (!rc) asked[n++] = q;
+            n_sum += !rc;
+        }
+        if (!rc) rc = mem_set_fact_verify(t->mem, t->f[i].mi, rows, n);
+        if (mome_time_s() - last > 0.5) {
+            last = mome_time_s();
+            progress(t, "relation-check states", i);
+        }
+    }
+    if (!rc && t->mem->n_ver_total == n_sum) { /* a memory that had none: its centre */
+        for (int g = 0; g < N_GENERIC && !rc; g++) {
+            rc = question_state(t, generic_questions[g], rows);
+            for (int c = 0; !rc && c < C; c++) sum[c] += rows[c];
+            n_sum += !rc;
+        }
+        for (int c = 0; !rc && c < C; c++) rows[c] = (float)(sum[c] / (double)(n_sum ? n_sum : 1));
+        if (!rc) rc = mem_set_verify_centre(t->mem, rows);
+    }
+    free(rows);
+    free(sum);
+    return rc;
+}
+
 /* The engine pass over every fact in every context the tuner needs: the
  * trained contexts, the untrained ones for the margin, the lower-cased
  * questions (the alternative keys), the generic questions and the centres. */
@@ -659,6 +730,7 @@ static int prepare_captures(tuner *t, int new_memory) {
     if (!rc) rc = capture_untrained(t, keys, &done, &last);
     if (!rc) rc = add_alt_keys(t, keys);
     if (!rc) rc = capture_centres(t, new_memory, keys, mp);
+    if (!rc) rc = capture_verify_states(t);
     free(keys);
     free(mp);
     return rc;
@@ -697,7 +769,7 @@ static int prepare_margins(tuner *t) {
                 char qbuf[CONTEXT_QCAP];
                 mome_chat_msg msgs[4];
                 const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
-                const mem_query qt = {NULL, NULL, 0, msgs[nm - 1].content};
+                const mem_query qt = {NULL, NULL, 0, msgs[nm - 1].content, NULL};
                 const float *kk = t->ckeys + ((size_t)i * N_CONTEXTS + k) * 2 * C;
                 mem_mix mx;
                 mem_cand cd;
@@ -777,7 +849,7 @@ static int prepare_mixtures(tuner *t) {
         const size_t o = (size_t)f->mi * C;
         /* the partners the engine would mix for the fact's own wording: its
          * keys, and its own question tokens for their wording checks */
-        mem_query qt = {own, NULL, 0, t->fs->v[i].question};
+        mem_query qt = {own, NULL, 0, t->fs->v[i].question, NULL};
         mem_fact_tokens(mem, f->mi, own, &qt.n);
         mem_mix_select(mem, mem->kpool + o, mem->klast + o, &qt, f->mi, q, &f->mix, NULL);
         for (int k = 0; k < f->mix.n; k++) {
@@ -1162,6 +1234,12 @@ static int open_memory(tuner *t, int *new_memory) {
         if (!(p->cover >= -1.0f && p->cover <= 1.0f))
             return mome_seterr_code(MOME_ERR_ARG, "tune: --cover %g outside [-1, 1]", (double)p->cover);
         mome_memory_set_cover(t->mem, p->cover);
+    }
+    if (!isnan(p->verify) || t->mem->ver_layer >= 0) {
+        const int L = m->hp.n_layer;
+        const int lver = t->mem->ver_layer >= 0 ? t->mem->ver_layer : p->verify_layer >= 0 ? p->verify_layer : 3 * L / 5;
+        if ((rc = mem_verify_init(t->mem, lver, isnan(p->verify) ? t->mem->ver_tau : p->verify))) return rc;
+        t->verify_on = 1;
     }
     return 0;
 }

@@ -30,6 +30,10 @@
  * bytes mutated at random, is refused naming the file or loads into a
  * memory that selects, decodes and saves (ASan build too); removing the
  * subject-length or question-token-count check makes ASan fail here.
+ * The relation check: the question's state is the same bits alone, behind
+ * a system prompt and after an earlier exchange; verify against brute force
+ * over a fact's f16 states; its order and count limits; the selection it
+ * silences; round trip; a bad state count refused.
  */
 #include <math.h>
 #include <unistd.h>
@@ -713,7 +717,7 @@ static void test_margin(void) {
     m2 = answer_memory(m, keys, NF, first, subj);
     REQUIRE(m2, "memory: %s", mome_errmsg());
     mome_memory_set_margin(m2, (lead1 + lead2) / 2);
-    const mem_query at = {NULL, NULL, 0, "what is the code of austria"}, both = {NULL, NULL, 0, "Austria or Germany?"};
+    const mem_query at = {NULL, NULL, 0, "what is the code of austria", NULL}, both = {NULL, NULL, 0, "Austria or Germany?", NULL};
     CHECK(mem_mix_select(m2, qk, qk + C, &at, -1, q, &mx, &cd) == 1 && cd.rival == sc[2],
           "the runner-up's subject not named: the third is the rival, selected (%g)", cd.rival);
     CHECK(mem_mix_select(m2, qk, qk + C, &both, -1, q, &mx, &cd) == 0 && cd.rival == sc[1],
@@ -834,7 +838,7 @@ static void test_cover(void) {
         for (int c = 0; c < C; c++) keys[c] = keys[C + c] = frand(&seed);
         int32_t ans[2] = {5, 6};
         REQUIRE(mem_add_fact(mem, keys, keys + C, ans, 2) == f, "add");
-        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL};
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL, NULL};
         REQUIRE(mem_set_fact_tokens(mem, f, &q) == 0, "tokens: %s", mome_errmsg());
         CHECK(mem->n_tok[f] == NT, "fact %d keeps %d tokens, want %d (the blank one dropped)", f, mem->n_tok[f], NT);
         for (int i = 0, k = 0; i < NT + 1; i++) {
@@ -847,7 +851,7 @@ static void test_cover(void) {
             k++;
         }
     }
-    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1, NULL}) != 0, "tokens twice for one fact are refused");
+    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1, NULL, NULL}) != 0, "tokens twice for one fact are refused");
     mem_update_tok_centre(mem);
     double err = 0;
     for (int c = 0; c < C; c++) {
@@ -860,7 +864,7 @@ static void test_cover(void) {
     /* own tokens, and a question that lacks fact 0's token 3 (a random row in its place) */
     for (int f = 0; f < NF; f++) {
         for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[(i + f) % 8];
-        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL};
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL, NULL};
         const float cv = mem_cover(mem, f, &q, scr);
         CHECK(cv > 0.999f, "fact %d: its own tokens cover it %.4f", f, cv);
     }
@@ -868,7 +872,7 @@ static void test_cover(void) {
     memcpy(other, rows, sizeof(float) * (size_t)(NT + 1) * C);
     for (int c = 0; c < C; c++) other[(size_t)4 * C + c] = 3.0f * (frand(&seed) - 0.5f);
     for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[i % 8];
-    const mem_query qo = {other, toks, NT + 1, NULL};
+    const mem_query qo = {other, toks, NT + 1, NULL, NULL};
     /* the reference over the question's content rows only */
     float *qc = malloc(sizeof(float) * (size_t)NT * C);
     for (int i = 0, k = 0; i < NT + 1; i++)
@@ -881,7 +885,7 @@ static void test_cover(void) {
     float *q = malloc(sizeof(float) * MEM_SELECT_SCRATCH(C));
     mem_mix mx;
     mem_cand cd;
-    const mem_query qs = {rows, toks, NT + 1, NULL}; /* fact 0's own rows; toks are still fact 0's */
+    const mem_query qs = {rows, toks, NT + 1, NULL, NULL}; /* fact 0's own rows; toks are still fact 0's */
     CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qs, -1, q, &mx, &cd) == 1 && mx.fact[0] == 0,
           "own wording selects fact 0 (cover %.3f)", cd.cover);
     CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qo, -1, q, &mx, &cd) == 0,
@@ -1062,23 +1066,23 @@ static void test_subject(void) {
         {"What is the code of United Kingdom?", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const mem_query qt = {NULL, NULL, 0, cases[i].q};
+        const mem_query qt = {NULL, NULL, 0, cases[i].q, NULL};
         CHECK(mem_subject_check(mem, 0, &qt) == cases[i].want, "text '%s': %d", cases[i].q, cases[i].want);
         /* the same through the question's tokens, as the engine reads it */
         int32_t *ids = NULL;
         const int n = mome_tokenize_alloc(m, cases[i].q, 0, 0, &ids);
         REQUIRE(n > 0, "tokenize");
-        const mem_query qk = {NULL, ids, n, NULL};
+        const mem_query qk = {NULL, ids, n, NULL, NULL};
         CHECK(mem_subject_check(mem, 0, &qk) == cases[i].want, "tokens of '%s': %d", cases[i].q, cases[i].want);
         free(ids);
     }
-    const mem_query none = {NULL, NULL, 0, "anything"};
+    const mem_query none = {NULL, NULL, 0, "anything", NULL};
     CHECK(mem_subject_check(mem, 1, &none) == -1, "a fact without a subject is not checked");
     /* the selection: fact 0's own keys, asked with and without its subject */
     mome_memory_set_routing(mem, 0.5f, NAN);
     mem_mix mx;
     mem_cand cd;
-    const mem_query yes = {NULL, NULL, 0, cases[1].q}, no = {NULL, NULL, 0, cases[6].q};
+    const mem_query yes = {NULL, NULL, 0, cases[1].q, NULL}, no = {NULL, NULL, 0, cases[6].q, NULL};
     CHECK(mem_mix_select(mem, keys, keys + C, &yes, -1, q, &mx, &cd) == 1 && mx.fact[0] == 0 && cd.subject == 1,
           "named: selected");
     CHECK(mem_mix_select(mem, keys, keys + C, &no, -1, q, &mx, &cd) == 0 && cd.best == 0 && cd.subject == 0 && cd.score > 0.99f,
@@ -1117,6 +1121,155 @@ static void test_subject(void) {
  * check's tokens, subjects, an alternative key, leads, a margin and share,
  * a gate with its negatives; fact 0's keys are those of `ids` (n tokens), so
  * that the question selects it. NULL on failure (mome_errmsg). */
+/* The relation check's state the engine used at the last decision row of
+ * the prompt msgs (the memory attached to c), into out (C); the decision
+ * row's position or -1. */
+static int engine_state(mome_ctx *c, const mome_chat_msg *msgs, int nm, float *out) {
+    int32_t *ids = NULL, pos = -1;
+    const int n = prompt_ids(c->m, msgs, nm, &ids);
+    if (n <= 0 || mome_decode(c, ids, n, 0, 0) != 0 || !mome_ctx_memory_decision(c, &pos, NULL, NULL)) pos = -1;
+    if (pos >= 0) memcpy(out, c->vrows + (size_t)pos * c->m->hp.n_embd, sizeof(float) * (size_t)c->m->hp.n_embd);
+    free(ids);
+    return pos;
+}
+
+static void test_verify(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, NF = 3;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new");
+    CHECK(mem_verify_init(mem, 24, 0.5f) != 0 && mem_verify_init(mem, 0, 0.5f) != 0 && mem_verify_init(mem, 18, 1.5f) != 0,
+          "a check at or above the value block, at block 0 or with a threshold outside [-1, 1] is refused");
+    REQUIRE(mem_verify_init(mem, 18, 0.9f) == 0, "init: %s", mome_errmsg());
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 256;
+    mome_ctx *c = NULL;
+    REQUIRE(mome_ctx_init(m, &cp, &c) == 0 && mome_ctx_set_memory(c, mem) == 0, "ctx");
+    /* the state reads the question alone: bit for bit the same behind a system prompt and after an exchange */
+    float *st = malloc(sizeof(float) * (size_t)6 * C), *keys = random_keys(NF + 1, C, 41);
+    REQUIRE(st && keys, "oom");
+    const char *own = "What is the code of Austria?";
+    const mome_chat_msg alone[] = {{"user", own}};
+    const mome_chat_msg sys[] = {{"system", "You are terse."}, {"user", own}};
+    const mome_chat_msg turn[] = {{"user", "Hi."}, {"assistant", "Hello."}, {"user", own}};
+    const mome_chat_msg other[] = {{"user", "Who owns Austria?"}};
+    const mome_chat_msg lower[] = {{"system", "You are terse."}, {"user", "what is the code of austria?"}};
+    REQUIRE(engine_state(c, alone, 1, st) >= 0 && engine_state(c, sys, 2, st + C) >= 0 &&
+                engine_state(c, turn, 3, st + 2 * C) >= 0 && engine_state(c, other, 1, st + 3 * C) >= 0 &&
+                engine_state(c, lower, 2, st + 4 * C) >= 0,
+            "every prompt has a decision row: %s", mome_errmsg());
+    CHECK(!memcmp(st, st + C, sizeof(float) * C) && !memcmp(st, st + 2 * C, sizeof(float) * C),
+          "the question's state is the same bits alone, behind a system prompt and after an earlier exchange");
+    CHECK(memcmp(st, st + 3 * C, sizeof(float) * C) != 0, "another question has another state");
+    int32_t *qi = NULL;
+    const int nq = prompt_ids(m, alone, 1, &qi);
+    int32_t s0 = -1, s1 = -1;
+    REQUIRE(nq > 0 && mem_find_question(mem, qi, nq, &s0, &s1) == nq - 1 && s1 > s0, "the question's span");
+    REQUIRE(ctx_question_state(c, qi + s0, s1 - s0, st + 5 * C) == 0, "question state: %s", mome_errmsg());
+    CHECK(!memcmp(st, st + 5 * C, sizeof(float) * C), "ctx_question_state gives the engine's state (the tuner's path)");
+    /* facts: 0 keeps its question (and its lower case), 1 the other question's state, 2 none */
+    const int32_t ans[2] = {100, 7};
+    for (int f = 0; f < NF; f++) REQUIRE(mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, ans, 2) == f, "add");
+    float two[2 * 576];
+    REQUIRE(C <= 576, "C");
+    memcpy(two, st, sizeof(float) * C);
+    memcpy(two + C, st + 4 * C, sizeof(float) * C);
+    REQUIRE(mem_set_fact_verify(mem, 0, two, 2) == 0, "states of fact 0: %s", mome_errmsg());
+    CHECK(mem_set_fact_verify(mem, 0, two, 1) != 0, "a fact's states are set once");
+    CHECK(mem_set_fact_verify(mem, 1, two, MEM_MAX_VER + 1) != 0, "more than %d states are refused", MEM_MAX_VER);
+    REQUIRE(mem_set_fact_verify(mem, 1, st + 3 * C, 1) == 0, "states of fact 1");
+    float *mu = malloc(sizeof(float) * C), *scr = malloc(sizeof(float) * 2 * C);
+    REQUIRE(mu && scr, "oom");
+    for (int i = 0; i < C; i++) mu[i] = 0.5f * (st[i] + st[3 * C + i]);
+    REQUIRE(mem_set_verify_centre(mem, mu) == 0, "centre");
+    /* brute force over the f16 states */
+    double worst = 0;
+    for (int q = 0; q < 5; q++)
+        for (int f = 0; f < 2; f++) {
+            double best = -INFINITY;
+            for (int j = 0; j < mem->n_ver[f]; j++) {
+                float k16[576];
+                for (int i = 0; i < C; i++) k16[i] = quant_f16_to_f32(quant_f32_to_f16((f == 0 ? two + (size_t)j * C : st + 3 * C)[i]));
+                const double d = ref_ccos(st + (size_t)q * C, k16, mu, C);
+                if (d > best) best = d;
+            }
+            const double e = fabs(best - mem_verify(mem, f, st + (size_t)q * C, scr));
+            if (e > worst) worst = e;
+        }
+    CHECK(worst < 1e-5, "verify is the best centred cosine over the fact's states (max error %.2e)", worst);
+    CHECK(isinf(mem_verify(mem, 2, st, scr)) && isinf(mem_verify(mem, 0, NULL, scr)), "no states or no question state: no check");
+    CHECK(mem_verify(mem, 0, st, scr) > 0.999f && mem_verify(mem, 0, st + 3 * C, scr) < 0.9f,
+          "the stored question verifies, the other question does not (%.3f, %.3f)", (double)mem_verify(mem, 0, st, scr),
+          (double)mem_verify(mem, 0, st + 3 * C, scr));
+    /* the selection: fact 0's keys are the question's; the other question, given fact 0's keys, is silenced */
+    c->dec_keys = keys; /* fact 0's own keys, from its question */
+    c->mem_route_off = 1;
+    REQUIRE(mome_decode(c, qi, nq, 0, 0) == 0, "decode");
+    c->dec_keys = NULL;
+    c->mem_route_off = 0;
+    memcpy(mem->kpool, keys, sizeof(float) * C);
+    memcpy(mem->klast, keys + C, sizeof(float) * C);
+    REQUIRE(mem_set_centres(mem, mem->mu_pool, mem->mu_last) == 0, "centres");
+    int32_t fact = -1;
+    float tmp[576];
+    engine_state(c, sys, 2, tmp);
+    mome_ctx_memory_decision(c, NULL, &fact, NULL);
+    CHECK(fact == 0 && c->dec_cand.verify > 0.999f, "the question behind a system prompt selects its fact (%d, verify %.3f)",
+          fact, (double)c->dec_cand.verify);
+    c->dec_keys = keys;
+    c->mem_route_off = 1;
+    engine_state(c, other, 1, tmp); /* the other question's own keys, into keys */
+    c->dec_keys = NULL;
+    c->mem_route_off = 0;
+    memcpy(mem->kpool, keys, sizeof(float) * C); /* fact 0 keyed on the other question, verified on its own */
+    memcpy(mem->klast, keys + C, sizeof(float) * C);
+    REQUIRE(mem_set_centres(mem, mem->mu_pool, mem->mu_last) == 0, "centres");
+    engine_state(c, other, 1, tmp);
+    mome_ctx_memory_decision(c, NULL, &fact, NULL);
+    CHECK(c->dec_cand.best == 0 && fact == -1 && c->dec_cand.verify < 0.9f,
+          "a question whose keys find the fact but whose state is another question's is silenced (best %d, fact %d, verify %.3f)",
+          c->dec_cand.best, fact, (double)c->dec_cand.verify);
+    mome_memory_set_verify(mem, -1.0f);
+    engine_state(c, other, 1, tmp);
+    mome_ctx_memory_decision(c, NULL, &fact, NULL);
+    CHECK(fact == 0, "at threshold -1 it answers (%d)", fact);
+    mome_memory_set_verify(mem, 0.9f);
+    /* round trip, and a bad count */
+    char path[] = "/tmp/mome_test_verify_XXXXXX";
+    int fd = mkstemp(path);
+    REQUIRE(fd >= 0, "mkstemp");
+    close(fd);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory *l = NULL;
+    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    CHECK(l->ver_layer == 18 && l->ver_tau == 0.9f && l->n_ver_total == 3 && !memcmp(l->n_ver, mem->n_ver, NF * sizeof(int32_t)) &&
+              !memcmp(l->kver, mem->kver, sizeof(uint16_t) * 3 * C) && !memcmp(l->mu_ver, mem->mu_ver, sizeof(float) * C),
+          "the relation check round trips bit for bit");
+    CHECK(mem_verify(l, 0, st, scr) == mem_verify(mem, 0, st, scr), "and verifies alike");
+    mome_memory_free(l);
+    l = NULL;
+    REQUIRE(patch_key(path, "mome.n_verify", MEM_MAX_VER + 1) == 0, "patch");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "relation-check states"),
+          "a fact with %d states is refused: '%s'", MEM_MAX_VER + 1, mome_errmsg());
+    mome_memory_free(l);
+    mome_memory *plain = NULL;
+    REQUIRE(mem_new(m, 6, 24, &plain) == 0 && mem_add_fact(plain, keys, keys + C, ans, 2) == 0 && mem_save(plain, path, 1) == 0, "plain");
+    gguf_file *gf = NULL;
+    int32_t lay;
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    CHECK(gguf_get_i32(gf, "mome.verify_layer", &lay) == 0 && !gguf_find_tensor(gf, "mem.verify_states"),
+          "a memory without the check writes no field");
+    gguf_close(gf);
+    mome_memory_free(plain);
+    unlink(path);
+    free(st); free(keys); free(qi); free(mu); free(scr);
+    mome_ctx_free(c);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) {
     const int C = m->hp.n_embd, NF = 3, NT = 5;
     mome_memory *mem = NULL;
@@ -1125,6 +1278,7 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
     mome_memory_set_mix(mem, 2, 0.1f, 0.3f);
     mome_memory_set_margin(mem, 0.2f);
     mome_memory_set_margin_share(mem, 0.7f);
+    if (mem_verify_init(mem, 18, -1.0f)) { mome_memory_free(mem); return NULL; }
     mome_ctx_params cp = mome_ctx_default_params();
     cp.n_ctx = 128;
     mome_ctx *c = NULL;
@@ -1150,8 +1304,8 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
         for (size_t i = 0; ok && i < (size_t)(NT + 1) * C; i++) rows[i] = 2.0f * frand(&seed);
         /* fact 0: the question's words as the engine read them; the others random rows */
         const mem_pos *ps = &c->mpos[n - 1];
-        const mem_query q0 = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL},
-                        q = {rows, content, NT + 1 - f, NULL};
+        const mem_query q0 = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL, NULL},
+                        q = {rows, content, NT + 1 - f, NULL, NULL};
         ok = ok && (f > 0 || ps->span1 > ps->span0) && mem_set_fact_tokens(mem, f, f ? &q : &q0) == 0;
         char question[64];
         snprintf(question, sizeof question, "What is the code of %s?", subj[f] ? subj[f] : "it");
@@ -1161,6 +1315,15 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
         for (int i = 0; ok && i < (f == 1 ? 4 : 3) * C; i++) v[i] = 0.25f * frand(&seed);
     }
     ok = ok && mem_add_alt_key(mem, NF - 1, keys + (size_t)NF * 2 * C, keys + (size_t)NF * 2 * C + C) == 0;
+    /* relation-check states: fact 0 its question's (the engine's), fact 1 three random ones, fact 2 none */
+    float *vs = malloc(sizeof(float) * (size_t)3 * C);
+    int32_t s0 = -1, s1 = -1;
+    ok = ok && vs && mem_find_question(mem, ids, n, &s0, &s1) == n - 1 && ctx_question_state(c, ids + s0, s1 - s0, vs) == 0;
+    ok = ok && mem_set_fact_verify(mem, 0, vs, 1) == 0;
+    for (size_t i = 0; ok && i < (size_t)3 * C; i++) vs[i] = frand(&seed);
+    ok = ok && mem_set_fact_verify(mem, 1, vs, 3) == 0 && mem_set_fact_verify(mem, 2, vs, 0) == 0;
+    ok = ok && mem_set_verify_centre(mem, vs + C) == 0;
+    free(vs);
     ok = ok && mem_update_tok_centre(mem) == 0;
     for (int g = 0; ok && g < 2; g++) ok = mem_gate_add_negative(mem, keys + (size_t)(NF + 1 + g) * 2 * C + C) == 0;
     const int32_t pf[3] = {0, 1, 2};
@@ -1212,7 +1375,7 @@ static int hostile_one(hostile *h, const uint8_t *img, size_t len, int decode, c
     int bad = 0;
     for (int i = 0; i < 2 * C; i++) h->key[i] = frand(&h->seed);
     for (int i = 0; i < 4 * C; i++) h->rows[i] = frand(&h->seed);
-    const mem_query qt = {h->rows, h->ids + h->n - 6, 4, "What is the code of Austria?"};
+    const mem_query qt = {h->rows, h->ids + h->n - 6, 4, "What is the code of Austria?", NULL};
     mem_mix mx;
     mem_cand cd;
     const int k = mem_mix_select(l, h->key, h->key + C, &qt, -1, h->q, &mx, &cd);
@@ -1243,7 +1406,8 @@ static int hostile_one(hostile *h, const uint8_t *img, size_t len, int decode, c
  * refused with a message naming it, or loads into a memory that selects,
  * mixes and decodes a question without a fault (the ASan build runs this
  * too) and saves again. 1. Every per-fact array (answer lengths, subject
- * lengths, question-token counts, alternative-key counts, leads) with one
+ * lengths, question-token counts, alternative-key counts, relation-check
+ * state counts, leads) with one
  * entry set to a hostile value, and with two entries moved by +d and -d so
  * that their sum, which the loader checks against the data, still holds
  * (a negative length then points outside the data). 2. Random mutations
@@ -1277,7 +1441,7 @@ static void test_hostile_files(void) {
     fclose(fp);
     /* where the header ends and the per-fact arrays are */
     static const char *const arrays[] = {"mome.n_answer", "mome.subject_len", "mome.n_question_tokens", "mome.n_alt_keys",
-                                         "mome.fact_lead"};
+                                         "mome.n_verify", "mome.fact_lead"};
     enum { NA = sizeof arrays / sizeof arrays[0] };
     size_t at_arr[NA];
     uint64_t n_arr[NA];
@@ -1301,7 +1465,7 @@ static void test_hostile_files(void) {
     mome_memory *l = NULL;
     REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
     CHECK(l->top_k == 2 && l->n_alt_total == 1 && l->n_subj_total > 0 && l->gate_w && !isnan(l->cover_tau) &&
-              l->margin == 0.2f && l->flead[0] == 0.1f,
+              l->margin == 0.2f && l->flead[0] == 0.1f && l->ver_layer == 18 && l->n_ver_total == 4,
           "every part round trips");
     REQUIRE(mome_ctx_set_memory(h.c, l) == 0 && mome_decode(h.c, ids, n, 0, 0) == 0, "decode: %s", mome_errmsg());
     int32_t fact = -1;
@@ -1392,5 +1556,6 @@ int main(void) {
     RUN(test_subject);
     RUN(test_margin);
     RUN(test_hostile_files);
+    RUN(test_verify);
     return test_summary();
 }

@@ -92,7 +92,7 @@ static struct cli {
     mome_tune_params tune;
     /* eval */
     mome_eval_params eval;
-    float route_tau, route_w, route_cover, route_margin, route_share; /* overrides of the memory's (NAN: its own) */
+    float route_tau, route_w, route_cover, route_verify, route_margin, route_share; /* overrides of the memory's (NAN: its own) */
     arg_list systems;
     /* serve */
     srv_params srv;
@@ -190,6 +190,14 @@ static const arg_opt OPTS[] = {
              "of every one (cosine at the key block >= X); 0.2 turns away other questions about the same subject, "
              "keeps case/space/punctuation variants and contexts; docs/BENCHMARKS.md has the trade-off",
      .def = "no check"},
+    {CMD_TUNE, "--verify", "X", ARG_FLOAT(&V.tune.verify, -1, 1),
+     .help = "the relation check: keep each fact's state at --verify-layer in every context it is tuned in, and "
+             "answer only questions whose state there is near one of them (centred cosine >= X); it tells "
+             "rewordings from other questions about the same subject better than --cover; -1 keeps the states "
+             "and checks nothing (for eval --verify); docs/BENCHMARKS.md has the trade-off",
+     .def = "no check"},
+    {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
+     .help = "the block whose input the relation check reads (below --layer)", .def = "3/5 of the blocks"},
     {CMD_TUNE, "--top-k", "K", ARG_INT(&V.tune.top_k, 1, 64),
      .help = "a question mixes the values of up to K facts, 1..64: the K best by key score, weighted "
              "softmax(score / T); the memory speaks when the best fact is selected, the others join when they "
@@ -255,6 +263,8 @@ static const arg_opt OPTS[] = {
      .help = "override the pooled key's weight in the selection score"},
     {CMD_EVAL, "--cover", "X", ARG_FLOAT(&V.route_cover, -1, 1),
      .help = "override the wording check's threshold (memories tuned with --cover)"},
+    {CMD_EVAL, "--verify", "X", ARG_FLOAT(&V.route_verify, -1, 1),
+     .help = "override the relation check's threshold (memories tuned with --verify)"},
     {CMD_EVAL, "--neighbors", "FILE", ARG_STR(&V.eval.neighbors_path),
      .help = "more neighbour questions: the questions of this fact file (answers ignored)"},
     {CMD_EVAL, "--system", "TEXT", ARG_LIST(&V.systems),
@@ -265,7 +275,7 @@ static const arg_opt OPTS[] = {
      .help = "write one JSON line per question asked: {\"fact\", \"line\", \"kind\" "
              "(recall|paraphrase|variant|context|neighbor), \"question\", \"system\", \"answer\", \"base\" (the "
              "answer without the memory; neighbours only, else null), \"exact\", \"route\" (with a memory: the "
-             "memory's decision, {\"best\", \"score\", \"gate\", \"cover\", \"fact\"}; bench/route_tradeoff.py "
+             "memory's decision, {\"best\", \"score\", \"gate\", \"cover\", \"verify\", \"fact\"}; bench/route_tradeoff.py "
              "replays other thresholds on it)}"},
     {CMD_EVAL, "--text", "FILE", ARG_STR(&V.eval.text_path), .help = "held-out text for perplexity"},
     {CMD_EVAL, "--text-bytes", "N", ARG_I64(&V.eval.text_max_bytes, 1, LONG_MAX),
@@ -975,7 +985,7 @@ static const char EVAL_USAGE[] =
 static int cmd_eval(int argc, char **argv) {
     V.eval = mome_eval_default_params();
     V.on_conflict = V.eval.on_conflict;
-    V.route_tau = V.route_w = V.route_cover = V.route_margin = V.route_share = NAN;
+    V.route_tau = V.route_w = V.route_cover = V.route_verify = V.route_margin = V.route_share = NAN;
     parse_args(CMD_EVAL, argc, argv, NULL, EVAL_USAGE);
     for (int i = 0; i < V.systems.n; i++)
         if (!*V.systems.v[i]) die("eval: --system expects a non-empty system prompt");
@@ -995,6 +1005,7 @@ static int cmd_eval(int argc, char **argv) {
     if (memory && mome_memory_load(memory, m, &mem)) die("%s", mome_errmsg());
     if (mem) mome_memory_set_routing(mem, V.route_tau, V.route_w); /* NAN: unchanged */
     if (mem) mome_memory_set_cover(mem, V.route_cover);
+    if (mem) mome_memory_set_verify(mem, V.route_verify);
     if (mem) mome_memory_set_margin(mem, V.route_margin);
     if (mem) mome_memory_set_margin_share(mem, V.route_share);
     if (mem && V.memory_top_k > 0) mome_memory_set_mix(mem, V.memory_top_k, NAN, NAN);

@@ -124,7 +124,8 @@ assert len(n) == 2 + 1 + 4  # 2 recall, Falcon's paraphrase, 4 neighbours
 # every question asked with the memory carries its decision; a recalled fact was its own
 for o in n:
     r = o["route"]
-    assert set(r) == {"best", "score", "second", "rival", "margin", "gate", "cover", "subject", "fact"} and r["cover"] is None and r["subject"] is None
+    assert set(r) == {"best", "score", "second", "rival", "margin", "gate", "cover", "verify", "subject", "fact"}
+    assert r["cover"] is None and r["subject"] is None and r["verify"] is None
     assert r["second"] is not None and r["second"] <= r["score"], o  # the runner-up of a 10-fact memory
     assert r["rival"] is not None and r["rival"] <= r["second"] and r["margin"] == 0, o  # answers all differ: the rival is the runner-up; no margin
     if o["kind"] == "recall":
@@ -145,6 +146,35 @@ EOF
         ok "--parallel 16 (batched) and --parallel 1 give identical answers and measures ($(wc -l <"$tmp/p1.jsonl") questions)"
     else bad "--parallel: batched and one-at-a-time differ: $(diff "$tmp/p1" "$tmp/p16" | head -3)"; fi
 else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
+
+# the relation check: a memory tuned with --verify reads each question's state
+# alone, so every context and variant keeps its fact (their states are the
+# trained question's or one the tuner kept); every line records the check
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/v.mome" --verify 0.6 -t 2 2>"$tmp/log"; then
+    $MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 -t 2 --outputs "$tmp/v.jsonl" --json \
+        >"$tmp/j" 2>"$tmp/e"
+    rc=$?
+    r=$(field recall "$tmp/j"); cr=$(field context_recall "$tmp/j"); vr=$(field variant_recall "$tmp/j")
+    if [ $rc -eq 0 ] && [ "$r" = "1.000000" ] && [ "$cr" = "1.000000" ] && [ "$vr" = "1.000000" ]; then
+        ok "--verify 0.6: recall $r, context_recall $cr, variant_recall $vr"
+    else bad "--verify (rc=$rc): recall '$r' context '$cr' variants '$vr' $(tail -1 "$tmp/e")"; fi
+    if [ -n "$PY" ]; then
+        if $PY - "$tmp/v.jsonl" <<'EOF'
+import json, sys
+n = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+asked = [o for o in n if o["kind"] in ("recall", "context", "variant")]
+assert len(asked) == 3 * 8, len(asked)
+assert all(o["route"]["verify"] is not None and o["route"]["verify"] > 0.999 and o["route"]["fact"] == o["fact"] for o in asked), asked
+EOF
+        then ok "--verify: every trained question, context and variant verifies at > 0.999 and selects its fact"
+        else bad "--verify outputs"; fi
+    fi
+    $MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 --no-context --no-variants -t 2 --verify 1 \
+        --json >"$tmp/j" 2>"$tmp/e"
+    r=$(field recall "$tmp/j")
+    case "$r" in 0.*|1.000000) ok "eval --verify 1 overrides the memory's threshold (recall $r)";;
+        *) bad "eval --verify 1: '$r' $(tail -1 "$tmp/e")";; esac
+else bad "tune --verify: $(tail -2 "$tmp/log")"; fi
 
 # the margin over the rival: a memory tuned with --route-margin 2 gives each
 # fact its own margin, half its contexts' lead (below 2, not all
