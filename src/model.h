@@ -124,10 +124,10 @@ struct mome_ctx {
     const mome_memory *mem_last; /* the memory whose routing states are in mpos */
     struct mem_pos *mpos; /* (n_ctx) routing state per position (memory.h) */
     float *mrows;        /* (n_ctx, C) input of the memory's key block per position */
-    float *vrows;        /* (n_ctx, C) the relation check's state at each decision row (memories with one) */
+    float *vrows;        /* (n_ctx, C) the relation check's state (raw x) at each decision row (memories with one) */
     struct mome_ctx *qctx; /* where those states are computed (ctx_question_state) */
     int stop_layer;      /* end the pass at this block's input (after its capture), or -1 */
-    float *mscratch;     /* (2C + MEM_SELECT_SCRATCH) routing scratch */
+    float *mscratch;     /* (3C + MEM_SELECT_SCRATCH) routing scratch */
     int32_t mem_valid;   /* positions whose routing states are valid */
     int mem_route_off;   /* compute the keys but select nothing (tuning's base pass) */
     int32_t dec_pos;     /* the last decision row (-1: none in the last decode) */

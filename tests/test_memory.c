@@ -1128,7 +1128,7 @@ static int engine_state(mome_ctx *c, const mome_chat_msg *msgs, int nm, float *o
     int32_t *ids = NULL, pos = -1;
     const int n = prompt_ids(c->m, msgs, nm, &ids);
     if (n <= 0 || mome_decode(c, ids, n, 0, 0) != 0 || !mome_ctx_memory_decision(c, &pos, NULL, NULL)) pos = -1;
-    if (pos >= 0) memcpy(out, c->vrows + (size_t)pos * c->m->hp.n_embd, sizeof(float) * (size_t)c->m->hp.n_embd);
+    if (pos >= 0) mem_rms_normalize(c->vrows + (size_t)pos * c->m->hp.n_embd, out, c->m->hp.n_embd);
     free(ids);
     return pos;
 }
@@ -1161,7 +1161,8 @@ static void test_verify(void) {
                 engine_state(c, lower, 2, st + 4 * C) >= 0,
             "every prompt has a decision row: %s", mome_errmsg());
     CHECK(!memcmp(st, st + C, sizeof(float) * C) && !memcmp(st, st + 2 * C, sizeof(float) * C),
-          "the question's state is the same bits alone, behind a system prompt and after an earlier exchange");
+          "the question's state is the same bits alone (read in place), behind a system prompt and after an earlier "
+          "exchange (its own pass)");
     CHECK(memcmp(st, st + 3 * C, sizeof(float) * C) != 0, "another question has another state");
     int32_t *qi = NULL;
     const int nq = prompt_ids(m, alone, 1, &qi);
