@@ -1013,6 +1013,21 @@ static int read_tensor(const gguf_file *f, const char *name, int64_t ne0, int64_
     return 0;
 }
 
+/* The f16 tensor name of tot rows of C (tot > 0), checked (shape, finite
+ * values), into *out (malloc'd). */
+static int read_f16_rows(const gguf_file *f, const char *name, int C, int64_t tot, uint16_t **out) {
+    const gguf_tensor *t = gguf_find_tensor(f, name);
+    if (!t || t->type != MOME_DTYPE_F16 || t->ne[0] != C || t->ne[1] != tot || t->ne[2] != 1 || t->ne[3] != 1)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor '%s' is missing or not f16 [%d, %lld]", f->path, name, C,
+                                (long long)tot);
+    if (!(*out = mome_malloc((size_t)tot * C * sizeof(uint16_t)))) return MOME_ERR_NOMEM;
+    memcpy(*out, t->data, (size_t)tot * C * sizeof(uint16_t));
+    for (size_t i = 0; i < (size_t)tot * C; i++)
+        if (!isfinite(quant_f16_to_f32((*out)[i])))
+            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor '%s' contains NaN/Inf", f->path, name);
+    return 0;
+}
+
 /* The wording check of a version-4 file: its threshold, the token count
  * of each fact (checked before anything is sized by them) and the tokens. */
 static int load_cover(const gguf_file *f, mome_memory *m) {
@@ -1036,15 +1051,8 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
         tot += k;
     }
     if (tot == 0) { m->n_tok_total = 0; return mem_update_tok_centre(m); }
-    const gguf_tensor *t = gguf_find_tensor(f, "mem.question_tokens");
-    if (!t || t->type != MOME_DTYPE_F16 || t->ne[0] != C || t->ne[1] != tot || t->ne[2] != 1 || t->ne[3] != 1)
-        return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' is missing or not f16 [%d, %lld]",
-                                f->path, C, (long long)tot);
-    if (!(m->ktok = mome_malloc((size_t)tot * C * sizeof(uint16_t)))) return MOME_ERR_NOMEM;
-    memcpy(m->ktok, t->data, (size_t)tot * C * sizeof(uint16_t));
-    for (size_t i = 0; i < (size_t)tot * C; i++)
-        if (!isfinite(quant_f16_to_f32(m->ktok[i])))
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.question_tokens' contains NaN/Inf", f->path);
+    const int rc = read_f16_rows(f, "mem.question_tokens", C, tot, &m->ktok);
+    if (rc) return rc;
     m->n_tok_total = m->cap_tok = tot;
     return mem_update_tok_centre(m);
 }
@@ -1076,17 +1084,7 @@ static int load_verify(const gguf_file *f, mome_memory *m) {
     int rc = mem_verify_init(m, layer, tau);
     if (rc) return rc;
     if ((rc = read_tensor(f, "mem.verify_centre", C, 1, 0, m->mu_ver))) return rc;
-    if (tot > 0) {
-        const gguf_tensor *t = gguf_find_tensor(f, "mem.verify_states");
-        if (!t || t->type != MOME_DTYPE_F16 || t->ne[0] != C || t->ne[1] != tot || t->ne[2] != 1 || t->ne[3] != 1)
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.verify_states' is missing or not f16 [%d, %lld]",
-                                    f->path, C, (long long)tot);
-        if (!(m->kver = mome_malloc((size_t)tot * C * sizeof(uint16_t)))) return MOME_ERR_NOMEM;
-        memcpy(m->kver, t->data, (size_t)tot * C * sizeof(uint16_t));
-        for (size_t i = 0; i < (size_t)tot * C; i++)
-            if (!isfinite(quant_f16_to_f32(m->kver[i])))
-                return mome_seterr_code(MOME_ERR_FORMAT, "%s: memory tensor 'mem.verify_states' contains NaN/Inf", f->path);
-    }
+    if (tot > 0 && (rc = read_f16_rows(f, "mem.verify_states", C, tot, &m->kver))) return rc;
     int64_t off = 0;
     for (int i = 0; i < nf; i++) {
         memcpy(&m->n_ver[i], nv->data + 4 * (size_t)i, 4);
