@@ -617,8 +617,8 @@ int ctx_question_state(mome_ctx *c, const int32_t *content, int n, float *xhat) 
  * turn) is the question alone already: its state is read in place by that
  * pass (marked NAN here; the same tokens from the same start give the same
  * bits), which saves the second pass for the common case (eval of 100 zsRE
- * facts without contexts: 82 s with it for every question, 60 s without the
- * check). The routing states it steps through are written again, in order,
+ * facts without contexts, one session: 72.5 s without the check, 86.6 s
+ * with it, 99.9 s with a second pass for every question; docs/BENCHMARKS.md). The routing states it steps through are written again, in order,
  * by memory_row. */
 static int question_states(mome_ctx *c, int32_t pos0, int n) {
     const mome_memory *mem = c->mem;

@@ -244,7 +244,6 @@ typedef struct tuner {
     float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
     float *ckeys;          /* (n, N_CONTEXTS, 2C) raw keys (pooled, last) of every context the tuner makes,
                             * trained or not, with a margin (prepare_margins) */
-    int verify_on;         /* the memory has a relation check: keep the new facts' states */
     int n_subj;            /* facts that name their subject */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
@@ -666,7 +665,7 @@ static int question_state(tuner *t, const char *question, float *xhat) {
  * alone), each once; for a memory that had none, the centre: their mean
  * with the generic questions'. */
 static int capture_verify_states(tuner *t) {
-    if (!t->verify_on) return 0;
+    if (t->mem->ver_layer < 0) return 0; /* no relation check */
     static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
@@ -1239,7 +1238,6 @@ static int open_memory(tuner *t, int *new_memory) {
         const int L = m->hp.n_layer;
         const int lver = t->mem->ver_layer >= 0 ? t->mem->ver_layer : p->verify_layer >= 0 ? p->verify_layer : 3 * L / 5;
         if ((rc = mem_verify_init(t->mem, lver, isnan(p->verify) ? t->mem->ver_tau : p->verify))) return rc;
-        t->verify_on = 1;
     }
     return 0;
 }
