@@ -191,10 +191,12 @@ static const arg_opt OPTS[] = {
              "keeps case/space/punctuation variants and contexts; docs/BENCHMARKS.md has the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify", "X", ARG_FLOAT(&V.tune.verify, -1, 1),
-     .help = "the relation check: keep each fact's state at --verify-layer in every context it is tuned in, and "
-             "answer only questions whose state there is near one of them (centred cosine >= X); it tells "
-             "rewordings from other questions about the same subject better than --cover; -1 keeps the states "
-             "and checks nothing (for eval --verify); docs/BENCHMARKS.md has the trade-off",
+     .help = "the relation check: keep each fact's state at --verify-layer at the end of its question asked "
+             "alone (as given, lower case, without its final mark, with doubled spaces), and answer only "
+             "questions whose own question, read alone, is near one of them (centred cosine >= X), whatever "
+             "system prompt or turns precede it; it tells rewordings from other questions about the same "
+             "subject better than --cover (0.9: make demo's setting); -1 keeps the states and checks nothing "
+             "(for eval --verify); docs/BENCHMARKS.md has the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
      .help = "the block whose input the relation check reads (below --layer)", .def = "3/5 of the blocks"},
