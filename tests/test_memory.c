@@ -51,6 +51,20 @@ static const char *model_path(void) {
     return access(p, R_OK) == 0 ? p : NULL;
 }
 
+/* An empty file of our own under /tmp, named into path (64 bytes) after tag: 0, or -1. */
+static int temp_file(char *path, const char *tag) {
+    snprintf(path, 64, "/tmp/mome_test_%s_XXXXXX", tag);
+    int fd = mkstemp(path);
+    if (fd < 0) return -1;
+    close(fd);
+    return 0;
+}
+
+/* mem saved to path and loaded back into *out: the round trip most tests check. */
+static int save_load(const mome_memory *mem, const char *path, int f16, mome_model *m, mome_memory **out) {
+    return mem_save(mem, path, f16) == 0 ? mome_memory_load(path, m, out) : -1;
+}
+
 static mome_model *load(void) {
     const char *p = model_path();
     if (!p) return NULL;
@@ -196,13 +210,10 @@ static void test_exact_and_selected(void) {
     CHECK(memcmp(mome_get_logits(c, -1), mome_get_logits(b, n - 1), sizeof(float) * (size_t)V) == 0,
           "a memory attached mid-sequence decides like one attached from the start");
     /* save / load */
-    char path[] = "/tmp/mome_test_mem_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
-    REQUIRE(mem_save(mem, path, 0) == 0, "save: %s", mome_errmsg());
+    char path[64];
+    REQUIRE(temp_file(path, "mem") == 0, "mkstemp");
     mome_memory *l = NULL;
-    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    REQUIRE(save_load(mem, path, 0, m, &l) == 0, "save / load: %s", mome_errmsg());
     CHECK(l->n_facts == 2 && l->n_ans[1] == 2 && l->ans[l->ans_off[1] + 1] == 2000, "facts round trip");
     CHECK(memcmp(l->val, mem->val, (size_t)6 * C * sizeof(float)) == 0, "f32 values exact");
     CHECK(l->tau == mem->tau && l->w_pool == mem->w_pool, "routing parameters");
@@ -269,10 +280,8 @@ static int write_variant(mome_model *m, const char *path, const char *key, int64
 static void test_bad_files(void) {
     mome_model *m = load();
     if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
-    char path[] = "/tmp/mome_test_bad_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
+    char path[64];
+    REQUIRE(temp_file(path, "bad") == 0, "mkstemp");
     static const struct { const char *key; int64_t val; const char *msg; } cases[] = {
         {"mome.version", 1, "version 1"},
         {"mome.n_facts", 7, "facts"},
@@ -381,13 +390,10 @@ static void test_gate(void) {
     CHECK(memcmp(mome_get_logits(a, -1), mome_get_logits(b, -1), sizeof(float) * (size_t)V) == 0,
           "a rejected question's logits are bit-identical");
     /* save / load keeps the gate and its negatives */
-    char path[] = "/tmp/mome_test_gate_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
-    REQUIRE(mem_save(e, path, 1) == 0, "save: %s", mome_errmsg());
+    char path[64];
+    REQUIRE(temp_file(path, "gate") == 0, "mkstemp");
     mome_memory *l = NULL;
-    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    REQUIRE(save_load(e, path, 1, m, &l) == 0, "save / load: %s", mome_errmsg());
     CHECK(l->gate_w && !memcmp(l->gate_w, e->gate_w, (size_t)C * sizeof(float)) && l->n_gate_bias == 2 &&
               !memcmp(l->gate_bias, e->gate_bias, 2 * sizeof(float)),
           "gate round trip");
@@ -434,10 +440,8 @@ static void test_checkpoint(void) {
     float *adam = malloc((size_t)2 * rows * C * sizeof(float));
     for (int64_t i = 0; i < 2 * rows * C; i++) adam[i] = (float)i * 1e-3f - 0.25f;
     mem_ckpt_meta meta = {2, state, tl, 42, 12.5, n_fail, adam_t, loss, 1, adam, rows, NULL};
-    char path[] = "/tmp/mome_test_ckpt_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
+    char path[64];
+    REQUIRE(temp_file(path, "ckpt") == 0, "mkstemp");
     REQUIRE(mem_save_ckpt(mem, path, &meta) == 0, "save: %s", mome_errmsg());
     mome_memory *l = NULL;
     mem_ckpt_meta got;
@@ -607,10 +611,8 @@ static void test_mix_select(void) {
               mx.fact[0] == idx[0] && mx.e[0] == 1.0f && mx.e[3] < mx.e[2],
           "a forced fact replaces the 4th");
     /* a mixture memory is version 3 and round trips; one fact stays version 2 */
-    char path[] = "/tmp/mome_test_mix_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
+    char path[64];
+    REQUIRE(temp_file(path, "mix") == 0, "mkstemp");
     mome_memory_set_mix(mem, 4, 0.25f, 0.3f);
     REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
     uint32_t ver = file_version(path);
@@ -747,10 +749,8 @@ static void test_margin(void) {
     REQUIRE(mem_set_fact_lead(mem, idx[0], 0.0625f) == 0, "set");
     mome_memory_set_margin_share(mem, 0.75f);
     /* round trip; a file without it has none; a bad one is refused */
-    char path[] = "/tmp/mome_test_margin_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
+    char path[64];
+    REQUIRE(temp_file(path, "margin") == 0, "mkstemp");
     mome_memory_set_margin(mem, 0.125f);
     REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
     int32_t bits;
@@ -893,10 +893,8 @@ static void test_cover(void) {
     CHECK(mem_mix_select(mem, mem->kpool, mem->klast, NULL, -1, q, &mx, NULL) == 1,
           "no tokens given: no check");
     /* save / load */
-    char path[] = "/tmp/mome_test_cover_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
+    char path[64];
+    REQUIRE(temp_file(path, "cover") == 0, "mkstemp");
     REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
     const uint32_t ver = file_version(path);
     CHECK(ver == 4, "a memory with the wording check is a version-4 file (%u)", ver);
@@ -946,10 +944,8 @@ static void test_alt_keys(void) {
     REQUIRE(keys && q, "oom");
     const float *alt[3] = {keys + (size_t)NF * 2 * C, keys + (size_t)(NF + 1) * 2 * C, keys + (size_t)(NF + 2) * 2 * C};
     int32_t ans[2] = {100, 200};
-    char path[] = "/tmp/mome_test_alt_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
+    char path[64];
+    REQUIRE(temp_file(path, "alt") == 0, "mkstemp");
     for (int f = 0; f < NF; f++) REQUIRE(mem_add_fact(mem, keys + (size_t)f * 2 * C, keys + (size_t)f * 2 * C + C, ans, 2) == f, "add");
     REQUIRE(mem_save(mem, path, 1) == 0, "save");
     gguf_file *gf = NULL;
@@ -1008,9 +1004,8 @@ static void test_alt_keys(void) {
               round, idx[0], sc[0]);
     }
     /* round trip */
-    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
     mome_memory *l = NULL;
-    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    REQUIRE(save_load(mem, path, 1, m, &l) == 0, "save / load: %s", mome_errmsg());
     CHECK(l->n_alt_total == mem->n_alt_total && !memcmp(l->n_alt, mem->n_alt, NF * sizeof(int32_t)) &&
               !memcmp(l->akpool, mem->akpool, sizeof(float) * (size_t)C * mem->n_alt_total) &&
               !memcmp(l->aklast, mem->aklast, sizeof(float) * (size_t)C * mem->n_alt_total),
@@ -1090,13 +1085,10 @@ static void test_subject(void) {
     CHECK(mem_mix_select(mem, keys, keys + C, NULL, -1, q, &mx, &cd) == 1 && cd.subject == -1, "no question text: no check");
     CHECK(mem_mix_select(mem, keys, keys + C, &no, 0, q, &mx, NULL) == 1 && mx.fact[0] == 0, "a forced fact is in regardless");
     /* round trip */
-    char path[] = "/tmp/mome_test_subject_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
-    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    char path[64];
+    REQUIRE(temp_file(path, "subject") == 0, "mkstemp");
     mome_memory *l = NULL;
-    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    REQUIRE(save_load(mem, path, 1, m, &l) == 0, "save / load: %s", mome_errmsg());
     CHECK(l->n_subj_total == 13 && l->subj_len[0] == 13 && l->subj_len[1] == 0 && !memcmp(l->subj, "united states", 13) &&
               mem_subject_check(l, 0, &yes) == 1 && mem_subject_check(l, 0, &no) == 0,
           "subjects round trip");
@@ -1238,13 +1230,10 @@ static void test_verify(void) {
     CHECK(fact == 0, "at threshold -1 it answers (%d)", fact);
     mome_memory_set_verify(mem, 0.9f);
     /* round trip, and a bad count */
-    char path[] = "/tmp/mome_test_verify_XXXXXX";
-    int fd = mkstemp(path);
-    REQUIRE(fd >= 0, "mkstemp");
-    close(fd);
-    REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    char path[64];
+    REQUIRE(temp_file(path, "verify") == 0, "mkstemp");
     mome_memory *l = NULL;
-    REQUIRE(mome_memory_load(path, m, &l) == 0, "load: %s", mome_errmsg());
+    REQUIRE(save_load(mem, path, 1, m, &l) == 0, "save / load: %s", mome_errmsg());
     CHECK(l->ver_layer == 18 && l->ver_tau == 0.9f && l->n_ver_total == 3 && !memcmp(l->n_ver, mem->n_ver, NF * sizeof(int32_t)) &&
               !memcmp(l->kver, mem->kver, sizeof(uint16_t) * 3 * C) && !memcmp(l->mu_ver, mem->mu_ver, sizeof(float) * C),
           "the relation check round trips bit for bit");
