@@ -54,7 +54,7 @@ typedef struct lfact {
     int32_t *target;   /* (n) next-token targets, -1 on the prompt */
     int n;
     float loss;
-    int state;
+    int memorized; /* the teacher-forced argmax is the answer and the loss is below the target */
 } lfact;
 
 /* Perplexity of the text in the f32 stack (with or without adapters). */
@@ -225,7 +225,7 @@ static int recheck(tstack *st, const mome_model *m, lfact *f, int n, int B, floa
         if ((rc = tstack_step(st, seqs, cnt, X, NULL, loss, ok, 0))) break;
         for (int k = 0; k < cnt; k++) {
             f[s0 + k].loss = loss[k];
-            if (set_state) f[s0 + k].state = ok[k] && loss[k] < target_loss;
+            if (set_state) f[s0 + k].memorized = ok[k] && loss[k] < target_loss;
             *n_exact += ok[k] != 0;
         }
     }
@@ -240,7 +240,7 @@ static void report(const mome_tune_params *p, const lfact *f, int n, int64_t ste
     pr.step = step;
     pr.n_facts = n;
     double ls = 0;
-    for (int i = 0; i < n; i++) { pr.n_memorized += f[i].state; ls += f[i].loss; }
+    for (int i = 0; i < n; i++) { pr.n_memorized += f[i].memorized; ls += f[i].loss; }
     pr.mean_loss = (float)(ls / (n ? n : 1));
     pr.elapsed_s = elapsed;
     pr.facts_per_s = elapsed > 0 ? pr.n_memorized / elapsed : 0;
@@ -288,145 +288,190 @@ static int tokenize_facts(mome_model *m, const fact_set *fs, lfact *f, int *max_
     return rc;
 }
 
+/* One fine-tuning run: the facts, the stack with its trainable tensors and
+ * their Adam moments, and the batch buffers every phase below shares. */
+typedef struct ft_run {
+    mome_model *m;
+    const mome_tune_params *p;
+    mome_tune_report *rep;
+    lfact *f;
+    int n, B, full;
+    tstack st;
+    ts_param *prm;  /* (NP) the trainable tensors */
+    float **mstate; /* (2 NP) Adam's m and v of each */
+    int NP;
+    float *X, *dX;   /* (max rows x C) the batch's inputs and their gradient (full only) */
+    ts_seq *seqs;    /* (B) */
+    float *loss;     /* (B) */
+    int *ok;         /* (B) */
+    int *idx;        /* (n) the facts still training */
+    int64_t step;
+    int64_t ppl_step; /* the step rep->ppl_after was last measured at (-1: none) */
+    double t0;
+} ft_run;
+
+/* The facts tokenized, the stack sized for the longest of them (and the
+ * perplexity windows), perplexity before, the trainable tensors added. */
+static int ft_prepare(ft_run *r, const fact_set *fs) {
+    const int C = r->m->hp.n_embd;
+    int max_len = 8, rc;
+    if (!(r->f = mome_calloc((size_t)r->n, sizeof(lfact)))) return MOME_ERR_NOMEM;
+    if ((rc = tokenize_facts(r->m, fs, r->f, &max_len))) return rc;
+    const int ppl_pos = r->p->ppl_text ? 512 : 0;
+    const int max_pos = max_len > ppl_pos ? max_len : ppl_pos;
+    const int max_rows = r->B * max_len > ppl_pos ? r->B * max_len : ppl_pos;
+    if ((rc = tstack_init(&r->st, r->m, 0, max_pos + 8, max_rows))) return rc;
+    r->X = mome_malloc((size_t)max_rows * C * sizeof(float));
+    r->dX = r->full ? mome_malloc((size_t)max_rows * C * sizeof(float)) : NULL;
+    r->idx = mome_malloc((size_t)(r->n ? r->n : 1) * sizeof(int));
+    r->seqs = mome_malloc((size_t)r->B * sizeof(ts_seq));
+    r->loss = mome_malloc((size_t)r->B * sizeof(float));
+    r->ok = mome_malloc((size_t)r->B * sizeof(int));
+    if (!r->X || (r->full && !r->dX) || !r->idx || !r->seqs || !r->loss || !r->ok) return MOME_ERR_NOMEM;
+    if (r->p->ppl_text) r->rep->ppl_before = stack_ppl(r->m, &r->st, r->p->ppl_text, r->p->ppl_text_bytes, r->X);
+    rc = r->full ? tstack_add_full(&r->st, r->m) : tstack_add_lora(&r->st, r->p->lora_rank, r->p->lora_alpha, r->p->seed);
+    if (rc) return rc;
+    r->NP = tstack_params(&r->st, NULL, 0);
+    r->prm = mome_malloc((size_t)r->NP * sizeof(ts_param));
+    r->mstate = mome_calloc((size_t)r->NP * 2, sizeof(float *));
+    if (!r->prm || !r->mstate) return MOME_ERR_NOMEM;
+    tstack_params(&r->st, r->prm, r->NP);
+    for (int i = 0; i < 2 * r->NP; i++)
+        if (!(r->mstate[i] = mome_calloc(r->prm[i / 2].n, sizeof(float)))) return MOME_ERR_NOMEM;
+    return 0;
+}
+
+/* One Adam step on the nb facts idx[0..nb): forward and backward through
+ * the stack, the embedding's gradient at the facts' tokens (full), each
+ * fact's loss and whether it is memorized now. */
+static int ft_train_batch(ft_run *r, const int *idx, int nb) {
+    const int C = r->m->hp.n_embd;
+    int R = 0, rc;
+    for (int k = 0; k < nb; k++) {
+        const lfact *q = &r->f[idx[k]];
+        r->seqs[k] = (ts_seq){0, NULL, NULL, q->n, R, q->target};
+        tstack_embed(&r->st, r->m, q->ids, q->n, r->X + (size_t)R * C);
+        R += q->n;
+    }
+    for (int i = 0; i < r->NP; i++) memset(r->prm[i].g, 0, r->prm[i].n * sizeof(float));
+    if ((rc = tstack_step(&r->st, r->seqs, nb, r->X, r->dX, r->loss, r->ok, 1))) return rc;
+    if (r->full) /* the embedding's gradient: dX at the rows of each token */
+        for (int k = 0; k < nb; k++) {
+            const lfact *q = &r->f[idx[k]];
+            tstack_embed_bwd(&r->st, q->ids, q->n, r->dX + (size_t)r->seqs[k].row0 * C);
+        }
+    r->step++;
+    const adam_cfg ac = adam_default(r->p->lr > 0 ? r->p->lr : r->full ? FINETUNE_FULL_LR : 1e-3f);
+    for (int i = 0; i < r->NP; i++)
+        adam_update(&ac, (int)r->step, r->prm[i].w, r->prm[i].g, r->mstate[2 * i], r->mstate[2 * i + 1], r->prm[i].n);
+    for (int k = 0; k < nb; k++) {
+        lfact *q = &r->f[idx[k]];
+        q->loss = r->loss[k];
+        if (r->ok[k] && r->loss[k] < r->p->target_loss) q->memorized = 1;
+    }
+    return 0;
+}
+
+/* The end of a pass over the facts still training: later steps move the
+ * dense weights under the earlier facts, so every fact is re-checked;
+ * perplexity every --ppl-every passes; one "pass" report. */
+static int ft_end_pass(ft_run *r, int pass) {
+    int n_exact, rc;
+    if ((rc = recheck(&r->st, r->m, r->f, r->n, r->B, r->p->target_loss, 1, r->seqs, r->loss, r->ok, r->X, &n_exact)))
+        return rc;
+    double ppl = -1;
+    if (r->p->ppl_text && r->p->ppl_every > 0 && pass % r->p->ppl_every == 0) {
+        ppl = r->rep->ppl_after = stack_ppl(r->m, &r->st, r->p->ppl_text, r->p->ppl_text_bytes, r->X);
+        r->ppl_step = r->step;
+    }
+    report(r->p, r->f, r->n, r->step, mome_time_s() - r->t0, "pass", pass, n_exact, ppl);
+    return 0;
+}
+
 /* The training passes: batches of the facts not yet memorized, one Adam
- * step each, every fact re-checked after each pass (later steps move the
- * dense weights under the earlier facts), until all are memorized or a
- * limit is reached; perplexity every --ppl-every passes. */
-static int train_passes(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, lfact *f, int n, tstack *st,
-                        ts_param *prm, float **mstate, int NP, float *X, float *dX, int64_t *ppl_step, double t0) {
-    const int C = m->hp.n_embd, full = p->method == MOME_TUNE_FULL;
-    const float lr = p->lr > 0 ? p->lr : full ? FINETUNE_FULL_LR : 1e-3f;
-    const int B = batch_of(p);
-    int rc = 0;
-    int *idx = mome_malloc((size_t)(n ? n : 1) * sizeof(int));
-    ts_seq *seqs = mome_malloc((size_t)B * sizeof(ts_seq));
-    float *loss = mome_malloc((size_t)B * sizeof(float));
-    int *ok = mome_malloc((size_t)B * sizeof(int));
-    if (!idx || !seqs || !loss || !ok) rc = MOME_ERR_NOMEM;
-    int64_t step = 0;
-    int cursor = 0, pass = 0, n_exact;
+ * step each, every fact re-checked after each pass, until all are
+ * memorized or a limit is reached. Pass 0 is the untrained model, measured
+ * as after every pass (states untouched), when perplexity curves are asked. */
+static int ft_train(ft_run *r) {
+    const mome_tune_params *p = r->p;
+    int rc = 0, cursor = 0, pass = 0, n_exact;
     double last_prog = 0;
-    const int ppl_pass = p->ppl_text && p->ppl_every > 0;
-    /* pass 0: the untrained model, measured as after every pass (states untouched) */
-    if (!rc && ppl_pass && !(rc = recheck(st, m, f, n, B, p->target_loss, 0, seqs, loss, ok, X, &n_exact)))
-        report(p, f, n, 0, mome_time_s() - t0, "pass", 0, n_exact, rep->ppl_before);
-    while (!rc) {
+    if (p->ppl_text && p->ppl_every > 0) {
+        if ((rc = recheck(&r->st, r->m, r->f, r->n, r->B, p->target_loss, 0, r->seqs, r->loss, r->ok, r->X, &n_exact)))
+            return rc;
+        report(p, r->f, r->n, 0, mome_time_s() - r->t0, "pass", 0, n_exact, r->rep->ppl_before);
+    }
+    for (;;) {
         int np = 0;
-        for (int i = 0; i < n; i++)
-            if (!f[i].state) idx[np++] = i;
+        for (int i = 0; i < r->n; i++)
+            if (!r->f[i].memorized) r->idx[np++] = i;
         if (np == 0) break;
         if (cursor >= np) cursor = 0;
-        int nb = np - cursor < B ? np - cursor : B, R = 0;
-        for (int k = 0; k < nb; k++) {
-            lfact *q = &f[idx[cursor + k]];
-            seqs[k] = (ts_seq){0, NULL, NULL, q->n, R, q->target};
-            tstack_embed(st, m, q->ids, q->n, X + (size_t)R * C);
-            R += q->n;
-        }
-        for (int i = 0; i < NP; i++) memset(prm[i].g, 0, prm[i].n * sizeof(float));
-        if ((rc = tstack_step(st, seqs, nb, X, dX, loss, ok, 1))) break;
-        if (full) /* the embedding's gradient: dX at the rows of each token */
-            for (int k = 0; k < nb; k++) {
-                const lfact *q = &f[idx[cursor + k]];
-                tstack_embed_bwd(st, q->ids, q->n, dX + (size_t)seqs[k].row0 * C);
-            }
-        step++;
-        const adam_cfg ac = adam_default(lr);
-        for (int i = 0; i < NP; i++) adam_update(&ac, (int)step, prm[i].w, prm[i].g, mstate[2 * i], mstate[2 * i + 1], prm[i].n);
-        for (int k = 0; k < nb; k++) {
-            lfact *q = &f[idx[cursor + k]];
-            q->loss = loss[k];
-            if (ok[k] && loss[k] < p->target_loss) q->state = 1;
-        }
+        const int nb = np - cursor < r->B ? np - cursor : r->B;
+        if ((rc = ft_train_batch(r, r->idx + cursor, nb))) break;
         cursor += nb;
-        /* a pass over the pool is done: memorized facts may have been
-         * disturbed by later steps (dense adapters), so re-check them all */
-        if (cursor >= np) {
-            if ((rc = recheck(st, m, f, n, B, p->target_loss, 1, seqs, loss, ok, X, &n_exact))) break;
-            pass++;
-            double ppl = -1;
-            if (ppl_pass && pass % p->ppl_every == 0) {
-                ppl = rep->ppl_after = stack_ppl(m, st, p->ppl_text, p->ppl_text_bytes, X);
-                *ppl_step = step;
-            }
-            report(p, f, n, step, mome_time_s() - t0, "pass", pass, n_exact, ppl);
-        }
+        if (cursor >= np && (rc = ft_end_pass(r, ++pass))) break;
         const double now = mome_time_s();
         if (now - last_prog > 0.25) {
             last_prog = now;
-            report(p, f, n, step, now - t0, "train", pass, 0, -1);
+            report(p, r->f, r->n, r->step, now - r->t0, "train", pass, 0, -1);
         }
-        if (p->max_steps > 0 && step >= p->max_steps) break;
-        if (p->max_minutes > 0 && now - t0 > 60 * p->max_minutes) break;
+        if (p->max_steps > 0 && r->step >= p->max_steps) break;
+        if (p->max_minutes > 0 && now - r->t0 > 60 * p->max_minutes) break;
     }
-    rep->steps = step;
-    free(idx); free(seqs); free(loss); free(ok);
+    r->rep->steps = r->step;
     return rc;
 }
 
-int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs) {
-    const double t0 = mome_time_s();
-    const int n = fs->n, C = m->hp.n_embd;
-    const int full = p->method == MOME_TUNE_FULL;
-    const int B = batch_of(p);
-    rep->ppl_before = rep->ppl_after = -1;
-    lfact *f = mome_calloc((size_t)n, sizeof(lfact));
-    if (!f) return MOME_ERR_NOMEM;
-    int max_len = 8;
-    int rc = tokenize_facts(m, fs, f, &max_len);
-    tstack st;
-    memset(&st, 0, sizeof st);
-    float *X = NULL, *dX = NULL;
-    ts_param *prm = NULL;      /* the trainable tensors */
-    float **mstate = NULL;     /* Adam's m and v of each */
-    int NP = 0;
-    int64_t ppl_step = -1; /* the step rep->ppl_after was last measured at (-1: none) */
-    if (rc) goto out;
-    {
-        const int ppl_pos = p->ppl_text ? 512 : 0;
-        const int max_pos = max_len > ppl_pos ? max_len : ppl_pos;
-        const int max_rows = B * max_len > ppl_pos ? B * max_len : ppl_pos;
-        if ((rc = tstack_init(&st, m, 0, max_pos + 8, max_rows))) goto out;
-        X = mome_malloc((size_t)max_rows * C * sizeof(float));
-        dX = full ? mome_malloc((size_t)max_rows * C * sizeof(float)) : NULL;
-        if (!X || (full && !dX)) { rc = MOME_ERR_NOMEM; goto out; }
-        if (p->ppl_text) rep->ppl_before = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
-        if ((rc = full ? tstack_add_full(&st, m) : tstack_add_lora(&st, p->lora_rank, p->lora_alpha, p->seed))) goto out;
-        NP = tstack_params(&st, NULL, 0);
-        prm = mome_malloc((size_t)NP * sizeof(ts_param));
-        mstate = mome_calloc((size_t)NP * 2, sizeof(float *));
-        if (!prm || !mstate) { rc = MOME_ERR_NOMEM; goto out; }
-        tstack_params(&st, prm, NP);
-        for (int i = 0; i < 2 * NP; i++)
-            if (!(mstate[i] = mome_calloc(prm[i / 2].n, sizeof(float)))) { rc = MOME_ERR_NOMEM; goto out; }
-    }
-    rc = train_passes(m, p, rep, f, n, &st, prm, mstate, NP, X, dX, &ppl_step, t0);
-    if (rc) goto out;
-    /* the weights as the last pass's measurement saw them: not measured again */
-    if (p->ppl_text && ppl_step != rep->steps) rep->ppl_after = stack_ppl(m, &st, p->ppl_text, p->ppl_text_bytes, X);
-    if (full) rc = finetune_write_model(&st, m, "full", p->out_path);
+/* Perplexity after (unless the last pass measured these very weights), the
+ * files written, the report's counts. */
+static int ft_finish(ft_run *r) {
+    const mome_tune_params *p = r->p;
+    mome_tune_report *rep = r->rep;
+    int rc;
+    if (p->ppl_text && r->ppl_step != rep->steps)
+        rep->ppl_after = stack_ppl(r->m, &r->st, p->ppl_text, p->ppl_text_bytes, r->X);
+    if (r->full) rc = finetune_write_model(&r->st, r->m, "full", p->out_path);
     else {
-        rc = save_lora(&st, m, p, p->out_path);
-        if (!rc && p->model_out) rc = finetune_write_model(&st, m, "lora-merged", p->model_out);
+        rc = save_lora(&r->st, r->m, p, p->out_path);
+        if (!rc && p->model_out) rc = finetune_write_model(&r->st, r->m, "lora-merged", p->model_out);
     }
-    if (rc) goto out;
-    rep->n_facts = n;
-    for (int i = 0; i < n; i++) {
-        rep->n_memorized += f[i].state;
-        rep->mean_loss += f[i].loss;
+    if (rc) return rc;
+    rep->n_facts = r->n;
+    for (int i = 0; i < r->n; i++) {
+        rep->n_memorized += r->f[i].memorized;
+        rep->mean_loss += r->f[i].loss;
     }
-    rep->mean_loss /= n ? n : 1;
-    rep->seconds = mome_time_s() - t0;
-    report(p, f, n, rep->steps, rep->seconds, "done", 0, 0, -1);
-out:
-    if (mstate)
-        for (int i = 0; i < NP * 2; i++) free(mstate[i]);
-    free(mstate);
-    free(prm);
-    free(X);
-    free(dX);
-    tstack_free(&st);
-    for (int i = 0; i < n; i++) { free(f[i].ids); free(f[i].target); }
-    free(f);
+    rep->mean_loss /= r->n ? r->n : 1;
+    rep->seconds = mome_time_s() - r->t0;
+    report(p, r->f, r->n, rep->steps, rep->seconds, "done", 0, 0, -1);
+    return 0;
+}
+
+static void ft_free(ft_run *r) {
+    if (r->mstate)
+        for (int i = 0; i < r->NP * 2; i++) free(r->mstate[i]);
+    free(r->mstate);
+    free(r->prm);
+    free(r->X);
+    free(r->dX);
+    free(r->idx);
+    free(r->seqs);
+    free(r->loss);
+    free(r->ok);
+    tstack_free(&r->st);
+    if (r->f)
+        for (int i = 0; i < r->n; i++) { free(r->f[i].ids); free(r->f[i].target); }
+    free(r->f);
+}
+
+int mome_tune_finetune(mome_model *m, const mome_tune_params *p, mome_tune_report *rep, fact_set *fs) {
+    ft_run r = {.m = m, .p = p, .rep = rep, .n = fs->n, .B = batch_of(p), .full = p->method == MOME_TUNE_FULL,
+                .ppl_step = -1, .t0 = mome_time_s()};
+    rep->ppl_before = rep->ppl_after = -1;
+    int rc = ft_prepare(&r, fs);
+    if (!rc) rc = ft_train(&r);
+    if (!rc) rc = ft_finish(&r);
+    ft_free(&r);
     return rc;
 }
