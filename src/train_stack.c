@@ -480,122 +480,150 @@ static void loss_dlogits(const ts_seq *seqs, int n_seqs, int V, float *logits, f
     }
 }
 
-int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float *dX, float *loss, int *ok, int grad) {
-    int R = 0;
+/* A step's scratch beyond the layers' saved activations: the last block's
+ * output, the final norm, the logits and the backward pass's gradients. */
+typedef struct step_ws {
+    float *XL, *rf, *xf, *logits, *gX, *gxn, *t1, *t2, *t3, *t4, *lt;
+} step_ws;
+
+/* Every sequence contiguous from row 0, within the positions and rows the
+ * stack was sized for; *R: the rows in all. */
+static int check_seqs(const tstack *s, const ts_seq *seqs, int n_seqs, int *R) {
+    *R = 0;
     for (int i = 0; i < n_seqs; i++) {
-        if (seqs[i].row0 != R || seqs[i].T <= 0 || seqs[i].n_prefix + seqs[i].T > s->max_pos)
+        if (seqs[i].row0 != *R || seqs[i].T <= 0 || seqs[i].n_prefix + seqs[i].T > s->max_pos)
             return mome_seterr_code(MOME_ERR_ARG, "train: sequence %d is malformed (rows %d+%d, prefix %d, max %d)", i,
                                     seqs[i].row0, seqs[i].T, seqs[i].n_prefix, s->max_pos);
-        R += seqs[i].T;
+        *R += seqs[i].T;
     }
-    if (R > s->max_rows) return mome_seterr_code(MOME_ERR_ARG, "train: %d rows exceed the workspace (%d)", R, s->max_rows);
-    const int C = s->C, F = s->F, H = s->H, Hkv = s->Hkv, D = s->D, V = s->V, NL = s->L - s->l0;
-    const int HD = H * D, KV = Hkv * D, half = s->n_rot / 2;
+    if (*R > s->max_rows) return mome_seterr_code(MOME_ERR_ARG, "train: %d rows exceed the workspace (%d)", *R, s->max_rows);
+    return MOME_OK;
+}
+
+/* The workspace carved for R rows: each layer's saved activations, then the scratch. */
+static void carve(const tstack *s, int R, lsave *sv, step_ws *w) {
+    const int C = s->C, F = s->F, HD = s->H * s->D, KV = s->Hkv * s->D, NL = s->L - s->l0;
     int mx = F > HD ? F : HD;
     if (C > mx) mx = C;
     float *p = s->ws;
-    lsave sv[NL > 0 ? NL : 1];
     for (int l = 0; l < NL; l++) {
         lsave *v = &sv[l];
         v->Xin = take(&p, (size_t)R * C); v->r1 = take(&p, R); v->xn1 = take(&p, (size_t)R * C);
         v->Q = take(&p, (size_t)R * HD); v->K = take(&p, (size_t)R * KV); v->V = take(&p, (size_t)R * KV);
-        v->P = take(&p, (size_t)H * R * s->max_pos); v->att = take(&p, (size_t)R * HD);
+        v->P = take(&p, (size_t)s->H * R * s->max_pos); v->att = take(&p, (size_t)R * HD);
         v->X1 = take(&p, (size_t)R * C); v->r2 = take(&p, R); v->xn2 = take(&p, (size_t)R * C);
         v->G = take(&p, (size_t)R * F); v->U = take(&p, (size_t)R * F); v->Hh = take(&p, (size_t)R * F);
         for (int j = 0; j < TS_NPROJ; j++) v->la[j] = s->lora ? take(&p, (size_t)R * s->lora_rank) : NULL;
     }
-    float *XL = take(&p, (size_t)R * C), *rf = take(&p, R), *xf = take(&p, (size_t)R * C);
-    float *logits = take(&p, (size_t)R * V);
-    float *gX = take(&p, (size_t)R * C), *gxn = take(&p, (size_t)R * C);
-    float *t1 = take(&p, (size_t)R * mx), *t2 = take(&p, (size_t)R * mx), *t3 = take(&p, (size_t)R * mx);
-    float *t4 = take(&p, (size_t)R * mx);
-    float *lt = s->lora ? take(&p, (size_t)R * s->lora_rank) : NULL;
+    w->XL = take(&p, (size_t)R * C); w->rf = take(&p, R); w->xf = take(&p, (size_t)R * C);
+    w->logits = take(&p, (size_t)R * s->V);
+    w->gX = take(&p, (size_t)R * C); w->gxn = take(&p, (size_t)R * C);
+    w->t1 = take(&p, (size_t)R * mx); w->t2 = take(&p, (size_t)R * mx); w->t3 = take(&p, (size_t)R * mx);
+    w->t4 = take(&p, (size_t)R * mx);
+    w->lt = s->lora ? take(&p, (size_t)R * s->lora_rank) : NULL;
     MOME_ASSERT((size_t)(p - s->ws) <= s->ws_len);
-    (void)t4;
+}
 
-    /* ---------------------------------------------------------- forward */
-    memcpy(sv[0].Xin, X, (size_t)R * C * sizeof(float));
-    for (int l = 0; l < NL; l++) {
-        const ts_layer *w = &s->layers[l];
-        lsave *v = &sv[l];
-        ts_lora *lo = s->lora ? &s->lora[l * TS_NPROJ] : NULL;
-        rms_fwd(R, C, v->Xin, w->attn_norm, s->eps, v->xn1, v->r1);
-        proj_fwd(s, R, HD, C, v->xn1, w->wq, v->Q, lo ? &lo[TS_Q] : NULL, v->la[TS_Q]);
-        proj_fwd(s, R, KV, C, v->xn1, w->wk, v->K, lo ? &lo[TS_K] : NULL, v->la[TS_K]);
-        proj_fwd(s, R, KV, C, v->xn1, w->wv, v->V, lo ? &lo[TS_V] : NULL, v->la[TS_V]);
-        add_bias_rows(R, HD, v->Q, w->bq);
-        add_bias_rows(R, KV, v->K, w->bk);
-        add_bias_rows(R, KV, v->V, w->bv);
-        for (int si = 0; si < n_seqs; si++) {
-            const ts_seq *q = &seqs[si];
-            for (int t = 0; t < q->T; t++) {
-                const int pos = q->n_prefix + t, row = q->row0 + t;
-                rope(v->Q + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
-                     s->rope_sin + (size_t)pos * half, 1.0f);
-                rope(v->K + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
-                     s->rope_sin + (size_t)pos * half, 1.0f);
-            }
+/* Block l forward: v->Xin in, next out, every activation the backward
+ * pass needs saved in v; tmp is (R x C) scratch. */
+static void layer_fwd(const tstack *s, int l, lsave *v, const ts_seq *seqs, int n_seqs, int R, float *next, float *tmp) {
+    const int C = s->C, F = s->F, H = s->H, Hkv = s->Hkv, D = s->D;
+    const int HD = H * D, KV = Hkv * D, half = s->n_rot / 2;
+    const ts_layer *w = &s->layers[l];
+    ts_lora *lo = s->lora ? &s->lora[l * TS_NPROJ] : NULL;
+    rms_fwd(R, C, v->Xin, w->attn_norm, s->eps, v->xn1, v->r1);
+    proj_fwd(s, R, HD, C, v->xn1, w->wq, v->Q, lo ? &lo[TS_Q] : NULL, v->la[TS_Q]);
+    proj_fwd(s, R, KV, C, v->xn1, w->wk, v->K, lo ? &lo[TS_K] : NULL, v->la[TS_K]);
+    proj_fwd(s, R, KV, C, v->xn1, w->wv, v->V, lo ? &lo[TS_V] : NULL, v->la[TS_V]);
+    add_bias_rows(R, HD, v->Q, w->bq);
+    add_bias_rows(R, KV, v->K, w->bk);
+    add_bias_rows(R, KV, v->V, w->bv);
+    for (int si = 0; si < n_seqs; si++) {
+        const ts_seq *q = &seqs[si];
+        for (int t = 0; t < q->T; t++) {
+            const int pos = q->n_prefix + t, row = q->row0 + t;
+            rope(v->Q + (size_t)row * HD, H, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
+                 s->rope_sin + (size_t)pos * half, 1.0f);
+            rope(v->K + (size_t)row * KV, Hkv, D, s->n_rot, s->rope_neox, s->rope_cos + (size_t)pos * half,
+                 s->rope_sin + (size_t)pos * half, 1.0f);
         }
-        attn_fwd(s, v, seqs, n_seqs, R, l);
-        proj_fwd(s, R, C, HD, v->att, w->wo, t1, lo ? &lo[TS_O] : NULL, v->la[TS_O]);
-        for (size_t i = 0; i < (size_t)R * C; i++) v->X1[i] = v->Xin[i] + t1[i];
-        rms_fwd(R, C, v->X1, w->ffn_norm, s->eps, v->xn2, v->r2);
-        proj_fwd(s, R, F, C, v->xn2, w->wg, v->G, lo ? &lo[TS_G] : NULL, v->la[TS_G]);
-        proj_fwd(s, R, F, C, v->xn2, w->wu, v->U, lo ? &lo[TS_U] : NULL, v->la[TS_U]);
-        for (size_t i = 0; i < (size_t)R * F; i++) {
-            const float g = v->G[i];
-            v->Hh[i] = g / (1.0f + expf(-g)) * v->U[i];
-        }
-        float *next = l + 1 < NL ? sv[l + 1].Xin : XL;
-        proj_fwd(s, R, C, F, v->Hh, w->wd, t1, lo ? &lo[TS_D] : NULL, v->la[TS_D]);
-        for (size_t i = 0; i < (size_t)R * C; i++) next[i] = v->X1[i] + t1[i];
     }
-    if (NL == 0) memcpy(XL, X, (size_t)R * C * sizeof(float));
-    rms_fwd(R, C, XL, s->out_norm, s->eps, xf, rf);
-    gemm_xwt(R, V, C, xf, s->wout, logits, 0.0f);
+    attn_fwd(s, v, seqs, n_seqs, R, l);
+    proj_fwd(s, R, C, HD, v->att, w->wo, tmp, lo ? &lo[TS_O] : NULL, v->la[TS_O]);
+    for (size_t i = 0; i < (size_t)R * C; i++) v->X1[i] = v->Xin[i] + tmp[i];
+    rms_fwd(R, C, v->X1, w->ffn_norm, s->eps, v->xn2, v->r2);
+    proj_fwd(s, R, F, C, v->xn2, w->wg, v->G, lo ? &lo[TS_G] : NULL, v->la[TS_G]);
+    proj_fwd(s, R, F, C, v->xn2, w->wu, v->U, lo ? &lo[TS_U] : NULL, v->la[TS_U]);
+    for (size_t i = 0; i < (size_t)R * F; i++) {
+        const float g = v->G[i];
+        v->Hh[i] = g / (1.0f + expf(-g)) * v->U[i];
+    }
+    proj_fwd(s, R, C, F, v->Hh, w->wd, tmp, lo ? &lo[TS_D] : NULL, v->la[TS_D]);
+    for (size_t i = 0; i < (size_t)R * C; i++) next[i] = v->X1[i] + tmp[i];
+}
 
-    /* ------------------------------------------------------ loss, dlogits */
-    loss_dlogits(seqs, n_seqs, V, logits, loss, ok, grad);
+/* Block l backward: ws->gX holds the gradient of the block's output and
+ * becomes that of its input; the weights' (full) or adapters' gradients
+ * accumulate. */
+static void layer_bwd(tstack *s, int l, const lsave *v, const ts_seq *seqs, int n_seqs, int R, step_ws *ws) {
+    const int C = s->C, F = s->F, HD = s->H * s->D, KV = s->Hkv * s->D;
+    const ts_layer *w = &s->layers[l];
+    ts_layer *gw = s->grad ? &s->grad[l] : NULL;
+    ts_lora *lo = s->lora ? &s->lora[l * TS_NPROJ] : NULL;
+    float *gX = ws->gX, *gxn = ws->gxn, *t1 = ws->t1, *t2 = ws->t2, *t3 = ws->t3, *lt = ws->lt;
+    /* FFN: next = X1 + Wd·Hh ; gX holds d next, becomes d X1 */
+    proj_bwd(s, R, C, F, v->Hh, w->wd, gX, t1, 0.0f, gw ? gw->wd : NULL, lo ? &lo[TS_D] : NULL, v->la[TS_D],
+             lt); /* t1 = dHh */
+    for (size_t i = 0; i < (size_t)R * F; i++) {
+        const float g = v->G[i], sg = 1.0f / (1.0f + expf(-g)), dh = t1[i];
+        t2[i] = dh * g * sg;                                  /* dU */
+        t3[i] = dh * v->U[i] * sg * (1.0f + g * (1.0f - sg)); /* dG */
+    }
+    proj_bwd(s, R, F, C, v->xn2, w->wg, t3, gxn, 0.0f, gw ? gw->wg : NULL, lo ? &lo[TS_G] : NULL, v->la[TS_G], lt);
+    proj_bwd(s, R, F, C, v->xn2, w->wu, t2, gxn, 1.0f, gw ? gw->wu : NULL, lo ? &lo[TS_U] : NULL, v->la[TS_U], lt);
+    rms_bwd(R, C, v->X1, w->ffn_norm, v->r2, gxn, gX, gw ? gw->ffn_norm : NULL); /* gX = d X1 */
+    /* attention: X1 = Xin + Wo·att */
+    proj_bwd(s, R, C, HD, v->att, w->wo, gX, t1, 0.0f, gw ? gw->wo : NULL, lo ? &lo[TS_O] : NULL, v->la[TS_O],
+             lt); /* t1 = datt */
+    float *dV = ws->t4;
+    attn_bwd(s, v, seqs, n_seqs, R, l, t1, t2, t3, dV);
+    if (gw) { /* t2, t3, dV are the gradients of the biased, not yet rotated projections */
+        bias_bwd(R, HD, t2, gw->bq);
+        bias_bwd(R, KV, t3, gw->bk);
+        bias_bwd(R, KV, dV, gw->bv);
+    }
+    proj_bwd(s, R, HD, C, v->xn1, w->wq, t2, gxn, 0.0f, gw ? gw->wq : NULL, lo ? &lo[TS_Q] : NULL, v->la[TS_Q], lt);
+    proj_bwd(s, R, KV, C, v->xn1, w->wk, t3, gxn, 1.0f, gw ? gw->wk : NULL, lo ? &lo[TS_K] : NULL, v->la[TS_K], lt);
+    proj_bwd(s, R, KV, C, v->xn1, w->wv, dV, gxn, 1.0f, gw ? gw->wv : NULL, lo ? &lo[TS_V] : NULL, v->la[TS_V], lt);
+    rms_bwd(R, C, v->Xin, w->attn_norm, v->r1, gxn, gX, gw ? gw->attn_norm : NULL); /* gX = d Xin */
+}
+
+int tstack_step(tstack *s, const ts_seq *seqs, int n_seqs, const float *X, float *dX, float *loss, int *ok, int grad) {
+    int R, rc;
+    if ((rc = check_seqs(s, seqs, n_seqs, &R))) return rc;
+    const int C = s->C, V = s->V, NL = s->L - s->l0;
+    lsave sv[NL > 0 ? NL : 1];
+    step_ws ws;
+    carve(s, R, sv, &ws);
+
+    /* forward: the blocks, the final norm, the head */
+    if (NL == 0) memcpy(ws.XL, X, (size_t)R * C * sizeof(float));
+    else memcpy(sv[0].Xin, X, (size_t)R * C * sizeof(float));
+    for (int l = 0; l < NL; l++) layer_fwd(s, l, &sv[l], seqs, n_seqs, R, l + 1 < NL ? sv[l + 1].Xin : ws.XL, ws.t1);
+    rms_fwd(R, C, ws.XL, s->out_norm, s->eps, ws.xf, ws.rf);
+    gemm_xwt(R, V, C, ws.xf, s->wout, ws.logits, 0.0f);
+
+    loss_dlogits(seqs, n_seqs, V, ws.logits, loss, ok, grad);
     if (!grad) return MOME_OK;
 
-    /* --------------------------------------------------------- backward */
-    gemm_dyw(R, V, C, logits, s->wout, gxn, 0.0f);        /* d xf */
+    /* backward: the head, the final norm, the blocks in reverse */
+    gemm_dyw(R, V, C, ws.logits, s->wout, ws.gxn, 0.0f); /* d xf */
     if (s->g_wout) /* the head's gradient dlogits^T xf */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, R, 1.0f, logits, V, xf, C, 1.0f, s->g_wout, C);
-    memset(gX, 0, (size_t)R * C * sizeof(float));
-    rms_bwd(R, C, XL, s->out_norm, rf, gxn, gX, s->g_out_norm); /* d XL */
-    for (int l = NL - 1; l >= 0; l--) {
-        const ts_layer *w = &s->layers[l];
-        ts_layer *gw = s->grad ? &s->grad[l] : NULL;
-        lsave *v = &sv[l];
-        ts_lora *lo = s->lora ? &s->lora[l * TS_NPROJ] : NULL;
-        /* FFN: next = X1 + Wd·Hh ; gX holds d next, becomes d X1 */
-        proj_bwd(s, R, C, F, v->Hh, w->wd, gX, t1, 0.0f, gw ? gw->wd : NULL, lo ? &lo[TS_D] : NULL, v->la[TS_D],
-                 lt); /* t1 = dHh */
-        for (size_t i = 0; i < (size_t)R * F; i++) {
-            const float g = v->G[i], sg = 1.0f / (1.0f + expf(-g)), dh = t1[i];
-            t2[i] = dh * g * sg;                              /* dU */
-            t3[i] = dh * v->U[i] * sg * (1.0f + g * (1.0f - sg)); /* dG */
-        }
-        proj_bwd(s, R, F, C, v->xn2, w->wg, t3, gxn, 0.0f, gw ? gw->wg : NULL, lo ? &lo[TS_G] : NULL, v->la[TS_G], lt);
-        proj_bwd(s, R, F, C, v->xn2, w->wu, t2, gxn, 1.0f, gw ? gw->wu : NULL, lo ? &lo[TS_U] : NULL, v->la[TS_U], lt);
-        rms_bwd(R, C, v->X1, w->ffn_norm, v->r2, gxn, gX, gw ? gw->ffn_norm : NULL); /* gX = d X1 */
-        /* attention: X1 = Xin + Wo·att */
-        proj_bwd(s, R, C, HD, v->att, w->wo, gX, t1, 0.0f, gw ? gw->wo : NULL, lo ? &lo[TS_O] : NULL, v->la[TS_O],
-                 lt); /* t1 = datt */
-        float *dV = t4;
-        attn_bwd(s, v, seqs, n_seqs, R, l, t1, t2, t3, dV);
-        if (gw) { /* t2, t3, dV are the gradients of the biased, not yet rotated projections */
-            bias_bwd(R, HD, t2, gw->bq);
-            bias_bwd(R, KV, t3, gw->bk);
-            bias_bwd(R, KV, dV, gw->bv);
-        }
-        proj_bwd(s, R, HD, C, v->xn1, w->wq, t2, gxn, 0.0f, gw ? gw->wq : NULL, lo ? &lo[TS_Q] : NULL, v->la[TS_Q], lt);
-        proj_bwd(s, R, KV, C, v->xn1, w->wk, t3, gxn, 1.0f, gw ? gw->wk : NULL, lo ? &lo[TS_K] : NULL, v->la[TS_K], lt);
-        proj_bwd(s, R, KV, C, v->xn1, w->wv, dV, gxn, 1.0f, gw ? gw->wv : NULL, lo ? &lo[TS_V] : NULL, v->la[TS_V], lt);
-        rms_bwd(R, C, v->Xin, w->attn_norm, v->r1, gxn, gX, gw ? gw->attn_norm : NULL); /* gX = d Xin */
-    }
-    if (dX) memcpy(dX, gX, (size_t)R * C * sizeof(float));
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, V, C, R, 1.0f, ws.logits, V, ws.xf, C, 1.0f, s->g_wout, C);
+    memset(ws.gX, 0, (size_t)R * C * sizeof(float));
+    rms_bwd(R, C, ws.XL, s->out_norm, ws.rf, ws.gxn, ws.gX, s->g_out_norm); /* d XL */
+    for (int l = NL - 1; l >= 0; l--) layer_bwd(s, l, &sv[l], seqs, n_seqs, R, &ws);
+    if (dX) memcpy(dX, ws.gX, (size_t)R * C * sizeof(float));
     return MOME_OK;
 }
 
