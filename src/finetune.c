@@ -207,34 +207,66 @@ int finetune_write_f32_base(const mome_model *m, const char *path) {
     return rc;
 }
 
+/* One fine-tuning run: the facts, the stack with its trainable tensors and
+ * their Adam moments, and the batch buffers every phase below shares. */
+typedef struct ft_run {
+    mome_model *m;
+    const mome_tune_params *p;
+    mome_tune_report *rep;
+    lfact *f;
+    int n, B, full;
+    tstack st;
+    ts_param *prm;  /* (NP) the trainable tensors */
+    float **mstate; /* (2 NP) Adam's m and v of each */
+    int NP;
+    float *X, *dX;   /* (max rows x C) the batch's inputs and their gradient (full only) */
+    ts_seq *seqs;    /* (B) */
+    float *loss;     /* (B) */
+    int *ok;         /* (B) */
+    int *idx;        /* (n) the facts still training */
+    int64_t step;
+    int64_t ppl_step; /* the step rep->ppl_after was last measured at (-1: none) */
+    double t0;
+} ft_run;
+
+/* Facts as one batch of sequences, their embedded rows in X: idx[0..nb),
+ * or first..first+nb when idx is NULL. */
+static void ft_load_batch(ft_run *r, const int *idx, int first, int nb) {
+    const int C = r->m->hp.n_embd;
+    int R = 0;
+    for (int k = 0; k < nb; k++) {
+        const lfact *q = &r->f[idx ? idx[k] : first + k];
+        r->seqs[k] = (ts_seq){0, NULL, NULL, q->n, R, q->target};
+        tstack_embed(&r->st, r->m, q->ids, q->n, r->X + (size_t)R * C);
+        R += q->n;
+    }
+}
+
 /* Every fact measured again, B at a time, without a gradient: its loss and
  * (if set_state) whether it is memorized; *n_exact counts the facts whose
  * every target is the argmax. */
-static int recheck(tstack *st, const mome_model *m, lfact *f, int n, int B, float target_loss, int set_state,
-                   ts_seq *seqs, float *loss, int *ok, float *X, int *n_exact) {
-    const int C = m->hp.n_embd;
+static int recheck(ft_run *r, int set_state, int *n_exact) {
     int rc = 0;
     *n_exact = 0;
-    for (int s0 = 0; s0 < n && !rc; s0 += B) {
-        int cnt = 0, R = 0;
-        for (int i = s0; i < n && cnt < B; i++, cnt++) {
-            seqs[cnt] = (ts_seq){0, NULL, NULL, f[i].n, R, f[i].target};
-            tstack_embed(st, m, f[i].ids, f[i].n, X + (size_t)R * C);
-            R += f[i].n;
-        }
-        if ((rc = tstack_step(st, seqs, cnt, X, NULL, loss, ok, 0))) break;
+    for (int s0 = 0; s0 < r->n && !rc; s0 += r->B) {
+        const int cnt = r->n - s0 < r->B ? r->n - s0 : r->B;
+        ft_load_batch(r, NULL, s0, cnt);
+        if ((rc = tstack_step(&r->st, r->seqs, cnt, r->X, NULL, r->loss, r->ok, 0))) break;
         for (int k = 0; k < cnt; k++) {
-            f[s0 + k].loss = loss[k];
-            if (set_state) f[s0 + k].memorized = ok[k] && loss[k] < target_loss;
-            *n_exact += ok[k] != 0;
+            lfact *q = &r->f[s0 + k];
+            q->loss = r->loss[k];
+            if (set_state) q->memorized = r->ok[k] && r->loss[k] < r->p->target_loss;
+            *n_exact += r->ok[k] != 0;
         }
     }
     return rc;
 }
 
 /* One progress report: the facts' counts and mean loss as they stand. */
-static void report(const mome_tune_params *p, const lfact *f, int n, int64_t step, double elapsed, const char *phase,
-                   int pass, int n_exact, double ppl) {
+static void report(const ft_run *r, int64_t step, double elapsed, const char *phase, int pass, int n_exact, double ppl) {
+    const mome_tune_params *p = r->p;
+    const lfact *f = r->f;
+    const int n = r->n;
     if (!p->progress) return;
     mome_tune_progress pr = {0};
     pr.step = step;
@@ -288,28 +320,6 @@ static int tokenize_facts(mome_model *m, const fact_set *fs, lfact *f, int *max_
     return rc;
 }
 
-/* One fine-tuning run: the facts, the stack with its trainable tensors and
- * their Adam moments, and the batch buffers every phase below shares. */
-typedef struct ft_run {
-    mome_model *m;
-    const mome_tune_params *p;
-    mome_tune_report *rep;
-    lfact *f;
-    int n, B, full;
-    tstack st;
-    ts_param *prm;  /* (NP) the trainable tensors */
-    float **mstate; /* (2 NP) Adam's m and v of each */
-    int NP;
-    float *X, *dX;   /* (max rows x C) the batch's inputs and their gradient (full only) */
-    ts_seq *seqs;    /* (B) */
-    float *loss;     /* (B) */
-    int *ok;         /* (B) */
-    int *idx;        /* (n) the facts still training */
-    int64_t step;
-    int64_t ppl_step; /* the step rep->ppl_after was last measured at (-1: none) */
-    double t0;
-} ft_run;
-
 /* The facts tokenized, the stack sized for the longest of them (and the
  * perplexity windows), perplexity before, the trainable tensors added. */
 static int ft_prepare(ft_run *r, const fact_set *fs) {
@@ -346,13 +356,8 @@ static int ft_prepare(ft_run *r, const fact_set *fs) {
  * fact's loss and whether it is memorized now. */
 static int ft_train_batch(ft_run *r, const int *idx, int nb) {
     const int C = r->m->hp.n_embd;
-    int R = 0, rc;
-    for (int k = 0; k < nb; k++) {
-        const lfact *q = &r->f[idx[k]];
-        r->seqs[k] = (ts_seq){0, NULL, NULL, q->n, R, q->target};
-        tstack_embed(&r->st, r->m, q->ids, q->n, r->X + (size_t)R * C);
-        R += q->n;
-    }
+    int rc;
+    ft_load_batch(r, idx, 0, nb);
     for (int i = 0; i < r->NP; i++) memset(r->prm[i].g, 0, r->prm[i].n * sizeof(float));
     if ((rc = tstack_step(&r->st, r->seqs, nb, r->X, r->dX, r->loss, r->ok, 1))) return rc;
     if (r->full) /* the embedding's gradient: dX at the rows of each token */
@@ -377,14 +382,14 @@ static int ft_train_batch(ft_run *r, const int *idx, int nb) {
  * perplexity every --ppl-every passes; one "pass" report. */
 static int ft_end_pass(ft_run *r, int pass) {
     int n_exact, rc;
-    if ((rc = recheck(&r->st, r->m, r->f, r->n, r->B, r->p->target_loss, 1, r->seqs, r->loss, r->ok, r->X, &n_exact)))
+    if ((rc = recheck(r, 1, &n_exact)))
         return rc;
     double ppl = -1;
     if (r->p->ppl_text && r->p->ppl_every > 0 && pass % r->p->ppl_every == 0) {
         ppl = r->rep->ppl_after = stack_ppl(r->m, &r->st, r->p->ppl_text, r->p->ppl_text_bytes, r->X);
         r->ppl_step = r->step;
     }
-    report(r->p, r->f, r->n, r->step, mome_time_s() - r->t0, "pass", pass, n_exact, ppl);
+    report(r, r->step, mome_time_s() - r->t0, "pass", pass, n_exact, ppl);
     return 0;
 }
 
@@ -397,9 +402,9 @@ static int ft_train(ft_run *r) {
     int rc = 0, cursor = 0, pass = 0, n_exact;
     double last_prog = 0;
     if (p->ppl_text && p->ppl_every > 0) {
-        if ((rc = recheck(&r->st, r->m, r->f, r->n, r->B, p->target_loss, 0, r->seqs, r->loss, r->ok, r->X, &n_exact)))
+        if ((rc = recheck(r, 0, &n_exact)))
             return rc;
-        report(p, r->f, r->n, 0, mome_time_s() - r->t0, "pass", 0, n_exact, r->rep->ppl_before);
+        report(r, 0, mome_time_s() - r->t0, "pass", 0, n_exact, r->rep->ppl_before);
     }
     for (;;) {
         int np = 0;
@@ -414,7 +419,7 @@ static int ft_train(ft_run *r) {
         const double now = mome_time_s();
         if (now - last_prog > 0.25) {
             last_prog = now;
-            report(p, r->f, r->n, r->step, now - r->t0, "train", pass, 0, -1);
+            report(r, r->step, now - r->t0, "train", pass, 0, -1);
         }
         if (p->max_steps > 0 && r->step >= p->max_steps) break;
         if (p->max_minutes > 0 && now - r->t0 > 60 * p->max_minutes) break;
@@ -444,7 +449,7 @@ static int ft_finish(ft_run *r) {
     }
     rep->mean_loss /= r->n ? r->n : 1;
     rep->seconds = mome_time_s() - r->t0;
-    report(p, r->f, r->n, rep->steps, rep->seconds, "done", 0, 0, -1);
+    report(r, rep->steps, rep->seconds, "done", 0, 0, -1);
     return 0;
 }
 

@@ -618,8 +618,9 @@ int ctx_question_state(mome_ctx *c, const int32_t *content, int n, float *xhat) 
  * pass (marked NAN here; the same tokens from the same start give the same
  * bits), which saves the second pass for the common case (eval of 100 zsRE
  * facts without contexts, one session: 72.5 s without the check, 86.6 s
- * with it, 99.9 s with a second pass for every question; docs/BENCHMARKS.md). The routing states it steps through are written again, in order,
- * by memory_row. */
+ * with it, 99.9 s with a second pass for every question; docs/BENCHMARKS.md).
+ * The routing states it steps through are written again, in order, by
+ * memory_row. */
 static int question_states(mome_ctx *c, int32_t pos0, int n) {
     const mome_memory *mem = c->mem;
     if (!mem || mem->ver_layer < 0 || c->mem_route_off) return MOME_OK;
