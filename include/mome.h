@@ -166,6 +166,9 @@ typedef struct mome_tune_params {
                                   block verify_layer must be near one of the fact's tuned contexts';
                                   NAN: no check (new memories) or the loaded memory's */
     int verify_layer;          /* its block (-1: 3/5 of the blocks, 18 of 30 on SmolLM2) */
+    int verify_whiten;         /* 1 (default): a new memory's check compares states after taking
+                                  away each fact's subject centre and whitening (memory.h); 0: the
+                                  states centred on one mean (the check before 2026-12-04) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int alt_keys;              /* keys of generated wordings per fact besides its own, which the

@@ -11,4 +11,10 @@ const char *blas_core_name(void);
  * use the answer: the CLI sets the variable and re-executes itself. */
 const char *blas_better_core(void);
 
+/* w = (cov + lambda I)^(-1/2), lambda = ridge x the mean eigenvalue of
+ * cov (n x n, symmetric, row-major, upper triangle read; overwritten): the
+ * whitening of the relation check (memory.h). LAPACK's dsyev from OpenBLAS.
+ * Returns 0, or MOME_ERR with the message set. */
+int blas_inv_sqrt_sym(double *cov, int n, double ridge, float *w);
+
 #endif

@@ -192,7 +192,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
             grow((void **)&mem->n_alt, nc, sizeof(int32_t)) || grow((void **)&mem->alt_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->subj_len, nc, sizeof(int32_t)) || grow((void **)&mem->subj_off, nc, sizeof(int64_t)) ||
             grow((void **)&mem->flead, nc, sizeof(float)) || grow((void **)&mem->n_ver, nc, sizeof(int32_t)) ||
-            grow((void **)&mem->ver_off, nc, sizeof(int64_t)))
+            grow((void **)&mem->ver_off, nc, sizeof(int64_t)) ||
+            (mem->ver_ctr && grow((void **)&mem->ver_ctr, nc * C, sizeof(uint16_t))))
             return MOME_ERR_NOMEM;
         mem->cap_facts = (int32_t)nc;
     }
@@ -225,6 +226,8 @@ int mem_add_fact(mome_memory *mem, const float *kpool, const float *klast, const
     mem->flead[f] = NAN;
     mem->n_ver[f] = 0;
     mem->ver_off[f] = mem->n_ver_total;
+    if (mem->ver_ctr)
+        for (int c = 0; c < C; c++) mem->ver_ctr[(size_t)f * C + c] = quant_f32_to_f16(mem->mu_ver[c]);
     memcpy(mem->ans + mem->n_ans_total, ans, (size_t)n_ans * sizeof(int32_t));
     memset(mem->val + (size_t)rows * C, 0, (size_t)(n_ans + 1) * C * sizeof(float));
     mem->n_ans_total += n_ans;
@@ -310,17 +313,57 @@ int mem_set_verify_centre(mome_memory *mem, const float *mu) {
     return 0;
 }
 
+int mem_set_verify_whiten(mome_memory *mem, const float *w) {
+    const int C = mem->n_embd;
+    if (mem->ver_layer < 0 || !mem->mu_ver) return mome_seterr_code(MOME_ERR_ARG, "memory: no relation check");
+    if (!mem->ver_w && !(mem->ver_w = mome_malloc((size_t)C * C * sizeof(float)))) return MOME_ERR_NOMEM;
+    memcpy(mem->ver_w, w, (size_t)C * C * sizeof(float));
+    if (!mem->ver_ctr) {
+        if (!(mem->ver_ctr = mome_malloc((size_t)(mem->cap_facts > 0 ? mem->cap_facts : 1) * C * sizeof(uint16_t))))
+            return MOME_ERR_NOMEM;
+        for (int f = 0; f < mem->n_facts; f++)
+            for (int c = 0; c < C; c++) mem->ver_ctr[(size_t)f * C + c] = quant_f32_to_f16(mem->mu_ver[c]);
+    }
+    return 0;
+}
+
+int mem_set_fact_verify_centre(mome_memory *mem, int f, const float *centre) {
+    const int C = mem->n_embd;
+    if (!mem->ver_ctr || f < 0 || f >= mem->n_facts)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: a relation-check centre for fact %d of %d without a whitening", f, mem->n_facts);
+    for (int c = 0; c < C; c++) mem->ver_ctr[(size_t)f * C + c] = quant_f32_to_f16(centre[c]);
+    return 0;
+}
+
+/* out = W (v - c) / |W (v - c)|; tmp: C floats. */
+static void whiten_unit(const float *w, const float *v, const float *c, float *tmp, float *out, int C) {
+    for (int i = 0; i < C; i++) tmp[i] = v[i] - c[i];
+    double s = 0;
+    for (int i = 0; i < C; i++) {
+        out[i] = dot(w + (size_t)i * C, tmp, C);
+        s += (double)out[i] * out[i];
+    }
+    const float inv = s > 0 ? (float)(1.0 / sqrt(s)) : 0.0f;
+    for (int i = 0; i < C; i++) out[i] *= inv;
+}
+
 float mem_verify(const mome_memory *mem, int f, const float *xhat, float *scratch) {
     if (isnan(mem->ver_tau) || mem->ver_layer < 0 || !xhat || f < 0 || f >= mem->n_facts || mem->n_ver[f] == 0)
         return INFINITY;
     const int C = mem->n_embd;
-    float *qc = scratch, *kc = scratch + C;
-    centre_unit(xhat, mem->mu_ver, qc, C);
+    float *qc = scratch, *kc = scratch + C, *ctr = scratch + 2 * (size_t)C;
+    if (mem->ver_w) { /* the fact's own centre, whitened */
+        for (int c = 0; c < C; c++) ctr[c] = quant_f16_to_f32(mem->ver_ctr[(size_t)f * C + c]);
+        whiten_unit(mem->ver_w, xhat, ctr, kc, qc, C);
+    } else
+        centre_unit(xhat, mem->mu_ver, qc, C);
     float best = -INFINITY;
     for (int j = 0; j < mem->n_ver[f]; j++) {
         const uint16_t *src = mem->kver + (size_t)(mem->ver_off[f] + j) * C;
-        for (int c = 0; c < C; c++) kc[c] = quant_f16_to_f32(src[c]);
-        centre_unit(kc, mem->mu_ver, kc, C);
+        float *k = mem->ver_w ? scratch + 3 * (size_t)C : kc;
+        for (int c = 0; c < C; c++) k[c] = quant_f16_to_f32(src[c]);
+        if (mem->ver_w) whiten_unit(mem->ver_w, k, ctr, k, kc, C);
+        else centre_unit(kc, mem->mu_ver, kc, C);
         const float d = dot(qc, kc, C);
         if (d > best) best = d;
     }
@@ -959,6 +1002,10 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         TENSOR("mem.verify_centre", C, 1, m->mu_ver, MOME_DTYPE_F32, (size_t)C * 4);
         if (m->n_ver_total > 0)
             TENSOR("mem.verify_states", C, m->n_ver_total, m->kver, MOME_DTYPE_F16, (size_t)(C * m->n_ver_total) * 2);
+        if (m->ver_w) {
+            TENSOR("mem.verify_whiten", C, C, m->ver_w, MOME_DTYPE_F32, (size_t)C * C * 4);
+            TENSOR("mem.verify_fact_centres", C, n, m->ver_ctr, MOME_DTYPE_F16, (size_t)C * n * 2);
+        }
     }
     if (meta && meta->adam && meta->n_adam_rows > 0)
         TENSOR("ckpt.adam", C, 2 * meta->n_adam_rows, meta->adam, MOME_DTYPE_F32, (size_t)(C * 2 * meta->n_adam_rows) * 4);
@@ -1093,7 +1140,11 @@ static int load_verify(const gguf_file *f, mome_memory *m) {
     }
     m->n_ver_total = m->cap_ver = tot;
     m->ver_last = nf - 1;
-    return 0;
+    if (!gguf_find_tensor(f, "mem.verify_whiten")) return 0; /* the check centred with mu_ver alone */
+    if (!(m->ver_w = mome_malloc((size_t)C * C * sizeof(float)))) return MOME_ERR_NOMEM;
+    if ((rc = read_tensor(f, "mem.verify_whiten", C, C, 0, m->ver_w))) return rc;
+    if ((rc = read_f16_rows(f, "mem.verify_fact_centres", C, nf, &m->ver_ctr))) return rc;
+    return grow((void **)&m->ver_ctr, (int64_t)m->cap_facts * C, sizeof(uint16_t)); /* rows for facts added later */
 }
 
 /* The alternative keys, when the file has them: the count per fact (checked
@@ -1502,7 +1553,7 @@ void mome_memory_free(mome_memory *m) {
     free(m->mu_tok); free(m->n_tok); free(m->tok_off); free(m->ktok); free(m->content);
     free(m->n_alt); free(m->alt_off); free(m->akpool); free(m->aklast); free(m->acpool); free(m->aclast);
     free(m->subj_len); free(m->subj_off); free(m->subj); free(m->piece_off); free(m->pieces); free(m->flead);
-    free(m->mu_ver); free(m->n_ver); free(m->ver_off); free(m->kver);
+    free(m->mu_ver); free(m->n_ver); free(m->ver_off); free(m->kver); free(m->ver_w); free(m->ver_ctr);
     free(m);
 }
 

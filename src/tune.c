@@ -52,6 +52,7 @@
 #include <unistd.h>
 
 #include "adam.h"
+#include "blas.h"
 #include "answer.h"
 #include "facts.h"
 #include "finetune.h"
@@ -74,6 +75,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.cover = NAN;
     p.verify = NAN;
     p.verify_layer = -1;
+    p.verify_whiten = 1;
     p.route_margin = NAN;
     p.route_margin_share = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
@@ -658,21 +660,79 @@ static int question_state(tuner *t, const char *question, float *xhat) {
     return rc;
 }
 
+/* The whitened relation check (memory.h): a question is compared with its
+ * fact's wordings after taking away the fact's subject centre (the mean
+ * state of other questions about the subject, relation_templates[0, 2, ..,
+ * 14]) and whitening with the spread of such questions about one subject
+ * (their covariance, pooled over the facts' subjects and CENTRE_SUBJECTS,
+ * which keep it defined for a memory of a few facts). */
+#define CENTRE_TEMPLATES 8
+#define WHITEN_RIDGE 0.1 /* lambda / mean eigenvalue; 0.1-1.0 within 3 points (bench/relation_features.py) */
+static const char *const centre_subjects[] = {
+    "France", "Albert Einstein", "the Amazon River", "Microsoft", "Mount Everest", "Tokyo", "the Beatles",
+    "the Python language", "the Eiffel Tower", "Jupiter", "Leonardo da Vinci", "Toyota", "the Pacific Ocean",
+    "Harvard University", "Brazil", "William Shakespeare",
+};
+#define N_CENTRE_SUBJECTS ((int)(sizeof centre_subjects / sizeof centre_subjects[0]))
+
+/* The subject centre of `subject` into centre (C), its questions' spread
+ * added to cov (C x C, upper triangle; NULL: not wanted, the memory has its
+ * whitening); rows: CENTRE_TEMPLATES x C scratch. */
+static int subject_centre(tuner *t, const char *subject, float *rows, float *centre, double *cov) {
+    const int C = t->m->hp.n_embd;
+    char q[CONTEXT_QCAP];
+    int rc = 0;
+    for (int k = 0; k < CENTRE_TEMPLATES && !rc; k++) {
+        snprintf(q, sizeof q, relation_templates[2 * k], subject);
+        rc = question_state(t, q, rows + (size_t)k * C);
+    }
+    if (rc) return rc;
+    for (int c = 0; c < C; c++) {
+        double m = 0;
+        for (int k = 0; k < CENTRE_TEMPLATES; k++) m += rows[(size_t)k * C + c];
+        centre[c] = (float)(m / CENTRE_TEMPLATES);
+    }
+    for (int k = 0; k < CENTRE_TEMPLATES && cov; k++) {
+        float *d = rows + (size_t)k * C;
+        for (int c = 0; c < C; c++) d[c] -= centre[c];
+        for (int i = 0; i < C; i++)
+            for (int j = i; j < C; j++) cov[(size_t)i * C + j] += (double)d[i] * d[j];
+    }
+    return 0;
+}
+
+/* W from the pooled spread of n_q subject questions (memory.h). */
+static int set_whitening(tuner *t, double *cov, int64_t n_q) {
+    const int C = t->m->hp.n_embd;
+    float *w = mome_malloc((size_t)C * C * sizeof(float));
+    if (!w) return MOME_ERR_NOMEM;
+    for (int i = 0; i < C; i++)
+        for (int j = i; j < C; j++) cov[(size_t)j * C + i] = cov[(size_t)i * C + j] /= (double)n_q;
+    int rc = blas_inv_sqrt_sym(cov, C, WHITEN_RIDGE, w);
+    if (!rc) rc = mem_set_verify_whiten(t->mem, w);
+    free(w);
+    return rc;
+}
+
 /* The relation check's states of each new fact: its question alone, as
  * given, lower-cased, without its final mark and with doubled spaces (the
  * wordings of the same question an application's users produce; a system
  * prompt or earlier turns do not change the state, which reads the question
- * alone), each once; for a memory that had none, the centre: their mean
- * with the generic questions'. */
+ * alone), each once; for a memory that had none, the centre (their mean
+ * with the generic questions') and the whitening; with a whitening, each
+ * fact's subject centre. */
 static int capture_verify_states(tuner *t) {
     if (t->mem->ver_layer < 0) return 0; /* no relation check */
     static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
-    float *rows = mome_malloc((size_t)NK * C * sizeof(float));
+    const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_whiten) || t->mem->ver_w;
+    float *rows = mome_malloc((size_t)(NK > CENTRE_TEMPLATES ? NK : CENTRE_TEMPLATES) * C * sizeof(float));
+    float *ctr = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * C * sizeof(float)) : NULL;
     double *sum = mome_calloc((size_t)C, sizeof(double));
-    int rc = rows && sum ? 0 : MOME_ERR_NOMEM;
-    int64_t n_sum = 0;
+    double *cov = fresh && whiten ? mome_calloc((size_t)C * C, sizeof(double)) : NULL;
+    int rc = rows && sum && (!whiten || ctr) && (!(fresh && whiten) || cov) ? 0 : MOME_ERR_NOMEM;
+    int64_t n_sum = 0, n_cov = 0;
     char qbuf[NK][CONTEXT_QCAP];           /* each kind's wording, when it changes the question */
     const char *asked[NK];                 /* the wordings kept so far */
     double last = mome_time_s();
@@ -692,12 +752,17 @@ static int capture_verify_states(tuner *t) {
             n_sum += !rc;
         }
         if (!rc) rc = mem_set_fact_verify(t->mem, t->f[i].mi, rows, n);
+        if (!rc && whiten && fa->subject && fa->subject[0]) {
+            rc = subject_centre(t, fa->subject, rows, ctr + (size_t)i * C, cov);
+            n_cov += CENTRE_TEMPLATES;
+        } else if (whiten)
+            ctr[(size_t)i * C] = NAN; /* no subject: mu_ver */
         if (mome_time_s() - last > 0.5) {
             last = mome_time_s();
             progress(t, "relation-check states", i);
         }
     }
-    if (!rc && t->mem->n_ver_total == n_sum) { /* a memory that had none: its centre */
+    if (!rc && fresh) { /* a memory that had none: its centre and (verify_whiten) whitening */
         for (int g = 0; g < N_GENERIC && !rc; g++) {
             rc = question_state(t, generic_questions[g], rows);
             for (int c = 0; !rc && c < C; c++) sum[c] += rows[c];
@@ -705,9 +770,19 @@ static int capture_verify_states(tuner *t) {
         }
         for (int c = 0; !rc && c < C; c++) rows[c] = (float)(sum[c] / (double)(n_sum ? n_sum : 1));
         if (!rc) rc = mem_set_verify_centre(t->mem, rows);
+        float *scratch = whiten ? mome_malloc((size_t)(CENTRE_TEMPLATES + 1) * C * sizeof(float)) : NULL;
+        if (!rc && whiten && !scratch) rc = MOME_ERR_NOMEM;
+        for (int s = 0; s < N_CENTRE_SUBJECTS && !rc && whiten; s++, n_cov += CENTRE_TEMPLATES)
+            rc = subject_centre(t, centre_subjects[s], scratch, scratch + (size_t)CENTRE_TEMPLATES * C, cov);
+        free(scratch);
+        if (!rc && whiten) rc = set_whitening(t, cov, n_cov);
     }
+    for (int i = 0; i < t->n && !rc && whiten; i++)
+        if (!isnan(ctr[(size_t)i * C])) rc = mem_set_fact_verify_centre(t->mem, t->f[i].mi, ctr + (size_t)i * C);
     free(rows);
+    free(ctr);
     free(sum);
+    free(cov);
     return rc;
 }
 

@@ -38,6 +38,7 @@
 #include <math.h>
 #include <unistd.h>
 
+#include "blas.h"
 #include "gguf.h"
 #include "memory.h"
 #include "model.h"
@@ -1173,7 +1174,7 @@ static void test_verify(void) {
     CHECK(mem_set_fact_verify(mem, 0, two, 1) != 0, "a fact's states are set once");
     CHECK(mem_set_fact_verify(mem, 1, two, MEM_MAX_VER + 1) != 0, "more than %d states are refused", MEM_MAX_VER);
     REQUIRE(mem_set_fact_verify(mem, 1, st + 3 * C, 1) == 0, "states of fact 1");
-    float *mu = malloc(sizeof(float) * C), *scr = malloc(sizeof(float) * 2 * C);
+    float *mu = malloc(sizeof(float) * C), *scr = malloc(sizeof(float) * 4 * C);
     REQUIRE(mu && scr, "oom");
     for (int i = 0; i < C; i++) mu[i] = 0.5f * (st[i] + st[3 * C + i]);
     REQUIRE(mem_set_verify_centre(mem, mu) == 0, "centre");
@@ -1229,6 +1230,40 @@ static void test_verify(void) {
     mome_ctx_memory_decision(c, NULL, &fact, NULL);
     CHECK(fact == 0, "at threshold -1 it answers (%d)", fact);
     mome_memory_set_verify(mem, 0.9f);
+    /* whitened: cos(W (q - c_f), W (k - c_f)) with each fact's centre (f16), against brute force */
+    float *w = malloc(sizeof(float) * (size_t)C * C), *cw = malloc(sizeof(float) * 2 * C);
+    REQUIRE(w && cw, "oom");
+    uint64_t wseed = 5;
+    for (int i = 0; i < C; i++)
+        for (int j = i; j < C; j++) w[(size_t)i * C + j] = w[(size_t)j * C + i] = (i == j) + 0.05f * frand(&wseed);
+    CHECK(mem_set_fact_verify_centre(mem, 0, st) != 0, "a fact centre needs the whitening");
+    REQUIRE(mem_set_verify_whiten(mem, w) == 0, "whiten: %s", mome_errmsg());
+    for (int i = 0; i < C; i++) cw[i] = 0.3f * st[3 * C + i] + 0.7f * mu[i];
+    REQUIRE(mem_set_fact_verify_centre(mem, 0, cw) == 0 && mem_set_fact_verify_centre(mem, NF, cw) != 0, "fact centres");
+    worst = 0;
+    for (int q = 0; q < 5; q++)
+        for (int f = 0; f < 2; f++) {
+            double best = -INFINITY;
+            float c16[576];
+            for (int i = 0; i < C; i++) c16[i] = quant_f16_to_f32(quant_f32_to_f16(f == 0 ? cw[i] : mu[i]));
+            for (int j = 0; j < mem->n_ver[f]; j++) {
+                const float *k = f == 0 ? two + (size_t)j * C : st + 3 * C;
+                double na = 0, nb = 0, d = 0;
+                for (int i = 0; i < C; i++) {
+                    double sa = 0, sb = 0;
+                    for (int l = 0; l < C; l++) {
+                        sa += (double)w[(size_t)i * C + l] * (st[(size_t)q * C + l] - c16[l]);
+                        sb += (double)w[(size_t)i * C + l] * (quant_f16_to_f32(quant_f32_to_f16(k[l])) - c16[l]);
+                    }
+                    na += sa * sa, nb += sb * sb, d += sa * sb;
+                }
+                if (d / sqrt(na * nb) > best) best = d / sqrt(na * nb);
+            }
+            const double e = fabs(best - mem_verify(mem, f, st + (size_t)q * C, scr));
+            if (e > worst) worst = e;
+        }
+    CHECK(worst < 1e-4, "whitened verify is the best cosine of W (x - c_f) over the fact's states, fact 0 its centre, "
+                        "fact 1 mu_ver (max error %.2e)", worst);
     /* round trip, and a bad count */
     char path[64];
     REQUIRE(temp_file(path, "verify") == 0, "mkstemp");
@@ -1237,7 +1272,15 @@ static void test_verify(void) {
     CHECK(l->ver_layer == 18 && l->ver_tau == 0.9f && l->n_ver_total == 3 && !memcmp(l->n_ver, mem->n_ver, NF * sizeof(int32_t)) &&
               !memcmp(l->kver, mem->kver, sizeof(uint16_t) * 3 * C) && !memcmp(l->mu_ver, mem->mu_ver, sizeof(float) * C),
           "the relation check round trips bit for bit");
-    CHECK(mem_verify(l, 0, st, scr) == mem_verify(mem, 0, st, scr), "and verifies alike");
+    CHECK(mem_verify(l, 0, st, scr) == mem_verify(mem, 0, st, scr) && mem_verify(l, 1, st, scr) == mem_verify(mem, 1, st, scr) &&
+              l->ver_w && !memcmp(l->ver_w, w, sizeof(float) * C * C) && !memcmp(l->ver_ctr, mem->ver_ctr, sizeof(uint16_t) * NF * C),
+          "and verifies alike, its whitening and fact centres too");
+    /* a fact added to the loaded memory gets mu_ver as its centre */
+    int nf = NF;
+    for (; nf <= 70; nf++) REQUIRE(mem_add_fact(l, keys, keys + C, ans, 2) == nf, "add after load");
+    int same = 1;
+    for (int i = 0; i < C; i++) same &= l->ver_ctr[(size_t)70 * C + i] == quant_f32_to_f16(l->mu_ver[i]);
+    CHECK(same && mem_set_fact_verify_centre(l, 70, cw) == 0, "facts added after loading (past the loaded capacity) centre on mu_ver");
     mome_memory_free(l);
     l = NULL;
     REQUIRE(patch_key(path, "mome.n_verify", MEM_MAX_VER + 1) == 0, "patch");
@@ -1254,10 +1297,39 @@ static void test_verify(void) {
     gguf_close(gf);
     mome_memory_free(plain);
     unlink(path);
-    free(st); free(keys); free(qi); free(mu); free(scr);
+    free(st); free(keys); free(qi); free(mu); free(scr); free(w); free(cw);
     mome_ctx_free(c);
     mome_memory_free(mem);
     mome_model_free(m);
+}
+
+/* blas_inv_sqrt_sym: W (A + lambda I) W = I for a random SPD A, lambda =
+ * ridge x mean eigenvalue (trace / n), W symmetric. */
+static void test_whiten(void) {
+    enum { N = 40, K = 60 };
+    double *a = calloc(N * N, sizeof(double)), *a0 = calloc(N * N, sizeof(double));
+    float *w = malloc(sizeof(float) * N * N), *b = malloc(sizeof(float) * K * N);
+    REQUIRE(a && a0 && w && b, "oom");
+    uint64_t seed = 9;
+    for (int i = 0; i < K * N; i++) b[i] = frand(&seed) * (1.0f + (float)(i % N)); /* a spread of eigenvalues */
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++)
+            for (int k = 0; k < K; k++) a0[i * N + j] += (double)b[k * N + i] * b[k * N + j] / K;
+    double tr = 0;
+    for (int i = 0; i < N; i++) tr += a0[i * N + i];
+    memcpy(a, a0, sizeof(double) * N * N);
+    REQUIRE(blas_inv_sqrt_sym(a, N, 0.1, w) == 0, "eigensolver: %s", mome_errmsg());
+    double worst = 0, asym = 0;
+    for (int i = 0; i < N; i++)
+        for (int j = 0; j < N; j++) {
+            double s = 0;
+            for (int k = 0; k < N; k++)
+                for (int l = 0; l < N; l++) s += (double)w[i * N + k] * (a0[k * N + l] + (k == l) * 0.1 * tr / N) * w[l * N + j];
+            if (fabs(s - (i == j)) > worst) worst = fabs(s - (i == j));
+            if (fabs(w[i * N + j] - w[j * N + i]) > asym) asym = fabs(w[i * N + j] - w[j * N + i]);
+        }
+    CHECK(worst < 1e-4 && asym == 0, "W (A + lambda I) W = I (max error %.2e), W symmetric", worst);
+    free(a); free(a0); free(w); free(b);
 }
 
 static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) {
@@ -1313,6 +1385,10 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
     for (size_t i = 0; ok && i < (size_t)3 * C; i++) vs[i] = frand(&seed);
     ok = ok && mem_set_fact_verify(mem, 1, vs, 3) == 0 && mem_set_fact_verify(mem, 2, vs, 0) == 0;
     ok = ok && mem_set_verify_centre(mem, vs + C) == 0;
+    float *w = malloc(sizeof(float) * (size_t)C * C);
+    for (size_t i = 0; ok && w && i < (size_t)C * C; i++) w[i] = (i % (size_t)(C + 1) == 0) + 0.01f * frand(&seed);
+    ok = ok && w && mem_set_verify_whiten(mem, w) == 0 && mem_set_fact_verify_centre(mem, 1, vs + 2 * C) == 0;
+    free(w);
     free(vs);
     ok = ok && mem_update_tok_centre(mem) == 0;
     for (int g = 0; ok && g < 2; g++) ok = mem_gate_add_negative(mem, keys + (size_t)(NF + 1 + g) * 2 * C + C) == 0;
@@ -1547,5 +1623,6 @@ int main(void) {
     RUN(test_margin);
     RUN(test_hostile_files);
     RUN(test_verify);
+    RUN(test_whiten);
     return test_summary();
 }
