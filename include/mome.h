@@ -135,6 +135,13 @@ typedef struct mome_tune_progress {
     double perplexity;     /* of ppl_text on the passes ppl_every asks for, else -1 */
 } mome_tune_progress;
 
+/* The state the relation check compares (memory.h; docs/ARCHITECTURE.md has
+ * the measurements): the decision row's, centred on one mean (the check
+ * before 2026-12-04); the decision row's, after taking away the fact's
+ * subject centre and whitening; the mean over the question's tokens that are
+ * not the subject's, the same way (the default). */
+typedef enum mome_verify_key { MOME_VERIFY_CENTRED, MOME_VERIFY_WHITENED, MOME_VERIFY_RELATION } mome_verify_key;
+
 typedef struct mome_tune_params {
     const char *facts_path;
     const char *out_path;
@@ -166,9 +173,7 @@ typedef struct mome_tune_params {
                                   block verify_layer must be near one of the fact's tuned contexts';
                                   NAN: no check (new memories) or the loaded memory's */
     int verify_layer;          /* its block (-1: 3/5 of the blocks, 18 of 30 on SmolLM2) */
-    int verify_whiten;         /* 1 (default): a new memory's check compares states after taking
-                                  away each fact's subject centre and whitening (memory.h); 0: the
-                                  states centred on one mean (the check before 2026-12-04) */
+    int verify_key;            /* the state a new memory's check compares (mome_verify_key) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int alt_keys;              /* keys of generated wordings per fact besides its own, which the

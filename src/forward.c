@@ -229,7 +229,7 @@ static void memory_row(mome_ctx *c, int32_t pos, float *x) {
         if (verify) mem_rms_normalize(c->vrows + (size_t)pos * C, ver, C);
         mem_mix mix;
         const mem_query qt = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL,
-                              verify ? ver : NULL};
+                              verify ? ver : NULL, verify && mem->ver_pool ? c->vrows + (size_t)ps->span0 * C : NULL};
         const int n = mem_mix_select(mem, pool, last, &qt, -1, q, &mix, &c->dec_cand);
         c->dec_pos = pos;
         if (c->dec_keys) {
@@ -575,7 +575,7 @@ static void decode_range(mome_ctx *c, int32_t pos0, int n, int logits_mode) {
  * subject. Runs blocks 0..ver_layer - 1 over at most MEM_QUESTION_TOKENS
  * content tokens (the last ones) in a context of its own, from scratch, so
  * that the tuner and the engine get the same bits for the same question. */
-static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw) {
+static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw, float *rows) {
     const mome_memory *mem = c->mem;
     if (!mem || mem->ver_layer < 0 || n < 1) return mome_seterr_code(MOME_ERR_ARG, "question state: no relation check or no question");
     const mem_marks *mk = &mem->mk;
@@ -602,12 +602,22 @@ static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw)
     decode_range(q, 0, len, 0);
     q->n_past = 0; /* its K/V above ver_layer were never written */
     memcpy(raw, q->capture + (size_t)(len - 1) * C, (size_t)C * sizeof(float));
+    if (rows) /* the content tokens' (the last MEM_QUESTION_TOKENS) */
+        memcpy(rows, q->capture + (size_t)mk->n_user_open * C, (size_t)n * C * sizeof(float));
     return MOME_OK;
 }
 
 int ctx_question_state(mome_ctx *c, const int32_t *content, int n, float *xhat) {
-    const int rc = question_pass(c, content, n, xhat);
+    const int rc = question_pass(c, content, n, xhat, NULL);
     if (!rc) mem_rms_normalize(xhat, xhat, c->m->hp.n_embd);
+    return rc;
+}
+
+int ctx_question_rows(mome_ctx *c, const int32_t *content, int n, float *rows) {
+    float *last = mome_malloc((size_t)c->m->hp.n_embd * sizeof(float));
+    if (!last) return MOME_ERR_NOMEM;
+    const int rc = question_pass(c, content, n, last, rows);
+    free(last);
     return rc;
 }
 
@@ -630,11 +640,15 @@ static int question_states(mome_ctx *c, int32_t pos0, int n) {
         mem_pos *ps = &c->mpos[p];
         if (!mem_pos_next(mem, c->mpos, c->tokens, p, ps)) continue;
         const int nu = mem->mk.n_user_open, nq = ps->span1 - ps->span0;
-        int opens = ps->span0 == nu && nq <= MEM_QUESTION_TOKENS;
+        int opens = ps->span0 == nu && nq <= MEM_QUESTION_TOKENS && (!mem->ver_pool || ps->span0 >= pos0);
         for (int i = 0; i < nu && opens; i++) opens = c->tokens[i] == mem->mk.user_open[i];
-        if (opens) c->vrows[(size_t)p * C] = NAN;
-        else {
-            const int rc = question_pass(c, c->tokens + ps->span0, nq, c->vrows + (size_t)p * C);
+        if (opens) {
+            c->vrows[(size_t)p * C] = NAN;
+            for (int32_t t = ps->span0; mem->ver_pool && t < ps->span1; t++) c->vrows[(size_t)t * C] = NAN;
+        } else {
+            const int kept = nq < MEM_QUESTION_TOKENS ? nq : MEM_QUESTION_TOKENS; /* question_pass reads the last ones */
+            float *rows = mem->ver_pool ? c->vrows + (size_t)(ps->span1 - kept) * C : NULL;
+            const int rc = question_pass(c, c->tokens + ps->span0, nq, c->vrows + (size_t)p * C, rows);
             if (rc) return rc;
         }
     }

@@ -395,16 +395,19 @@ static size_t normalise(const char *src, size_t n, char *dst) {
 
 /* 1 when the normalised text (n bytes) contains the normalised subject (ns
  * bytes) as whole words: a word character or a hyphen on neither side. */
-static int has_subject(const char *text, size_t n, const char *subject, int32_t ns) {
-    if (ns <= 0 || (size_t)ns > n) return 0;
+static long find_subject(const char *text, size_t n, const char *subject, int32_t ns) {
+    if (ns <= 0 || (size_t)ns > n) return -1;
     for (size_t i = 0; i + (size_t)ns <= n; i++) {
         if (text[i] != subject[0] || memcmp(text + i, subject, (size_t)ns) != 0) continue;
         /* a hyphen joins: "Guinea-Bissau" does not name "Guinea" */
         const int before = i == 0 || !(is_word(text[i - 1]) || text[i - 1] == '-') || !is_word(subject[0]);
         const int after = i + ns == n || !(is_word(text[i + ns]) || text[i + ns] == '-') || !is_word(subject[ns - 1]);
-        if (before && after) return 1;
+        if (before && after) return (long)i;
     }
-    return 0;
+    return -1;
+}
+static int has_subject(const char *text, size_t n, const char *subject, int32_t ns) {
+    return find_subject(text, n, subject, ns) >= 0;
 }
 
 int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const char *question) {
@@ -425,7 +428,7 @@ int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const cha
     free(buf);
     mem->n_subj_total += (int64_t)k;
     mem->subj_len[f] = (int32_t)k;
-    const mem_query q = {NULL, NULL, 0, question, NULL};
+    const mem_query q = {NULL, NULL, 0, question, NULL, NULL};
     if (mem_subject_check(mem, f, &q) == 1) return 1;
     mem->subj_len[f] = 0;
     mem->n_subj_total -= (int64_t)k;
@@ -462,6 +465,85 @@ int mem_subject_check(const mome_memory *mem, int f, const mem_query *q) {
     } else
         return -1;
     return has_subject(text, n, mem->subj + mem->subj_off[f], mem->subj_len[f]);
+}
+
+/* The tokens (n) that spell the normalised subject (ns bytes; the first
+ * place it stands as whole words in their normalised text), 1 in mask. */
+static void subject_mask(const mome_memory *mem, const char *subject, int32_t ns, const int32_t *tokens, int n, uint8_t *mask) {
+    char text[MEM_SUBJECT_TEXT];
+    int16_t owner[MEM_SUBJECT_TEXT];
+    size_t len = 0;
+    int sp = 0, full = 0;
+    memset(mask, 0, (size_t)n);
+    if (ns <= 0 || !mem->piece_off) return;
+    for (int i = 0; i < n && !full; i++) {
+        const int32_t t = tokens[i];
+        if (t < 0 || t >= mem->n_vocab) continue;
+        const char *pc = mem->pieces + mem->piece_off[t];
+        for (int32_t k = 0; k < mem->piece_off[t + 1] - mem->piece_off[t] && !full; k++) {
+            if (is_space(pc[k])) { sp = len > 0; continue; }
+            if (len + 2 > MEM_SUBJECT_TEXT) { full = 1; break; }
+            if (sp) { owner[len] = (int16_t)i; text[len++] = ' '; sp = 0; }
+            owner[len] = (int16_t)i;
+            text[len++] = lower(pc[k]);
+        }
+    }
+    const long at = find_subject(text, len, subject, ns);
+    for (long j = at; at >= 0 && j < at + ns; j++) mask[owner[j]] = 1;
+}
+
+/* The relation feature: the mean x̂ of the rows (n, C, raw) of the tokens
+ * that are neither the subject's nor whitespace (all of them when none is
+ * left), into out (C). */
+static void relation_pool(const mome_memory *mem, const char *subject, int32_t ns, const int32_t *tokens, int n, const float *rows,
+                          float *out, float *tmp) {
+    const int C = mem->n_embd;
+    uint8_t mask[MEM_QUESTION_TOKENS];
+    if (n > MEM_QUESTION_TOKENS) { /* the last ones, as the question pass reads them */
+        tokens += n - MEM_QUESTION_TOKENS;
+        rows += (size_t)(n - MEM_QUESTION_TOKENS) * C;
+        n = MEM_QUESTION_TOKENS;
+    }
+    subject_mask(mem, subject, ns, tokens, n, mask);
+    int kept = 0;
+    for (int i = 0; i < n; i++) kept += !mask[i] && !(mem->blank && mem->blank[tokens[i]]);
+    for (int c = 0; c < C; c++) out[c] = 0.0f;
+    for (int i = 0; i < n; i++) {
+        if (kept > 0 && (mask[i] || (mem->blank && mem->blank[tokens[i]]))) continue;
+        mem_rms_normalize(rows + (size_t)i * C, tmp, C);
+        for (int c = 0; c < C; c++) out[c] += tmp[c];
+    }
+    const float inv = 1.0f / (float)(kept > 0 ? kept : n > 0 ? n : 1);
+    for (int c = 0; c < C; c++) out[c] *= inv;
+}
+
+int mem_relation_feature(const mome_memory *mem, const char *subject, const int32_t *tokens, int n, const float *rows, float *out) {
+    char norm[MEM_MAX_SUBJECT + 1];
+    size_t ns = 0;
+    if (subject) {
+        const size_t raw = strlen(subject);
+        char *buf = mome_malloc(raw + 1);
+        if (!buf) return MOME_ERR_NOMEM;
+        ns = normalise(subject, raw, buf);
+        if (ns > MEM_MAX_SUBJECT) ns = 0;
+        memcpy(norm, buf, ns);
+        free(buf);
+    }
+    float *tmp = mome_malloc((size_t)mem->n_embd * sizeof(float));
+    if (!tmp) return MOME_ERR_NOMEM;
+    relation_pool(mem, norm, (int32_t)ns, tokens, n, rows, out, tmp);
+    free(tmp);
+    return 0;
+}
+
+float mem_verify_query(const mome_memory *mem, int f, const mem_query *q, float *scratch) {
+    if (!q || isnan(mem->ver_tau) || mem->ver_layer < 0 || f < 0 || f >= mem->n_facts || mem->n_ver[f] == 0) return INFINITY;
+    if (!mem->ver_pool) return mem_verify(mem, f, q->ver, scratch);
+    if (!q->ver_rows || !q->tokens || q->n < 1) return INFINITY;
+    const int C = mem->n_embd;
+    float *feat = scratch + 4 * (size_t)C;
+    relation_pool(mem, mem->subj + mem->subj_off[f], mem->subj_len[f], q->tokens, q->n, q->ver_rows, feat, scratch);
+    return mem_verify(mem, f, feat, scratch);
 }
 
 float *mem_values(const mome_memory *mem, int f) { return mem->val + (size_t)(mem->ans_off[f] + f) * mem->n_embd; }
@@ -648,7 +730,7 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
     const float need = n > 0 ? mem_fact_margin(mem, idx[0]) : 0.0f;
-    const float v0 = n > 0 && qt ? mem_verify(mem, idx[0], qt->ver, cs) : INFINITY;
+    const float v0 = n > 0 && qt ? mem_verify_query(mem, idx[0], qt, cs) : INFINITY;
     if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need, v0};
     const int lead = !(need > 0.0f) || sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= need;
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
@@ -675,7 +757,7 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     for (int i = 0; i < n; i++) {
         const int first = force >= 0 ? idx[i] == force : i == 0;
         if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f &&
-                        (!qt || (mem_cover(mem, idx[i], qt, cs) >= ctau && mem_verify(mem, idx[i], qt->ver, cs) >= vtau)) &&
+                        (!qt || (mem_cover(mem, idx[i], qt, cs) >= ctau && mem_verify_query(mem, idx[i], qt, cs) >= vtau)) &&
                         mem_subject_check(mem, idx[i], qt) != 0))
             continue;
         mix->fact[mix->n] = idx[i];
@@ -947,6 +1029,7 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         CK(gguf_writer_add_i32(w, "mome.verify_layer", m->ver_layer));
         CK(gguf_writer_add_f32(w, "mome.verify_tau", m->ver_tau));
         CK(gguf_writer_add_arr(w, "mome.n_verify", GGUF_TYPE_INT32, m->n_ver, (uint64_t)n));
+        if (m->ver_pool) CK(gguf_writer_add_i32(w, "mome.verify_relation", 1));
     }
     if (meta) {
         CK(gguf_writer_add_u64(w, "ckpt.step", (uint64_t)meta->step));
@@ -1140,6 +1223,11 @@ static int load_verify(const gguf_file *f, mome_memory *m) {
     }
     m->n_ver_total = m->cap_ver = tot;
     m->ver_last = nf - 1;
+    int32_t pool = 0;
+    const int rp = gguf_get_i32(f, "mome.verify_relation", &pool);
+    if (rp < 0 || (rp == 1 && pool != 0 && pool != 1))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.verify_relation is not 0 or 1", f->path);
+    m->ver_pool = rp == 1 && pool == 1;
     if (!gguf_find_tensor(f, "mem.verify_whiten")) return 0; /* the check centred with mu_ver alone */
     if (!(m->ver_w = mome_malloc((size_t)C * C * sizeof(float)))) return MOME_ERR_NOMEM;
     if ((rc = read_tensor(f, "mem.verify_whiten", C, C, 0, m->ver_w))) return rc;

@@ -304,6 +304,7 @@ struct mome_memory {
     uint16_t *kver;                    /* (n_ver_total, C) x̂ at the input of ver_layer, f16 */
     int64_t n_ver_total, cap_ver;
     int32_t ver_last;                  /* the fact the last states went to (-1: none) */
+    int32_t ver_pool;                  /* 1: the state is the relation feature (mem_relation_feature), 0: the decision row's */
     float *ver_w;                      /* (C, C) symmetric whitening W (NULL: none, every fact centred with mu_ver) */
     uint16_t *ver_ctr;                 /* (cap_facts, C) each fact's centre with W, f16 (NULL with ver_w) */
     mem_marks mk;
@@ -321,6 +322,7 @@ typedef struct mem_query {
     int32_t n;
     const char *text;      /* the question's text for the subject check (NULL: the tokens' text) */
     const float *ver;      /* (C) x̂ at the input of ver_layer at the decision row (NULL: no relation check) */
+    const float *ver_rows; /* (n, C) raw x at the input of ver_layer of the content tokens, question alone (ver_pool) */
 } mem_query;
 
 /* The facts a question selected that are still followed, best score first,
@@ -418,6 +420,14 @@ int mem_set_fact_verify_centre(mome_memory *mem, int f, const float *centre);
  * +INFINITY when the memory has no check, f kept no state or x̂ is NULL.
  * scratch: 4C floats. */
 float mem_verify(const mome_memory *mem, int f, const float *xhat, float *scratch);
+/* The relation feature of a question (ver_pool): the mean x̂ over its
+ * content tokens (n; rows: raw x at ver_layer, question alone) that neither
+ * spell the subject (as the subject check finds it; NULL: none) nor are
+ * whitespace, into out (C). */
+int mem_relation_feature(const mome_memory *mem, const char *subject, const int32_t *tokens, int n, const float *rows, float *out);
+/* verify(f, q) with the memory's state: q->ver, or (ver_pool) the relation
+ * feature of q's tokens with f's subject; scratch: 5C floats. */
+float mem_verify_query(const mome_memory *mem, int f, const mem_query *q, float *scratch);
 
 /* The lead over its rival fact f needs to be selected: min(share * lead_f,
  * M), M when it has no lead (0: none). */

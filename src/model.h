@@ -71,6 +71,9 @@ int ctx_shared_prefix_any(const mome_ctx *c, const int32_t *ids, int n);
 /* The relation check's state of a question from its content tokens
  * (forward.c; memory.h): x̂ (C) at the memory's ver_layer, asked alone. */
 int ctx_question_state(mome_ctx *c, const int32_t *content, int n, float *xhat);
+/* The same pass's raw x at the input of ver_layer of the content tokens
+ * (the last MEM_QUESTION_TOKENS of n) into rows (min(n, MEM_QUESTION_TOKENS), C). */
+int ctx_question_rows(mome_ctx *c, const int32_t *content, int n, float *rows);
 int model_mem_value_layer(const mome_model *m);
 
 struct mome_model {

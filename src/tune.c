@@ -75,7 +75,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.cover = NAN;
     p.verify = NAN;
     p.verify_layer = -1;
-    p.verify_whiten = 1;
+    p.verify_key = MOME_VERIFY_RELATION;
     p.route_margin = NAN;
     p.route_margin_share = NAN;
     p.top_k = 0;            /* the loaded memory's, 1 for a new one */
@@ -432,7 +432,7 @@ static int keep_question_tokens(tuner *t, int mi, int dpos) {
     const mem_pos *ps = &c->mpos[dpos];
     if (ps->span0 < 0 || ps->span1 <= ps->span0)
         return mome_seterr_code(MOME_ERR_UNSUPPORTED, "tune: no user turn before the decision row %d", dpos);
-    const mem_query q = {c->mrows + (size_t)ps->span0 * t->mem->n_embd, c->tokens + ps->span0, ps->span1 - ps->span0, NULL, NULL};
+    const mem_query q = {c->mrows + (size_t)ps->span0 * t->mem->n_embd, c->tokens + ps->span0, ps->span1 - ps->span0, NULL, NULL, NULL};
     return mem_set_fact_tokens(t->mem, mi, &q);
 }
 
@@ -646,16 +646,24 @@ static int capture_centres(tuner *t, int new_memory, float *keys, double *mp) {
 }
 
 /* The relation check's state (memory.h) of the question of a one-message
- * chat, into xhat (C). */
-static int question_state(tuner *t, const char *question, float *xhat) {
+ * chat, into xhat (C): the decision row's, or (ver_pool) the relation
+ * feature with `subject` (NULL: none) taken out. */
+static int question_state(tuner *t, const char *question, const char *subject, float *xhat) {
     const mome_chat_msg msg = {"user", question};
     int32_t *ids;
     const int P = prompt_ids(t, &msg, 1, &ids);
     if (P < 0) return P;
     int32_t span0, span1;
     int rc = mem_find_question(t->mem, ids, P, &span0, &span1);
-    if (rc >= 0) rc = ctx_question_state(t->ctx, ids + span0, span1 - span0, xhat);
-    else rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "tune: the memory found no question in the chat prompt");
+    if (rc < 0) rc = mome_seterr_code(MOME_ERR_UNSUPPORTED, "tune: the memory found no question in the chat prompt");
+    else if (!t->mem->ver_pool) rc = ctx_question_state(t->ctx, ids + span0, span1 - span0, xhat);
+    else {
+        const int n = span1 - span0, kept = n < MEM_QUESTION_TOKENS ? n : MEM_QUESTION_TOKENS;
+        float *rows = mome_malloc((size_t)kept * t->m->hp.n_embd * sizeof(float));
+        rc = rows ? ctx_question_rows(t->ctx, ids + span0, n, rows) : MOME_ERR_NOMEM;
+        if (!rc) rc = mem_relation_feature(t->mem, subject, ids + span1 - kept, kept, rows, xhat);
+        free(rows);
+    }
     free(ids);
     return rc;
 }
@@ -684,7 +692,7 @@ static int subject_centre(tuner *t, const char *subject, float *rows, float *cen
     int rc = 0;
     for (int k = 0; k < CENTRE_TEMPLATES && !rc; k++) {
         snprintf(q, sizeof q, relation_templates[2 * k], subject);
-        rc = question_state(t, q, rows + (size_t)k * C);
+        rc = question_state(t, q, subject, rows + (size_t)k * C);
     }
     if (rc) return rc;
     for (int c = 0; c < C; c++) {
@@ -726,7 +734,7 @@ static int capture_verify_states(tuner *t) {
     static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
-    const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_whiten) || t->mem->ver_w;
+    const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_key != MOME_VERIFY_CENTRED) || t->mem->ver_w;
     float *rows = mome_malloc((size_t)(NK > CENTRE_TEMPLATES ? NK : CENTRE_TEMPLATES) * C * sizeof(float));
     float *ctr = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * C * sizeof(float)) : NULL;
     double *sum = mome_calloc((size_t)C, sizeof(double));
@@ -746,7 +754,7 @@ static int capture_verify_states(tuner *t) {
             int seen = 0;
             for (int k = 0; k < n && !seen; k++) seen = strcmp(q, asked[k]) == 0;
             if (seen) continue;
-            rc = question_state(t, q, rows + (size_t)n * C);
+            rc = question_state(t, q, t->mem->subj_len[t->f[i].mi] > 0 ? fa->subject : NULL, rows + (size_t)n * C);
             for (int c = 0; !rc && c < C; c++) sum[c] += rows[(size_t)n * C + c];
             if (!rc) asked[n++] = q;
             n_sum += !rc;
@@ -762,9 +770,9 @@ static int capture_verify_states(tuner *t) {
             progress(t, "relation-check states", i);
         }
     }
-    if (!rc && fresh) { /* a memory that had none: its centre and (verify_whiten) whitening */
+    if (!rc && fresh) { /* a memory that had none: its centre and whitening */
         for (int g = 0; g < N_GENERIC && !rc; g++) {
-            rc = question_state(t, generic_questions[g], rows);
+            rc = question_state(t, generic_questions[g], NULL, rows);
             for (int c = 0; !rc && c < C; c++) sum[c] += rows[c];
             n_sum += !rc;
         }
@@ -843,7 +851,7 @@ static int prepare_margins(tuner *t) {
                 char qbuf[CONTEXT_QCAP];
                 mome_chat_msg msgs[4];
                 const int nm = context_msgs(fa, k, qbuf, sizeof qbuf, msgs);
-                const mem_query qt = {NULL, NULL, 0, msgs[nm - 1].content, NULL};
+                const mem_query qt = {NULL, NULL, 0, msgs[nm - 1].content, NULL, NULL};
                 const float *kk = t->ckeys + ((size_t)i * N_CONTEXTS + k) * 2 * C;
                 mem_mix mx;
                 mem_cand cd;
@@ -923,7 +931,7 @@ static int prepare_mixtures(tuner *t) {
         const size_t o = (size_t)f->mi * C;
         /* the partners the engine would mix for the fact's own wording: its
          * keys, and its own question tokens for their wording checks */
-        mem_query qt = {own, NULL, 0, t->fs->v[i].question, NULL};
+        mem_query qt = {own, NULL, 0, t->fs->v[i].question, NULL, NULL};
         mem_fact_tokens(mem, f->mi, own, &qt.n);
         mem_mix_select(mem, mem->kpool + o, mem->klast + o, &qt, f->mi, q, &f->mix, NULL);
         for (int k = 0; k < f->mix.n; k++) {
@@ -1313,6 +1321,8 @@ static int open_memory(tuner *t, int *new_memory) {
         const int L = m->hp.n_layer;
         const int lver = t->mem->ver_layer >= 0 ? t->mem->ver_layer : p->verify_layer >= 0 ? p->verify_layer : 3 * L / 5;
         if ((rc = mem_verify_init(t->mem, lver, isnan(p->verify) ? t->mem->ver_tau : p->verify))) return rc;
+        if (t->mem->n_ver_total == 0) /* a new check: its key */
+            t->mem->ver_pool = p->verify_key == MOME_VERIFY_RELATION;
     }
     return 0;
 }

@@ -720,7 +720,7 @@ static void test_margin(void) {
     m2 = answer_memory(m, keys, NF, first, subj);
     REQUIRE(m2, "memory: %s", mome_errmsg());
     mome_memory_set_margin(m2, (lead1 + lead2) / 2);
-    const mem_query at = {NULL, NULL, 0, "what is the code of austria", NULL}, both = {NULL, NULL, 0, "Austria or Germany?", NULL};
+    const mem_query at = {NULL, NULL, 0, "what is the code of austria", NULL, NULL}, both = {NULL, NULL, 0, "Austria or Germany?", NULL, NULL};
     CHECK(mem_mix_select(m2, qk, qk + C, &at, -1, q, &mx, &cd) == 1 && cd.rival == sc[2],
           "the runner-up's subject not named: the third is the rival, selected (%g)", cd.rival);
     CHECK(mem_mix_select(m2, qk, qk + C, &both, -1, q, &mx, &cd) == 0 && cd.rival == sc[1],
@@ -839,7 +839,7 @@ static void test_cover(void) {
         for (int c = 0; c < C; c++) keys[c] = keys[C + c] = frand(&seed);
         int32_t ans[2] = {5, 6};
         REQUIRE(mem_add_fact(mem, keys, keys + C, ans, 2) == f, "add");
-        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL, NULL};
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL, NULL, NULL};
         REQUIRE(mem_set_fact_tokens(mem, f, &q) == 0, "tokens: %s", mome_errmsg());
         CHECK(mem->n_tok[f] == NT, "fact %d keeps %d tokens, want %d (the blank one dropped)", f, mem->n_tok[f], NT);
         for (int i = 0, k = 0; i < NT + 1; i++) {
@@ -852,7 +852,7 @@ static void test_cover(void) {
             k++;
         }
     }
-    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1, NULL, NULL}) != 0, "tokens twice for one fact are refused");
+    CHECK(mem_set_fact_tokens(mem, 0, &(mem_query){rows, toks, 1, NULL, NULL, NULL}) != 0, "tokens twice for one fact are refused");
     mem_update_tok_centre(mem);
     double err = 0;
     for (int c = 0; c < C; c++) {
@@ -865,7 +865,7 @@ static void test_cover(void) {
     /* own tokens, and a question that lacks fact 0's token 3 (a random row in its place) */
     for (int f = 0; f < NF; f++) {
         for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[(i + f) % 8];
-        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL, NULL};
+        const mem_query q = {rows + (size_t)f * (NT + 1) * C, toks, NT + 1, NULL, NULL, NULL};
         const float cv = mem_cover(mem, f, &q, scr);
         CHECK(cv > 0.999f, "fact %d: its own tokens cover it %.4f", f, cv);
     }
@@ -873,7 +873,7 @@ static void test_cover(void) {
     memcpy(other, rows, sizeof(float) * (size_t)(NT + 1) * C);
     for (int c = 0; c < C; c++) other[(size_t)4 * C + c] = 3.0f * (frand(&seed) - 0.5f);
     for (int i = 0; i < NT + 1; i++) toks[i] = i == 2 ? blank : content[i % 8];
-    const mem_query qo = {other, toks, NT + 1, NULL, NULL};
+    const mem_query qo = {other, toks, NT + 1, NULL, NULL, NULL};
     /* the reference over the question's content rows only */
     float *qc = malloc(sizeof(float) * (size_t)NT * C);
     for (int i = 0, k = 0; i < NT + 1; i++)
@@ -886,7 +886,7 @@ static void test_cover(void) {
     float *q = malloc(sizeof(float) * MEM_SELECT_SCRATCH(C));
     mem_mix mx;
     mem_cand cd;
-    const mem_query qs = {rows, toks, NT + 1, NULL, NULL}; /* fact 0's own rows; toks are still fact 0's */
+    const mem_query qs = {rows, toks, NT + 1, NULL, NULL, NULL}; /* fact 0's own rows; toks are still fact 0's */
     CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qs, -1, q, &mx, &cd) == 1 && mx.fact[0] == 0,
           "own wording selects fact 0 (cover %.3f)", cd.cover);
     CHECK(mem_mix_select(mem, mem->kpool, mem->klast, &qo, -1, q, &mx, &cd) == 0,
@@ -1062,23 +1062,23 @@ static void test_subject(void) {
         {"What is the code of United Kingdom?", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        const mem_query qt = {NULL, NULL, 0, cases[i].q, NULL};
+        const mem_query qt = {NULL, NULL, 0, cases[i].q, NULL, NULL};
         CHECK(mem_subject_check(mem, 0, &qt) == cases[i].want, "text '%s': %d", cases[i].q, cases[i].want);
         /* the same through the question's tokens, as the engine reads it */
         int32_t *ids = NULL;
         const int n = mome_tokenize_alloc(m, cases[i].q, 0, 0, &ids);
         REQUIRE(n > 0, "tokenize");
-        const mem_query qk = {NULL, ids, n, NULL, NULL};
+        const mem_query qk = {NULL, ids, n, NULL, NULL, NULL};
         CHECK(mem_subject_check(mem, 0, &qk) == cases[i].want, "tokens of '%s': %d", cases[i].q, cases[i].want);
         free(ids);
     }
-    const mem_query none = {NULL, NULL, 0, "anything", NULL};
+    const mem_query none = {NULL, NULL, 0, "anything", NULL, NULL};
     CHECK(mem_subject_check(mem, 1, &none) == -1, "a fact without a subject is not checked");
     /* the selection: fact 0's own keys, asked with and without its subject */
     mome_memory_set_routing(mem, 0.5f, NAN);
     mem_mix mx;
     mem_cand cd;
-    const mem_query yes = {NULL, NULL, 0, cases[1].q, NULL}, no = {NULL, NULL, 0, cases[6].q, NULL};
+    const mem_query yes = {NULL, NULL, 0, cases[1].q, NULL, NULL}, no = {NULL, NULL, 0, cases[6].q, NULL, NULL};
     CHECK(mem_mix_select(mem, keys, keys + C, &yes, -1, q, &mx, &cd) == 1 && mx.fact[0] == 0 && cd.subject == 1,
           "named: selected");
     CHECK(mem_mix_select(mem, keys, keys + C, &no, -1, q, &mx, &cd) == 0 && cd.best == 0 && cd.subject == 0 && cd.score > 0.99f,
@@ -1303,6 +1303,83 @@ static void test_verify(void) {
     mome_model_free(m);
 }
 
+/* The relation feature (mem_relation_feature): the mean x̂ over the tokens
+ * that do not spell the subject, against brute force; in the engine, the
+ * same bits whether the question opens the context (read in place) or
+ * follows a system prompt or an earlier exchange (its own pass). */
+static void test_relation_feature(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0 && mem_verify_init(mem, 18, -1.0f) == 0, "mem_new");
+    mem->ver_pool = 1;
+    int32_t *a = NULL, *b = NULL, *q = NULL;
+    const int na = mome_tokenize_alloc(m, "What is the code of", 0, 0, &a), nb = mome_tokenize_alloc(m, " Austria", 0, 0, &b),
+              nq = mome_tokenize_alloc(m, "?", 0, 0, &q);
+    REQUIRE(na > 0 && nb > 0 && nq > 0 && na + nb + nq <= 64, "tokenize");
+    int32_t toks[64];
+    const int n = na + nb + nq;
+    memcpy(toks, a, sizeof(int32_t) * na);
+    memcpy(toks + na, b, sizeof(int32_t) * nb);
+    memcpy(toks + na + nb, q, sizeof(int32_t) * nq);
+    float *rows = malloc(sizeof(float) * (size_t)n * C), *got = malloc(sizeof(float) * C), *xh = malloc(sizeof(float) * C);
+    double *want = calloc((size_t)C, sizeof(double));
+    REQUIRE(rows && got && xh && want, "oom");
+    uint64_t seed = 17;
+    for (size_t i = 0; i < (size_t)n * C; i++) rows[i] = 3.0f * frand(&seed);
+    static const char *const subj[] = {"Austria", "AUSTRIA ", NULL, "Germany"};
+    for (int s = 0; s < 4; s++) {
+        memset(want, 0, sizeof(double) * C);
+        int k = 0;
+        for (int t = 0; t < n; t++) {
+            if (s < 2 && t >= na && t < na + nb) continue; /* the subject's tokens */
+            mem_rms_normalize(rows + (size_t)t * C, xh, C);
+            for (int c = 0; c < C; c++) want[c] += xh[c];
+            k++;
+        }
+        REQUIRE(mem_relation_feature(mem, subj[s], toks, n, rows, got) == 0, "feature");
+        double worst = 0;
+        for (int c = 0; c < C; c++) worst = fmax(worst, fabs(got[c] - want[c] / k));
+        CHECK(worst < 1e-5, "subject '%s': the mean over the %d tokens left (max error %.2e)", subj[s] ? subj[s] : "(none)", k, worst);
+    }
+    /* the engine: one fact keeps its question's feature */
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    float *keys = random_keys(1, C, 5);
+    const int32_t ans[2] = {100, 7};
+    const char *own = "What is the code of Austria?";
+    REQUIRE(keys && mem_add_fact(mem, keys, keys + C, ans, 2) == 0 && mem_set_fact_subject(mem, 0, "Austria", own) == 1, "fact");
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 256;
+    mome_ctx *c = NULL;
+    REQUIRE(mome_ctx_init(m, &cp, &c) == 0 && mome_ctx_set_memory(c, mem) == 0, "ctx");
+    const mome_chat_msg alone[] = {{"user", own}};
+    int32_t *ids = NULL, s0 = -1, s1 = -1;
+    const int np = prompt_ids(m, alone, 1, &ids);
+    REQUIRE(np > 0 && mem_find_question(mem, ids, np, &s0, &s1) == np - 1, "span");
+    float *qrows = malloc(sizeof(float) * (size_t)(s1 - s0) * C), *mu = calloc((size_t)C, sizeof(float));
+    REQUIRE(qrows && mu && ctx_question_rows(c, ids + s0, s1 - s0, qrows) == 0, "rows: %s", mome_errmsg());
+    REQUIRE(mem_relation_feature(mem, "Austria", ids + s0, s1 - s0, qrows, got) == 0 && mem_set_fact_verify(mem, 0, got, 1) == 0 &&
+                mem_set_verify_centre(mem, mu) == 0, "state");
+    const mome_chat_msg sys[] = {{"system", "You are terse."}, {"user", own}};
+    const mome_chat_msg turn[] = {{"user", "Hi."}, {"assistant", "Hello."}, {"user", own}};
+    const mome_chat_msg other[] = {{"user", "Who owns Austria?"}};
+    const mome_chat_msg *const cases[] = {alone, sys, turn, other};
+    const int ncase[] = {1, 2, 3, 1};
+    float v[4];
+    for (int i = 0; i < 4; i++) {
+        REQUIRE(engine_state(c, cases[i], ncase[i], xh) >= 0, "decision row");
+        v[i] = c->dec_cand.verify;
+    }
+    CHECK(v[0] > 0.9999f && v[0] == v[1] && v[0] == v[2], "the feature is the stored one, bit for bit alone, behind a system "
+                                                         "prompt and after an exchange (%.6f %.6f %.6f)", v[0], v[1], v[2]);
+    CHECK(v[3] < 0.99f, "another question about the subject has another feature (%.4f)", v[3]);
+    free(a); free(b); free(q); free(rows); free(got); free(xh); free(want); free(keys); free(ids); free(qrows); free(mu);
+    mome_ctx_free(c);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 /* blas_inv_sqrt_sym: W (A + lambda I) W = I for a random SPD A, lambda =
  * ridge x mean eigenvalue (trace / n), W symmetric. */
 static void test_whiten(void) {
@@ -1366,8 +1443,8 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
         for (size_t i = 0; ok && i < (size_t)(NT + 1) * C; i++) rows[i] = 2.0f * frand(&seed);
         /* fact 0: the question's words as the engine read them; the others random rows */
         const mem_pos *ps = &c->mpos[n - 1];
-        const mem_query q0 = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL, NULL},
-                        q = {rows, content, NT + 1 - f, NULL, NULL};
+        const mem_query q0 = {c->mrows + (size_t)ps->span0 * C, c->tokens + ps->span0, ps->span1 - ps->span0, NULL, NULL, NULL},
+                        q = {rows, content, NT + 1 - f, NULL, NULL, NULL};
         ok = ok && (f > 0 || ps->span1 > ps->span0) && mem_set_fact_tokens(mem, f, f ? &q : &q0) == 0;
         char question[64];
         snprintf(question, sizeof question, "What is the code of %s?", subj[f] ? subj[f] : "it");
@@ -1388,6 +1465,7 @@ static mome_memory *every_part_memory(mome_model *m, const int32_t *ids, int n) 
     float *w = malloc(sizeof(float) * (size_t)C * C);
     for (size_t i = 0; ok && w && i < (size_t)C * C; i++) w[i] = (i % (size_t)(C + 1) == 0) + 0.01f * frand(&seed);
     ok = ok && w && mem_set_verify_whiten(mem, w) == 0 && mem_set_fact_verify_centre(mem, 1, vs + 2 * C) == 0;
+    mem->ver_pool = 1; /* the relation feature */
     free(w);
     free(vs);
     ok = ok && mem_update_tok_centre(mem) == 0;
@@ -1441,7 +1519,7 @@ static int hostile_one(hostile *h, const uint8_t *img, size_t len, int decode, c
     int bad = 0;
     for (int i = 0; i < 2 * C; i++) h->key[i] = frand(&h->seed);
     for (int i = 0; i < 4 * C; i++) h->rows[i] = frand(&h->seed);
-    const mem_query qt = {h->rows, h->ids + h->n - 6, 4, "What is the code of Austria?", NULL};
+    const mem_query qt = {h->rows, h->ids + h->n - 6, 4, "What is the code of Austria?", NULL, NULL};
     mem_mix mx;
     mem_cand cd;
     const int k = mem_mix_select(l, h->key, h->key + C, &qt, -1, h->q, &mx, &cd);
@@ -1496,6 +1574,12 @@ static void test_hostile_files(void) {
     close(fd);
     snprintf(again, sizeof again, "%s.again", path);
     REQUIRE(mem_save(mem, path, 1) == 0, "save: %s", mome_errmsg());
+    mome_memory *rt = NULL;
+    REQUIRE(mome_memory_load(path, m, &rt) == 0, "load: %s", mome_errmsg());
+    CHECK(rt->ver_pool == 1 && rt->ver_w && !memcmp(rt->ver_w, mem->ver_w, sizeof(float) * C * C) &&
+              !memcmp(rt->ver_ctr, mem->ver_ctr, sizeof(uint16_t) * 3 * C),
+          "the relation feature, the whitening and the fact centres round trip");
+    mome_memory_free(rt);
     mome_memory_free(mem);
     FILE *fp = fopen(path, "rb");
     REQUIRE(fp, "open");
@@ -1624,5 +1708,6 @@ int main(void) {
     RUN(test_hostile_files);
     RUN(test_verify);
     RUN(test_whiten);
+    RUN(test_relation_feature);
     return test_summary();
 }

@@ -194,18 +194,20 @@ static const arg_opt OPTS[] = {
      .help = "the relation check: keep each fact's state at --verify-layer at the end of its question asked "
              "alone (as given, lower case, without its final mark, with doubled spaces), and answer only "
              "questions whose own question, read alone, is near one of them (cosine >= X after taking away "
-             "the fact's subject centre and whitening, --verify-whiten), whatever system prompt or turns "
+             "the fact's subject centre and whitening, --verify-key), whatever system prompt or turns "
              "precede it; it tells rewordings from other questions about the same subject better than "
              "--cover; -1 keeps the states and checks nothing (for eval --verify); docs/BENCHMARKS.md has "
              "the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
      .help = "the block whose input the relation check reads (below --layer)", .def = "3/5 of the blocks"},
-    {CMD_TUNE, "--verify-whiten", "0|1", ARG_INT(&V.tune.verify_whiten, 0, 1),
-     .help = "1: the relation check compares a question with its fact's after taking away the fact's "
-             "subject centre (8 other questions about its subject) and whitening with their spread; 0: "
-             "states centred on one mean (the check before 2026-12-04; a new memory's choice, kept when "
-             "facts are added)"},
+    {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation"),
+     .help = "the state the relation check compares: relation, the mean over the question's tokens that "
+             "are not its subject's; last, the state at the end of the question; both after taking away "
+             "the fact's subject centre (8 other questions about its subject) and whitening with their "
+             "spread; centred, the state at the end centred on one mean (the check before 2026-12-04). A "
+             "new memory's choice, kept when facts are added",
+     .def = "relation"},
     {CMD_TUNE, "--top-k", "K", ARG_INT(&V.tune.top_k, 1, 64),
      .help = "a question mixes the values of up to K facts, 1..64: the K best by key score, weighted "
              "softmax(score / T); the memory speaks when the best fact is selected, the others join when they "
