@@ -17,7 +17,7 @@ relation_templates[0, 2, .., 14] in src/tune.c), at blocks 12-18:
 and scores a question by the best cosine to its fact's 4 stored wordings,
 either centred on one mean (plain; --verify-key centred) or after taking away
 the fact's subject centre (the mean of its 8 template questions) and
-whitening with W = (S + 0.1 mean(eig S) I)^(-1/2), S the templates' spread
+whitening with W = (S + RIDGE mean(eig S) I)^(-1/2) (env RIDGE, default 0.1 as tuned), S the templates' spread
 around their centres pooled over the facts (--verify-key last / relation).
 Prints the rewordings that pass the threshold turning away 95 / 97 / 98 / 99%
 of the same-subject questions, and the AUC. States cached in
@@ -37,6 +37,7 @@ SAME = ["Who owns %s?", "What is the official website of %s?", "Where did %s die
 CENTRE = ["What is the population of %s?", "Who founded %s?", "What is %s known for?", "What is the currency of %s?",
           "How big is %s?", "When was %s born?", "Who created %s?", "What is the climate like in %s?"]
 LAY = [12, 14, 16, 18]
+RIDGE = float(os.environ.get("RIDGE", "0.1"))
 def wordings(q):
     w = [q, q.lower()]
     if q and q[-1] in "?.!": w.append(q[:-1])
@@ -78,7 +79,7 @@ def score(kind, L, whiten):
     if whiten:
         D = (tm - ms[:, None]).reshape(-1, C)
         ev, evec = torch.linalg.eigh(D.T @ D / D.shape[0])
-        W = evec @ torch.diag((ev.clamp(min=0) + 0.1 * ev.clamp(min=0).mean()) ** -0.5) @ evec.T
+        W = evec @ torch.diag((ev.clamp(min=0) + RIDGE * ev.clamp(min=0).mean()) ** -0.5) @ evec.T
         ctr = ms
     else:
         W = torch.eye(C); ctr = X[:, 0:4].reshape(-1, C).mean(0).expand(F, -1)

@@ -675,7 +675,7 @@ static int question_state(tuner *t, const char *question, const char *subject, f
  * (their covariance, pooled over the facts' subjects and CENTRE_SUBJECTS,
  * which keep it defined for a memory of a few facts). */
 #define CENTRE_TEMPLATES 8
-#define WHITEN_RIDGE 0.1 /* lambda / mean eigenvalue; 0.1-1.0 within 3 points (bench/relation_features.py) */
+#define WHITEN_RIDGE 0.1 /* lambda / mean eigenvalue (RIDGE in bench/relation_whiten.py tries others) */
 static const char *const centre_subjects[] = {
     "France", "Albert Einstein", "the Amazon River", "Microsoft", "Mount Everest", "Tokyo", "the Beatles",
     "the Python language", "the Eiffel Tower", "Jupiter", "Leonardo da Vinci", "Toyota", "the Pacific Ocean",
@@ -735,7 +735,8 @@ static int capture_verify_states(tuner *t) {
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
     const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_key != MOME_VERIFY_CENTRED) || t->mem->ver_w;
-    float *rows = mome_malloc((size_t)(NK > CENTRE_TEMPLATES ? NK : CENTRE_TEMPLATES) * C * sizeof(float));
+    /* NK wordings, or CENTRE_TEMPLATES questions and a centre */
+    float *rows = mome_malloc((size_t)(NK > CENTRE_TEMPLATES + 1 ? NK : CENTRE_TEMPLATES + 1) * C * sizeof(float));
     float *ctr = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * C * sizeof(float)) : NULL;
     double *sum = mome_calloc((size_t)C, sizeof(double));
     double *cov = fresh && whiten ? mome_calloc((size_t)C * C, sizeof(double)) : NULL;
@@ -778,11 +779,8 @@ static int capture_verify_states(tuner *t) {
         }
         for (int c = 0; !rc && c < C; c++) rows[c] = (float)(sum[c] / (double)(n_sum ? n_sum : 1));
         if (!rc) rc = mem_set_verify_centre(t->mem, rows);
-        float *scratch = whiten ? mome_malloc((size_t)(CENTRE_TEMPLATES + 1) * C * sizeof(float)) : NULL;
-        if (!rc && whiten && !scratch) rc = MOME_ERR_NOMEM;
         for (int s = 0; s < N_CENTRE_SUBJECTS && !rc && whiten; s++, n_cov += CENTRE_TEMPLATES)
-            rc = subject_centre(t, centre_subjects[s], scratch, scratch + (size_t)CENTRE_TEMPLATES * C, cov);
-        free(scratch);
+            rc = subject_centre(t, centre_subjects[s], rows, rows + (size_t)CENTRE_TEMPLATES * C, cov);
         if (!rc && whiten) rc = set_whitening(t, cov, n_cov);
     }
     for (int i = 0; i < t->n && !rc && whiten; i++)
