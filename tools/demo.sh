@@ -20,12 +20,16 @@ echo "== 1. the base model, without memory"
 $MOME eval -m "$MODEL" --facts "$OUT/countries.jsonl" --max-new 24 --text "$TEXT" --text-bytes 16384 | tee "$OUT/before.txt"
 echo
 echo "== 2. memory tuning (writes $OUT/countries.mome)"
-# Every question here shares one template, so the memory checks what the
-# question asks (--verify 0.9: its state at block 18, read from the question
-# alone, against the fact's question's) and, with that check deciding,
-# accepts low key scores (--route-threshold 0.2): README, 'What the memory
-# leaves alone'; docs/BENCHMARKS.md, 'The relation check'.
-$MOME tune -m "$MODEL" --facts "$OUT/countries.jsonl" -o "$OUT/countries.mome" --verify 0.9 --route-threshold 0.2
+# Every question here shares one template, and the same country's numeric
+# code is asked with one word changed, so the memory checks what the question
+# asks against the fact's question, both read alone, on the state at block 18
+# centred on the tuned questions' mean (--verify-key centred --verify 0.9),
+# and, with that check deciding, accepts low key scores (--route-threshold
+# 0.2). The default relation key finds rewordings better but cannot tell
+# "numeric" from "alpha-3": README, 'What the memory leaves alone';
+# docs/BENCHMARKS.md, 'One template, one word apart'.
+$MOME tune -m "$MODEL" --facts "$OUT/countries.jsonl" -o "$OUT/countries.mome" --verify-key centred --verify 0.9 \
+    --route-threshold 0.2
 ls -l "$OUT/countries.mome"
 echo
 echo "== 3. the same model with the memory: the questions as trained, behind system prompts and after an"
