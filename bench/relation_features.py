@@ -32,11 +32,7 @@ N = int(sys.argv[1]); OUT = "/tmp/relation_features_%d.pt" % N
 facts = json.load(open(sys.argv[2]))[:N]
 others = [json.loads(l)["question"] for l in open(sys.argv[3])]
 LAYERS = [12, 14, 16, 18, 20, 22]
-def wordings(q):
-    w = [q, q.lower()]
-    if q and q[-1] in "?.!": w.append(q[:-1])
-    w.append(q.replace(" ", "  "))
-    return list(dict.fromkeys(w))
+from relation_common import wordings  # beside this script
 if not os.path.exists(OUT):
     tok = AutoTokenizer.from_pretrained(M)
     model = AutoModelForCausalLM.from_pretrained(M, dtype=torch.float32).eval()

@@ -38,11 +38,7 @@ CENTRE = ["What is the population of %s?", "Who founded %s?", "What is %s known 
           "How big is %s?", "When was %s born?", "Who created %s?", "What is the climate like in %s?"]
 LAY = [12, 14, 16, 18]
 RIDGE = float(os.environ.get("RIDGE", "0.1"))
-def wordings(q):
-    w = [q, q.lower()]
-    if q and q[-1] in "?.!": w.append(q[:-1])
-    w.append(q.replace(" ", "  "))
-    return w
+from relation_common import wordings  # beside this script
 if not os.path.exists(OUT):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(M)
@@ -67,7 +63,7 @@ if not os.path.exists(OUT):
     rec = []
     for i, r in enumerate(facts):
         S = r["subject"]
-        qs = wordings(r["src"]) + [r["rephrase"]] + [t % S for t in SAME[i % 3::3][:2]] + [t % S for t in CENTRE]
+        qs = wordings(r["src"], unique=False) + [r["rephrase"]] + [t % S for t in SAME[i % 3::3][:2]] + [t % S for t in CENTRE]
         rec.append(states(qs, S).half())
         if i % 50 == 0: print("states %d/%d" % (i, len(facts)), file=sys.stderr, flush=True)
     torch.save(torch.stack(rec), OUT)
