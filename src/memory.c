@@ -379,18 +379,45 @@ static int is_word(char c) {
 }
 static char lower(char c) { return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c; }
 
-/* src (n bytes) in ASCII lower case with each run of whitespace as one
- * space and none at either end, into dst (n bytes at most); returns the
- * length. */
-static size_t normalise(const char *src, size_t n, char *dst) {
-    size_t k = 0;
-    int sp = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (is_space(src[i])) { sp = k > 0; continue; }
-        if (sp) { dst[k++] = ' '; sp = 0; }
-        dst[k++] = lower(src[i]);
+/* Text as the subject check reads it: ASCII lower case, each run of
+ * whitespace one space, none at either end. One rule for subjects,
+ * questions and the token pieces the subject mask maps back. */
+typedef struct norm_text {
+    char *t;
+    int16_t *owner; /* NULL, or the token each byte came from */
+    size_t cap, len;
+    int sp;   /* a space is pending */
+    int full; /* t filled with keep_last 0: nothing more is appended */
+} norm_text;
+
+/* Appends src (n bytes), from token `who`, to nt; when t fills, keep_last
+ * keeps its last half (the end of a long question is the question), else
+ * appending stops. */
+static void norm_append(norm_text *nt, const char *src, size_t n, int16_t who, int keep_last) {
+    for (size_t i = 0; i < n && !nt->full; i++) {
+        if (is_space(src[i])) { nt->sp = nt->len > 0; continue; }
+        if (nt->len + 2 > nt->cap) {
+            if (!keep_last) { nt->full = 1; break; }
+            const size_t h = nt->cap / 2;
+            memmove(nt->t, nt->t + h, nt->len - h);
+            if (nt->owner) memmove(nt->owner, nt->owner + h, (nt->len - h) * sizeof *nt->owner);
+            nt->len -= h;
+        }
+        if (nt->sp) {
+            if (nt->owner) nt->owner[nt->len] = who;
+            nt->t[nt->len++] = ' ';
+            nt->sp = 0;
+        }
+        if (nt->owner) nt->owner[nt->len] = who;
+        nt->t[nt->len++] = lower(src[i]);
     }
-    return k;
+}
+
+/* src (n bytes) normalised into dst (n bytes at most); returns the length. */
+static size_t normalise(const char *src, size_t n, char *dst) {
+    norm_text nt = {dst, NULL, n + 2, 0, 0, 0}; /* never fills: one byte out per byte in at most */
+    norm_append(&nt, src, n, 0, 0);
+    return nt.len;
 }
 
 /* 1 when the normalised text (n bytes) contains the normalised subject (ns
@@ -435,36 +462,21 @@ int mem_set_fact_subject(mome_memory *mem, int f, const char *subject, const cha
     return 0;
 }
 
-/* Appends src (n bytes) to the normalised text t (*len bytes, *sp: a space
- * is pending), keeping the last half when it fills. */
-static void append_norm(char *t, size_t *len, int *sp, const char *src, size_t n) {
-    for (size_t i = 0; i < n; i++) {
-        if (is_space(src[i])) { *sp = *len > 0; continue; }
-        if (*len + 2 > MEM_SUBJECT_TEXT) {
-            memmove(t, t + MEM_SUBJECT_TEXT / 2, *len - MEM_SUBJECT_TEXT / 2);
-            *len -= MEM_SUBJECT_TEXT / 2;
-        }
-        if (*sp) { t[(*len)++] = ' '; *sp = 0; }
-        t[(*len)++] = lower(src[i]);
-    }
-}
-
 int mem_subject_check(const mome_memory *mem, int f, const mem_query *q) {
     if (f < 0 || f >= mem->n_facts || mem->subj_len[f] == 0 || !q) return -1;
     char text[MEM_SUBJECT_TEXT];
-    size_t n = 0;
-    int sp = 0;
-    if (q->text) append_norm(text, &n, &sp, q->text, strlen(q->text));
+    norm_text nt = {text, NULL, sizeof text, 0, 0, 0};
+    if (q->text) norm_append(&nt, q->text, strlen(q->text), 0, 1);
     else if (q->tokens) {
         if (!mem->piece_off) return 0; /* not bound to a model: the text cannot be read, so it names nothing */
         for (int32_t i = 0; i < q->n; i++) {
             const int32_t t = q->tokens[i];
             if (t >= 0 && t < mem->n_vocab)
-                append_norm(text, &n, &sp, mem->pieces + mem->piece_off[t], (size_t)(mem->piece_off[t + 1] - mem->piece_off[t]));
+                norm_append(&nt, mem->pieces + mem->piece_off[t], (size_t)(mem->piece_off[t + 1] - mem->piece_off[t]), 0, 1);
         }
     } else
         return -1;
-    return has_subject(text, n, mem->subj + mem->subj_off[f], mem->subj_len[f]);
+    return has_subject(text, nt.len, mem->subj + mem->subj_off[f], mem->subj_len[f]);
 }
 
 /* The tokens (n) that spell the normalised subject (ns bytes; the first
@@ -472,23 +484,15 @@ int mem_subject_check(const mome_memory *mem, int f, const mem_query *q) {
 static void subject_mask(const mome_memory *mem, const char *subject, int32_t ns, const int32_t *tokens, int n, uint8_t *mask) {
     char text[MEM_SUBJECT_TEXT];
     int16_t owner[MEM_SUBJECT_TEXT];
-    size_t len = 0;
-    int sp = 0, full = 0;
+    norm_text nt = {text, owner, sizeof text, 0, 0, 0};
     memset(mask, 0, (size_t)n);
     if (ns <= 0 || !mem->piece_off) return;
-    for (int i = 0; i < n && !full; i++) {
+    for (int i = 0; i < n && !nt.full; i++) {
         const int32_t t = tokens[i];
-        if (t < 0 || t >= mem->n_vocab) continue;
-        const char *pc = mem->pieces + mem->piece_off[t];
-        for (int32_t k = 0; k < mem->piece_off[t + 1] - mem->piece_off[t] && !full; k++) {
-            if (is_space(pc[k])) { sp = len > 0; continue; }
-            if (len + 2 > MEM_SUBJECT_TEXT) { full = 1; break; }
-            if (sp) { owner[len] = (int16_t)i; text[len++] = ' '; sp = 0; }
-            owner[len] = (int16_t)i;
-            text[len++] = lower(pc[k]);
-        }
+        if (t >= 0 && t < mem->n_vocab)
+            norm_append(&nt, mem->pieces + mem->piece_off[t], (size_t)(mem->piece_off[t + 1] - mem->piece_off[t]), (int16_t)i, 0);
     }
-    const long at = find_subject(text, len, subject, ns);
+    const long at = find_subject(text, nt.len, subject, ns);
     for (long j = at; at >= 0 && j < at + ns; j++) mask[owner[j]] = 1;
 }
 

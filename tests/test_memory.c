@@ -1072,6 +1072,22 @@ static void test_subject(void) {
         CHECK(mem_subject_check(mem, 0, &qk) == cases[i].want, "tokens of '%s': %d", cases[i].q, cases[i].want);
         free(ids);
     }
+    /* a question longer than the text the check keeps: its end is searched */
+    {
+        const size_t pad = 3 * MEM_SUBJECT_TEXT;
+        char *lq = malloc(pad + 64);
+        REQUIRE(lq, "oom");
+        memset(lq, 'a', pad);
+        for (size_t i = 7; i < pad; i += 8) lq[i] = ' ';
+        strcpy(lq + pad, " United States?");
+        const mem_query at_end = {NULL, NULL, 0, lq, NULL, NULL};
+        CHECK(mem_subject_check(mem, 0, &at_end) == 1, "a long question naming its subject at the end names it");
+        memcpy(lq, "United States ", 14);
+        strcpy(lq + pad, " Canada?");
+        const mem_query at_start = {NULL, NULL, 0, lq, NULL, NULL};
+        CHECK(mem_subject_check(mem, 0, &at_start) == 0, "a long question naming it only at the start: only its end is read");
+        free(lq);
+    }
     const mem_query none = {NULL, NULL, 0, "anything", NULL, NULL};
     CHECK(mem_subject_check(mem, 1, &none) == -1, "a fact without a subject is not checked");
     /* the selection: fact 0's own keys, asked with and without its subject */
