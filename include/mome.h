@@ -172,7 +172,8 @@ typedef struct mome_tune_params {
     float verify;              /* the relation check's threshold (memory.h): the question's state at
                                   block verify_layer must be near one of the fact's tuned contexts';
                                   NAN: no check (new memories) or the loaded memory's */
-    int verify_layer;          /* its block (-1: 3/5 of the blocks, 18 of 30 on SmolLM2) */
+    int verify_layer;          /* its block (-1: 7/15 of the blocks with the relation key, 14 of 30 on
+                                  SmolLM2; 3/5, 18 of 30, with the others) */
     int verify_key;            /* the state a new memory's check compares (mome_verify_key) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */

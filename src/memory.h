@@ -212,7 +212,12 @@
  * whitespace (mem_relation_feature). Measured in f32 on 300 zsRE facts
  * (bench/relation_whiten.py), rewordings passing at 99% of same-subject
  * questions turned away, block 18: decision row centred on one mean 0.570,
- * subject-centred and whitened 0.697; relation feature 0.510 and 0.773.
+ * subject-centred and whitened 0.697; relation feature 0.510 and 0.773
+ * (0.800 at block 14). In the engine, 998 zsRE facts, forced eval replayed
+ * at 99% of same-subject questions and every zsRE loc left alone: relation
+ * feature 0.720 at block 18, 0.730 at block 14, so the relation key reads
+ * block 7L/15 (14 of 30; 22% less work per question pass) and the others
+ * 3L/5.
  * Facts without a subject use c_f = mu_ver (the mean over the
  * tuned facts' states and the tuner's unrelated questions'); a memory
  * without W (mome tune --verify-key centred, files before 2026-12-04) uses

@@ -200,7 +200,7 @@ static const arg_opt OPTS[] = {
              "the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
-     .help = "the block whose input the relation check reads (below --layer)", .def = "3/5 of the blocks"},
+     .help = "the block whose input the relation check reads (below --layer)", .def = "7/15 of the blocks with --verify-key relation, else 3/5"},
     {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation"),
      .help = "the state the relation check compares: relation, the mean over the question's tokens that "
              "are not its subject's; last, the state at the end of the question; both after taking away "

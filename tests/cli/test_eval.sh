@@ -169,6 +169,12 @@ EOF
         then ok "--verify: every trained question, context and variant verifies at > 0.999 and selects its fact"
         else bad "--verify outputs"; fi
     fi
+    # the relation key (default) reads block 7L/15 of the model's L
+    nl=$($MOME info "$MODEL" 2>/dev/null | awk '$1 ~ /\.block_count$/ {print $3; exit}')
+    vl=$($MOME info "$tmp/v.mome" 2>/dev/null | awk '$1 == "mome.verify_layer" {print $3}')
+    vk=$($MOME info "$tmp/v.mome" 2>/dev/null | awk '$1 == "mome.verify_relation" {print $3}')
+    if [ -n "$nl" ] && [ "$vl" = "$((7 * nl / 15))" ] && [ "$vk" = 1 ]; then ok "--verify: the relation key at block $vl of $nl"
+    else bad "--verify: block '$vl' of '$nl', relation key '$vk'"; fi
     $MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 --no-context --no-variants -t 2 --verify 1 \
         --json >"$tmp/j" 2>"$tmp/e"
     r=$(field recall "$tmp/j")
