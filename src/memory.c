@@ -717,6 +717,42 @@ static float mem_rival(const mome_memory *mem, const int32_t *idx, const float *
     return -INFINITY;
 }
 
+/* Whether facts a and b keep the same subject. */
+static int same_subject(const mome_memory *mem, int a, int b) {
+    return mem->subj_len[a] > 0 && mem->subj_len[a] == mem->subj_len[b] &&
+           !memcmp(mem->subj + mem->subj_off[a], mem->subj + mem->subj_off[b], (size_t)mem->subj_len[a]);
+}
+
+/* Siblings (memory.h): among the n best facts idx/sc that keep the best's
+ * subject, which the question names, and reach the score threshold, the
+ * one the relation check scores highest goes first (ties keep the order);
+ * the others keep theirs. No check, or no sibling: nothing moves. */
+static void rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int n, const mem_query *qt, float *scratch) {
+    if (n < 2 || !qt || isnan(mem->ver_tau) || mem->ver_layer < 0) return;
+    const int f0 = idx[0];
+    int sib = 0;
+    for (int i = 1; i < n && !sib; i++) sib = sc[i] >= mem->tau && same_subject(mem, f0, idx[i]);
+    if (!sib || mem_subject_check(mem, f0, qt) != 1) return;
+    int bi = 0;
+    float bv = mem_verify_query(mem, f0, qt, scratch);
+    for (int i = 1; i < n; i++) {
+        if (!(sc[i] >= mem->tau) || !same_subject(mem, f0, idx[i])) continue;
+        const float v = mem_verify_query(mem, idx[i], qt, scratch);
+        if (v > bv) {
+            bv = v;
+            bi = i;
+        }
+    }
+    const int32_t fb = idx[bi];
+    const float sb = sc[bi];
+    for (int i = bi; i > 0; i--) {
+        idx[i] = idx[i - 1];
+        sc[i] = sc[i - 1];
+    }
+    idx[0] = fb;
+    sc[0] = sb;
+}
+
 int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
                    mem_mix *mix, mem_cand *cand) {
     int32_t idx[MEM_MAX_K];
@@ -725,6 +761,7 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     /* at least the MEM_MARGIN_K best: the runner-up and the rival are
      * reported (mem_cand), the rival decides the margin */
     int n = mem_best_k(mem, pool, last, k < MEM_MARGIN_K ? MEM_MARGIN_K : k, q, idx, sc);
+    if (force < 0) rank_siblings(mem, idx, sc, n, qt, q + 2 * (size_t)mem->n_embd);
     const float second = n > 1 ? sc[1] : -INFINITY;
     const float rival = mem_rival(mem, idx, sc, n, qt);
     if (n > k) n = k;

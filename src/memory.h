@@ -222,7 +222,12 @@
  * tuned facts' states and the tuner's unrelated questions'); a memory
  * without W (mome tune --verify-key centred, files before 2026-12-04) uses
  * W = I, c_f = mu_ver for every fact. Facts without states are not
- * checked; ver_tau NAN: no check. Cost: one pass of the question alone
+ * checked; ver_tau NAN: no check. Siblings: when facts that keep the same
+ * subject are among the MEM_MARGIN_K best and reach tau, the one whose check
+ * scores highest is taken as the best (rank_siblings in memory.c): the key
+ * score ranks what is asked about, the check ranks which relation (300 demo
+ * facts, three codes per country: paraphrases answered with a sibling's code
+ * 275 of 600 by key score alone; docs/BENCHMARKS.md has the figures with it). Cost: one pass of the question alone
  * through ver_layer blocks per decision row, 5 C x C products per checked
  * fact. */
 #define MEM_MAX_VER 8

@@ -1142,6 +1142,64 @@ static int engine_state(mome_ctx *c, const mome_chat_msg *msgs, int nm, float *o
     return pos;
 }
 
+/* Siblings (rank_siblings): among the best facts that keep the best's
+ * subject, named by the question, the relation check picks which answers;
+ * nothing moves without a check, a named subject, a sibling or one that
+ * reaches the threshold. */
+static void test_siblings(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0 && mem_verify_init(mem, 18, 0.0f) == 0, "mem: %s", mome_errmsg());
+    float *keys = random_keys(3, C, 77), *vs = random_keys(2, C, 78), *mu = calloc((size_t)C, sizeof(float)),
+          *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    REQUIRE(keys && vs && mu && q, "oom");
+    const int32_t ans0[1] = {100}, ans1[1] = {200}, ans2[1] = {300};
+    /* fact 0: the question's keys, relation state A; fact 1: other keys, state B; same subject */
+    REQUIRE(mem_add_fact(mem, keys, keys + C, ans0, 1) == 0 && mem_set_fact_subject(mem, 0, "Austria", "What is the code of Austria?") == 1 &&
+                mem_add_fact(mem, keys + 2 * C, keys + 3 * C, ans1, 1) == 1 &&
+                mem_set_fact_subject(mem, 1, "Austria", "What is the number of Austria?") == 1 &&
+                mem_set_fact_verify(mem, 0, vs, 1) == 0 && mem_set_fact_verify(mem, 1, vs + C, 1) == 0 && mem_set_verify_centre(mem, mu) == 0,
+            "facts: %s", mome_errmsg());
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    mem_mix mx;
+    mem_cand cd;
+    const mem_query asks_b = {NULL, NULL, 0, "What is the number of Austria?", vs + C, NULL};
+    const mem_query asks_a = {NULL, NULL, 0, "What is the code of Austria?", vs, NULL};
+    const mem_query unnamed = {NULL, NULL, 0, "What is the number of it?", vs + C, NULL};
+    mem_mix_select(mem, keys, keys + C, &asks_a, -1, q, &mx, &cd);
+    CHECK(cd.best == 0 && mx.n == 1 && mx.fact[0] == 0, "the best by key score and by the check answers (best %d)", cd.best);
+    mem_mix_select(mem, keys, keys + C, &asks_b, -1, q, &mx, &cd);
+    CHECK(cd.best == 1 && mx.n == 1 && mx.fact[0] == 1 && cd.verify > 0.999f && cd.second > cd.score,
+          "the sibling the check prefers answers, below the best key score (best %d, verify %.3f)", cd.best, (double)cd.verify);
+    mem_mix_select(mem, keys, keys + C, &unnamed, -1, q, &mx, &cd);
+    CHECK(cd.best == 0, "a question that does not name the subject: the key score decides (best %d)", cd.best);
+    mem_mix_select(mem, keys, keys + C, &asks_b, 0, q, &mx, &cd);
+    CHECK(mx.n >= 1 && mx.fact[0] == 0, "a forced fact (the tuner's mixtures) is not re-ranked");
+    mome_memory_set_routing(mem, 0.99f, NAN); /* fact 1's key score is below it */
+    mem_mix_select(mem, keys, keys + C, &asks_b, -1, q, &mx, &cd);
+    CHECK(cd.best == 0, "a sibling below the score threshold stays behind (best %d)", cd.best);
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    const float tau = mem->ver_tau;
+    mem->ver_tau = NAN;
+    mem_mix_select(mem, keys, keys + C, &asks_b, -1, q, &mx, &cd);
+    CHECK(cd.best == 0, "no check: the key score decides (best %d)", cd.best);
+    mem->ver_tau = tau;
+    /* a third fact about another subject, with B's state: not a sibling */
+    REQUIRE(mem_add_fact(mem, keys + 4 * C, keys + 5 * C, ans2, 1) == 2 &&
+                mem_set_fact_subject(mem, 2, "Germany", "What is the number of Germany and Austria?") == 1 &&
+                mem_set_fact_verify(mem, 2, vs + C, 1) == 0,
+            "fact 2: %s", mome_errmsg());
+    memcpy(mem->subj + mem->subj_off[1], "austrib", 7); /* fact 1 no longer shares fact 0's subject */
+    const mem_query both = {NULL, NULL, 0, "What is the number of Germany and Austria?", vs + C, NULL};
+    mem_mix_select(mem, keys, keys + C, &both, -1, q, &mx, &cd);
+    CHECK(cd.best == 0, "facts about other subjects are not siblings (best %d)", cd.best);
+    free(keys); free(vs); free(mu); free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 static void test_verify(void) {
     mome_model *m = load();
     if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
@@ -1722,6 +1780,7 @@ int main(void) {
     RUN(test_subject);
     RUN(test_margin);
     RUN(test_hostile_files);
+    RUN(test_siblings);
     RUN(test_verify);
     RUN(test_whiten);
     RUN(test_relation_feature);
