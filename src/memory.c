@@ -730,13 +730,14 @@ static int same_subject(const mome_memory *mem, int a, int b) {
 static void rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int n, const mem_query *qt, float *scratch) {
     if (n < 2 || !qt || isnan(mem->ver_tau) || mem->ver_layer < 0) return;
     const int f0 = idx[0];
-    int sib = 0;
-    for (int i = 1; i < n && !sib; i++) sib = sc[i] >= mem->tau && same_subject(mem, f0, idx[i]);
-    if (!sib || mem_subject_check(mem, f0, qt) != 1) return;
     int bi = 0;
-    float bv = mem_verify_query(mem, f0, qt, scratch);
+    float bv = NAN; /* the best's check, read at the first sibling */
     for (int i = 1; i < n; i++) {
         if (!(sc[i] >= mem->tau) || !same_subject(mem, f0, idx[i])) continue;
+        if (isnan(bv)) {
+            if (mem_subject_check(mem, f0, qt) != 1) return;
+            bv = mem_verify_query(mem, f0, qt, scratch);
+        }
         const float v = mem_verify_query(mem, idx[i], qt, scratch);
         if (v > bv) {
             bv = v;

@@ -227,9 +227,9 @@
  * scores highest is taken as the best (rank_siblings in memory.c): the key
  * score ranks what is asked about, the check ranks which relation (300 demo
  * facts, three codes per country: paraphrases answered with a sibling's code
- * 275 of 600 by key score alone; docs/BENCHMARKS.md has the figures with it). Cost: one pass of the question alone
- * through ver_layer blocks per decision row, 5 C x C products per checked
- * fact. */
+ * 275 of 600 by key score alone; docs/BENCHMARKS.md has the figures with
+ * it). Cost: one pass of the question alone through ver_layer blocks per
+ * decision row, 5 C x C products per checked fact. */
 #define MEM_MAX_VER 8
 #define MEM_QUESTION_TOKENS 256 /* content tokens the check reads (the last ones) */
 
