@@ -726,16 +726,17 @@ static int same_subject(const mome_memory *mem, int a, int b) {
 /* Siblings (memory.h): among the n best facts idx/sc that keep the best's
  * subject, which the question names, and reach the score threshold, the
  * one the relation check scores highest goes first (ties keep the order);
- * the others keep theirs. No check, or no sibling: nothing moves. */
-static void rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int n, const mem_query *qt, float *scratch) {
-    if (n < 2 || !qt || isnan(mem->ver_tau) || mem->ver_layer < 0) return;
+ * the others keep theirs. Returns the first's check when it read it (NAN:
+ * not read). No check, or no sibling: nothing moves. */
+static float rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int n, const mem_query *qt, float *scratch) {
+    if (n < 2 || !qt || isnan(mem->ver_tau) || mem->ver_layer < 0) return NAN;
     const int f0 = idx[0];
     int bi = 0;
     float bv = NAN; /* the best's check, read at the first sibling */
     for (int i = 1; i < n; i++) {
         if (!(sc[i] >= mem->tau) || !same_subject(mem, f0, idx[i])) continue;
         if (isnan(bv)) {
-            if (mem_subject_check(mem, f0, qt) != 1) return;
+            if (mem_subject_check(mem, f0, qt) != 1) return NAN;
             bv = mem_verify_query(mem, f0, qt, scratch);
         }
         const float v = mem_verify_query(mem, idx[i], qt, scratch);
@@ -752,6 +753,7 @@ static void rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int n
     }
     idx[0] = fb;
     sc[0] = sb;
+    return bv;
 }
 
 int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
@@ -762,7 +764,7 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     /* at least the MEM_MARGIN_K best: the runner-up and the rival are
      * reported (mem_cand), the rival decides the margin */
     int n = mem_best_k(mem, pool, last, k < MEM_MARGIN_K ? MEM_MARGIN_K : k, q, idx, sc);
-    if (force < 0) rank_siblings(mem, idx, sc, n, qt, q + 2 * (size_t)mem->n_embd);
+    const float vb = force < 0 ? rank_siblings(mem, idx, sc, n, qt, q + 2 * (size_t)mem->n_embd) : NAN;
     const float second = n > 1 ? sc[1] : -INFINITY;
     const float rival = mem_rival(mem, idx, sc, n, qt);
     if (n > k) n = k;
@@ -772,7 +774,7 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
     const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
     const float need = n > 0 ? mem_fact_margin(mem, idx[0]) : 0.0f;
-    const float v0 = n > 0 && qt ? mem_verify_query(mem, idx[0], qt, cs) : INFINITY;
+    const float v0 = !isnan(vb) ? vb : n > 0 && qt ? mem_verify_query(mem, idx[0], qt, cs) : INFINITY;
     if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need, v0};
     const int lead = !(need > 0.0f) || sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= need;
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
