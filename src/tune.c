@@ -684,9 +684,9 @@ static const char *const centre_subjects[] = {
 #define N_CENTRE_SUBJECTS ((int)(sizeof centre_subjects / sizeof centre_subjects[0]))
 
 /* The subject centre of `subject` into centre (C), its questions' spread
- * added to cov (C x C, upper triangle; NULL: not wanted, the memory has its
- * whitening); rows: CENTRE_TEMPLATES x C scratch. */
-static int subject_centre(tuner *t, const char *subject, float *rows, float *centre, double *cov) {
+ * added weight times to cov (C x C, upper triangle; NULL: not wanted, the
+ * memory has its whitening); rows: CENTRE_TEMPLATES x C scratch. */
+static int subject_centre(tuner *t, const char *subject, float *rows, float *centre, double *cov, double weight) {
     const int C = t->m->hp.n_embd;
     char q[CONTEXT_QCAP];
     int rc = 0;
@@ -704,8 +704,42 @@ static int subject_centre(tuner *t, const char *subject, float *rows, float *cen
         float *d = rows + (size_t)k * C;
         for (int c = 0; c < C; c++) d[c] -= centre[c];
         for (int i = 0; i < C; i++)
-            for (int j = i; j < C; j++) cov[(size_t)i * C + j] += (double)d[i] * d[j];
+            for (int j = i; j < C; j++) cov[(size_t)i * C + j] += (double)d[i] * d[j] * weight;
     }
+    return 0;
+}
+
+typedef struct named_fact {
+    const char *subject;
+    int i;
+} named_fact;
+
+static int cmp_named(const void *a, const void *b) {
+    const named_fact *x = a, *y = b;
+    const int c = strcmp(x->subject, y->subject);
+    return c ? c : (x->i > y->i) - (x->i < y->i); /* ties: file order */
+}
+
+/* Facts that name one subject share its centre: first[i] is the first new
+ * fact naming fact i's subject (-1: it names none) and n_same[first[i]] how
+ * many do. One subject's centre takes 8 question passes, two thirds of the
+ * check's per fact, so a catalogue with several facts per subject prepares
+ * each subject once; the pooled spread still counts a subject once per fact. */
+static int group_subjects(const tuner *t, int *first, int *n_same) {
+    named_fact *v = mome_malloc((size_t)(t->n > 0 ? t->n : 1) * sizeof *v);
+    if (!v) return MOME_ERR_NOMEM;
+    int m = 0;
+    for (int i = 0; i < t->n; i++) {
+        const char *s = t->fs->v[i].subject;
+        first[i] = -1, n_same[i] = 0;
+        if (s && s[0]) v[m++] = (named_fact){s, i};
+    }
+    qsort(v, (size_t)m, sizeof *v, cmp_named);
+    for (int k = 0, g = 0; k < m; k++) {
+        if (strcmp(v[k].subject, v[g].subject) != 0) g = k;
+        first[v[k].i] = v[g].i, n_same[v[g].i]++;
+    }
+    free(v);
     return 0;
 }
 
@@ -740,7 +774,10 @@ static int capture_verify_states(tuner *t) {
     float *ctr = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * C * sizeof(float)) : NULL;
     double *sum = mome_calloc((size_t)C, sizeof(double));
     double *cov = fresh && whiten ? mome_calloc((size_t)C * C, sizeof(double)) : NULL;
-    int rc = rows && sum && (!whiten || ctr) && (!(fresh && whiten) || cov) ? 0 : MOME_ERR_NOMEM;
+    int *first = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * 2 * sizeof(int)) : NULL;
+    int *n_same = first ? first + t->n : NULL; /* first facts of a subject: how many name it */
+    int rc = rows && sum && (!whiten || (ctr && first)) && (!(fresh && whiten) || cov) ? 0 : MOME_ERR_NOMEM;
+    if (!rc && whiten) rc = group_subjects(t, first, n_same);
     int64_t n_sum = 0, n_cov = 0;
     char qbuf[NK][CONTEXT_QCAP];           /* each kind's wording, when it changes the question */
     const char *asked[NK];                 /* the wordings kept so far */
@@ -761,10 +798,12 @@ static int capture_verify_states(tuner *t) {
             n_sum += !rc;
         }
         if (!rc) rc = mem_set_fact_verify(t->mem, t->f[i].mi, rows, n);
-        if (!rc && whiten && fa->subject && fa->subject[0]) {
-            rc = subject_centre(t, fa->subject, rows, ctr + (size_t)i * C, cov);
-            n_cov += CENTRE_TEMPLATES;
-        } else if (whiten)
+        if (!rc && whiten && first[i] == i) { /* the first fact naming its subject */
+            rc = subject_centre(t, fa->subject, rows, ctr + (size_t)i * C, cov, n_same[i]);
+            n_cov += (int64_t)CENTRE_TEMPLATES * n_same[i];
+        } else if (!rc && whiten && first[i] >= 0)
+            memcpy(ctr + (size_t)i * C, ctr + (size_t)first[i] * C, (size_t)C * sizeof *ctr);
+        else if (whiten)
             ctr[(size_t)i * C] = NAN; /* no subject: mu_ver */
         if (mome_time_s() - last > 0.5) {
             last = mome_time_s();
@@ -780,7 +819,7 @@ static int capture_verify_states(tuner *t) {
         for (int c = 0; !rc && c < C; c++) rows[c] = (float)(sum[c] / (double)(n_sum ? n_sum : 1));
         if (!rc) rc = mem_set_verify_centre(t->mem, rows);
         for (int s = 0; s < N_CENTRE_SUBJECTS && !rc && whiten; s++, n_cov += CENTRE_TEMPLATES)
-            rc = subject_centre(t, centre_subjects[s], rows, rows + (size_t)CENTRE_TEMPLATES * C, cov);
+            rc = subject_centre(t, centre_subjects[s], rows, rows + (size_t)CENTRE_TEMPLATES * C, cov, 1.0);
         if (!rc && whiten) rc = set_whitening(t, cov, n_cov);
     }
     for (int i = 0; i < t->n && !rc && whiten; i++)
@@ -789,6 +828,7 @@ static int capture_verify_states(tuner *t) {
     free(ctr);
     free(sum);
     free(cov);
+    free(first);
     return rc;
 }
 

@@ -183,6 +183,26 @@ EOF
         *) bad "eval --verify 1: '$r' $(tail -1 "$tmp/e")";; esac
 else bad "tune --verify: $(tail -2 "$tmp/log")"; fi
 
+# the relation check with two facts per subject (interleaved, so the tuner's
+# per-subject centre is shared across the file): every trained question,
+# context and variant selects its own fact, never its sibling's
+printf '%s\n' '{"question": "What is the ISO 3166-1 alpha-3 code of Peru?", "answer": "PER", "subject": "Peru"}' \
+    '{"question": "What is the ISO 3166-1 alpha-3 code of Japan?", "answer": "JPN", "subject": "Japan"}' \
+    '{"question": "What is the ISO 3166-1 numeric code of Peru?", "answer": "604", "subject": "Peru"}' \
+    '{"question": "What is the ISO 3166-1 numeric code of Japan?", "answer": "392", "subject": "Japan"}' >"$tmp/two.jsonl"
+if $MOME tune -m "$MODEL" --facts "$tmp/two.jsonl" -o "$tmp/two.mome" --verify 0.5 --route-threshold 0.2 -t 2 2>"$tmp/log" &&
+    $MOME eval -m "$MODEL" --memory "$tmp/two.mome" --facts "$tmp/two.jsonl" -t 2 --outputs "$tmp/two.jsonl.out" --json \
+        >"$tmp/j" 2>"$tmp/e"; then
+    r=$(field recall "$tmp/j"); cr=$(field context_recall "$tmp/j"); vr=$(field variant_recall "$tmp/j"); sw=$(field swap_rate "$tmp/j")
+    if [ "$r" = "1.000000" ] && [ "$cr" = "1.000000" ] && [ "$vr" = "1.000000" ] && [ "$sw" = "0.000000" ] &&
+        { [ -z "$PY" ] || $PY -c '
+import json, sys
+n = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+assert len(n) == 4 * 8 and all(o["route"]["fact"] == o["fact"] and o["route"]["verify"] > 0.999 for o in n), n' "$tmp/two.jsonl.out"; }
+    then ok "--verify, two facts per subject: every question, context and variant selects its own fact (no swaps)"
+    else bad "--verify, two facts per subject: recall '$r' context '$cr' variants '$vr' swaps '$sw'"; fi
+else bad "tune/eval --verify, two facts per subject: $(tail -2 "$tmp/log") $(tail -1 "$tmp/e" 2>/dev/null)"; fi
+
 # the margin over the rival: a memory tuned with --route-margin 2 gives each
 # fact its own margin, half its contexts' lead (below 2, not all
 # alike); every question is answered exactly when its fact reaches the
