@@ -202,31 +202,53 @@ static int cap_write_plot(const char *dir, const double *w, int n_w, const int *
     return fclose(f) ? exp_fail("%s/plot.gp: write error", dir) : 0;
 }
 
-int exp_capacity(int argc, char **argv) {
+/* One run of the experiment: its settings, what every size reads, and the
+ * results per size that the tables and the summary are written from. */
+enum { N_TAU = 41 }; /* thresholds 0, 0.025, .., 1 of the tau sweep */
+typedef struct cap_exp {
     exp_common o;
-    exp_common_init(&o, "capacity", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
-    char def_real[4096];
-    snprintf(def_real, sizeof def_real, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    const char *real_src = def_real, *sizes_s = CAP_SIZES, *w_s = "0.7,1,0";
-    int n_look = CAP_NEIGHBOURS, n_real = CAP_NEIGHBOURS, ans_len = 6, full = 0, ppl_all = 0, max_new = 24, replot = 0;
+    const char *real_src, *sizes_s, *w_s;
+    int n_look, n_real, ans_len, full, ppl_all, max_new, replot;
+    int sizes[CAP_MAX_SIZES], n_sizes, n_w;
+    double w[CAP_MAX_W];
+    char def_real[4096], work[3100], look_path[3200], real_path[3200];
+    cap_fact *facts;                     /* the largest size's facts, then the look-alikes */
+    char **fact_q, **look_q, **real_q;   /* the questions each size reads */
+    int nl, nr;
+    mome_model *m;
+    FILE *csv;                           /* results.csv, every question's selection */
+    double ppl_base;                     /* held-out perplexity without a memory */
+    float tau;                           /* the memory's threshold, as tuned */
+    int n_done;                          /* sizes measured */
+    cap_size sz[CAP_MAX_SIZES];
+    cap_sel sel[CAP_MAX_SIZES][CAP_MAX_W];
+    double tau_rec[CAP_MAX_SIZES][N_TAU], tau_look[CAP_MAX_SIZES][N_TAU]; /* at the first w */
+} cap_exp;
+
+/* The options and their checks: -1 to go on, else the exit status. */
+static int cap_parse(cap_exp *x, int argc, char **argv) {
+    exp_common_init(&x->o, "capacity", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
+    snprintf(x->def_real, sizeof x->def_real, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
+    x->real_src = x->def_real, x->sizes_s = CAP_SIZES, x->w_s = "0.7,1,0";
+    x->n_look = CAP_NEIGHBOURS, x->n_real = CAP_NEIGHBOURS, x->ans_len = 6, x->max_new = 24;
     const arg_opt opts[] = {
-        {0, "--sizes", "LIST", ARG_STR(&sizes_s), .help = "increasing fact counts; the default runs the fast version"},
-        {0, "--full", NULL, ARG_FLAG(&full),
+        {0, "--sizes", "LIST", ARG_STR(&x->sizes_s), .help = "increasing fact counts; the default runs the fast version"},
+        {0, "--full", NULL, ARG_FLAG(&x->full),
          .help = "sizes 100,300,1000,3000 and perplexity at every size: the full version, budget 3 hours on 2 cores "
                  "(the summary gives its wall time)"},
-        {0, "--w-pool", "LIST", ARG_STR(&w_s), .help = "pooled-key weights of the selection sweep"},
-        {0, "--answer-chars", "N", ARG_INT(&ans_len, 0, 0), .help = "random answer length"},
-        {0, "--look-alikes", "N", ARG_INT(&n_look, 0, 0),
+        {0, "--w-pool", "LIST", ARG_STR(&x->w_s), .help = "pooled-key weights of the selection sweep"},
+        {0, "--answer-chars", "N", ARG_INT(&x->ans_len, 0, 0), .help = "random answer length"},
+        {0, "--look-alikes", "N", ARG_INT(&x->n_look, 0, 0),
          .help = "untrained questions of the same form asked as neighbours"},
-        {0, "--real", "FILE", ARG_STR(&real_src), .help = "real neighbour questions"},
-        {0, "--n-real", "N", ARG_INT(&n_real, 0, 0), .help = "its first N questions"},
-        {0, "--ppl-all", NULL, ARG_FLAG(&ppl_all), .help = "perplexity at every size",
+        {0, "--real", "FILE", ARG_STR(&x->real_src), .help = "real neighbour questions"},
+        {0, "--n-real", "N", ARG_INT(&x->n_real, 0, 0), .help = "its first N questions"},
+        {0, "--ppl-all", NULL, ARG_FLAG(&x->ppl_all), .help = "perplexity at every size",
          .def = "without a memory and the largest"},
-        {0, "--replot", NULL, ARG_FLAG(&replot),
+        {0, "--replot", NULL, ARG_FLAG(&x->replot),
          .help = "only rewrite plot.gp and redraw from the CSVs already in -o DIR (with the run's --sizes and "
                  "--w-pool)"},
     };
-    const int prc = exp_parse_args(&o,
+    const int prc = exp_parse_args(&x->o,
                                    "How many random facts (\"What is the code of the <word> <word>?\" -> a random [A-Z0-9]\n"
                                    "string, seeded) one memory holds. Per size: a fresh memory tuned with the default settings\n"
                                    "(tuning time, steps, experts, file size), mome eval's recall, locality on untrained look-alike\n"
@@ -237,374 +259,423 @@ int exp_capacity(int argc, char **argv) {
                                    "capacity.svg, summary.md.\n",
                                    opts, EXP_COUNT(opts), argc, argv);
     if (prc >= 0) return prc;
-    if (full) {
-        sizes_s = "100,300,1000,3000";
-        ppl_all = 1;
+    if (x->full) {
+        x->sizes_s = "100,300,1000,3000";
+        x->ppl_all = 1;
     }
-    double sz_d[CAP_MAX_SIZES], w[CAP_MAX_W];
-    const int n_sizes = exp_parse_list(sizes_s, sz_d, CAP_MAX_SIZES), n_w = exp_parse_list(w_s, w, CAP_MAX_W);
-    int sizes[CAP_MAX_SIZES];
-    for (int i = 0; i < n_sizes; i++) {
-        sizes[i] = (int)sz_d[i];
-        if (sz_d[i] != sizes[i] || sizes[i] < 1 || sizes[i] > 100000 || (i && sizes[i] <= sizes[i - 1])) {
-            exp_fail("capacity: --sizes expects increasing positive integers up to 100000, got '%s'", sizes_s);
+    double sz_d[CAP_MAX_SIZES];
+    x->n_sizes = exp_parse_list(x->sizes_s, sz_d, CAP_MAX_SIZES);
+    x->n_w = exp_parse_list(x->w_s, x->w, CAP_MAX_W);
+    for (int i = 0; i < x->n_sizes; i++) {
+        x->sizes[i] = (int)sz_d[i];
+        if (sz_d[i] != x->sizes[i] || x->sizes[i] < 1 || x->sizes[i] > 100000 || (i && x->sizes[i] <= x->sizes[i - 1])) {
+            exp_fail("capacity: --sizes expects increasing positive integers up to 100000, got '%s'", x->sizes_s);
             return 2;
         }
     }
-    if (n_sizes < 1) { exp_fail("capacity: --sizes expects increasing positive integers, got '%s'", sizes_s); return 2; }
-    if (n_w < 1) { exp_fail("capacity: --w-pool expects up to %d numbers in [0, 1], got '%s'", CAP_MAX_W, w_s); return 2; }
-    for (int i = 0; i < n_w; i++)
-        if (!(w[i] >= 0 && w[i] <= 1)) { exp_fail("capacity: --w-pool values must lie in [0, 1], got '%s'", w_s); return 2; }
-    if (n_look < 1 || n_real < 1 || ans_len < 1 || ans_len > 32) {
+    if (x->n_sizes < 1) {
+        exp_fail("capacity: --sizes expects increasing positive integers, got '%s'", x->sizes_s);
+        return 2;
+    }
+    if (x->n_w < 1) {
+        exp_fail("capacity: --w-pool expects up to %d numbers in [0, 1], got '%s'", CAP_MAX_W, x->w_s);
+        return 2;
+    }
+    for (int i = 0; i < x->n_w; i++)
+        if (!(x->w[i] >= 0 && x->w[i] <= 1)) {
+            exp_fail("capacity: --w-pool values must lie in [0, 1], got '%s'", x->w_s);
+            return 2;
+        }
+    if (x->n_look < 1 || x->n_real < 1 || x->ans_len < 1 || x->ans_len > 32) {
         exp_fail("capacity: --look-alikes and --n-real must be positive, --answer-chars 1..32");
         return 2;
     }
-    if (replot) {
-        if (strchr(o.dir, '\'') || cap_write_plot(o.dir, w, n_w, sizes, n_sizes)) return 1;
-        return exp_run_gnuplot(o.dir) ? 0 : 1;
-    }
-    int rc = exp_common_check(&o);
+    return -1;
+}
+
+/* What every size reads: the random facts and look-alikes, the real
+ * questions, the model, results.csv, and the perplexity without a memory. */
+static int cap_prepare(cap_exp *x) {
+    if (access(x->real_src, R_OK))
+        return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", x->real_src, strerror(errno));
+    snprintf(x->work, sizeof x->work, "%s/work", x->o.dir);
+    if (exp_mkdir_p(x->work)) return exp_fail("%s: %s", x->work, strerror(errno));
+    const int n_max = x->sizes[x->n_sizes - 1];
+    x->facts = cap_generate(n_max + x->n_look, x->ans_len, (uint64_t)x->o.seed ^ 0xca9ac17eULL);
+    if (!x->facts) return exp_fail("out of memory");
+    snprintf(x->look_path, sizeof x->look_path, "%s/look_alikes.jsonl", x->o.dir);
+    snprintf(x->real_path, sizeof x->real_path, "%s/real_questions.jsonl", x->o.dir);
+    int got, rc = cap_write_facts(x->look_path, x->facts, n_max, n_max + x->n_look);
+    if (!rc) rc = exp_copy_first_lines(x->real_src, x->real_path, x->n_real, &got);
+    if (!rc) rc = cap_questions(x->look_path, &x->look_q, &x->nl);
+    if (!rc) rc = cap_questions(x->real_path, &x->real_q, &x->nr);
+    if (!rc && !(x->fact_q = calloc((size_t)n_max, sizeof *x->fact_q))) rc = exp_fail("out of memory");
+    for (int i = 0; !rc && i < n_max; i++) x->fact_q[i] = x->facts[i].q;
+    if (!rc) rc = exp_load_model(&x->o, &x->m);
+    char path[3200];
+    snprintf(path, sizeof path, "%s/results.csv", x->o.dir);
+    if (!rc && !(x->csv = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
     if (rc) return rc;
-    const char *model_path = o.model, *dir = o.dir, *text = o.text;
-    const int threads = o.threads;
-    const long long seed = o.seed, text_bytes = o.text_bytes;
-    if (access(real_src, R_OK))
-        return exp_fail("%s: %s (the experiments read ../shared/data or $MOME_SHARED/data)", real_src, strerror(errno));
+    fprintf(x->csv, "n_facts,w_pool,kind,question,best_fact,score,own\n");
+    mome_eval_params ep = mome_eval_default_params();
+    ep.text_path = x->o.text;
+    ep.text_max_bytes = x->o.text_bytes;
+    ep.n_threads = x->o.threads;
+    mome_eval_result er;
+    fprintf(stderr, "experiment: capacity: held-out perplexity without a memory\n");
+    if (mome_eval(x->m, NULL, &ep, &er)) return exp_fail("eval: %s", mome_errmsg());
+    x->ppl_base = er.perplexity;
+    return 0;
+}
+
+/* Size si: a fresh memory for its first n facts (tuning time, steps,
+ * experts, file size) into *mem. */
+static int cap_tune(cap_exp *x, int si, mome_memory **mem) {
+    cap_size *z = &x->sz[si];
+    const int n = z->n = x->sizes[si];
+    char fpath[3300], mpath[3300], ck[3400];
+    snprintf(fpath, sizeof fpath, "%s/facts_%d.jsonl", x->work, n);
+    snprintf(mpath, sizeof mpath, "%s/memory_%d.mome", x->work, n);
+    snprintf(ck, sizeof ck, "%s.ckpt", mpath);
+    unlink(ck);
+    int rc = cap_write_facts(fpath, x->facts, 0, n);
+    if (rc) return rc;
+    mome_tune_params tp = mome_tune_default_params();
+    tp.facts_path = fpath;
+    tp.out_path = mpath;
+    tp.n_threads = x->o.threads;
+    tp.seed = (uint64_t)x->o.seed;
+    tp.checkpoint_s = 0;
+    fprintf(stderr, "experiment: capacity: tuning %d random facts\n", n);
+    mome_tune_report rep;
+    if (mome_tune(x->m, &tp, &rep)) return exp_fail("tune: %s", mome_errmsg());
+    z->memorized = rep.n_memorized;
+    z->steps = rep.steps;
+    z->tune_s = rep.seconds;
+    z->n_experts = (int)rep.n_trained_experts;
+    struct stat sb;
+    z->bytes = stat(mpath, &sb) ? -1 : (long long)sb.st_size;
+    if (mome_memory_load(mpath, x->m, mem)) return exp_fail("%s", mome_errmsg());
+    x->tau = (*mem)->tau;
+    fprintf(stderr, "experiment: capacity: %d facts: %d memorized in %lld steps, %.1f s; evaluating\n", n,
+            rep.n_memorized, (long long)rep.steps, rep.seconds);
+    return 0;
+}
+
+/* mome eval's measures with the memory as tuned: recall and look-alike
+ * locality, then real-question locality and (where asked) perplexity. */
+static int cap_measure(cap_exp *x, int si, mome_memory *mem) {
+    cap_size *z = &x->sz[si];
+    char fpath[3300];
+    snprintf(fpath, sizeof fpath, "%s/facts_%d.jsonl", x->work, z->n);
+    mome_eval_params ep = mome_eval_default_params();
+    ep.facts_path = fpath;
+    ep.neighbors_path = x->look_path;
+    ep.max_new_tokens = x->max_new;
+    ep.n_threads = x->o.threads;
+    ep.no_context = 1;
+    ep.no_variants = 1;
+    mome_eval_result er;
+    if (mome_eval(x->m, mem, &ep, &er)) return exp_fail("eval: %s", mome_errmsg());
+    z->recall = er.recall;
+    z->loc_look = er.locality;
+    z->n_look = er.n_neighbors;
+    const int do_ppl = x->ppl_all || si == x->n_sizes - 1;
+    ep = mome_eval_default_params();
+    ep.neighbors_path = x->real_path;
+    ep.text_path = do_ppl ? x->o.text : NULL;
+    ep.text_max_bytes = x->o.text_bytes;
+    ep.max_new_tokens = x->max_new;
+    ep.n_threads = x->o.threads;
+    const int rc = mome_eval(x->m, mem, &ep, &er) ? exp_fail("eval: %s", mome_errmsg()) : 0;
+    z->loc_real = er.locality;
+    z->n_real = er.n_neighbors;
+    z->ppl = do_ppl ? er.perplexity : -1;
+    return rc;
+}
+
+/* The figures of one w_pool setting from every question's best fact and
+ * score (n trained, then nl look-alikes, then nr real): results.csv rows,
+ * sel, and at the first setting the tau sweep. */
+static void cap_tally(cap_exp *x, int si, int wi, const int32_t *best, const float *score, float *tmp) {
+    const int n = x->sz[si].n, nl = x->nl, nr = x->nr;
+    const float tau = x->tau;
+    cap_sel *s = &x->sel[si][wi];
+    int ok = 0, look_ok = 0, real_ok = 0;
+    for (int i = 0; i < n + nl + nr; i++) {
+        const char *kind = i < n ? "trained" : i < n + nl ? "look-alike" : "real";
+        const int own = i < n && best[i] == i;
+        fprintf(x->csv, "%d,%g,%s,", n, x->w[wi], kind);
+        exp_csv_str(x->csv, i < n ? x->fact_q[i] : i < n + nl ? x->look_q[i - n] : x->real_q[i - n - nl]);
+        fprintf(x->csv, ",%d,%.6f,%d\n", best[i], score[i], own);
+        if (i < n) ok += own && score[i] >= tau;
+        else if (i < n + nl) look_ok += score[i] < tau;
+        else real_ok += score[i] < tau;
+    }
+    s->recall = (double)ok / n;
+    s->loc_look = (double)look_ok / nl;
+    s->loc_real = (double)real_ok / nr;
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (best[i] == i) tmp[k++] = score[i];
+    s->own_min = k ? cap_quantile(tmp, k, 0) : NAN;
+    s->own_p05 = k ? cap_quantile(tmp, k, 0.05) : NAN;
+    memcpy(tmp, score + n, (size_t)nl * sizeof *tmp);
+    s->look_p95 = cap_quantile(tmp, nl, 0.95);
+    s->look_max = cap_quantile(tmp, nl, 1);
+    memcpy(tmp, score + n + nl, (size_t)nr * sizeof *tmp);
+    s->real_max = cap_quantile(tmp, nr, 1);
+    if (wi != 0) return;
+    for (int ti = 0; ti < N_TAU; ti++) {
+        const double t = ti / (double)(N_TAU - 1);
+        int a = 0, b = 0;
+        for (int i = 0; i < n; i++) a += best[i] == i && score[i] >= t;
+        for (int i = n; i < n + nl; i++) b += score[i] < t;
+        x->tau_rec[si][ti] = (double)a / n;
+        x->tau_look[si][ti] = (double)b / nl;
+    }
+}
+
+/* The selection sweep of size si: for each w_pool, which fact every
+ * question selects at tau -1, and its score (the memory's routing is put
+ * back after). */
+static int cap_sweep(cap_exp *x, int si, mome_memory *mem) {
+    const int n = x->sz[si].n, nl = x->nl, nr = x->nr, all = n + nl + nr;
+    const float w_mem = mem->w_pool;
+    int32_t *best = malloc((size_t)all * sizeof *best);
+    float *score = malloc((size_t)all * sizeof *score), *tmp = malloc((size_t)all * sizeof *tmp);
+    mome_ctx *c = NULL;
+    int rc = best && score && tmp ? 0 : exp_fail("out of memory");
+    if (!rc) {
+        mome_ctx_params cp = mome_ctx_default_params();
+        cp.n_ctx = 256;
+        cp.n_batch = 256;
+        cp.n_threads = x->o.threads;
+        if (mome_ctx_init(x->m, &cp, &c) || mome_ctx_set_memory(c, mem)) rc = exp_fail("%s", mome_errmsg());
+    }
+    for (int wi = 0; wi < x->n_w && !rc; wi++) {
+        fprintf(stderr, "experiment: capacity: %d facts: selection with w_pool %g\n", n, x->w[wi]);
+        mome_memory_set_routing(mem, -1.0f, (float)x->w[wi]);
+        if (!(rc = cap_select(x->m, c, x->fact_q, n, best, score)) &&
+            !(rc = cap_select(x->m, c, x->look_q, nl, best + n, score + n)) &&
+            !(rc = cap_select(x->m, c, x->real_q, nr, best + n + nl, score + n + nl)))
+            cap_tally(x, si, wi, best, score, tmp);
+    }
+    mome_memory_set_routing(mem, x->tau, w_mem);
+    mome_ctx_free(c);
+    free(best);
+    free(score);
+    free(tmp);
+    return rc;
+}
+
+/* sizes.csv, selection.csv and tau.csv from the sizes measured. */
+static int cap_write_tables(const cap_exp *x) {
+    const char *dir = x->o.dir;
+    char path[3200];
+    snprintf(path, sizeof path, "%s/sizes.csv", dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "n_facts,memorized,steps,tune_s,experts,recall,locality_look_alikes,locality_real,n_look_alikes,"
+               "n_real,file_bytes,perplexity\n");
+    for (int i = 0; i < x->n_done; i++) {
+        const cap_size *z = &x->sz[i];
+        fprintf(f, "%d,%d,%lld,%.2f,%d,%.6f,%.6f,%.6f,%d,%d,%lld,", z->n, z->memorized, (long long)z->steps, z->tune_s,
+                z->n_experts, z->recall, z->loc_look, z->loc_real, z->n_look, z->n_real, z->bytes);
+        if (z->ppl > 0) fprintf(f, "%.6f", z->ppl);
+        fputc('\n', f);
+    }
+    if (fclose(f)) return exp_fail("%s: write error", path);
+    snprintf(path, sizeof path, "%s/selection.csv", dir);
+    if (!(f = fopen(path, "w"))) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "n_facts,w_pool,tau,recall,locality_look_alikes,locality_real,own_score_min,own_score_p05,"
+               "look_alike_score_p95,look_alike_score_max,real_score_max\n");
+    for (int i = 0; i < x->n_done; i++)
+        for (int j = 0; j < x->n_w; j++) {
+            const cap_sel *s = &x->sel[i][j];
+            fprintf(f, "%d,%g,%.4f,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f\n", x->sz[i].n, x->w[j], x->tau, s->recall,
+                    s->loc_look, s->loc_real, s->own_min, s->own_p05, s->look_p95, s->look_max, s->real_max);
+        }
+    if (fclose(f)) return exp_fail("%s: write error", path);
+    snprintf(path, sizeof path, "%s/tau.csv", dir);
+    if (!(f = fopen(path, "w"))) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "# selection at w_pool %g as the threshold tau varies\nn_facts,tau,recall,locality_look_alikes\n", x->w[0]);
+    for (int i = 0; i < x->n_done; i++)
+        for (int t = 0; t < N_TAU; t++)
+            fprintf(f, "%d,%.3f,%.6f,%.6f\n", x->sz[i].n, t / (double)(N_TAU - 1), x->tau_rec[i][t], x->tau_look[i][t]);
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+}
+
+/* The summary's "Reading" section: what the data say, computed from them. */
+static void cap_write_reading(FILE *f, const cap_exp *x) {
+    const int n_done = x->n_done;
+    const cap_size *sz = x->sz;
+    const double *w = x->w;
+    fprintf(f, "\n## Reading (computed from the data)\n\n");
+    if (n_done < 1) return;
+    const cap_size *a = &sz[0], *b = &sz[n_done - 1];
+    int all_mem = 1, first_recall_break = -1, first_look_break = -1, first_real_break = -1;
+    for (int i = 0; i < n_done; i++) {
+        all_mem &= sz[i].memorized == sz[i].n;
+        if (first_recall_break < 0 && sz[i].recall < 1) first_recall_break = i;
+        if (first_look_break < 0 && sz[i].loc_look < 0.99) first_look_break = i;
+        if (first_real_break < 0 && sz[i].loc_real < 0.99) first_real_break = i;
+    }
+    fprintf(f, "- Tuning: %s; %.1f s for %d facts and %.1f s for %d (%.2f s per fact at the largest size); the "
+               "file grows by %.0f bytes per fact (%lld bytes at %d facts).\n",
+            all_mem ? "every size was fully memorized (verified by greedy decoding)"
+                    : "at least one size was not fully memorized (see the table)",
+            a->tune_s, a->n, b->tune_s, b->n, b->tune_s / b->n,
+            n_done > 1 ? (double)(b->bytes - a->bytes) / (b->n - a->n) : (double)a->bytes / a->n, b->bytes, b->n);
+    if (first_recall_break < 0)
+        fprintf(f, "- Recall (mome eval, default selection) stayed 1.000 up to %d facts: no break within the sizes "
+                   "run.\n", b->n);
+    else
+        fprintf(f, "- Recall first fell below 1 at %d facts (%.3f).\n", sz[first_recall_break].n,
+                sz[first_recall_break].recall);
+    fprintf(f, "- Locality on untrained look-alike questions (mome eval, default selection):");
+    for (int i = 0; i < n_done; i++) fprintf(f, "%s %.3f at %d", i ? "," : "", sz[i].loc_look, sz[i].n);
+    if (first_look_break < 0) fprintf(f, " facts: never below 0.99.\n");
+    else
+        fprintf(f, " facts: below 0.99 from %d facts on, and %s with more facts.\n", sz[first_look_break].n,
+                b->loc_look < a->loc_look - 0.02   ? "lower"
+                : b->loc_look > a->loc_look + 0.02 ? "higher"
+                                                   : "about the same");
+    fprintf(f, "- Locality on real (NQ) questions: %.3f at %d facts, %.3f at %d%s.\n", a->loc_real, a->n, b->loc_real,
+            b->n, first_real_break < 0 ? " (never below 0.99)" : "");
+    /* how the selection rule moves it */
+    for (int j = 0; j < x->n_w; j++) {
+        const cap_sel *s0 = &x->sel[0][j], *s1 = &x->sel[n_done - 1][j];
+        fprintf(f, "- Selection with w_pool %g: recall %.3f -> %.3f and look-alike locality %.3f -> %.3f from %d to "
+                   "%d facts; at %d facts the lowest own-fact score is %.3f and the highest look-alike score %.3f "
+                   "(%s).\n",
+                w[j], s0->recall, s1->recall, s0->loc_look, s1->loc_look, a->n, b->n, b->n, s1->own_min, s1->look_max,
+                s1->own_min > s1->look_max ? "separable by some threshold" : "no threshold separates all of them");
+    }
+    /* the best threshold at the largest size (first w) */
+    int bt = 0;
+    double bs = -1;
+    for (int t = 0; t < N_TAU; t++) {
+        const double v = x->tau_rec[n_done - 1][t] + x->tau_look[n_done - 1][t];
+        if (v > bs) {
+            bs = v;
+            bt = t;
+        }
+    }
+    fprintf(f, "- Threshold at w_pool %g, %d facts: tau = %.3f maximises recall + look-alike locality (%.3f + %.3f); "
+               "the memory's tau %.2f gives %.3f + %.3f (tau.csv has the curve per size).\n",
+            w[0], b->n, bt / (double)(N_TAU - 1), x->tau_rec[n_done - 1][bt], x->tau_look[n_done - 1][bt], x->tau,
+            x->sel[n_done - 1][0].recall, x->sel[n_done - 1][0].loc_look);
+    int same = 1;
+    for (int i = 0; i < n_done; i++)
+        if (sz[i].ppl > 0) same &= sz[i].ppl == x->ppl_base;
+    fprintf(f, "- Held-out perplexity %s (%.4f without a memory).\n",
+            same ? "identical to the model without a memory wherever measured" : "changed (see the table)", x->ppl_base);
+    int agree = 1;
+    for (int i = 0; i < n_done; i++) {
+        int wi = -1;
+        for (int j = 0; j < x->n_w; j++)
+            if (fabs(w[j] - MEM_DEFAULT_W_POOL) < 1e-6) wi = j;
+        if (wi >= 0 && fabs(x->sel[i][wi].recall - sz[i].recall) > 1e-9) agree = 0;
+    }
+    fprintf(f, "- Check: the selection rows' recall at the default setting %s mome eval's recall at every size.\n",
+            agree ? "equals" : "differs from (a selected own fact whose values did not give the answer)");
+}
+
+/* summary.md: the run, the setup, the plot, the two tables, the reading. */
+static int cap_write_summary(const cap_exp *x, int drew, int argc, char **argv, const exp_run *run) {
+    const char *dir = x->o.dir;
+    FILE *f = exp_open_summary(dir, "capacity (random facts)", argc, argv, run);
+    if (!f) return 1;
+    fprintf(f, "- model: %s; facts: \"What is the code of the <w1> <w2>?\" (two random pseudo-words) -> %d random "
+               "[A-Z0-9] characters, seed %lld; sizes %s, nested (each the first n of one list), a fresh memory per "
+               "size with the tuner's defaults, %d thread(s)\n",
+            x->o.model, x->ans_len, (long long)x->o.seed, x->sizes_s, x->o.threads);
+    fprintf(f, "- neighbours: %d untrained questions of the same form (look-alikes) and the first %d questions of %s; "
+               "locality = answered byte for byte as without the memory (mome_eval); held-out perplexity: the first "
+               "%lld bytes of %s, without a memory and %s\n",
+            x->nl, x->nr, x->real_src, (long long)x->o.text_bytes, x->o.text,
+            x->ppl_all ? "at every size" : "with the largest memory");
+    fprintf(f, "- how the issue's N and k map onto memory version 2: there is no expert pool to size and no top-k; "
+               "every fact owns one expert per answer row (the experts column: N grows with the facts) and each "
+               "question selects one fact (k = 1), the best by s = w_pool cos(pooled key) + (1 - w_pool) cos(last "
+               "key) when s >= tau (%.2f). The settings varied are therefore the selection rule: w_pool in {%s} "
+               "(selection.csv) and tau (tau.csv, at w_pool %g). A selection row reads the question up to its "
+               "decision row with tau at -1 and records the best fact and its score; the answer depends only on the "
+               "fact selected, so own fact at s >= tau = recalled, no fact = bit-identical answer\n",
+            x->tau, x->w_s, x->w[0]);
+    fprintf(f, "- data: `results.csv` (every question's best fact and score per size and w_pool), `sizes.csv`, "
+               "`selection.csv`, `tau.csv`\n\n");
+    if (drew) fprintf(f, "![recall and locality against the number of facts, tuning time and file size](capacity.svg)\n\n");
+    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    fprintf(f, "| facts | memorized | steps | tune s | experts | recall | locality look-alikes | locality NQ | "
+               "file bytes | perplexity |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for (int i = 0; i < x->n_done; i++) {
+        const cap_size *z = &x->sz[i];
+        char ppl[32] = "";
+        if (z->ppl > 0) snprintf(ppl, sizeof ppl, "%.4f", z->ppl);
+        fprintf(f, "| %d | %d | %lld | %.1f | %d | %.3f | %.3f | %.3f | %lld | %s |\n", z->n, z->memorized,
+                (long long)z->steps, z->tune_s, z->n_experts, z->recall, z->loc_look, z->loc_real, z->bytes, ppl);
+    }
+    fprintf(f, "\nWithout a memory: perplexity %.4f.\n\nSelection at tau = %.2f by w_pool:\n\n"
+               "| facts | w_pool | recall | locality look-alikes | locality NQ | own score min | own p05 | "
+               "look-alike p95 | look-alike max | NQ max |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
+            x->ppl_base, x->tau);
+    for (int i = 0; i < x->n_done; i++)
+        for (int j = 0; j < x->n_w; j++) {
+            const cap_sel *s = &x->sel[i][j];
+            fprintf(f, "| %d | %g | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", x->sz[i].n, x->w[j],
+                    s->recall, s->loc_look, s->loc_real, s->own_min, s->own_p05, s->look_p95, s->look_max, s->real_max);
+        }
+    cap_write_reading(f, x);
+    return fclose(f) ? exp_fail("%s/summary.md: write error", dir) : 0;
+}
+
+static void cap_free(cap_exp *x) {
+    if (x->m) mome_model_free(x->m);
+    if (x->csv) fclose(x->csv);
+    for (int i = 0; x->look_q && i < x->nl; i++) free(x->look_q[i]);
+    for (int i = 0; x->real_q && i < x->nr; i++) free(x->real_q[i]);
+    free(x->look_q);
+    free(x->real_q);
+    free(x->fact_q);
+    free(x->facts);
+}
+
+int exp_capacity(int argc, char **argv) {
+    cap_exp x;
+    memset(&x, 0, sizeof x);
+    x.ppl_base = -1;
+    x.tau = MEM_DEFAULT_TAU;
+    int rc = cap_parse(&x, argc, argv);
+    if (rc >= 0) return rc;
+    if (x.replot) {
+        if (strchr(x.o.dir, '\'') || cap_write_plot(x.o.dir, x.w, x.n_w, x.sizes, x.n_sizes)) return 1;
+        return exp_run_gnuplot(x.o.dir) ? 0 : 1;
+    }
+    if ((rc = exp_common_check(&x.o))) return rc;
     exp_run run;
     exp_run_start(&run);
-
-    char work[3100], path[3200], look_path[3200], real_path[3200];
-    snprintf(work, sizeof work, "%s/work", dir);
-    if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
-    const int n_max = sizes[n_sizes - 1];
-    cap_fact *facts = cap_generate(n_max + n_look, ans_len, (uint64_t)seed ^ 0xca9ac17eULL);
-    if (!facts) return exp_fail("out of memory");
-    snprintf(look_path, sizeof look_path, "%s/look_alikes.jsonl", dir);
-    snprintf(real_path, sizeof real_path, "%s/real_questions.jsonl", dir);
-    int got;
-    rc = cap_write_facts(look_path, facts, n_max, n_max + n_look);
-    if (!rc) rc = exp_copy_first_lines(real_src, real_path, n_real, &got);
-    char **look_q = NULL, **real_q = NULL, **fact_q = NULL;
-    int nl = 0, nr = 0;
-    if (!rc) rc = cap_questions(look_path, &look_q, &nl);
-    if (!rc) rc = cap_questions(real_path, &real_q, &nr);
-    if (!rc && !(fact_q = calloc((size_t)n_max, sizeof *fact_q))) rc = exp_fail("out of memory");
-    for (int i = 0; !rc && i < n_max; i++) fact_q[i] = facts[i].q;
-    mome_model *m = NULL;
-    if (!rc) rc = exp_load_model(&o, &m);
-    snprintf(path, sizeof path, "%s/results.csv", dir);
-    FILE *csv = rc ? NULL : fopen(path, "w");
-    if (!rc && !csv) rc = exp_fail("%s: %s", path, strerror(errno));
-    if (csv) fprintf(csv, "n_facts,w_pool,kind,question,best_fact,score,own\n");
-    cap_size sz[CAP_MAX_SIZES];
-    cap_sel sel[CAP_MAX_SIZES][CAP_MAX_W];
-    memset(sz, 0, sizeof sz);
-    float tau = MEM_DEFAULT_TAU;
-    /* tau sweep at the first w setting: recall and look-alike locality per size */
-    enum { N_TAU = 41 };
-    double tau_rec[CAP_MAX_SIZES][N_TAU], tau_look[CAP_MAX_SIZES][N_TAU];
-    double ppl_base = -1;
-    if (!rc) {
-        mome_eval_params ep = mome_eval_default_params();
-        ep.text_path = text;
-        ep.text_max_bytes = text_bytes;
-        ep.n_threads = threads;
-        mome_eval_result er;
-        fprintf(stderr, "experiment: capacity: held-out perplexity without a memory\n");
-        if (mome_eval(m, NULL, &ep, &er)) rc = exp_fail("eval: %s", mome_errmsg());
-        else ppl_base = er.perplexity;
-    }
-    int n_done = 0;
-    for (int si = 0; si < n_sizes && !rc; si++) {
-        const int n = sizes[si];
-        cap_size *z = &sz[si];
-        z->n = n;
-        char fpath[3300], mpath[3300], ck[3400];
-        snprintf(fpath, sizeof fpath, "%s/facts_%d.jsonl", work, n);
-        snprintf(mpath, sizeof mpath, "%s/memory_%d.mome", work, n);
-        snprintf(ck, sizeof ck, "%s.ckpt", mpath);
-        unlink(ck);
-        if ((rc = cap_write_facts(fpath, facts, 0, n))) break;
-        mome_tune_params tp = mome_tune_default_params();
-        tp.facts_path = fpath;
-        tp.out_path = mpath;
-        tp.n_threads = threads;
-        tp.seed = (uint64_t)seed;
-        tp.checkpoint_s = 0;
-        fprintf(stderr, "experiment: capacity: tuning %d random facts\n", n);
-        mome_tune_report rep;
-        if (mome_tune(m, &tp, &rep)) { rc = exp_fail("tune: %s", mome_errmsg()); break; }
-        z->memorized = rep.n_memorized;
-        z->steps = rep.steps;
-        z->tune_s = rep.seconds;
-        z->n_experts = (int)rep.n_trained_experts;
-        struct stat sb;
-        z->bytes = stat(mpath, &sb) ? -1 : (long long)sb.st_size;
-        mome_memory *mem;
-        if (mome_memory_load(mpath, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
-        tau = mem->tau;
-        const float w_mem = mem->w_pool;
-        fprintf(stderr, "experiment: capacity: %d facts: %d memorized in %lld steps, %.1f s; evaluating\n", n,
-                rep.n_memorized, (long long)rep.steps, rep.seconds);
-        /* mome eval's measures with the memory as tuned */
-        mome_eval_params ep = mome_eval_default_params();
-        ep.facts_path = fpath;
-        ep.neighbors_path = look_path;
-        ep.max_new_tokens = max_new;
-        ep.n_threads = threads;
-        ep.no_context = 1;
-        ep.no_variants = 1;
-        mome_eval_result er;
-        if (mome_eval(m, mem, &ep, &er)) rc = exp_fail("eval: %s", mome_errmsg());
-        else {
-            z->recall = er.recall;
-            z->loc_look = er.locality;
-            z->n_look = er.n_neighbors;
-            const int do_ppl = ppl_all || si == n_sizes - 1;
-            ep = mome_eval_default_params();
-            ep.neighbors_path = real_path;
-            ep.text_path = do_ppl ? text : NULL;
-            ep.text_max_bytes = text_bytes;
-            ep.max_new_tokens = max_new;
-            ep.n_threads = threads;
-            if (mome_eval(m, mem, &ep, &er)) rc = exp_fail("eval: %s", mome_errmsg());
-            z->loc_real = er.locality;
-            z->n_real = er.n_neighbors;
-            z->ppl = do_ppl ? er.perplexity : -1;
-        }
-        /* the selection sweep */
-        int32_t *best = malloc((size_t)(n + nl + nr) * sizeof *best);
-        float *score = malloc((size_t)(n + nl + nr) * sizeof *score), *tmp = malloc((size_t)(n + nl + nr) * sizeof *tmp);
-        mome_ctx *c = NULL;
-        if (!rc && (!best || !score || !tmp)) rc = exp_fail("out of memory");
-        if (!rc) {
-            mome_ctx_params cp = mome_ctx_default_params();
-            cp.n_ctx = 256;
-            cp.n_batch = 256;
-            cp.n_threads = threads;
-            if (mome_ctx_init(m, &cp, &c) || mome_ctx_set_memory(c, mem)) rc = exp_fail("%s", mome_errmsg());
-        }
-        for (int wi = 0; wi < n_w && !rc; wi++) {
-            fprintf(stderr, "experiment: capacity: %d facts: selection with w_pool %g\n", n, w[wi]);
-            mome_memory_set_routing(mem, -1.0f, (float)w[wi]);
-            if ((rc = cap_select(m, c, fact_q, n, best, score)) || (rc = cap_select(m, c, look_q, nl, best + n, score + n)) ||
-                (rc = cap_select(m, c, real_q, nr, best + n + nl, score + n + nl)))
-                break;
-            cap_sel *s = &sel[si][wi];
-            int ok = 0, look_ok = 0, real_ok = 0;
-            for (int i = 0; i < n + nl + nr; i++) {
-                const char *kind = i < n ? "trained" : i < n + nl ? "look-alike" : "real";
-                const int own = i < n && best[i] == i;
-                fprintf(csv, "%d,%g,%s,", n, w[wi], kind);
-                exp_csv_str(csv, i < n ? fact_q[i] : i < n + nl ? look_q[i - n] : real_q[i - n - nl]);
-                fprintf(csv, ",%d,%.6f,%d\n", best[i], score[i], own);
-                if (i < n) ok += own && score[i] >= tau;
-                else if (i < n + nl) look_ok += score[i] < tau;
-                else real_ok += score[i] < tau;
-            }
-            s->recall = (double)ok / n;
-            s->loc_look = (double)look_ok / nl;
-            s->loc_real = (double)real_ok / nr;
-            int k = 0;
-            for (int i = 0; i < n; i++)
-                if (best[i] == i) tmp[k++] = score[i];
-            s->own_min = k ? cap_quantile(tmp, k, 0) : NAN;
-            s->own_p05 = k ? cap_quantile(tmp, k, 0.05) : NAN;
-            memcpy(tmp, score + n, (size_t)nl * sizeof *tmp);
-            s->look_p95 = cap_quantile(tmp, nl, 0.95);
-            s->look_max = cap_quantile(tmp, nl, 1);
-            memcpy(tmp, score + n + nl, (size_t)nr * sizeof *tmp);
-            s->real_max = cap_quantile(tmp, nr, 1);
-            if (wi == 0)
-                for (int ti = 0; ti < N_TAU; ti++) {
-                    const double t = ti / (double)(N_TAU - 1);
-                    int a = 0, b = 0;
-                    for (int i = 0; i < n; i++) a += best[i] == i && score[i] >= t;
-                    for (int i = n; i < n + nl; i++) b += score[i] < t;
-                    tau_rec[si][ti] = (double)a / n;
-                    tau_look[si][ti] = (double)b / nl;
-                }
-        }
-        mome_memory_set_routing(mem, tau, w_mem);
-        mome_ctx_free(c);
-        free(best);
-        free(score);
-        free(tmp);
+    rc = cap_prepare(&x);
+    for (int si = 0; si < x.n_sizes && !rc; si++) {
+        mome_memory *mem = NULL;
+        rc = cap_tune(&x, si, &mem);
+        if (!rc) rc = cap_measure(&x, si, mem);
+        if (!rc) rc = cap_sweep(&x, si, mem);
         mome_memory_free(mem);
         if (rc) break;
-        n_done++;
+        x.n_done++;
         fprintf(stderr, "experiment: capacity: %d facts: recall %.3f, locality %.3f (look-alikes) %.3f (real), "
                         "%lld bytes\n",
-                n, z->recall, z->loc_look, z->loc_real, z->bytes);
+                x.sz[si].n, x.sz[si].recall, x.sz[si].loc_look, x.sz[si].loc_real, x.sz[si].bytes);
     }
-    if (m) mome_model_free(m);
-    if (csv && fclose(csv) && !rc) rc = exp_fail("%s/results.csv: write error", dir);
-    /* aggregates */
-    FILE *f = NULL;
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/sizes.csv", dir);
-        if (!(f = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
-    }
-    if (f) {
-        fprintf(f, "n_facts,memorized,steps,tune_s,experts,recall,locality_look_alikes,locality_real,n_look_alikes,"
-                   "n_real,file_bytes,perplexity\n");
-        for (int i = 0; i < n_done; i++) {
-            fprintf(f, "%d,%d,%lld,%.2f,%d,%.6f,%.6f,%.6f,%d,%d,%lld,", sz[i].n, sz[i].memorized, (long long)sz[i].steps,
-                    sz[i].tune_s, sz[i].n_experts, sz[i].recall, sz[i].loc_look, sz[i].loc_real, sz[i].n_look,
-                    sz[i].n_real, sz[i].bytes);
-            if (sz[i].ppl > 0) fprintf(f, "%.6f", sz[i].ppl);
-            fputc('\n', f);
-        }
-        if (fclose(f)) rc = exp_fail("%s: write error", path);
-        f = NULL;
-        snprintf(path, sizeof path, "%s/selection.csv", dir);
-        if (!rc && !(f = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
-    }
-    if (f) {
-        fprintf(f, "n_facts,w_pool,tau,recall,locality_look_alikes,locality_real,own_score_min,own_score_p05,"
-                   "look_alike_score_p95,look_alike_score_max,real_score_max\n");
-        for (int i = 0; i < n_done; i++)
-            for (int j = 0; j < n_w; j++) {
-                const cap_sel *s = &sel[i][j];
-                fprintf(f, "%d,%g,%.4f,%.6f,%.6f,%.6f,%.4f,%.4f,%.4f,%.4f,%.4f\n", sz[i].n, w[j], tau, s->recall,
-                        s->loc_look, s->loc_real, s->own_min, s->own_p05, s->look_p95, s->look_max, s->real_max);
-            }
-        if (fclose(f)) rc = exp_fail("%s: write error", path);
-        f = NULL;
-        snprintf(path, sizeof path, "%s/tau.csv", dir);
-        if (!rc && !(f = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
-    }
-    if (f) {
-        fprintf(f, "# selection at w_pool %g as the threshold tau varies\nn_facts,tau,recall,locality_look_alikes\n", w[0]);
-        for (int i = 0; i < n_done; i++)
-            for (int t = 0; t < N_TAU; t++)
-                fprintf(f, "%d,%.3f,%.6f,%.6f\n", sz[i].n, t / (double)(N_TAU - 1), tau_rec[i][t], tau_look[i][t]);
-        if (fclose(f)) rc = exp_fail("%s: write error", path);
-        f = NULL;
-    }
-    if (!rc) rc = cap_write_plot(dir, w, n_w, sizes, n_done);
-    const int drew = rc ? 0 : exp_run_gnuplot(dir);
-    if (!rc && !(f = exp_open_summary(dir, "capacity (random facts)", argc, argv, &run))) rc = 1;
-    if (f) {
-        fprintf(f, "- model: %s; facts: \"What is the code of the <w1> <w2>?\" (two random pseudo-words) -> %d random "
-                   "[A-Z0-9] characters, seed %lld; sizes %s, nested (each the first n of one list), a fresh memory per "
-                   "size with the tuner's defaults, %d thread(s)\n",
-                model_path, ans_len, seed, sizes_s, threads);
-        fprintf(f, "- neighbours: %d untrained questions of the same form (look-alikes) and the first %d questions of %s; "
-                   "locality = answered byte for byte as without the memory (mome_eval); held-out perplexity: the first "
-                   "%lld bytes of %s, without a memory and %s\n",
-                nl, nr, real_src, text_bytes, text, ppl_all ? "at every size" : "with the largest memory");
-        fprintf(f, "- how the issue's N and k map onto memory version 2: there is no expert pool to size and no top-k; "
-                   "every fact owns one expert per answer row (the experts column: N grows with the facts) and each "
-                   "question selects one fact (k = 1), the best by s = w_pool cos(pooled key) + (1 - w_pool) cos(last "
-                   "key) when s >= tau (%.2f). The settings varied are therefore the selection rule: w_pool in {%s} "
-                   "(selection.csv) and tau (tau.csv, at w_pool %g). A selection row reads the question up to its "
-                   "decision row with tau at -1 and records the best fact and its score; the answer depends only on the "
-                   "fact selected, so own fact at s >= tau = recalled, no fact = bit-identical answer\n",
-                tau, w_s, w[0]);
-        fprintf(f, "- data: `results.csv` (every question's best fact and score per size and w_pool), `sizes.csv`, "
-                   "`selection.csv`, `tau.csv`\n\n");
-        if (drew) fprintf(f, "![recall and locality against the number of facts, tuning time and file size](capacity.svg)\n\n");
-        else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
-        fprintf(f, "| facts | memorized | steps | tune s | experts | recall | locality look-alikes | locality NQ | "
-                   "file bytes | perplexity |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
-        for (int i = 0; i < n_done; i++) {
-            char ppl[32] = "";
-            if (sz[i].ppl > 0) snprintf(ppl, sizeof ppl, "%.4f", sz[i].ppl);
-            fprintf(f, "| %d | %d | %lld | %.1f | %d | %.3f | %.3f | %.3f | %lld | %s |\n", sz[i].n, sz[i].memorized,
-                    (long long)sz[i].steps, sz[i].tune_s, sz[i].n_experts, sz[i].recall, sz[i].loc_look, sz[i].loc_real,
-                    sz[i].bytes, ppl);
-        }
-        fprintf(f, "\nWithout a memory: perplexity %.4f.\n\nSelection at tau = %.2f by w_pool:\n\n"
-                   "| facts | w_pool | recall | locality look-alikes | locality NQ | own score min | own p05 | "
-                   "look-alike p95 | look-alike max | NQ max |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n",
-                ppl_base, tau);
-        for (int i = 0; i < n_done; i++)
-            for (int j = 0; j < n_w; j++) {
-                const cap_sel *s = &sel[i][j];
-                fprintf(f, "| %d | %g | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f |\n", sz[i].n, w[j], s->recall,
-                        s->loc_look, s->loc_real, s->own_min, s->own_p05, s->look_p95, s->look_max, s->real_max);
-            }
-        fprintf(f, "\n## Reading (computed from the data)\n\n");
-        if (n_done > 0) {
-            const cap_size *a = &sz[0], *b = &sz[n_done - 1];
-            int all_mem = 1, first_recall_break = -1, first_look_break = -1, first_real_break = -1;
-            for (int i = 0; i < n_done; i++) {
-                all_mem &= sz[i].memorized == sz[i].n;
-                if (first_recall_break < 0 && sz[i].recall < 1) first_recall_break = i;
-                if (first_look_break < 0 && sz[i].loc_look < 0.99) first_look_break = i;
-                if (first_real_break < 0 && sz[i].loc_real < 0.99) first_real_break = i;
-            }
-            fprintf(f, "- Tuning: %s; %.1f s for %d facts and %.1f s for %d (%.2f s per fact at the largest size); the "
-                       "file grows by %.0f bytes per fact (%lld bytes at %d facts).\n",
-                    all_mem ? "every size was fully memorized (verified by greedy decoding)"
-                            : "at least one size was not fully memorized (see the table)",
-                    a->tune_s, a->n, b->tune_s, b->n, b->tune_s / b->n,
-                    n_done > 1 ? (double)(b->bytes - a->bytes) / (b->n - a->n) : (double)a->bytes / a->n, b->bytes, b->n);
-            if (first_recall_break < 0)
-                fprintf(f, "- Recall (mome eval, default selection) stayed 1.000 up to %d facts: no break within the sizes "
-                           "run.\n", b->n);
-            else
-                fprintf(f, "- Recall first fell below 1 at %d facts (%.3f).\n", sz[first_recall_break].n,
-                        sz[first_recall_break].recall);
-            fprintf(f, "- Locality on untrained look-alike questions (mome eval, default selection):");
-            for (int i = 0; i < n_done; i++) fprintf(f, "%s %.3f at %d", i ? "," : "", sz[i].loc_look, sz[i].n);
-            if (first_look_break < 0) fprintf(f, " facts: never below 0.99.\n");
-            else
-                fprintf(f, " facts: below 0.99 from %d facts on, and %s with more facts.\n",
-                        sz[first_look_break].n,
-                        b->loc_look < a->loc_look - 0.02   ? "lower"
-                        : b->loc_look > a->loc_look + 0.02 ? "higher"
-                                                           : "about the same");
-            fprintf(f, "- Locality on real (NQ) questions: %.3f at %d facts, %.3f at %d%s.\n", a->loc_real, a->n,
-                    b->loc_real, b->n, first_real_break < 0 ? " (never below 0.99)" : "");
-            /* how the selection rule moves it */
-            for (int j = 0; j < n_w; j++) {
-                const cap_sel *s0 = &sel[0][j], *s1 = &sel[n_done - 1][j];
-                fprintf(f, "- Selection with w_pool %g: recall %.3f -> %.3f and look-alike locality %.3f -> %.3f from %d to "
-                           "%d facts; at %d facts the lowest own-fact score is %.3f and the highest look-alike score %.3f "
-                           "(%s).\n",
-                        w[j], s0->recall, s1->recall, s0->loc_look, s1->loc_look, a->n, b->n, b->n, s1->own_min,
-                        s1->look_max,
-                        s1->own_min > s1->look_max ? "separable by some threshold"
-                                                   : "no threshold separates all of them");
-            }
-            /* the best threshold at the largest size (first w) */
-            int bt = 0;
-            double bs = -1;
-            for (int t = 0; t < N_TAU; t++) {
-                const double v = tau_rec[n_done - 1][t] + tau_look[n_done - 1][t];
-                if (v > bs) { bs = v; bt = t; }
-            }
-            fprintf(f, "- Threshold at w_pool %g, %d facts: tau = %.3f maximises recall + look-alike locality (%.3f + %.3f); "
-                       "the memory's tau %.2f gives %.3f + %.3f (tau.csv has the curve per size).\n",
-                    w[0], b->n, bt / (double)(N_TAU - 1), tau_rec[n_done - 1][bt], tau_look[n_done - 1][bt], tau,
-                    sel[n_done - 1][0].recall, sel[n_done - 1][0].loc_look);
-            int same = 1;
-            for (int i = 0; i < n_done; i++)
-                if (sz[i].ppl > 0) same &= sz[i].ppl == ppl_base;
-            fprintf(f, "- Held-out perplexity %s (%.4f without a memory).\n",
-                    same ? "identical to the model without a memory wherever measured" : "changed (see the table)", ppl_base);
-            int agree = 1;
-            for (int i = 0; i < n_done; i++) {
-                int wi = -1;
-                for (int j = 0; j < n_w; j++)
-                    if (fabs(w[j] - MEM_DEFAULT_W_POOL) < 1e-6) wi = j;
-                if (wi >= 0 && fabs(sel[i][wi].recall - sz[i].recall) > 1e-9) agree = 0;
-            }
-            fprintf(f, "- Check: the selection rows' recall at the default setting %s mome eval's recall at every size.\n",
-                    agree ? "equals" : "differs from (a selected own fact whose values did not give the answer)");
-        }
-        if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
-    }
-    if (look_q)
-        for (int i = 0; i < nl; i++) free(look_q[i]);
-    if (real_q)
-        for (int i = 0; i < nr; i++) free(real_q[i]);
-    free(look_q);
-    free(real_q);
-    free(fact_q);
-    free(facts);
-    if (!rc) fprintf(stderr, "experiment: capacity: wrote %s in %.1f s\n", dir, mome_time_s() - run.t0);
+    if (x.csv && fclose(x.csv) && !rc) rc = exp_fail("%s/results.csv: write error", x.o.dir);
+    x.csv = NULL;
+    if (!rc) rc = cap_write_tables(&x);
+    if (!rc) rc = cap_write_plot(x.o.dir, x.w, x.n_w, x.sizes, x.n_done);
+    const int drew = rc ? 0 : exp_run_gnuplot(x.o.dir);
+    if (!rc) rc = cap_write_summary(&x, drew, argc, argv, &run);
+    cap_free(&x);
+    if (!rc) fprintf(stderr, "experiment: capacity: wrote %s in %.1f s\n", x.o.dir, mome_time_s() - run.t0);
     return rc ? 1 : 0;
 }

@@ -157,22 +157,42 @@ static int th_snapshot(mome_model *m, mome_memory *mem, const fact_set *fs, cons
     return rc;
 }
 
-static int exp_threshold(int argc, char **argv) {
+/* One run of the experiment: its settings, the facts and model every
+ * snapshot reads, and every snapshot's rows. */
+typedef struct th_exp {
     exp_common o;
-    exp_common_init(&o, "threshold", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED);
-    char def_facts[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
-    const char *facts_src = def_facts, *steps_s = TH_STEPS;
-    int n_facts = TH_FACTS, max_new = 24;
-    double lr = 0;
+    const char *facts_src, *steps_s;
+    int n_facts, max_new, n_steps;
+    double lr;
+    int64_t steps[256];
+    char def_facts[4096], work[3100], facts_path[3200], mem_path[3200], ckpt[3300];
+    fact_set *fs;
+    mome_model *m;
+    FILE *csv;                       /* results.csv */
+    mome_chat_msg *msgs;             /* (2 n) */
+    ans_question *qs;                /* (n) each fact's question, as the tuner asks it */
+    probe_result *pr;                /* (n) one snapshot's teacher-forced losses */
+    char **outs;                     /* (n) one snapshot's greedy answers */
+    th_row *rows;                    /* ((n_steps + 1) n) */
+    int n_rows, n_snaps;
+    int64_t steps_done[257];         /* each snapshot's tuner step */
+    int exact_at[257];               /* and its exact greedy answers */
+} th_exp;
+
+/* The options and their checks: -1 to go on, else the exit status. */
+static int th_parse(th_exp *x, int argc, char **argv) {
+    exp_common_init(&x->o, "threshold", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED);
+    snprintf(x->def_facts, sizeof x->def_facts, "%s/data/facts/languages.jsonl", exp_shared_dir());
+    x->facts_src = x->def_facts, x->steps_s = TH_STEPS;
+    x->n_facts = TH_FACTS, x->max_new = 24;
     const arg_opt opts[] = {
-        {0, "--facts", "FILE", ARG_STR(&facts_src), .help = "JSON-lines facts"},
-        {0, "--n-facts", "N", ARG_INT(&n_facts, 0, 0), .help = "the first N facts; the default runs the fast version"},
-        {0, "--steps", "LIST", ARG_STR(&steps_s), .help = "increasing step counts to snapshot at"},
-        {0, "--lr", "X", ARG_DOUBLE(&lr, 0, 0), .help = "tuner learning rate", .def = "the tuner's"},
-        {0, "--max-new", "N", ARG_INT(&max_new, 0, 0), .help = "greedy answer length limit"},
+        {0, "--facts", "FILE", ARG_STR(&x->facts_src), .help = "JSON-lines facts"},
+        {0, "--n-facts", "N", ARG_INT(&x->n_facts, 0, 0), .help = "the first N facts; the default runs the fast version"},
+        {0, "--steps", "LIST", ARG_STR(&x->steps_s), .help = "increasing step counts to snapshot at"},
+        {0, "--lr", "X", ARG_DOUBLE(&x->lr, 0, 0), .help = "tuner learning rate", .def = "the tuner's"},
+        {0, "--max-new", "N", ARG_INT(&x->max_new, 0, 0), .help = "greedy answer length limit"},
     };
-    const int prc = exp_parse_args(&o,
+    const int prc = exp_parse_args(&x->o,
                                    "Is a fact stated exactly once its answer loss is low? Trains facts with the memory\n"
                                    "tuner and stops at each step count of --steps (one run, resumed from count to count); at\n"
                                    "each snapshot and for each fact records the teacher-forced mean and max answer-token\n"
@@ -181,200 +201,237 @@ static int exp_threshold(int argc, char **argv) {
                                    "Writes results.csv, bins_max.csv, bins_mean.csv, plot.gp, threshold.svg, summary.md.\n",
                                    opts, EXP_COUNT(opts), argc, argv);
     if (prc >= 0) return prc;
-    int64_t steps[256];
-    const int n_steps = parse_steps(steps_s, steps, 256);
-    if (n_steps < 1) { exp_fail("threshold: --steps expects increasing positive integers, got '%s'", steps_s); return 2; }
-    if (n_facts < 1 || max_new < 1 || lr < 0) { exp_fail("threshold: --n-facts, --max-new must be positive, --lr non-negative"); return 2; }
-    int rc = exp_common_check(&o);
+    x->n_steps = parse_steps(x->steps_s, x->steps, 256);
+    if (x->n_steps < 1) {
+        exp_fail("threshold: --steps expects increasing positive integers, got '%s'", x->steps_s);
+        return 2;
+    }
+    if (x->n_facts < 1 || x->max_new < 1 || x->lr < 0) {
+        exp_fail("threshold: --n-facts, --max-new must be positive, --lr non-negative");
+        return 2;
+    }
+    return -1;
+}
+
+/* The facts, the model, results.csv and the buffers every snapshot uses. */
+static int th_prepare(th_exp *x) {
+    snprintf(x->work, sizeof x->work, "%s/work", x->o.dir);
+    if (exp_mkdir_p(x->work)) return exp_fail("%s: %s", x->work, strerror(errno));
+    snprintf(x->facts_path, sizeof x->facts_path, "%s/facts.jsonl", x->o.dir);
+    snprintf(x->mem_path, sizeof x->mem_path, "%s/snapshot.mome", x->work);
+    snprintf(x->ckpt, sizeof x->ckpt, "%s.ckpt", x->mem_path);
+    unlink(x->mem_path);
+    unlink(x->ckpt);
+    int got;
+    if (exp_copy_first_lines(x->facts_src, x->facts_path, x->n_facts, &got)) return 1;
+    if (facts_load(x->facts_path, FACTS_CONFLICT_ERROR, &x->fs)) return exp_fail("%s", mome_errmsg());
+    if (exp_load_model(&x->o, &x->m)) return 1;
+    const int n = x->fs->n;
+    char path[3200];
+    snprintf(path, sizeof path, "%s/results.csv", x->o.dir);
+    x->csv = fopen(path, "w");
+    x->rows = malloc((size_t)(x->n_steps + 1) * (size_t)n * sizeof *x->rows);
+    x->msgs = malloc((size_t)n * 2 * sizeof *x->msgs);
+    x->qs = malloc((size_t)n * sizeof *x->qs);
+    x->pr = malloc((size_t)n * sizeof *x->pr);
+    x->outs = calloc((size_t)n, sizeof *x->outs);
+    if (!x->csv || !x->rows || !x->msgs || !x->qs || !x->pr || !x->outs)
+        return exp_fail("%s: cannot write (or out of memory)", path);
+    for (int i = 0; i < n; i++) {
+        mome_chat_msg *mm = x->msgs + 2 * i;
+        x->qs[i] = (ans_question){mm, fact_messages(&x->fs->v[i], mm)};
+    }
+    fprintf(x->csv, "step,fact,line,n_tokens,mean_loss,max_loss,first_wrong,first_wrong_rank,greedy_exact,"
+                    "edit_distance,near_miss,answer,output\n");
+    return 0;
+}
+
+/* Tuning resumed to the step count of snapshot snap (>= 1), loaded into
+ * *mem; *step the step it reached, *all_done whether every fact was
+ * verified. */
+static int th_tune_to(th_exp *x, int snap, mome_memory **mem, int64_t *step, int *all_done) {
+    mome_tune_params tp = mome_tune_default_params();
+    tp.facts_path = x->facts_path;
+    tp.out_path = x->mem_path;
+    /* the run to the previous count resumed to this one: a checkpoint holds
+     * Adam's moments, the batch order and every fact's state, so the resumed
+     * run is the uninterrupted one stopped here, bit for bit
+     * (tests/cli/test_tune.sh) */
+    if (snap == 1) unlink(x->ckpt);
+    tp.max_steps = x->steps[snap - 1];
+    tp.resume = snap > 1;
+    tp.n_threads = x->o.threads;
+    tp.seed = (uint64_t)x->o.seed;
+    tp.checkpoint_s = 0;
+    if (x->lr > 0) tp.lr = (float)x->lr;
+    mome_tune_report rep;
+    if (mome_tune(x->m, &tp, &rep)) return exp_fail("tune: %s", mome_errmsg());
+    *step = rep.steps;
+    *all_done = rep.n_memorized == rep.n_facts;
+    if (mome_memory_load(x->mem_path, x->m, mem)) return exp_fail("%s", mome_errmsg());
+    fprintf(stderr, "experiment: threshold: step %lld, %d/%d verified by the tuner, mean loss %.4f\n", (long long)*step,
+            rep.n_memorized, rep.n_facts, rep.mean_loss);
+    return 0;
+}
+
+/* One snapshot's rows: per fact its losses, greedy answer, exact or not,
+ * edit distance and near miss, into results.csv and rows; the exact count. */
+static int th_record(th_exp *x, int64_t step) {
+    int n_exact = 0;
+    for (int i = 0; i < x->fs->n; i++) {
+        const fact *fa = &x->fs->v[i];
+        const probe_result *pr = &x->pr[i];
+        const int exact = facts_answer_matches(fa, x->outs[i]);
+        int ed = 1 << 20;
+        char *no = facts_normalize_answer(x->outs[i]);
+        for (int k = 0; k < fa->n_answers && no; k++) {
+            char *na = facts_normalize_answer(fa->answers[k]);
+            if (na) {
+                const int d = exp_edit_distance(no, na);
+                if (d < ed) ed = d;
+            }
+            free(na);
+        }
+        free(no);
+        const int near = !exact && (pr->first_wrong_rank == 2 || ed <= 2);
+        n_exact += exact;
+        fprintf(x->csv, "%lld,%d,%d,%d,%.6g,%.6g,%d,%d,%d,%d,%d,", (long long)step, i, fa->line, pr->n_tokens,
+                pr->mean_loss, pr->max_loss, pr->first_wrong, pr->first_wrong_rank, exact, ed, near);
+        exp_csv_str(x->csv, fa->answers[0]);
+        fputc(',', x->csv);
+        exp_csv_str(x->csv, x->outs[i]);
+        fputc('\n', x->csv);
+        x->rows[x->n_rows++] = (th_row){step, i, pr->mean_loss, pr->max_loss, pr->first_wrong_rank, exact, near, ed};
+    }
+    return n_exact;
+}
+
+/* Snapshot snap: 0 is the model without a memory, then the tuner's run to
+ * each step count; stops early (*all_done) once the tuner verified every
+ * fact. */
+static int th_snapshot_at(th_exp *x, int snap, int *all_done) {
+    mome_memory *mem = NULL;
+    int64_t step = 0;
+    *all_done = 0;
+    int rc = snap > 0 ? th_tune_to(x, snap, &mem, &step, all_done) : 0;
+    if (!rc) rc = th_snapshot(x->m, mem, x->fs, x->qs, x->o.threads, x->max_new, x->pr, x->outs);
+    mome_memory_free(mem);
+    const int n_exact = rc ? 0 : th_record(x, step);
+    for (int i = 0; i < x->fs->n; i++) {
+        free(x->outs[i]);
+        x->outs[i] = NULL;
+    }
     if (rc) return rc;
-    const char *dir = o.dir;
+    x->steps_done[snap] = step;
+    x->exact_at[snap] = n_exact;
+    fprintf(stderr, "experiment: threshold: snapshot %d (step %lld): %d/%d greedy answers exact\n", snap, (long long)step,
+            n_exact, x->fs->n);
+    return 0;
+}
+
+/* summary.md: the run, the plot, the figures and the reading: is the bound
+ * sufficient (below ln 2 everywhere -> exact)? how far above it do exact
+ * answers reach, how low do wrong ones go? */
+static int th_write_summary(const th_exp *x, int drew, int argc, char **argv, const exp_run *run) {
+    int below = 0, below_exact = 0, above = 0, above_exact = 0, wrong = 0, near = 0, near_rank = 0;
+    int mean_below = 0, mean_below_exact = 0;
+    double min_wrong_max = INFINITY, max_exact_max = 0, min_wrong_mean = INFINITY;
+    for (int i = 0; i < x->n_rows; i++) {
+        const th_row *r = &x->rows[i];
+        if (r->max_loss < LN2) below++, below_exact += r->greedy_exact;
+        else above++, above_exact += r->greedy_exact;
+        if (r->mean_loss < LN2) mean_below++, mean_below_exact += r->greedy_exact;
+        if (!r->greedy_exact) {
+            wrong++;
+            near += r->near_miss;
+            near_rank += r->first_wrong_rank == 2;
+            if (r->max_loss < min_wrong_max) min_wrong_max = r->max_loss;
+            if (r->mean_loss < min_wrong_mean) min_wrong_mean = r->mean_loss;
+        } else if (r->max_loss > max_exact_max) max_exact_max = r->max_loss;
+    }
+    FILE *f = exp_open_summary(x->o.dir, "threshold (paper Fig. 3)", argc, argv, run);
+    if (!f) return 1;
+    fprintf(f, "- model: %s; facts: the first %d of %s; tuner seed %lld, %d thread(s), lr %s; greedy answers "
+               "decoded %d at a time (ans_greedy_batch: each byte-identical to one decoded alone)\n",
+            x->o.model, x->fs->n, x->facts_src, (long long)x->o.seed, x->o.threads, x->lr > 0 ? "as given" : "default",
+            TH_PARALLEL);
+    fprintf(f, "- snapshots (tuner steps; 0 = no memory):");
+    for (int s = 0; s < x->n_snaps; s++) fprintf(f, " %lld (%d exact)", (long long)x->steps_done[s], x->exact_at[s]);
+    fprintf(f, "\n- data: `results.csv` (one row per snapshot and fact), `bins_max.csv`, `bins_mean.csv`\n\n");
+    if (drew) fprintf(f, "![P(exact) and P(near miss) against answer loss](threshold.svg)\n\n");
+    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    fprintf(f, "## Figures\n\n| | answers | greedy exact |\n|---|---:|---:|\n");
+    fprintf(f, "| every answer token's loss < ln 2 (the sufficient bound) | %d | %d (%.1f%%) |\n", below, below_exact,
+            below ? 100.0 * below_exact / below : 0);
+    fprintf(f, "| some token's loss >= ln 2 | %d | %d (%.1f%%) |\n", above, above_exact,
+            above ? 100.0 * above_exact / above : 0);
+    fprintf(f, "| mean answer loss < ln 2 | %d | %d (%.1f%%) |\n\n", mean_below, mean_below_exact,
+            mean_below ? 100.0 * mean_below_exact / mean_below : 0);
+    fprintf(f, "Wrong answers: %d, of which near misses %d (%d with the correct token as runner-up at the "
+               "first wrong token; the rest within edit distance 2).\n\n", wrong, near, near_rank);
+    fprintf(f, "## Reading (computed from the data)\n\n");
+    if (below == below_exact)
+        fprintf(f, "- The bound held as a sufficient condition: all %d answers whose every token had loss "
+                   "< ln 2 were stated exactly by greedy decoding.\n", below);
+    else
+        fprintf(f, "- **The bound did not hold** for %d of %d answers with every token below ln 2: the greedy "
+                   "answer differed (teacher-forced prefill and token-by-token decoding differ in their last bits, "
+                   "or the answer matched but normalisation did not); see results.csv.\n",
+                below - below_exact, below);
+    if (wrong)
+        fprintf(f, "- The lowest max-token loss of a wrong answer was %.3f nats (mean-token loss %.3f): below "
+                   "that every answer was exact.\n", min_wrong_max, min_wrong_mean);
+    if (above_exact)
+        fprintf(f, "- The bound is not necessary: %d answers with some token's loss >= ln 2 (up to %.3f nats) "
+                   "were exact anyway (the correct token was still the argmax).\n", above_exact, max_exact_max);
+    if (wrong)
+        fprintf(f, "- Near misses were %.0f%% of wrong answers: %s.\n", 100.0 * near / wrong,
+                near * 2 > wrong ? "most errors were close to the fact, not unrelated text"
+                                 : "most errors were not close to the fact");
+    return fclose(f) ? exp_fail("%s/summary.md: write error", x->o.dir) : 0;
+}
+
+static void th_free(th_exp *x) {
+    if (x->m) mome_model_free(x->m);
+    if (x->csv) fclose(x->csv);
+    free(x->msgs);
+    free(x->qs);
+    free(x->pr);
+    free(x->outs);
+    free(x->rows);
+    facts_free(x->fs);
+}
+
+static int exp_threshold(int argc, char **argv) {
+    th_exp x;
+    memset(&x, 0, sizeof x);
+    int rc = th_parse(&x, argc, argv);
+    if (rc >= 0) return rc;
+    if ((rc = exp_common_check(&x.o))) return rc;
     exp_run run;
     exp_run_start(&run);
-
-    char work[3100], facts_path[3200], mem_path[3200], ckpt[3300], path[3200];
-    snprintf(work, sizeof work, "%s/work", dir);
-    if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
-    snprintf(facts_path, sizeof facts_path, "%s/facts.jsonl", dir);
-    snprintf(mem_path, sizeof mem_path, "%s/snapshot.mome", work);
-    snprintf(ckpt, sizeof ckpt, "%s.ckpt", mem_path);
-    unlink(mem_path);
-    unlink(ckpt);
-    int got;
-    if (exp_copy_first_lines(facts_src, facts_path, n_facts, &got)) return 1;
-    fact_set *fs;
-    if (facts_load(facts_path, FACTS_CONFLICT_ERROR, &fs)) return exp_fail("%s", mome_errmsg());
-
-    mome_model *m;
-    if (exp_load_model(&o, &m)) {
-        facts_free(fs);
-        return 1;
+    rc = th_prepare(&x);
+    int all_done = 0;
+    for (int snap = 0; snap <= x.n_steps && !rc && !all_done; snap++) {
+        rc = th_snapshot_at(&x, snap, &all_done);
+        if (!rc) x.n_snaps = snap + 1;
     }
-    snprintf(path, sizeof path, "%s/results.csv", dir);
-    FILE *csv = fopen(path, "w");
-    th_row *rows = malloc((size_t)(n_steps + 1) * (size_t)fs->n * sizeof *rows);
-    mome_chat_msg *msgs = malloc((size_t)fs->n * 2 * sizeof *msgs);
-    ans_question *qs = malloc((size_t)fs->n * sizeof *qs);
-    probe_result *pr = malloc((size_t)fs->n * sizeof *pr);
-    char **outs = calloc((size_t)fs->n, sizeof *outs);
-    if (!csv || !rows || !msgs || !qs || !pr || !outs) rc = exp_fail("%s: cannot write (or out of memory)", path);
-    for (int i = 0; !rc && i < fs->n; i++) {
-        mome_chat_msg *mm = msgs + 2 * i;
-        qs[i] = (ans_question){mm, fact_messages(&fs->v[i], mm)};
-    }
-    if (!rc)
-        fprintf(csv, "step,fact,line,n_tokens,mean_loss,max_loss,first_wrong,first_wrong_rank,greedy_exact,"
-                     "edit_distance,near_miss,answer,output\n");
-    int n_rows = 0, snap = 0;
-    int64_t last_step = 0, steps_done[257];
-    int memorized_at[257];
-    for (snap = 0; snap <= n_steps && !rc; snap++) {
-        mome_memory *mem = NULL;
-        int64_t step = 0;
-        int all_done = 0;
-        if (snap > 0) {
-            mome_tune_params tp = mome_tune_default_params();
-            tp.facts_path = facts_path;
-            tp.out_path = mem_path;
-            /* the run to the previous count resumed to this one: a checkpoint
-             * holds Adam's moments, the batch order and every fact's state, so
-             * the resumed run is the uninterrupted one stopped here, bit for bit
-             * (tests/cli/test_tune.sh) */
-            if (snap == 1) unlink(ckpt);
-            tp.max_steps = steps[snap - 1];
-            tp.resume = snap > 1;
-            tp.n_threads = o.threads;
-            tp.seed = (uint64_t)o.seed;
-            tp.checkpoint_s = 0;
-            if (lr > 0) tp.lr = (float)lr;
-            mome_tune_report rep;
-            if (mome_tune(m, &tp, &rep)) { rc = exp_fail("tune: %s", mome_errmsg()); break; }
-            step = rep.steps;
-            all_done = rep.n_memorized == rep.n_facts;
-            if (mome_memory_load(mem_path, m, &mem)) { rc = exp_fail("%s", mome_errmsg()); break; }
-            fprintf(stderr, "experiment: threshold: step %lld, %d/%d verified by the tuner, mean loss %.4f\n",
-                    (long long)step, rep.n_memorized, rep.n_facts, rep.mean_loss);
-        }
-        rc = th_snapshot(m, mem, fs, qs, o.threads, max_new, pr, outs);
-        mome_memory_free(mem);
-        int n_exact = 0;
-        for (int i = 0; i < fs->n && !rc; i++) {
-            const fact *fa = &fs->v[i];
-            const int exact = facts_answer_matches(fa, outs[i]);
-            int ed = 1 << 20;
-            char *no = facts_normalize_answer(outs[i]);
-            for (int k = 0; k < fa->n_answers && no; k++) {
-                char *na = facts_normalize_answer(fa->answers[k]);
-                if (na) {
-                    const int d = exp_edit_distance(no, na);
-                    if (d < ed) ed = d;
-                }
-                free(na);
-            }
-            free(no);
-            const int near = !exact && (pr[i].first_wrong_rank == 2 || ed <= 2);
-            n_exact += exact;
-            fprintf(csv, "%lld,%d,%d,%d,%.6g,%.6g,%d,%d,%d,%d,%d,", (long long)step, i, fa->line, pr[i].n_tokens,
-                    pr[i].mean_loss, pr[i].max_loss, pr[i].first_wrong, pr[i].first_wrong_rank, exact, ed, near);
-            exp_csv_str(csv, fa->answers[0]);
-            fputc(',', csv);
-            exp_csv_str(csv, outs[i]);
-            fputc('\n', csv);
-            rows[n_rows++] = (th_row){step, i, pr[i].mean_loss, pr[i].max_loss, pr[i].first_wrong_rank, exact, near, ed};
-        }
-        for (int i = 0; i < fs->n; i++) {
-            free(outs[i]);
-            outs[i] = NULL;
-        }
-        if (rc) break;
-        steps_done[snap] = step;
-        memorized_at[snap] = n_exact;
-        last_step = step;
-        fprintf(stderr, "experiment: threshold: snapshot %d (step %lld): %d/%d greedy answers exact\n", snap,
-                (long long)step, n_exact, fs->n);
-        if (all_done) { snap++; break; }
-    }
-    const int n_snaps = snap;
-    mome_model_free(m);
-    free(msgs);
-    free(qs);
-    free(pr);
-    free(outs);
-    if (csv && fclose(csv) && !rc) rc = exp_fail("%s: write error", path);
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/bins_max.csv", dir);
-        rc = th_write_bins(path, rows, n_rows, 1);
-    }
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/bins_mean.csv", dir);
-        rc = th_write_bins(path, rows, n_rows, 0);
-    }
-    if (!rc) rc = th_write_plot(dir);
-    const int drew = rc ? 0 : exp_run_gnuplot(dir);
-    if (!rc) {
-        /* the reading: the bound is sufficient (below ln 2 everywhere -> exact)?
-         * how far above it do exact answers reach, how low do wrong ones go? */
-        int below = 0, below_exact = 0, above = 0, above_exact = 0, wrong = 0, near = 0, near_rank = 0;
-        int mean_below = 0, mean_below_exact = 0;
-        double min_wrong_max = INFINITY, max_exact_max = 0, min_wrong_mean = INFINITY;
-        for (int i = 0; i < n_rows; i++) {
-            const th_row *r = &rows[i];
-            if (r->max_loss < LN2) below++, below_exact += r->greedy_exact;
-            else above++, above_exact += r->greedy_exact;
-            if (r->mean_loss < LN2) mean_below++, mean_below_exact += r->greedy_exact;
-            if (!r->greedy_exact) {
-                wrong++;
-                near += r->near_miss;
-                near_rank += r->first_wrong_rank == 2;
-                if (r->max_loss < min_wrong_max) min_wrong_max = r->max_loss;
-                if (r->mean_loss < min_wrong_mean) min_wrong_mean = r->mean_loss;
-            } else if (r->max_loss > max_exact_max) max_exact_max = r->max_loss;
-        }
-        FILE *f = exp_open_summary(dir, "threshold (paper Fig. 3)", argc, argv, &run);
-        if (!f) rc = 1;
-        else {
-            fprintf(f, "- model: %s; facts: the first %d of %s; tuner seed %lld, %d thread(s), lr %s; greedy answers "
-                       "decoded %d at a time (ans_greedy_batch: each byte-identical to one decoded alone)\n",
-                    o.model, fs->n, facts_src, (long long)o.seed, o.threads, lr > 0 ? "as given" : "default", TH_PARALLEL);
-            fprintf(f, "- snapshots (tuner steps; 0 = no memory):");
-            for (int s = 0; s < n_snaps; s++) fprintf(f, " %lld (%d exact)", (long long)steps_done[s], memorized_at[s]);
-            fprintf(f, "\n- data: `results.csv` (one row per snapshot and fact), `bins_max.csv`, `bins_mean.csv`\n\n");
-            if (drew) fprintf(f, "![P(exact) and P(near miss) against answer loss](threshold.svg)\n\n");
-            else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
-            fprintf(f, "## Figures\n\n| | answers | greedy exact |\n|---|---:|---:|\n");
-            fprintf(f, "| every answer token's loss < ln 2 (the sufficient bound) | %d | %d (%.1f%%) |\n", below,
-                    below_exact, below ? 100.0 * below_exact / below : 0);
-            fprintf(f, "| some token's loss >= ln 2 | %d | %d (%.1f%%) |\n", above, above_exact,
-                    above ? 100.0 * above_exact / above : 0);
-            fprintf(f, "| mean answer loss < ln 2 | %d | %d (%.1f%%) |\n\n", mean_below, mean_below_exact,
-                    mean_below ? 100.0 * mean_below_exact / mean_below : 0);
-            fprintf(f, "Wrong answers: %d, of which near misses %d (%d with the correct token as runner-up at the "
-                       "first wrong token; the rest within edit distance 2).\n\n", wrong, near, near_rank);
-            fprintf(f, "## Reading (computed from the data)\n\n");
-            if (below == below_exact)
-                fprintf(f, "- The bound held as a sufficient condition: all %d answers whose every token had loss "
-                           "< ln 2 were stated exactly by greedy decoding.\n", below);
-            else
-                fprintf(f, "- **The bound did not hold** for %d of %d answers with every token below ln 2: the greedy "
-                           "answer differed (teacher-forced prefill and token-by-token decoding differ in their last bits, "
-                           "or the answer matched but normalisation did not); see results.csv.\n",
-                        below - below_exact, below);
-            if (wrong)
-                fprintf(f, "- The lowest max-token loss of a wrong answer was %.3f nats (mean-token loss %.3f): below "
-                           "that every answer was exact.\n", min_wrong_max, min_wrong_mean);
-            if (above_exact)
-                fprintf(f, "- The bound is not necessary: %d answers with some token's loss >= ln 2 (up to %.3f nats) "
-                           "were exact anyway (the correct token was still the argmax).\n", above_exact, max_exact_max);
-            if (wrong)
-                fprintf(f, "- Near misses were %.0f%% of wrong answers: %s.\n", 100.0 * near / wrong,
-                        near * 2 > wrong ? "most errors were close to the fact, not unrelated text"
-                                         : "most errors were not close to the fact");
-            if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
-        }
-    }
-    free(rows);
-    facts_free(fs);
+    if (x.m) mome_model_free(x.m);
+    x.m = NULL;
+    if (x.csv && fclose(x.csv) && !rc) rc = exp_fail("%s/results.csv: write error", x.o.dir);
+    x.csv = NULL;
+    char path[3200];
+    snprintf(path, sizeof path, "%s/bins_max.csv", x.o.dir);
+    if (!rc) rc = th_write_bins(path, x.rows, x.n_rows, 1);
+    snprintf(path, sizeof path, "%s/bins_mean.csv", x.o.dir);
+    if (!rc) rc = th_write_bins(path, x.rows, x.n_rows, 0);
+    if (!rc) rc = th_write_plot(x.o.dir);
+    const int drew = rc ? 0 : exp_run_gnuplot(x.o.dir);
+    if (!rc) rc = th_write_summary(&x, drew, argc, argv, &run);
+    const int64_t last_step = x.n_snaps ? x.steps_done[x.n_snaps - 1] : 0;
+    th_free(&x);
     if (!rc) fprintf(stderr, "experiment: threshold: wrote %s/{results.csv,bins_max.csv,bins_mean.csv,plot.gp%s,summary.md} "
-                             "in %.1f s (last step %lld)\n", dir, drew ? ",threshold.svg" : "", mome_time_s() - run.t0,
+                             "in %.1f s (last step %lld)\n", x.o.dir, drew ? ",threshold.svg" : "", mome_time_s() - run.t0,
                      (long long)last_step);
     return rc ? 1 : 0;
 }
@@ -644,32 +701,47 @@ static rl_final rl_summarize(const rl_curve *cv) {
     return r;
 }
 
-static int exp_random_labels(int argc, char **argv) {
+/* One run of the experiment: its settings, the two answer sets, and what
+ * each method made of each. */
+static const char *const rl_methods[2] = {"mome", "lora"}, *const rl_labels[2] = {"true", "random"};
+typedef struct rl_exp {
     exp_common o;
-    exp_common_init(&o, "random-labels", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
-    char def_facts[4096];
-    snprintf(def_facts, sizeof def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
-    const char *facts_src = def_facts;
-    int n_facts = RL_FACTS, ppl_every = RL_PPL_EVERY, replot = 0, full = 0;
-    const char *epochs_s = RL_MOME_EPOCHS;
-    double mome_minutes = RL_MINUTES, lora_minutes = RL_MINUTES;
-    int lora_steps = RL_LORA_STEPS;
+    const char *facts_src, *epochs_s;
+    int n_facts, ppl_every, replot, full, lora_steps, n_epochs;
+    double mome_minutes, lora_minutes;
+    int64_t epochs[256];
+    char def_facts[4096], full_epochs[512], work[3100], sets[2][3200];
+    int n;                     /* questions after duplicates */
+    mome_model *m;
+    FILE *all;                 /* results.csv */
+    double ppl0;               /* held-out perplexity without a memory */
+    rl_final fin[2][2];        /* [method][labels] */
+    mome_tune_report lrep[2];  /* LoRA's reports, per labels */
+} rl_exp;
+
+/* The options and their checks: -1 to go on, else the exit status. */
+static int rl_parse(rl_exp *x, int argc, char **argv) {
+    exp_common_init(&x->o, "random-labels", EXP_OPT_MODEL | EXP_OPT_OUT | EXP_OPT_THREADS | EXP_OPT_SEED | EXP_OPT_TEXT);
+    snprintf(x->def_facts, sizeof x->def_facts, "%s/data/facts/NQ-open.dev.jsonl", exp_shared_dir());
+    x->facts_src = x->def_facts, x->epochs_s = RL_MOME_EPOCHS;
+    x->n_facts = RL_FACTS, x->ppl_every = RL_PPL_EVERY, x->lora_steps = RL_LORA_STEPS;
+    x->mome_minutes = RL_MINUTES, x->lora_minutes = RL_MINUTES;
     const arg_opt opts[] = {
-        {0, "--facts", "FILE", ARG_STR(&facts_src), .help = "questions"},
-        {0, "--n-facts", "N", ARG_INT(&n_facts, 0, 0), .help = "the first N questions; the default runs the fast version"},
-        {0, "--mome-epochs", "LIST", ARG_STR(&epochs_s),
+        {0, "--facts", "FILE", ARG_STR(&x->facts_src), .help = "questions"},
+        {0, "--n-facts", "N", ARG_INT(&x->n_facts, 0, 0), .help = "the first N questions; the default runs the fast version"},
+        {0, "--mome-epochs", "LIST", ARG_STR(&x->epochs_s),
          .help = "MoME: loss and recall at these epochs, increasing; LoRA's come with every epoch"},
-        {0, "--ppl-every", "P", ARG_INT(&ppl_every, 0, 0),
+        {0, "--ppl-every", "P", ARG_INT(&x->ppl_every, 0, 0),
          .help = "perplexity every P epochs; MoME: at its snapshots whose epoch P divides, and the last"},
-        {0, "--lora-steps", "N", ARG_INT(&lora_steps, 0, 0), .help = "LoRA stops after N steps of 8 questions; 0: no limit"},
-        {0, "--mome-minutes", "M", ARG_DOUBLE(&mome_minutes, 0, 0), .help = "time limit of each MoME run"},
-        {0, "--lora-minutes", "M", ARG_DOUBLE(&lora_minutes, 0, 0), .help = "time limit of each LoRA run"},
-        {0, "--full", NULL, ARG_FLAG(&full),
+        {0, "--lora-steps", "N", ARG_INT(&x->lora_steps, 0, 0), .help = "LoRA stops after N steps of 8 questions; 0: no limit"},
+        {0, "--mome-minutes", "M", ARG_DOUBLE(&x->mome_minutes, 0, 0), .help = "time limit of each MoME run"},
+        {0, "--lora-minutes", "M", ARG_DOUBLE(&x->lora_minutes, 0, 0), .help = "time limit of each LoRA run"},
+        {0, "--full", NULL, ARG_FLAG(&x->full),
          .help = "the issue's version: 100 questions, MoME every 2 epochs, perplexity every 10, LoRA without a step "
                  "limit, up to 60 minutes per run"},
-        {0, "--replot", NULL, ARG_FLAG(&replot), .help = "only rewrite plot.gp and redraw from the CSVs already in -o DIR"},
+        {0, "--replot", NULL, ARG_FLAG(&x->replot), .help = "only rewrite plot.gp and redraw from the CSVs already in -o DIR"},
     };
-    const int prc = exp_parse_args(&o,
+    const int prc = exp_parse_args(&x->o,
                                    "The randomization test (paper Fig. 1 and 5): the same questions trained with their true\n"
                                    "answers and with random 32-character [A-Z0-9] answers, by the memory tuner and by the LoRA\n"
                                    "baseline; training loss, exact recall and held-out perplexity per epoch (pass over the facts\n"
@@ -677,162 +749,192 @@ static int exp_random_labels(int argc, char **argv) {
                                    "random_labels.svg, summary.md.\n",
                                    opts, EXP_COUNT(opts), argc, argv);
     if (prc >= 0) return prc;
-    char full_epochs[512] = "";
-    if (full) {
-        n_facts = 100;
-        ppl_every = 10;
+    if (x->full) {
+        x->n_facts = 100;
+        x->ppl_every = 10;
         for (int e = 2; e <= 128; e += 2)
-            snprintf(full_epochs + strlen(full_epochs), sizeof full_epochs - strlen(full_epochs), "%s%d", e > 2 ? "," : "", e);
-        epochs_s = full_epochs;
-        lora_minutes = 60;
-        lora_steps = 0;
+            snprintf(x->full_epochs + strlen(x->full_epochs), sizeof x->full_epochs - strlen(x->full_epochs), "%s%d",
+                     e > 2 ? "," : "", e);
+        x->epochs_s = x->full_epochs;
+        x->lora_minutes = 60;
+        x->lora_steps = 0;
     }
-    int64_t epochs[256];
-    const int n_epochs = parse_steps(epochs_s, epochs, 256);
-    if (n_epochs < 1) { exp_fail("random-labels: --mome-epochs expects increasing positive integers, got '%s'", epochs_s); return 2; }
-    if (n_facts < 1 || ppl_every < 1 || lora_steps < 0 || !(mome_minutes > 0) || !(lora_minutes > 0)) {
+    x->n_epochs = parse_steps(x->epochs_s, x->epochs, 256);
+    if (x->n_epochs < 1) {
+        exp_fail("random-labels: --mome-epochs expects increasing positive integers, got '%s'", x->epochs_s);
+        return 2;
+    }
+    if (x->n_facts < 1 || x->ppl_every < 1 || x->lora_steps < 0 || !(x->mome_minutes > 0) || !(x->lora_minutes > 0)) {
         exp_fail("random-labels: --n-facts, --ppl-every and the time limits must be positive, --lora-steps non-negative");
         return 2;
     }
-    int rc = exp_common_check(&o);
-    if (rc) return rc;
-    const char *dir = o.dir;
-    if (replot) {
-        if (rl_write_plot(dir)) return 1;
-        return exp_run_gnuplot(dir) ? 0 : 1;
+    return -1;
+}
+
+/* The two answer sets (true.jsonl, random.jsonl), the model, results.csv,
+ * and the perplexity without a memory (MoME's at epoch 0, the same for both
+ * sets). */
+static int rl_prepare(rl_exp *x) {
+    snprintf(x->work, sizeof x->work, "%s/work", x->o.dir);
+    if (exp_mkdir_p(x->work)) return exp_fail("%s: %s", x->work, strerror(errno));
+    snprintf(x->sets[0], sizeof x->sets[0], "%s/true.jsonl", x->o.dir);
+    snprintf(x->sets[1], sizeof x->sets[1], "%s/random.jsonl", x->o.dir);
+    int got;
+    if (exp_copy_first_lines(x->facts_src, x->sets[0], x->n_facts, &got)) return 1;
+    fact_set *fs;
+    if (facts_load(x->sets[0], FACTS_CONFLICT_FIRST, &fs)) return exp_fail("%s", mome_errmsg());
+    const int rc = rl_write_random(fs, x->sets[1], (uint64_t)x->o.seed ^ 0x5eed);
+    x->n = fs->n;
+    facts_free(fs);
+    if (rc) return 1;
+    if (exp_load_model(&x->o, &x->m)) return 1;
+    char path[3200];
+    snprintf(path, sizeof path, "%s/results.csv", x->o.dir);
+    if (!(x->all = fopen(path, "w"))) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(x->all, "method,labels,epoch,step,elapsed_s,mean_loss,exact,memorized,n_facts,perplexity\n");
+    double recall0;
+    return rl_engine(x->m, NULL, NULL, &x->o, 1, &recall0, &x->ppl0);
+}
+
+/* Method mi on answer set li: its curve into curve_*.csv, ppl_*.csv and
+ * results.csv, and what it says into fin. */
+static int rl_train(rl_exp *x, int mi, int li) {
+    rl_curve cv = {0};
+    fprintf(stderr, "experiment: random-labels: %s on %s answers (at most %.1f min)\n", rl_methods[mi], rl_labels[li],
+            mi ? x->lora_minutes : x->mome_minutes);
+    int rc = mi ? rl_lora(x->m, x->sets[li], x->work, rl_labels[li], &x->o, x->ppl_every, x->lora_steps, x->lora_minutes,
+                          &cv, &x->lrep[li])
+                : rl_mome(x->m, x->sets[li], x->work, rl_labels[li], &x->o, x->epochs, x->n_epochs, x->ppl_every, x->ppl0,
+                          x->mome_minutes, &cv);
+    if (!rc) rc = rl_write_curve(x->o.dir, rl_methods[mi], rl_labels[li], &cv, x->all);
+    if (!rc) x->fin[mi][li] = rl_summarize(&cv);
+    free(cv.v);
+    return rc;
+}
+
+/* finals.csv: one row per method and answer set. */
+static int rl_write_finals(const rl_exp *x) {
+    char path[3200];
+    snprintf(path, sizeof path, "%s/finals.csv", x->o.dir);
+    FILE *f = fopen(path, "w");
+    if (!f) return exp_fail("%s: %s", path, strerror(errno));
+    fprintf(f, "method,labels,epochs,steps,seconds,exact,memorized,n_facts,first_epoch_all_exact,"
+               "first_epoch_all_memorized,mean_loss,ppl_before,ppl_last,ppl_max\n");
+    for (int mi = 0; mi < 2; mi++)
+        for (int li = 0; li < 2; li++) {
+            const rl_final *r = &x->fin[mi][li];
+            fprintf(f, "%s,%s,%d,%lld,%.1f,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f\n", rl_methods[mi], rl_labels[li],
+                    r->last_epoch, (long long)r->steps, r->seconds, r->exact, r->memorized, r->n, r->first_exact,
+                    r->first_memorized, r->loss, r->ppl0, r->ppl_last, r->ppl_max);
+        }
+    return fclose(f) ? exp_fail("%s: write error", path) : 0;
+}
+
+/* The summary's "Reading" section: what the data say, computed from them. */
+static void rl_write_reading(FILE *f, const rl_exp *x) {
+    const char *const *labels = rl_labels;
+    fprintf(f, "\n## Reading (computed from the data)\n\n");
+    for (int mi = 0; mi < 2; mi++) {
+        const rl_final *t = &x->fin[mi][0], *r = &x->fin[mi][1];
+        fprintf(f, "- %s: ", mi ? "LoRA" : "MoME");
+        for (int li = 0; li < 2; li++) {
+            const rl_final *fx = &x->fin[mi][li];
+            if (fx->first_exact >= 0)
+                fprintf(f, "%s answers all exact from epoch %d", labels[li], fx->first_exact);
+            else
+                fprintf(f, "%s answers **%d/%d exact when the run stopped** at epoch %d (%s)", labels[li], fx->exact,
+                        fx->n, fx->last_epoch,
+                        !mi ? "its last listed epoch or time limit"
+                        : x->lora_steps && x->lrep[li].steps >= x->lora_steps ? "its step limit" : "its time limit");
+            if (fx->first_memorized >= 0) fprintf(f, ", every fact memorized by the tuner's rule at epoch %d", fx->first_memorized);
+            fprintf(f, "; ");
+        }
+        if (t->first_memorized > 0 && r->first_memorized > 0)
+            fprintf(f, "random answers took %.1fx the epochs of true ones; ", (double)r->first_memorized / t->first_memorized);
+        fprintf(f, "final training loss %.4f (true) and %.4f (random); ", t->loss, r->loss);
+        if (t->ppl_max == t->ppl0 && r->ppl_max == r->ppl0 && t->ppl_last == t->ppl0 && r->ppl_last == r->ppl0)
+            fprintf(f, "held-out perplexity unchanged at every measured epoch (%.4f, bit-identical%s).\n", t->ppl0,
+                    mi ? "" : ": plain text has no user turn, so the memory selects nothing");
+        else
+            fprintf(f, "held-out perplexity at its highest %+.2f%% (true) and %+.2f%% (random) from epoch 0, %+.2f%% and "
+                       "%+.2f%% at the last measured epoch.\n",
+                    100 * (t->ppl_max / t->ppl0 - 1), 100 * (r->ppl_max / r->ppl0 - 1),
+                    100 * (t->ppl_last / t->ppl0 - 1), 100 * (r->ppl_last / r->ppl0 - 1));
+    }
+}
+
+/* summary.md: the run, what differs from the issue's version, the plot,
+ * the table, the reading. */
+static int rl_write_summary(const rl_exp *x, int drew, int argc, char **argv, const exp_run *run) {
+    const char *const *methods = rl_methods, *const *labels = rl_labels;
+    FILE *f = exp_open_summary(x->o.dir, "random-labels (paper Fig. 1 and 5)", argc, argv, run);
+    if (!f) return 1;
+    fprintf(f, "- model: %s; questions: the first %d of %s (%d after duplicates); random answers: 32 characters "
+               "of [A-Z0-9], seed %lld; %d thread(s)\n",
+            x->o.model, x->n_facts, x->facts_src, x->n, (long long)x->o.seed, x->o.threads);
+    if (x->full) fprintf(f, "- the full version (`--full`): the issue's 100 questions, perplexity every 10 epochs\n");
+    else
+        fprintf(f, "- **what this run does differently from the issue**: %d questions, not 100; MoME's loss and recall "
+                   "at epochs %s (LoRA's every epoch), perplexity every %d epochs; LoRA stopped after %d steps "
+                   "(%s) if it has not converged (the issue: to convergence). `--full` runs the issue's version "
+                   "(100 questions, MoME every 2 epochs, perplexity every 10, LoRA to convergence or 60 minutes "
+                   "per run)\n",
+                x->n, x->epochs_s, x->ppl_every, x->lora_steps, x->n <= 8 ? "a step is an epoch with at most 8 questions" : "8 questions a step");
+    fprintf(f, "- epoch: a pass over the facts still training (both tuners train only facts not yet memorized). "
+               "MoME: the memory tuner with a batch of all %d facts, so a step is an epoch, stopped at each measured "
+               "epoch and resumed from its checkpoint (at most %.1f min per run; its seconds include one preparation "
+               "per resume); LoRA: rank 8, alpha 16, all blocks, 8 facts a step, one run of at most %d steps and "
+               "%.1f min\n",
+            x->n, x->mome_minutes, x->lora_steps, x->lora_minutes);
+    fprintf(f, "- measured: training loss (the tuners' mean answer loss over all facts; MoME's at epoch 0 not "
+               "measured); exact recall (MoME: greedy answers of the engine with the memory, `mome eval`'s recall; "
+               "LoRA: every answer token and the end of turn the teacher-forced argmax in the f32 stack, what "
+               "greedy decoding states, at every epoch); held-out perplexity of the first %lld bytes of %s every "
+               "%d epochs (MoME: engine, at the snapshots whose epoch %d divides and the last; LoRA: f32 stack, the "
+               "engine does not run adapters, so compare each method's curve with its own start)\n",
+            (long long)x->o.text_bytes, x->o.text, x->ppl_every, x->ppl_every);
+    fprintf(f, "- data: `results.csv` (every measured epoch), `curve_*.csv`, `ppl_*.csv`, `finals.csv`\n\n");
+    if (drew) fprintf(f, "![loss, exact recall and perplexity per epoch, true vs random answers](random_labels.svg)\n\n");
+    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    fprintf(f, "| method | answers | epochs | steps | seconds | exact | memorized | first epoch all exact | "
+               "final loss | perplexity first -> last (max) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
+    for (int mi = 0; mi < 2; mi++)
+        for (int li = 0; li < 2; li++) {
+            const rl_final *r = &x->fin[mi][li];
+            char fe[16] = "never";
+            if (r->first_exact >= 0) snprintf(fe, sizeof fe, "%d", r->first_exact);
+            fprintf(f, "| %s | %s | %d | %lld | %.1f | %d/%d | %d/%d | %s | %.4f | %.4f -> %.4f (%.4f, %+.2f%%) |\n",
+                    methods[mi], labels[li], r->last_epoch, (long long)r->steps, r->seconds, r->exact, r->n,
+                    r->memorized, r->n, fe, r->loss, r->ppl0, r->ppl_last, r->ppl_max,
+                    100 * (r->ppl_max / r->ppl0 - 1));
+        }
+    rl_write_reading(f, x);
+    return fclose(f) ? exp_fail("%s/summary.md: write error", x->o.dir) : 0;
+}
+
+static int exp_random_labels(int argc, char **argv) {
+    rl_exp x;
+    memset(&x, 0, sizeof x);
+    x.ppl0 = -1;
+    int rc = rl_parse(&x, argc, argv);
+    if (rc >= 0) return rc;
+    if ((rc = exp_common_check(&x.o))) return rc;
+    if (x.replot) {
+        if (rl_write_plot(x.o.dir)) return 1;
+        return exp_run_gnuplot(x.o.dir) ? 0 : 1;
     }
     exp_run run;
     exp_run_start(&run);
-    char work[3100], path[3200], sets[2][3200];
-    snprintf(work, sizeof work, "%s/work", dir);
-    if (exp_mkdir_p(work)) return exp_fail("%s: %s", work, strerror(errno));
-    snprintf(sets[0], sizeof sets[0], "%s/true.jsonl", dir);
-    snprintf(sets[1], sizeof sets[1], "%s/random.jsonl", dir);
-    int got;
-    if (exp_copy_first_lines(facts_src, sets[0], n_facts, &got)) return 1;
-    fact_set *fs;
-    if (facts_load(sets[0], FACTS_CONFLICT_FIRST, &fs)) return exp_fail("%s", mome_errmsg());
-    rc = rl_write_random(fs, sets[1], (uint64_t)o.seed ^ 0x5eed);
-    const int n = fs->n;
-    facts_free(fs);
-    if (rc) return 1;
-    mome_model *m;
-    if (exp_load_model(&o, &m)) return 1;
-    snprintf(path, sizeof path, "%s/results.csv", dir);
-    FILE *all = fopen(path, "w");
-    if (!all) { mome_model_free(m); return exp_fail("%s: %s", path, strerror(errno)); }
-    fprintf(all, "method,labels,epoch,step,elapsed_s,mean_loss,exact,memorized,n_facts,perplexity\n");
-    /* the model without a memory: MoME's perplexity at epoch 0, the same for both sets */
-    double ppl0 = -1, recall0;
-    rc = rl_engine(m, NULL, NULL, &o, 1, &recall0, &ppl0);
-    static const char *const methods[2] = {"mome", "lora"}, *const labels[2] = {"true", "random"};
-    rl_final fin[2][2];
-    mome_tune_report lrep[2];
+    rc = rl_prepare(&x);
     for (int mi = 0; mi < 2 && !rc; mi++)
-        for (int li = 0; li < 2 && !rc; li++) {
-            rl_curve cv = {0};
-            fprintf(stderr, "experiment: random-labels: %s on %s answers (at most %.1f min)\n", methods[mi], labels[li],
-                    mi ? lora_minutes : mome_minutes);
-            rc = mi ? rl_lora(m, sets[li], work, labels[li], &o, ppl_every, lora_steps, lora_minutes, &cv, &lrep[li])
-                    : rl_mome(m, sets[li], work, labels[li], &o, epochs, n_epochs, ppl_every, ppl0, mome_minutes, &cv);
-            if (!rc) rc = rl_write_curve(dir, methods[mi], labels[li], &cv, all);
-            if (!rc) fin[mi][li] = rl_summarize(&cv);
-            free(cv.v);
-        }
-    mome_model_free(m);
-    if (fclose(all) && !rc) rc = exp_fail("%s: write error", path);
-    if (!rc) {
-        snprintf(path, sizeof path, "%s/finals.csv", dir);
-        FILE *f = fopen(path, "w");
-        if (!f) rc = exp_fail("%s: %s", path, strerror(errno));
-        else {
-            fprintf(f, "method,labels,epochs,steps,seconds,exact,memorized,n_facts,first_epoch_all_exact,"
-                       "first_epoch_all_memorized,mean_loss,ppl_before,ppl_last,ppl_max\n");
-            for (int mi = 0; mi < 2; mi++)
-                for (int li = 0; li < 2; li++) {
-                    const rl_final *r = &fin[mi][li];
-                    fprintf(f, "%s,%s,%d,%lld,%.1f,%d,%d,%d,%d,%d,%.6f,%.6f,%.6f,%.6f\n", methods[mi], labels[li],
-                            r->last_epoch, (long long)r->steps, r->seconds, r->exact, r->memorized, r->n, r->first_exact,
-                            r->first_memorized, r->loss, r->ppl0, r->ppl_last, r->ppl_max);
-                }
-            if (fclose(f)) rc = exp_fail("%s: write error", path);
-        }
-    }
-    if (!rc) rc = rl_write_plot(dir);
-    const int drew = rc ? 0 : exp_run_gnuplot(dir);
-    FILE *f = rc ? NULL : exp_open_summary(dir, "random-labels (paper Fig. 1 and 5)", argc, argv, &run);
-    if (!rc && !f) rc = 1;
-    if (f) {
-        fprintf(f, "- model: %s; questions: the first %d of %s (%d after duplicates); random answers: 32 characters "
-                   "of [A-Z0-9], seed %lld; %d thread(s)\n",
-                o.model, n_facts, facts_src, n, (long long)o.seed, o.threads);
-        if (full) fprintf(f, "- the full version (`--full`): the issue's 100 questions, perplexity every 10 epochs\n");
-        else
-            fprintf(f, "- **what this run does differently from the issue**: %d questions, not 100; MoME's loss and recall "
-                       "at epochs %s (LoRA's every epoch), perplexity every %d epochs; LoRA stopped after %d steps "
-                       "(%s) if it has not converged (the issue: to convergence). `--full` runs the issue's version "
-                       "(100 questions, MoME every 2 epochs, perplexity every 10, LoRA to convergence or 60 minutes "
-                       "per run)\n",
-                    n, epochs_s, ppl_every, lora_steps, n <= 8 ? "a step is an epoch with at most 8 questions" : "8 questions a step");
-        fprintf(f, "- epoch: a pass over the facts still training (both tuners train only facts not yet memorized). "
-                   "MoME: the memory tuner with a batch of all %d facts, so a step is an epoch, stopped at each measured "
-                   "epoch and resumed from its checkpoint (at most %.1f min per run; its seconds include one preparation "
-                   "per resume); LoRA: rank 8, alpha 16, all blocks, 8 facts a step, one run of at most %d steps and "
-                   "%.1f min\n",
-                n, mome_minutes, lora_steps, lora_minutes);
-        fprintf(f, "- measured: training loss (the tuners' mean answer loss over all facts; MoME's at epoch 0 not "
-                   "measured); exact recall (MoME: greedy answers of the engine with the memory, `mome eval`'s recall; "
-                   "LoRA: every answer token and the end of turn the teacher-forced argmax in the f32 stack, what "
-                   "greedy decoding states, at every epoch); held-out perplexity of the first %lld bytes of %s every "
-                   "%d epochs (MoME: engine, at the snapshots whose epoch %d divides and the last; LoRA: f32 stack, the "
-                   "engine does not run adapters, so compare each method's curve with its own start)\n",
-                (long long)o.text_bytes, o.text, ppl_every, ppl_every);
-        fprintf(f, "- data: `results.csv` (every measured epoch), `curve_*.csv`, `ppl_*.csv`, `finals.csv`\n\n");
-        if (drew) fprintf(f, "![loss, exact recall and perplexity per epoch, true vs random answers](random_labels.svg)\n\n");
-        else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
-        fprintf(f, "| method | answers | epochs | steps | seconds | exact | memorized | first epoch all exact | "
-                   "final loss | perplexity first -> last (max) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
-        for (int mi = 0; mi < 2; mi++)
-            for (int li = 0; li < 2; li++) {
-                const rl_final *r = &fin[mi][li];
-                char fe[16] = "never";
-                if (r->first_exact >= 0) snprintf(fe, sizeof fe, "%d", r->first_exact);
-                fprintf(f, "| %s | %s | %d | %lld | %.1f | %d/%d | %d/%d | %s | %.4f | %.4f -> %.4f (%.4f, %+.2f%%) |\n",
-                        methods[mi], labels[li], r->last_epoch, (long long)r->steps, r->seconds, r->exact, r->n,
-                        r->memorized, r->n, fe, r->loss, r->ppl0, r->ppl_last, r->ppl_max,
-                        100 * (r->ppl_max / r->ppl0 - 1));
-            }
-        fprintf(f, "\n## Reading (computed from the data)\n\n");
-        for (int mi = 0; mi < 2; mi++) {
-            const rl_final *t = &fin[mi][0], *r = &fin[mi][1];
-            fprintf(f, "- %s: ", mi ? "LoRA" : "MoME");
-            for (int li = 0; li < 2; li++) {
-                const rl_final *x = &fin[mi][li];
-                if (x->first_exact >= 0)
-                    fprintf(f, "%s answers all exact from epoch %d", labels[li], x->first_exact);
-                else
-                    fprintf(f, "%s answers **%d/%d exact when the run stopped** at epoch %d (%s)", labels[li], x->exact,
-                            x->n, x->last_epoch,
-                            !mi ? "its last listed epoch or time limit"
-                            : lora_steps && lrep[li].steps >= lora_steps ? "its step limit" : "its time limit");
-                if (x->first_memorized >= 0) fprintf(f, ", every fact memorized by the tuner's rule at epoch %d", x->first_memorized);
-                fprintf(f, "; ");
-            }
-            if (t->first_memorized > 0 && r->first_memorized > 0)
-                fprintf(f, "random answers took %.1fx the epochs of true ones; ", (double)r->first_memorized / t->first_memorized);
-            fprintf(f, "final training loss %.4f (true) and %.4f (random); ", t->loss, r->loss);
-            if (t->ppl_max == t->ppl0 && r->ppl_max == r->ppl0 && t->ppl_last == t->ppl0 && r->ppl_last == r->ppl0)
-                fprintf(f, "held-out perplexity unchanged at every measured epoch (%.4f, bit-identical%s).\n", t->ppl0,
-                        mi ? "" : ": plain text has no user turn, so the memory selects nothing");
-            else
-                fprintf(f, "held-out perplexity at its highest %+.2f%% (true) and %+.2f%% (random) from epoch 0, %+.2f%% and "
-                           "%+.2f%% at the last measured epoch.\n",
-                        100 * (t->ppl_max / t->ppl0 - 1), 100 * (r->ppl_max / r->ppl0 - 1),
-                        100 * (t->ppl_last / t->ppl0 - 1), 100 * (r->ppl_last / r->ppl0 - 1));
-        }
-        if (fclose(f)) rc = exp_fail("%s/summary.md: write error", dir);
-    }
-    if (!rc) fprintf(stderr, "experiment: random-labels: wrote %s in %.1f s\n", dir, mome_time_s() - run.t0);
+        for (int li = 0; li < 2 && !rc; li++) rc = rl_train(&x, mi, li);
+    if (x.m) mome_model_free(x.m);
+    if (x.all && fclose(x.all) && !rc) rc = exp_fail("%s/results.csv: write error", x.o.dir);
+    if (!rc) rc = rl_write_finals(&x);
+    if (!rc) rc = rl_write_plot(x.o.dir);
+    const int drew = rc ? 0 : exp_run_gnuplot(x.o.dir);
+    if (!rc) rc = rl_write_summary(&x, drew, argc, argv, &run);
+    if (!rc) fprintf(stderr, "experiment: random-labels: wrote %s in %.1f s\n", x.o.dir, mome_time_s() - run.t0);
     return rc ? 1 : 0;
 }
 
