@@ -317,15 +317,7 @@ static int cap_prepare(cap_exp *x) {
     if (!rc && !(x->csv = fopen(path, "w"))) rc = exp_fail("%s: %s", path, strerror(errno));
     if (rc) return rc;
     fprintf(x->csv, "n_facts,w_pool,kind,question,best_fact,score,own\n");
-    mome_eval_params ep = mome_eval_default_params();
-    ep.text_path = x->o.text;
-    ep.text_max_bytes = x->o.text_bytes;
-    ep.n_threads = x->o.threads;
-    mome_eval_result er;
-    fprintf(stderr, "experiment: capacity: held-out perplexity without a memory\n");
-    if (mome_eval(x->m, NULL, &ep, &er)) return exp_fail("eval: %s", mome_errmsg());
-    x->ppl_base = er.perplexity;
-    return 0;
+    return exp_base_perplexity(&x->o, x->m, &x->ppl_base);
 }
 
 /* Size si: a fresh memory for its first n facts (tuning time, steps,
@@ -606,8 +598,7 @@ static int cap_write_summary(const cap_exp *x, int drew, int argc, char **argv, 
             x->tau, x->w_s, x->w[0]);
     fprintf(f, "- data: `results.csv` (every question's best fact and score per size and w_pool), `sizes.csv`, "
                "`selection.csv`, `tau.csv`\n\n");
-    if (drew) fprintf(f, "![recall and locality against the number of facts, tuning time and file size](capacity.svg)\n\n");
-    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    exp_summary_plot(f, drew, "recall and locality against the number of facts, tuning time and file size", "capacity.svg");
     fprintf(f, "| facts | memorized | steps | tune s | experts | recall | locality look-alikes | locality NQ | "
                "file bytes | perplexity |\n|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for (int i = 0; i < x->n_done; i++) {

@@ -189,15 +189,7 @@ static int ed_prepare(ed_exp *x) {
     x->by_origin = calloc((size_t)x->n_batches * (size_t)x->n_batches, sizeof *x->by_origin);
     if (!x->st.csv || !x->st.exact_by_batch || !x->rows || !x->by_origin) return exp_fail("%s: cannot write", path);
     fprintf(x->st.csv, "after_batch,fact,from_batch,exact,question,output\n");
-    mome_eval_params ep = mome_eval_default_params();
-    ep.text_path = x->o.text;
-    ep.text_max_bytes = x->o.text_bytes;
-    ep.n_threads = x->o.threads;
-    mome_eval_result er;
-    fprintf(stderr, "experiment: editing: held-out perplexity without a memory\n");
-    if (mome_eval(x->m, NULL, &ep, &er)) return exp_fail("eval: %s", mome_errmsg());
-    x->ppl_base = er.perplexity;
-    return 0;
+    return exp_base_perplexity(&x->o, x->m, &x->ppl_base);
 }
 
 /* Batch b tuned into the previous batch's memory (a new one for the
@@ -383,8 +375,7 @@ static int ed_write_summary(const ed_exp *x, int drew, int argc, char **argv, co
             ED_TPS_REPS);
     fprintf(f, "- data: `results.csv` (every fact's answer after every batch), `batches.csv`, `by_batch.csv` "
                "(recall of each batch's facts after each later batch)\n\n");
-    if (drew) fprintf(f, "![recall, paraphrases, locality, decode speed and file size per batch](editing.svg)\n\n");
-    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    exp_summary_plot(f, drew, "recall, paraphrases, locality, decode speed and file size per batch", "editing.svg");
     fprintf(f, "| batch | facts | new memorized | tune steps | tune s | recall | first batch | newest batch | "
                "paraphrases | locality | perplexity | tok/s with | without | file bytes |\n"
                "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

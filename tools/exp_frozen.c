@@ -398,8 +398,7 @@ static int fz_write_summary(const fz_exp *x, int drew, int argc, char **argv, co
             x->base_q.recall, x->base_q.ppl, x->base_q.cap_contains, x->base_f.recall, x->base_f.ppl, x->base_f.cap_contains);
     fprintf(f, "- data: `results.csv` (one row per method), `curve_*.csv` (every progress report of the tuners), "
                "`work/capitals_*.jsonl` (every answer to the capitals, per model; not kept in docs/)\n\n");
-    if (drew) fprintf(f, "![memorized share vs step and vs wall time](frozen_vs_unfrozen.svg)\n\n");
-    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    exp_summary_plot(f, drew, "memorized share vs step and vs wall time", "frozen_vs_unfrozen.svg");
     fprintf(f, "| method | backbone | memorized (tuner) | steps | seconds | recall before -> after | perplexity before "
                "-> after | capitals contains before -> after | output |\n|---|---|---:|---:|---:|---|---|---|---:|\n");
     static const char *const backbone[3] = {"frozen", "frozen + adapters", "all weights trained"};

@@ -525,8 +525,7 @@ static int tk_write_summary(const tk_exp *x, int drew, int argc, char **argv, co
                "tokens/s: the first fact's question token by token then 16 greedy tokens, median of 3, with and "
                "without the memory in turn; tuning CPU s = process user + system time of the run\n");
     fprintf(f, "- data: `runs.csv`, `answers.csv` (every answer of every run)\n\n");
-    if (drew) fprintf(f, "![recall, paraphrases, locality, steps, decode speed and file size against K](topk.svg)\n\n");
-    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    exp_summary_plot(f, drew, "recall, paraphrases, locality, steps, decode speed and file size against K", "topk.svg");
     fprintf(f, "| mode | K | memorized | steps | tune s | CPU s | mixed (tuner) | mixed (engine, trained / paraphrase) "
                "| undone | recall | paraphrases | locality | tok/s with | without | file bytes |\n"
                "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");

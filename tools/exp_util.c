@@ -203,6 +203,23 @@ double exp_cpu_s(void) {
     return (double)u.ru_utime.tv_sec + u.ru_utime.tv_usec * 1e-6 + (double)u.ru_stime.tv_sec + u.ru_stime.tv_usec * 1e-6;
 }
 
+void exp_summary_plot(FILE *f, int drew, const char *alt, const char *svg) {
+    if (drew) fprintf(f, "![%s](%s)\n\n", alt, svg);
+    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+}
+
+int exp_base_perplexity(const exp_common *c, mome_model *m, double *ppl) {
+    mome_eval_params ep = mome_eval_default_params();
+    ep.text_path = c->text;
+    ep.text_max_bytes = c->text_bytes;
+    ep.n_threads = c->threads;
+    mome_eval_result er;
+    fprintf(stderr, "experiment: %s: held-out perplexity without a memory\n", c->name);
+    if (mome_eval(m, NULL, &ep, &er)) return exp_fail("eval: %s", mome_errmsg());
+    *ppl = er.perplexity;
+    return 0;
+}
+
 FILE *exp_open_summary(const char *dir, const char *title, int argc, char **argv, const exp_run *r) {
     FILE *f = open_in(dir, "summary.md");
     if (!f) return NULL;

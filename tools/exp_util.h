@@ -53,6 +53,9 @@ typedef struct exp_run {
 void exp_run_start(exp_run *r);
 /* User + system CPU seconds of this process so far. */
 double exp_cpu_s(void);
+/* The summary's plot line: the image (alt text and svg file) when gnuplot
+ * drew it, else how to draw it. */
+void exp_summary_plot(FILE *f, int drew, const char *alt, const char *svg);
 /* Creates DIR/summary.md with its head: "# Experiment: title", the command
  * (`mome experiment` and argv), the start, wall and CPU time, the machine;
  * the caller adds its lines and closes it. NULL after reporting the error. */
@@ -87,6 +90,9 @@ int exp_common_check(const exp_common *c);
 /* Loads the model c names (-m) with c's threads into *m; 1 after a message
  * naming `make model` when it fails, else 0. */
 int exp_load_model(const exp_common *c, mome_model **m);
+/* Held-out perplexity of the model without a memory on the text c names
+ * (--text, --text-bytes), with a progress line; 1 after a message. */
+int exp_base_perplexity(const exp_common *c, mome_model *m, double *ppl);
 /* The message and exit status 2 of an option the experiment does not know
  * (or one missing its value). */
 int exp_bad_option(const exp_common *c, const char *arg);

@@ -358,8 +358,7 @@ static int th_write_summary(const th_exp *x, int drew, int argc, char **argv, co
     fprintf(f, "- snapshots (tuner steps; 0 = no memory):");
     for (int s = 0; s < x->n_snaps; s++) fprintf(f, " %lld (%d exact)", (long long)x->steps_done[s], x->exact_at[s]);
     fprintf(f, "\n- data: `results.csv` (one row per snapshot and fact), `bins_max.csv`, `bins_mean.csv`\n\n");
-    if (drew) fprintf(f, "![P(exact) and P(near miss) against answer loss](threshold.svg)\n\n");
-    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    exp_summary_plot(f, drew, "P(exact) and P(near miss) against answer loss", "threshold.svg");
     fprintf(f, "## Figures\n\n| | answers | greedy exact |\n|---|---:|---:|\n");
     fprintf(f, "| every answer token's loss < ln 2 (the sufficient bound) | %d | %d (%.1f%%) |\n", below, below_exact,
             below ? 100.0 * below_exact / below : 0);
@@ -894,8 +893,7 @@ static int rl_write_summary(const rl_exp *x, int drew, int argc, char **argv, co
                "engine does not run adapters, so compare each method's curve with its own start)\n",
             (long long)x->o.text_bytes, x->o.text, x->ppl_every, x->ppl_every);
     fprintf(f, "- data: `results.csv` (every measured epoch), `curve_*.csv`, `ppl_*.csv`, `finals.csv`\n\n");
-    if (drew) fprintf(f, "![loss, exact recall and perplexity per epoch, true vs random answers](random_labels.svg)\n\n");
-    else fprintf(f, "(no plot: gnuplot was not available; `gnuplot plot.gp` draws it)\n\n");
+    exp_summary_plot(f, drew, "loss, exact recall and perplexity per epoch, true vs random answers", "random_labels.svg");
     fprintf(f, "| method | answers | epochs | steps | seconds | exact | memorized | first epoch all exact | "
                "final loss | perplexity first -> last (max) |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---|\n");
     for (int mi = 0; mi < 2; mi++)
