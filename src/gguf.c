@@ -176,113 +176,139 @@ static int cmp_tensor_off(const void *a, const void *b) {
     return x->offset < y->offset ? -1 : x->offset > y->offset;
 }
 
-static int parse(gguf_file *f) {
-    cursor c = {f->map, f->size, 0, f->path};
-    char kb[96];
+/* The header: magic, a supported version, and tensor and metadata counts
+ * that can fit in the file. */
+static int parse_header(gguf_file *f, cursor *c) {
     uint32_t magic;
     if (f->size < 4 || memcmp(f->map, "GGUF", 4) != 0)
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: not a GGUF file (bad magic; expected \"GGUF\")", f->path);
-    cur_u32(&c, &magic, "magic");
-    if (cur_u32(&c, &f->version, "version")) return -1;
+    cur_u32(c, &magic, "magic");
+    if (cur_u32(c, &f->version, "version")) return -1;
     if (f->version == 1)
-        return cur_fail(&c, "version", "GGUF v1 is not supported (re-convert the model with a current llama.cpp)");
+        return cur_fail(c, "version", "GGUF v1 is not supported (re-convert the model with a current llama.cpp)");
     if (f->version != 2 && f->version != 3)
-        return cur_fail(&c, "version", "unsupported GGUF version %u (expected 2 or 3)", f->version);
-    if (cur_u64(&c, &f->n_tensors, "tensor count")) return -1;
-    if (cur_u64(&c, &f->n_kv, "metadata count")) return -1;
+        return cur_fail(c, "version", "unsupported GGUF version %u (expected 2 or 3)", f->version);
+    if (cur_u64(c, &f->n_tensors, "tensor count")) return -1;
+    if (cur_u64(c, &f->n_kv, "metadata count")) return -1;
     /* minimal sizes: kv = 8 (key len) + 4 (type) + 1 (u8 value); tensor = 8 + 4 + 8 + 4 + 8 */
-    if (f->n_kv > (c.size - c.pos) / 13)
-        return cur_fail(&c, "metadata count", "%" PRIu64 " key/value pairs cannot fit in the file", f->n_kv);
-    if (f->n_tensors > (c.size - c.pos) / 32)
-        return cur_fail(&c, "tensor count", "%" PRIu64 " tensors cannot fit in the file", f->n_tensors);
+    if (f->n_kv > (c->size - c->pos) / 13)
+        return cur_fail(c, "metadata count", "%" PRIu64 " key/value pairs cannot fit in the file", f->n_kv);
+    if (f->n_tensors > (c->size - c->pos) / 32)
+        return cur_fail(c, "tensor count", "%" PRIu64 " tensors cannot fit in the file", f->n_tensors);
+    return 0;
+}
 
+/* Whether the n names v (metadata keys or tensor names; v is sorted here)
+ * hold a duplicate: 0, or the error naming it (what: "metadata key",
+ * "tensor name"). */
+static int check_unique(const gguf_file *f, const gguf_str **v, uint64_t n, const char *what) {
+    char kb[96];
+    const gguf_str *d = find_dup(v, n);
+    return d ? mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: duplicate %s '%s'", f->path, what,
+                                keyname(*d, kb, sizeof kb))
+             : 0;
+}
+
+/* The metadata: every key/value pair, keys unique. */
+static int parse_metadata(gguf_file *f, cursor *c) {
+    char kb[96];
     f->kv = calloc((size_t)(f->n_kv ? f->n_kv : 1), sizeof(gguf_kv));
     if (!f->kv) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
     for (uint64_t i = 0; i < f->n_kv; i++) {
         gguf_kv *kv = &f->kv[i];
         kv->n = 1;
-        if (cur_str(&c, &kv->key, "metadata key")) return -1;
+        if (cur_str(c, &kv->key, "metadata key")) return -1;
         keyname(kv->key, kb, sizeof kb);
-        if (kv->key.len == 0) return cur_fail(&c, "metadata key", "empty key name (entry %" PRIu64 ")", i);
-        if (cur_u32(&c, &kv->type, kb)) return -1;
-        if (kv->type >= GGUF_TYPE_COUNT) return cur_fail(&c, kb, "unknown value type %u", kv->type);
-        int r = kv->type == GGUF_TYPE_ARRAY ? read_array(&c, kv, kb) : read_value(&c, kv, kb);
+        if (kv->key.len == 0) return cur_fail(c, "metadata key", "empty key name (entry %" PRIu64 ")", i);
+        if (cur_u32(c, &kv->type, kb)) return -1;
+        if (kv->type >= GGUF_TYPE_COUNT) return cur_fail(c, kb, "unknown value type %u", kv->type);
+        int r = kv->type == GGUF_TYPE_ARRAY ? read_array(c, kv, kb) : read_value(c, kv, kb);
         if (r) return -1;
     }
-    {
-        const gguf_str **v = malloc((size_t)(f->n_kv ? f->n_kv : 1) * sizeof *v);
-        if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-        for (uint64_t i = 0; i < f->n_kv; i++) v[i] = &f->kv[i].key;
-        const gguf_str *d = find_dup(v, f->n_kv);
-        free(v);
-        if (d) return mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: duplicate metadata key '%s'",
-                                       f->path, keyname(*d, kb, sizeof kb));
-    }
+    const gguf_str **v = malloc((size_t)(f->n_kv ? f->n_kv : 1) * sizeof *v);
+    if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
+    for (uint64_t i = 0; i < f->n_kv; i++) v[i] = &f->kv[i].key;
+    const int rc = check_unique(f, v, f->n_kv, "metadata key");
+    free(v);
+    return rc;
+}
 
+/* general.alignment: a u32 power of two up to 1 MiB, or the default. */
+static int parse_alignment(gguf_file *f) {
     f->alignment = GGUF_DEFAULT_ALIGNMENT;
     const gguf_kv *al = gguf_get_kv(f, "general.alignment");
-    if (al) {
-        if (al->type != GGUF_TYPE_UINT32)
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: general.alignment has type %s, expected u32",
-                                    f->path, gguf_type_name(al->type));
-        uint32_t a;
-        memcpy(&a, al->data, 4);
-        if (a == 0 || (a & (a - 1)) != 0 || a > (1u << 20))
-            return mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: general.alignment %u is not a power of two <= 1 MiB",
-                                    f->path, a);
-        f->alignment = a;
-    }
+    if (!al) return 0;
+    if (al->type != GGUF_TYPE_UINT32)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: general.alignment has type %s, expected u32",
+                                f->path, gguf_type_name(al->type));
+    uint32_t a;
+    memcpy(&a, al->data, 4);
+    if (a == 0 || (a & (a - 1)) != 0 || a > (1u << 20))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: general.alignment %u is not a power of two <= 1 MiB",
+                                f->path, a);
+    f->alignment = a;
+    return 0;
+}
 
+/* Tensor i's info: name, dimensions (element count and byte size without
+ * overflow), a known type whose block divides the rows, an aligned offset. */
+static int parse_tensor_info(const gguf_file *f, cursor *c, uint64_t i, gguf_tensor *t) {
+    char kb[96];
+    if (cur_str(c, &t->name, "tensor name")) return -1;
+    keyname(t->name, kb, sizeof kb);
+    if (t->name.len == 0) return cur_fail(c, "tensor name", "empty tensor name (tensor %" PRIu64 ")", i);
+    if (t->name.len >= 64) return cur_fail(c, kb, "tensor name is %" PRIu64 " bytes (max 63)", t->name.len);
+    if (cur_u32(c, &t->n_dims, kb)) return -1;
+    if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS)
+        return cur_fail(c, kb, "tensor has %u dimensions (1..%d allowed)", t->n_dims, GGUF_MAX_DIMS);
+    int64_t nel = 1;
+    for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
+    for (uint32_t d = 0; d < t->n_dims; d++) {
+        uint64_t ne;
+        if (cur_u64(c, &ne, kb)) return -1;
+        if (ne > (uint64_t)INT64_MAX) return cur_fail(c, kb, "dimension %u is %" PRIu64 " (too large)", d, ne);
+        t->ne[d] = (int64_t)ne;
+        if (ne != 0 && nel > INT64_MAX / (int64_t)ne)
+            return cur_fail(c, kb, "element count overflows (dimension %u = %" PRIu64 ")", d, ne);
+        nel *= (int64_t)ne;
+    }
+    if (cur_u32(c, &t->type, kb)) return -1;
+    const quant_traits *tr = quant_get_traits(t->type);
+    if (!tr) return cur_fail(c, kb, "unknown tensor type %u", t->type);
+    if (t->ne[0] % tr->blck != 0)
+        return cur_fail(c, kb, "row length %" PRId64 " is not a multiple of the %s block size %" PRId64, t->ne[0],
+                        tr->name, tr->blck);
+    size_t rows = 1, nb;
+    for (uint32_t d = 1; d < t->n_dims; d++)
+        if (mome_mul_size(rows, (size_t)t->ne[d], &rows)) return cur_fail(c, kb, "size overflows");
+    if (mome_mul_size((size_t)(t->ne[0] / tr->blck), tr->type_size, &nb) || mome_mul_size(nb, rows, &nb))
+        return cur_fail(c, kb, "size overflows");
+    t->nbytes = nb;
+    if (cur_u64(c, &t->offset, kb)) return -1;
+    if (t->offset % f->alignment != 0)
+        return cur_fail(c, kb, "data offset %" PRIu64 " is not a multiple of the alignment %u", t->offset, f->alignment);
+    return 0;
+}
+
+/* Every tensor's info, names unique. */
+static int parse_tensor_infos(gguf_file *f, cursor *c) {
     f->tensors = calloc((size_t)(f->n_tensors ? f->n_tensors : 1), sizeof(gguf_tensor));
     if (!f->tensors) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-    for (uint64_t i = 0; i < f->n_tensors; i++) {
-        gguf_tensor *t = &f->tensors[i];
-        if (cur_str(&c, &t->name, "tensor name")) return -1;
-        keyname(t->name, kb, sizeof kb);
-        if (t->name.len == 0) return cur_fail(&c, "tensor name", "empty tensor name (tensor %" PRIu64 ")", i);
-        if (t->name.len >= 64) return cur_fail(&c, kb, "tensor name is %" PRIu64 " bytes (max 63)", t->name.len);
-        if (cur_u32(&c, &t->n_dims, kb)) return -1;
-        if (t->n_dims == 0 || t->n_dims > GGUF_MAX_DIMS)
-            return cur_fail(&c, kb, "tensor has %u dimensions (1..%d allowed)", t->n_dims, GGUF_MAX_DIMS);
-        int64_t nel = 1;
-        for (int d = 0; d < GGUF_MAX_DIMS; d++) t->ne[d] = 1;
-        for (uint32_t d = 0; d < t->n_dims; d++) {
-            uint64_t ne;
-            if (cur_u64(&c, &ne, kb)) return -1;
-            if (ne > (uint64_t)INT64_MAX) return cur_fail(&c, kb, "dimension %u is %" PRIu64 " (too large)", d, ne);
-            t->ne[d] = (int64_t)ne;
-            if (ne != 0 && nel > INT64_MAX / (int64_t)ne)
-                return cur_fail(&c, kb, "element count overflows (dimension %u = %" PRIu64 ")", d, ne);
-            nel *= (int64_t)ne;
-        }
-        if (cur_u32(&c, &t->type, kb)) return -1;
-        const quant_traits *tr = quant_get_traits(t->type);
-        if (!tr) return cur_fail(&c, kb, "unknown tensor type %u", t->type);
-        if (t->ne[0] % tr->blck != 0)
-            return cur_fail(&c, kb, "row length %" PRId64 " is not a multiple of the %s block size %" PRId64,
-                            t->ne[0], tr->name, tr->blck);
-        size_t rows = 1, nb;
-        for (uint32_t d = 1; d < t->n_dims; d++)
-            if (mome_mul_size(rows, (size_t)t->ne[d], &rows)) return cur_fail(&c, kb, "size overflows");
-        if (mome_mul_size((size_t)(t->ne[0] / tr->blck), tr->type_size, &nb) || mome_mul_size(nb, rows, &nb))
-            return cur_fail(&c, kb, "size overflows");
-        t->nbytes = nb;
-        if (cur_u64(&c, &t->offset, kb)) return -1;
-        if (t->offset % f->alignment != 0)
-            return cur_fail(&c, kb, "data offset %" PRIu64 " is not a multiple of the alignment %u", t->offset, f->alignment);
-    }
-    {
-        const gguf_str **v = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *v);
-        if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-        for (uint64_t i = 0; i < f->n_tensors; i++) v[i] = &f->tensors[i].name;
-        const gguf_str *d = find_dup(v, f->n_tensors);
-        free(v);
-        if (d) return mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: duplicate tensor name '%s'",
-                                       f->path, keyname(*d, kb, sizeof kb));
-    }
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (parse_tensor_info(f, c, i, &f->tensors[i])) return -1;
+    const gguf_str **v = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *v);
+    if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
+    for (uint64_t i = 0; i < f->n_tensors; i++) v[i] = &f->tensors[i].name;
+    const int rc = check_unique(f, v, f->n_tensors, "tensor name");
+    free(v);
+    return rc;
+}
 
-    /* data section starts at the next multiple of the alignment */
-    size_t ds = c.pos;
+/* The data section, at the first multiple of the alignment after the
+ * infos (end: where they end): each tensor's bytes inside the file. */
+static int place_tensor_data(gguf_file *f, size_t end) {
+    char kb[96];
+    size_t ds = end;
     if (ds % f->alignment) ds += f->alignment - ds % f->alignment;
     f->data_offset = ds;
     if (f->n_tensors == 0) return 0;
@@ -299,24 +325,35 @@ static int parse(gguf_file *f) {
                                     f->path, keyname(t->name, kb, sizeof kb), t->offset, t->nbytes, avail);
         t->data = f->map + ds + t->offset;
     }
-    {
-        gguf_tensor **v = malloc((size_t)f->n_tensors * sizeof *v);
-        if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-        size_t m = 0; /* empty tensors occupy no bytes and may share an offset */
-        for (uint64_t i = 0; i < f->n_tensors; i++)
-            if (f->tensors[i].nbytes) v[m++] = &f->tensors[i];
-        qsort(v, m, sizeof *v, cmp_tensor_off);
-        for (size_t i = 1; i < m; i++) {
-            if (v[i - 1]->offset + v[i - 1]->nbytes > v[i]->offset) {
-                char kb2[96];
-                mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: data of tensors '%s' and '%s' overlap",
-                                 f->path, keyname(v[i - 1]->name, kb, sizeof kb), keyname(v[i]->name, kb2, sizeof kb2));
-                free(v);
-                return -1;
-            }
+    return 0;
+}
+
+/* No two tensors' data overlap (empty tensors occupy no bytes and may share
+ * an offset). */
+static int check_overlaps(const gguf_file *f) {
+    if (f->n_tensors == 0) return 0;
+    gguf_tensor **v = malloc((size_t)f->n_tensors * sizeof *v);
+    if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
+    size_t m = 0;
+    for (uint64_t i = 0; i < f->n_tensors; i++)
+        if (f->tensors[i].nbytes) v[m++] = &f->tensors[i];
+    qsort(v, m, sizeof *v, cmp_tensor_off);
+    int rc = 0;
+    for (size_t i = 1; i < m && !rc; i++)
+        if (v[i - 1]->offset + v[i - 1]->nbytes > v[i]->offset) {
+            char kb[96], kb2[96];
+            rc = mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: data of tensors '%s' and '%s' overlap", f->path,
+                                  keyname(v[i - 1]->name, kb, sizeof kb), keyname(v[i]->name, kb2, sizeof kb2));
         }
-        free(v);
-    }
+    free(v);
+    return rc;
+}
+
+static int parse(gguf_file *f) {
+    cursor c = {f->map, f->size, 0, f->path};
+    if (parse_header(f, &c) || parse_metadata(f, &c) || parse_alignment(f) || parse_tensor_infos(f, &c) ||
+        place_tensor_data(f, c.pos) || check_overlaps(f))
+        return -1;
     return 0;
 }
 
