@@ -1023,16 +1023,24 @@ void mem_round_f16(mome_memory *m) {
     for (size_t i = 0; i < n; i++) m->val[i] = quant_f16_to_f32(quant_f32_to_f16(m->val[i]));
 }
 
-static int save_file(const mome_memory *m, const char *path, int f16, const mem_ckpt_meta *meta) {
-    gguf_writer *w;
-    uint16_t *h16 = NULL, *a16 = NULL;
-    int32_t *n_ans = NULL;
-    int rc = gguf_writer_init(&w);
-    if (rc) return rc;
-    const int64_t C = m->n_embd, n = m->n_facts, R = m->n_ans_total + m->n_facts;
-#define CK(x) do { if ((rc = (x)) != 0) goto done; } while (0)
+/* Buffers the writer refers to until the file is written (the f16 copies
+ * and the answer counts). */
+typedef struct save_bufs {
+    uint16_t *h16, *a16;
+    int32_t *n_ans;
+} save_bufs;
+
+#define CK(x)                                 \
+    do {                                      \
+        if ((rc = (x)) != 0) return rc;       \
+    } while (0)
+
+/* The header: the format version, the base model the memory belongs to,
+ * and the routing settings. */
+static int save_header(gguf_writer *w, const mome_memory *m) {
+    int rc;
+    const int mix = m->top_k > 1, cover = !isnan(m->cover_tau) && m->n_facts > 0;
     CK(gguf_writer_add_str(w, "general.architecture", MEM_ARCH));
-    const int mix = m->top_k > 1, cover = !isnan(m->cover_tau) && n > 0;
     CK(gguf_writer_add_u32(w, "mome.version", cover ? MEM_VERSION_COVER : mix ? MEM_VERSION_MIX : MEM_VERSION));
     CK(gguf_writer_add_str(w, "mome.base.sha256", m->base_sha256));
     CK(gguf_writer_add_str(w, "mome.base.name", m->base_name ? m->base_name : ""));
@@ -1050,12 +1058,20 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         CK(gguf_writer_add_f32(w, "mome.top_k_temp", m->mix_temp));
         if (!isnan(m->mix_tau)) CK(gguf_writer_add_f32(w, "mome.top_k_tau", m->mix_tau));
     }
+    return 0;
+}
+
+/* Per fact: its answer, alternative keys, lead, subject, question tokens
+ * (the wording check) and relation-check states, as metadata arrays. */
+static int save_fact_arrays(gguf_writer *w, const mome_memory *m, save_bufs *b) {
+    int rc;
+    const int64_t n = m->n_facts;
     CK(gguf_writer_add_u32(w, "mome.n_facts", (uint32_t)n));
-    n_ans = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
-    if (!n_ans) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto done; }
-    if (n) memcpy(n_ans, m->n_ans, (size_t)n * sizeof(int32_t));
-    CK(gguf_writer_add_arr(w, "mome.n_answer", GGUF_TYPE_INT32, n_ans, (uint64_t)n));
-    CK(gguf_writer_add_arr(w, "mome.answer_tokens", GGUF_TYPE_INT32, m->ans ? m->ans : n_ans, (uint64_t)m->n_ans_total));
+    b->n_ans = malloc((size_t)(n ? n : 1) * sizeof(int32_t));
+    if (!b->n_ans) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    if (n) memcpy(b->n_ans, m->n_ans, (size_t)n * sizeof(int32_t));
+    CK(gguf_writer_add_arr(w, "mome.n_answer", GGUF_TYPE_INT32, b->n_ans, (uint64_t)n));
+    CK(gguf_writer_add_arr(w, "mome.answer_tokens", GGUF_TYPE_INT32, m->ans ? m->ans : b->n_ans, (uint64_t)m->n_ans_total));
     if (m->n_alt_total > 0) CK(gguf_writer_add_arr(w, "mome.n_alt_keys", GGUF_TYPE_INT32, m->n_alt, (uint64_t)n));
     int calibrated = 0;
     for (int64_t i = 0; i < n && !calibrated; i++) calibrated = !isnan(m->flead[i]);
@@ -1064,87 +1080,113 @@ static int save_file(const mome_memory *m, const char *path, int f16, const mem_
         CK(gguf_writer_add_arr(w, "mome.subject_len", GGUF_TYPE_INT32, m->subj_len, (uint64_t)n));
         CK(gguf_writer_add_arr(w, "mome.subject_text", GGUF_TYPE_UINT8, m->subj, (uint64_t)m->n_subj_total));
     }
-    if (cover) {
+    if (!isnan(m->cover_tau) && n > 0) {
         CK(gguf_writer_add_f32(w, "mome.cover_tau", m->cover_tau));
         CK(gguf_writer_add_arr(w, "mome.n_question_tokens", GGUF_TYPE_INT32, m->n_tok, (uint64_t)n));
     }
-    const int verify = m->ver_layer >= 0 && n > 0;
-    if (verify) {
+    if (m->ver_layer >= 0 && n > 0) {
         CK(gguf_writer_add_i32(w, "mome.verify_layer", m->ver_layer));
         CK(gguf_writer_add_f32(w, "mome.verify_tau", m->ver_tau));
         CK(gguf_writer_add_arr(w, "mome.n_verify", GGUF_TYPE_INT32, m->n_ver, (uint64_t)n));
         if (m->ver_pool) CK(gguf_writer_add_i32(w, "mome.verify_relation", 1));
     }
-    if (meta) {
-        CK(gguf_writer_add_u64(w, "ckpt.step", (uint64_t)meta->step));
-        CK(gguf_writer_add_f32(w, "ckpt.seconds", (float)meta->seconds));
-        CK(gguf_writer_add_arr(w, "ckpt.state", GGUF_TYPE_INT32, meta->state, (uint64_t)meta->n));
-        CK(gguf_writer_add_arr(w, "ckpt.target_loss", GGUF_TYPE_FLOAT32, meta->target_loss, (uint64_t)meta->n));
-        if (meta->adam) {
-            CK(gguf_writer_add_arr(w, "ckpt.n_fail", GGUF_TYPE_INT32, meta->n_fail, (uint64_t)meta->n));
-            CK(gguf_writer_add_arr(w, "ckpt.adam_t", GGUF_TYPE_INT32, meta->adam_t, (uint64_t)meta->n));
-            CK(gguf_writer_add_arr(w, "ckpt.loss", GGUF_TYPE_FLOAT32, meta->loss, (uint64_t)meta->n));
-            CK(gguf_writer_add_i32(w, "ckpt.cursor", meta->cursor));
-        }
-        if (meta->recheck) CK(gguf_writer_add_arr(w, "ckpt.recheck", GGUF_TYPE_INT32, meta->recheck, (uint64_t)meta->n));
+    return 0;
+}
+
+/* A checkpoint's tuner state (the tensors' part is ckpt.adam). */
+static int save_ckpt_meta(gguf_writer *w, const mem_ckpt_meta *meta) {
+    int rc;
+    CK(gguf_writer_add_u64(w, "ckpt.step", (uint64_t)meta->step));
+    CK(gguf_writer_add_f32(w, "ckpt.seconds", (float)meta->seconds));
+    CK(gguf_writer_add_arr(w, "ckpt.state", GGUF_TYPE_INT32, meta->state, (uint64_t)meta->n));
+    CK(gguf_writer_add_arr(w, "ckpt.target_loss", GGUF_TYPE_FLOAT32, meta->target_loss, (uint64_t)meta->n));
+    if (meta->adam) {
+        CK(gguf_writer_add_arr(w, "ckpt.n_fail", GGUF_TYPE_INT32, meta->n_fail, (uint64_t)meta->n));
+        CK(gguf_writer_add_arr(w, "ckpt.adam_t", GGUF_TYPE_INT32, meta->adam_t, (uint64_t)meta->n));
+        CK(gguf_writer_add_arr(w, "ckpt.loss", GGUF_TYPE_FLOAT32, meta->loss, (uint64_t)meta->n));
+        CK(gguf_writer_add_i32(w, "ckpt.cursor", meta->cursor));
     }
-    int64_t ne[3];
-#define TENSOR(nm, d0, d1, ptr, type, bytes)                                                              \
-    do {                                                                                                  \
-        ne[0] = d0; ne[1] = d1; ne[2] = 1;                                                                \
-        CK(gguf_writer_add_tensor(w, nm, 2, ne, type, ptr, bytes, GGUF_WRITER_REF));                       \
-    } while (0)
-    TENSOR("mem.mu_pool", C, 1, m->mu_pool, MOME_DTYPE_F32, (size_t)C * 4);
-    TENSOR("mem.mu_last", C, 1, m->mu_last, MOME_DTYPE_F32, (size_t)C * 4);
+    if (meta->recheck) CK(gguf_writer_add_arr(w, "ckpt.recheck", GGUF_TYPE_INT32, meta->recheck, (uint64_t)meta->n));
+    return 0;
+}
+
+/* One C x rows tensor the writer refers to. */
+static int save_tensor(gguf_writer *w, const char *name, int64_t C, int64_t rows, const void *ptr, uint32_t type,
+                       size_t bytes) {
+    const int64_t ne[3] = {C, rows, 1};
+    return gguf_writer_add_tensor(w, name, 2, ne, type, ptr, bytes, GGUF_WRITER_REF);
+}
+
+/* The tensors: key centres, the gate, the facts' keys and values (f16 or
+ * f32), alternative keys, question tokens, the relation check's states and
+ * whitening, a checkpoint's Adam moments. */
+static int save_tensors(gguf_writer *w, const mome_memory *m, int f16, const mem_ckpt_meta *meta, save_bufs *b) {
+    int rc;
+    const int64_t C = m->n_embd, n = m->n_facts, R = m->n_ans_total + m->n_facts;
+    CK(save_tensor(w, "mem.mu_pool", C, 1, m->mu_pool, MOME_DTYPE_F32, (size_t)C * 4));
+    CK(save_tensor(w, "mem.mu_last", C, 1, m->mu_last, MOME_DTYPE_F32, (size_t)C * 4));
     if (m->gate_w) {
-        TENSOR("mem.gate_w", C, 1, m->gate_w, MOME_DTYPE_F32, (size_t)C * 4);
-        TENSOR("mem.gate_bias", m->n_gate_bias, 1, m->gate_bias, MOME_DTYPE_F32, (size_t)m->n_gate_bias * 4);
+        CK(save_tensor(w, "mem.gate_w", C, 1, m->gate_w, MOME_DTYPE_F32, (size_t)C * 4));
+        CK(save_tensor(w, "mem.gate_bias", m->n_gate_bias, 1, m->gate_bias, MOME_DTYPE_F32, (size_t)m->n_gate_bias * 4));
     }
-    if (m->n_gneg) TENSOR("mem.gate_neg", C, m->n_gneg, m->gneg, MOME_DTYPE_F32, (size_t)(C * m->n_gneg) * 4);
+    if (m->n_gneg) CK(save_tensor(w, "mem.gate_neg", C, m->n_gneg, m->gneg, MOME_DTYPE_F32, (size_t)(C * m->n_gneg) * 4));
     if (n) {
-        TENSOR("mem.key_pool", C, n, m->kpool, MOME_DTYPE_F32, (size_t)(C * n) * 4);
-        TENSOR("mem.key_last", C, n, m->klast, MOME_DTYPE_F32, (size_t)(C * n) * 4);
+        CK(save_tensor(w, "mem.key_pool", C, n, m->kpool, MOME_DTYPE_F32, (size_t)(C * n) * 4));
+        CK(save_tensor(w, "mem.key_last", C, n, m->klast, MOME_DTYPE_F32, (size_t)(C * n) * 4));
         if (f16) {
-            h16 = malloc((size_t)(C * R) * sizeof(uint16_t));
-            if (!h16) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto done; }
-            for (size_t i = 0; i < (size_t)(C * R); i++) h16[i] = quant_f32_to_f16(m->val[i]);
-            TENSOR("mem.values", C, R, h16, MOME_DTYPE_F16, (size_t)(C * R) * 2);
+            b->h16 = malloc((size_t)(C * R) * sizeof(uint16_t));
+            if (!b->h16) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+            for (size_t i = 0; i < (size_t)(C * R); i++) b->h16[i] = quant_f32_to_f16(m->val[i]);
+            CK(save_tensor(w, "mem.values", C, R, b->h16, MOME_DTYPE_F16, (size_t)(C * R) * 2));
         } else
-            TENSOR("mem.values", C, R, m->val, MOME_DTYPE_F32, (size_t)(C * R) * 4);
+            CK(save_tensor(w, "mem.values", C, R, m->val, MOME_DTYPE_F32, (size_t)(C * R) * 4));
     }
     if (m->n_alt_total > 0) {
         const size_t na = (size_t)(C * m->n_alt_total);
-        a16 = malloc(2 * na * sizeof(uint16_t));
-        if (!a16) { rc = mome_seterr_code(MOME_ERR_NOMEM, "out of memory"); goto done; }
+        b->a16 = malloc(2 * na * sizeof(uint16_t));
+        if (!b->a16) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
         for (size_t i = 0; i < na; i++) {
-            a16[i] = quant_f32_to_f16(m->akpool[i]);
-            a16[na + i] = quant_f32_to_f16(m->aklast[i]);
+            b->a16[i] = quant_f32_to_f16(m->akpool[i]);
+            b->a16[na + i] = quant_f32_to_f16(m->aklast[i]);
         }
-        TENSOR("mem.alt_key_pool", C, m->n_alt_total, a16, MOME_DTYPE_F16, na * 2);
-        TENSOR("mem.alt_key_last", C, m->n_alt_total, a16 + na, MOME_DTYPE_F16, na * 2);
+        CK(save_tensor(w, "mem.alt_key_pool", C, m->n_alt_total, b->a16, MOME_DTYPE_F16, na * 2));
+        CK(save_tensor(w, "mem.alt_key_last", C, m->n_alt_total, b->a16 + na, MOME_DTYPE_F16, na * 2));
     }
-    if (cover && m->n_tok_total > 0)
-        TENSOR("mem.question_tokens", C, m->n_tok_total, m->ktok, MOME_DTYPE_F16, (size_t)(C * m->n_tok_total) * 2);
-    if (verify) {
-        TENSOR("mem.verify_centre", C, 1, m->mu_ver, MOME_DTYPE_F32, (size_t)C * 4);
+    if (!isnan(m->cover_tau) && n > 0 && m->n_tok_total > 0)
+        CK(save_tensor(w, "mem.question_tokens", C, m->n_tok_total, m->ktok, MOME_DTYPE_F16,
+                       (size_t)(C * m->n_tok_total) * 2));
+    if (m->ver_layer >= 0 && n > 0) {
+        CK(save_tensor(w, "mem.verify_centre", C, 1, m->mu_ver, MOME_DTYPE_F32, (size_t)C * 4));
         if (m->n_ver_total > 0)
-            TENSOR("mem.verify_states", C, m->n_ver_total, m->kver, MOME_DTYPE_F16, (size_t)(C * m->n_ver_total) * 2);
+            CK(save_tensor(w, "mem.verify_states", C, m->n_ver_total, m->kver, MOME_DTYPE_F16,
+                           (size_t)(C * m->n_ver_total) * 2));
         if (m->ver_w) {
-            TENSOR("mem.verify_whiten", C, C, m->ver_w, MOME_DTYPE_F32, (size_t)C * C * 4);
-            TENSOR("mem.verify_fact_centres", C, n, m->ver_ctr, MOME_DTYPE_F16, (size_t)C * n * 2);
+            CK(save_tensor(w, "mem.verify_whiten", C, C, m->ver_w, MOME_DTYPE_F32, (size_t)C * C * 4));
+            CK(save_tensor(w, "mem.verify_fact_centres", C, n, m->ver_ctr, MOME_DTYPE_F16, (size_t)C * n * 2));
         }
     }
     if (meta && meta->adam && meta->n_adam_rows > 0)
-        TENSOR("ckpt.adam", C, 2 * meta->n_adam_rows, meta->adam, MOME_DTYPE_F32, (size_t)(C * 2 * meta->n_adam_rows) * 4);
-#undef TENSOR
-    rc = gguf_writer_write_file(w, path);
-done:
-    gguf_writer_free(w);
-    free(h16);
-    free(a16);
-    free(n_ans);
-    return rc;
+        CK(save_tensor(w, "ckpt.adam", C, 2 * meta->n_adam_rows, meta->adam, MOME_DTYPE_F32,
+                       (size_t)(C * 2 * meta->n_adam_rows) * 4));
+    return 0;
+}
 #undef CK
+
+static int save_file(const mome_memory *m, const char *path, int f16, const mem_ckpt_meta *meta) {
+    gguf_writer *w;
+    save_bufs b = {0};
+    int rc = gguf_writer_init(&w);
+    if (rc) return rc;
+    rc = save_header(w, m);
+    if (!rc) rc = save_fact_arrays(w, m, &b);
+    if (!rc && meta) rc = save_ckpt_meta(w, meta);
+    if (!rc) rc = save_tensors(w, m, f16, meta, &b);
+    if (!rc) rc = gguf_writer_write_file(w, path);
+    gguf_writer_free(w);
+    free(b.h16);
+    free(b.a16);
+    free(b.n_ans);
+    return rc;
 }
 
 int mem_save(const mome_memory *m, const char *path, int f16) { return save_file(m, path, f16, NULL); }
