@@ -1364,8 +1364,8 @@ static void free_state(srv_state *S) {
     mome_model_free(S->m);
 }
 
-int srv_run(const srv_params *p) {
-    srv_state *S = &g_srv;
+/* The settings' ranges, before anything is loaded. */
+static int check_params(const srv_params *p) {
     if (!p || !p->model_path) return mome_seterr_code(MOME_ERR_ARG, "serve: no model");
     if (p->n_parallel < 1 || p->n_parallel > 64)
         return mome_seterr_code(MOME_ERR_ARG, "serve: --parallel must be in [1, 64]");
@@ -1374,9 +1374,13 @@ int srv_run(const srv_params *p) {
     if (p->port < 0 || p->port > 65535) return mome_seterr_code(MOME_ERR_ARG, "serve: --port must be in [0, 65535]");
     if (!(p->timeout_s >= 1 && p->timeout_s <= 86400))
         return mome_seterr_code(MOME_ERR_ARG, "serve: --timeout must be in [1, 86400] seconds");
-    memset(S, 0, sizeof *S);
-    S->p = p;
-    S->created = (long)time(NULL);
+    return 0;
+}
+
+/* The model, its memories (each a model id: the file name without .mome,
+ * unique) and the slots' contexts; on failure the caller frees S. */
+static int load_models(srv_state *S) {
+    const srv_params *p = S->p;
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = p->n_threads;
     int rc = mome_model_load(p->model_path, &mp, &S->m);
@@ -1384,19 +1388,14 @@ int srv_run(const srv_params *p) {
     S->mems = calloc((size_t)(p->n_memories > 0 ? p->n_memories : 1), sizeof *S->mems);
     S->ids = calloc((size_t)p->n_memories + 1, sizeof *S->ids);
     S->slots = calloc((size_t)p->n_parallel, sizeof *S->slots);
-    if (!S->mems || !S->ids || !S->slots) {
-        free_state(S);
-        return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
-    }
-    if (!(S->ids[S->n_ids++] = base_name(p->model_path, NULL))) rc = MOME_ERR_NOMEM;
-    for (int i = 0; i < p->n_memories && !rc; i++) {
-        if ((rc = mome_memory_load(p->memory_paths[i], S->m, &S->mems[i]))) break;
-        if (!(S->ids[S->n_ids] = base_name(p->memory_paths[i], ".mome"))) {
-            rc = MOME_ERR_NOMEM;
-            break;
-        }
+    if (!S->mems || !S->ids || !S->slots) return mome_seterr_code(MOME_ERR_NOMEM, "out of memory");
+    if (!(S->ids[S->n_ids++] = base_name(p->model_path, NULL))) return MOME_ERR_NOMEM;
+    for (int i = 0; i < p->n_memories; i++) {
+        if ((rc = mome_memory_load(p->memory_paths[i], S->m, &S->mems[i]))) return rc;
+        if (!(S->ids[S->n_ids] = base_name(p->memory_paths[i], ".mome"))) return MOME_ERR_NOMEM;
         if (find_model(S, S->ids[S->n_ids]) >= 0)
-            rc = mome_seterr_code(MOME_ERR_ARG, "serve: two models named '%s' (%s)", S->ids[S->n_ids], p->memory_paths[i]);
+            return mome_seterr_code(MOME_ERR_ARG, "serve: two models named '%s' (%s)", S->ids[S->n_ids],
+                                    p->memory_paths[i]);
         S->n_ids++;
     }
     mome_ctx_params cp = mome_ctx_default_params();
@@ -1406,7 +1405,72 @@ int srv_run(const srv_params *p) {
         rc = mome_ctx_init(S->m, &cp, &S->slots[i].ctx);
         S->slots[i].cache_mem = -2;
     }
-    if (rc) {
+    return rc;
+}
+
+/* The HTTP daemon on host:port (one thread per connection) into *d. */
+static int start_http(srv_state *S, struct MHD_Daemon **d) {
+    const srv_params *p = S->p;
+    struct addrinfo hints = {0}, *ai = NULL;
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char port_s[16];
+    snprintf(port_s, sizeof port_s, "%d", p->port);
+    const int gai = getaddrinfo(p->host, port_s, &hints, &ai);
+    if (gai) return mome_seterr_code(MOME_ERR_ARG, "serve: cannot resolve host '%s': %s", p->host, gai_strerror(gai));
+    const unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
+                           (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
+    *d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
+                          MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
+                          (unsigned)(p->n_parallel + p->queue + 64), MHD_OPTION_NOTIFY_COMPLETED, on_completed, S,
+                          MHD_OPTION_EXTERNAL_LOGGER, mhd_log, S, MHD_OPTION_END);
+    freeaddrinfo(ai);
+    return *d ? 0
+              : mome_seterr_code(MOME_ERR_IO, "serve: cannot listen on %s port %d%s%s", p->host, p->port,
+                                 g_mhd_msg[0] ? ": " : "", g_mhd_msg);
+}
+
+/* Says where it listens (and writes the port to --ready-file), serves until
+ * a stop is requested, then drains: new requests are refused, those in
+ * flight finish, and the daemon stops. */
+static void serve_until_stopped(srv_state *S, struct MHD_Daemon *d) {
+    const srv_params *p = S->p;
+    const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
+    const int port = di ? di->port : p->port;
+    fprintf(stderr, "mome serve: listening on http://%s:%d (%d slots of %d tokens, queue %d%s); models:", p->host, port,
+            p->n_parallel, p->n_ctx, p->queue, p->api_key ? ", API key required" : "");
+    for (int i = 0; i < S->n_ids; i++) fprintf(stderr, " %s", S->ids[i]);
+    fprintf(stderr, "\n");
+    if (p->ready_file) {
+        FILE *f = fopen(p->ready_file, "w");
+        if (f) {
+            fprintf(f, "%d\n", port);
+            fclose(f);
+        }
+    }
+    while (!atomic_load(&g_stop_requested)) {
+        char ch;
+        ssize_t k = read(g_stop_pipe[0], &ch, 1);
+        if (k < 0 && errno != EINTR) break;
+    }
+    pthread_mutex_lock(&S->mu);
+    S->draining = 1;
+    if (S->n_reqs) fprintf(stderr, "mome serve: draining %d requests\n", S->n_reqs);
+    while (S->n_reqs > 0) pthread_cond_wait(&S->idle, &S->mu);
+    pthread_mutex_unlock(&S->mu);
+    MHD_stop_daemon(d);
+    fprintf(stderr, "mome serve: stopped\n");
+}
+
+int srv_run(const srv_params *p) {
+    srv_state *S = &g_srv;
+    int rc = check_params(p);
+    if (rc) return rc;
+    memset(S, 0, sizeof *S);
+    S->p = p;
+    S->created = (long)time(NULL);
+    if ((rc = load_models(S))) {
         free_state(S);
         return rc;
     }
@@ -1418,66 +1482,17 @@ int srv_run(const srv_params *p) {
     pthread_cond_init(&S->work, NULL);
     pthread_cond_init(&S->idle, NULL);
     pthread_t compute;
-    if (pthread_create(&compute, NULL, compute_main, S)) {
+    if (pthread_create(&compute, NULL, compute_main, S))
         rc = mome_seterr_code(MOME_ERR, "serve: cannot start the compute thread");
-        goto out_pipe;
-    }
-    struct addrinfo hints = {0}, *ai = NULL;
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE;
-    char port_s[16];
-    snprintf(port_s, sizeof port_s, "%d", p->port);
-    int gai = getaddrinfo(p->host, port_s, &hints, &ai);
-    struct MHD_Daemon *d = NULL;
-    if (gai) {
-        rc = mome_seterr_code(MOME_ERR_ARG, "serve: cannot resolve host '%s': %s", p->host, gai_strerror(gai));
-    } else {
-        const unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG |
-                               (ai->ai_family == AF_INET6 ? MHD_USE_IPv6 : 0);
-        d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, on_request, S, MHD_OPTION_SOCK_ADDR, ai->ai_addr,
-                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)p->timeout_s, MHD_OPTION_CONNECTION_LIMIT,
-                             (unsigned)(p->n_parallel + p->queue + 64), MHD_OPTION_NOTIFY_COMPLETED, on_completed, S,
-                             MHD_OPTION_EXTERNAL_LOGGER, mhd_log, S, MHD_OPTION_END);
-        if (!d)
-            rc = mome_seterr_code(MOME_ERR_IO, "serve: cannot listen on %s port %d%s%s", p->host, p->port,
-                                  g_mhd_msg[0] ? ": " : "", g_mhd_msg);
-        freeaddrinfo(ai);
-    }
-    if (d) {
-        const union MHD_DaemonInfo *di = MHD_get_daemon_info(d, MHD_DAEMON_INFO_BIND_PORT);
-        const int port = di ? di->port : p->port;
-        fprintf(stderr, "mome serve: listening on http://%s:%d (%d slots of %d tokens, queue %d%s); models:",
-                p->host, port, p->n_parallel, p->n_ctx, p->queue, p->api_key ? ", API key required" : "");
-        for (int i = 0; i < S->n_ids; i++) fprintf(stderr, " %s", S->ids[i]);
-        fprintf(stderr, "\n");
-        if (p->ready_file) {
-            FILE *f = fopen(p->ready_file, "w");
-            if (f) {
-                fprintf(f, "%d\n", port);
-                fclose(f);
-            }
-        }
-        while (!atomic_load(&g_stop_requested)) {
-            char ch;
-            ssize_t k = read(g_stop_pipe[0], &ch, 1);
-            if (k < 0 && errno != EINTR) break;
-        }
-        /* drain: refuse new requests, finish those in flight */
+    else {
+        struct MHD_Daemon *d = NULL;
+        if (!(rc = start_http(S, &d))) serve_until_stopped(S, d);
         pthread_mutex_lock(&S->mu);
-        S->draining = 1;
-        if (S->n_reqs) fprintf(stderr, "mome serve: draining %d requests\n", S->n_reqs);
-        while (S->n_reqs > 0) pthread_cond_wait(&S->idle, &S->mu);
+        S->quit = 1;
+        pthread_cond_signal(&S->work);
         pthread_mutex_unlock(&S->mu);
-        MHD_stop_daemon(d);
-        fprintf(stderr, "mome serve: stopped\n");
+        pthread_join(compute, NULL);
     }
-    pthread_mutex_lock(&S->mu);
-    S->quit = 1;
-    pthread_cond_signal(&S->work);
-    pthread_mutex_unlock(&S->mu);
-    pthread_join(compute, NULL);
-out_pipe:
     close(g_stop_pipe[0]);
     close(g_stop_pipe[1]);
     g_stop_pipe[0] = g_stop_pipe[1] = -1;
