@@ -834,14 +834,85 @@ static int parse_stop(const cJSON *k, srv_req *r, perr *e) {
     return 0;
 }
 
+/* What a request's fields leave for after the loop over them: the
+ * messages or prompt (rendered once every field is read) and max_tokens. */
+typedef struct req_fields {
+    const cJSON *prompt, *msgs;
+    int64_t max_tokens; /* -1: the rest of the slot's context */
+} req_fields;
+
+/* One top-level field of a request (null means "not given"); -1 after the
+ * error. */
+static int parse_field(srv_state *S, int kind, const cJSON *k, srv_req *r, req_fields *q, perr *e) {
+    const char *n = k->string;
+    int64_t iv;
+    if (kind == KIND_CHAT && !strcmp(n, "messages")) q->msgs = k;
+    else if (kind == KIND_COMPLETION && !strcmp(n, "prompt")) q->prompt = k;
+    else if (is_null(k) && (!strcmp(n, "model") || !strcmp(n, "max_tokens") || !strcmp(n, "temperature") ||
+                            !strcmp(n, "top_p") || !strcmp(n, "seed") || !strcmp(n, "stream") ||
+                            !strcmp(n, "stream_options") || !strcmp(n, "stop") ||
+                            (kind == KIND_CHAT && !strcmp(n, "max_completion_tokens"))))
+        return 0;
+    else if (!strcmp(n, "model")) {
+        if (!cJSON_IsString(k)) return fail(e, 400, n, "invalid_type", "'model' must be a string");
+        const int mi = find_model(S, k->valuestring);
+        if (mi < 0)
+            return fail(e, 404, n, "model_not_found", "the model '%.200s' does not exist (GET /v1/models lists them)",
+                        k->valuestring);
+        r->mem = mi - 1;
+        r->model_id = S->ids[mi];
+    } else if (!strcmp(n, "max_tokens") || (kind == KIND_CHAT && !strcmp(n, "max_completion_tokens"))) {
+        if (get_int(k, 1, (double)S->p->n_ctx, &iv))
+            return fail(e, 400, n, "invalid_value", "'%s' must be an integer in [1, %d] (the context size per slot)", n,
+                        S->p->n_ctx);
+        q->max_tokens = iv;
+    } else if (!strcmp(n, "temperature")) {
+        if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0 && k->valuedouble <= 2))
+            return fail(e, 400, n, "invalid_value", "'temperature' must be a number in [0, 2]");
+        r->temperature = (float)k->valuedouble;
+    } else if (!strcmp(n, "top_p")) {
+        if (!cJSON_IsNumber(k) || !(k->valuedouble > 0 && k->valuedouble <= 1))
+            return fail(e, 400, n, "invalid_value", "'top_p' must be a number in (0, 1]");
+        r->top_p = (float)k->valuedouble;
+    } else if (!strcmp(n, "seed")) {
+        if (get_int(k, -9007199254740992.0, 9007199254740992.0, &iv))
+            return fail(e, 400, n, "invalid_value", "'seed' must be an integer");
+        r->seed = (uint64_t)iv;
+    } else if (!strcmp(n, "stream")) {
+        if (!cJSON_IsBool(k)) return fail(e, 400, n, "invalid_type", "'stream' must be a boolean");
+        r->stream = cJSON_IsTrue(k);
+    } else if (!strcmp(n, "stream_options")) {
+        const cJSON *u = cJSON_GetObjectItemCaseSensitive(k, "include_usage");
+        if (!cJSON_IsObject(k) || (u && !cJSON_IsBool(u)) || cJSON_GetArraySize(k) != (u ? 1 : 0))
+            return fail(e, 400, n, "invalid_value", "'stream_options' may only hold the boolean 'include_usage'");
+        r->include_usage = u && cJSON_IsTrue(u);
+    } else if (!strcmp(n, "stop"))
+        return parse_stop(k, r, e) ? -1 : 0;
+    else if (check_unsupported(k, e))
+        return -1;
+    return 0;
+}
+
+/* The rendered prompt's tokens into r: not empty, shorter than a slot's
+ * context; max_tokens the rest of it unless given. */
+static int tokenize_prompt(srv_state *S, int kind, const char *prompt, int64_t max_tokens, srv_req *r, perr *e) {
+    const int n = mome_tokenize_alloc(S->m, prompt, 1, 1, &r->ids);
+    if (n < 0) return fail(e, 400, NULL, "invalid_value", "tokenizer: %s", mome_errmsg());
+    r->n_ids = n;
+    if (n == 0) return fail(e, 400, "prompt", "invalid_value", "the prompt is empty");
+    if (n >= S->p->n_ctx)
+        return fail(e, 400, kind == KIND_CHAT ? "messages" : "prompt", "context_length_exceeded",
+                    "the prompt is %d tokens; the context is %d tokens per slot (mome serve --ctx)", n, S->p->n_ctx);
+    r->max_tokens = max_tokens > 0 ? (int)max_tokens : S->p->n_ctx - n;
+    return 0;
+}
+
 static int parse_request(srv_state *S, int kind, const char *body, size_t len, srv_req *r, perr *e) {
     if (!utf8_valid(body, len)) return fail(e, 400, NULL, "invalid_utf8", "request body is not valid UTF-8");
     cJSON *root = cJSON_ParseWithLength(body, len);
     if (!root) return fail(e, 400, NULL, "invalid_json", "request body is not valid JSON");
-    int rc = -1;
     char *prompt = NULL;
-    const cJSON *j_prompt = NULL, *j_msgs = NULL;
-    int64_t max_tokens = -1;
+    req_fields q = {NULL, NULL, -1};
     r->temperature = 1.0f;
     r->top_p = 1.0f;
     r->mem = -1;
@@ -849,101 +920,20 @@ static int parse_request(srv_state *S, int kind, const char *body, size_t len, s
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     r->seed = (uint64_t)ts.tv_nsec ^ ((uint64_t)ts.tv_sec << 20);
-    if (!cJSON_IsObject(root)) {
-        fail(e, 400, NULL, "invalid_json", "request body must be a JSON object");
-        goto out;
-    }
+    int rc = cJSON_IsObject(root) ? 0 : fail(e, 400, NULL, "invalid_json", "request body must be a JSON object");
     const cJSON *k;
-    cJSON_ArrayForEach(k, root) {
-        const char *n = k->string;
-        int64_t iv;
-        if (!strcmp(n, "model")) {
-            if (is_null(k)) continue;
-            if (!cJSON_IsString(k)) { fail(e, 400, n, "invalid_type", "'model' must be a string"); goto out; }
-            const int mi = find_model(S, k->valuestring);
-            if (mi < 0) {
-                fail(e, 404, n, "model_not_found", "the model '%.200s' does not exist (GET /v1/models lists them)",
-                     k->valuestring);
-                goto out;
-            }
-            r->mem = mi - 1;
-            r->model_id = S->ids[mi];
-        } else if (kind == KIND_CHAT && !strcmp(n, "messages")) {
-            j_msgs = k;
-        } else if (kind == KIND_COMPLETION && !strcmp(n, "prompt")) {
-            j_prompt = k;
-        } else if (!strcmp(n, "max_tokens") || (kind == KIND_CHAT && !strcmp(n, "max_completion_tokens"))) {
-            if (is_null(k)) continue;
-            if (get_int(k, 1, (double)S->p->n_ctx, &iv)) {
-                fail(e, 400, n, "invalid_value", "'%s' must be an integer in [1, %d] (the context size per slot)", n,
-                     S->p->n_ctx);
-                goto out;
-            }
-            max_tokens = iv;
-        } else if (!strcmp(n, "temperature")) {
-            if (is_null(k)) continue;
-            if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0 && k->valuedouble <= 2)) {
-                fail(e, 400, n, "invalid_value", "'temperature' must be a number in [0, 2]");
-                goto out;
-            }
-            r->temperature = (float)k->valuedouble;
-        } else if (!strcmp(n, "top_p")) {
-            if (is_null(k)) continue;
-            if (!cJSON_IsNumber(k) || !(k->valuedouble > 0 && k->valuedouble <= 1)) {
-                fail(e, 400, n, "invalid_value", "'top_p' must be a number in (0, 1]");
-                goto out;
-            }
-            r->top_p = (float)k->valuedouble;
-        } else if (!strcmp(n, "seed")) {
-            if (is_null(k)) continue;
-            if (get_int(k, -9007199254740992.0, 9007199254740992.0, &iv)) {
-                fail(e, 400, n, "invalid_value", "'seed' must be an integer");
-                goto out;
-            }
-            r->seed = (uint64_t)iv;
-        } else if (!strcmp(n, "stream")) {
-            if (is_null(k)) continue;
-            if (!cJSON_IsBool(k)) { fail(e, 400, n, "invalid_type", "'stream' must be a boolean"); goto out; }
-            r->stream = cJSON_IsTrue(k);
-        } else if (!strcmp(n, "stream_options")) {
-            if (is_null(k)) continue;
-            const cJSON *u = cJSON_GetObjectItemCaseSensitive(k, "include_usage");
-            if (!cJSON_IsObject(k) || (u && !cJSON_IsBool(u)) || cJSON_GetArraySize(k) != (u ? 1 : 0)) {
-                fail(e, 400, n, "invalid_value", "'stream_options' may only hold the boolean 'include_usage'");
-                goto out;
-            }
-            r->include_usage = u && cJSON_IsTrue(u);
-        } else if (!strcmp(n, "stop")) {
-            if (is_null(k)) continue;
-            if (parse_stop(k, r, e)) goto out;
-        } else if (check_unsupported(k, e)) {
-            goto out;
+    if (!rc) {
+        cJSON_ArrayForEach(k, root) {
+            if ((rc = parse_field(S, kind, k, r, &q, e))) break;
         }
     }
-    if (r->include_usage && !r->stream) {
-        fail(e, 400, "stream_options", "invalid_value", "'stream_options' is only allowed with \"stream\": true");
-        goto out;
-    }
-    if (kind == KIND_CHAT) {
-        if (parse_messages(S, j_msgs, &prompt, e)) goto out;
-    } else {
-        if (parse_prompt(j_prompt, &prompt, e)) goto out;
-    }
-    const int n = mome_tokenize_alloc(S->m, prompt, 1, 1, &r->ids);
-    if (n < 0) { fail(e, 400, NULL, "invalid_value", "tokenizer: %s", mome_errmsg()); goto out; }
-    r->n_ids = n;
-    if (n == 0) { fail(e, 400, "prompt", "invalid_value", "the prompt is empty"); goto out; }
-    if (n >= S->p->n_ctx) {
-        fail(e, 400, kind == KIND_CHAT ? "messages" : "prompt", "context_length_exceeded",
-             "the prompt is %d tokens; the context is %d tokens per slot (mome serve --ctx)", n, S->p->n_ctx);
-        goto out;
-    }
-    r->max_tokens = max_tokens > 0 ? (int)max_tokens : S->p->n_ctx - n;
-    rc = 0;
-out:
+    if (!rc && r->include_usage && !r->stream)
+        rc = fail(e, 400, "stream_options", "invalid_value", "'stream_options' is only allowed with \"stream\": true");
+    if (!rc) rc = kind == KIND_CHAT ? parse_messages(S, q.msgs, &prompt, e) : parse_prompt(q.prompt, &prompt, e);
+    if (!rc) rc = tokenize_prompt(S, kind, prompt, q.max_tokens, r, e);
     free(prompt);
     cJSON_Delete(root);
-    return rc;
+    return rc ? -1 : 0;
 }
 
 /* ----------------------------------------------------- responses */

@@ -359,11 +359,21 @@ def test_raw(port):
         ("five stop strings", "/v1/completions", '{"prompt": "a", "stop": ["a","b","c","d","e"]}', 400),
         ("unknown model", "/v1/completions", '{"prompt": "a", "model": "gpt-4"}', 404),
         ("lone surrogate escape", "/v1/completions", '{"prompt": "\\ud800"}', 400),
+        ("stream_options without stream", "/v1/completions",
+         '{"prompt": "a", "stream_options": {"include_usage": true}}', 400),
+        ("max_completion_tokens on a completion", "/v1/completions", '{"prompt": "a", "max_completion_tokens": 2}', 400),
     ]
     for name, path, body, want in cases:
         resp = raw(port, post(path, body))
         check("raw: %s -> %d with an error body" % (name, want), status_of(resp) == want and error_body(resp),
               resp[:300])
+    nulls = ('{"prompt": "a", "max_tokens": 2, "model": null, "temperature": null, "top_p": null, "seed": null, '
+             '"stream": null, "stream_options": null, "stop": null}')
+    resp = raw(port, post("/v1/completions", nulls))
+    check("raw: every optional field null = not given -> 200", status_of(resp) == 200, resp[:300])
+    resp = raw(port, post("/v1/chat/completions", '{"messages": [{"role": "user", "content": "Hi"}], '
+                                                  '"max_completion_tokens": null, "max_tokens": 2}'))
+    check("raw: chat max_completion_tokens null -> 200", status_of(resp) == 200, resp[:300])
     resp = raw(port, post("/v1/completions", b'{"prompt": "caf\xc3\x28 \xff"}'))
     check("raw: invalid UTF-8 -> 400", status_of(resp) == 400 and error_body(resp), resp[:300])
     resp = raw(port, post("/v1/completions", b'{"prompt": "' + b"a" * 70000 + b'"}'))
