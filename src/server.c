@@ -419,90 +419,106 @@ static void slot_publish(srv_state *S, srv_slot *sl, double t) {
     }
 }
 
+/* Admits queued requests in arrival order (S->mu held), each into the free
+ * slot whose cache shares the longest prefix with it (a chat that goes on
+ * finds its earlier turns); cancelled ones are done. The slots admitted
+ * into fresh; their count. */
+static int admit_queued(srv_state *S, int *fresh) {
+    const int P = S->p->n_parallel;
+    int nf = 0;
+    while (S->q_head) {
+        srv_req *r = S->q_head;
+        int best = -1, best_keep = -1;
+        for (int i = 0; i < P; i++) {
+            const srv_slot *sl = &S->slots[i];
+            if (sl->req) continue;
+            const int keep = slot_keep(sl, r);
+            if (keep > best_keep) {
+                best = i;
+                best_keep = keep;
+            }
+        }
+        if (best < 0) break;
+        S->q_head = r->next;
+        if (!S->q_head) S->q_tail = NULL;
+        S->n_queued--;
+        if (r->cancel) {
+            r->state = REQ_DONE;
+            pthread_cond_broadcast(&r->cv);
+            req_unref_locked(r);
+            continue;
+        }
+        r->state = REQ_RUNNING;
+        S->slots[best].req = r;
+        S->n_running++;
+        S->m_prompt_tokens += (uint64_t)r->n_ids;
+        fresh[nf++] = best;
+    }
+    return nf;
+}
+
+/* A slot's request fails with the library's message. */
+static void slot_fail(srv_slot *sl) {
+    snprintf(sl->req->err, sizeof sl->req->err, "%s", mome_errmsg());
+    sl->finished = 1;
+}
+
+/* The admitted slots start (their cached prefix kept), then one chunk of
+ * every prompt being read. */
+static void prefill_step(srv_state *S, const int *fresh, int nf, const int *cancel) {
+    for (int k = 0; k < nf; k++) {
+        srv_slot *sl = &S->slots[fresh[k]];
+        if (!cancel[fresh[k]] && slot_start(S, sl)) slot_fail(sl);
+    }
+    for (int i = 0; i < S->p->n_parallel; i++) {
+        srv_slot *sl = &S->slots[i];
+        if (!sl->req || sl->finished || cancel[i] || sl->prefill < 0) continue;
+        if (slot_prefill(S, sl)) slot_fail(sl);
+    }
+}
+
+/* One token of every running slot in one forward pass, sampled and
+ * appended; the slots stepped. */
+static int decode_step(srv_state *S, const int *cancel) {
+    mome_ctx *bc[64];
+    int32_t bt[64];
+    int bi[64], n = 0;
+    for (int i = 0; i < S->p->n_parallel; i++) {
+        srv_slot *sl = &S->slots[i];
+        if (sl->req && sl->pending && !sl->finished && !cancel[i]) {
+            bc[n] = sl->ctx;
+            bt[n] = sl->next;
+            bi[n++] = i;
+        }
+    }
+    if (n == 0) return 0;
+    if (mome_decode_batch(bc, bt, n)) {
+        for (int k = 0; k < n; k++) {
+            slot_fail(&S->slots[bi[k]]);
+            S->slots[bi[k]].cache_mem = -2;
+        }
+    } else
+        for (int k = 0; k < n; k++) slot_token(S, &S->slots[bi[k]], slot_sample(S, &S->slots[bi[k]]));
+    return n;
+}
+
+/* The compute thread: while there is work, admit (under the lock), read
+ * prompts and decode one token of every slot (without it), then count the
+ * step and publish each slot's new text to its request (under it). */
 static void *compute_main(void *arg) {
     srv_state *S = arg;
     const int P = S->p->n_parallel;
-    mome_ctx *bc[64];
-    int32_t bt[64];
-    int bi[64], fresh[64], cancel[64];
+    int fresh[64], cancel[64];
     pthread_mutex_lock(&S->mu);
     for (;;) {
         while (!S->quit && S->n_running == 0 && !S->q_head) pthread_cond_wait(&S->work, &S->mu);
         if (S->quit && S->n_running == 0 && !S->q_head) break;
-        /* admit queued requests in arrival order, each into the free slot
-         * whose cache shares the longest prefix with it (a chat that goes
-         * on finds its earlier turns) */
-        int nf = 0;
-        while (S->q_head) {
-            srv_req *r = S->q_head;
-            int best = -1, best_keep = -1;
-            for (int i = 0; i < P; i++) {
-                const srv_slot *sl = &S->slots[i];
-                if (sl->req) continue;
-                const int keep = slot_keep(sl, r);
-                if (keep > best_keep) {
-                    best = i;
-                    best_keep = keep;
-                }
-            }
-            if (best < 0) break;
-            S->q_head = r->next;
-            if (!S->q_head) S->q_tail = NULL;
-            S->n_queued--;
-            if (r->cancel) {
-                r->state = REQ_DONE;
-                pthread_cond_broadcast(&r->cv);
-                req_unref_locked(r);
-                continue;
-            }
-            r->state = REQ_RUNNING;
-            S->slots[best].req = r;
-            S->n_running++;
-            S->m_prompt_tokens += (uint64_t)r->n_ids;
-            fresh[nf++] = best;
-        }
+        const int nf = admit_queued(S, fresh);
         for (int i = 0; i < P; i++) cancel[i] = S->slots[i].req && S->slots[i].req->cancel;
         pthread_mutex_unlock(&S->mu);
 
-        for (int k = 0; k < nf; k++) {
-            srv_slot *sl = &S->slots[fresh[k]];
-            if (cancel[fresh[k]]) continue;
-            if (slot_start(S, sl)) {
-                snprintf(sl->req->err, sizeof sl->req->err, "%s", mome_errmsg());
-                sl->finished = 1;
-            }
-        }
-        /* one chunk of every prompt being decoded */
-        for (int i = 0; i < P; i++) {
-            srv_slot *sl = &S->slots[i];
-            if (!sl->req || sl->finished || cancel[i] || sl->prefill < 0) continue;
-            if (slot_prefill(S, sl)) {
-                snprintf(sl->req->err, sizeof sl->req->err, "%s", mome_errmsg());
-                sl->finished = 1;
-            }
-        }
-        /* one token of every running slot in one forward pass */
-        int n = 0;
-        for (int i = 0; i < P; i++) {
-            srv_slot *sl = &S->slots[i];
-            if (sl->req && sl->pending && !sl->finished && !cancel[i]) {
-                bc[n] = sl->ctx;
-                bt[n] = sl->next;
-                bi[n++] = i;
-            }
-        }
-        if (n > 0) {
-            if (mome_decode_batch(bc, bt, n)) {
-                for (int k = 0; k < n; k++) {
-                    srv_slot *sl = &S->slots[bi[k]];
-                    snprintf(sl->req->err, sizeof sl->req->err, "%s", mome_errmsg());
-                    sl->finished = 1;
-                    sl->cache_mem = -2;
-                }
-            } else {
-                for (int k = 0; k < n; k++) slot_token(S, &S->slots[bi[k]], slot_sample(S, &S->slots[bi[k]]));
-            }
-        }
+        prefill_step(S, fresh, nf, cancel);
+        const int n = decode_step(S, cancel);
 
         pthread_mutex_lock(&S->mu);
         if (n > 0) {
