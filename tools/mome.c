@@ -655,6 +655,86 @@ static int cmd_run(int argc, char **argv) {
     return 0;
 }
 
+/* An interactive chat's conversation: the system message (kept by /reset)
+ * and the turns so far, and the tokens the context holds. */
+typedef struct chat_history {
+    mome_chat_msg *msgs;
+    int n, cap, keep;    /* keep: the system message, if any */
+    int32_t *cached;     /* the tokens in the context's cache */
+    int n_cached;
+} chat_history;
+
+static void history_add(chat_history *h, const char *role, char *content) {
+    if (h->n == h->cap) {
+        h->cap = h->cap ? 2 * h->cap : 64;
+        h->msgs = realloc(h->msgs, (size_t)h->cap * sizeof *h->msgs);
+        if (!h->msgs) die("out of memory");
+    }
+    if (!content) die("out of memory");
+    h->msgs[h->n++] = (mome_chat_msg){role, content};
+}
+
+/* Back to the system message alone, nothing cached. */
+static void history_reset(chat_history *h) {
+    for (int i = h->keep; i < h->n; i++) free((char *)h->msgs[i].content);
+    h->n = h->keep;
+    h->n_cached = 0;
+}
+
+/* The text of n tokens (malloc'd). */
+static char *detokenize(mome_model *m, const int32_t *ids, int n) {
+    size_t len = 0, cap = 256;
+    char *t = malloc(cap);
+    if (!t) die("out of memory");
+    for (int i = 0; i < n; i++) {
+        char buf[256];
+        const int k = mome_token_to_piece(m, ids[i], buf, sizeof buf, 0);
+        if (k < 0 || k > (int)sizeof buf) continue;
+        if (len + (size_t)k + 1 > cap) {
+            cap = 2 * (len + (size_t)k + 1);
+            if (!(t = realloc(t, cap))) die("out of memory");
+        }
+        memcpy(t + len, buf, (size_t)k);
+        len += (size_t)k;
+    }
+    t[len] = 0;
+    return t;
+}
+
+/* One turn: the user's line added, the conversation rendered and only what
+ * the cache lacks decoded, the answer generated (printed as it comes) and
+ * added as the assistant's message. A failed decode clears the history. */
+static void chat_turn(mome_model *m, gen_session *g, chat_history *h, const char *line) {
+    history_add(h, "user", strdup(line));
+    char *full = mome_chat_format(m, h->msgs, h->n, 1);
+    if (!full) die_lib("chat template");
+    int n;
+    int32_t *ids = tokenize(m, full, 1, 1, &n);
+    free(full);
+    int common = 0; /* the cached prefix is reused */
+    while (common < n && common < h->n_cached && ids[common] == h->cached[common]) common++;
+    if (common == n) common = n - 1;
+    if (mome_decode(g->c, ids + common, n - common, common, 0)) {
+        fprintf(stderr, "mome: %s; clearing the history\n", mome_errmsg());
+        free(ids);
+        history_reset(h);
+        return;
+    }
+    int32_t *gen;
+    int ng;
+    generate(m, g->c, g->s, V.n_predict, 0, &gen, &ng);
+    printf("\n");
+    fflush(stdout);
+    history_add(h, "assistant", detokenize(m, gen, ng));
+    free(h->cached);
+    if (!(h->cached = malloc((size_t)(n + ng) * sizeof *h->cached))) die("out of memory");
+    memcpy(h->cached, ids, (size_t)n * sizeof *ids);
+    memcpy(h->cached + n, gen, (size_t)ng * sizeof *gen);
+    h->n_cached = n + ng;
+    free(gen);
+    free(ids);
+}
+
 static int cmd_chat(int argc, char **argv) {
     gen_defaults(-1);
     parse_args(CMD_CHAT, argc, argv, NULL,
@@ -666,84 +746,27 @@ static int cmd_chat(int argc, char **argv) {
     char *system_owned;
     const char *system = chat_system(m, &system_owned);
     gen_session g = session_open(m);
-    mome_ctx *c = g.c;
-    mome_sampler *s = g.s;
-    int tty = isatty(0);
-    int cap_msgs = 64, n_msgs = 0;
-    mome_chat_msg *msgs = calloc((size_t)cap_msgs, sizeof *msgs);
-    if (system) msgs[n_msgs++] = (mome_chat_msg){"system", strdup(system)};
-    int32_t *cached = NULL;
-    int n_cached = 0;
+    chat_history h = {0};
+    if (system) history_add(&h, "system", strdup(system));
+    h.keep = h.n;
+    const int tty = isatty(0);
     char line[65536];
     if (tty) fprintf(stderr, "mome chat: ready. An empty line or Ctrl-D quits, /reset clears the history.\n");
     for (;;) {
-        if (tty) { fprintf(stderr, "> "); fflush(stderr); }
+        if (tty) {
+            fprintf(stderr, "> ");
+            fflush(stderr);
+        }
         if (!fgets(line, sizeof line, stdin)) break;
         size_t len = strlen(line);
         while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) break;
-        if (strcmp(line, "/reset") == 0) {
-            for (int i = system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
-            n_msgs = system ? 1 : 0;
-            n_cached = 0;
-            continue;
-        }
-        if (n_msgs + 2 > cap_msgs) {
-            cap_msgs *= 2;
-            msgs = realloc(msgs, (size_t)cap_msgs * sizeof *msgs);
-            if (!msgs) die("out of memory");
-        }
-        msgs[n_msgs++] = (mome_chat_msg){"user", strdup(line)};
-        char *full = mome_chat_format(m, msgs, n_msgs, 1);
-        if (!full) die_lib("chat template");
-        int n;
-        int32_t *ids = tokenize(m, full, 1, 1, &n);
-        free(full);
-        /* reuse the cached prefix */
-        int common = 0;
-        while (common < n && common < n_cached && ids[common] == cached[common]) common++;
-        if (common == n) common = n - 1;
-        if (mome_decode(c, ids + common, n - common, common, 0)) {
-            fprintf(stderr, "mome: %s; clearing the history\n", mome_errmsg());
-            n_cached = 0;
-            free(ids);
-            for (int i = system ? 1 : 0; i < n_msgs; i++) free((char *)msgs[i].content);
-            n_msgs = system ? 1 : 0;
-            continue;
-        }
-        int32_t *gen;
-        int ng;
-        generate(m, c, s, V.n_predict, 0, &gen, &ng);
-        printf("\n");
-        fflush(stdout);
-        /* the answer as text becomes the assistant message */
-        size_t alen = 0, acap = 256;
-        char *ans = malloc(acap);
-        for (int i = 0; i < ng; i++) {
-            char buf[256];
-            int k = mome_token_to_piece(m, gen[i], buf, sizeof buf, 0);
-            if (k < 0 || k > (int)sizeof buf) continue;
-            if (alen + (size_t)k + 1 > acap) {
-                acap = 2 * (alen + (size_t)k + 1);
-                ans = realloc(ans, acap);
-                if (!ans) die("out of memory");
-            }
-            memcpy(ans + alen, buf, (size_t)k);
-            alen += (size_t)k;
-        }
-        ans[alen] = 0;
-        msgs[n_msgs++] = (mome_chat_msg){"assistant", ans};
-        free(cached);
-        cached = malloc((size_t)(n + ng) * sizeof *cached);
-        memcpy(cached, ids, (size_t)n * sizeof *ids);
-        memcpy(cached + n, gen, (size_t)ng * sizeof *gen);
-        n_cached = n + ng;
-        free(gen);
-        free(ids);
+        if (strcmp(line, "/reset") == 0) history_reset(&h);
+        else chat_turn(m, &g, &h, line);
     }
-    for (int i = 0; i < n_msgs; i++) free((char *)msgs[i].content);
-    free(msgs);
-    free(cached);
+    for (int i = 0; i < h.n; i++) free((char *)h.msgs[i].content);
+    free(h.msgs);
+    free(h.cached);
     session_close(&g);
     free(system_owned);
     mome_model_free(m);
