@@ -727,7 +727,8 @@ static int same_subject(const mome_memory *mem, int a, int b) {
  * subject, which the question names, and reach the score threshold, the
  * one the relation check scores highest goes first (ties keep the order);
  * the others keep theirs. Returns the first's check when it read it (NAN:
- * not read). No check, or no sibling: nothing moves. */
+ * not read; when read, the first's subject check passed). No check, or no
+ * sibling: nothing moves. */
 static float rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int n, const mem_query *qt, float *scratch) {
     if (n < 2 || !qt || isnan(mem->ver_tau) || mem->ver_layer < 0) return NAN;
     const int f0 = idx[0];
@@ -772,7 +773,8 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     float *cs = q + 2 * (size_t)mem->n_embd;
     const float g0 = n > 0 ? mem_gate(mem, idx[0], last_c) : INFINITY;
     const float c0 = n > 0 && qt ? mem_cover(mem, idx[0], qt, cs) : INFINITY;
-    const int s0 = n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
+    /* a ranked sibling shares the subject whose check rank_siblings read (1) */
+    const int s0 = !isnan(vb) ? 1 : n > 0 ? mem_subject_check(mem, idx[0], qt) : -1;
     const float need = n > 0 ? mem_fact_margin(mem, idx[0]) : 0.0f;
     const float v0 = !isnan(vb) ? vb : n > 0 && qt ? mem_verify_query(mem, idx[0], qt, cs) : INFINITY;
     if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need, v0};
