@@ -198,15 +198,20 @@ static int parse_header(gguf_file *f, cursor *c) {
     return 0;
 }
 
-/* Whether the n names v (metadata keys or tensor names; v is sorted here)
- * hold a duplicate: 0, or the error naming it (what: "metadata key",
- * "tensor name"). */
-static int check_unique(const gguf_file *f, const gguf_str **v, uint64_t n, const char *what) {
+/* Whether n names (metadata keys or tensor names: the gguf_str at `first`
+ * and every `stride` bytes after it) hold a duplicate: 0, or the error
+ * naming it (what: "metadata key", "tensor name"). */
+static int check_unique(const gguf_file *f, const gguf_str *first, size_t stride, uint64_t n, const char *what) {
     char kb[96];
+    const gguf_str **v = malloc((size_t)(n ? n : 1) * sizeof *v);
+    if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
+    for (uint64_t i = 0; i < n; i++) v[i] = (const gguf_str *)((const char *)first + i * stride);
     const gguf_str *d = find_dup(v, n);
-    return d ? mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: duplicate %s '%s'", f->path, what,
-                                keyname(*d, kb, sizeof kb))
-             : 0;
+    const int rc = d ? mome_seterr_code(MOME_ERR_FORMAT, "%s: invalid GGUF: duplicate %s '%s'", f->path, what,
+                                        keyname(*d, kb, sizeof kb))
+                     : 0;
+    free(v);
+    return rc;
 }
 
 /* The metadata: every key/value pair, keys unique. */
@@ -225,12 +230,7 @@ static int parse_metadata(gguf_file *f, cursor *c) {
         int r = kv->type == GGUF_TYPE_ARRAY ? read_array(c, kv, kb) : read_value(c, kv, kb);
         if (r) return -1;
     }
-    const gguf_str **v = malloc((size_t)(f->n_kv ? f->n_kv : 1) * sizeof *v);
-    if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-    for (uint64_t i = 0; i < f->n_kv; i++) v[i] = &f->kv[i].key;
-    const int rc = check_unique(f, v, f->n_kv, "metadata key");
-    free(v);
-    return rc;
+    return check_unique(f, &f->kv[0].key, sizeof *f->kv, f->n_kv, "metadata key");
 }
 
 /* general.alignment: a u32 power of two up to 1 MiB, or the default. */
@@ -296,12 +296,7 @@ static int parse_tensor_infos(gguf_file *f, cursor *c) {
     if (!f->tensors) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
     for (uint64_t i = 0; i < f->n_tensors; i++)
         if (parse_tensor_info(f, c, i, &f->tensors[i])) return -1;
-    const gguf_str **v = malloc((size_t)(f->n_tensors ? f->n_tensors : 1) * sizeof *v);
-    if (!v) return mome_seterr_code(MOME_ERR_NOMEM, "%s: out of memory", f->path);
-    for (uint64_t i = 0; i < f->n_tensors; i++) v[i] = &f->tensors[i].name;
-    const int rc = check_unique(f, v, f->n_tensors, "tensor name");
-    free(v);
-    return rc;
+    return check_unique(f, &f->tensors[0].name, sizeof *f->tensors, f->n_tensors, "tensor name");
 }
 
 /* The data section, at the first multiple of the alignment after the

@@ -1025,6 +1025,11 @@ void mem_round_f16(mome_memory *m) {
     for (size_t i = 0; i < n; i++) m->val[i] = quant_f16_to_f32(quant_f32_to_f16(m->val[i]));
 }
 
+/* Whether the file carries the wording check's tokens / the relation
+ * check's states (a memory with facts and the check on). */
+static int saves_cover(const mome_memory *m) { return !isnan(m->cover_tau) && m->n_facts > 0; }
+static int saves_verify(const mome_memory *m) { return m->ver_layer >= 0 && m->n_facts > 0; }
+
 /* Buffers the writer refers to until the file is written (the f16 copies
  * and the answer counts). */
 typedef struct save_bufs {
@@ -1041,7 +1046,7 @@ typedef struct save_bufs {
  * and the routing settings. */
 static int save_header(gguf_writer *w, const mome_memory *m) {
     int rc;
-    const int mix = m->top_k > 1, cover = !isnan(m->cover_tau) && m->n_facts > 0;
+    const int mix = m->top_k > 1, cover = saves_cover(m);
     CK(gguf_writer_add_str(w, "general.architecture", MEM_ARCH));
     CK(gguf_writer_add_u32(w, "mome.version", cover ? MEM_VERSION_COVER : mix ? MEM_VERSION_MIX : MEM_VERSION));
     CK(gguf_writer_add_str(w, "mome.base.sha256", m->base_sha256));
@@ -1082,11 +1087,11 @@ static int save_fact_arrays(gguf_writer *w, const mome_memory *m, save_bufs *b) 
         CK(gguf_writer_add_arr(w, "mome.subject_len", GGUF_TYPE_INT32, m->subj_len, (uint64_t)n));
         CK(gguf_writer_add_arr(w, "mome.subject_text", GGUF_TYPE_UINT8, m->subj, (uint64_t)m->n_subj_total));
     }
-    if (!isnan(m->cover_tau) && n > 0) {
+    if (saves_cover(m)) {
         CK(gguf_writer_add_f32(w, "mome.cover_tau", m->cover_tau));
         CK(gguf_writer_add_arr(w, "mome.n_question_tokens", GGUF_TYPE_INT32, m->n_tok, (uint64_t)n));
     }
-    if (m->ver_layer >= 0 && n > 0) {
+    if (saves_verify(m)) {
         CK(gguf_writer_add_i32(w, "mome.verify_layer", m->ver_layer));
         CK(gguf_writer_add_f32(w, "mome.verify_tau", m->ver_tau));
         CK(gguf_writer_add_arr(w, "mome.n_verify", GGUF_TYPE_INT32, m->n_ver, (uint64_t)n));
@@ -1154,10 +1159,10 @@ static int save_tensors(gguf_writer *w, const mome_memory *m, int f16, const mem
         CK(save_tensor(w, "mem.alt_key_pool", C, m->n_alt_total, b->a16, MOME_DTYPE_F16, na * 2));
         CK(save_tensor(w, "mem.alt_key_last", C, m->n_alt_total, b->a16 + na, MOME_DTYPE_F16, na * 2));
     }
-    if (!isnan(m->cover_tau) && n > 0 && m->n_tok_total > 0)
+    if (saves_cover(m) && m->n_tok_total > 0)
         CK(save_tensor(w, "mem.question_tokens", C, m->n_tok_total, m->ktok, MOME_DTYPE_F16,
                        (size_t)(C * m->n_tok_total) * 2));
-    if (m->ver_layer >= 0 && n > 0) {
+    if (saves_verify(m)) {
         CK(save_tensor(w, "mem.verify_centre", C, 1, m->mu_ver, MOME_DTYPE_F32, (size_t)C * 4));
         if (m->n_ver_total > 0)
             CK(save_tensor(w, "mem.verify_states", C, m->n_ver_total, m->kver, MOME_DTYPE_F16,

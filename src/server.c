@@ -864,12 +864,8 @@ static int parse_field(srv_state *S, int kind, const cJSON *k, srv_req *r, req_f
     int64_t iv;
     if (kind == KIND_CHAT && !strcmp(n, "messages")) q->msgs = k;
     else if (kind == KIND_COMPLETION && !strcmp(n, "prompt")) q->prompt = k;
-    else if (is_null(k) && (!strcmp(n, "model") || !strcmp(n, "max_tokens") || !strcmp(n, "temperature") ||
-                            !strcmp(n, "top_p") || !strcmp(n, "seed") || !strcmp(n, "stream") ||
-                            !strcmp(n, "stream_options") || !strcmp(n, "stop") ||
-                            (kind == KIND_CHAT && !strcmp(n, "max_completion_tokens"))))
-        return 0;
     else if (!strcmp(n, "model")) {
+        if (is_null(k)) return 0;
         if (!cJSON_IsString(k)) return fail(e, 400, n, "invalid_type", "'model' must be a string");
         const int mi = find_model(S, k->valuestring);
         if (mi < 0)
@@ -878,32 +874,38 @@ static int parse_field(srv_state *S, int kind, const cJSON *k, srv_req *r, req_f
         r->mem = mi - 1;
         r->model_id = S->ids[mi];
     } else if (!strcmp(n, "max_tokens") || (kind == KIND_CHAT && !strcmp(n, "max_completion_tokens"))) {
+        if (is_null(k)) return 0;
         if (get_int(k, 1, (double)S->p->n_ctx, &iv))
             return fail(e, 400, n, "invalid_value", "'%s' must be an integer in [1, %d] (the context size per slot)", n,
                         S->p->n_ctx);
         q->max_tokens = iv;
     } else if (!strcmp(n, "temperature")) {
+        if (is_null(k)) return 0;
         if (!cJSON_IsNumber(k) || !(k->valuedouble >= 0 && k->valuedouble <= 2))
             return fail(e, 400, n, "invalid_value", "'temperature' must be a number in [0, 2]");
         r->temperature = (float)k->valuedouble;
     } else if (!strcmp(n, "top_p")) {
+        if (is_null(k)) return 0;
         if (!cJSON_IsNumber(k) || !(k->valuedouble > 0 && k->valuedouble <= 1))
             return fail(e, 400, n, "invalid_value", "'top_p' must be a number in (0, 1]");
         r->top_p = (float)k->valuedouble;
     } else if (!strcmp(n, "seed")) {
+        if (is_null(k)) return 0;
         if (get_int(k, -9007199254740992.0, 9007199254740992.0, &iv))
             return fail(e, 400, n, "invalid_value", "'seed' must be an integer");
         r->seed = (uint64_t)iv;
     } else if (!strcmp(n, "stream")) {
+        if (is_null(k)) return 0;
         if (!cJSON_IsBool(k)) return fail(e, 400, n, "invalid_type", "'stream' must be a boolean");
         r->stream = cJSON_IsTrue(k);
     } else if (!strcmp(n, "stream_options")) {
+        if (is_null(k)) return 0;
         const cJSON *u = cJSON_GetObjectItemCaseSensitive(k, "include_usage");
         if (!cJSON_IsObject(k) || (u && !cJSON_IsBool(u)) || cJSON_GetArraySize(k) != (u ? 1 : 0))
             return fail(e, 400, n, "invalid_value", "'stream_options' may only hold the boolean 'include_usage'");
         r->include_usage = u && cJSON_IsTrue(u);
     } else if (!strcmp(n, "stop"))
-        return parse_stop(k, r, e) ? -1 : 0;
+        return is_null(k) || !parse_stop(k, r, e) ? 0 : -1;
     else if (check_unsupported(k, e))
         return -1;
     return 0;
