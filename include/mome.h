@@ -139,8 +139,15 @@ typedef struct mome_tune_progress {
  * the measurements): the decision row's, centred on one mean (the check
  * before 2026-12-04); the decision row's, after taking away the fact's
  * subject centre and whitening; the mean over the question's tokens that are
- * not the subject's, the same way (the default). */
-typedef enum mome_verify_key { MOME_VERIFY_CENTRED, MOME_VERIFY_WHITENED, MOME_VERIFY_RELATION } mome_verify_key;
+ * not the subject's, the same way; the last state of the question read
+ * inside `This sentence : "Q" means in one word:"` (PromptEOL), the same
+ * way (the default). */
+typedef enum mome_verify_key {
+    MOME_VERIFY_CENTRED,
+    MOME_VERIFY_WHITENED,
+    MOME_VERIFY_RELATION,
+    MOME_VERIFY_MEANING
+} mome_verify_key;
 
 typedef struct mome_tune_params {
     const char *facts_path;
@@ -172,8 +179,8 @@ typedef struct mome_tune_params {
     float verify;              /* the relation check's threshold (memory.h): the question's state at
                                   block verify_layer must be near one of the fact's tuned contexts';
                                   NAN: no check (new memories) or the loaded memory's */
-    int verify_layer;          /* its block (-1: 7/15 of the blocks with the relation key, 14 of 30 on
-                                  SmolLM2; 3/5, 18 of 30, with the others) */
+    int verify_layer;          /* its block (-1: 13/15 of the blocks with the meaning key, 26 of 30 on
+                                  SmolLM2; 7/15 with the relation key; 3/5 with the others) */
     int verify_key;            /* the state a new memory's check compares (mome_verify_key) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */

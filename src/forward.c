@@ -568,7 +568,8 @@ static void decode_range(mome_ctx *c, int32_t pos0, int n, int logits_mode) {
 /* The relation check's state of a question (memory.h): x̂ at the input of
  * the memory's block ver_layer at the decision row of the question's content
  * tokens asked alone, as a fresh one-message chat (the template's user-open
- * marks, the content, the header), so that a system prompt or earlier turns
+ * marks, the content, the header; or inside the memory's own wrapper, with
+ * --verify-key meaning), so that a system prompt or earlier turns
  * leave it unchanged: measured on 100 zsRE facts with the state read in
  * place, 37% of questions behind an unseen system prompt passed the check
  * at the threshold that turns away 98.5% of other questions about the same
@@ -579,6 +580,9 @@ static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw,
     const mome_memory *mem = c->mem;
     if (!mem || mem->ver_layer < 0 || n < 1) return mome_seterr_code(MOME_ERR_ARG, "question state: no relation check or no question");
     const mem_marks *mk = &mem->mk;
+    const int wrap = mem->n_ver_open > 0; /* the check's own text around the question, or the chat's marks */
+    const int32_t *open = wrap ? mem->ver_open : mk->user_open, *close = wrap ? mem->ver_close : mk->head;
+    const int n_open = wrap ? mem->n_ver_open : mk->n_user_open, n_close = wrap ? mem->n_ver_close : mk->n_head;
     const int C = c->m->hp.n_embd, cap = MEM_QUESTION_TOKENS + 2 * MEM_MAX_MARK;
     if (!c->qctx) {
         mome_ctx_params qp = {cap, cap, c->n_threads, c->f32_matmul};
@@ -592,18 +596,18 @@ static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw,
         n = MEM_QUESTION_TOKENS;
     }
     int len = 0;
-    memcpy(q->tokens, mk->user_open, (size_t)mk->n_user_open * sizeof(int32_t));
-    len += mk->n_user_open;
+    memcpy(q->tokens, open, (size_t)n_open * sizeof(int32_t));
+    len += n_open;
     memcpy(q->tokens + len, content, (size_t)n * sizeof(int32_t));
     len += n;
-    memcpy(q->tokens + len, mk->head, (size_t)mk->n_head * sizeof(int32_t));
-    len += mk->n_head;
+    memcpy(q->tokens + len, close, (size_t)n_close * sizeof(int32_t));
+    len += n_close;
     q->capture_layer = q->stop_layer = mem->ver_layer;
     decode_range(q, 0, len, 0);
     q->n_past = 0; /* its K/V above ver_layer were never written */
     memcpy(raw, q->capture + (size_t)(len - 1) * C, (size_t)C * sizeof(float));
     if (rows) /* the content tokens' (the last MEM_QUESTION_TOKENS) */
-        memcpy(rows, q->capture + (size_t)mk->n_user_open * C, (size_t)n * C * sizeof(float));
+        memcpy(rows, q->capture + (size_t)n_open * C, (size_t)n * C * sizeof(float));
     return MOME_OK;
 }
 
@@ -640,7 +644,7 @@ static int question_states(mome_ctx *c, int32_t pos0, int n) {
         mem_pos *ps = &c->mpos[p];
         if (!mem_pos_next(mem, c->mpos, c->tokens, p, ps)) continue;
         const int nu = mem->mk.n_user_open, nq = ps->span1 - ps->span0;
-        int opens = ps->span0 == nu && nq <= MEM_QUESTION_TOKENS && (!mem->ver_pool || ps->span0 >= pos0);
+        int opens = ps->span0 == nu && nq <= MEM_QUESTION_TOKENS && (!mem->ver_pool || ps->span0 >= pos0) && mem->n_ver_open == 0;
         for (int i = 0; i < nu && opens; i++) opens = c->tokens[i] == mem->mk.user_open[i];
         if (opens) {
             c->vrows[(size_t)p * C] = NAN;

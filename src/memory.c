@@ -262,15 +262,34 @@ int mem_add_alt_key(mome_memory *mem, int f, const float *kpool, const float *kl
 
 /* ------------------------------------------------------ relation check */
 
+/* The last block the check may read: read in place, its state must be
+ * taken before the values join; read in a wrapper, it has a pass of its own. */
+static int ver_layer_max(const mome_memory *mem) { return mem->n_ver_open > 0 ? mem->n_layer - 1 : mem->value_layer - 1; }
+
 int mem_verify_init(mome_memory *mem, int layer, float tau) {
-    if (layer < 1 || layer >= mem->value_layer || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
+    if (layer < 1 || layer > ver_layer_max(mem) || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
         return mome_seterr_code(MOME_ERR_ARG, "memory: relation check at block %d (1..%d) with threshold %g ([-1, 1])", layer,
-                                mem->value_layer - 1, (double)tau);
+                                ver_layer_max(mem), (double)tau);
     if (mem->n_ver_total > 0 && layer != mem->ver_layer)
         return mome_seterr_code(MOME_ERR_ARG, "memory: its relation check reads block %d, not %d", mem->ver_layer, layer);
     if (!mem->mu_ver && !(mem->mu_ver = mome_calloc((size_t)mem->n_embd, sizeof(float)))) return MOME_ERR_NOMEM;
     mem->ver_layer = layer;
     mem->ver_tau = tau;
+    return 0;
+}
+
+int mem_set_verify_wrap(mome_memory *mem, const int32_t *open, int n_open, const int32_t *close, int n_close) {
+    if (mem->n_ver_total > 0 || n_open < 1 || n_open > MEM_MAX_MARK || n_close < 1 || n_close > MEM_MAX_MARK)
+        return mome_seterr_code(MOME_ERR_ARG, "memory: the check's wrapper has %d and %d tokens (1..%d each, before any state)",
+                                n_open, n_close, MEM_MAX_MARK);
+    for (int i = 0; i < n_open + n_close; i++) {
+        const int32_t t = i < n_open ? open[i] : close[i - n_open];
+        if (t < 0 || t >= mem->n_vocab) return mome_seterr_code(MOME_ERR_ARG, "memory: the check's wrapper token %d is out of range", t);
+    }
+    memcpy(mem->ver_open, open, (size_t)n_open * sizeof(int32_t));
+    memcpy(mem->ver_close, close, (size_t)n_close * sizeof(int32_t));
+    mem->n_ver_open = n_open;
+    mem->n_ver_close = n_close;
     return 0;
 }
 
@@ -1096,6 +1115,10 @@ static int save_fact_arrays(gguf_writer *w, const mome_memory *m, save_bufs *b) 
         CK(gguf_writer_add_f32(w, "mome.verify_tau", m->ver_tau));
         CK(gguf_writer_add_arr(w, "mome.n_verify", GGUF_TYPE_INT32, m->n_ver, (uint64_t)n));
         if (m->ver_pool) CK(gguf_writer_add_i32(w, "mome.verify_relation", 1));
+        if (m->n_ver_open > 0) {
+            CK(gguf_writer_add_arr(w, "mome.verify_open", GGUF_TYPE_INT32, m->ver_open, (uint64_t)m->n_ver_open));
+            CK(gguf_writer_add_arr(w, "mome.verify_close", GGUF_TYPE_INT32, m->ver_close, (uint64_t)m->n_ver_close));
+        }
     }
     return 0;
 }
@@ -1280,6 +1303,24 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
     return mem_update_tok_centre(m);
 }
 
+/* The wrapper the check reads questions in, when the file has one (both
+ * arrays or neither). */
+static int load_verify_wrap(const gguf_file *f, mome_memory *m) {
+    const gguf_kv *o, *c;
+    const int ro = gguf_get_arr(f, "mome.verify_open", GGUF_TYPE_INT32, &o), rc = gguf_get_arr(f, "mome.verify_close", GGUF_TYPE_INT32, &c);
+    if (ro == 0 && rc == 0) return 0;
+    if (ro != 1 || rc != 1 || o->n < 1 || o->n > MEM_MAX_MARK || c->n < 1 || c->n > MEM_MAX_MARK)
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.verify_open / mome.verify_close missing, mistyped or not 1..%d tokens",
+                                f->path, MEM_MAX_MARK);
+    int32_t open[MEM_MAX_MARK], close[MEM_MAX_MARK];
+    memcpy(open, o->data, (size_t)o->n * 4);
+    memcpy(close, c->data, (size_t)c->n * 4);
+    if (mem_set_verify_wrap(m, open, (int)o->n, close, (int)c->n))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.verify_open / mome.verify_close hold a token outside the vocabulary (%d)",
+                                f->path, m->n_vocab);
+    return 0;
+}
+
 /* The relation check, when the file has one: its block and threshold, the
  * state count of each fact (checked before anything is sized by them), the
  * centre and the states. */
@@ -1291,9 +1332,11 @@ static int load_verify(const gguf_file *f, mome_memory *m) {
     float tau;
     const gguf_kv *nv;
     if (r < 0 || get_req_f32(f, "mome.verify_tau", &tau)) return MOME_ERR_FORMAT;
-    if (layer < 1 || layer >= m->value_layer || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
+    int rc = load_verify_wrap(f, m);
+    if (rc) return rc;
+    if (layer < 1 || layer > ver_layer_max(m) || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: relation check at block %d (1..%d) with threshold %g ([-1, 1])", f->path,
-                                layer, m->value_layer - 1, (double)tau);
+                                layer, ver_layer_max(m), (double)tau);
     if (gguf_get_arr(f, "mome.n_verify", GGUF_TYPE_INT32, &nv) != 1 || nv->n != (uint64_t)nf)
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.n_verify missing, mistyped or not one per fact (%d)", f->path, nf);
     int64_t tot = 0;
@@ -1304,8 +1347,7 @@ static int load_verify(const gguf_file *f, mome_memory *m) {
             return mome_seterr_code(MOME_ERR_FORMAT, "%s: fact %d keeps %d relation-check states (0..%d)", f->path, i, k, MEM_MAX_VER);
         tot += k;
     }
-    int rc = mem_verify_init(m, layer, tau);
-    if (rc) return rc;
+    if ((rc = mem_verify_init(m, layer, tau))) return rc;
     if ((rc = read_tensor(f, "mem.verify_centre", C, 1, 0, m->mu_ver))) return rc;
     if (tot > 0 && (rc = read_f16_rows(f, "mem.verify_states", C, tot, &m->kver))) return rc;
     int64_t off = 0;

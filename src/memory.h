@@ -217,7 +217,14 @@
  * at 99% of same-subject questions and every zsRE loc left alone: relation
  * feature 0.720 at block 18, 0.730 at block 14, so the relation key reads
  * block 7L/15 (14 of 30; 22% less work per question pass) and the others
- * 3L/5.
+ * 3L/5. The meaning key (mome tune --verify-key meaning; ver_open /
+ * ver_close) reads the question inside `This sentence : "Q" means in one
+ * word:"` (PromptEOL: the state that predicts a one-word summary of the
+ * sentence) at its last token, block 13L/15 (26 of 30): 998 zsRE facts, the
+ * same replay, 0.816 of rewordings at same-subject 0.990 (`loc` 0.999),
+ * 0.791 at 0.991 with score >= 0.6 (`loc` 1.000); 100 facts 0.89 at 0.99.
+ * Its pass is its own (never read in place) and runs 26 blocks, so the
+ * check's block may lie above the value block.
  * Facts without a subject use c_f = mu_ver (the mean over the
  * tuned facts' states and the tuner's unrelated questions'); a memory
  * without W (mome tune --verify-key centred, files before 2026-12-04) uses
@@ -318,6 +325,9 @@ struct mome_memory {
     int64_t n_ver_total, cap_ver;
     int32_t ver_last;                  /* the fact the last states went to (-1: none) */
     int32_t ver_pool;                  /* 1: the state is the relation feature (mem_relation_feature), 0: the decision row's */
+    int32_t ver_open[MEM_MAX_MARK];    /* the text the check reads the question in (n_ver_open 0: the chat's own */
+    int32_t ver_close[MEM_MAX_MARK];   /* marks, mk; --verify-key meaning: This sentence : "Q" means in one word:") */
+    int32_t n_ver_open, n_ver_close;
     float *ver_w;                      /* (C, C) symmetric whitening W (NULL: none, every fact centred with mu_ver) */
     uint16_t *ver_ctr;                 /* (cap_facts, C) each fact's centre with W, f16 (NULL with ver_w) */
     mem_marks mk;
@@ -416,6 +426,10 @@ int mem_subject_check(const mome_memory *mem, int f, const mem_query *q);
  * with threshold tau (NAN: states kept, no check), for a memory without
  * states yet. */
 int mem_verify_init(mome_memory *mem, int layer, float tau);
+/* Read the check's question between open and close instead of the chat's
+ * marks (before any state is kept; 1..MEM_MAX_MARK tokens each). The pass
+ * then never reads in place, so the check's block may be any below the last. */
+int mem_set_verify_wrap(mome_memory *mem, const int32_t *open, int n_open, const int32_t *close, int n_close);
 /* Stores fact f's states x̂ (n, C; n <= MEM_MAX_VER; f16 as the file keeps
  * them); facts get theirs in order (f after the last fact given some), once. */
 int mem_set_fact_verify(mome_memory *mem, int f, const float *rows, int n);

@@ -1377,6 +1377,87 @@ static void test_verify(void) {
     mome_model_free(m);
 }
 
+/* The meaning key's wrapper (mem_set_verify_wrap, mome tune --verify-key
+ * meaning): the check reads the question inside the memory's own text, in a
+ * pass of its own (never in place), so its state is the last token's of
+ * open + the question's tokens + close, checked against a plain decode of
+ * those tokens; the same bits alone, behind a system prompt and after an
+ * exchange; a block at or above the value block only with the wrapper; the
+ * wrapper round trips, and a token outside the vocabulary is refused. */
+static void test_verify_wrap(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd, V = m->hp.n_vocab;
+    mome_memory *mem = NULL;
+    REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new");
+    int32_t open[MEM_MAX_MARK + 1], close[MEM_MAX_MARK];
+    const int no = mome_tokenize(m, "This sentence : \"", 17, open, MEM_MAX_MARK, 0, 0);
+    const int nc = mome_tokenize(m, "\" means in one word:\"", 21, close, MEM_MAX_MARK, 0, 0);
+    REQUIRE(no > 0 && no <= MEM_MAX_MARK && nc > 0 && nc <= MEM_MAX_MARK, "wrapper tokens (%d, %d)", no, nc);
+    CHECK(mem_verify_init(mem, 26, 0.9f) != 0, "without the wrapper the check stays below the value block");
+    const int32_t bad = V;
+    CHECK(mem_set_verify_wrap(mem, open, 0, close, nc) != 0 && mem_set_verify_wrap(mem, open, no, &bad, 1) != 0 &&
+              mem_set_verify_wrap(mem, open, MEM_MAX_MARK + 1, close, nc) != 0 && mem->n_ver_open == 0,
+          "an empty or too long wrapper, or a token outside the vocabulary, is refused and changes nothing");
+    REQUIRE(mem_set_verify_wrap(mem, open, no, close, nc) == 0 && mem_verify_init(mem, 26, 0.9f) == 0, "wrap: %s", mome_errmsg());
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    mome_ctx_params cp = mome_ctx_default_params();
+    cp.n_ctx = 256;
+    mome_ctx *c = NULL, *d = NULL;
+    REQUIRE(mome_ctx_init(m, &cp, &c) == 0 && mome_ctx_set_memory(c, mem) == 0 && mome_ctx_init(m, &cp, &d) == 0, "ctx");
+    float *st = malloc(sizeof(float) * (size_t)4 * C);
+    REQUIRE(st, "oom");
+    const char *own = "What is the code of Austria?";
+    const mome_chat_msg alone[] = {{"user", own}};
+    const mome_chat_msg sys[] = {{"system", "You are terse."}, {"user", own}};
+    const mome_chat_msg turn[] = {{"user", "Hi."}, {"assistant", "Hello."}, {"user", own}};
+    REQUIRE(engine_state(c, alone, 1, st) >= 0 && engine_state(c, sys, 2, st + C) >= 0 && engine_state(c, turn, 3, st + 2 * C) >= 0,
+            "every prompt has a decision row: %s", mome_errmsg());
+    CHECK(!memcmp(st, st + C, sizeof(float) * C) && !memcmp(st, st + 2 * C, sizeof(float) * C),
+          "the wrapped question's state is the same bits alone, behind a system prompt and after an exchange");
+    /* independently: decode open + content + close without a memory, the input of block 26 at the last token */
+    int32_t *qi = NULL, s0 = -1, s1 = -1;
+    const int nq = prompt_ids(m, alone, 1, &qi);
+    REQUIRE(nq > 0 && mem_find_question(mem, qi, nq, &s0, &s1) == nq - 1 && s1 > s0, "the question's span");
+    int32_t toks[64];
+    const int n = no + (s1 - s0) + nc;
+    REQUIRE(n <= 64, "wrapped length");
+    memcpy(toks, open, sizeof(int32_t) * no);
+    memcpy(toks + no, qi + s0, sizeof(int32_t) * (s1 - s0));
+    memcpy(toks + no + (s1 - s0), close, sizeof(int32_t) * nc);
+    REQUIRE((d->capture = malloc(sizeof(float) * (size_t)n * C)), "oom");
+    d->capture_layer = 26;
+    REQUIRE(mome_decode(d, toks, n, 0, 0) == 0, "decode: %s", mome_errmsg());
+    mem_rms_normalize(d->capture + (size_t)(n - 1) * C, st + 3 * C, C);
+    free(d->capture); /* the caller's buffer */
+    d->capture = NULL;
+    double worst = 0;
+    for (int i = 0; i < C; i++) worst = fmax(worst, fabs(st[3 * C + i] - st[i]));
+    CHECK(worst < 1e-4, "it is the last token's state of a plain decode of the wrapped question (max diff %.2e)", worst);
+    /* round trip, and a patched token */
+    float *keys = random_keys(2, C, 91);
+    const int32_t ans[2] = {5, 6};
+    REQUIRE(keys && mem_add_fact(mem, keys, keys + C, ans, 2) == 0 && mem_set_fact_verify(mem, 0, st, 1) == 0, "fact");
+    char path[64];
+    REQUIRE(temp_file(path, "wrap") == 0, "mkstemp");
+    mome_memory *l = NULL;
+    REQUIRE(save_load(mem, path, 1, m, &l) == 0, "save / load: %s", mome_errmsg());
+    CHECK(l->ver_layer == 26 && l->n_ver_open == no && l->n_ver_close == nc && !memcmp(l->ver_open, open, sizeof(int32_t) * no) &&
+              !memcmp(l->ver_close, close, sizeof(int32_t) * nc) && !l->ver_pool,
+          "the wrapper and its block round trip");
+    mome_memory_free(l);
+    l = NULL;
+    REQUIRE(patch_key(path, "mome.verify_close", V) == 0, "patch");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "outside the vocabulary"),
+          "a wrapper token outside the vocabulary is refused: '%s'", mome_errmsg());
+    unlink(path);
+    free(st); free(keys); free(qi);
+    mome_ctx_free(c);
+    mome_ctx_free(d);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
+
 /* The relation feature (mem_relation_feature): the mean x̂ over the tokens
  * that do not spell the subject, against brute force; in the engine, the
  * same bits whether the question opens the context (read in place) or
@@ -1782,6 +1863,7 @@ int main(void) {
     RUN(test_hostile_files);
     RUN(test_siblings);
     RUN(test_verify);
+    RUN(test_verify_wrap);
     RUN(test_whiten);
     RUN(test_relation_feature);
     return test_summary();

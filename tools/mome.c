@@ -200,14 +200,15 @@ static const arg_opt OPTS[] = {
              "the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
-     .help = "the block whose input the relation check reads (below --layer)", .def = "7/15 of the blocks with --verify-key relation, else 3/5"},
-    {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation"),
+     .help = "the block whose input the relation check reads (below --layer)", .def = "7/15 of the blocks with --verify-key relation, 13/15 with meaning, else 3/5"},
+    {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation|meaning"),
      .help = "the state the relation check compares: relation, the mean over the question's tokens that "
-             "are not its subject's; last, the state at the end of the question; both after taking away "
-             "the fact's subject centre (8 other questions about its subject) and whitening with their "
-             "spread; centred, the state at the end centred on one mean (the check before 2026-12-04). A "
-             "new memory's choice, kept when facts are added",
-     .def = "relation"},
+             "are not its subject's; last, the state at the end of the question; meaning, the state at the "
+             "end of 'This sentence : \"QUESTION\" means in one word:\"'; each after taking away the fact's "
+             "subject centre (8 other questions about its subject) and whitening with their spread; centred, "
+             "the state at the end centred on one mean (the check before 2026-12-04). A new memory's choice, "
+             "kept when facts are added",
+     .def = "meaning"},
     {CMD_TUNE, "--top-k", "K", ARG_INT(&V.tune.top_k, 1, 64),
      .help = "a question mixes the values of up to K facts, 1..64: the K best by key score, weighted "
              "softmax(score / T); the memory speaks when the best fact is selected, the others join when they "

@@ -169,12 +169,12 @@ EOF
         then ok "--verify: every trained question, context and variant verifies at > 0.999 and selects its fact"
         else bad "--verify outputs"; fi
     fi
-    # the relation key (default) reads block 7L/15 of the model's L
+    # the meaning key (default) reads block 13L/15 of the model's L, in its wrapper
     nl=$($MOME info "$MODEL" 2>/dev/null | awk '$1 ~ /\.block_count$/ {print $3; exit}')
     vl=$($MOME info "$tmp/v.mome" 2>/dev/null | awk '$1 == "mome.verify_layer" {print $3}')
-    vk=$($MOME info "$tmp/v.mome" 2>/dev/null | awk '$1 == "mome.verify_relation" {print $3}')
-    if [ -n "$nl" ] && [ "$vl" = "$((7 * nl / 15))" ] && [ "$vk" = 1 ]; then ok "--verify: the relation key at block $vl of $nl"
-    else bad "--verify: block '$vl' of '$nl', relation key '$vk'"; fi
+    if [ -n "$nl" ] && [ "$vl" = "$((13 * nl / 15))" ] && $MOME info "$tmp/v.mome" 2>/dev/null | grep -q "mome.verify_open"
+    then ok "--verify: the meaning key at block $vl of $nl"
+    else bad "--verify: block '$vl' of '$nl', or no wrapper (mome.verify_open)"; fi
     $MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 --no-context --no-variants -t 2 --verify 1 \
         --json >"$tmp/j" 2>"$tmp/e"
     r=$(field recall "$tmp/j")
@@ -182,6 +182,28 @@ EOF
     case "$r" in 0.*) ok "eval --verify 1 overrides the memory's threshold (recall $r)";;
         *) bad "eval --verify 1: '$r' $(tail -1 "$tmp/e")";; esac
 else bad "tune --verify: $(tail -2 "$tmp/log")"; fi
+
+# the relation key: the mean state over the question's words that are not
+# its subject's, at block 7L/15, read in place when the question opens the
+# context; every trained question, context and variant keeps its fact
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/vm.mome" --verify 0.6 --verify-key relation -t 2 2>"$tmp/log"; then
+    $MOME eval -m "$MODEL" --memory "$tmp/vm.mome" --facts $A --max-facts 3 -t 2 --outputs "$tmp/vm.jsonl" --json \
+        >"$tmp/j" 2>"$tmp/e"
+    rc=$?
+    r=$(field recall "$tmp/j"); cr=$(field context_recall "$tmp/j"); vr=$(field variant_recall "$tmp/j")
+    nl=$($MOME info "$MODEL" 2>/dev/null | awk '$1 ~ /\.block_count$/ {print $3; exit}')
+    vl=$($MOME info "$tmp/vm.mome" 2>/dev/null | awk '$1 == "mome.verify_layer" {print $3}')
+    if [ $rc -eq 0 ] && [ "$r" = "1.000000" ] && [ "$cr" = "1.000000" ] && [ "$vr" = "1.000000" ] &&
+        [ -n "$nl" ] && [ "$vl" = "$((7 * nl / 15))" ] &&
+        [ "$($MOME info "$tmp/vm.mome" 2>/dev/null | awk '$1 == "mome.verify_relation" {print $3}')" = 1 ] &&
+        { [ -z "$PY" ] || $PY -c '
+import json, sys
+n = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+asked = [o for o in n if o["kind"] in ("recall", "context", "variant")]
+assert len(asked) == 3 * 8 and all(o["route"]["verify"] > 0.999 and o["route"]["fact"] == o["fact"] for o in asked), asked' "$tmp/vm.jsonl"; }
+    then ok "--verify-key relation: block $vl of $nl, recall $r, context_recall $cr, variant_recall $vr, each verifies at > 0.999"
+    else bad "--verify-key relation (rc=$rc): block '$vl' of '$nl', recall '$r' context '$cr' variants '$vr' $(tail -1 "$tmp/e")"; fi
+else bad "tune --verify-key relation: $(tail -2 "$tmp/log")"; fi
 
 # the relation check with two facts per subject (interleaved, so the tuner's
 # per-subject centre is shared across the file): every trained question,
