@@ -1,7 +1,9 @@
 """relation_common.py - what the relation-check studies (relation_features.py,
 relation_whiten.py) share with the engine: the wordings of a question the check
 stores (src/tune.c keeps each once: as given, lower case, without its final
-mark, with doubled spaces).  unique=False keeps all 4 (a repeated wording
+mark, with doubled spaces), the same-subject questions bench_generalization.sh
+asks (SAME, two per fact) and the tuner's subject-centre templates (CENTRE:
+relation_templates[0, 2, .., 14] in src/tune.c).  unique=False keeps all 4 (a repeated wording
 does not change a best cosine, and a study can stack them as 4 rows)."""
 
 
@@ -11,3 +13,44 @@ def wordings(q, unique=True):
         w.append(q[:-1])
     w.append(q.replace(" ", "  "))
     return list(dict.fromkeys(w)) if unique else w
+
+
+SAME = ["Who owns %s?", "What is the official website of %s?", "Where did %s die?",
+        "What award did %s receive?", "Who is married to %s?", "What is %s made of?"]
+CENTRE = ["What is the population of %s?", "Who founded %s?", "What is %s known for?", "What is the currency of %s?",
+          "How big is %s?", "When was %s born?", "Who created %s?", "What is the climate like in %s?"]
+
+
+def check_scores(X, whiten=True, ridge=0.1):
+    """The relation check's scores of one state, as the engine computes them
+    (memory.h): X is F x 15 x C per fact (0-3 its stored wordings, 4 its
+    rephrase, 5-6 two same-subject questions, 7-14 its CENTRE questions).
+    Whitened: take away the fact's subject centre (mean of its CENTRE rows)
+    and whiten with W = (S + ridge mean(eig S) I)^(-1/2), S their spread
+    around the centres pooled over the facts; else centre on the mean of
+    the stored wordings. A question scores the best cosine to its fact's
+    stored wordings. Returns (rephrase scores F, same-subject scores F x 2)."""
+    import torch
+    F, C = X.shape[0], X.shape[-1]
+    tm = X[:, 7:15]
+    if whiten:
+        ctr = tm.mean(1)
+        D = (tm - ctr[:, None]).reshape(-1, C)
+        ev, evec = torch.linalg.eigh(D.T @ D / D.shape[0])
+        ev = ev.clamp(min=0)
+        W = evec @ torch.diag((ev + ridge * ev.mean()) ** -0.5) @ evec.T
+    else:
+        W = torch.eye(C)
+        ctr = X[:, 0:4].reshape(-1, C).mean(0).expand(F, -1)
+    f = lambda v: torch.nn.functional.normalize((v - ctr[:, None]) @ W, dim=-1)
+    S = f(X[:, 0:4])
+    g = lambda q: (f(q)[:, :, None] * S[:, None]).sum(-1).max(-1).values
+    return g(X[:, 4:5])[:, 0], g(X[:, 5:7])
+
+
+def frontier_row(name, pos, neg):
+    """A table row: the share of rewordings (pos) passing the threshold that
+    turns away 95 / 97 / 98 / 99% of the same-subject questions (neg), and the AUC."""
+    s = neg.flatten().sort().values
+    cells = ["%.3f" % (pos > s[min(len(s) - 1, int(q * len(s)))]).float().mean() for q in (0.95, 0.97, 0.98, 0.99)]
+    return "| %s | %s | %.3f |" % (name, " | ".join(cells), (pos[:, None, None] > neg[None]).float().mean())

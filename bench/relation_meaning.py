@@ -30,14 +30,10 @@ if len(sys.argv) != 3: sys.exit(__doc__)
 import torch  # after the usage: it lives in the peers' venv
 torch.set_num_threads(int(os.environ.get("THREADS", "2")))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from relation_common import wordings
+from relation_common import wordings, check_scores, frontier_row, SAME, CENTRE
 M = os.environ.get("HF_MODEL", "build/peers/SmolLM2-135M-Instruct")
 N = int(sys.argv[1]); OUT = "/tmp/relation_meaning_%d.pt" % N
 facts = [x for x in json.load(open(sys.argv[2])) if x.get("alt")][:N]
-SAME = ["Who owns %s?", "What is the official website of %s?", "Where did %s die?",
-        "What award did %s receive?", "Who is married to %s?", "What is %s made of?"]
-CENTRE = ["What is the population of %s?", "Who founded %s?", "What is %s known for?", "What is the currency of %s?",
-          "How big is %s?", "When was %s born?", "Who created %s?", "What is the climate like in %s?"]
 WRAP = {"meaning": ('This sentence : "', '" means in one word:"'),
         "question": ('This question : "', '" means in one word:"'),
         "asks": ('This question : "', '" asks for one thing, in one word:"')}
@@ -63,21 +59,8 @@ if not os.path.exists(OUT):
     torch.save({"names": NAMES, "states": torch.stack(rec)}, OUT)
 D = torch.load(OUT); NAMES, R = D["names"], D["states"].float()  # F x 15 x names x L x C
 F = R.shape[0]
-def score(X):  # X: F x 15 x C; 0-3 stored, 4 rephrase, 5-6 same subject, 7-14 centre templates
-    C = X.shape[-1]
-    tm = X[:, 7:15]; ctr = tm.mean(1)
-    Dv = (tm - ctr[:, None]).reshape(-1, C)
-    ev, evec = torch.linalg.eigh(Dv.T @ Dv / Dv.shape[0])
-    W = evec @ torch.diag((ev.clamp(min=0) + RIDGE * ev.clamp(min=0).mean()) ** -0.5) @ evec.T
-    f = lambda v: torch.nn.functional.normalize((v - ctr[:, None]) @ W, dim=-1)
-    S = f(X[:, 0:4])
-    g = lambda q: (f(q)[:, :, None] * S[:, None]).sum(-1).max(-1).values
-    return g(X[:, 4:5])[:, 0], g(X[:, 5:7])
 print("| wrapper @block (%d facts, %d same-subject questions) | 95%% | 97%% | 98%% | 99%% | AUC |" % (F, 2 * F))
 print("|---|---:|---:|---:|---:|---:|")
 for k, n in enumerate(NAMES):
     for li, L in enumerate(LAY):
-        pos, neg = score(R[:, :, k, li])
-        s = neg.flatten().sort().values
-        cells = ["%.3f" % (pos > s[min(len(s) - 1, int(q * len(s)))]).float().mean() for q in (0.95, 0.97, 0.98, 0.99)]
-        print("| %s @%d | %s | %.3f |" % (n, L, " | ".join(cells), (pos[:, None, None] > neg[None]).float().mean()))
+        print(frontier_row("%s @%d" % (n, L), *check_scores(R[:, :, k, li], ridge=RIDGE)))

@@ -32,13 +32,9 @@ torch.set_num_threads(int(os.environ.get("THREADS", "1")))
 M = os.environ.get("HF_MODEL", "build/peers/SmolLM2-135M-Instruct")
 N = int(sys.argv[1]); OUT = "/tmp/relation_whiten_%d.pt" % N
 facts = [x for x in json.load(open(sys.argv[2])) if x.get("alt")][:N]
-SAME = ["Who owns %s?", "What is the official website of %s?", "Where did %s die?",
-        "What award did %s receive?", "Who is married to %s?", "What is %s made of?"]
-CENTRE = ["What is the population of %s?", "Who founded %s?", "What is %s known for?", "What is the currency of %s?",
-          "How big is %s?", "When was %s born?", "Who created %s?", "What is the climate like in %s?"]
 LAY = [12, 14, 16, 18]
 RIDGE = float(os.environ.get("RIDGE", "0.1"))
-from relation_common import wordings  # beside this script
+from relation_common import wordings, check_scores, frontier_row, SAME, CENTRE  # beside this script
 if not os.path.exists(OUT):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(M)
@@ -69,27 +65,10 @@ if not os.path.exists(OUT):
     torch.save(torch.stack(rec), OUT)
 R = torch.load(OUT).float()  # F x 15 x 2 x L x C: 4 stored, rephrase, 2 same subject, 8 centre templates
 F = R.shape[0]
-def score(kind, L, whiten):
-    X = R[:, :, kind, LAY.index(L)]; C = X.shape[-1]
-    tm = X[:, 7:15]; ms = tm.mean(1)
-    if whiten:
-        D = (tm - ms[:, None]).reshape(-1, C)
-        ev, evec = torch.linalg.eigh(D.T @ D / D.shape[0])
-        W = evec @ torch.diag((ev.clamp(min=0) + RIDGE * ev.clamp(min=0).mean()) ** -0.5) @ evec.T
-        ctr = ms
-    else:
-        W = torch.eye(C); ctr = X[:, 0:4].reshape(-1, C).mean(0).expand(F, -1)
-    f = lambda v: torch.nn.functional.normalize((v - ctr[:, None]) @ W, dim=-1)
-    S = f(X[:, 0:4])
-    g = lambda q: (f(q)[:, :, None] * S[:, None]).sum(-1).max(-1).values
-    return g(X[:, 4:5])[:, 0], g(X[:, 5:7])
 print("| state, comparison (%d facts, %d same-subject questions) | 95%% | 97%% | 98%% | 99%% | AUC |" % (F, 2 * F))
 print("|---|---:|---:|---:|---:|---:|")
 for kind, kn in ((0, "last token"), (1, "relation (non-subject mean)")):
     for L in LAY:
         for wh, wn in ((0, "centred"), (1, "subject centre + whitened")):
-            pos, neg = score(kind, L, wh)
-            n = neg.flatten().sort().values
-            cells = ["%.3f" % (pos > n[min(len(n) - 1, int(q * len(n)))]).float().mean() for q in (0.95, 0.97, 0.98, 0.99)]
-            auc = (pos[:, None, None] > neg[None]).float().mean()
-            print("| %s @%d, %s | %s | %.3f |" % (kn, L, wn, " | ".join(cells), auc))
+            X = R[:, :, kind, LAY.index(L)]
+            print(frontier_row("%s @%d, %s" % (kn, L, wn), *check_scores(X, wh, RIDGE)))
