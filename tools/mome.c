@@ -191,8 +191,9 @@ static const arg_opt OPTS[] = {
              "keeps case/space/punctuation variants and contexts; docs/BENCHMARKS.md has the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify", "X", ARG_FLOAT(&V.tune.verify, -1, 1),
-     .help = "the relation check: keep each fact's state at --verify-layer at the end of its question asked "
-             "alone (as given, lower case, without its final mark, with doubled spaces), and answer only "
+     .help = "the relation check: keep each fact's state at --verify-layer of its question asked alone "
+             "(as given, lower case, without its final mark, with doubled spaces; read as --verify-key "
+             "says), and answer only "
              "questions whose own question, read alone, is near one of them (cosine >= X after taking away "
              "the fact's subject centre and whitening, --verify-key), whatever system prompt or turns "
              "precede it; it tells rewordings from other questions about the same subject better than "
@@ -200,7 +201,8 @@ static const arg_opt OPTS[] = {
              "the trade-off",
      .def = "no check"},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
-     .help = "the block whose input the relation check reads (below --layer)", .def = "7/15 of the blocks with --verify-key relation, 13/15 with meaning, else 3/5"},
+     .help = "the block whose input the relation check reads (below --layer, but for the meaning key, "
+             "which reads in a pass of its own)", .def = "7/15 of the blocks with --verify-key relation, 13/15 with meaning, else 3/5"},
     {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation|meaning"),
      .help = "the state the relation check compares: relation, the mean over the question's tokens that "
              "are not its subject's; last, the state at the end of the question; meaning, the state at the "
