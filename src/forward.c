@@ -628,7 +628,8 @@ int ctx_question_rows(mome_ctx *c, const int32_t *content, int n, float *rows) {
 /* The relation check's states (raw x) of the decision rows among the cached
  * tokens [pos0, pos0 + n), before the pass that decides there (memory_row
  * reads them). A question that opens the context (nothing before its user
- * turn) is the question alone already: its state is read in place by that
+ * turn) is the question alone already (unless the memory reads it in a
+ * wrapper of its own, --verify-key meaning): its state is read in place by that
  * pass (marked NAN here; the same tokens from the same start give the same
  * bits), which saves the second pass for the common case (eval of 100 zsRE
  * facts without contexts, one session: 72.5 s without the check, 86.6 s

@@ -279,6 +279,10 @@ int mem_verify_init(mome_memory *mem, int layer, float tau) {
 }
 
 int mem_set_verify_wrap(mome_memory *mem, const int32_t *open, int n_open, const int32_t *close, int n_close) {
+    if (mem->n_ver_total == 0 && n_open == 0 && n_close == 0) { /* the chat's own marks */
+        mem->n_ver_open = mem->n_ver_close = 0;
+        return 0;
+    }
     if (mem->n_ver_total > 0 || n_open < 1 || n_open > MEM_MAX_MARK || n_close < 1 || n_close > MEM_MAX_MARK)
         return mome_seterr_code(MOME_ERR_ARG, "memory: the check's wrapper has %d and %d tokens (1..%d each, before any state)",
                                 n_open, n_close, MEM_MAX_MARK);
@@ -1307,9 +1311,9 @@ static int load_cover(const gguf_file *f, mome_memory *m) {
  * arrays or neither). */
 static int load_verify_wrap(const gguf_file *f, mome_memory *m) {
     const gguf_kv *o, *c;
-    const int ro = gguf_get_arr(f, "mome.verify_open", GGUF_TYPE_INT32, &o), rc = gguf_get_arr(f, "mome.verify_close", GGUF_TYPE_INT32, &c);
-    if (ro == 0 && rc == 0) return 0;
-    if (ro != 1 || rc != 1 || o->n < 1 || o->n > MEM_MAX_MARK || c->n < 1 || c->n > MEM_MAX_MARK)
+    const int ro = gguf_get_arr(f, "mome.verify_open", GGUF_TYPE_INT32, &o), rcl = gguf_get_arr(f, "mome.verify_close", GGUF_TYPE_INT32, &c);
+    if (ro == 0 && rcl == 0) return 0;
+    if (ro != 1 || rcl != 1 || o->n < 1 || o->n > MEM_MAX_MARK || c->n < 1 || c->n > MEM_MAX_MARK)
         return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.verify_open / mome.verify_close missing, mistyped or not 1..%d tokens",
                                 f->path, MEM_MAX_MARK);
     int32_t open[MEM_MAX_MARK], close[MEM_MAX_MARK];

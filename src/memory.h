@@ -316,7 +316,8 @@ struct mome_memory {
     int64_t n_subj_total, cap_subj;
     float *flead;                      /* (cap_facts) fact f's contexts' smallest lead over their rivals (NAN: none) */
     /* relation check (none when ver_layer < 0) */
-    int32_t ver_layer;                 /* the block whose input at the decision row is kept, < value_layer */
+    int32_t ver_layer;                 /* the block whose input at the decision row is kept, < value_layer
+                                          (any below the last with ver_open) */
     float ver_tau;                     /* a fact passes when verify(f, q) >= ver_tau (NAN: no check) */
     float *mu_ver;                     /* (C) centre */
     int32_t *n_ver;                    /* (cap_facts) states kept per fact, 0..MEM_MAX_VER (0: not checked) */
@@ -427,8 +428,9 @@ int mem_subject_check(const mome_memory *mem, int f, const mem_query *q);
  * states yet. */
 int mem_verify_init(mome_memory *mem, int layer, float tau);
 /* Read the check's question between open and close instead of the chat's
- * marks (before any state is kept; 1..MEM_MAX_MARK tokens each). The pass
- * then never reads in place, so the check's block may be any below the last. */
+ * marks (before any state is kept; 1..MEM_MAX_MARK tokens each; none of
+ * either: the chat's marks again). The pass then never reads in place, so
+ * the check's block may be any below the last. */
 int mem_set_verify_wrap(mome_memory *mem, const int32_t *open, int n_open, const int32_t *close, int n_close);
 /* Stores fact f's states x̂ (n, C; n <= MEM_MAX_VER; f16 as the file keeps
  * them); facts get theirs in order (f after the last fact given some), once. */

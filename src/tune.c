@@ -1314,7 +1314,6 @@ static int load_facts(tuner *t) {
     return prepare_tokens(t);
 }
 
-
 /* The meaning key's wrapper (--verify-key meaning): the question is read
  * inside `This sentence : "Q" means in one word:"`, the prompt of PromptEOL
  * (Jiang et al. 2023, sentence embeddings from a language model's next-word
@@ -1334,6 +1333,7 @@ static int set_meaning_wrap(tuner *t) {
     if (nc < 0) return nc;
     return mem_set_verify_wrap(t->mem, open, no, close, nc);
 }
+
 /* The memory the facts join: a new one with the run's layers and routing,
  * or the one given (--memory), whose settings stay unless given. */
 static int open_memory(tuner *t, int *new_memory) {
@@ -1379,8 +1379,8 @@ static int open_memory(tuner *t, int *new_memory) {
         const int L = m->hp.n_layer, key = p->verify_key;
         if (t->mem->n_ver_total == 0) { /* a new check: its key */
             t->mem->ver_pool = key == MOME_VERIFY_RELATION;
-            t->mem->n_ver_open = t->mem->n_ver_close = 0;
-            if (key == MOME_VERIFY_MEANING && (rc = set_meaning_wrap(t))) return rc;
+            rc = key == MOME_VERIFY_MEANING ? set_meaning_wrap(t) : mem_set_verify_wrap(t->mem, NULL, 0, NULL, 0);
+            if (rc) return rc;
         }
         /* the relation key reads a shallower block (memory.h: 0.730 of rewordings at 14 of 30, 0.720 at 18),
          * the meaning key a deeper one (f32, bench/relation_meaning.py: 0.877 at 26 of 30, 0.883 at 24,

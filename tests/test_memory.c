@@ -1391,8 +1391,9 @@ static void test_verify_wrap(void) {
     mome_memory *mem = NULL;
     REQUIRE(mem_new(m, 6, 24, &mem) == 0, "mem_new");
     int32_t open[MEM_MAX_MARK + 1], close[MEM_MAX_MARK];
-    const int no = mome_tokenize(m, "This sentence : \"", 17, open, MEM_MAX_MARK, 0, 0);
-    const int nc = mome_tokenize(m, "\" means in one word:\"", 21, close, MEM_MAX_MARK, 0, 0);
+    const char *otext = "This sentence : \"", *ctext = "\" means in one word:\"";
+    const int no = mome_tokenize(m, otext, strlen(otext), open, MEM_MAX_MARK, 0, 0);
+    const int nc = mome_tokenize(m, ctext, strlen(ctext), close, MEM_MAX_MARK, 0, 0);
     REQUIRE(no > 0 && no <= MEM_MAX_MARK && nc > 0 && nc <= MEM_MAX_MARK, "wrapper tokens (%d, %d)", no, nc);
     CHECK(mem_verify_init(mem, 26, 0.9f) != 0, "without the wrapper the check stays below the value block");
     const int32_t bad = V;
