@@ -179,7 +179,7 @@ typedef struct mome_tune_params {
     float verify;              /* the relation check's threshold (memory.h): the question's state at
                                   block verify_layer must be near one of the fact's tuned contexts';
                                   NAN: no check (new memories) or the loaded memory's */
-    int verify_layer;          /* its block (-1: 13/15 of the blocks with the meaning key, 26 of 30 on
+    int verify_layer;          /* its block (-1: 12/15 of the blocks with the meaning key, 24 of 30 on
                                   SmolLM2; 7/15 with the relation key; 3/5 with the others) */
     int verify_key;            /* the state a new memory's check compares (mome_verify_key) */
     int augment;               /* extra training contexts per fact, generated (system prompts,

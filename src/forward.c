@@ -574,8 +574,9 @@ static void decode_range(mome_ctx *c, int32_t pos0, int n, int logits_mode) {
  * place, 37% of questions behind an unseen system prompt passed the check
  * at the threshold that turns away 98.5% of other questions about the same
  * subject. Runs blocks 0..ver_layer - 1 over at most MEM_QUESTION_TOKENS
- * content tokens (the last ones) in a context of its own, from scratch, so
- * that the tuner and the engine get the same bits for the same question. */
+ * content tokens (the last ones) in a context of its own, from scratch (a
+ * wrapper's opening kept, below), so that the tuner and the engine get the
+ * same bits for the same question. */
 static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw, float *rows) {
     const mome_memory *mem = c->mem;
     if (!mem || mem->ver_layer < 0 || n < 1) return mome_seterr_code(MOME_ERR_ARG, "question state: no relation check or no question");
@@ -595,19 +596,33 @@ static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw,
         content += n - MEM_QUESTION_TOKENS;
         n = MEM_QUESTION_TOKENS;
     }
+    /* A wrapper's opening is the same tokens at the same positions for every
+     * question: it is decoded as a chunk of its own, always (so its K/V and
+     * the question's rows have the same bits whether or not they were kept),
+     * once per context, wrapper and block. The chat's marks are not: their
+     * state must equal the in-place read of a whole prompt. */
+    const int kept = wrap && q->q_open_n == n_open && q->q_open_layer == mem->ver_layer &&
+                     memcmp(q->tokens, open, (size_t)n_open * sizeof(int32_t)) == 0;
+    q->capture_layer = q->stop_layer = mem->ver_layer;
+    if (wrap && !kept) {
+        memcpy(q->tokens, open, (size_t)n_open * sizeof(int32_t));
+        decode_range(q, 0, n_open, 0);
+        q->q_open_n = n_open, q->q_open_layer = mem->ver_layer;
+    }
+    const int from = wrap ? n_open : 0; /* the first token this pass decodes */
     int len = 0;
-    memcpy(q->tokens, open, (size_t)n_open * sizeof(int32_t));
+    if (!wrap) memcpy(q->tokens, open, (size_t)n_open * sizeof(int32_t));
     len += n_open;
     memcpy(q->tokens + len, content, (size_t)n * sizeof(int32_t));
     len += n;
     memcpy(q->tokens + len, close, (size_t)n_close * sizeof(int32_t));
     len += n_close;
-    q->capture_layer = q->stop_layer = mem->ver_layer;
-    decode_range(q, 0, len, 0);
+    if (!wrap) q->q_open_n = 0; /* the marks overwrote a kept wrapper */
+    decode_range(q, from, len - from, 0);
     q->n_past = 0; /* its K/V above ver_layer were never written */
-    memcpy(raw, q->capture + (size_t)(len - 1) * C, (size_t)C * sizeof(float));
+    memcpy(raw, q->capture + (size_t)(len - 1 - from) * C, (size_t)C * sizeof(float));
     if (rows) /* the content tokens' (the last MEM_QUESTION_TOKENS) */
-        memcpy(rows, q->capture + (size_t)n_open * C, (size_t)n * C * sizeof(float));
+        memcpy(rows, q->capture + (size_t)(n_open - from) * C, (size_t)n * C * sizeof(float));
     return MOME_OK;
 }
 

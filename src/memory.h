@@ -197,17 +197,19 @@
  * (forward.c, ctx_question_state; a question that opens the context is read
  * in place, the same bits): a system prompt or earlier turns leave it
  * bit-identical. Each fact keeps that state for its question
- * as given, lower-cased, without its final mark and with doubled spaces
- * (each once; at most MEM_MAX_VER, f16), and the selected fact needs
+ * as given, lower-cased and with doubled spaces (each once; at most
+ * MEM_MAX_VER, f16; earlier files also hold it without the final mark),
+ * and the selected fact needs
  *   verify(f, q) = max over f's states k of cos(W (x̂_q - c_f), W (k - c_f))
  *                >= ver_tau
  * What tells a rewording from another question about the subject is the
- * relation, so c_f is the fact's subject centre: the mean state of 8 other
- * questions about its subject (the tuner's templates), and W = (S + lambda
+ * relation, so c_f is the fact's subject centre: the mean state of 2 other
+ * questions about its subject (the tuner's templates; 8 in earlier files),
+ * and W = (S + lambda
  * I)^(-1/2) whitens with S, the spread of such questions around their
  * subject's centre, pooled over the facts' subjects and 16 built-in ones
  * (lambda 0.1 x the mean eigenvalue). The state is the decision row's, or
- * (ver_pool, mome tune --verify-key relation, the default) the mean x̂ over
+ * (ver_pool, mome tune --verify-key relation) the mean x̂ over
  * the question's tokens that neither spell the fact's subject nor are
  * whitespace (mem_relation_feature). Measured in f32 on 300 zsRE facts
  * (bench/relation_whiten.py), rewordings passing at 99% of same-subject
@@ -220,11 +222,14 @@
  * 3L/5. The meaning key (mome tune --verify-key meaning; ver_open /
  * ver_close) reads the question inside `This sentence : "Q" means in one
  * word:"` (PromptEOL: the state that predicts a one-word summary of the
- * sentence) at its last token, block 13L/15 (26 of 30): 998 zsRE facts, the
- * same replay, 0.816 of rewordings at same-subject 0.990 (`loc` 0.999),
- * 0.791 at 0.991 with score >= 0.6 (`loc` 1.000); 100 facts 0.89 at 0.99.
- * Its pass is its own (never read in place) and runs 26 blocks, so the
- * check's block may lie above the value block.
+ * sentence) at its last token, block 12L/15 (24 of 30): 998 zsRE facts, the
+ * same replay, 0.792 of rewordings at same-subject 0.991 (`loc` 0.999),
+ * 0.775 with score >= 0.6 (`loc` 1.000); with 8 centre questions, 4 wordings
+ * and block 26, 0.816 at 0.990 and 0.791 at 0.991, for 2.4x the tuner's
+ * check passes (1,010 s against 747 s for the whole tune). Its pass is its
+ * own (never read in place; the wrapper's opening is decoded once per
+ * context) and runs 24 blocks, so the check's block may lie above the value
+ * block.
  * Facts without a subject use c_f = mu_ver (the mean over the
  * tuned facts' states and the tuner's unrelated questions'); a memory
  * without W (mome tune --verify-key centred, files before 2026-12-04) uses

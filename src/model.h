@@ -129,6 +129,8 @@ struct mome_ctx {
     float *mrows;        /* (n_ctx, C) input of the memory's key block per position */
     float *vrows;        /* (n_ctx, C) the relation check's state (raw x) at each decision row (memories with one) */
     struct mome_ctx *qctx; /* where those states are computed (ctx_question_state) */
+    int32_t q_open_n;    /* (a qctx) the wrapper's opening tokens whose K/V it holds, or 0 */
+    int q_open_layer;    /* (a qctx) through which block (exclusive) they were computed */
     int stop_layer;      /* end the pass at this block's input (after its capture), or -1 */
     float *mscratch;     /* (3C + MEM_SELECT_SCRATCH) routing scratch */
     int32_t mem_valid;   /* positions whose routing states are valid */

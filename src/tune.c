@@ -670,11 +670,17 @@ static int question_state(tuner *t, const char *question, const char *subject, f
 
 /* The whitened relation check (memory.h): a question is compared with its
  * fact's wordings after taking away the fact's subject centre (the mean
- * state of other questions about the subject, relation_templates[0, 2, ..,
- * 14]) and whitening with the spread of such questions about one subject
- * (their covariance, pooled over the facts' subjects and CENTRE_SUBJECTS,
- * which keep it defined for a memory of a few facts). */
-#define CENTRE_TEMPLATES 8
+ * state of other questions about the subject, relation_templates[0, 2, ..])
+ * and whitening with the spread of such questions about one subject (their
+ * covariance, pooled over the facts' subjects and centre_subjects, which
+ * keep it defined for a memory of a few facts). A fact's subject takes 2
+ * questions, a centre subject 8: in f32 (bench/relation_centre.py, 300 zsRE
+ * facts, the meaning key), rewordings passing at 99% of same-subject
+ * questions turned away were 0.890 with 2 at block 24 and 0.883 with 8 (at
+ * 26: 0.857 and 0.877; one question, 0.783 at 14 for the relation key),
+ * and the centre was two thirds of the check's passes per fact. */
+#define CENTRE_TEMPLATES 2
+#define SPREAD_TEMPLATES 8
 #define WHITEN_RIDGE 0.1 /* lambda / mean eigenvalue (RIDGE in bench/relation_whiten.py tries others) */
 static const char *const centre_subjects[] = {
     "France", "Albert Einstein", "the Amazon River", "Microsoft", "Mount Everest", "Tokyo", "the Beatles",
@@ -683,24 +689,24 @@ static const char *const centre_subjects[] = {
 };
 #define N_CENTRE_SUBJECTS ((int)(sizeof centre_subjects / sizeof centre_subjects[0]))
 
-/* The subject centre of `subject` into centre (C), its questions' spread
- * added weight times to cov (C x C, upper triangle; NULL: not wanted, the
- * memory has its whitening); rows: CENTRE_TEMPLATES x C scratch. */
-static int subject_centre(tuner *t, const char *subject, float *rows, float *centre, double *cov, double weight) {
+/* The subject centre of `subject` from its first nt questions into centre
+ * (C), their spread added weight times to cov (C x C, upper triangle; NULL:
+ * not wanted, the memory has its whitening); rows: nt x C scratch. */
+static int subject_centre(tuner *t, const char *subject, int nt, float *rows, float *centre, double *cov, double weight) {
     const int C = t->m->hp.n_embd;
     char q[CONTEXT_QCAP];
     int rc = 0;
-    for (int k = 0; k < CENTRE_TEMPLATES && !rc; k++) {
+    for (int k = 0; k < nt && !rc; k++) {
         snprintf(q, sizeof q, relation_templates[2 * k], subject);
         rc = question_state(t, q, subject, rows + (size_t)k * C);
     }
     if (rc) return rc;
     for (int c = 0; c < C; c++) {
         double m = 0;
-        for (int k = 0; k < CENTRE_TEMPLATES; k++) m += rows[(size_t)k * C + c];
-        centre[c] = (float)(m / CENTRE_TEMPLATES);
+        for (int k = 0; k < nt; k++) m += rows[(size_t)k * C + c];
+        centre[c] = (float)(m / nt);
     }
-    for (int k = 0; k < CENTRE_TEMPLATES && cov; k++) {
+    for (int k = 0; k < nt && cov; k++) {
         float *d = rows + (size_t)k * C;
         for (int c = 0; c < C; c++) d[c] -= centre[c];
         for (int i = 0; i < C; i++)
@@ -722,9 +728,9 @@ static int cmp_named(const void *a, const void *b) {
 
 /* Facts that name one subject share its centre: first[i] is the first new
  * fact naming fact i's subject (-1: it names none) and n_same[first[i]] how
- * many do. One subject's centre takes 8 question passes, two thirds of the
- * check's per fact, so a catalogue with several facts per subject prepares
- * each subject once; the pooled spread still counts a subject once per fact. */
+ * many do. One subject's centre takes 2 question passes, 2 of the check's 5
+ * per fact, so a catalogue with several facts per subject prepares each
+ * subject once; the pooled spread still counts a subject once per fact. */
 static int group_subjects(const tuner *t, int *first, int *n_same) {
     named_fact *v = mome_malloc((size_t)(t->n > 0 ? t->n : 1) * sizeof *v);
     if (!v) return MOME_ERR_NOMEM;
@@ -757,20 +763,22 @@ static int set_whitening(tuner *t, double *cov, int64_t n_q) {
 }
 
 /* The relation check's states of each new fact: its question alone, as
- * given, lower-cased, without its final mark and with doubled spaces (the
- * wordings of the same question an application's users produce; a system
- * prompt or earlier turns do not change the state, which reads the question
- * alone), each once; for a memory that had none, the centre (their mean
+ * given, lower-cased and with doubled spaces (wordings of the same question
+ * an application's users produce; a system prompt or earlier turns do not
+ * change the state, which reads the question alone; without its final mark
+ * the question scores as given: in f32, 300 zsRE facts, the variants passing
+ * at the 99% threshold were 1.000 with these three stored, 0.998 without the
+ * doubled spaces, and 0.88 for the relation key), each once; for a memory that had none, the centre (their mean
  * with the generic questions') and the whitening; with a whitening, each
  * fact's subject centre. */
 static int capture_verify_states(tuner *t) {
     if (t->mem->ver_layer < 0) return 0; /* no relation check */
-    static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
+    static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_SPACES};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
     const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_key != MOME_VERIFY_CENTRED) || t->mem->ver_w;
-    /* NK wordings, or CENTRE_TEMPLATES questions and a centre */
-    float *rows = mome_malloc((size_t)(NK > CENTRE_TEMPLATES + 1 ? NK : CENTRE_TEMPLATES + 1) * C * sizeof(float));
+    /* NK wordings, or SPREAD_TEMPLATES questions and a centre */
+    float *rows = mome_malloc((size_t)(NK > SPREAD_TEMPLATES + 1 ? NK : SPREAD_TEMPLATES + 1) * C * sizeof(float));
     float *ctr = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * C * sizeof(float)) : NULL;
     double *sum = mome_calloc((size_t)C, sizeof(double));
     double *cov = fresh && whiten ? mome_calloc((size_t)C * C, sizeof(double)) : NULL;
@@ -799,7 +807,7 @@ static int capture_verify_states(tuner *t) {
         }
         if (!rc) rc = mem_set_fact_verify(t->mem, t->f[i].mi, rows, n);
         if (!rc && whiten && first[i] == i) { /* the first fact naming its subject */
-            rc = subject_centre(t, fa->subject, rows, ctr + (size_t)i * C, cov, n_same[i]);
+            rc = subject_centre(t, fa->subject, CENTRE_TEMPLATES, rows, ctr + (size_t)i * C, cov, n_same[i]);
             n_cov += (int64_t)CENTRE_TEMPLATES * n_same[i];
         } else if (!rc && whiten && first[i] >= 0)
             memcpy(ctr + (size_t)i * C, ctr + (size_t)first[i] * C, (size_t)C * sizeof *ctr);
@@ -818,8 +826,8 @@ static int capture_verify_states(tuner *t) {
         }
         for (int c = 0; !rc && c < C; c++) rows[c] = (float)(sum[c] / (double)(n_sum ? n_sum : 1));
         if (!rc) rc = mem_set_verify_centre(t->mem, rows);
-        for (int s = 0; s < N_CENTRE_SUBJECTS && !rc && whiten; s++, n_cov += CENTRE_TEMPLATES)
-            rc = subject_centre(t, centre_subjects[s], rows, rows + (size_t)CENTRE_TEMPLATES * C, cov, 1.0);
+        for (int s = 0; s < N_CENTRE_SUBJECTS && !rc && whiten; s++, n_cov += SPREAD_TEMPLATES)
+            rc = subject_centre(t, centre_subjects[s], SPREAD_TEMPLATES, rows, rows + (size_t)SPREAD_TEMPLATES * C, cov, 1.0);
         if (!rc && whiten) rc = set_whitening(t, cov, n_cov);
     }
     for (int i = 0; i < t->n && !rc && whiten; i++)
@@ -1384,8 +1392,9 @@ static int open_memory(tuner *t, int *new_memory) {
         }
         /* the relation key reads a shallower block (memory.h: 0.730 of rewordings at 14 of 30, 0.720 at 18),
          * the meaning key a deeper one (f32, bench/relation_meaning.py: 0.877 at 26 of 30, 0.883 at 24,
-         * 0.873 at 28, 0.737 at 22: a plateau from 24 on; 26 was measured in the engine) */
-        const int ldef = key == MOME_VERIFY_RELATION ? 7 * L / 15 : key == MOME_VERIFY_MEANING ? 13 * L / 15 : 3 * L / 5;
+         * 0.873 at 28, 0.737 at 22: a plateau from 24 on; with 2 centre questions, bench/relation_centre.py,
+         * 0.890 at 24 and 0.857 at 26; the engine's figures in memory.h); each block less is 1/24 of its passes */
+        const int ldef = key == MOME_VERIFY_RELATION ? 7 * L / 15 : key == MOME_VERIFY_MEANING ? 12 * L / 15 : 3 * L / 5;
         const int lver = t->mem->ver_layer >= 0 ? t->mem->ver_layer : p->verify_layer >= 0 ? p->verify_layer : ldef > 1 ? ldef : 1;
         if ((rc = mem_verify_init(t->mem, lver, isnan(p->verify) ? t->mem->ver_tau : p->verify))) return rc;
     }

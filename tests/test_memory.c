@@ -1435,6 +1435,23 @@ static void test_verify_wrap(void) {
     double worst = 0;
     for (int i = 0; i < C; i++) worst = fmax(worst, fabs(st[3 * C + i] - st[i]));
     CHECK(worst < 1e-4, "it is the last token's state of a plain decode of the wrapped question (max diff %.2e)", worst);
+    /* the wrapper's opening is kept between questions: the same bits after
+     * another question, and when the block changes */
+    const mome_chat_msg other[] = {{"user", "Who founded the company that makes the Prius?"}};
+    float *again = malloc(sizeof(float) * (size_t)2 * C);
+    REQUIRE(again, "oom");
+    REQUIRE(engine_state(c, other, 1, again) >= 0 && engine_state(c, alone, 1, again) >= 0, "again: %s", mome_errmsg());
+    CHECK(!memcmp(again, st, sizeof(float) * C), "the kept opening gives the same bits as a fresh one");
+    mome_ctx *e = NULL;
+    REQUIRE(mem_verify_init(mem, 24, 0.9f) == 0 && mome_ctx_init(m, &cp, &e) == 0 && mome_ctx_set_memory(e, mem) == 0, "block 24");
+    REQUIRE(engine_state(c, alone, 1, again) >= 0 && engine_state(e, alone, 1, again + C) >= 0, "at 24: %s", mome_errmsg());
+    CHECK(!memcmp(again, again + C, sizeof(float) * C) && memcmp(again, st, sizeof(float) * C),
+          "at block 24: the same bits as a fresh context's, not block 26's");
+    /* e kept an opening decoded through block 23 only: at 26 it decodes it again */
+    REQUIRE(mem_verify_init(mem, 26, 0.9f) == 0 && engine_state(e, alone, 1, again) >= 0, "back to 26: %s", mome_errmsg());
+    CHECK(!memcmp(again, st, sizeof(float) * C), "an opening kept from a lower block is decoded again");
+    mome_ctx_free(e);
+    free(again);
     /* round trip, and a patched token */
     float *keys = random_keys(2, C, 91);
     const int32_t ans[2] = {5, 6};

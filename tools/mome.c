@@ -202,12 +202,12 @@ static const arg_opt OPTS[] = {
      .def = "no check"},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
      .help = "the block whose input the relation check reads (below --layer, but for the meaning key, "
-             "which reads in a pass of its own)", .def = "7/15 of the blocks with --verify-key relation, 13/15 with meaning, else 3/5"},
+             "which reads in a pass of its own)", .def = "7/15 of the blocks with --verify-key relation, 12/15 with meaning, else 3/5"},
     {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation|meaning"),
      .help = "the state the relation check compares: relation, the mean over the question's tokens that "
              "are not its subject's; last, the state at the end of the question; meaning, the state at the "
              "end of 'This sentence : \"QUESTION\" means in one word:\"'; each after taking away the fact's "
-             "subject centre (8 other questions about its subject) and whitening with their spread; centred, "
+             "subject centre (2 other questions about its subject) and whitening with their spread; centred, "
              "the state at the end centred on one mean (the check before 2026-12-04). A new memory's choice, "
              "kept when facts are added",
      .def = "meaning"},
