@@ -1,13 +1,12 @@
 """relation_common.py - what the relation-check studies (relation_whiten.py,
 relation_meaning.py, relation_centre.py) share with the engine: the wordings of
-a question (as given, lower case, without its final mark, with doubled spaces;
-src/tune.c stores the first, second and last, each once, since
-relation_centre.py), the same-subject questions bench_generalization.sh asks
-(SAME, two per fact) and the tuner's subject-centre templates (CENTRE:
-relation_templates[0, 2, .., 14] in src/tune.c; a fact's subject takes the
-first 2, its centre subjects all 8).  unique=False keeps all 4 (a repeated
-wording does not change a best cosine, and a study can stack them as 4 rows;
-zsRE's questions all end in a mark)."""
+a question the check stores (src/tune.c keeps each once: as given, lower
+case, without its final mark, with doubled spaces), the same-subject
+questions bench_generalization.sh asks (SAME, two per fact) and the tuner's
+subject-centre templates (CENTRE: relation_templates[0, 2, .., 14] in
+src/tune.c; a fact's subject takes the first 2, its centre subjects all 8).
+unique=False keeps all 4 (a repeated wording does not change a best cosine,
+and a study can stack them as 4 rows; zsRE's questions all end in a mark)."""
 
 
 def wordings(q, unique=True):

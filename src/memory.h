@@ -197,9 +197,8 @@
  * (forward.c, ctx_question_state; a question that opens the context is read
  * in place, the same bits): a system prompt or earlier turns leave it
  * bit-identical. Each fact keeps that state for its question
- * as given, lower-cased and with doubled spaces (each once; at most
- * MEM_MAX_VER, f16; earlier files also hold it without the final mark),
- * and the selected fact needs
+ * as given, lower-cased, without its final mark and with doubled spaces
+ * (each once; at most MEM_MAX_VER, f16), and the selected fact needs
  *   verify(f, q) = max over f's states k of cos(W (x̂_q - c_f), W (k - c_f))
  *                >= ver_tau
  * What tells a rewording from another question about the subject is the
@@ -224,9 +223,9 @@
  * word:"` (PromptEOL: the state that predicts a one-word summary of the
  * sentence) at its last token, block 12L/15 (24 of 30): 998 zsRE facts, the
  * same replay, 0.792 of rewordings at same-subject 0.991 (`loc` 0.999),
- * 0.775 with score >= 0.6 (`loc` 1.000); with 8 centre questions, 4 wordings
- * and block 26, 0.816 at 0.990 and 0.791 at 0.991, for 2.4x the tuner's
- * check passes (1,010 s against 747 s for the whole tune). Its pass is its
+ * 0.775 with score >= 0.6 (`loc` 1.000); with 8 centre questions and block
+ * 26, 0.816 at 0.990 and 0.791 at 0.991, for 2.4x the tuner's check time
+ * (1,010 s against 721 s for the whole tune). Its pass is its
  * own (never read in place; the wrapper's opening is decoded once per
  * context) and runs 24 blocks, so the check's block may lie above the value
  * block.

@@ -728,7 +728,7 @@ static int cmp_named(const void *a, const void *b) {
 
 /* Facts that name one subject share its centre: first[i] is the first new
  * fact naming fact i's subject (-1: it names none) and n_same[first[i]] how
- * many do. One subject's centre takes 2 question passes, 2 of the check's 5
+ * many do. One subject's centre takes 2 question passes, 2 of the check's 6
  * per fact, so a catalogue with several facts per subject prepares each
  * subject once; the pooled spread still counts a subject once per fact. */
 static int group_subjects(const tuner *t, int *first, int *n_same) {
@@ -763,17 +763,19 @@ static int set_whitening(tuner *t, double *cov, int64_t n_q) {
 }
 
 /* The relation check's states of each new fact: its question alone, as
- * given, lower-cased and with doubled spaces (wordings of the same question
- * an application's users produce; a system prompt or earlier turns do not
- * change the state, which reads the question alone; without its final mark
- * the question scores as given: in f32, 300 zsRE facts, the variants passing
- * at the 99% threshold were 1.000 with these three stored, 0.998 without the
- * doubled spaces, and 0.88 for the relation key), each once; for a memory that had none, the centre (their mean
+ * given, lower-cased, without its final mark and with doubled spaces (the
+ * wordings of the same question an application's users produce; a system
+ * prompt or earlier turns do not change the state, which reads the question
+ * alone), each once: in f32 (300 zsRE facts, bench/relation_centre.py) the
+ * meaning key's variants passed its 99% threshold without the last two
+ * stored too (0.998), but the relation key's did not (0.91), and without
+ * the unpunctuated one the demo's centred check at 0.9 turned away every
+ * unpunctuated question (variants 300 -> 200 of 300); for a memory that had none, the centre (their mean
  * with the generic questions') and the whitening; with a whitening, each
  * fact's subject centre. */
 static int capture_verify_states(tuner *t) {
     if (t->mem->ver_layer < 0) return 0; /* no relation check */
-    static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_SPACES};
+    static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
     const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_key != MOME_VERIFY_CENTRED) || t->mem->ver_w;
