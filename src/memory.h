@@ -222,8 +222,8 @@
  * ver_close) reads the question inside `This sentence : "Q" means in one
  * word:"` (PromptEOL: the state that predicts a one-word summary of the
  * sentence) at its last token, block 12L/15 (24 of 30): 998 zsRE facts, the
- * same replay, 0.792 of rewordings at same-subject 0.991 (`loc` 0.999),
- * 0.775 with score >= 0.6 (`loc` 1.000); with 8 centre questions and block
+ * same replay, 0.797 of rewordings at same-subject 0.991 (`loc` 0.999),
+ * 0.779 with score >= 0.6 (`loc` 1.000); with 8 centre questions and block
  * 26, 0.816 at 0.990 and 0.791 at 0.991, for 2.4x the tuner's check time
  * (1,010 s against 721 s for the whole tune). Its pass is its
  * own (never read in place; the wrapper's opening is decoded once per
