@@ -24,7 +24,7 @@ import os, sys
 if len(sys.argv) != 2: sys.exit(__doc__)
 import torch  # after the usage: it lives in the peers' venv
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from relation_common import check_scores, frontier_row
+from relation_common import check_scores, frontier_row, turned_away
 N = int(sys.argv[1])
 keys = []
 if os.path.exists("/tmp/relation_meaning_%d.pt" % N):
@@ -41,6 +41,5 @@ for name, X in keys:
     for k in (8, 4, 2, 1):
         for stored in ((0, 1, 2, 3), (0, 1, 3), (0, 1), (0,)):
             pos, neg, var = check_scores(X, k=k, stored=stored, spread=16, variants=True)
-            thr = neg.flatten().sort().values[int(0.99 * neg.numel())]
             row = frontier_row("%s, k=%d, %s" % (name, k, ",".join(map(str, stored))), pos, neg)
-            print(row + " %.3f |" % (var > thr).float().mean())
+            print(row + " %.3f |" % (var > turned_away(neg, 0.99)).float().mean())

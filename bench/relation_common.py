@@ -58,9 +58,15 @@ def check_scores(X, whiten=True, ridge=0.1, stored=(0, 1, 2, 3), k=8, spread=Non
     return out + (g(X[:, 0:4]),) if variants else out
 
 
+def turned_away(neg, q):
+    """The threshold that turns away the share q of the same-subject
+    questions' scores (neg): a question passes when it scores above it."""
+    s = neg.flatten().sort().values
+    return s[min(len(s) - 1, int(q * len(s)))]
+
+
 def frontier_row(name, pos, neg):
     """A table row: the share of rewordings (pos) passing the threshold that
     turns away 95 / 97 / 98 / 99% of the same-subject questions (neg), and the AUC."""
-    s = neg.flatten().sort().values
-    cells = ["%.3f" % (pos > s[min(len(s) - 1, int(q * len(s)))]).float().mean() for q in (0.95, 0.97, 0.98, 0.99)]
+    cells = ["%.3f" % (pos > turned_away(neg, q)).float().mean() for q in (0.95, 0.97, 0.98, 0.99)]
     return "| %s | %s | %.3f |" % (name, " | ".join(cells), (pos[:, None, None] > neg[None]).float().mean())

@@ -604,20 +604,18 @@ static int question_pass(mome_ctx *c, const int32_t *content, int n, float *raw,
     const int kept = wrap && q->q_open_n == n_open && q->q_open_layer == mem->ver_layer &&
                      memcmp(q->tokens, open, (size_t)n_open * sizeof(int32_t)) == 0;
     q->capture_layer = q->stop_layer = mem->ver_layer;
-    if (wrap && !kept) {
+    if (!kept) {
         memcpy(q->tokens, open, (size_t)n_open * sizeof(int32_t));
-        decode_range(q, 0, n_open, 0);
-        q->q_open_n = n_open, q->q_open_layer = mem->ver_layer;
+        if (wrap) decode_range(q, 0, n_open, 0);
+        q->q_open_n = wrap ? n_open : 0; /* the chat's marks overwrite a kept wrapper */
+        q->q_open_layer = mem->ver_layer;
     }
     const int from = wrap ? n_open : 0; /* the first token this pass decodes */
-    int len = 0;
-    if (!wrap) memcpy(q->tokens, open, (size_t)n_open * sizeof(int32_t));
-    len += n_open;
+    int len = n_open;
     memcpy(q->tokens + len, content, (size_t)n * sizeof(int32_t));
     len += n;
     memcpy(q->tokens + len, close, (size_t)n_close * sizeof(int32_t));
     len += n_close;
-    if (!wrap) q->q_open_n = 0; /* the marks overwrote a kept wrapper */
     decode_range(q, from, len - from, 0);
     q->n_past = 0; /* its K/V above ver_layer were never written */
     memcpy(raw, q->capture + (size_t)(len - 1 - from) * C, (size_t)C * sizeof(float));

@@ -677,8 +677,8 @@ static int question_state(tuner *t, const char *question, const char *subject, f
  * questions, a centre subject 8: in f32 (bench/relation_centre.py, 300 zsRE
  * facts, the meaning key), rewordings passing at 99% of same-subject
  * questions turned away were 0.890 with 2 at block 24 and 0.883 with 8 (at
- * 26: 0.857 and 0.877; one question, 0.783 at 14 for the relation key),
- * and the centre was two thirds of the check's passes per fact. */
+ * 26: 0.860 and 0.877; the relation key at 14: 0.780 and 0.800), and the
+ * centre was two thirds of the check's passes per fact. */
 #define CENTRE_TEMPLATES 2
 #define SPREAD_TEMPLATES 8
 #define WHITEN_RIDGE 0.1 /* lambda / mean eigenvalue (RIDGE in bench/relation_whiten.py tries others) */
@@ -766,13 +766,14 @@ static int set_whitening(tuner *t, double *cov, int64_t n_q) {
  * given, lower-cased, without its final mark and with doubled spaces (the
  * wordings of the same question an application's users produce; a system
  * prompt or earlier turns do not change the state, which reads the question
- * alone), each once: in f32 (300 zsRE facts, bench/relation_centre.py) the
- * meaning key's variants passed its 99% threshold without the last two
- * stored too (0.998), but the relation key's did not (0.91), and without
- * the unpunctuated one the demo's centred check at 0.9 turned away every
- * unpunctuated question (variants 300 -> 200 of 300); for a memory that had none, the centre (their mean
- * with the generic questions') and the whitening; with a whitening, each
- * fact's subject centre. */
+ * alone), each once. All four stay: in f32 (300 zsRE facts,
+ * bench/relation_centre.py) the meaning key's variants passed its 99%
+ * threshold with the first two alone (0.998) but the relation key's did not
+ * (0.909), and without the unpunctuated one the demo's centred check at 0.9
+ * turned away every unpunctuated question (variants 300 -> 200 of 300).
+ * For a memory that had none, the centre (their mean with the generic
+ * questions') and the whitening; with a whitening, each fact's subject
+ * centre. */
 static int capture_verify_states(tuner *t) {
     if (t->mem->ver_layer < 0) return 0; /* no relation check */
     static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
@@ -1332,7 +1333,7 @@ static int load_facts(tuner *t) {
  * (bench/relation_meaning.py), 0.877 of rewordings pass at 99% of other
  * questions about the subject turned away, against 0.800 for the relation
  * key at its best block; in the engine on 998 facts 0.816 against 0.730
- * (docs/BENCHMARKS.md). */
+ * (both with 8 centre questions; docs/BENCHMARKS.md). */
 #define MEANING_OPEN "This sentence : \""
 #define MEANING_CLOSE "\" means in one word:\""
 static int set_meaning_wrap(tuner *t) {
