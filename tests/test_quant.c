@@ -366,11 +366,14 @@ static void test_vec_dot_simd(void) {
     }
 }
 
-/* quant_matmul: tiles x odd row ranges x nt = 1..9, against looping
+/* quant_matmul: tiles x odd row ranges x nt = 1..9, 12 and 19 (several
+ * 8-token groups and a tail), against looping
  * quant_vec_dot (scalar path: exactly; SIMD path: within tolerance); rows
  * outside [r0, r1) untouched. */
 static void test_matmul(void) {
     const int64_t R = 13, ldy = 17;
+    enum { NT = 19 };
+    static const int nts[] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 19};
     const struct { int64_t r0, r1; } ranges[] = {{0, 13}, {3, 11}, {5, 6}, {12, 13}, {4, 4}};
     static const char *const tables[] = {"scalar", "avx2", "avx512vnni"};
     for (int path = 0; path < 3; path++) {
@@ -381,20 +384,21 @@ static void test_matmul(void) {
             const int64_t n = tr->blck == 1 ? 172 : tr->blck == 32 ? 576 : 512;
             const size_t ws = quant_row_size(t, n) + 8; /* padded stride (rows stay 4-byte aligned) */
             const size_t as = quant_act_row_size(t, n) + 12;
-            uint8_t *W = calloc(R, ws), *A = calloc(9, as);
+            uint8_t *W = calloc(R, ws), *A = calloc(NT, as);
             float *X = malloc(n * 4);
             for (int64_t r = 0; r < R; r++) random_row(t, n, W + r * ws);
-            for (int tk = 0; tk < 9; tk++) {
+            for (int tk = 0; tk < NT; tk++) {
                 for (int64_t i = 0; i < n; i++) X[i] = rnd_normal();
                 quant_quantize_act(t, X, A + tk * as, n);
             }
-            float *Y = malloc(9 * ldy * sizeof(float));
-            for (int nt = 1; nt <= 9; nt++) {
+            float *Y = malloc(NT * ldy * sizeof(float));
+            for (size_t ni = 0; ni < sizeof nts / sizeof nts[0]; ni++) {
+                const int nt = nts[ni];
                 for (size_t ri = 0; ri < sizeof ranges / sizeof ranges[0]; ri++) {
-                    for (int i = 0; i < 9 * ldy; i++) Y[i] = -12345.0f;
+                    for (int i = 0; i < NT * ldy; i++) Y[i] = -12345.0f;
                     quant_matmul(t, n, W, ws, A, as, nt, Y, ldy, ranges[ri].r0, ranges[ri].r1);
                     int bad = 0;
-                    for (int tk = 0; tk < 9; tk++)
+                    for (int tk = 0; tk < NT; tk++)
                         for (int64_t r = 0; r < ldy; r++) {
                             const float y = Y[tk * ldy + r];
                             if (tk >= nt || r < ranges[ri].r0 || r >= ranges[ri].r1) {
