@@ -1162,6 +1162,16 @@ static void usage(FILE *f) {
                "  experiment run one of the paper's experiments: CSV, plots, summary (docs/EXPERIMENTS.md)\n");
 }
 
+/* libgomp's waits: passive after 10,000 spins, unless the user chose
+ * (OMP_WAIT_POLICY). 1 if the environment changed (the caller re-executes:
+ * libgomp reads it when it starts). */
+static int passive_omp_waits(void) {
+    if (getenv("OMP_WAIT_POLICY")) return 0;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return 0;
+    if (!getenv("GOMP_SPINCOUNT")) setenv("GOMP_SPINCOUNT", "10000", 1);
+    return 1;
+}
+
 int main(int argc, char **argv) {
     const char *models = getenv("MOME_MODELS");
     snprintf(default_model, sizeof default_model, "%s/SmolLM2-135M-Instruct.Q4_1.gguf",
@@ -1183,9 +1193,17 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "tune") || !strcmp(cmd, "experiment")) {
         /* training runs on OpenBLAS GEMMs: if it fell back to generic kernels
-         * on a CPU it does not know, restart once with the right ones (blas.c) */
+         * on a CPU it does not know, restart once with the right ones (blas.c).
+         * Its steps alternate OpenBLAS calls and OpenMP regions on the same
+         * cores, and libgomp's idle threads spinning after a region take the
+         * core OpenBLAS's own thread needs: waits turn passive after 10,000
+         * spins (passive_omp_waits), as for serve. Measured on 100 zsRE facts
+         * (--verify -1 -t 2, the same memory byte for byte): 57-64 s against
+         * 63-67 s. Both are read when the libraries start, hence the re-exec. */
         const char *core = blas_better_core();
-        if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
+        int again = core && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
+        again |= passive_omp_waits();
+        if (again) execv("/proc/self/exe", argv);
         /* exec failed: slower, still correct */
         if (!strcmp(cmd, "experiment")) return experiment_main(argc - 1, argv + 1);
         return cmd_tune(argc - 1, argv + 1);
@@ -1197,10 +1215,8 @@ int main(int argc, char **argv) {
          * but a forward pass has ~300 barriers per token, and a futex wake at
          * each made one client 3.5x slower (64 tokens: 0.83 s passive, 0.23 s
          * active), so each wait first spins 10,000 rounds (0.24 s, and no CPU
-         * used while idle). Read when the library starts, hence the re-exec. */
-        if (!getenv("OMP_WAIT_POLICY") && setenv("OMP_WAIT_POLICY", "passive", 1) == 0 &&
-            (getenv("GOMP_SPINCOUNT") || setenv("GOMP_SPINCOUNT", "10000", 1) == 0))
-            execv("/proc/self/exe", argv);
+         * used while idle). */
+        if (passive_omp_waits()) execv("/proc/self/exe", argv);
         return cmd_serve(argc - 1, argv + 1);
     }
     fprintf(stderr, "mome: error: unknown command '%s' (commands: info tokenize run chat bench tune eval serve experiment; see mome --help)\n", cmd);
