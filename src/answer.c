@@ -99,6 +99,18 @@ static int seq_take(mome_model *m, ans_seq *s, int max_new, int *err) {
     return 1;
 }
 
+/* Hands a finished answer's text (and ids) to question q's outputs. */
+static void seq_finish(ans_seq *s, int q, char **texts, int32_t **ids, int *n_ids) {
+    texts[q] = s->out.p;
+    s->out.p = NULL;
+    if (ids) {
+        ids[q] = s->ng ? s->gen : NULL;
+        n_ids[q] = s->ng;
+        if (s->ng) s->gen = NULL;
+    }
+    seq_free(s);
+}
+
 int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs, int max_new, char **text,
                int32_t **out_ids, int *n_out, ans_route *route) {
     if (text) *text = NULL;
@@ -117,23 +129,20 @@ int ans_greedy(mome_model *m, mome_ctx *c, const mome_chat_msg *msgs, int n_msgs
     }
     if (!rc) rc = err;
     if (rc) { seq_free(&s); return rc < 0 ? rc : MOME_ERR; }
-    *text = s.out.p;
     if (route) *route = s.route;
-    if (out_ids) {
-        if (s.ng == 0) { free(s.gen); s.gen = NULL; }
-        *out_ids = s.gen;
-        *n_out = s.ng;
-    } else {
-        free(s.gen);
-    }
+    seq_finish(&s, 0, text, out_ids, n_out);
     return MOME_OK;
 }
 
 int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_question *qs, int n_q, int max_new,
-                     char **texts, ans_route *routes, void (*on_done)(int done, int total, void *user), void *user) {
-    if (!m || !ctxs || n_ctx < 1 || (n_q > 0 && (!qs || !texts)) || n_q < 0)
+                     char **texts, int32_t **ids, int *n_ids, ans_route *routes,
+                     void (*on_done)(int done, int total, void *user), void *user) {
+    if (!m || !ctxs || n_ctx < 1 || (n_q > 0 && (!qs || !texts)) || n_q < 0 || !ids != !n_ids)
         return mome_seterr_code(MOME_ERR_ARG, "ans_greedy_batch: bad arguments");
-    for (int i = 0; i < n_q; i++) texts[i] = NULL;
+    for (int i = 0; i < n_q; i++) {
+        texts[i] = NULL;
+        if (ids) ids[i] = NULL, n_ids[i] = 0;
+    }
     if (max_new < 0) max_new = 0;
     ans_seq *slot = mome_calloc((size_t)n_ctx, sizeof *slot);
     int *job = mome_malloc((size_t)n_ctx * sizeof(int));
@@ -151,14 +160,12 @@ int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_
         for (int k = 0; k < n_ctx && !rc; k++) {
             while (job[k] < 0 && next_q < n_q && !rc) {
                 const int q = next_q++;
-                if ((rc = seq_start(m, ctxs[k], qs[q].msgs, qs[q].n_msgs, max_new, 0, &slot[k]))) break;
+                if ((rc = seq_start(m, ctxs[k], qs[q].msgs, qs[q].n_msgs, max_new, ids != NULL, &slot[k]))) break;
                 if (routes) routes[q] = slot[k].route;
                 int err = 0;
                 if (seq_take(m, &slot[k], max_new, &err)) job[k] = q;
                 else if (!(rc = err)) {
-                    texts[q] = slot[k].out.p;
-                    slot[k].out.p = NULL;
-                    seq_free(&slot[k]);
+                    seq_finish(&slot[k], q, texts, ids, n_ids);
                     done++;
                     if (on_done) on_done(done, n_q, user);
                 }
@@ -177,9 +184,7 @@ int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_
             int err = 0;
             if (!seq_take(m, s, max_new, &err)) {
                 if ((rc = err)) break;
-                texts[job[bs[b]]] = s->out.p;
-                s->out.p = NULL;
-                seq_free(s);
+                seq_finish(s, job[bs[b]], texts, ids, n_ids);
                 job[bs[b]] = -1;
                 done++;
                 if (on_done) on_done(done, n_q, user);
@@ -188,7 +193,11 @@ int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_
     }
     for (int k = 0; k < n_ctx; k++) seq_free(&slot[k]);
     if (rc)
-        for (int i = 0; i < n_q; i++) { free(texts[i]); texts[i] = NULL; }
+        for (int i = 0; i < n_q; i++) {
+            free(texts[i]);
+            texts[i] = NULL;
+            if (ids) free(ids[i]), ids[i] = NULL, n_ids[i] = 0;
+        }
     free(slot); free(job); free(bc); free(bt); free(bs);
     return rc < 0 ? rc : (rc ? MOME_ERR : MOME_OK);
 }

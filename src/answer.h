@@ -57,11 +57,14 @@ typedef struct ans_question {
  * decoded together (mome_decode_batch), so each answer is byte-identical to
  * ans_greedy's on that context. The contexts must be distinct and share the
  * model; a memory attached to them acts as in ans_greedy. texts[i] receives
- * question i's answer (malloc'd). on_done (may be NULL) is called as answers
- * end. routes (may be NULL) receives each question's ans_route. On error
- * every text is NULL. */
+ * question i's answer (malloc'd). ids and n_ids (both NULL, or both given)
+ * receive its token ids as ans_greedy gives them (malloc'd, NULL when none).
+ * on_done (may be NULL) is called as answers end. routes (may be NULL)
+ * receives each question's ans_route. On error every text and id array is
+ * NULL. */
 int ans_greedy_batch(mome_model *m, mome_ctx *const *ctxs, int n_ctx, const ans_question *qs, int n_q, int max_new,
-                     char **texts, ans_route *routes, void (*on_done)(int done, int total, void *user), void *user);
+                     char **texts, int32_t **ids, int *n_ids, ans_route *routes,
+                     void (*on_done)(int done, int total, void *user), void *user);
 
 /* Index of the largest logit (the first one on ties). */
 int32_t ans_argmax(const float *logits, int V);

@@ -533,7 +533,7 @@ static int answer_jobs(evalr *e, int par) {
             int q = 0;
             for (int i = 0; i < e->n_jobs; i++)
                 if (e->jobs[i].base == base) qs[q++] = (ans_question){e->jobs[i].msgs, e->jobs[i].n};
-            rc = ans_greedy_batch(e->m, cs, nc, qs, nq, e->p->max_new_tokens, texts, routes, e->p->on_progress,
+            rc = ans_greedy_batch(e->m, cs, nc, qs, nq, e->p->max_new_tokens, texts, NULL, NULL, routes, e->p->on_progress,
                                   e->p->user);
         }
         if (!rc) {

@@ -52,8 +52,9 @@
 #include <unistd.h>
 
 #include "adam.h"
-#include "blas.h"
 #include "answer.h"
+#include "blas.h"
+#include "eval.h"
 #include "facts.h"
 #include "finetune.h"
 #include "gguf.h"
@@ -242,7 +243,9 @@ typedef struct tuner {
     int n;
     mome_memory *mem;
     tstack st;
-    mome_ctx *ctx;         /* the engine context for capture and verification */
+    mome_ctx *ctx;         /* the engine context for capture */
+    mome_ctx_params cp;    /* its parameters */
+    mome_ctx *vctx[EVAL_PARALLEL]; /* the verification's contexts, the same parameters (opened at its first round) */
     float *gpos;           /* (n, n_seq, C) raw last keys of every context: the gate accepts them */
     float *ckeys;          /* (n, N_CONTEXTS, 2C) raw keys (pooled, last) of every context the tuner makes,
                             * trained or not, with a margin (prepare_margins) */
@@ -1110,22 +1113,45 @@ static int train_round(tuner *t, int nb) {
 
 /* ------------------------------------------------------------- verify */
 
-/* 1 if greedy decoding of the fact's own wording with the memory states its
- * answer and then ends the turn (eval's greedy answer, ans_greedy). */
-static int verify_fact(tuner *t, int i) {
-    const fact_rt *f = &t->f[i];
-    char qbuf[8];
-    mome_chat_msg msgs[4];
-    const int nm = context_msgs(&t->fs->v[i], 0, qbuf, sizeof qbuf, msgs);
-    char *text = NULL;
-    int32_t *ids = NULL;
-    int n = 0;
-    /* one token more than the answer: an answer that goes on is not it */
-    if (ans_greedy(t->m, t->ctx, msgs, nm, f->T, &text, &ids, &n, NULL)) return -1;
-    const int ok = n == f->T - 1 && memcmp(ids, f->target, (size_t)n * sizeof(int32_t)) == 0;
-    free(text);
-    free(ids);
-    return ok;
+/* Facts verified together: each batch's answers are decoded EVAL_PARALLEL
+ * at a time in one forward pass (ans_greedy_batch, the same answers as one
+ * at a time), and the facts' states change between batches, so progress
+ * shows. */
+#define VERIFY_BATCH 128
+
+/* ok[k] = 1 if greedy decoding of fact idx[k]'s own wording with the memory
+ * states its answer and then ends the turn (eval's greedy answer). */
+static int verify_facts(tuner *t, const int *idx, int n, int *ok) {
+    const int nc = n < EVAL_PARALLEL ? n : EVAL_PARALLEL;
+    for (int k = 0; k < nc; k++) {
+        if (t->vctx[k]) continue;
+        int rc = mome_ctx_init(t->m, &t->cp, &t->vctx[k]);
+        if (!rc) rc = mome_ctx_set_memory(t->vctx[k], t->mem);
+        if (rc) return rc;
+    }
+    char (*qbuf)[8] = mome_malloc((size_t)n * sizeof *qbuf);
+    mome_chat_msg(*msgs)[4] = mome_malloc((size_t)n * sizeof *msgs);
+    ans_question *qs = mome_malloc((size_t)n * sizeof *qs);
+    char **texts = mome_calloc((size_t)n, sizeof *texts);
+    int32_t **ids = mome_calloc((size_t)n, sizeof *ids);
+    int *n_ids = mome_calloc((size_t)n, sizeof *n_ids);
+    int rc = qbuf && msgs && qs && texts && ids && n_ids ? MOME_OK : MOME_ERR_NOMEM, max_T = 0;
+    for (int k = 0; k < n && !rc; k++) {
+        qs[k] = (ans_question){msgs[k], context_msgs(&t->fs->v[idx[k]], 0, qbuf[k], sizeof qbuf[k], msgs[k])};
+        if (t->f[idx[k]].T > max_T) max_T = t->f[idx[k]].T;
+    }
+    /* at least one token more than each answer: an answer that goes on is not it */
+    if (!rc) rc = ans_greedy_batch(t->m, t->vctx, nc, qs, n, max_T, texts, ids, n_ids, NULL, NULL, NULL);
+    for (int k = 0; k < n && !rc; k++) {
+        const fact_rt *f = &t->f[idx[k]];
+        ok[k] = n_ids[k] == f->T - 1 && memcmp(ids[k], f->target, (size_t)n_ids[k] * sizeof(int32_t)) == 0;
+    }
+    for (int k = 0; texts && ids && k < n; k++) {
+        free(texts[k]);
+        free(ids[k]);
+    }
+    free(qbuf); free(msgs); free(qs); free(texts); free(ids); free(n_ids);
+    return rc;
 }
 
 /* Facts waiting for a verification: learned ones, and verified ones whose
@@ -1145,25 +1171,27 @@ static int verify_round(tuner *t) {
     if (!keep) return MOME_ERR_NOMEM;
     memcpy(keep, t->mem->val, nv * sizeof(float));
     mem_round_f16(t->mem);
-    int rc = 0, done = 0;
-    const int todo = pending(t);
+    int rc = 0, idx[VERIFY_BATCH], ok[VERIFY_BATCH];
     double last = mome_time_s();
-    for (int i = 0; i < t->n && !rc; i++) {
-        fact_rt *f = &t->f[i];
-        const int again = f->state == FACT_VERIFIED && f->recheck;
-        if (f->state != FACT_LEARNED && !again) continue;
-        int v = verify_fact(t, i);
-        if (v < 0) { rc = MOME_ERR; break; }
-        f->recheck = 0;
-        if (v) f->state = FACT_VERIFIED;
-        else if (again) {
-            f->state = FACT_TRAINING; /* a neighbour undid it: not its own failure */
-            t->n_undone++;
-        } else {
-            f->target_loss *= 0.25f;
-            f->state = ++f->n_fail >= MAX_FAILS ? FACT_GIVEN_UP : FACT_TRAINING;
+    for (int i = 0; i < t->n && !rc;) {
+        int nb = 0;
+        for (; i < t->n && nb < VERIFY_BATCH; i++)
+            if (t->f[i].state == FACT_LEARNED || (t->f[i].state == FACT_VERIFIED && t->f[i].recheck)) idx[nb++] = i;
+        if (nb == 0 || (rc = verify_facts(t, idx, nb, ok))) break;
+        for (int k = 0; k < nb; k++) {
+            fact_rt *f = &t->f[idx[k]];
+            const int again = f->state == FACT_VERIFIED;
+            f->recheck = 0;
+            if (ok[k]) f->state = FACT_VERIFIED;
+            else if (again) {
+                f->state = FACT_TRAINING; /* a neighbour undid it: not its own failure */
+                t->n_undone++;
+            } else {
+                f->target_loss *= 0.25f;
+                f->state = ++f->n_fail >= MAX_FAILS ? FACT_GIVEN_UP : FACT_TRAINING;
+            }
         }
-        if (++done < todo && mome_time_s() - last > 0.5) {
+        if (i < t->n && mome_time_s() - last > 0.5) {
             last = mome_time_s();
             progress(t, "verify", -1);
         }
@@ -1305,6 +1333,7 @@ static void tuner_free(tuner *t) {
     tstack_free(&t->st);
     if (t->ctx) free(t->ctx->capture); /* the tuner's buffer, not the context's */
     mome_ctx_free(t->ctx);
+    for (int k = 0; k < EVAL_PARALLEL; k++) mome_ctx_free(t->vctx[k]);
     mome_memory_free(t->mem);
     facts_free(t->fs);
 }
@@ -1417,6 +1446,7 @@ static int open_context(tuner *t) {
     cp.n_ctx = nctx;
     cp.n_batch = nctx;
     cp.n_threads = p->n_threads;
+    t->cp = cp;
     if ((rc = mome_ctx_init(m, &cp, &t->ctx))) return rc;
     if ((rc = mome_ctx_set_memory(t->ctx, t->mem))) return rc;
     t->ctx->capture = mome_malloc((size_t)nctx * C * sizeof(float));

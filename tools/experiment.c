@@ -151,7 +151,7 @@ static int th_snapshot(mome_model *m, mome_memory *mem, const fact_set *fs, cons
     for (int i = 0; i < fs->n && !rc; i++)
         if (probe_answer(m, cs[0], qs[i].msgs, qs[i].n_msgs, fs->v[i].answers[0], NULL, 0, &pr[i]))
             rc = exp_fail("fact at %s:%d: %s", fs->path, fs->v[i].line, mome_errmsg());
-    if (!rc && ans_greedy_batch(m, cs, nc, qs, fs->n, max_new, out, NULL, NULL, NULL))
+    if (!rc && ans_greedy_batch(m, cs, nc, qs, fs->n, max_new, out, NULL, NULL, NULL, NULL, NULL))
         rc = exp_fail("greedy answers: %s", mome_errmsg());
     for (int k = 0; k < nc; k++) mome_ctx_free(cs[k]);
     return rc;
