@@ -4,7 +4,8 @@
 #define MOME_EVAL_H
 
 #define EVAL_N_VARIANTS 3
-#define EVAL_PARALLEL 16 /* questions answered together by default (batched decode: 3.5x at 16, BENCHMARKS) */
+#define EVAL_PARALLEL 16 /* questions answered together by default, and by the tuner's verification
+                            (batched decode: 3.5x at 16, BENCHMARKS) */
 
 /* The built-in system prompts context_recall asks behind. */
 extern const char *const eval_builtin_systems[];

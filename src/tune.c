@@ -1144,7 +1144,7 @@ static int verify_facts(tuner *t, const int *idx, int n, int *ok) {
     if (!rc) rc = ans_greedy_batch(t->m, t->vctx, nc, qs, n, max_T, texts, ids, n_ids, NULL, NULL, NULL);
     for (int k = 0; k < n && !rc; k++) {
         const fact_rt *f = &t->f[idx[k]];
-        ok[k] = n_ids[k] == f->T - 1 && memcmp(ids[k], f->target, (size_t)n_ids[k] * sizeof(int32_t)) == 0;
+        ok[k] = n_ids[k] == f->T - 1 && (n_ids[k] == 0 || memcmp(ids[k], f->target, (size_t)n_ids[k] * sizeof(int32_t)) == 0);
     }
     for (int k = 0; texts && ids && k < n; k++) {
         free(texts[k]);
