@@ -1154,11 +1154,16 @@ static int verify_facts(tuner *t, const int *idx, int n, int *ok) {
     return rc;
 }
 
-/* Facts waiting for a verification: learned ones, and verified ones whose
- * mixture changed. */
+/* 1 if f waits for a verification: learned, or verified with a mixture
+ * that changed since. */
+static int awaits_verify(const fact_rt *f) {
+    return f->state == FACT_LEARNED || (f->state == FACT_VERIFIED && f->recheck);
+}
+
+/* Facts waiting for a verification. */
 static int pending(const tuner *t) {
     int k = 0;
-    for (int i = 0; i < t->n; i++) k += t->f[i].state == FACT_LEARNED || (t->f[i].state == FACT_VERIFIED && t->f[i].recheck);
+    for (int i = 0; i < t->n; i++) k += awaits_verify(&t->f[i]);
     return k;
 }
 
@@ -1176,7 +1181,7 @@ static int verify_round(tuner *t) {
     for (int i = 0; i < t->n && !rc;) {
         int nb = 0;
         for (; i < t->n && nb < VERIFY_BATCH; i++)
-            if (t->f[i].state == FACT_LEARNED || (t->f[i].state == FACT_VERIFIED && t->f[i].recheck)) idx[nb++] = i;
+            if (awaits_verify(&t->f[i])) idx[nb++] = i;
         if (nb == 0 || (rc = verify_facts(t, idx, nb, ok))) break;
         for (int k = 0; k < nb; k++) {
             fact_rt *f = &t->f[idx[k]];
