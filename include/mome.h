@@ -89,6 +89,14 @@ float mome_memory_cover_threshold(const mome_memory *mem);
 void mome_memory_set_verify(mome_memory *mem, float verify);
 /* The memory's relation-check threshold (NAN: none). */
 float mome_memory_verify_threshold(const mome_memory *mem);
+/* The relation check's threshold for facts whose question names no subject
+ * (no subject check guards them: the check is all that tells an unrelated
+ * question in their style from a rewording), in [-1, 1] (NAN: unchanged);
+ * such a fact needs max(this, the memory's threshold), and a memory
+ * threshold of -1 still checks nothing. Default MOME_DEFAULT_VERIFY_UNNAMED. */
+#define MOME_DEFAULT_VERIFY_UNNAMED 0.9f
+void mome_memory_set_verify_unnamed(mome_memory *mem, float verify);
+float mome_memory_verify_unnamed(const mome_memory *mem);
 /* The margin the best fact must lead its rival (the best other fact with
  * another answer the question could be asking about) by to be selected
  * (memory.h; 0: no margin), in [0, 2]; else unchanged. It caps each fact's
@@ -179,6 +187,8 @@ typedef struct mome_tune_params {
     float verify;              /* the relation check's threshold (memory.h): the question's state at
                                   block verify_layer must be near one of the fact's tuned contexts';
                                   NAN: no check (new memories) or the loaded memory's */
+    float verify_unnamed;      /* the check's threshold for facts that name no subject (NAN: the
+                                  loaded memory's, MOME_DEFAULT_VERIFY_UNNAMED for a new one) */
     int verify_layer;          /* its block (-1: 12/15 of the blocks with the meaning key, 24 of 30 on
                                   SmolLM2; 7/15 with the relation key; 3/5 with the others) */
     int verify_key;            /* the state a new memory's check compares (mome_verify_key) */
@@ -187,6 +197,9 @@ typedef struct mome_tune_params {
     int alt_keys;              /* keys of generated wordings per fact besides its own, which the
                                   fact also scores with (memory.h): 1 the question in lower case
                                   (default), 0 none */
+    int infer_subjects;        /* K >= 2: facts without a "subject" get one from the file's templates
+                                  (K or more questions that read the same around one span; facts.h);
+                                  0: only the subjects the file names */
     int subject_check;         /* 1 (default): a fact that names its "subject" answers only
                                   questions that name it too (memory.h); 0: no check */
     int gate_questions;        /* other questions asked per fact that names its subject, which
@@ -232,6 +245,8 @@ typedef struct mome_tune_report {
     double mean_mix;           /* MoME: facts in a fact's mixture under its own keys, on average (1
                                   with top_k 1) */
     int64_t n_undone;          /* MoME mixtures: verified facts a changed partner undid (trained on) */
+    int32_t n_subjects;        /* MoME: facts that keep a subject (named in the file or inferred) */
+    int32_t n_inferred;        /* of them, inferred from the file's templates (--infer-subjects) */
     int32_t n_missing_lines;   /* the fact-file lines of the first (up to 32) facts not memorized */
     int32_t missing_lines[32];
 } mome_tune_report;

@@ -17,6 +17,7 @@
 
 #include <cjson/cJSON.h>
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <string.h>
@@ -1400,4 +1401,145 @@ int facts_is_abstention(const char *output) {
         hit = find_word(no, o, ABSTAIN_PHRASES[k], strlen(ABSTAIN_PHRASES[k]), 0);
     free(no);
     return hit;
+}
+
+/* ------------------------------------------------------- inferred subjects */
+
+/* A question is split into words at whitespace, with a final ? . ! or : as
+ * a word of its own; words compare ASCII case-insensitively. */
+#define SUBJ_MAX_WORDS 64   /* longer questions are left alone */
+#define SUBJ_MAX_SPAN 8     /* words a subject spans at most */
+#define SUBJ_MIN_TEMPLATE 4 /* template words around the span, the mark aside */
+
+typedef struct qwords {
+    int n, mark;                       /* words; 1: the last one is the final mark */
+    int beg[SUBJ_MAX_WORDS], end[SUBJ_MAX_WORDS];
+} qwords;
+
+static int split_words(const char *q, qwords *w) {
+    w->n = w->mark = 0;
+    const size_t len = strlen(q);
+    size_t i = 0;
+    while (i < len) {
+        while (i < len && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r')) i++;
+        if (i == len) break;
+        if (w->n == SUBJ_MAX_WORDS) return -1;
+        const size_t b = i;
+        while (i < len && !(q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r')) i++;
+        w->beg[w->n] = (int)b;
+        w->end[w->n] = (int)i;
+        w->n++;
+    }
+    if (w->n == 0) return -1;
+    const int l = w->n - 1;
+    const char c = q[w->end[l] - 1];
+    if ((c == '?' || c == '.' || c == '!' || c == ':') && w->n < SUBJ_MAX_WORDS) {
+        if (w->end[l] - w->beg[l] == 1) w->mark = 1; /* "... X ?" */
+        else {
+            w->beg[w->n] = w->end[l] - 1;
+            w->end[w->n] = w->end[l];
+            w->end[l]--;
+            w->n++;
+            w->mark = 1;
+        }
+    }
+    return 0;
+}
+
+static uint64_t hash_word(uint64_t h, const char *s, int b, int e) {
+    for (int i = b; i < e; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
+        h = (h ^ c) * 0x100000001b3ull;
+    }
+    return (h ^ 0x1f) * 0x100000001b3ull; /* a separator after each word */
+}
+
+/* Counts of 64-bit keys, open addressing (0 is never a key: keys are or'ed with 1). */
+typedef struct key_count {
+    uint64_t *key;
+    int32_t *n;
+    size_t cap;
+} key_count;
+
+static int32_t *kc_slot(key_count *kc, uint64_t k) {
+    k |= 1;
+    size_t i = (size_t)(k * 0x9e3779b97f4a7c15ull) & (kc->cap - 1);
+    while (kc->key[i] && kc->key[i] != k) i = (i + 1) & (kc->cap - 1);
+    kc->key[i] = k;
+    return &kc->n[i];
+}
+
+static int32_t kc_get(const key_count *kc, uint64_t k) {
+    k |= 1;
+    size_t i = (size_t)(k * 0x9e3779b97f4a7c15ull) & (kc->cap - 1);
+    while (kc->key[i] && kc->key[i] != k) i = (i + 1) & (kc->cap - 1);
+    return kc->key[i] ? kc->n[i] : 0;
+}
+
+static uint64_t pair_key(uint64_t pre, int np, uint64_t suf, int ns) {
+    return (pre * 0x9e3779b97f4a7c15ull) ^ (suf + 0x632be59bd9b4e019ull + ((uint64_t)np << 40) + ((uint64_t)ns << 48));
+}
+
+int facts_infer_subjects(fact_set *fs, int min_count) {
+    if (min_count < 2) return 0;
+    const int n = fs->n;
+    qwords *w = mome_calloc((size_t)n, sizeof(qwords));
+    uint64_t *pre = mome_calloc((size_t)n * (SUBJ_MAX_WORDS + 1) * 2, sizeof(uint64_t));
+    /* at most n (SUBJ_MAX_WORDS + 1) prefixes, as many suffixes, and n SUBJ_MAX_WORDS SUBJ_MAX_SPAN pairs; sized from the questions */
+    size_t need = 16;
+    for (int i = 0; w && i < n; i++)
+        if (!fs->v[i].subject && split_words(fs->v[i].question, &w[i]) == 0) need += (size_t)(w[i].n + 1) * (2 + SUBJ_MAX_SPAN);
+        else if (w) w[i].n = 0;
+    size_t cap = 1;
+    while (cap < 2 * need) cap <<= 1;
+    key_count kc = {mome_calloc(cap, sizeof(uint64_t)), mome_calloc(cap, sizeof(int32_t)), cap};
+    int rc = 0, inferred = 0;
+    if (!w || !pre || !kc.key || !kc.n) { rc = MOME_ERR_NOMEM; goto done; }
+    /* prefix i: hash of words [0, i); suffix s: hash of the last s words */
+    for (int f = 0; f < n; f++) {
+        const qwords *q = &w[f];
+        if (q->n == 0) continue;
+        uint64_t *P = pre + (size_t)f * (SUBJ_MAX_WORDS + 1) * 2, *S = P + SUBJ_MAX_WORDS + 1;
+        P[0] = S[0] = 0xcbf29ce484222325ull;
+        for (int i = 0; i < q->n; i++) P[i + 1] = hash_word(P[i], fs->v[f].question, q->beg[i], q->end[i]);
+        for (int s = 0; s < q->n; s++) S[s + 1] = hash_word(S[s] ^ 0x5bd1e995ull, fs->v[f].question, q->beg[q->n - 1 - s], q->end[q->n - 1 - s]);
+        for (int i = 1; i <= q->n; i++) (*kc_slot(&kc, P[i] ^ 0xa5a5ull))++, (*kc_slot(&kc, S[i] ^ 0x5a5aull))++;
+    }
+    /* spans [i, j) whose prefix and suffix are both common: count their (prefix, suffix) pairs */
+    for (int pass = 0; pass < 2; pass++)
+        for (int f = 0; f < n; f++) {
+            const qwords *q = &w[f];
+            if (q->n == 0) continue;
+            const uint64_t *P = pre + (size_t)f * (SUBJ_MAX_WORDS + 1) * 2, *S = P + SUBJ_MAX_WORDS + 1;
+            int bi = -1, bj = -1;
+            double bs = 0;
+            for (int i = 0; i < q->n; i++) {
+                if (i > 0 && kc_get(&kc, P[i] ^ 0xa5a5ull) < min_count) break;
+                for (int j = i + 1; j < q->n && j - i <= SUBJ_MAX_SPAN; j++) { /* a template word (or the mark) after it */
+                    const int ns = q->n - j, tw = i + ns - q->mark;
+                    if (tw < SUBJ_MIN_TEMPLATE || (ns > 0 && kc_get(&kc, S[ns] ^ 0x5a5aull) < min_count)) continue;
+                    const uint64_t k = pair_key(P[i], i, S[ns], ns);
+                    if (pass == 0) { (*kc_slot(&kc, k))++; continue; }
+                    const int c = kc_get(&kc, k);
+                    const double sc = tw + log2((double)c) / 3.0; /* a word more is worth 8x fewer questions */
+                    if (c >= min_count && sc > bs) bi = i, bj = j, bs = sc;
+                }
+            }
+            if (pass == 0 || bi < 0) continue;
+            const char *qs = fs->v[f].question;
+            const int b = q->beg[bi], e = q->end[bj - 1];
+            int alnum = 0;
+            for (int x = b; x < e && !alnum; x++) alnum = (qs[x] >= '0' && qs[x] <= '9') || ((qs[x] | 32) >= 'a' && (qs[x] | 32) <= 'z') || (unsigned char)qs[x] >= 0x80;
+            if (!alnum) continue;
+            char *s = mome_malloc((size_t)(e - b) + 1);
+            if (!s) { rc = MOME_ERR_NOMEM; goto done; }
+            memcpy(s, qs + b, (size_t)(e - b));
+            s[e - b] = 0;
+            fs->v[f].subject = s;
+            inferred++;
+        }
+done:
+    free(w); free(pre); free(kc.key); free(kc.n);
+    return rc ? -rc : inferred;
 }

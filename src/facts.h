@@ -154,6 +154,22 @@ int facts_parse_buffer(const char *buf, size_t len, const char *name,
 
 void facts_free(fact_set *fs);
 
+/* Subjects for the facts that name none, from the file's own templates: a
+ * question's subject is a span of at most 8 words, followed by at least
+ * one word (the final ? . ! : counts as a word), such that at least
+ * min_count questions read the same around their span (the same words
+ * before and after, ASCII case aside, at least 4 such words besides the
+ * mark). Of the spans a question allows, the one
+ * whose template scores highest by (template words) + log2(questions sharing
+ * it) / 3 is taken (one template word more is worth 8 times fewer
+ * questions): "What is the capital of South Africa?" takes "capital of _?"
+ * (219 questions) over "capital of South _?" (3), "What is the position of
+ * X?" takes "position of _?" over "position _?", and "What is the ISO 639-3
+ * code of the X language?" takes X. Questions that share no template (NQ's)
+ * keep none. Returns how many facts got a subject (>= 0), or -MOME_ERR_NOMEM;
+ * min_count < 2 infers nothing. */
+int facts_infer_subjects(fact_set *fs, int min_count);
+
 /* Normalize for exact-match scoring: trim whitespace, collapse internal runs
  * of whitespace to one space, drop one final '.' (and trim again). Case is
  * kept. Returns a malloc'd string, or NULL (out of memory, s NULL). */

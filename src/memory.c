@@ -147,6 +147,7 @@ static void optional_parts_off(mome_memory *m) {
     m->alt_last = -1;
     m->ver_layer = -1;
     m->ver_tau = NAN;
+    m->ver_tau_unnamed = MEM_DEFAULT_VERIFY_UNNAMED;
     m->ver_last = -1;
 }
 
@@ -780,6 +781,12 @@ static float rank_siblings(const mome_memory *mem, int32_t *idx, float *sc, int 
     return bv;
 }
 
+float mem_verify_tau(const mome_memory *mem, int f) {
+    if (isnan(mem->ver_tau)) return -INFINITY;
+    const int unnamed = f >= 0 && f < mem->n_facts && mem->subj_len[f] == 0;
+    return unnamed && mem->ver_tau > -1.0f && mem->ver_tau_unnamed > mem->ver_tau ? mem->ver_tau_unnamed : mem->ver_tau;
+}
+
 int mem_mix_select(const mome_memory *mem, const float *pool, const float *last, const mem_query *qt, int force, float *q,
                    mem_mix *mix, mem_cand *cand) {
     int32_t idx[MEM_MAX_K];
@@ -803,7 +810,6 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
     if (cand) *cand = (mem_cand){n > 0 ? idx[0] : -1, n > 0 ? sc[0] : -INFINITY, g0, c0, s0, second, rival, need, v0};
     const int lead = !(need > 0.0f) || sc[0] >= MEM_MARGIN_SURE || sc[0] - rival >= need;
     const float ctau = isnan(mem->cover_tau) ? -INFINITY : mem->cover_tau;
-    const float vtau = isnan(mem->ver_tau) ? -INFINITY : mem->ver_tau;
     mix->n = 0;
     if (force >= 0) {
         int have = 0;
@@ -819,14 +825,14 @@ int mem_mix_select(const mome_memory *mem, const float *pool, const float *last,
             sc[n] = s;
             n++;
         }
-    } else if (n == 0 || !(sc[0] >= mem->tau && lead && g0 >= 0.0f && c0 >= ctau && s0 != 0 && v0 >= vtau))
+    } else if (n == 0 || !(sc[0] >= mem->tau && lead && g0 >= 0.0f && c0 >= ctau && s0 != 0 && v0 >= mem_verify_tau(mem, idx[0])))
         return 0; /* the memory speaks only when its best fact is selected */
     const float tau_k = isnan(mem->mix_tau) ? mem->tau : mem->mix_tau;
     float smax = -INFINITY;
     for (int i = 0; i < n; i++) {
         const int first = force >= 0 ? idx[i] == force : i == 0;
         if (!first && !(sc[i] >= tau_k && mem_gate(mem, idx[i], last_c) >= 0.0f &&
-                        (!qt || (mem_cover(mem, idx[i], qt, cs) >= ctau && mem_verify_query(mem, idx[i], qt, cs) >= vtau)) &&
+                        (!qt || (mem_cover(mem, idx[i], qt, cs) >= ctau && mem_verify_query(mem, idx[i], qt, cs) >= mem_verify_tau(mem, idx[i]))) &&
                         mem_subject_check(mem, idx[i], qt) != 0))
             continue;
         mix->fact[mix->n] = idx[i];
@@ -1117,6 +1123,7 @@ static int save_fact_arrays(gguf_writer *w, const mome_memory *m, save_bufs *b) 
     if (saves_verify(m)) {
         CK(gguf_writer_add_i32(w, "mome.verify_layer", m->ver_layer));
         CK(gguf_writer_add_f32(w, "mome.verify_tau", m->ver_tau));
+        if (m->ver_tau_unnamed != MEM_DEFAULT_VERIFY_UNNAMED) CK(gguf_writer_add_f32(w, "mome.verify_tau_unnamed", m->ver_tau_unnamed));
         CK(gguf_writer_add_arr(w, "mome.n_verify", GGUF_TYPE_INT32, m->n_ver, (uint64_t)n));
         if (m->ver_pool) CK(gguf_writer_add_i32(w, "mome.verify_relation", 1));
         if (m->n_ver_open > 0) {
@@ -1336,6 +1343,11 @@ static int load_verify(const gguf_file *f, mome_memory *m) {
     float tau;
     const gguf_kv *nv;
     if (r < 0 || get_req_f32(f, "mome.verify_tau", &tau)) return MOME_ERR_FORMAT;
+    const int ru = gguf_get_f32(f, "mome.verify_tau_unnamed", &m->ver_tau_unnamed);
+    if (ru < 0) return MOME_ERR_FORMAT;
+    if (ru == 0) m->ver_tau_unnamed = MEM_DEFAULT_VERIFY_UNNAMED;
+    if (!(m->ver_tau_unnamed >= -1.0f && m->ver_tau_unnamed <= 1.0f))
+        return mome_seterr_code(MOME_ERR_FORMAT, "%s: mome.verify_tau_unnamed %g outside [-1, 1]", f->path, (double)m->ver_tau_unnamed);
     int rc = load_verify_wrap(f, m);
     if (rc) return rc;
     if (layer < 1 || layer > ver_layer_max(m) || !(isnan(tau) || (tau >= -1.0f && tau <= 1.0f)))
@@ -1802,6 +1814,12 @@ void mome_memory_set_verify(mome_memory *mem, float verify) {
 }
 
 float mome_memory_verify_threshold(const mome_memory *mem) { return mem->ver_layer >= 0 ? mem->ver_tau : NAN; }
+
+void mome_memory_set_verify_unnamed(mome_memory *mem, float verify) {
+    if (verify >= -1.0f && verify <= 1.0f) mem->ver_tau_unnamed = verify;
+}
+
+float mome_memory_verify_unnamed(const mome_memory *mem) { return mem->ver_tau_unnamed; }
 
 void mome_memory_set_margin_share(mome_memory *mem, float share) {
     if (share >= 0.0f && share <= 2.0f) mem->margin_share = share;

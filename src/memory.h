@@ -242,6 +242,20 @@
  * it). Cost: one pass of the question alone through ver_layer blocks per
  * decision row, 5 C x C products per checked fact. */
 #define MEM_MAX_VER 8
+/* Facts whose question names no subject (NQ-style questions, the CLI's plain
+ * question/answer files) have no subject check, so the relation check is
+ * all that tells an unrelated question in their style from a rewording:
+ * they need verify >= max(ver_tau, ver_tau_unnamed). Measured on 1,000 NQ +
+ * 998 zsRE facts tuned together (docs/BENCHMARKS.md, replayed): at
+ * ver_tau 0.5 and score >= 0.6, 56 of 998 unrelated `loc` questions took an
+ * NQ fact's answer (`loc` 0.944); with the subject-less facts at 0.85 /
+ * 0.9 / 0.92, `loc` 0.995 / 0.997 / 1.000, with zsRE rewordings (0.786),
+ * same-subject questions and every NQ recall, context and variant
+ * unchanged (a context or variant is read alone or stored, so it scores
+ * ~1). A threshold of -1 still checks nothing. */
+#define MEM_DEFAULT_VERIFY_UNNAMED MOME_DEFAULT_VERIFY_UNNAMED /* mome.h */
+/* The check's threshold for fact f (-INFINITY: no check). */
+float mem_verify_tau(const mome_memory *mem, int f);
 #define MEM_QUESTION_TOKENS 256 /* content tokens the check reads (the last ones) */
 
 /* Why a decision went as it did: the best fact by key score, selected or
@@ -323,6 +337,7 @@ struct mome_memory {
     int32_t ver_layer;                 /* the block whose input at the decision row is kept, < value_layer
                                           (any below the last with ver_open) */
     float ver_tau;                     /* a fact passes when verify(f, q) >= ver_tau (NAN: no check) */
+    float ver_tau_unnamed;             /* ... a fact without a subject when >= max(ver_tau, this) (mem_verify_tau) */
     float *mu_ver;                     /* (C) centre */
     int32_t *n_ver;                    /* (cap_facts) states kept per fact, 0..MEM_MAX_VER (0: not checked) */
     int64_t *ver_off;                  /* (cap_facts) first row of fact f in kver */

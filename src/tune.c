@@ -75,6 +75,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
     p.verify = NAN;
+    p.verify_unnamed = NAN;
     p.verify_layer = -1;
     p.verify_key = MOME_VERIFY_MEANING;
     p.route_margin = NAN;
@@ -85,6 +86,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.augment = 2;
     p.alt_keys = 1;
     p.subject_check = 1;
+    p.infer_subjects = 0;
     p.gate_questions = 0;
     p.gate_margin = 1.0f;
     p.cached_facts = 2048;
@@ -250,6 +252,7 @@ typedef struct tuner {
     float *ckeys;          /* (n, N_CONTEXTS, 2C) raw keys (pooled, last) of every context the tuner makes,
                             * trained or not, with a margin (prepare_margins) */
     int n_subj;            /* facts that name their subject */
+    int n_inferred;        /* of them, subjects inferred from the file's templates (--infer-subjects) */
     int gate_on;           /* fit a relation gate: facts name subjects, or the memory has a gate */
     int max_T, max_P;
     int max_seq_P;         /* the longest prompt of a fact's training contexts, in tokens */
@@ -1355,6 +1358,12 @@ static int load_facts(tuner *t) {
         return mome_seterr_code(MOME_ERR_ARG, "tune: --augment %d is outside 0..%d", p->augment, MAX_AUGMENT);
     if (p->alt_keys < 0 || p->alt_keys > 1)
         return mome_seterr_code(MOME_ERR_ARG, "tune: --alt-keys %d is outside 0..1", p->alt_keys);
+    if (p->infer_subjects > 0 && p->subject_check) {
+        if (p->infer_subjects < 2) return mome_seterr_code(MOME_ERR_ARG, "tune: --infer-subjects %d: 0 (off) or at least 2", p->infer_subjects);
+        const int r = facts_infer_subjects(t->fs, p->infer_subjects);
+        if (r < 0) return -r;
+        t->n_inferred = r;
+    }
     for (int i = 0; i < t->n; i++) t->n_subj += t->fs->v[i].subject != NULL;
     return prepare_tokens(t);
 }
@@ -1434,6 +1443,11 @@ static int open_memory(tuner *t, int *new_memory) {
         const int ldef = key == MOME_VERIFY_RELATION ? 7 * L / 15 : key == MOME_VERIFY_MEANING ? 12 * L / 15 : 3 * L / 5;
         const int lver = t->mem->ver_layer >= 0 ? t->mem->ver_layer : p->verify_layer >= 0 ? p->verify_layer : ldef > 1 ? ldef : 1;
         if ((rc = mem_verify_init(t->mem, lver, isnan(p->verify) ? t->mem->ver_tau : p->verify))) return rc;
+    }
+    if (!isnan(p->verify_unnamed)) {
+        if (!(p->verify_unnamed >= -1.0f && p->verify_unnamed <= 1.0f))
+            return mome_seterr_code(MOME_ERR_ARG, "tune: --verify-unnamed %g outside [-1, 1]", (double)p->verify_unnamed);
+        mome_memory_set_verify_unnamed(t->mem, p->verify_unnamed);
     }
     return 0;
 }
@@ -1518,6 +1532,8 @@ static void report(const tuner *t, mome_tune_report *rep) {
     rep->n_memorized = count_state(t, FACT_VERIFIED);
     rep->steps = t->step;
     rep->n_undone = t->n_undone;
+    rep->n_subjects = t->n_subj;
+    rep->n_inferred = t->n_inferred;
     int64_t rows = 0;
     double ls = 0, mix = 0;
     for (int i = 0; i < t->n; i++) {

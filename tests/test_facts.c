@@ -942,6 +942,81 @@ static void test_abstention(void) {
     CHECK(!facts_is_abstention(NULL), "NULL");
 }
 
+/* Subjects from the file's templates (facts_infer_subjects): the span the
+ * most questions read the same around, a template word more only where it
+ * keeps 1 in 8 of them; given subjects kept; questions that share no
+ * template, or too few, keep none; case aside; long questions left alone. */
+static void test_infer_subjects(void) {
+    char *text = NULL;
+    size_t len = 0;
+    FILE *m = open_memstream(&text, &len);
+    REQUIRE(m, "memstream");
+    /* 3 of 30 start with "South": "capital of South _?" has 3 questions, "capital of _?" 30 (> 8 x 3) */
+    static const char *const named[] = {"France", "South Africa", "South Sudan", "South Georgia", "New Zealand", "Peru",
+                                        "Saint Kitts and Nevis", "Korea, Republic of", "Papua New Guinea"};
+    enum { nc = 30 };
+    char countries[nc][32];
+    for (int i = 0; i < nc; i++)
+        snprintf(countries[i], sizeof countries[i], "%s", i < (int)(sizeof named / sizeof *named) ? named[i] : "Land");
+    for (int i = (int)(sizeof named / sizeof *named); i < nc; i++) snprintf(countries[i], sizeof countries[i], "%c%cland", 'A' + i / 26, 'a' + i % 26);
+    for (int i = 0; i < nc; i++) fprintf(m, "{\"question\": \"What is the capital of %s?\", \"answer\": \"x%d\"}\n", countries[i], i);
+    fprintf(m, "{\"question\": \"what is the CAPITAL of   Mali?\", \"answer\": \"Bamako\"}\n");
+    fprintf(m, "{\"question\": \"What is the capital of Chad?\", \"answer\": \"N'Djamena\", \"subject\": \"Republic of Chad\"}\n");
+    fprintf(m, "{\"question\": \"What is the capital of Togo\", \"answer\": \"Lome\"}\n"); /* no mark: another template, alone */
+    for (int i = 0; i < 3; i++) fprintf(m, "{\"question\": \"Which TCP port does the svc%d service use?\", \"answer\": \"%d\"}\n", i, 100 + i);
+    fprintf(m, "{\"question\": \"who wrote hamlet\", \"answer\": \"Shakespeare\"}\n");
+    fprintf(m, "{\"question\": \"What is the population of Peru?\", \"answer\": \"34 million\"}\n");
+    fprintf(m, "{\"question\": \"");
+    for (int i = 0; i < 70; i++) fprintf(m, "word%d ", i);
+    fprintf(m, "of Peru?\", \"answer\": \"long\"}\n");
+    fclose(m);
+    fact_set *fs = parse_ok(text, "t.jsonl", FACTS_CONFLICT_ERROR);
+    free(text);
+    if (!fs) return;
+    const int n = fs->n;
+    CHECK(n == nc + 9, "%d facts", n);
+    CHECK(facts_infer_subjects(fs, 1) == 0, "min_count < 2 infers nothing");
+    const int got = facts_infer_subjects(fs, 3);
+    CHECK(got == nc + 1 + 3, "inferred %d subjects, want %d", got, nc + 4);
+    int right = 1;
+    for (int i = 0; i < nc; i++)
+        if (!fs->v[i].subject || strcmp(fs->v[i].subject, countries[i]) != 0) {
+            fprintf(stderr, "    %s -> %s\n", fs->v[i].question, fs->v[i].subject ? fs->v[i].subject : "(none)");
+            right = 0;
+        }
+    CHECK(right, "every country's span is its subject (\"South Africa\", not \"Africa\")");
+    CHECK(fs->v[nc].subject && !strcmp(fs->v[nc].subject, "Mali"), "case and spaces aside (%s)", fs->v[nc].subject ? fs->v[nc].subject : "none");
+    CHECK(fs->v[nc + 1].subject && !strcmp(fs->v[nc + 1].subject, "Republic of Chad"), "a given subject is kept");
+    CHECK(!fs->v[nc + 2].subject, "a question without the mark is another template (1 question): none");
+    for (int i = 0; i < 3; i++) {
+        char want[16];
+        snprintf(want, sizeof want, "svc%d", i);
+        CHECK(fs->v[nc + 3 + i].subject && !strcmp(fs->v[nc + 3 + i].subject, want), "service %d: %s", i,
+              fs->v[nc + 3 + i].subject ? fs->v[nc + 3 + i].subject : "none");
+    }
+    CHECK(!fs->v[nc + 6].subject && !fs->v[nc + 7].subject && !fs->v[nc + 8].subject,
+          "no shared template (NQ style, a single population question) or over 64 words: none");
+    CHECK(facts_infer_subjects(fs, 3) == 0, "a second pass finds every subject taken");
+    facts_free(fs);
+    /* the shared one-template sets: every question gets its subject; NQ's free questions mostly none */
+    static const struct { const char *rel; int n_min, n_max; const char *first; } sets[] = {
+        {"data/facts/capitals.jsonl", 219, 219, "Colombia"},
+        {"data/facts/languages.jsonl", 7001, 7001, "Wusa Nasu"},
+        {"data/facts/services.jsonl", 317, 318, "ldaps"},
+        {"data/facts/NQ-open.dev.jsonl", 1, 3610 / 4, NULL},
+    };
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++) {
+        const char *p = test_shared_path(sets[i].rel);
+        fact_set *rs = NULL;
+        if (!p || facts_load(p, FACTS_CONFLICT_FIRST, &rs) != MOME_OK) continue;
+        const int k = facts_infer_subjects(rs, 3);
+        CHECK(k >= sets[i].n_min && k <= sets[i].n_max && (!sets[i].first || (rs->v[0].subject && !strcmp(rs->v[0].subject, sets[i].first))),
+              "%s: %d of %d subjects inferred (want %d..%d), the first '%s'", sets[i].rel, k, rs->n, sets[i].n_min, sets[i].n_max,
+              rs->v[0].subject ? rs->v[0].subject : "none");
+        facts_free(rs);
+    }
+}
+
 /* ------------------------------------------------------------ real sets */
 
 static void test_real_sets(void) {
@@ -1061,6 +1136,7 @@ int main(void) {
     RUN(test_normalize);
     RUN(test_matching);
     RUN(test_abstention);
+    RUN(test_infer_subjects);
     RUN(test_real_sets);
     RUN(test_demo_tool);
     rmdir(g_tmp);

@@ -1142,6 +1142,100 @@ static int engine_state(mome_ctx *c, const mome_chat_msg *msgs, int nm, float *o
     return pos;
 }
 
+
+/* An empty memory (key block 6, values at 24) with the relation check at
+ * block 18 and threshold tau, or NULL. */
+static mome_memory *checked_memory(mome_model *m, float tau) {
+    mome_memory *mem = NULL;
+    if (mem_new(m, 6, 24, &mem) == 0 && mem_verify_init(mem, 18, tau) == 0) return mem;
+    mome_memory_free(mem);
+    return NULL;
+}
+
+/* Facts whose question names no subject need verify >= max(ver_tau,
+ * ver_tau_unnamed) (mem_verify_tau): a question at cosine 0.7 to each fact's
+ * state answers a named fact at ver_tau 0.5 and not an unnamed one at the
+ * default 0.9, until the latter is lowered; a memory threshold of -1 checks
+ * nothing, a higher memory threshold wins; the setting round trips, the
+ * default writes no field, and a value outside [-1, 1] is refused. */
+static void test_verify_unnamed(void) {
+    mome_model *m = load();
+    if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
+    const int C = m->hp.n_embd;
+    mome_memory *mem = checked_memory(m, 0.5f);
+    REQUIRE(mem, "mem: %s", mome_errmsg());
+    float *keys = random_keys(4, C, 91), *vs = random_keys(4, C, 92), *qv = malloc(2 * sizeof(float) * C),
+          *mu = calloc((size_t)C, sizeof(float)), *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
+    REQUIRE(keys && vs && qv && mu && q, "oom");
+    /* qv[f] = 0.7 vs[f] + sqrt(0.51) u, u the unit part of vs[f + 2] orthogonal to vs[f] */
+    for (int f = 0; f < 2; f++) {
+        const float *a = vs + (size_t)f * C, *b = vs + (size_t)(f + 2) * C;
+        double aa = 0, ab = 0, uu = 0;
+        for (int i = 0; i < C; i++) aa += (double)a[i] * a[i], ab += (double)a[i] * b[i];
+        for (int i = 0; i < C; i++) qv[(size_t)f * C + i] = (float)(b[i] - ab / aa * a[i]);
+        for (int i = 0; i < C; i++) uu += (double)qv[(size_t)f * C + i] * qv[(size_t)f * C + i];
+        for (int i = 0; i < C; i++)
+            qv[(size_t)f * C + i] = (float)(0.7 * a[i] / sqrt(aa) + sqrt(0.51) * qv[(size_t)f * C + i] / sqrt(uu));
+    }
+    const int32_t ans0[1] = {100}, ans1[1] = {200};
+    REQUIRE(mem_add_fact(mem, keys, keys + C, ans0, 1) == 0 && mem_set_fact_subject(mem, 0, "Austria", "What is the code of Austria?") == 1 &&
+                mem_add_fact(mem, keys + 2 * C, keys + 3 * C, ans1, 1) == 1 && mem_set_fact_verify(mem, 0, vs, 1) == 0 &&
+                mem_set_fact_verify(mem, 1, vs + C, 1) == 0 && mem_set_verify_centre(mem, mu) == 0,
+            "facts: %s", mome_errmsg());
+    mome_memory_set_routing(mem, -1.0f, NAN);
+    mem_mix mx;
+    mem_cand cd;
+    const mem_query named = {NULL, NULL, 0, "What is the code of Austria?", qv, NULL};
+    const mem_query unnamed = {NULL, NULL, 0, "who wrote the code", qv + C, NULL};
+    CHECK(mome_memory_verify_unnamed(mem) == MOME_DEFAULT_VERIFY_UNNAMED && mem_verify_tau(mem, 0) == 0.5f &&
+              mem_verify_tau(mem, 1) == MOME_DEFAULT_VERIFY_UNNAMED,
+          "thresholds: named %g, unnamed %g", (double)mem_verify_tau(mem, 0), (double)mem_verify_tau(mem, 1));
+    CHECK(mem_mix_select(mem, keys, keys + C, &named, -1, q, &mx, &cd) == 1 && cd.best == 0 && fabsf(cd.verify - 0.7f) < 1e-2f,
+          "a named fact answers at verify %.3f >= 0.5", (double)cd.verify);
+    CHECK(mem_mix_select(mem, keys + 2 * C, keys + 3 * C, &unnamed, -1, q, &mx, &cd) == 0 && cd.best == 1 &&
+              fabsf(cd.verify - 0.7f) < 1e-2f,
+          "an unnamed fact at verify %.3f stays silent under the default %g", (double)cd.verify, (double)MOME_DEFAULT_VERIFY_UNNAMED);
+    mome_memory_set_verify_unnamed(mem, 0.6f);
+    CHECK(mem_mix_select(mem, keys + 2 * C, keys + 3 * C, &unnamed, -1, q, &mx, &cd) == 1 && mx.fact[0] == 1,
+          "and answers once its threshold is 0.6");
+    mome_memory_set_verify_unnamed(mem, 0.95f);
+    mome_memory_set_verify(mem, -1.0f);
+    CHECK(mem_mix_select(mem, keys + 2 * C, keys + 3 * C, &unnamed, -1, q, &mx, &cd) == 1 && mem_verify_tau(mem, 1) == -1.0f,
+          "a memory threshold of -1 checks nothing, unnamed facts too");
+    mome_memory_set_verify(mem, 0.8f);
+    mome_memory_set_verify_unnamed(mem, 0.6f);
+    CHECK(mem_verify_tau(mem, 1) == 0.8f && mem_mix_select(mem, keys + 2 * C, keys + 3 * C, &unnamed, -1, q, &mx, &cd) == 0,
+          "the memory's higher threshold applies to unnamed facts");
+    mome_memory_set_verify_unnamed(mem, 1.5f);
+    CHECK(mome_memory_verify_unnamed(mem) == 0.6f, "a threshold outside [-1, 1] is ignored");
+    /* round trip; the default writes no field; a bad value is refused */
+    char path[64];
+    REQUIRE(temp_file(path, "unnamed") == 0, "mkstemp");
+    mome_memory *l = NULL;
+    REQUIRE(save_load(mem, path, 1, m, &l) == 0, "save / load: %s", mome_errmsg());
+    CHECK(mome_memory_verify_unnamed(l) == 0.6f && l->ver_tau == 0.8f, "the unnamed threshold round trips (%g)",
+          (double)mome_memory_verify_unnamed(l));
+    mome_memory_free(l);
+    l = NULL;
+    int32_t bits;
+    memcpy(&bits, &(float){1.5f}, 4);
+    REQUIRE(patch_key(path, "mome.verify_tau_unnamed", bits) == 0, "patch");
+    CHECK(mome_memory_load(path, m, &l) != 0 && !l && strstr(mome_errmsg(), "mome.verify_tau_unnamed"),
+          "an unnamed threshold of 1.5 is refused: '%s'", mome_errmsg());
+    mome_memory_set_verify_unnamed(mem, MOME_DEFAULT_VERIFY_UNNAMED);
+    REQUIRE(mem_save(mem, path, 1) == 0, "save");
+    gguf_file *gf = NULL;
+    float v;
+    REQUIRE(gguf_open(path, &gf) == 0, "open");
+    CHECK(gguf_get_f32(gf, "mome.verify_tau_unnamed", &v) == 0, "the default writes no field");
+    gguf_close(gf);
+    REQUIRE(mome_memory_load(path, m, &l) == 0 && mome_memory_verify_unnamed(l) == MOME_DEFAULT_VERIFY_UNNAMED, "load");
+    mome_memory_free(l);
+    unlink(path);
+    free(keys); free(vs); free(qv); free(mu); free(q);
+    mome_memory_free(mem);
+    mome_model_free(m);
+}
 /* Siblings (rank_siblings): among the best facts that keep the best's
  * subject, named by the question, the relation check picks which answers;
  * nothing moves without a check, a named subject, a sibling or one that
@@ -1150,8 +1244,8 @@ static void test_siblings(void) {
     mome_model *m = load();
     if (!m) { SKIP("models/SmolLM2-135M-Instruct.Q4_1.gguf absent (make model)"); return; }
     const int C = m->hp.n_embd;
-    mome_memory *mem = NULL;
-    REQUIRE(mem_new(m, 6, 24, &mem) == 0 && mem_verify_init(mem, 18, 0.0f) == 0, "mem: %s", mome_errmsg());
+    mome_memory *mem = checked_memory(m, 0.0f);
+    REQUIRE(mem, "mem: %s", mome_errmsg());
     float *keys = random_keys(3, C, 77), *vs = random_keys(2, C, 78), *mu = calloc((size_t)C, sizeof(float)),
           *q = malloc(MEM_SELECT_SCRATCH(C) * sizeof(float));
     REQUIRE(keys && vs && mu && q, "oom");
@@ -1880,6 +1974,7 @@ int main(void) {
     RUN(test_margin);
     RUN(test_hostile_files);
     RUN(test_siblings);
+    RUN(test_verify_unnamed);
     RUN(test_verify);
     RUN(test_verify_wrap);
     RUN(test_whiten);

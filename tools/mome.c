@@ -92,7 +92,7 @@ static struct cli {
     mome_tune_params tune;
     /* eval */
     mome_eval_params eval;
-    float route_tau, route_w, route_cover, route_verify, route_margin, route_share; /* overrides of the memory's (NAN: its own) */
+    float route_tau, route_w, route_cover, route_verify, route_verify_unnamed, route_margin, route_share; /* overrides of the memory's (NAN: its own) */
     arg_list systems;
     /* serve */
     srv_params srv;
@@ -103,7 +103,7 @@ static struct cli {
 /* $MOME_MODELS/SmolLM2-135M-Instruct.Q4_1.gguf ($MOME_MODELS: models), set by main. */
 static char default_model[PATH_MAX];
 /* MOME_DEFAULT_MARGIN_SHARE as text, for the help (set by main). */
-static char default_share[32];
+static char default_share[32], default_unnamed[32];
 
 static const arg_opt OPTS[] = {
     /* the model */
@@ -200,6 +200,11 @@ static const arg_opt OPTS[] = {
              "--cover; -1 keeps the states and checks nothing (for eval --verify); docs/BENCHMARKS.md has "
              "the trade-off",
      .def = "no check"},
+    {CMD_TUNE, "--verify-unnamed", "X", ARG_FLOAT(&V.tune.verify_unnamed, -1, 1),
+     .help = "the relation check's threshold for facts whose question names no subject (no subject check "
+             "guards them); they need max(X, --verify). Lower it to let such facts answer rewordings, at the "
+             "cost of unrelated questions in their style",
+     .def = default_unnamed},
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
      .help = "the block whose input the relation check reads (below --layer, but for the meaning key, "
              "which reads in a pass of its own)", .def = "7/15 of the blocks with --verify-key relation, 12/15 with meaning, else 3/5"},
@@ -231,6 +236,11 @@ static const arg_opt OPTS[] = {
      .help = "keys of generated wordings a fact is also found by: 1 its question in lower case, 0 none"},
     {CMD_TUNE, "--subject-check", "0|1", ARG_INT(&V.tune.subject_check, 0, 1),
      .help = "a fact that names its \"subject\" answers only questions that name it too, case and spaces aside"},
+    {CMD_TUNE, "--infer-subjects", "K", ARG_INT(&V.tune.infer_subjects, 0, 1000000),
+     .help = "facts without a \"subject\" get one from the file's own templates: where K or more questions read "
+             "the same around one span of words (\"What is the capital of _?\"), the span is each one's subject, "
+             "so the subject check and the relation check's subject centre apply to them; 0: off",
+     .def = "0, off"},
     {CMD_TUNE, "--gate-questions", "N", ARG_INT(&V.tune.gate_questions, 0, 16),
      .help = "a relation gate: the tuner asks N other questions about each fact's \"subject\" and the memory "
              "learns to stay silent on such questions, at some cost in rewordings found (measured in "
@@ -278,6 +288,8 @@ static const arg_opt OPTS[] = {
      .help = "override the wording check's threshold (memories tuned with --cover)"},
     {CMD_EVAL, "--verify", "X", ARG_FLOAT(&V.route_verify, -1, 1),
      .help = "override the relation check's threshold (memories tuned with --verify)"},
+    {CMD_EVAL, "--verify-unnamed", "X", ARG_FLOAT(&V.route_verify_unnamed, -1, 1),
+     .help = "override the check's threshold for facts that name no subject"},
     {CMD_EVAL, "--neighbors", "FILE", ARG_STR(&V.eval.neighbors_path),
      .help = "more neighbour questions: the questions of this fact file (answers ignored)"},
     {CMD_EVAL, "--system", "TEXT", ARG_LIST(&V.systems),
@@ -934,6 +946,9 @@ static int cmd_tune(int argc, char **argv) {
                         " (one per answer row); wrote %s\n",
                 rep.n_memorized, rep.n_facts, rep.seconds, (long long)rep.steps, (long long)rep.n_trained_experts,
                 p.out_path);
+    if (p.method == MOME_TUNE_MOME && rep.n_inferred > 0)
+        fprintf(stderr, "tune: %d fact(s) keep a subject, %d of them inferred from the file's templates (--infer-subjects)\n",
+                rep.n_subjects, rep.n_inferred);
     if (p.method == MOME_TUNE_MOME && rep.mean_mix > 1)
         fprintf(stderr, "tune: mixtures: %.2f facts per trained question on average; %lld verified fact(s) undone by a "
                         "partner's change and trained again\n",
@@ -1021,7 +1036,7 @@ static const char EVAL_USAGE[] =
 static int cmd_eval(int argc, char **argv) {
     V.eval = mome_eval_default_params();
     V.on_conflict = V.eval.on_conflict;
-    V.route_tau = V.route_w = V.route_cover = V.route_verify = V.route_margin = V.route_share = NAN;
+    V.route_tau = V.route_w = V.route_cover = V.route_verify = V.route_verify_unnamed = V.route_margin = V.route_share = NAN;
     parse_args(CMD_EVAL, argc, argv, NULL, EVAL_USAGE);
     for (int i = 0; i < V.systems.n; i++)
         if (!*V.systems.v[i]) die("eval: --system expects a non-empty system prompt");
@@ -1042,6 +1057,7 @@ static int cmd_eval(int argc, char **argv) {
     if (mem) mome_memory_set_routing(mem, V.route_tau, V.route_w); /* NAN: unchanged */
     if (mem) mome_memory_set_cover(mem, V.route_cover);
     if (mem) mome_memory_set_verify(mem, V.route_verify);
+    if (mem) mome_memory_set_verify_unnamed(mem, V.route_verify_unnamed);
     if (mem) mome_memory_set_margin(mem, V.route_margin);
     if (mem) mome_memory_set_margin_share(mem, V.route_share);
     if (mem && V.memory_top_k > 0) mome_memory_set_mix(mem, V.memory_top_k, NAN, NAN);
@@ -1177,6 +1193,7 @@ int main(int argc, char **argv) {
     snprintf(default_model, sizeof default_model, "%s/SmolLM2-135M-Instruct.Q4_1.gguf",
              models && *models ? models : "models");
     snprintf(default_share, sizeof default_share, "%g", (double)MOME_DEFAULT_MARGIN_SHARE);
+    snprintf(default_unnamed, sizeof default_unnamed, "%g", (double)MOME_DEFAULT_VERIFY_UNNAMED);
     if (argc < 2) {
         usage(stderr);
         return 1;

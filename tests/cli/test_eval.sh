@@ -150,7 +150,8 @@ else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 # the relation check: a memory tuned with --verify reads each question's state
 # alone, so every context and variant keeps its fact (their states are the
 # trained question's or one the tuner kept); every line records the check
-if $MOME tune -m "$MODEL" --facts $A -o "$tmp/v.mome" --verify 0.6 -t 2 2>"$tmp/log"; then
+# (these facts name no subject, so they need max(--verify, --verify-unnamed))
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/v.mome" --verify 0.6 --verify-unnamed 0.95 -t 2 2>"$tmp/log"; then
     $MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 -t 2 --outputs "$tmp/v.jsonl" --json \
         >"$tmp/j" 2>"$tmp/e"
     rc=$?
@@ -181,6 +182,15 @@ EOF
     # threshold 1: the stored states are f16, so not even the trained question reaches it
     case "$r" in 0.*) ok "eval --verify 1 overrides the memory's threshold (recall $r)";;
         *) bad "eval --verify 1: '$r' $(tail -1 "$tmp/e")";; esac
+    # the unnamed facts' own threshold: written by tune, overridden by eval; -1 still checks nothing
+    vu=$($MOME info "$tmp/v.mome" 2>/dev/null | awk '$1 == "mome.verify_tau_unnamed" {print $3}')
+    r1=$($MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 --no-context --no-variants -t 2 \
+        --verify-unnamed 1 --json 2>/dev/null | sed -n 's/.*"recall": \([0-9.]*\).*/\1/p')
+    r2=$($MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 --no-context --no-variants -t 2 \
+        --verify -1 --verify-unnamed 1 --json 2>/dev/null | sed -n 's/.*"recall": \([0-9.]*\).*/\1/p')
+    vu2=$(awk -v v="$vu" 'BEGIN { if (v != "" && v - 0.95 < 1e-6 && 0.95 - v < 1e-6) print "0.95" }')
+    case "$vu2:$r1:$r2" in 0.95:0.*:1.000000) ok "--verify-unnamed: saved ($vu), eval's 1 silences these facts (recall $r1), --verify -1 checks nothing ($r2)";;
+        *) bad "--verify-unnamed: saved '$vu', recall at 1 '$r1', at --verify -1 '$r2'";; esac
 else bad "tune --verify: $(tail -2 "$tmp/log")"; fi
 
 # the relation key: the mean state over the question's words that are not
@@ -304,5 +314,26 @@ EOF
 ); then ok "subject check: 4 other countries left to the model (without it $out of 4 got a tuned code); lower case found by its own key"
     else bad "subject check / lower-case keys: $out"; fi
 else sk "subject check test (python3 or the tune absent)"; fi
+
+# subjects inferred from the file's template (--infer-subjects 3): the same
+# facts without their "subject" fields keep the same subjects, and the other
+# countries are left to the model as with the named ones
+sed 's/, "subject": "[^"]*"//' $C >"$tmp/cns.jsonl"
+if $MOME tune -m "$MODEL" --facts "$tmp/cns.jsonl" -o "$tmp/ci.mome" -t 2 --route-threshold 0.2 --infer-subjects 3 2>"$tmp/log" &&
+    grep -q "4 fact(s) keep a subject, 4 of them inferred" "$tmp/log" &&
+    $MOME eval -m "$MODEL" --memory "$tmp/ci.mome" --facts "$tmp/cns.jsonl" --no-context --no-variants -t 2 --neighbors $O \
+        --outputs "$tmp/ci.jsonl" --json >"$tmp/ji" 2>"$tmp/e"; then
+    if [ -z "$PY" ]; then sk "--infer-subjects outputs (python3 absent)"
+    elif $PY - "$tmp/ci.jsonl" "$tmp/ji" <<'EOF'
+import json, sys
+o = [json.loads(l) for l in open(sys.argv[1], encoding="utf-8")]
+j = json.loads(open(sys.argv[2]).read())
+nb = [x for x in o if x["kind"] == "neighbor"]
+assert len(nb) == 4 and all(x["route"]["subject"] is False and x["route"]["fact"] is None for x in nb), nb
+assert all(x["route"]["subject"] is True for x in o if x["kind"] == "recall") and j["recall"] == 1 and j["locality"] == 1, j
+EOF
+    then ok "--infer-subjects 3: the 4 subjects inferred from the template, the 4 other countries left to the model"
+    else bad "--infer-subjects outputs"; fi
+else bad "tune/eval --infer-subjects: $(grep "keep a subject" "$tmp/log") $(tail -1 "$tmp/log") $(tail -1 "$tmp/e" 2>/dev/null)"; fi
 
 finish
