@@ -1485,22 +1485,25 @@ int facts_infer_subjects(fact_set *fs, int min_count) {
     if (min_count < 2) return 0;
     const int n = fs->n;
     qwords *w = mome_calloc((size_t)n, sizeof(qwords));
-    uint64_t *pre = mome_calloc((size_t)n * (SUBJ_MAX_WORDS + 1) * 2, sizeof(uint64_t));
-    /* at most n (SUBJ_MAX_WORDS + 1) prefixes, as many suffixes, and n SUBJ_MAX_WORDS SUBJ_MAX_SPAN pairs; sized from the questions */
+    size_t *off = mome_calloc((size_t)n + 1, sizeof(size_t)); /* fact f's prefix and suffix hashes: pre[off[f] ..] */
+    /* per question of n words: n prefixes, n suffixes and at most n SUBJ_MAX_SPAN spans to count */
     size_t need = 16;
-    for (int i = 0; w && i < n; i++)
+    for (int i = 0; w && off && i < n; i++) {
         if (!fs->v[i].subject && split_words(fs->v[i].question, &w[i]) == 0) need += (size_t)(w[i].n + 1) * (2 + SUBJ_MAX_SPAN);
-        else if (w) w[i].n = 0;
+        else w[i].n = 0;
+        off[i + 1] = off[i] + (w[i].n > 0 ? 2 * (size_t)(w[i].n + 1) : 0);
+    }
+    uint64_t *pre = w && off ? mome_malloc((off[n] + 1) * sizeof(uint64_t)) : NULL;
     size_t cap = 1;
     while (cap < 2 * need) cap <<= 1;
     key_count kc = {mome_calloc(cap, sizeof(uint64_t)), mome_calloc(cap, sizeof(int32_t)), cap};
     int rc = 0, inferred = 0;
-    if (!w || !pre || !kc.key || !kc.n) { rc = MOME_ERR_NOMEM; goto done; }
+    if (!w || !off || !pre || !kc.key || !kc.n) { rc = MOME_ERR_NOMEM; goto done; }
     /* prefix i: hash of words [0, i); suffix s: hash of the last s words */
     for (int f = 0; f < n; f++) {
         const qwords *q = &w[f];
         if (q->n == 0) continue;
-        uint64_t *P = pre + (size_t)f * (SUBJ_MAX_WORDS + 1) * 2, *S = P + SUBJ_MAX_WORDS + 1;
+        uint64_t *P = pre + off[f], *S = P + q->n + 1;
         P[0] = S[0] = 0xcbf29ce484222325ull;
         for (int i = 0; i < q->n; i++) P[i + 1] = hash_word(P[i], fs->v[f].question, q->beg[i], q->end[i]);
         for (int s = 0; s < q->n; s++) S[s + 1] = hash_word(S[s] ^ 0x5bd1e995ull, fs->v[f].question, q->beg[q->n - 1 - s], q->end[q->n - 1 - s]);
@@ -1511,7 +1514,7 @@ int facts_infer_subjects(fact_set *fs, int min_count) {
         for (int f = 0; f < n; f++) {
             const qwords *q = &w[f];
             if (q->n == 0) continue;
-            const uint64_t *P = pre + (size_t)f * (SUBJ_MAX_WORDS + 1) * 2, *S = P + SUBJ_MAX_WORDS + 1;
+            const uint64_t *P = pre + off[f], *S = P + q->n + 1;
             int bi = -1, bj = -1;
             double bs = 0;
             for (int i = 0; i < q->n; i++) {
@@ -1540,6 +1543,6 @@ int facts_infer_subjects(fact_set *fs, int min_count) {
             inferred++;
         }
 done:
-    free(w); free(pre); free(kc.key); free(kc.n);
+    free(w); free(off); free(pre); free(kc.key); free(kc.n);
     return rc ? -rc : inferred;
 }
