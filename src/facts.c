@@ -1421,11 +1421,11 @@ static int split_words(const char *q, qwords *w) {
     const size_t len = strlen(q);
     size_t i = 0;
     while (i < len) {
-        while (i < len && (q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r')) i++;
+        while (i < len && is_ws((unsigned char)q[i])) i++;
         if (i == len) break;
         if (w->n == SUBJ_MAX_WORDS) return -1;
         const size_t b = i;
-        while (i < len && !(q[i] == ' ' || q[i] == '\t' || q[i] == '\n' || q[i] == '\r')) i++;
+        while (i < len && !is_ws((unsigned char)q[i])) i++;
         w->beg[w->n] = (int)b;
         w->end[w->n] = (int)i;
         w->n++;
@@ -1447,11 +1447,7 @@ static int split_words(const char *q, qwords *w) {
 }
 
 static uint64_t hash_word(uint64_t h, const char *s, int b, int e) {
-    for (int i = b; i < e; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (c >= 'A' && c <= 'Z') c = (unsigned char)(c + 32);
-        h = (h ^ c) * 0x100000001b3ull;
-    }
+    for (int i = b; i < e; i++) h = (h ^ lower_ascii((unsigned char)s[i])) * 0x100000001b3ull;
     return (h ^ 0x1f) * 0x100000001b3ull; /* a separator after each word */
 }
 
@@ -1462,18 +1458,21 @@ typedef struct key_count {
     size_t cap;
 } key_count;
 
-static int32_t *kc_slot(key_count *kc, uint64_t k) {
-    k |= 1;
+/* The slot of key k (k | 1): its own, or the empty one it would take. */
+static size_t kc_find(const key_count *kc, uint64_t k) {
     size_t i = (size_t)(k * 0x9e3779b97f4a7c15ull) & (kc->cap - 1);
     while (kc->key[i] && kc->key[i] != k) i = (i + 1) & (kc->cap - 1);
-    kc->key[i] = k;
+    return i;
+}
+
+static int32_t *kc_slot(key_count *kc, uint64_t k) {
+    const size_t i = kc_find(kc, k | 1);
+    kc->key[i] = k | 1;
     return &kc->n[i];
 }
 
 static int32_t kc_get(const key_count *kc, uint64_t k) {
-    k |= 1;
-    size_t i = (size_t)(k * 0x9e3779b97f4a7c15ull) & (kc->cap - 1);
-    while (kc->key[i] && kc->key[i] != k) i = (i + 1) & (kc->cap - 1);
+    const size_t i = kc_find(kc, k | 1);
     return kc->key[i] ? kc->n[i] : 0;
 }
 
@@ -1533,7 +1532,7 @@ int facts_infer_subjects(fact_set *fs, int min_count) {
             const char *qs = fs->v[f].question;
             const int b = q->beg[bi], e = q->end[bj - 1];
             int alnum = 0;
-            for (int x = b; x < e && !alnum; x++) alnum = (qs[x] >= '0' && qs[x] <= '9') || ((qs[x] | 32) >= 'a' && (qs[x] | 32) <= 'z') || (unsigned char)qs[x] >= 0x80;
+            for (int x = b; x < e && !alnum; x++) alnum = is_alnum_ascii((unsigned char)qs[x]) || (unsigned char)qs[x] >= 0x80;
             if (!alnum) continue;
             char *s = mome_malloc((size_t)(e - b) + 1);
             if (!s) { rc = MOME_ERR_NOMEM; goto done; }
