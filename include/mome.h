@@ -94,7 +94,7 @@ float mome_memory_verify_threshold(const mome_memory *mem);
  * question in their style from a rewording), in [-1, 1] (NAN: unchanged);
  * such a fact needs max(this, the memory's threshold), and a memory
  * threshold of -1 still checks nothing. Default MOME_DEFAULT_VERIFY_UNNAMED. */
-#define MOME_DEFAULT_VERIFY_UNNAMED 0.9f
+#define MOME_DEFAULT_VERIFY_UNNAMED 0.94f
 void mome_memory_set_verify_unnamed(mome_memory *mem, float verify);
 float mome_memory_verify_unnamed(const mome_memory *mem);
 /* The margin the best fact must lead its rival (the best other fact with

@@ -1155,7 +1155,7 @@ static mome_memory *checked_memory(mome_model *m, float tau) {
 /* Facts whose question names no subject need verify >= max(ver_tau,
  * ver_tau_unnamed) (mem_verify_tau): a question at cosine 0.7 to each fact's
  * state answers a named fact at ver_tau 0.5 and not an unnamed one at the
- * default 0.9, until the latter is lowered; a memory threshold of -1 checks
+ * default 0.94, until the latter is lowered; a memory threshold of -1 checks
  * nothing, a higher memory threshold wins; the setting round trips, the
  * default writes no field, and a value outside [-1, 1] is refused. */
 static void test_verify_unnamed(void) {
