@@ -197,9 +197,9 @@ typedef struct mome_tune_params {
     int alt_keys;              /* keys of generated wordings per fact besides its own, which the
                                   fact also scores with (memory.h): 1 the question in lower case
                                   (default), 0 none */
-    int infer_subjects;        /* K >= 2: facts without a "subject" get one from the file's templates
-                                  (K or more questions that read the same around one span; facts.h);
-                                  0: only the subjects the file names */
+    int infer_subjects;        /* K >= 2 (default 3): facts without a "subject" get one from the
+                                  file's templates (K or more questions that read the same around
+                                  one span; facts.h); 0: only the subjects the file names */
     int subject_check;         /* 1 (default): a fact that names its "subject" answers only
                                   questions that name it too (memory.h); 0: no check */
     int gate_questions;        /* other questions asked per fact that names its subject, which

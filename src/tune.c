@@ -86,7 +86,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.augment = 2;
     p.alt_keys = 1;
     p.subject_check = 1;
-    p.infer_subjects = 0;
+    p.infer_subjects = 3;
     p.gate_questions = 0;
     p.gate_margin = 1.0f;
     p.cached_facts = 2048;

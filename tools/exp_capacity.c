@@ -332,7 +332,7 @@ static int cap_tune(cap_exp *x, int si, mome_memory **mem) {
     unlink(ck);
     int rc = cap_write_facts(fpath, x->facts, 0, n);
     if (rc) return rc;
-    mome_tune_params tp = mome_tune_default_params();
+    mome_tune_params tp = exp_tune_params();
     tp.facts_path = fpath;
     tp.out_path = mpath;
     tp.n_threads = x->o.threads;

@@ -201,7 +201,7 @@ static int ed_tune(ed_exp *x, int b, ed_row *r, mome_memory **mem) {
     snprintf(mem_path, sizeof mem_path, "%s/memory_%02d.mome", x->work, b + 1);
     snprintf(ck, sizeof ck, "%s.ckpt", mem_path);
     unlink(ck);
-    mome_tune_params tp = mome_tune_default_params();
+    mome_tune_params tp = exp_tune_params();
     tp.facts_path = batch_path;
     tp.out_path = mem_path;
     tp.init_memory = b ? prev : NULL;

@@ -274,7 +274,7 @@ static int fz_teach(fz_exp *x, int mi) {
     if (!cf) return exp_fail("%s: %s", cpath, strerror(errno));
     fprintf(cf, "method,step,elapsed_s,mean_loss,memorized,n_facts,phase\n");
     fz_curve cv = {cf, method};
-    mome_tune_params tp = mome_tune_default_params();
+    mome_tune_params tp = exp_tune_params();
     tp.facts_path = x->facts;
     tp.out_path = out;
     tp.method = mi == 0 ? MOME_TUNE_MOME : mi == 1 ? MOME_TUNE_LORA : MOME_TUNE_FULL;

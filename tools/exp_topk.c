@@ -334,7 +334,7 @@ static int tk_tune(tk_exp *x, tk_run *r, mome_memory **mem) {
     snprintf(mpath, sizeof mpath, "%s/memory_%s_%d.mome", x->work, r->all ? "all" : "own", r->k);
     snprintf(ck, sizeof ck, "%s.ckpt", mpath);
     unlink(ck);
-    mome_tune_params tp = mome_tune_default_params();
+    mome_tune_params tp = exp_tune_params();
     tp.facts_path = x->facts_path;
     tp.out_path = mpath;
     tp.on_conflict = 1;

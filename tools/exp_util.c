@@ -258,6 +258,12 @@ int exp_common_check(const exp_common *c) {
     return 0;
 }
 
+mome_tune_params exp_tune_params(void) {
+    mome_tune_params tp = mome_tune_default_params();
+    tp.infer_subjects = 0;
+    return tp;
+}
+
 int exp_load_model(const exp_common *c, mome_model **m) {
     mome_model_params mp = mome_model_default_params();
     mp.n_threads = c->threads;

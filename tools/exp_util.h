@@ -90,6 +90,11 @@ int exp_common_check(const exp_common *c);
 /* Loads the model c names (-m) with c's threads into *m; 1 after a message
  * naming `make model` when it fails, else 0. */
 int exp_load_model(const exp_common *c, mome_model **m);
+/* mome_tune_default_params() as the experiments tune: the facts as the file
+ * gives them, no subjects inferred from its templates (`mome tune` infers them
+ * by default since 2026-12-05; the paper's experiments have no subjects, and
+ * docs/EXPERIMENTS.md's figures were made without). */
+mome_tune_params exp_tune_params(void);
 /* Held-out perplexity of the model without a memory on the text c names
  * (--text, --text-bytes), with a progress line; 1 after a message. */
 int exp_base_perplexity(const exp_common *c, mome_model *m, double *ppl);

@@ -250,7 +250,7 @@ static int th_prepare(th_exp *x) {
  * *mem; *step the step it reached, *all_done whether every fact was
  * verified. */
 static int th_tune_to(th_exp *x, int snap, mome_memory **mem, int64_t *step, int *all_done) {
-    mome_tune_params tp = mome_tune_default_params();
+    mome_tune_params tp = exp_tune_params();
     tp.facts_path = x->facts_path;
     tp.out_path = x->mem_path;
     /* the run to the previous count resumed to this one: a checkpoint holds
@@ -555,7 +555,7 @@ static int rl_mome(mome_model *m, const char *facts, const char *work, const cha
     }
     rl_add(cv, (rl_point){0, 0, 0, -1, ppl0, (int)lround(recall * n), 0, n});
     for (int k = 0, last = 0; !last && k < n_epochs; k++) {
-        mome_tune_params tp = mome_tune_default_params();
+        mome_tune_params tp = exp_tune_params();
         tp.facts_path = facts;
         tp.out_path = out;
         tp.on_conflict = 1;
@@ -589,7 +589,7 @@ static int rl_lora(mome_model *m, const char *facts, const char *work, const cha
                    int max_steps, double minutes, rl_curve *cv, mome_tune_report *rep) {
     char out[3300];
     snprintf(out, sizeof out, "%s/lora_%s.gguf", work, labels);
-    mome_tune_params tp = mome_tune_default_params();
+    mome_tune_params tp = exp_tune_params();
     tp.facts_path = facts;
     tp.out_path = out;
     tp.method = MOME_TUNE_LORA;

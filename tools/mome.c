@@ -239,8 +239,7 @@ static const arg_opt OPTS[] = {
     {CMD_TUNE, "--infer-subjects", "K", ARG_INT(&V.tune.infer_subjects, 0, 1000000),
      .help = "facts without a \"subject\" get one from the file's own templates: where K or more questions read "
              "the same around one span of words (\"What is the capital of _?\"), the span is each one's subject, "
-             "so the subject check and the relation check's subject centre apply to them; 0: off",
-     .def = "0, off"},
+             "so the subject check and the relation check's subject centre apply to them; 0: off"},
     {CMD_TUNE, "--gate-questions", "N", ARG_INT(&V.tune.gate_questions, 0, 16),
      .help = "a relation gate: the tuner asks N other questions about each fact's \"subject\" and the memory "
              "learns to stay silent on such questions, at some cost in rewordings found (measured in "

@@ -100,8 +100,10 @@ assert o['kind'] == 'recall' and o['fact'] == 0 and o['other_fact'] == 1 and not
 else sk "swap_rate test (python3 absent)"; fi
 
 # a memory: the trained facts recalled, unrelated neighbour questions unchanged
+# (projects_a's one template would give each fact its project as subject; the
+# tests of subject-less facts below tune it with --infer-subjects 0)
 A=tests/data/facts/projects_a.jsonl
-if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 2>"$tmp/log"; then
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 --infer-subjects 0 2>"$tmp/log"; then
     $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --max-facts 2 --no-context --no-variants -t 2 \
         --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/m.jsonl" --json >"$tmp/j" 2>"$tmp/e"
     rc=$?
@@ -151,7 +153,7 @@ else bad "tune for the locality test: $(tail -2 "$tmp/log")"; fi
 # alone, so every context and variant keeps its fact (their states are the
 # trained question's or one the tuner kept); every line records the check
 # (these facts name no subject, so they need max(--verify, --verify-unnamed))
-if $MOME tune -m "$MODEL" --facts $A -o "$tmp/v.mome" --verify 0.6 --verify-unnamed 0.95 -t 2 2>"$tmp/log"; then
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/v.mome" --verify 0.6 --verify-unnamed 0.95 --infer-subjects 0 -t 2 2>"$tmp/log"; then
     $MOME eval -m "$MODEL" --memory "$tmp/v.mome" --facts $A --max-facts 3 -t 2 --outputs "$tmp/v.jsonl" --json \
         >"$tmp/j" 2>"$tmp/e"
     rc=$?
@@ -241,7 +243,7 @@ else bad "tune/eval --verify, two facts per subject: $(tail -2 "$tmp/log") $(tai
 # threshold and leads its rival by that margin (or is its stored question),
 # the eval contexts and variants included; eval --route-margin caps it, 0 turns it off,
 # --route-margin-share 1 doubles it, and at 0.98 every context and variant still answers
-if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 2>"$tmp/log"; then
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 --infer-subjects 0 2>"$tmp/log"; then
     for mg in own 0.05 0 share1 share0.98; do
         o=""; [ $mg != own ] && o="--route-margin $mg"; case $mg in share*) o="--route-margin-share ${mg#share}" ;; esac
         $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 4 -t 2 $o \
@@ -315,11 +317,15 @@ EOF
     else bad "subject check / lower-case keys: $out"; fi
 else sk "subject check test (python3 or the tune absent)"; fi
 
-# subjects inferred from the file's template (--infer-subjects 3): the same
-# facts without their "subject" fields keep the same subjects, and the other
-# countries are left to the model as with the named ones
+# subjects inferred from the file's template (--infer-subjects 3, the
+# default): the same facts without their "subject" fields keep the same
+# subjects, and the other countries are left to the model as with the named
+# ones; --infer-subjects 0 infers none
 sed 's/, "subject": "[^"]*"//' $C >"$tmp/cns.jsonl"
-if $MOME tune -m "$MODEL" --facts "$tmp/cns.jsonl" -o "$tmp/ci.mome" -t 2 --route-threshold 0.2 --infer-subjects 3 2>"$tmp/log" &&
+if $MOME tune -m "$MODEL" --facts "$tmp/cns.jsonl" -o "$tmp/c0i.mome" -t 2 --route-threshold 0.2 --infer-subjects 0 2>"$tmp/log0" &&
+    ! grep -q "keep a subject" "$tmp/log0"; then ok "--infer-subjects 0: no subject inferred"
+else bad "--infer-subjects 0: $(grep "keep a subject" "$tmp/log0") $(tail -1 "$tmp/log0")"; fi
+if $MOME tune -m "$MODEL" --facts "$tmp/cns.jsonl" -o "$tmp/ci.mome" -t 2 --route-threshold 0.2 2>"$tmp/log" &&
     grep -q "4 fact(s) keep a subject, 4 of them inferred" "$tmp/log" &&
     $MOME eval -m "$MODEL" --memory "$tmp/ci.mome" --facts "$tmp/cns.jsonl" --no-context --no-variants -t 2 --neighbors $O \
         --outputs "$tmp/ci.jsonl" --json >"$tmp/ji" 2>"$tmp/e"; then
@@ -332,7 +338,7 @@ nb = [x for x in o if x["kind"] == "neighbor"]
 assert len(nb) == 4 and all(x["route"]["subject"] is False and x["route"]["fact"] is None for x in nb), nb
 assert all(x["route"]["subject"] is True for x in o if x["kind"] == "recall") and j["recall"] == 1 and j["locality"] == 1, j
 EOF
-    then ok "--infer-subjects 3: the 4 subjects inferred from the template, the 4 other countries left to the model"
+    then ok "subjects inferred by default: the 4 from the template, the 4 other countries left to the model"
     else bad "--infer-subjects outputs"; fi
 else bad "tune/eval --infer-subjects: $(grep "keep a subject" "$tmp/log") $(tail -1 "$tmp/log") $(tail -1 "$tmp/e" 2>/dev/null)"; fi
 
