@@ -948,6 +948,13 @@ static int cmd_tune(int argc, char **argv) {
     if (p.method == MOME_TUNE_MOME && rep.n_inferred > 0)
         fprintf(stderr, "tune: %d fact(s) keep a subject, %d of them inferred from the file's templates (--infer-subjects)\n",
                 rep.n_subjects, rep.n_inferred);
+    /* subject-less facts without any check: the case where a memory changes unrelated questions most
+     * (docs/BENCHMARKS.md: 1,000 NQ questions beside 1,000 languages left 29-40% of zsRE's `loc` alone) */
+    if (p.method == MOME_TUNE_MOME && !p.init_memory && isnan(p.verify) && isnan(p.cover) && rep.n_subjects < rep.n_facts)
+        fprintf(stderr, "tune: %d fact(s) name no subject, so only the key score decides which questions they answer and "
+                        "unrelated questions in their style can take their answers; --verify 0.5 --route-threshold 0.6 "
+                        "(the relation check, README) holds them to what they ask\n",
+                rep.n_facts - rep.n_subjects);
     if (p.method == MOME_TUNE_MOME && rep.mean_mix > 1)
         fprintf(stderr, "tune: mixtures: %.2f facts per trained question on average; %lld verified fact(s) undone by a "
                         "partner's change and trained again\n",

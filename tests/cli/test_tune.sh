@@ -22,6 +22,9 @@ if [ "$r" = "0.000000" ]; then ok "base model does not know the facts (recall $r
 
 if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 2>"$tmp/log" && grep -q "10/10 facts memorized" "$tmp/log"; then
     ok "tune: 10/10 memorized"; else bad "tune: $(tail -2 "$tmp/log")"; fi
+# the hint for facts no check guards: none here (each fact's project is inferred as its subject)
+grep -q "name no subject" "$tmp/log" && bad "tune hinted at subject-less facts where every fact has a subject" ||
+    ok "tune: no subject-less hint when every subject is inferred"
 r=$(recall "$tmp/a.mome" $A)
 if [ "$r" = "1.000000" ]; then ok "eval with memory: recall 1.0"; else bad "eval with memory: recall $r"; fi
 [ -f "$tmp/a.mome.ckpt" ] && bad "checkpoint left behind after success" || ok "no checkpoint left after success"
@@ -112,6 +115,9 @@ for mode in own all; do
     if $MOME tune -m "$MODEL" --facts $A -o "$tmp/k4$mode.mome" -t 2 --infer-subjects 0 --top-k 4 --top-k-tau -1 --top-k-train $mode \
         2>"$tmp/klog" && grep -q "10/10 facts memorized" "$tmp/klog" && grep -q "mixtures: 4.00 facts per trained question" "$tmp/klog"; then
         ok "top-k 4 ($mode): 10/10 memorized through mixtures of 4"; else bad "top-k 4 ($mode): $(tail -2 "$tmp/klog")"; fi
+    [ $mode = own ] && { grep -q "tune: 10 fact(s) name no subject, .* --verify 0.5 --route-threshold 0.6" "$tmp/klog" &&
+        ok "tune: subject-less facts without a check get the hint that names the relation check" ||
+        bad "tune: no subject-less hint: $(grep "no subject" "$tmp/klog")"; }
     r=$(recall "$tmp/k4$mode.mome" $A)
     [ "$r" = "1.000000" ] && ok "top-k 4 ($mode): the engine recalls every fact with the file's k" || bad "top-k 4 ($mode): recall $r"
 done
