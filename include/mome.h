@@ -149,13 +149,22 @@ typedef struct mome_tune_progress {
  * subject centre and whitening; the mean over the question's tokens that are
  * not the subject's, the same way; the last state of the question read
  * inside `This sentence : "Q" means in one word:"` (PromptEOL), the same
- * way (the default). */
+ * way (the default); or no check at all (a new memory without one). */
 typedef enum mome_verify_key {
     MOME_VERIFY_CENTRED,
     MOME_VERIFY_WHITENED,
     MOME_VERIFY_RELATION,
-    MOME_VERIFY_MEANING
+    MOME_VERIFY_MEANING,
+    MOME_VERIFY_NONE
 } mome_verify_key;
+
+/* A new memory's relation check and the key-score threshold that goes with
+ * it (docs/BENCHMARKS.md, 998 zsRE facts: rewordings 0.79, other questions
+ * about the tuned subjects left alone 0.991, unrelated ones 1.000, against
+ * 0.95 / 0.34 / 0.996 with neither), and the threshold without the check. */
+#define MOME_DEFAULT_VERIFY 0.5f
+#define MOME_DEFAULT_ROUTE_THRESHOLD_CHECKED 0.6f
+#define MOME_DEFAULT_ROUTE_THRESHOLD 0.55f
 
 typedef struct mome_tune_params {
     const char *facts_path;
@@ -166,7 +175,8 @@ typedef struct mome_tune_params {
     /* memory layout (new memories only) */
     int key_layer;             /* block whose input gives the pooled question key (-1: 1/5 of depth) */
     int layer;                 /* block whose input the values join (-1: 4/5 of depth, 7/8 on qwen2) */
-    float route_threshold;     /* selection threshold on the key score (default 0.55) */
+    float route_threshold;     /* selection threshold on the key score (NAN: 0.6 with the relation
+                                  check, 0.55 without; a loaded memory keeps its own) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     float route_margin;        /* the best fact must lead its rival by its own margin to be
                                   selected: a share of the smallest lead of the contexts the tuner
@@ -186,12 +196,14 @@ typedef struct mome_tune_params {
                                   memories) or the loaded memory's */
     float verify;              /* the relation check's threshold (memory.h): the question's state at
                                   block verify_layer must be near one of the fact's tuned contexts';
-                                  NAN: no check (new memories) or the loaded memory's */
+                                  NAN: MOME_DEFAULT_VERIFY for a new memory (none with verify_key
+                                  MOME_VERIFY_NONE), the loaded memory's own for facts added */
     float verify_unnamed;      /* the check's threshold for facts that name no subject (NAN: the
                                   loaded memory's, MOME_DEFAULT_VERIFY_UNNAMED for a new one) */
     int verify_layer;          /* its block (-1: 12/15 of the blocks with the meaning key, 24 of 30 on
                                   SmolLM2; 7/15 with the relation key; 3/5 with the others) */
-    int verify_key;            /* the state a new memory's check compares (mome_verify_key) */
+    int verify_key;            /* the state a new memory's check compares (mome_verify_key;
+                                  MOME_VERIFY_NONE: a new memory without the check) */
     int augment;               /* extra training contexts per fact, generated (system prompts,
                                   an earlier exchange, lower case); 0: the wording alone */
     int alt_keys;              /* keys of generated wordings per fact besides its own, which the

@@ -86,7 +86,7 @@
 #define MEM_MAX_ANSWER 256 /* answer tokens a fact may have */
 /* Selection defaults (measured on zsRE, see docs/ARCHITECTURE.md): the score
  * threshold and the pooled key's weight in the score. */
-#define MEM_DEFAULT_TAU 0.55f
+#define MEM_DEFAULT_TAU MOME_DEFAULT_ROUTE_THRESHOLD /* mome.h; 0.6 with the relation check */
 #define MEM_DEFAULT_W_POOL 0.7f
 #define MEM_GATE_MAX_NEG 4096 /* rejected questions' keys a memory keeps */
 #define MEM_MAX_K 64          /* facts one question may mix (top_k) */

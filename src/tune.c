@@ -71,7 +71,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.method = MOME_TUNE_MOME;
     p.key_layer = -1;
     p.layer = -1;
-    p.route_threshold = MEM_DEFAULT_TAU;
+    p.route_threshold = NAN; /* 0.6 with the relation check, 0.55 without */
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
     p.verify = NAN;
@@ -1395,6 +1395,15 @@ static int open_memory(tuner *t, int *new_memory) {
     mome_model *m = t->m;
     int rc;
     *new_memory = !p->init_memory;
+    if (p->verify_key < MOME_VERIFY_CENTRED || p->verify_key > MOME_VERIFY_NONE)
+        return mome_seterr_code(MOME_ERR_ARG, "tune: verify_key %d is no mome_verify_key", p->verify_key);
+    if (p->verify_key == MOME_VERIFY_NONE && !isnan(p->verify))
+        return mome_seterr_code(MOME_ERR_ARG, "tune: --verify %g asks for the relation check and --verify-key none for "
+                                              "none; give one of them", (double)p->verify);
+    /* the relation check: a new memory has it by default (MOME_DEFAULT_VERIFY), unless --verify-key none;
+     * facts added to a memory are checked as its own facts are, and an explicit --verify adds a check */
+    const float verify = !isnan(p->verify) ? p->verify
+                         : !p->init_memory && p->verify_key != MOME_VERIFY_NONE ? MOME_DEFAULT_VERIFY : NAN;
     if (p->top_k < 0 || p->top_k > MEM_MAX_K || p->top_k_temp < 0 || !(p->top_k_temp <= 100) ||
         (!isnan(p->top_k_tau) && !(p->top_k_tau >= -1 && p->top_k_tau <= 1)))
         return mome_seterr_code(MOME_ERR_ARG, "tune: --top-k %d (1..%d), --top-k-temp %g ((0, 100]) or --top-k-tau %g "
@@ -1410,7 +1419,9 @@ static int open_memory(tuner *t, int *new_memory) {
         const int lv = p->layer >= 0 ? p->layer : model_mem_value_layer(m);
         const int lk = p->key_layer >= 0 ? p->key_layer : m->hp.n_layer / 5;
         if ((rc = mem_new(m, lk > 0 ? lk : 1, lv, &t->mem))) return rc;
-        mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
+        const float tau = !isnan(p->route_threshold) ? p->route_threshold
+                          : isnan(verify) ? MOME_DEFAULT_ROUTE_THRESHOLD : MOME_DEFAULT_ROUTE_THRESHOLD_CHECKED;
+        mome_memory_set_routing(t->mem, tau, p->w_pool);
         mome_memory_set_mix(t->mem, p->top_k > 0 ? p->top_k : 1, p->top_k_temp > 0 ? p->top_k_temp : MEM_DEFAULT_MIX_TEMP,
                             p->top_k_tau);
     }
@@ -1429,8 +1440,8 @@ static int open_memory(tuner *t, int *new_memory) {
             return mome_seterr_code(MOME_ERR_ARG, "tune: --cover %g outside [-1, 1]", (double)p->cover);
         mome_memory_set_cover(t->mem, p->cover);
     }
-    if (!isnan(p->verify) || t->mem->ver_layer >= 0) {
-        const int L = m->hp.n_layer, key = p->verify_key;
+    if (!isnan(verify) || t->mem->ver_layer >= 0) {
+        const int L = m->hp.n_layer, key = p->verify_key == MOME_VERIFY_NONE ? MOME_VERIFY_MEANING : p->verify_key;
         if (t->mem->n_ver_total == 0) { /* a new check: its key */
             t->mem->ver_pool = key == MOME_VERIFY_RELATION;
             rc = key == MOME_VERIFY_MEANING ? set_meaning_wrap(t) : mem_set_verify_wrap(t->mem, NULL, 0, NULL, 0);
@@ -1442,7 +1453,7 @@ static int open_memory(tuner *t, int *new_memory) {
          * 0.890 at 24 and 0.857 at 26; the engine's figures in memory.h); each block less is 1/24 of its passes */
         const int ldef = key == MOME_VERIFY_RELATION ? 7 * L / 15 : key == MOME_VERIFY_MEANING ? 12 * L / 15 : 3 * L / 5;
         const int lver = t->mem->ver_layer >= 0 ? t->mem->ver_layer : p->verify_layer >= 0 ? p->verify_layer : ldef > 1 ? ldef : 1;
-        if ((rc = mem_verify_init(t->mem, lver, isnan(p->verify) ? t->mem->ver_tau : p->verify))) return rc;
+        if ((rc = mem_verify_init(t->mem, lver, isnan(verify) ? t->mem->ver_tau : verify))) return rc;
     }
     if (!isnan(p->verify_unnamed)) {
         if (!(p->verify_unnamed >= -1.0f && p->verify_unnamed <= 1.0f))

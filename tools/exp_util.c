@@ -261,6 +261,7 @@ int exp_common_check(const exp_common *c) {
 mome_tune_params exp_tune_params(void) {
     mome_tune_params tp = mome_tune_default_params();
     tp.infer_subjects = 0;
+    tp.verify_key = MOME_VERIFY_NONE;
     return tp;
 }
 

@@ -91,9 +91,10 @@ int exp_common_check(const exp_common *c);
  * naming `make model` when it fails, else 0. */
 int exp_load_model(const exp_common *c, mome_model **m);
 /* mome_tune_default_params() as the experiments tune: the facts as the file
- * gives them, no subjects inferred from its templates (`mome tune` infers them
- * by default since 2026-12-05; the paper's experiments have no subjects, and
- * docs/EXPERIMENTS.md's figures were made without). */
+ * gives them, no subjects inferred from its templates and no relation check
+ * (`mome tune` does both by default since 2026-12-05; the paper's experiments
+ * route by the key score alone, and docs/EXPERIMENTS.md's figures were made
+ * that way). */
 mome_tune_params exp_tune_params(void);
 /* Held-out perplexity of the model without a memory on the text c names
  * (--text, --text-bytes), with a progress line; 1 after a message. */

@@ -170,7 +170,8 @@ static const arg_opt OPTS[] = {
      .help = "block whose input gives the pooled question key", .def = "1/5 of the depth"},
     {CMD_TUNE, "--route-threshold", "X", ARG_FLOAT(&V.tune.route_threshold, -1, 1),
      .help = "a question selects its fact when the key score is at least X; lower: more rewordings, higher: "
-             "fewer false hits"},
+             "fewer false hits (a new memory's; facts added with --memory use the memory's)",
+     .def = "0.6 with the relation check, 0.55 with --verify-key none"},
     {CMD_TUNE, "--route-margin", "M", ARG_FLOAT(&V.tune.route_margin, 0, 2),
      .help = "a question selects its fact only when its key score leads the fact's rival (the best other fact with "
              "another answer that the question could be asking about) by the fact's margin, or is the stored "
@@ -198,8 +199,10 @@ static const arg_opt OPTS[] = {
              "the fact's subject centre and whitening, --verify-key), whatever system prompt or turns "
              "precede it; it tells rewordings from other questions about the same subject better than "
              "--cover; -1 keeps the states and checks nothing (for eval --verify); docs/BENCHMARKS.md has "
-             "the trade-off",
-     .def = "no check"},
+             "the trade-off. It costs about a third more tuning time and 4.6-5.8 KB per fact; "
+             "--verify-key none tunes a memory without it (more rewordings, and other questions about a "
+             "tuned subject or in the style of subject-less facts take their answers)",
+     .def = "0.5 for a new memory; facts added with --memory are checked as the memory's own"},
     {CMD_TUNE, "--verify-unnamed", "X", ARG_FLOAT(&V.tune.verify_unnamed, -1, 1),
      .help = "the relation check's threshold for facts whose question names no subject (no subject check "
              "guards them); they need max(X, --verify). Lower it to let such facts answer rewordings, at the "
@@ -208,13 +211,13 @@ static const arg_opt OPTS[] = {
     {CMD_TUNE, "--verify-layer", "N", ARG_INT(&V.tune.verify_layer, 1, 4096),
      .help = "the block whose input the relation check reads (below --layer, but for the meaning key, "
              "which reads in a pass of its own)", .def = "7/15 of the blocks with --verify-key relation, 12/15 with meaning, else 3/5"},
-    {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation|meaning"),
+    {CMD_TUNE, "--verify-key", NULL, ARG_CHOICE(&V.tune.verify_key, "centred|last|relation|meaning|none"),
      .help = "the state the relation check compares: relation, the mean over the question's tokens that "
              "are not its subject's; last, the state at the end of the question; meaning, the state at the "
              "end of 'This sentence : \"QUESTION\" means in one word:\"'; each after taking away the fact's "
              "subject centre (2 other questions about its subject) and whitening with their spread; centred, "
-             "the state at the end centred on one mean (the check before 2026-12-04). A new memory's choice, "
-             "kept when facts are added",
+             "the state at the end centred on one mean (the check before 2026-12-04); none, no relation "
+             "check (the default before 2026-12-05). A new memory's choice, kept when facts are added",
      .def = "meaning"},
     {CMD_TUNE, "--top-k", "K", ARG_INT(&V.tune.top_k, 1, 64),
      .help = "a question mixes the values of up to K facts, 1..64: the K best by key score, weighted "
@@ -950,10 +953,11 @@ static int cmd_tune(int argc, char **argv) {
                 rep.n_subjects, rep.n_inferred);
     /* subject-less facts without any check: the case where a memory changes unrelated questions most
      * (docs/BENCHMARKS.md: 1,000 NQ questions beside 1,000 languages left 29-40% of zsRE's `loc` alone) */
-    if (p.method == MOME_TUNE_MOME && !p.init_memory && isnan(p.verify) && isnan(p.cover) && rep.n_subjects < rep.n_facts)
+    if (p.method == MOME_TUNE_MOME && !p.init_memory && p.verify_key == MOME_VERIFY_NONE && isnan(p.cover) &&
+        rep.n_subjects < rep.n_facts)
         fprintf(stderr, "tune: %d fact(s) name no subject, so only the key score decides which questions they answer and "
-                        "unrelated questions in their style can take their answers; --verify 0.5 --route-threshold 0.6 "
-                        "(the relation check, README) holds them to what they ask\n",
+                        "unrelated questions in their style can take their answers; the relation check (the default, "
+                        "which --verify-key none turned off; README) holds them to what they ask\n",
                 rep.n_facts - rep.n_subjects);
     if (p.method == MOME_TUNE_MOME && rep.mean_mix > 1)
         fprintf(stderr, "tune: mixtures: %.2f facts per trained question on average; %lld verified fact(s) undone by a "

@@ -101,9 +101,10 @@ else sk "swap_rate test (python3 absent)"; fi
 
 # a memory: the trained facts recalled, unrelated neighbour questions unchanged
 # (projects_a's one template would give each fact its project as subject; the
-# tests of subject-less facts below tune it with --infer-subjects 0)
+# tests of subject-less facts below tune it with --infer-subjects 0, and those
+# of the key score's own decisions without the relation check, --verify-key none)
 A=tests/data/facts/projects_a.jsonl
-if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 --infer-subjects 0 2>"$tmp/log"; then
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/a.mome" -t 2 --infer-subjects 0 --verify-key none 2>"$tmp/log"; then
     $MOME eval -m "$MODEL" --memory "$tmp/a.mome" --facts $A --max-facts 2 --no-context --no-variants -t 2 \
         --neighbors tests/data/facts/basic.jsonl --outputs "$tmp/m.jsonl" --json >"$tmp/j" 2>"$tmp/e"
     rc=$?
@@ -243,7 +244,7 @@ else bad "tune/eval --verify, two facts per subject: $(tail -2 "$tmp/log") $(tai
 # threshold and leads its rival by that margin (or is its stored question),
 # the eval contexts and variants included; eval --route-margin caps it, 0 turns it off,
 # --route-margin-share 1 doubles it, and at 0.98 every context and variant still answers
-if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 --infer-subjects 0 2>"$tmp/log"; then
+if $MOME tune -m "$MODEL" --facts $A -o "$tmp/am.mome" -t 2 --route-margin 2 --infer-subjects 0 --verify-key none 2>"$tmp/log"; then
     for mg in own 0.05 0 share1 share0.98; do
         o=""; [ $mg != own ] && o="--route-margin $mg"; case $mg in share*) o="--route-margin-share ${mg#share}" ;; esac
         $MOME eval -m "$MODEL" --memory "$tmp/am.mome" --facts $A --max-facts 4 -t 2 $o \
@@ -286,10 +287,12 @@ else bad "tune --route-margin 2: $(tail -2 "$tmp/log")"; fi
 # the subject check and the lower-case keys: facts that name their subject,
 # asked about other countries in the same words (left to the model) and in
 # lower case (answered); without the check the same memory answers the
-# other countries with a tuned country's code
+# other countries with a tuned country's code (the key score alone decides the
+# rest: no relation check)
 C=tests/data/facts/countries_subject.jsonl; O=tests/data/facts/countries_other.jsonl
 for chk in 1 0; do
-    if ! $MOME tune -m "$MODEL" --facts $C -o "$tmp/c$chk.mome" -t 2 --route-threshold 0.2 --subject-check $chk 2>"$tmp/log"; then
+    if ! $MOME tune -m "$MODEL" --facts $C -o "$tmp/c$chk.mome" -t 2 --route-threshold 0.2 --subject-check $chk \
+        --verify-key none 2>"$tmp/log"; then
         bad "tune --subject-check $chk: $(tail -2 "$tmp/log")"; continue
     fi
     $MOME eval -m "$MODEL" --memory "$tmp/c$chk.mome" --facts $C --no-context -t 2 --neighbors $O \
@@ -337,9 +340,15 @@ j = json.loads(open(sys.argv[2]).read())
 nb = [x for x in o if x["kind"] == "neighbor"]
 assert len(nb) == 4 and all(x["route"]["subject"] is False and x["route"]["fact"] is None for x in nb), nb
 assert all(x["route"]["subject"] is True for x in o if x["kind"] == "recall") and j["recall"] == 1 and j["locality"] == 1, j
+# the relation check is a new memory's default too: every question carries its reading
+assert all(isinstance(x["route"]["verify"], float) for x in o if x["route"]["best"] is not None), o
 EOF
-    then ok "subjects inferred by default: the 4 from the template, the 4 other countries left to the model"
+    then ok "subjects inferred by default: the 4 from the template, the 4 other countries left to the model; the relation check on"
     else bad "--infer-subjects outputs"; fi
 else bad "tune/eval --infer-subjects: $(grep "keep a subject" "$tmp/log") $(tail -1 "$tmp/log") $(tail -1 "$tmp/e" 2>/dev/null)"; fi
+# --verify X asks for the check, --verify-key none for none: one error, no file
+$MOME tune -m "$MODEL" --facts "$tmp/cns.jsonl" -o "$tmp/vn.mome" --verify 0.5 --verify-key none 2>"$tmp/e"; rc=$?
+[ $rc -eq 1 ] && grep -q "verify 0.5 asks for the relation check and --verify-key none for none" "$tmp/e" && [ ! -f "$tmp/vn.mome" ] &&
+    ok "tune --verify with --verify-key none: an error naming both" || bad "tune --verify --verify-key none (rc=$rc): $(tail -1 "$tmp/e")"
 
 finish

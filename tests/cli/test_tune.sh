@@ -108,14 +108,15 @@ if [ "$ra" = "1.000000" ] && [ "$rb" = "1.000000" ]; then ok "old and new facts 
 
 # top-k mixtures (issue 11 experiment 4): with --top-k 4 --top-k-tau -1 each question mixes its 4 best facts
 # (all 10 share one wording, so partners are close: tuned as subject-less facts, --infer-subjects 0, since
-# a partner that names another project would not join); facts the tuner verified through their mixtures are
+# a partner that names another project would not join, and without the relation check, --verify-key none,
+# which would keep out partners that ask about another project); facts the tuner verified through their mixtures are
 # recalled by the engine with the k the memory file holds, in both training modes; a run stopped and resumed
 # writes the uninterrupted run's file (the re-verification flags are in the checkpoint)
 for mode in own all; do
-    if $MOME tune -m "$MODEL" --facts $A -o "$tmp/k4$mode.mome" -t 2 --infer-subjects 0 --top-k 4 --top-k-tau -1 --top-k-train $mode \
+    if $MOME tune -m "$MODEL" --facts $A -o "$tmp/k4$mode.mome" -t 2 --infer-subjects 0 --verify-key none --top-k 4 --top-k-tau -1 --top-k-train $mode \
         2>"$tmp/klog" && grep -q "10/10 facts memorized" "$tmp/klog" && grep -q "mixtures: 4.00 facts per trained question" "$tmp/klog"; then
         ok "top-k 4 ($mode): 10/10 memorized through mixtures of 4"; else bad "top-k 4 ($mode): $(tail -2 "$tmp/klog")"; fi
-    [ $mode = own ] && { grep -q "tune: 10 fact(s) name no subject, .* --verify 0.5 --route-threshold 0.6" "$tmp/klog" &&
+    [ $mode = own ] && { grep -q "tune: 10 fact(s) name no subject, .* the relation check (the default, which --verify-key none turned off" "$tmp/klog" &&
         ok "tune: subject-less facts without a check get the hint that names the relation check" ||
         bad "tune: no subject-less hint: $(grep "no subject" "$tmp/klog")"; }
     r=$(recall "$tmp/k4$mode.mome" $A)
@@ -125,8 +126,8 @@ $MOME run -m "$MODEL" --memory "$tmp/k4own.mome" --chat --temp 0 -n 4 -v -t 2 \
     -p "What is the internal ticket prefix of project Falcon?" >/dev/null 2>"$tmp/ksel"
 grep -q "selects fact 0 (score 1.000, .*) mixed with 3 more: fact 0 weight" "$tmp/ksel" &&
     ok "run -v: the trained question mixes its fact with 3 more, its own weighted first" || bad "run -v mixture: $(grep memory: "$tmp/ksel")"
-$MOME tune -m "$MODEL" --facts $A -o "$tmp/k4r.mome" -t 2 --infer-subjects 0 --top-k 4 --top-k-tau -1 --top-k-train all --max-steps 3 2>/dev/null
-$MOME tune -m "$MODEL" --facts $A -o "$tmp/k4r.mome" -t 2 --infer-subjects 0 --top-k 4 --top-k-tau -1 --top-k-train all --resume 2>/dev/null
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/k4r.mome" -t 2 --infer-subjects 0 --verify-key none --top-k 4 --top-k-tau -1 --top-k-train all --max-steps 3 2>/dev/null
+$MOME tune -m "$MODEL" --facts $A -o "$tmp/k4r.mome" -t 2 --infer-subjects 0 --verify-key none --top-k 4 --top-k-tau -1 --top-k-train all --resume 2>/dev/null
 cmp -s "$tmp/k4all.mome" "$tmp/k4r.mome" && ok "top-k 4 (all): stopped and resumed = uninterrupted, bit for bit" ||
     bad "top-k 4 (all): a resumed run differs from the uninterrupted one"
 if $MOME tune -m "$MODEL" --facts $B --memory "$tmp/k4own.mome" --top-k 2 -o "$tmp/x.mome" 2>"$tmp/err"; then bad "another k accepted"
