@@ -14,6 +14,8 @@
 # BUDGET_S (a peer stops editing after this many seconds and is scored on
 # the facts edited so far; default 0: no limit),
 # MOME (default build/peers/mome, made here with make B=build/peers), MOME_SHARED (default ../shared),
+# MOME_TUNE_ARGS (options added to mome tune, e.g. "--verify-key none"; the
+# result goes to mome-N.json either way, its settings column says which),
 # EASYEDIT_GIT: a git directory of zjunlp/EasyEdit (for example the one the
 # session tools' fetch brings) to take the source from; without it the source
 # is cloned. EASYEDIT_REV: the commit (default below, the one measured).
@@ -96,7 +98,7 @@ for m in $METHODS; do
     mome)
         log "mome: tune $N facts"
         t0=$(date +%s.%N)
-        /usr/bin/time -v $MOME tune -m "$GGUF" --facts $FACTS -o $B/mome-$N.mome -t $T 2>$B/mome-$N.tune.log \
+        /usr/bin/time -v $MOME tune -m "$GGUF" --facts $FACTS -o $B/mome-$N.mome -t $T ${MOME_TUNE_ARGS:-} 2>$B/mome-$N.tune.log \
             || { tail -3 $B/mome-$N.tune.log; exit 1; }
         t1=$(date +%s.%N)
         cpu=$(awk -F': ' '/User time/{u=$2} /System time/{s=$2} END{print u+s}' $B/mome-$N.tune.log)
@@ -108,7 +110,7 @@ for m in $METHODS; do
         python3 bench/editing_peers.py mome --facts $FACTS --n $N --eval-json $B/mome-$N.eval.json \
             --tfacc $B/mome-$N.tfacc.jsonl --outputs $B/mome-$N.outputs.jsonl --out $R \
             --edit-wall-s "$(awk "BEGIN{print $t1 - $t0}")" --edit-cpu-s "$cpu" --eval-wall-s "$(awk "BEGIN{print $t2 - $t1}")" \
-            --settings "mome tune defaults, -t $T" ;;
+            --settings "mome tune ${MOME_TUNE_ARGS:-defaults}, -t $T" ;;
     WISE|GRACE)
         log "$m: edit $N facts one after another (log: $B/$m-$N.log)"
         OMP_NUM_THREADS=$T nice -n 10 $PY bench/editing_peers.py peer --method $m --model $HF --easyedit $EE \

@@ -180,7 +180,8 @@
 #define MEM_MARGIN_SURE 0.98f
 #define MEM_DEFAULT_MARGIN_SHARE MOME_DEFAULT_MARGIN_SHARE /* mome.h */
 
-/* The relation check (mome tune --verify T, issue 8). Once the subject
+/* The relation check (mome tune --verify T, issue 8; a new memory has it
+ * by default since 2026-12-05, T = 0.5 with tau 0.6). Once the subject
  * check has found a candidate, what is left is the relation: "What will be
  * the product of X?" must fire the fact "What is the product made by X?",
  * "Who owns X?" must not. Measured layer by layer (bench/relation_keys.py,
