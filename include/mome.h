@@ -158,12 +158,13 @@ typedef enum mome_verify_key {
     MOME_VERIFY_NONE
 } mome_verify_key;
 
-/* A new memory's relation check and the key-score threshold that goes with
- * it (docs/BENCHMARKS.md, 998 zsRE facts: rewordings 0.79, other questions
- * about the tuned subjects left alone 0.991, unrelated ones 1.000, against
- * 0.95 / 0.34 / 0.996 with neither), and the threshold without the check. */
+/* A new memory's relation check and key-score threshold (docs/BENCHMARKS.md,
+ * "The relation check by default": 998 zsRE facts, rewordings 0.79, other
+ * questions about the tuned subjects left alone 0.991, unrelated ones 1.000,
+ * against 0.95 / 0.34 / 0.996 without the check; a score threshold of 0.6
+ * with it cost one-template catalogues a third of their rewordings and
+ * contexts for no locality measured). */
 #define MOME_DEFAULT_VERIFY 0.5f
-#define MOME_DEFAULT_ROUTE_THRESHOLD_CHECKED 0.6f
 #define MOME_DEFAULT_ROUTE_THRESHOLD 0.55f
 
 typedef struct mome_tune_params {
@@ -175,8 +176,8 @@ typedef struct mome_tune_params {
     /* memory layout (new memories only) */
     int key_layer;             /* block whose input gives the pooled question key (-1: 1/5 of depth) */
     int layer;                 /* block whose input the values join (-1: 4/5 of depth, 7/8 on qwen2) */
-    float route_threshold;     /* selection threshold on the key score (NAN: 0.6 with the relation
-                                  check, 0.55 without; a loaded memory keeps its own) */
+    float route_threshold;     /* selection threshold on the key score (new memories; default
+                                  MOME_DEFAULT_ROUTE_THRESHOLD) */
     float w_pool;              /* weight of the pooled key in the score (0.7) */
     float route_margin;        /* the best fact must lead its rival by its own margin to be
                                   selected: a share of the smallest lead of the contexts the tuner

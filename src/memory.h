@@ -86,7 +86,7 @@
 #define MEM_MAX_ANSWER 256 /* answer tokens a fact may have */
 /* Selection defaults (measured on zsRE, see docs/ARCHITECTURE.md): the score
  * threshold and the pooled key's weight in the score. */
-#define MEM_DEFAULT_TAU MOME_DEFAULT_ROUTE_THRESHOLD /* mome.h; 0.6 with the relation check */
+#define MEM_DEFAULT_TAU MOME_DEFAULT_ROUTE_THRESHOLD /* mome.h */
 #define MEM_DEFAULT_W_POOL 0.7f
 #define MEM_GATE_MAX_NEG 4096 /* rejected questions' keys a memory keeps */
 #define MEM_MAX_K 64          /* facts one question may mix (top_k) */
@@ -181,7 +181,7 @@
 #define MEM_DEFAULT_MARGIN_SHARE MOME_DEFAULT_MARGIN_SHARE /* mome.h */
 
 /* The relation check (mome tune --verify T, issue 8; a new memory has it
- * by default since 2026-12-05, T = 0.5 with tau 0.6). Once the subject
+ * by default since 2026-12-05, T = 0.5). Once the subject
  * check has found a candidate, what is left is the relation: "What will be
  * the product of X?" must fire the fact "What is the product made by X?",
  * "Who owns X?" must not. Measured layer by layer (bench/relation_keys.py,

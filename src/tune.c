@@ -71,7 +71,7 @@ mome_tune_params mome_tune_default_params(void) {
     p.method = MOME_TUNE_MOME;
     p.key_layer = -1;
     p.layer = -1;
-    p.route_threshold = NAN; /* 0.6 with the relation check, 0.55 without */
+    p.route_threshold = MEM_DEFAULT_TAU;
     p.w_pool = MEM_DEFAULT_W_POOL;
     p.cover = NAN;
     p.verify = NAN;
@@ -1419,9 +1419,7 @@ static int open_memory(tuner *t, int *new_memory) {
         const int lv = p->layer >= 0 ? p->layer : model_mem_value_layer(m);
         const int lk = p->key_layer >= 0 ? p->key_layer : m->hp.n_layer / 5;
         if ((rc = mem_new(m, lk > 0 ? lk : 1, lv, &t->mem))) return rc;
-        const float tau = !isnan(p->route_threshold) ? p->route_threshold
-                          : isnan(verify) ? MOME_DEFAULT_ROUTE_THRESHOLD : MOME_DEFAULT_ROUTE_THRESHOLD_CHECKED;
-        mome_memory_set_routing(t->mem, tau, p->w_pool);
+        mome_memory_set_routing(t->mem, p->route_threshold, p->w_pool);
         mome_memory_set_mix(t->mem, p->top_k > 0 ? p->top_k : 1, p->top_k_temp > 0 ? p->top_k_temp : MEM_DEFAULT_MIX_TEMP,
                             p->top_k_tau);
     }

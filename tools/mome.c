@@ -170,8 +170,7 @@ static const arg_opt OPTS[] = {
      .help = "block whose input gives the pooled question key", .def = "1/5 of the depth"},
     {CMD_TUNE, "--route-threshold", "X", ARG_FLOAT(&V.tune.route_threshold, -1, 1),
      .help = "a question selects its fact when the key score is at least X; lower: more rewordings, higher: "
-             "fewer false hits (a new memory's; facts added with --memory use the memory's)",
-     .def = "0.6 with the relation check, 0.55 with --verify-key none"},
+             "fewer false hits (a new memory's; facts added with --memory use the memory's)"},
     {CMD_TUNE, "--route-margin", "M", ARG_FLOAT(&V.tune.route_margin, 0, 2),
      .help = "a question selects its fact only when its key score leads the fact's rival (the best other fact with "
              "another answer that the question could be asking about) by the fact's margin, or is the stored "
