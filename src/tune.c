@@ -768,6 +768,12 @@ static int set_whitening(tuner *t, double *cov, int64_t n_q) {
     return rc;
 }
 
+/* The key a check new to the memory compares: the one asked for, or the
+ * default key where --verify-key none met a memory that has a check. */
+static int check_key(const mome_tune_params *p) {
+    return p->verify_key == MOME_VERIFY_NONE ? MOME_VERIFY_MEANING : p->verify_key;
+}
+
 /* The relation check's states of each new fact: its question alone, as
  * given, lower-cased, without its final mark and with doubled spaces (the
  * wordings of the same question an application's users produce; a system
@@ -785,7 +791,7 @@ static int capture_verify_states(tuner *t) {
     static const context_kind kinds[] = {CTX_OWN, CTX_LOWER, CTX_NO_MARK, CTX_SPACES};
     enum { NK = sizeof kinds / sizeof kinds[0] };
     const int C = t->m->hp.n_embd;
-    const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && t->p->verify_key != MOME_VERIFY_CENTRED) || t->mem->ver_w;
+    const int fresh = t->mem->n_ver_total == 0, whiten = (fresh && check_key(t->p) != MOME_VERIFY_CENTRED) || t->mem->ver_w;
     /* NK wordings, or SPREAD_TEMPLATES questions and a centre */
     float *rows = mome_malloc((size_t)(NK > SPREAD_TEMPLATES + 1 ? NK : SPREAD_TEMPLATES + 1) * C * sizeof(float));
     float *ctr = whiten ? mome_malloc((size_t)(t->n > 0 ? t->n : 1) * C * sizeof(float)) : NULL;
@@ -1439,7 +1445,7 @@ static int open_memory(tuner *t, int *new_memory) {
         mome_memory_set_cover(t->mem, p->cover);
     }
     if (!isnan(verify) || t->mem->ver_layer >= 0) {
-        const int L = m->hp.n_layer, key = p->verify_key == MOME_VERIFY_NONE ? MOME_VERIFY_MEANING : p->verify_key;
+        const int L = m->hp.n_layer, key = check_key(p);
         if (t->mem->n_ver_total == 0) { /* a new check: its key */
             t->mem->ver_pool = key == MOME_VERIFY_RELATION;
             rc = key == MOME_VERIFY_MEANING ? set_meaning_wrap(t) : mem_set_verify_wrap(t->mem, NULL, 0, NULL, 0);
